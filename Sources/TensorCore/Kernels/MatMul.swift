@@ -1,0 +1,98 @@
+// Matrix product and linear layer as forward/backward kernel pairs over dense row-major buffers.
+// Backward kernels accumulate (`beta = 1`): callers zero gradient buffers explicitly.
+
+/// C = op(A) · op(B), batched over `batches` (B shared across batches when `sharedB`).
+public enum MatMulKernel {
+    /// out: [batches, m, n]; a: [batches, m, k] (stored [k, m] per batch when transposeA);
+    /// b: [batches?, k, n] (stored [n, k] when transposeB).
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        batches: Int, m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool, sharedB: Bool
+    ) {
+        if sharedB && !transposeA {
+            BLAS.gemm(transposeA: false, transposeB: transposeB, m: batches * m, n: n, k: k, a: a, b: b, c: out)
+            return
+        }
+        for i in 0..<batches {
+            BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                      a: a + i * m * k, b: b + (sharedB ? 0 : i * k * n), c: out + i * m * n)
+        }
+    }
+
+    /// Adds dL/dA into `gradA` and dL/dB into `gradB` (either may be nil) given dL/dC in `gradOut`.
+    public static func backward(
+        gradA: UnsafeMutablePointer<Float>?, gradB: UnsafeMutablePointer<Float>?,
+        gradOut: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+        batches: Int, m: Int, n: Int, k: Int, transposeA: Bool, transposeB: Bool, sharedB: Bool
+    ) {
+        for i in 0..<batches {
+            let dC = gradOut + i * m * n
+            let aI = a + i * m * k
+            let bI = b + (sharedB ? 0 : i * k * n)
+            if let gradA {
+                if !transposeA {
+                    // dA[m, k] += dC[m, n] · op(B)ᵀ
+                    BLAS.gemm(transposeA: false, transposeB: !transposeB, m: m, n: k, k: n,
+                              a: dC, b: bI, beta: 1, c: gradA + i * m * k)
+                } else {
+                    // dA stored [k, m] += op(B)[k, n] · dCᵀ
+                    BLAS.gemm(transposeA: transposeB, transposeB: true, m: k, n: m, k: n,
+                              a: bI, b: dC, beta: 1, c: gradA + i * m * k)
+                }
+            }
+            if let gradB {
+                let dB = gradB + (sharedB ? 0 : i * k * n)
+                if !transposeB {
+                    // dB[k, n] += op(A)ᵀ[k, m] · dC[m, n]
+                    BLAS.gemm(transposeA: !transposeA, transposeB: false, m: k, n: n, k: m,
+                              a: aI, b: dC, beta: 1, c: dB)
+                } else {
+                    // dB stored [n, k] += dCᵀ[n, m] · op(A)[m, k]
+                    BLAS.gemm(transposeA: true, transposeB: transposeA, m: n, n: k, k: m,
+                              a: dC, b: aI, beta: 1, c: dB)
+                }
+            }
+        }
+    }
+}
+
+/// y = x · Wᵀ + b with W stored [out, in] as in PyTorch and Hugging Face checkpoints.
+public enum LinearKernel {
+    /// y: [rows, outFeatures]; x: [rows, inFeatures]; weight: [outFeatures, inFeatures]; bias: [outFeatures]?
+    public static func forward(
+        y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        if let bias {
+            for r in 0..<rows {
+                (y + r * outFeatures).update(from: bias, count: outFeatures)
+            }
+        }
+        BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
+                  a: x, b: weight, beta: bias == nil ? 0 : 1, c: y)
+    }
+
+    /// Adds dx (x's shape), dW ([out, in]) and db ([out]) given dy: [rows, outFeatures].
+    public static func backward(
+        gradX: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
+        gradBias: UnsafeMutablePointer<Float>?, gradY: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int
+    ) {
+        if let gradX {
+            // dx[rows, in] += dy[rows, out] · W[out, in]
+            BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
+                      a: gradY, b: weight, beta: 1, c: gradX)
+        }
+        if let gradWeight {
+            // dW[out, in] += dyᵀ[out, rows] · x[rows, in]
+            BLAS.gemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
+                      a: gradY, b: x, beta: 1, c: gradWeight)
+        }
+        if let gradBias {
+            for r in 0..<rows {
+                let row = gradY + r * outFeatures
+                for j in 0..<outFeatures { gradBias[j] += row[j] }
+            }
+        }
+    }
+}
