@@ -19,6 +19,7 @@ public enum BLAS {
         beta: Float = 0, c: UnsafeMutablePointer<Float>
     ) {
         if m == 0 || n == 0 { return }
+        _ = kernelSelection
         cblas_sgemm(
             CblasRowMajor,
             transposeA ? CblasTrans : CblasNoTrans,

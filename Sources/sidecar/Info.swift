@@ -1,0 +1,15 @@
+// `sidecar info`: the versions and settings of the numeric and storage libraries this build links.
+import ArgumentParser
+import TensorCore
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the linked libraries (OpenBLAS, LMDB, zstd) and their settings.")
+
+    func run() throws {
+        print("sidecar   \(Sidecar.configuration.version)")
+        print("OpenBLAS  \(BLAS.configuration)")
+        let chosen = BLAS.kernelSelection.map { _ in " (chosen by sidecar: OpenBLAS fell back to generic kernels)" } ?? ""
+        print("          kernels \(BLAS.coreName)\(chosen), \(BLAS.threadCount) threads")
+    }
+}

@@ -1,0 +1,16 @@
+// The `sidecar` command: a thin shell over the library targets. Each subcommand parses its flags,
+// calls the library and prints; no logic lives here that a test of the library could not reach.
+import ArgumentParser
+
+@main
+struct Sidecar: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sidecar",
+        abstract: "Cache a frozen backbone's activations once, then train many side networks on the cache.",
+        discussion: """
+            Stage one runs the frozen backbone once over a dataset and stores per-layer activations in an \
+            LMDB cache; stage two trains lightweight side networks on that cache with no backbone in memory.
+            """,
+        version: "0.1.0",
+        subcommands: [Info.self])
+}
