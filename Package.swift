@@ -26,6 +26,10 @@ let package = Package(
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
         .target(name: "ActivationStore", dependencies: ["TensorCore", "CLMDB", "CZstd"]),
 
+        // Stage one: inputs and the frozen backbones.
+        .target(name: "Datasets"),
+        .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors"]),
+
         // The command-line tool and the benchmarks.
         .executableTarget(
             name: "sidecar",
@@ -41,6 +45,8 @@ let package = Package(
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TensorCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
         .testTarget(name: "ActivationStoreTests", dependencies: ["ActivationStore", "CLMDB"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
+        .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
     ]
 )
