@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
         .testTarget(name: "ActivationStoreTests", dependencies: ["ActivationStore", "CLMDB"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
-        .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"]),
+        .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
     ]
 )

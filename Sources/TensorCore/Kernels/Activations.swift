@@ -1,0 +1,89 @@
+// Point-wise activations as forward/backward pairs: GELU (erf and tanh forms), sigmoid, tanh, ReLU.
+// Forward kernels write `out` and are also the backbone's inference path; backward kernels add
+// into gradX. Each backward takes what its derivative is cheapest from (the input or the output).
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// The activations that side networks and backbones use.
+public enum Activation: String, Sendable, CaseIterable {
+    /// x·Φ(x), with Φ the normal CDF through erf (BERT's "gelu", PyTorch's default).
+    case gelu
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (Hugging Face "gelu_new", "gelu_pytorch_tanh").
+    case geluTanh
+    case sigmoid
+    case tanh
+    case relu
+}
+
+public enum ActivationKernel {
+    static let sqrtHalf: Float = 0.707_106_781_186_547_6
+    static let inverseSqrtTwoPi: Float = 0.398_942_280_401_432_7
+    static let sqrtTwoOverPi: Float = 0.797_884_560_802_865_4
+
+    /// out[i] = f(x[i]) for i < count. `out` may equal `x` (in place).
+    public static func forward(_ f: Activation, out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count: Int) {
+        switch f {
+        case .gelu:
+            for i in 0..<count { let v = x[i]; out[i] = 0.5 * v * (1 + erff(v * sqrtHalf)) }
+        case .geluTanh:
+            for i in 0..<count {
+                let v = x[i]
+                out[i] = 0.5 * v * (1 + tanhf(sqrtTwoOverPi * (v + 0.044715 * v * v * v)))
+            }
+        case .sigmoid:
+            for i in 0..<count { out[i] = 1 / (1 + expf(-x[i])) }
+        case .tanh:
+            for i in 0..<count { out[i] = tanhf(x[i]) }
+        case .relu:
+            for i in 0..<count { out[i] = max(x[i], 0) }
+        }
+    }
+
+    /// gradX[i] += f′(x[i]) · gradOut[i]. `x` is the forward input and `y` its output.
+    public static func backward(
+        _ f: Activation, gradX: UnsafeMutablePointer<Float>, gradOut: UnsafePointer<Float>,
+        x: UnsafePointer<Float>, y: UnsafePointer<Float>, count: Int
+    ) {
+        switch f {
+        case .gelu:
+            // d/dx x·Φ(x) = Φ(x) + x·φ(x)
+            for i in 0..<count {
+                let v = x[i]
+                let cdf = 0.5 * (1 + erff(v * sqrtHalf))
+                let pdf = inverseSqrtTwoPi * expf(-0.5 * v * v)
+                gradX[i] += gradOut[i] * (cdf + v * pdf)
+            }
+        case .geluTanh:
+            for i in 0..<count {
+                let v = x[i]
+                let inner = sqrtTwoOverPi * (v + 0.044715 * v * v * v)
+                let t = tanhf(inner)
+                let dInner = sqrtTwoOverPi * (1 + 3 * 0.044715 * v * v)
+                gradX[i] += gradOut[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * dInner)
+            }
+        case .sigmoid:
+            for i in 0..<count { gradX[i] += gradOut[i] * y[i] * (1 - y[i]) }
+        case .tanh:
+            for i in 0..<count { gradX[i] += gradOut[i] * (1 - y[i] * y[i]) }
+        case .relu:
+            for i in 0..<count where x[i] > 0 { gradX[i] += gradOut[i] }
+        }
+    }
+}
+
+extension Tensor {
+    /// f applied to every element.
+    public func applying(_ f: Activation) -> Tensor {
+        var out = self
+        if count == 0 { return out }
+        withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { o in
+                ActivationKernel.forward(f, out: o.baseAddress!, x: x.baseAddress!, count: count)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,143 @@
+// Element-wise binary operations with NumPy broadcasting, forward and backward. One strided loop
+// serves every case (a broadcast dimension has stride 0); the innermost dimension runs as a plain
+// loop so the common shapes ([B, N, D] with [D], equal shapes) vectorise.
+
+/// The binary element-wise operations with broadcasting.
+public enum BinaryOperation: Sendable {
+    case add, subtract, multiply
+}
+
+/// Broadcasting geometry of two shapes: the output shape and each operand's strides over it.
+public struct Broadcast: Sendable, Equatable {
+    public let shape: [Int]
+    /// Element strides of each operand over `shape` (0 where the operand is broadcast).
+    public let stridesA: [Int]
+    public let stridesB: [Int]
+
+    /// NumPy's rules: align the shapes on the right; each pair of dimensions must be equal or 1.
+    /// Returns nil when the shapes do not broadcast.
+    public init?(_ a: [Int], _ b: [Int]) {
+        let rank = max(a.count, b.count)
+        let pa = Array(repeating: 1, count: rank - a.count) + a
+        let pb = Array(repeating: 1, count: rank - b.count) + b
+        var shape = [Int](repeating: 1, count: rank)
+        for d in 0..<rank {
+            guard pa[d] == pb[d] || pa[d] == 1 || pb[d] == 1 else { return nil }
+            shape[d] = pa[d] == 1 ? pb[d] : pa[d]
+        }
+        func strides(_ s: [Int]) -> [Int] {
+            var out = [Int](repeating: 0, count: rank)
+            var step = 1
+            for d in stride(from: rank - 1, through: 0, by: -1) {
+                out[d] = s[d] == 1 ? 0 : step
+                step *= s[d]
+            }
+            return out
+        }
+        self.shape = shape
+        self.stridesA = strides(pa)
+        self.stridesB = strides(pb)
+    }
+
+    public var count: Int { Tensor.elementCount(shape) }
+
+    /// Calls `body(outOffset, aOffset, bOffset, length, aStep, bStep)` for each run of the
+    /// innermost dimension.
+    @inlinable
+    func forEachRow(_ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+        let rank = shape.count
+        if rank == 0 { body(0, 0, 0, 1, 0, 0); return }
+        let inner = shape[rank - 1]
+        let rows = inner == 0 ? 0 : count / inner
+        var index = [Int](repeating: 0, count: rank - 1)
+        var offsetA = 0, offsetB = 0
+        for row in 0..<rows {
+            body(row * inner, offsetA, offsetB, inner, stridesA[rank - 1], stridesB[rank - 1])
+            // Odometer over the outer dimensions.
+            var d = rank - 2
+            while d >= 0 {
+                index[d] += 1
+                offsetA += stridesA[d]
+                offsetB += stridesB[d]
+                if index[d] < shape[d] { break }
+                offsetA -= stridesA[d] * shape[d]
+                offsetB -= stridesB[d] * shape[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+    }
+}
+
+/// out = a ∘ b with broadcasting, for ∘ in {+, −, ×}.
+public enum BinaryKernel {
+    /// out: [broadcast.count]; a, b: their own shapes' element counts.
+    public static func forward(
+        _ operation: BinaryOperation, out: UnsafeMutablePointer<Float>,
+        a: UnsafePointer<Float>, b: UnsafePointer<Float>, broadcast: Broadcast
+    ) {
+        broadcast.forEachRow { o, ia, ib, n, sa, sb in
+            switch (operation, sa, sb) {
+            case (.add, 1, 1): for j in 0..<n { out[o + j] = a[ia + j] + b[ib + j] }
+            case (.add, 1, 0): let v = b[ib]; for j in 0..<n { out[o + j] = a[ia + j] + v }
+            case (.add, _, _): for j in 0..<n { out[o + j] = a[ia + j * sa] + b[ib + j * sb] }
+            case (.subtract, 1, 1): for j in 0..<n { out[o + j] = a[ia + j] - b[ib + j] }
+            case (.subtract, _, _): for j in 0..<n { out[o + j] = a[ia + j * sa] - b[ib + j * sb] }
+            case (.multiply, 1, 1): for j in 0..<n { out[o + j] = a[ia + j] * b[ib + j] }
+            case (.multiply, 1, 0): let v = b[ib]; for j in 0..<n { out[o + j] = a[ia + j] * v }
+            case (.multiply, _, _): for j in 0..<n { out[o + j] = a[ia + j * sa] * b[ib + j * sb] }
+            }
+        }
+    }
+
+    /// Adds dL/da into gradA and dL/db into gradB (either may be nil), summing over broadcast
+    /// dimensions. `a` and `b` are needed only for multiply.
+    public static func backward(
+        _ operation: BinaryOperation, gradA: UnsafeMutablePointer<Float>?, gradB: UnsafeMutablePointer<Float>?,
+        gradOut: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, broadcast: Broadcast
+    ) {
+        broadcast.forEachRow { o, ia, ib, n, sa, sb in
+            switch operation {
+            case .add, .subtract:
+                if let gradA { for j in 0..<n { gradA[ia + j * sa] += gradOut[o + j] } }
+                if let gradB {
+                    let sign: Float = operation == .add ? 1 : -1
+                    for j in 0..<n { gradB[ib + j * sb] += sign * gradOut[o + j] }
+                }
+            case .multiply:
+                if let gradA { for j in 0..<n { gradA[ia + j * sa] += gradOut[o + j] * b[ib + j * sb] } }
+                if let gradB { for j in 0..<n { gradB[ib + j * sb] += gradOut[o + j] * a[ia + j * sa] } }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// a ∘ b with NumPy broadcasting.
+    public static func binary(_ operation: BinaryOperation, _ a: Tensor, _ b: Tensor) -> Tensor {
+        guard let geometry = Broadcast(a.shape, b.shape) else {
+            preconditionFailure("shapes \(a.shape) and \(b.shape) do not broadcast")
+        }
+        var out = Tensor(zeros: geometry.shape)
+        if out.count == 0 { return out }
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                out.withUnsafeMutableBufferPointer { po in
+                    BinaryKernel.forward(operation, out: po.baseAddress!, a: pa.baseAddress!, b: pb.baseAddress!, broadcast: geometry)
+                }
+            }
+        }
+        return out
+    }
+
+    public static func + (a: Tensor, b: Tensor) -> Tensor { binary(.add, a, b) }
+    public static func - (a: Tensor, b: Tensor) -> Tensor { binary(.subtract, a, b) }
+    public static func * (a: Tensor, b: Tensor) -> Tensor { binary(.multiply, a, b) }
+
+    /// Every element times `factor`.
+    public func scaled(by factor: Float) -> Tensor {
+        var out = self
+        out.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] *= factor } }
+        return out
+    }
+}

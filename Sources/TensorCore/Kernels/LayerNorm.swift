@@ -1,0 +1,68 @@
+// Layer normalisation over the last dimension, as in llm.c: the forward keeps each row's mean and
+// reciprocal standard deviation for the backward. Statistics accumulate in Double-free Float with
+// a two-pass variance, which matches PyTorch's fp32 results to ~1e-6.
+
+public enum LayerNormKernel {
+    /// out[r, :] = (x[r, :] − μ_r) · rstd_r · gain + bias, rstd_r = 1/√(var_r + eps).
+    ///
+    /// out, x: [rows, cols]; gain, bias: [cols] (nil: 1 and 0); mean, rstd: [rows] or nil when no
+    /// backward follows (inference). `out` may equal `x`.
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
+        x: UnsafePointer<Float>, gain: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+        rows: Int, cols: Int, eps: Float
+    ) {
+        let n = Float(cols)
+        for r in 0..<rows {
+            let xr = x + r * cols, yr = out + r * cols
+            var sum: Float = 0
+            for j in 0..<cols { sum += xr[j] }
+            let mu = sum / n
+            var squares: Float = 0
+            for j in 0..<cols { let d = xr[j] - mu; squares += d * d }
+            let s = 1 / (squares / n + eps).squareRoot()
+            mean?[r] = mu
+            rstd?[r] = s
+            switch (gain, bias) {
+            case let (g?, b?): for j in 0..<cols { yr[j] = (xr[j] - mu) * s * g[j] + b[j] }
+            case let (g?, nil): for j in 0..<cols { yr[j] = (xr[j] - mu) * s * g[j] }
+            case let (nil, b?): for j in 0..<cols { yr[j] = (xr[j] - mu) * s + b[j] }
+            case (nil, nil): for j in 0..<cols { yr[j] = (xr[j] - mu) * s }
+            }
+        }
+    }
+
+    /// Adds dx, dgain, dbias (each may be nil) given dy, using the forward's mean and rstd.
+    ///
+    /// With x̂ = (x − μ)·rstd: dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)), dx̂ = dy · gain.
+    public static func backward(
+        gradX: UnsafeMutablePointer<Float>?, gradGain: UnsafeMutablePointer<Float>?, gradBias: UnsafeMutablePointer<Float>?,
+        gradOut: UnsafePointer<Float>, x: UnsafePointer<Float>, gain: UnsafePointer<Float>?,
+        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int
+    ) {
+        let n = Float(cols)
+        for r in 0..<rows {
+            let xr = x + r * cols, gr = gradOut + r * cols
+            let mu = mean[r], s = rstd[r]
+            var meanDxhat: Float = 0, meanDxhatXhat: Float = 0
+            for j in 0..<cols {
+                let xhat = (xr[j] - mu) * s
+                let dxhat = gr[j] * (gain?[j] ?? 1)
+                meanDxhat += dxhat
+                meanDxhatXhat += dxhat * xhat
+                gradGain?[j] += gr[j] * xhat
+                gradBias?[j] += gr[j]
+            }
+            meanDxhat /= n
+            meanDxhatXhat /= n
+            if let gradX {
+                let dr = gradX + r * cols
+                for j in 0..<cols {
+                    let xhat = (xr[j] - mu) * s
+                    let dxhat = gr[j] * (gain?[j] ?? 1)
+                    dr[j] += s * (dxhat - meanDxhat - xhat * meanDxhatXhat)
+                }
+            }
+        }
+    }
+}

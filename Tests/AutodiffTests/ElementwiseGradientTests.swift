@@ -1,0 +1,74 @@
+import Autodiff
+import Testing
+import TensorCore
+
+@Suite struct ElementwiseGradientTests {
+    @Test(arguments: [[3, 4], [4], [1, 4], [3, 1], [2, 3, 4]])
+    func broadcastArithmetic(otherShape: [Int]) {
+        let a = randomInput([2, 3, 4].count >= otherShape.count ? [2, 3, 4] : otherShape, seed: 1)
+        let b = randomInput(otherShape, seed: 2)
+        checkGradients("add \(otherShape)", inputs: [a, b]) { _, v in v[0] + v[1] }
+        checkGradients("subtract \(otherShape)", inputs: [a, b]) { _, v in v[1] - v[0] }
+        checkGradients("multiply \(otherShape)", inputs: [a, b]) { _, v in v[0] * v[1] }
+    }
+
+    @Test func scaleNegateReshape() {
+        checkGradients("scaled", inputs: [randomInput([3, 4], seed: 3)]) { _, v in (-v[0] * 2.5).reshaped([4, 3]) }
+    }
+
+    @Test(arguments: Activation.allCases)
+    func activation(_ f: Activation) {
+        // ReLU is not differentiable at 0: keep inputs away from it (|x| ≥ 0.1).
+        var x = randomInput([4, 5], seed: 4, scale: 2)
+        for i in 0..<x.count where abs(x.scalars[i]) < 0.1 { x.scalars[i] = 0.3 }
+        checkGradients("\(f)", inputs: [x]) { _, v in v[0].applying(f) }
+    }
+
+    @Test func layerNorm() {
+        checkGradients("layerNorm affine", inputs: [randomInput([3, 2, 8], seed: 5), randomInput([8], seed: 6), randomInput([8], seed: 7)]) { _, v in
+            v[0].layerNorm(gain: v[1], bias: v[2])
+        }
+        checkGradients("layerNorm plain", inputs: [randomInput([4, 6], seed: 8)]) { _, v in v[0].layerNorm(eps: 1e-12) }
+    }
+
+    @Test func softmaxAndLogSoftmax() {
+        checkGradients("softmax", inputs: [randomInput([3, 7], seed: 9, scale: 2)]) { _, v in v[0].softmax() }
+        checkGradients("logSoftmax", inputs: [randomInput([3, 7], seed: 10, scale: 2)]) { _, v in v[0].logSoftmax() }
+    }
+
+    @Test(arguments: [Float(0), 0.1, 0.3])
+    func crossEntropy(smoothing: Float) {
+        checkGradients("crossEntropy ε=\(smoothing)", inputs: [randomInput([5, 4], seed: 11, scale: 2)]) { _, v in
+            v[0].crossEntropy(labels: [0, 3, 1, 1, 2], smoothing: smoothing)
+        }
+    }
+
+    @Test func l1Normalized() {
+        // Away from 0, where |x| has no derivative.
+        var x = randomInput([3, 6], seed: 12)
+        for i in 0..<x.count where abs(x.scalars[i]) < 0.1 { x.scalars[i] = -0.4 }
+        checkGradients("l1Normalized", inputs: [x]) { _, v in v[0].l1Normalized() }
+    }
+
+    @Test func reductions() {
+        let x = randomInput([2, 3, 4], seed: 13)
+        checkGradients("mean", inputs: [x]) { _, v in v[0].mean() }
+        for axis in 0..<3 {
+            checkGradients("sum axis \(axis)", inputs: [x]) { _, v in v[0].sum(axis: axis) }
+            checkGradients("mean axis \(axis)", inputs: [x]) { _, v in v[0].mean(axis: axis) }
+        }
+    }
+
+    @Test func dropoutGradientAndStatistics() {
+        checkGradients("dropout", inputs: [randomInput([8, 8], seed: 14)]) { _, v in v[0].dropout(0.3) }
+        let tape = Tape(training: true, rng: SeededGenerator(seed: 1))
+        let ones = tape.constant(Tensor(repeating: 1, shape: [10_000]))
+        let dropped = ones.dropout(0.3).value.scalars
+        let kept = dropped.filter { $0 != 0 }
+        #expect(abs(Float(kept.count) / 10_000 - 0.7) < 0.02, "kept fraction \(kept.count)")
+        #expect(kept.allSatisfy { abs($0 - 1 / 0.7) < 1e-6 })
+        let evaluation = Tape(training: false)
+        let x = randomInput([5], seed: 15)
+        #expect(evaluation.constant(x).dropout(0.5).value == x)
+    }
+}

@@ -1,0 +1,79 @@
+// Forward values of the kernels against numbers printed by PyTorch 2 (torch.nn.functional, fp32)
+// for the same inputs, and against naive loops.
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+import TensorCore
+
+func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6, _ what: String,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(actual.count == expected.count, "\(what): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
+    let worst = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
+    #expect(worst <= tolerance, "\(what): max |difference| \(worst) > \(tolerance)\n  got \(actual)\n  expected \(expected)", sourceLocation: sourceLocation)
+}
+
+@Suite struct KernelForwardTests {
+    let x = Tensor(shape: [1, 6], scalars: [-3, -1, -0.25, 0, 0.5, 2])
+
+    @Test func geluMatchesPyTorch() {
+        // F.gelu(x) and F.gelu(x, approximate="tanh")
+        expectClose(x.applying(.gelu).scalars,
+                    [-0.004050225, -0.158655256, -0.100323416, 0, 0.345731229, 1.954499722], "gelu erf")
+        expectClose(x.applying(.geluTanh).scalars,
+                    [-0.003637433, -0.158807993, -0.100324646, 0, 0.345714003, 1.954597712], "gelu tanh")
+    }
+
+    @Test func sigmoidTanhRelu() {
+        for (i, v) in x.scalars.enumerated() {
+            #expect(abs(x.applying(.sigmoid).scalars[i] - 1 / (1 + expf(-v))) < 1e-6)
+            #expect(x.applying(.relu).scalars[i] == max(v, 0))
+        }
+        #expect(abs(x.applying(.tanh).scalars[5] - 0.96402758) < 1e-6)
+    }
+
+    @Test func layerNormMatchesPyTorch() {
+        let a: [Float] = [1, 2, 4, -1, 0.5, 0.5, 0.5, 3.5]
+        let gain: [Float] = [1, 0.5, 2, -1], bias: [Float] = [0, 0.1, 0.2, 0.3]
+        var out = [Float](repeating: 0, count: 8), mean = [Float](repeating: 0, count: 2), rstd = mean
+        LayerNormKernel.forward(out: &out, mean: &mean, rstd: &rstd, x: a, gain: gain, bias: bias, rows: 2, cols: 4, eps: 1e-5)
+        // F.layer_norm(a, (4,), gain, bias, eps=1e-5)
+        expectClose(out, [-0.27734968, 0.23867485, 2.97349691, 1.68674850, -0.57734853, -0.18867427, -0.95469707, -1.43204570],
+                    tolerance: 2e-6, "layer norm")
+        expectClose(mean, [1.5, 1.25], "layer norm mean")
+    }
+
+    @Test func crossEntropyWithLabelSmoothingMatchesPyTorch() {
+        let logits: [Float] = [2, -1, 0.5, 0, 0.1, 0.2, 3, -2, 1, 1, 1, 1]
+        let labels = [0, 2, 3]
+        var p = [Float](repeating: 0, count: 12)
+        // F.cross_entropy(logits, labels) and label_smoothing=0.1
+        let plain = CrossEntropyKernel.forward(probabilities: &p, logits: logits, labels: labels, rows: 3, classes: 4, smoothing: 0)
+        let smoothed = CrossEntropyKernel.forward(probabilities: &p, logits: logits, labels: labels, rows: 3, classes: 4, smoothing: 0.1)
+        #expect(abs(plain - 0.61475527) < 1e-6)
+        #expect(abs(smoothed - 0.75808859) < 1e-6)
+    }
+
+    @Test func softmaxRowsSumToOneAndSurviveLargeLogits() {
+        let logits: [Float] = [1000, 1001, 1002, -5, 0, 5]
+        var y = [Float](repeating: 0, count: 6)
+        SoftmaxKernel.forward(out: &y, x: logits, rows: 2, cols: 3)
+        #expect(y.allSatisfy { $0.isFinite })
+        #expect(abs(y[0] + y[1] + y[2] - 1) < 1e-6)
+        expectClose(Array(y[0..<3]), [0.09003057, 0.24472847, 0.66524096], "softmax")
+    }
+
+    @Test func broadcastMatchesNaiveLoops() {
+        var rng = SeededGenerator(seed: 3)
+        let a = Tensor.randomNormal([2, 3, 4], using: &rng)
+        let b = Tensor.randomNormal([3, 1], using: &rng)
+        let sum = a + b, product = a * b, difference = b - a
+        #expect(sum.shape == [2, 3, 4] && difference.shape == [2, 3, 4])
+        for i in 0..<2 { for j in 0..<3 { for k in 0..<4 {
+            #expect(sum[i, j, k] == a[i, j, k] + b[j, 0])
+            #expect(product[i, j, k] == a[i, j, k] * b[j, 0])
+            #expect(difference[i, j, k] == b[j, 0] - a[i, j, k])
+        } } }
+        #expect(Broadcast([2, 3], [4]) == nil)
+    }
+}
