@@ -11,12 +11,13 @@ public enum BLAS {
     /// c[m, n] = alpha · op(a) · op(b) + beta · c, where op(a) is [m, k] and op(b) is [k, n].
     ///
     /// `a` is stored [m, k] (or [k, m] when `transposeA`), `b` is stored [k, n] (or [n, k] when
-    /// `transposeB`); leading dimensions are those of the stored, dense rows.
+    /// `transposeB`); leading dimensions default to dense rows, and a larger one reads a column
+    /// block of wider rows in place (one attention head of a [T, H·dh] matrix, say).
     @inlinable
     public static func gemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
-        alpha: Float = 1, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int? = nil, b: UnsafePointer<Float>, ldb: Int? = nil,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int? = nil
     ) {
         if m == 0 || n == 0 { return }
         _ = kernelSelection
@@ -25,9 +26,9 @@ public enum BLAS {
             transposeA ? CblasTrans : CblasNoTrans,
             transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), alpha,
-            a, Int32(transposeA ? m : k),
-            b, Int32(transposeB ? k : n),
-            beta, c, Int32(n))
+            a, Int32(lda ?? (transposeA ? m : k)),
+            b, Int32(ldb ?? (transposeB ? k : n)),
+            beta, c, Int32(ldc ?? n))
     }
 }
 

@@ -1,0 +1,131 @@
+// Differentiable multi-head attention over packed sequences and the grouped linear layer
+// (kernels in TensorCore/Kernels/Attention.swift and GroupedLinear.swift).
+import TensorCore
+
+extension Variable {
+    /// softmax(q·kᵀ/√dh)·v per example and head; self is q [T, heads·dh], keys and values the same
+    /// shape. Queries see only their own example's keys, and none whose `keyMask` entry is false.
+    public func attention(keys: Variable, values: Variable, heads: Int, segments: Segments, keyMask: [Bool]? = nil) -> Variable {
+        let q = value, k = keys.value, v = values.value
+        precondition(q.rank == 2 && q.shape == k.shape && q.shape == v.shape && q.shape[0] == segments.totalRows,
+                     "attention: q \(q.shape), k \(k.shape), v \(v.shape) for \(segments.totalRows) packed rows")
+        precondition(q.shape[1] % heads == 0, "attention: width \(q.shape[1]) is not a multiple of \(heads) heads")
+        precondition(keyMask == nil || keyMask!.count == segments.totalRows, "attention: key mask length differs from rows")
+        let headSize = q.shape[1] / heads
+        var out = Tensor(zeros: q.shape)
+        var probabilities = [Float](repeating: 0, count: AttentionKernel.probabilityCount(segments, heads: heads))
+        if q.count > 0 {
+            q.withUnsafeBufferPointer { pq in
+                k.withUnsafeBufferPointer { pk in
+                    v.withUnsafeBufferPointer { pv in
+                        out.withUnsafeMutableBufferPointer { po in
+                            withOptionalArray(keyMask) { mask in
+                                AttentionKernel.forward(out: po.baseAddress!, probabilities: &probabilities, q: pq.baseAddress!,
+                                                        k: pk.baseAddress!, v: pv.baseAddress!, segments: segments,
+                                                        heads: heads, headSize: headSize, keyMask: mask)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let (query, key, value) = (self, keys, values)
+        return tape.record(out, inputs: [query, key, value]) { g, tape in
+            guard g.count > 0 else { return }
+            var gradQ = tape.needsGradient(query) ? Tensor(zeros: q.shape) : nil
+            var gradK = tape.needsGradient(key) ? Tensor(zeros: k.shape) : nil
+            var gradV = tape.needsGradient(value) ? Tensor(zeros: v.shape) : nil
+            g.withUnsafeBufferPointer { pg in
+                q.withUnsafeBufferPointer { pq in
+                    k.withUnsafeBufferPointer { pk in
+                        v.withUnsafeBufferPointer { pv in
+                            withOptionalMutablePointer(&gradQ) { dq in
+                                withOptionalMutablePointer(&gradK) { dk in
+                                    withOptionalMutablePointer(&gradV) { dv in
+                                        AttentionKernel.backward(gradQ: dq, gradK: dk, gradV: dv, gradOut: pg.baseAddress!,
+                                                                 q: pq.baseAddress!, k: pk.baseAddress!, v: pv.baseAddress!,
+                                                                 probabilities: probabilities, segments: segments,
+                                                                 heads: heads, headSize: headSize)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let gradQ { tape.accumulate(query, gradQ) }
+            if let gradK { tape.accumulate(key, gradK) }
+            if let gradV { tape.accumulate(value, gradV) }
+        }
+    }
+
+    /// Block-diagonal linear layer: self [..., G·I], weight [G, O, I], bias [G·O]; the input's
+    /// channels are first reordered by `permutation` (x′[c] = x[permutation[c]]) when given.
+    public func groupedLinear(_ weight: Variable, _ bias: Variable? = nil, permutation: [Int]? = nil) -> Variable {
+        let x = value, w = weight.value
+        precondition(w.rank == 3 && x.columnCount == w.shape[0] * w.shape[2],
+                     "groupedLinear: input \(x.shape) does not match weight \(w.shape) ([G, O, I])")
+        let (groups, outPerGroup, inPerGroup) = (w.shape[0], w.shape[1], w.shape[2])
+        if let permutation {
+            precondition(permutation.count == x.columnCount && Set(permutation) == Set(0..<x.columnCount),
+                         "groupedLinear: permutation is not a permutation of 0..<\(x.columnCount)")
+        }
+        if let bias { precondition(bias.shape == [groups * outPerGroup], "groupedLinear: bias \(bias.shape) for weight \(w.shape)") }
+        let rows = x.rowCount
+        let biasValue = bias?.value
+        var y = Tensor(zeros: Array(x.shape.dropLast()) + [groups * outPerGroup])
+        var source = permutation == nil ? x : Tensor(zeros: x.shape)
+        if rows > 0 {
+            x.withUnsafeBufferPointer { px in
+                w.withUnsafeBufferPointer { pw in
+                    y.withUnsafeMutableBufferPointer { py in
+                        source.withUnsafeMutableBufferPointer { ps in
+                            withOptionalPointer(biasValue) { pb in
+                                GroupedLinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb,
+                                                            permutation: permutation, permuted: permutation == nil ? nil : ps.baseAddress!,
+                                                            rows: rows, groups: groups, inPerGroup: inPerGroup, outPerGroup: outPerGroup)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let permutedInput = source
+        let input = self
+        let inputs = [input, weight] + (bias.map { [$0] } ?? [])
+        return tape.record(y, inputs: inputs) { g, tape in
+            guard rows > 0 else { return }
+            var gradX = tape.needsGradient(input) ? Tensor(zeros: x.shape) : nil
+            var gradW = tape.needsGradient(weight) ? Tensor(zeros: w.shape) : nil
+            var gradB = bias.map { tape.needsGradient($0) } == true ? Tensor(zeros: [groups * outPerGroup]) : nil
+            var scratch: Tensor? = permutation != nil && gradX != nil ? Tensor(zeros: x.shape) : nil
+            g.withUnsafeBufferPointer { pg in
+                permutedInput.withUnsafeBufferPointer { ps in
+                    w.withUnsafeBufferPointer { pw in
+                        withOptionalMutablePointer(&gradX) { dx in
+                            withOptionalMutablePointer(&gradW) { dw in
+                                withOptionalMutablePointer(&gradB) { db in
+                                    withOptionalMutablePointer(&scratch) { sp in
+                                        GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: db, gradY: pg.baseAddress!,
+                                                                     source: ps.baseAddress!, weight: pw.baseAddress!, permutation: permutation,
+                                                                     scratch: sp, rows: rows, groups: groups, inPerGroup: inPerGroup,
+                                                                     outPerGroup: outPerGroup)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let gradX { tape.accumulate(input, gradX) }
+            if let gradW { tape.accumulate(weight, gradW) }
+            if let gradB, let bias { tape.accumulate(bias, gradB) }
+        }
+    }
+}
+
+/// Calls `body` with the array's base address, or nil when there is no array.
+func withOptionalArray<T, R>(_ array: [T]?, _ body: (UnsafePointer<T>?) -> R) -> R {
+    guard let array else { return body(nil) }
+    return array.withUnsafeBufferPointer { body($0.baseAddress) }
+}

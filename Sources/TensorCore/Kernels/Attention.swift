@@ -1,0 +1,127 @@
+// Scaled-dot-product multi-head attention over packed sequences, forward and backward. Each query
+// attends to the keys of its own example only, so packing replaces padding; an optional key mask
+// hides further keys (padding kept inside a segment). Heads are column blocks of [T, H·dh] and
+// are read in place through BLAS leading dimensions.
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+public enum AttentionKernel {
+    /// out = softmax(q·kᵀ/√dh + mask)·v per example and head.
+    ///
+    /// out, q, k, v: [T, heads·dh]; probabilities: Σ_b heads·n_b² floats (per example, per head,
+    /// [n_b, n_b] row-major, examples in order) kept for the backward, or nil for inference (then
+    /// `scratch` of max n_b² floats is used). keyMask: [T] (false = never attended) or nil.
+    /// A query whose every key is masked gets a zero output.
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>?,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        segments: Segments, heads: Int, headSize: Int, keyMask: UnsafePointer<Bool>?
+    ) {
+        let width = heads * headSize
+        let scale = 1 / Float(headSize).squareRoot()
+        let longest = segments.lengths.max() ?? 0
+        var scratch = probabilities == nil ? [Float](repeating: 0, count: longest * longest) : []
+        var probabilityOffset = 0
+        scratch.withUnsafeMutableBufferPointer { scratchBuffer in
+            for b in 0..<segments.count {
+                let start = segments.offsets[b], n = segments.offsets[b + 1] - start
+                if n == 0 { continue }
+                for h in 0..<heads {
+                    let p = probabilities.map { $0 + probabilityOffset } ?? scratchBuffer.baseAddress!
+                    probabilityOffset += n * n
+                    let column = start * width + h * headSize
+                    // p[n, n] = q_h · k_hᵀ · scale
+                    BLAS.gemm(transposeA: false, transposeB: true, m: n, n: n, k: headSize, alpha: scale,
+                              a: q + column, lda: width, b: k + column, ldb: width, c: p)
+                    maskedSoftmaxRows(p, n: n, keyMask: keyMask.map { $0 + start })
+                    // out_h[n, dh] = p · v_h
+                    BLAS.gemm(transposeA: false, transposeB: false, m: n, n: headSize, k: n,
+                              a: p, b: v + column, ldb: width, c: out + column, ldc: width)
+                }
+            }
+        }
+    }
+
+    /// Row-wise softmax of p [n, n] in place; masked keys get probability 0, a fully masked row all 0.
+    static func maskedSoftmaxRows(_ p: UnsafeMutablePointer<Float>, n: Int, keyMask: UnsafePointer<Bool>?) {
+        for i in 0..<n {
+            let row = p + i * n
+            var m = -Float.infinity
+            for j in 0..<n where keyMask?[j] ?? true { m = max(m, row[j]) }
+            if m == -Float.infinity {
+                for j in 0..<n { row[j] = 0 }
+                continue
+            }
+            var sum: Float = 0
+            for j in 0..<n {
+                if keyMask?[j] ?? true {
+                    let e = expf(row[j] - m)
+                    row[j] = e
+                    sum += e
+                } else {
+                    row[j] = 0
+                }
+            }
+            let inv = 1 / sum
+            for j in 0..<n { row[j] *= inv }
+        }
+    }
+
+    /// Adds dq, dk, dv (each [T, heads·dh], any may be nil) given dout, using the forward's
+    /// probabilities. `scratch` needs 2·max n_b² floats.
+    ///
+    /// dv = pᵀ·dout; dp = dout·vᵀ; ds = p ⊙ (dp − rowsum(dp ⊙ p)); dq = ds·k/√dh; dk = dsᵀ·q/√dh.
+    public static func backward(
+        gradQ: UnsafeMutablePointer<Float>?, gradK: UnsafeMutablePointer<Float>?, gradV: UnsafeMutablePointer<Float>?,
+        gradOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        probabilities: UnsafePointer<Float>, segments: Segments, heads: Int, headSize: Int
+    ) {
+        let width = heads * headSize
+        let scale = 1 / Float(headSize).squareRoot()
+        let longest = segments.lengths.max() ?? 0
+        var dsBuffer = [Float](repeating: 0, count: longest * longest)
+        var probabilityOffset = 0
+        dsBuffer.withUnsafeMutableBufferPointer { dsPointer in
+            let ds = dsPointer.baseAddress!
+            for b in 0..<segments.count {
+                let start = segments.offsets[b], n = segments.offsets[b + 1] - start
+                if n == 0 { continue }
+                for h in 0..<heads {
+                    let p = probabilities + probabilityOffset
+                    probabilityOffset += n * n
+                    let column = start * width + h * headSize
+                    if let gradV {
+                        BLAS.gemm(transposeA: true, transposeB: false, m: n, n: headSize, k: n,
+                                  a: p, b: gradOut + column, ldb: width, beta: 1, c: gradV + column, ldc: width)
+                    }
+                    guard gradQ != nil || gradK != nil else { continue }
+                    // ds = dout · vᵀ, then the softmax backward in place.
+                    BLAS.gemm(transposeA: false, transposeB: true, m: n, n: n, k: headSize,
+                              a: gradOut + column, lda: width, b: v + column, ldb: width, c: ds)
+                    for i in 0..<n {
+                        let pr = p + i * n, dr = ds + i * n
+                        var dot: Float = 0
+                        for j in 0..<n { dot += pr[j] * dr[j] }
+                        for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
+                    }
+                    if let gradQ {
+                        BLAS.gemm(transposeA: false, transposeB: false, m: n, n: headSize, k: n, alpha: scale,
+                                  a: ds, b: k + column, ldb: width, beta: 1, c: gradQ + column, ldc: width)
+                    }
+                    if let gradK {
+                        BLAS.gemm(transposeA: true, transposeB: false, m: n, n: headSize, k: n, alpha: scale,
+                                  a: ds, b: q + column, ldb: width, beta: 1, c: gradK + column, ldc: width)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Floats needed for the probabilities of a batch.
+    public static func probabilityCount(_ segments: Segments, heads: Int) -> Int {
+        segments.lengths.reduce(0) { $0 + $1 * $1 } * heads
+    }
+}
