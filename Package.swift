@@ -43,7 +43,7 @@ let package = Package(
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TensorCore"]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "ActivationStoreTests", dependencies: ["ActivationStore", "CLMDB"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
