@@ -1,0 +1,134 @@
+// Optimisers as single loops over a ParameterSet's flat buffers: AdamW (decoupled weight decay,
+// none on biases and norm gains) and SGD with momentum, with PyTorch's update rules so settings
+// from papers carry over. Plus global-norm gradient clipping.
+
+/// Something that updates a parameter set from its gradients.
+public protocol Optimizer {
+    /// One update with the given learning rate; gradients are read, not cleared.
+    mutating func step(_ parameters: ParameterSet, learningRate: Float)
+}
+
+/// AdamW (Loshchilov & Hutter), as torch.optim.AdamW: p ← p − lr·wd·p (decaying entries only),
+/// then p ← p − lr · m̂ / (√v̂ + eps) with bias-corrected moments.
+public struct AdamW: Optimizer {
+    public var beta1: Float
+    public var beta2: Float
+    public var epsilon: Float
+    public var weightDecay: Float
+    public private(set) var stepCount = 0
+    private var m: [Float] = []
+    private var v: [Float] = []
+    private var decayMask: [Float] = []
+
+    public init(beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8, weightDecay: Float = 0.01) {
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+    }
+
+    public mutating func step(_ parameters: ParameterSet, learningRate: Float) {
+        if m.count != parameters.count {
+            m = [Float](repeating: 0, count: parameters.count)
+            v = m
+            decayMask = parameters.decayMask()
+        }
+        stepCount += 1
+        // Bias corrections in Double, as PyTorch computes them (Python floats).
+        let correction1 = 1 - Double.pow(Double(beta1), stepCount)
+        let correction2 = 1 - Double.pow(Double(beta2), stepCount)
+        let stepSize = Float(Double(learningRate) / correction1)
+        let sqrtCorrection2 = Float(correction2.squareRoot())
+        let decay = learningRate * weightDecay
+        let (b1, b2, eps) = (beta1, beta2, epsilon)
+        parameters.values.withUnsafeMutableBufferPointer { p in
+            parameters.gradients.withUnsafeBufferPointer { g in
+                m.withUnsafeMutableBufferPointer { m in
+                    v.withUnsafeMutableBufferPointer { v in
+                        decayMask.withUnsafeBufferPointer { mask in
+                            for i in 0..<p.count {
+                                // The same operation order as PyTorch's, so results agree to rounding.
+                                p[i] *= 1 - decay * mask[i]
+                                m[i] += (1 - b1) * (g[i] - m[i])
+                                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                                p[i] -= stepSize * m[i] / (v[i].squareRoot() / sqrtCorrection2 + eps)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// SGD with momentum, as torch.optim.SGD: g ← g + wd·p (decaying entries); b ← μ·b + g
+/// (b = g on the first step); p ← p − lr·(nesterov ? g + μ·b : b).
+public struct SGD: Optimizer {
+    public var momentum: Float
+    public var nesterov: Bool
+    public var weightDecay: Float
+    private var buffer: [Float] = []
+    private var decayMask: [Float] = []
+    private var started = false
+
+    public init(momentum: Float = 0.9, nesterov: Bool = false, weightDecay: Float = 0) {
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+    }
+
+    public mutating func step(_ parameters: ParameterSet, learningRate: Float) {
+        if buffer.count != parameters.count {
+            buffer = [Float](repeating: 0, count: parameters.count)
+            decayMask = parameters.decayMask()
+            started = false
+        }
+        let (mu, wd, first, nesterov) = (momentum, weightDecay, !started, nesterov)
+        started = true
+        parameters.values.withUnsafeMutableBufferPointer { p in
+            parameters.gradients.withUnsafeBufferPointer { g in
+                buffer.withUnsafeMutableBufferPointer { b in
+                    decayMask.withUnsafeBufferPointer { mask in
+                        for i in 0..<p.count {
+                            let d = g[i] + wd * mask[i] * p[i]
+                            b[i] = first ? d : mu * b[i] + d
+                            p[i] -= learningRate * (nesterov ? d + mu * b[i] : b[i])
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension ParameterSet {
+    /// 1 for every scalar of a decaying entry, 0 otherwise.
+    func decayMask() -> [Float] {
+        var mask = [Float](repeating: 0, count: count)
+        for e in entries where e.decays {
+            for i in e.offset..<(e.offset + e.count) { mask[i] = 1 }
+        }
+        return mask
+    }
+
+    /// Scales all gradients so their global L2 norm is at most `maxNorm`; returns the norm before.
+    @discardableResult
+    public func clipGradientNorm(_ maxNorm: Float) -> Float {
+        var squares: Double = 0
+        for g in gradients { squares += Double(g) * Double(g) }
+        let norm = Float(squares.squareRoot())
+        if norm > maxNorm {
+            let scale = maxNorm / (norm + 1e-6)
+            gradients.withUnsafeMutableBufferPointer { g in for i in 0..<g.count { g[i] *= scale } }
+        }
+        return norm
+    }
+}
+
+extension Double {
+    static func pow(_ base: Double, _ exponent: Int) -> Double {
+        var result: Double = 1
+        for _ in 0..<exponent { result *= base }
+        return result
+    }
+}

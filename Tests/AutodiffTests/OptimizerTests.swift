@@ -1,0 +1,109 @@
+// Optimisers against torch.optim on the same problem, the schedule's three cases, and the
+// determinism of a whole training run under one seed.
+import Autodiff
+import Testing
+import TensorCore
+
+@Suite struct OptimizerTests {
+    /// L = ½ Σ c_i (p_i − t_i)² over w (decays) ++ b (does not): ten steps, reference numbers from
+    /// torch.optim.AdamW(lr=0.05, weight_decay=0.1) / SGD(lr=0.05, momentum=0.9, weight_decay=0.1,
+    /// nesterov=False|True) with a no-decay group for b, printed with 9 significant digits.
+    func train(_ optimizer: inout some Optimizer) -> [Float] {
+        let parameters = ParameterSet()
+        parameters.add("w", Tensor(shape: [3], scalars: [0.5, -1, 2]))
+        parameters.add("b", Tensor(shape: [2], scalars: [0.1, -0.2]), decays: false)
+        let c: [Float] = [1, 2, 0.5, 3, 1.5], t: [Float] = [1, 0, -1, 0.5, 0.25]
+        for _ in 0..<10 {
+            parameters.zeroGradients()
+            for i in 0..<5 { parameters.gradients[i] = c[i] * (parameters.values[i] - t[i]) }
+            optimizer.step(parameters, learningRate: 0.05)
+        }
+        return parameters.values
+    }
+
+    func expectMatches(_ actual: [Float], _ expected: [Float], _ name: String) {
+        let worst = zip(actual, expected).map { abs($0 - $1) / max(abs($1), 1e-3) }.max()!
+        print("\(name): max relative difference from PyTorch \(worst)")
+        #expect(worst < 2e-6, "\(name): \(actual) vs PyTorch \(expected)")
+    }
+
+    @Test func adamWMatchesPyTorch() {
+        var adam = AdamW(weightDecay: 0.1)
+        expectMatches(train(&adam), [0.931082904, -0.475922942, 1.41702092, 0.541350961, 0.253450662], "AdamW")
+    }
+
+    @Test(arguments: [false, true])
+    func sgdMatchesPyTorch(nesterov: Bool) {
+        var sgd = SGD(momentum: 0.9, nesterov: nesterov, weightDecay: 0.1)
+        let expected: [Float] = nesterov
+            ? [1.03304195, 0.329871595, -0.762129128, 0.552110612, 0.420847058]
+            : [1.06229353, 0.582356632, -0.688030779, 0.648316801, 0.49301973]
+        expectMatches(train(&sgd), expected, "SGD nesterov=\(nesterov)")
+    }
+
+    @Test func clippingScalesToTheMaximumNorm() {
+        let parameters = ParameterSet()
+        parameters.add("w", Tensor(zeros: [2]))
+        parameters.gradients = [3, 4]
+        #expect(parameters.clipGradientNorm(1) == 5)
+        #expect(abs(parameters.gradients[0] - 0.6) < 1e-5 && abs(parameters.gradients[1] - 0.8) < 1e-5)
+        parameters.gradients = [0.3, 0.4]
+        parameters.clipGradientNorm(1)
+        #expect(parameters.gradients == [0.3, 0.4])
+    }
+
+    @Test func scheduleWarmsUpThenDecaysToTheFloor() {
+        let s = LearningRateSchedule(peak: 1e-3, warmupSteps: 10, totalSteps: 110, floor: 1e-5)
+        #expect(abs(s.rate(at: 0) - 1e-4) < 1e-9)
+        #expect(abs(s.rate(at: 9) - 1e-3) < 1e-9)
+        #expect(abs(s.rate(at: 10) - 1e-3) < 1e-9)
+        #expect(abs(s.rate(at: 60) - (1e-5 + 0.5 * (1e-3 - 1e-5))) < 1e-8)
+        #expect(s.rate(at: 110) == 1e-5 && s.rate(at: 500) == 1e-5)
+        for step in 10..<110 { #expect(s.rate(at: step + 1) <= s.rate(at: step)) }
+    }
+}
+
+@Suite struct DeterminismTests {
+    /// A two-layer classifier trained with AdamW, dropout and shuffled mini-batches on a seeded
+    /// toy problem; returns the loss curve.
+    func lossCurve(seed: UInt64) -> [Float] {
+        var data = SeededGenerator(seed: 1234)   // the data is fixed; only training randomness varies
+        let inputs = Tensor.randomNormal([64, 8], using: &data)
+        let labels = (0..<64).map { i in inputs[i, 0] + inputs[i, 1] > 0 ? 1 : 0 }
+        var rng = SeededGenerator(seed: seed)
+        let parameters = ParameterSet()
+        let w1 = parameters.add("w1", Initializer.linearWeight(out: 16, in: 8, using: &rng))
+        let b1 = parameters.add("b1", Initializer.linearBias(out: 16, in: 8, using: &rng), decays: false)
+        let w2 = parameters.add("w2", Initializer.linearWeight(out: 2, in: 16, using: &rng))
+        let b2 = parameters.add("b2", Tensor(zeros: [2]), decays: false)
+        var optimizer = AdamW()
+        let schedule = LearningRateSchedule(peak: 0.02, warmupSteps: 5, totalSteps: 80)
+        let tape = Tape(training: true, rng: rng.derived(1))
+        var order = Array(0..<64)
+        var curve: [Float] = []
+        for step in 0..<80 {
+            if step % 4 == 0 { order.shuffle(using: &rng) }
+            let batch = Array(order[(step % 4) * 16..<(step % 4 + 1) * 16])
+            tape.reset()
+            let x = tape.constant(Tensor(shape: [16, 8], scalars: batch.flatMap { Array(inputs.scalars[$0 * 8..<($0 + 1) * 8]) }))
+            let hidden = x.linear(tape.parameter(parameters, w1), tape.parameter(parameters, b1)).gelu().dropout(0.1)
+            let loss = hidden.linear(tape.parameter(parameters, w2), tape.parameter(parameters, b2))
+                .crossEntropy(labels: batch.map { labels[$0] }, smoothing: 0.05)
+            parameters.zeroGradients()
+            tape.backward(from: loss)
+            parameters.clipGradientNorm(1)
+            optimizer.step(parameters, learningRate: schedule.rate(at: step))
+            curve.append(loss.value.scalar)
+        }
+        return curve
+    }
+
+    @Test func oneSeedGivesOneLossCurve() {
+        let first = lossCurve(seed: 7), second = lossCurve(seed: 7), other = lossCurve(seed: 8)
+        #expect(first.map(\.bitPattern) == second.map(\.bitPattern), "same seed, different loss curves")
+        #expect(first != other, "different seeds gave identical loss curves")
+        let start = first.prefix(4).reduce(0, +) / 4, end = first.suffix(4).reduce(0, +) / 4
+        print("loss: first steps \(start), last steps \(end)")
+        #expect(end < 0.5 * start, "training did not reduce the loss: \(start) → \(end)")
+    }
+}
