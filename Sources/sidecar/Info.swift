@@ -1,4 +1,5 @@
 // `sidecar info`: the versions and settings of the numeric and storage libraries this build links.
+import ActivationStore
 import ArgumentParser
 import TensorCore
 
@@ -11,5 +12,7 @@ struct Info: ParsableCommand {
         print("OpenBLAS  \(BLAS.configuration)")
         let chosen = BLAS.kernelSelection.map { _ in " (chosen by sidecar: OpenBLAS fell back to generic kernels)" } ?? ""
         print("          kernels \(BLAS.coreName)\(chosen), \(BLAS.threadCount) threads")
+        print("LMDB      \(LMDBEnvironment.version)")
+        print("zstd      \(ZstdDecompressor.version)")
     }
 }
