@@ -46,7 +46,10 @@ public enum IDXReader {
         let dimensions = (0..<rank).map { axis in
             header[(4 * axis)..<(4 * axis + 4)].reduce(0) { $0 << 8 | Int($1) }
         }
-        let expected = dimensions.reduce(1) { product, extent in min(product * extent, maximumByteCount + 1) }
+        let expected = dimensions.reduce(1) { product, extent in
+            let (bytes, overflow) = product.multipliedReportingOverflow(by: extent)
+            return overflow ? maximumByteCount + 1 : min(bytes, maximumByteCount + 1)
+        }
         guard expected <= maximumByteCount else {
             throw .invalidIDX(file: path, detail: "dimensions \(dimensions) describe more than \(maximumByteCount) bytes")
         }

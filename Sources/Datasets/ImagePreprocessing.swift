@@ -64,8 +64,11 @@ public enum ResampleFilter: Int, Sendable, Codable, CaseIterable {
 /// Each output pixel along an axis is a normalised weighted sum of the input pixels under the
 /// kernel centred at `(i + 0.5)·scale`, `scale = in/out`. When shrinking, the kernel is widened by
 /// `scale` (support·scale, argument divided by scale), so every input pixel contributes: that is
-/// the antialiasing. Weights are rounded to 22 fractional bits; the horizontal pass runs first,
-/// over only the rows the vertical pass reads, and is rounded to 8 bits in between.
+/// the antialiasing. Weights are rounded to 22 fractional bits, and the image is rounded to 8 bits
+/// between the two passes, so their order matters: the horizontal pass runs first, except when the
+/// height shrinks by more than twice as many pixels as the width does (H − h > 2·(W − w)), where
+/// Pillow 13 runs the vertical pass first (python-pillow/Pillow#9549; Pillow 12 and older always
+/// run horizontal first, and differ from this in those cases by a few units).
 public enum ImageResizer {
     /// Fractional bits of the fixed-point weights (PIL: 32 - 8 - 2).
     static let precisionBits = 22
@@ -77,7 +80,18 @@ public enum ImageResizer {
         if height == image.height && width == image.width {
             return image
         }
+        if height == image.height {
+            let horizontal = ResampleWeights(inputSize: image.width, outputSize: width, filter: filter)
+            let pixels = horizontalPass(image.pixels, inputWidth: image.width, rows: 0..<height, weights: horizontal)
+            return RGBImage(height: height, width: width, pixels: pixels)
+        }
         let vertical = ResampleWeights(inputSize: image.height, outputSize: height, filter: filter)
+        if width != image.width && height < image.height && image.height - height > 2 * (image.width - width) {
+            let shorter = verticalPass(image.pixels, width: image.width, rowOffset: 0, weights: vertical)
+            let horizontal = ResampleWeights(inputSize: image.width, outputSize: width, filter: filter)
+            let pixels = horizontalPass(shorter, inputWidth: image.width, rows: 0..<height, weights: horizontal)
+            return RGBImage(height: height, width: width, pixels: pixels)
+        }
         var source = image.pixels
         var rowOffset = 0
         if width != image.width {
@@ -86,9 +100,6 @@ public enum ImageResizer {
             let lastRow = vertical.starts[height - 1] + vertical.counts[height - 1]
             source = horizontalPass(image.pixels, inputWidth: image.width, rows: firstRow..<lastRow, weights: horizontal)
             rowOffset = firstRow
-        }
-        if height == image.height {
-            return RGBImage(height: height, width: width, pixels: source)
         }
         let pixels = verticalPass(source, width: width, rowOffset: rowOffset, weights: vertical)
         return RGBImage(height: height, width: width, pixels: pixels)

@@ -28,8 +28,10 @@ FILTERS = {
     "box": Image.Resampling.BOX,
     "hamming": Image.Resampling.HAMMING,
 }
-# (width, height): shrink both axes, enlarge one while shrinking the other, enlarge both.
-SIZES = [(9, 7), (31, 6), (40, 29)]
+# (width, height): shrink both axes, enlarge one while shrinking the other, enlarge both; then two
+# cases for Pillow 13's pass order (vertical first when H - h > 2 (W - w)): 23x17 -> 20x4 runs
+# vertical first, 23x17 -> 16x3 is the tie (14 = 2 * 7) and runs horizontal first.
+SIZES = [(9, 7), (31, 6), (40, 29), (20, 4), (16, 3)]
 
 
 def hexbytes(array):
