@@ -211,21 +211,27 @@ public struct IDXDatasetSource: Sendable, Equatable {
         return nil
     }
 
+    /// One name per line, line i naming label value i; blank lines may only trail.
     private static func readClassNames(_ path: String) throws(DatasetError) -> LabelMap {
         let lines = try LineReader(path: path)
         var names: [String] = []
+        var firstBlankLine: Int?
         while let bytes = try lines.nextLine() {
-            guard let name = String(validating: bytes, as: UTF8.self) else {
+            guard let line = String(validating: bytes, as: UTF8.self) else {
                 throw .invalidUTF8(file: path, line: lines.lineNumber)
             }
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty {
+            let name = line.trimmingCharacters(in: .whitespaces)
+            if name.isEmpty {
+                firstBlankLine = firstBlankLine ?? lines.lineNumber
                 continue
             }
-            guard !names.contains(trimmed) else {
-                throw .invalidIDX(file: path, detail: "line \(lines.lineNumber): class \"\(trimmed)\" listed twice")
+            if let blank = firstBlankLine {
+                throw .invalidIDX(file: path, detail: "line \(blank) is blank, which would shift every later class's label value")
             }
-            names.append(trimmed)
+            guard !names.contains(name) else {
+                throw .invalidIDX(file: path, detail: "line \(lines.lineNumber): class \"\(name)\" listed twice")
+            }
+            names.append(name)
         }
         guard !names.isEmpty else {
             throw .emptySplit(file: path)

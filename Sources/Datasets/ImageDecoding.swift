@@ -155,7 +155,7 @@ public enum ImageDecoder {
 
     private static func checkSize(height: Int, width: Int, name: String) throws(DatasetError) {
         guard height > 0, width > 0 else {
-            throw .brokenImage(file: name, detail: "empty image (\(width)×\(height))")
+            throw .brokenImage(file: name, detail: "no pixels (\(width)×\(height)): the header is truncated or damaged")
         }
         guard height * width <= maximumPixelCount else {
             throw .brokenImage(file: name, detail: "\(width)×\(height) exceeds the limit of \(maximumPixelCount) pixels")

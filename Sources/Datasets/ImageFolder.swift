@@ -80,9 +80,14 @@ public struct ImageFolderSource: Sendable, Equatable {
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
     }
 
-    /// Names of the visible subfolders of `path`.
+    /// Names of the visible subfolders of `path`, in code-point order.
     private static func subfolders(of path: String) throws(DatasetError) -> [String] {
         try contents(of: path).filter { !$0.hasPrefix(".") && isDirectory(TextDatasetSource.join(path, $0)) }
+            .sorted(by: codePointOrder)
+    }
+
+    private static func codePointOrder(_ left: String, _ right: String) -> Bool {
+        left.unicodeScalars.lexicographicallyPrecedes(right.unicodeScalars)
     }
 
     /// Image files anywhere below `folder`, as relative paths in code-point order.
@@ -94,11 +99,11 @@ public struct ImageFolderSource: Sendable, Equatable {
             throw .cannotOpen(file: folder, reason: error.localizedDescription)
         }
         return all.filter { relative in
-            let name = (relative as NSString).lastPathComponent
-            return !name.hasPrefix(".") && !relative.split(separator: "/").contains { $0.hasPrefix(".") }
-                && imageExtensions.contains((name as NSString).pathExtension.lowercased())
+            // Hidden files and anything inside hidden folders (.git, .ipynb_checkpoints) are skipped.
+            !relative.split(separator: "/").contains { $0.hasPrefix(".") }
+                && imageExtensions.contains((relative as NSString).pathExtension.lowercased())
                 && !isDirectory(TextDatasetSource.join(folder, relative))
-        }.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+        }.sorted(by: codePointOrder)
     }
 
     private static func contents(of path: String) throws(DatasetError) -> [String] {

@@ -194,10 +194,11 @@ public final class TextExampleReader {
             }
             labelID = id
         }
-        defer { count += 1 }
-        return TextExample(
+        let example = TextExample(
             index: count, line: parsed.line, text: parsed.text, textPair: parsed.textPair,
             label: parsed.label, labelID: labelID)
+        count += 1
+        return example
     }
 }
 

@@ -8,7 +8,7 @@ import Testing
 @Suite struct IDXTests {
     /// Writes a split's two files; returns the images' pixels.
     @discardableResult
-    private func writeSplit(_ folder: TemporaryFolder, prefix: String, labels: [UInt8], gzip: Bool) throws -> [UInt8] {
+    func writeSplit(_ folder: TemporaryFolder, prefix: String, labels: [UInt8], gzip: Bool) throws -> [UInt8] {
         let pixels = (0..<(labels.count * 4 * 3)).map { UInt8(($0 * 7 + labels.count) % 256) }
         let images = idxBytes(dimensions: [labels.count, 4, 3], data: pixels)
         let labelBytes = idxBytes(dimensions: [labels.count], data: labels)
@@ -134,5 +134,17 @@ import Testing
         let test = try source.load(.test)
         #expect(test.images.count == 10_000 && test.images.height == 28 && test.images.width == 28)
         #expect(Set(test.labelIDs) == Set(0..<10))
+    }
+}
+
+extension IDXTests {
+    @Test func classesFileWithABlankLineInTheMiddle() throws {
+        let folder = try TemporaryFolder()
+        try writeSplit(folder, prefix: "train", labels: [0, 1], gzip: false)
+        let classes = try folder.write("classes.txt", "zero\n\none\n")
+        expectError(.invalidIDX(file: classes, detail: "line 2 is blank, which would shift every later class's label value"),
+                    mentions: "classes.txt") {
+            _ = try IDXDatasetSource(directory: folder.path)
+        }
     }
 }
