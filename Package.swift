@@ -15,10 +15,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // System libraries from Debian: libopenblas-dev, liblmdb-dev, libzstd-dev.
+        // System libraries from Debian: libopenblas-dev, liblmdb-dev, libzstd-dev, libpng-dev,
+        // libturbojpeg0-dev, zlib1g-dev.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
         // Shared core.
         .target(name: "TensorCore", dependencies: ["CBLAS"]),
@@ -27,7 +31,7 @@ let package = Package(
         .target(name: "ActivationStore", dependencies: ["TensorCore", "CLMDB", "CZstd"]),
 
         // Stage one: inputs and the frozen backbones.
-        .target(name: "Datasets"),
+        .target(name: "Datasets", dependencies: ["CPNG", "CTurboJPEG", "CZlib"]),
         .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors"]),
 
         // The command-line tool and the benchmarks.
@@ -45,7 +49,10 @@ let package = Package(
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TensorCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "ActivationStoreTests", dependencies: ["ActivationStore", "CLMDB"]),
-        .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
+        .testTarget(
+            name: "DatasetsTests",
+            dependencies: ["Datasets", "CPNG", "CTurboJPEG", "CZlib"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
     ]

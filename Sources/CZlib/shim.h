@@ -1,0 +1,2 @@
+// zlib, for gzopen/gzread on gzip-compressed or plain files (Debian: zlib1g-dev).
+#include <zlib.h>

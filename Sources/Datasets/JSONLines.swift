@@ -1,0 +1,124 @@
+// JSON Lines records: one object per line, {"text": ..., "label": ..., "text_pair": ...}, other
+// keys ignored, blank lines skipped. Deliberately strict about types: a number where text belongs
+// is an error rather than silently stringified, since it usually means a shifted column.
+
+import Foundation
+
+/// Turns a JSON Lines file's lines into examples.
+struct JSONLinesParser {
+    let file: String
+    let columns: TextColumns
+    private let decoder = JSONDecoder()
+
+    init(file: String, columns: TextColumns) {
+        self.file = file
+        self.columns = columns
+    }
+
+    /// The next non-blank line's example, or nil at the end of the file.
+    func next(from lines: LineReader) throws(DatasetError) -> ParsedExample? {
+        while let bytes = try lines.nextLine() {
+            let line = lines.lineNumber
+            guard String(validating: bytes, as: UTF8.self) != nil else {
+                throw .invalidUTF8(file: file, line: line)
+            }
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
+                continue
+            }
+            let object = try decodeObject(bytes, line: line)
+            return ParsedExample(
+                line: line,
+                text: try text(object, key: columns.text, line: line),
+                textPair: try textPair(object, line: line),
+                label: try label(object, line: line))
+        }
+        return nil
+    }
+
+    private func decodeObject(_ bytes: [UInt8], line: Int) throws(DatasetError) -> [String: JSONFieldValue] {
+        do {
+            return try decoder.decode([String: JSONFieldValue].self, from: Data(bytes))
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+            throw .invalidJSON(file: file, line: line, detail: "expected an object {…}, found another JSON value")
+        } catch DecodingError.dataCorrupted(let context) {
+            let detail = context.underlyingError.map { "\($0)" } ?? context.debugDescription
+            throw .invalidJSON(file: file, line: line, detail: detail)
+        } catch {
+            throw .invalidJSON(file: file, line: line, detail: "\(error)")
+        }
+    }
+
+    private func text(_ object: [String: JSONFieldValue], key: String, line: Int) throws(DatasetError) -> String {
+        guard let value = object[key] else {
+            throw .missingKey(file: file, line: line, key: key)
+        }
+        guard case .string(let text) = value else {
+            throw .wrongType(file: file, line: line, key: key, expected: "a string", found: value.summary)
+        }
+        return text
+    }
+
+    private func textPair(_ object: [String: JSONFieldValue], line: Int) throws(DatasetError) -> String? {
+        guard let key = columns.textPair, let value = object[key] else { return nil }
+        switch value {
+        case .null: return nil
+        case .string(let text): return text
+        default:
+            throw .wrongType(file: file, line: line, key: key, expected: "a string or null", found: value.summary)
+        }
+    }
+
+    private func label(_ object: [String: JSONFieldValue], line: Int) throws(DatasetError) -> String {
+        let key = columns.label
+        guard let value = object[key] else {
+            throw .missingKey(file: file, line: line, key: key)
+        }
+        switch value {
+        case .string(let label) where !label.isEmpty: return label
+        case .integer(let label): return String(label)
+        default:
+            throw .wrongType(
+                file: file, line: line, key: key, expected: "a non-empty string or an integer", found: value.summary)
+        }
+    }
+}
+
+/// A JSON value as far as an example needs to tell it apart.
+enum JSONFieldValue: Decodable {
+    case string(String)
+    case integer(Int)
+    case number(Double)
+    case boolean(Bool)
+    case null
+    /// An array or an object.
+    case composite
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .boolean(value)
+        } else if let value = try? container.decode(Int.self) {
+            self = .integer(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else {
+            self = .composite
+        }
+    }
+
+    /// What was found, for a wrong-type message.
+    var summary: String {
+        switch self {
+        case .string(let value): return value.isEmpty ? "an empty string" : "a string"
+        case .integer(let value): return "the number \(value)"
+        case .number(let value): return "the number \(value)"
+        case .boolean(let value): return "\(value)"
+        case .null: return "null"
+        case .composite: return "an array or object"
+        }
+    }
+}

@@ -1,0 +1,152 @@
+// PNG and JPEG decoding and ImageFolder trees, on images encoded in the test itself (libpng's
+// simplified write API, tjCompress2) and on truncated or fake copies of them.
+
+import CTurboJPEG
+import Datasets
+import Foundation
+import Testing
+
+@Suite struct ImageDecodingTests {
+    @Test func pngRGBGreyAndAlphaDecodeExactly() throws {
+        let folder = try TemporaryFolder()
+        let image = testImage(height: 9, width: 13)
+        let rgb = try folder.write("rgb.png", encodePNG(image.pixels, height: 9, width: 13, channels: 3))
+        #expect(try ImageDecoder.decode(file: rgb) == image)
+
+        // Grey becomes three equal channels.
+        let grey = (0..<(9 * 13)).map { UInt8($0 * 2 % 256) }
+        let greyPath = try folder.write("grey.png", encodePNG(grey, height: 9, width: 13, channels: 1))
+        #expect(try ImageDecoder.decode(file: greyPath) == RGBImage(grey: grey, height: 9, width: 13))
+
+        // Alpha is dropped, not composited: even fully transparent pixels keep their colour.
+        var rgba: [UInt8] = []
+        for pixel in 0..<(9 * 13) {
+            rgba += image.pixels[(3 * pixel)..<(3 * pixel + 3)] + [UInt8(pixel % 2 == 0 ? 0 : 128)]
+        }
+        let alphaPath = try folder.write("alpha.png", encodePNG(rgba, height: 9, width: 13, channels: 4))
+        #expect(try ImageDecoder.decode(file: alphaPath) == image)
+    }
+
+    @Test func jpegRGBGreyAndCMYKDecode() throws {
+        let folder = try TemporaryFolder()
+        let image = testImage(height: 16, width: 24)
+        let path = try folder.write("a.jpg", encodeJPEG(image.pixels, height: 16, width: 24, pixelFormat: TJPF_RGB, quality: 100))
+        let decoded = try ImageDecoder.decode(file: path)
+        #expect(decoded.height == 16 && decoded.width == 24)
+        let difference = zip(decoded.pixels, image.pixels).map { abs(Int($0) - Int($1)) }.max()!
+        print("JPEG quality 100 round trip: max difference \(difference)")
+        #expect(difference <= 12)
+
+        let grey = [UInt8](repeating: 77, count: 8 * 8)
+        let greyPath = try folder.write("grey.jpeg", encodeJPEG(grey, height: 8, width: 8, pixelFormat: TJPF_GRAY, subsampling: TJSAMP_GRAY))
+        #expect(try ImageDecoder.decode(file: greyPath) == RGBImage(grey: grey, height: 8, width: 8))
+
+        // CMYK is read with Adobe's inverted convention, as PIL reads it: red = c·k/255.
+        let cmyk = [UInt8]([255, 128, 0, 255]) * 64
+        let cmykPath = try folder.write("cmyk.jpg", encodeJPEG(cmyk, height: 8, width: 8, pixelFormat: TJPF_CMYK, quality: 100))
+        let cmykDecoded = try ImageDecoder.decode(file: cmykPath)
+        #expect(abs(Int(cmykDecoded[3, 3, 0]) - 255) <= 2)
+        #expect(abs(Int(cmykDecoded[3, 3, 1]) - 128) <= 2)
+        #expect(abs(Int(cmykDecoded[3, 3, 2]) - 0) <= 2)
+    }
+
+    @Test func jpegMatchesPILDecoding() throws {
+        let fixture = try ResizeFixture.load()
+        let decoded = try ImageDecoder.decode(hexBytes(fixture.jpeg.bytes), name: "fixture.jpg")
+        let expected = hexBytes(fixture.jpeg.pixels)
+        #expect(decoded.height == fixture.height && decoded.width == fixture.width)
+        let difference = zip(decoded.pixels, expected).map { abs(Int($0) - Int($1)) }.max()!
+        print("JPEG decode vs PIL \(fixture.versions["Pillow"] ?? "?"): max difference \(difference)")
+        #expect(difference <= 1)
+    }
+
+    @Test func brokenImagesNameTheFile() throws {
+        let folder = try TemporaryFolder()
+        let image = testImage(height: 32, width: 32)
+        let png = encodePNG(image.pixels, height: 32, width: 32, channels: 3)
+        let jpeg = encodeJPEG(image.pixels, height: 32, width: 32, pixelFormat: TJPF_RGB)
+
+        let cases: [(String, [UInt8])] = [
+            ("truncated.png", Array(png.prefix(png.count / 2))),
+            ("header-only.png", Array(png.prefix(20))),
+            ("truncated.jpg", Array(jpeg.prefix(jpeg.count / 2))),
+            ("header-only.jpg", Array(jpeg.prefix(4))),
+            ("text.png", Array("this is not an image\n".utf8)),
+            ("empty.jpg", []),
+        ]
+        for (name, bytes) in cases {
+            let path = try folder.write(name, bytes)
+            do {
+                _ = try ImageDecoder.decode(file: path)
+                Issue.record("\(name): decoded without error")
+            } catch {
+                guard case .brokenImage(let file, let detail) = error else {
+                    Issue.record("\(name): unexpected \(error)")
+                    continue
+                }
+                #expect(file == path)
+                #expect("\(error)".hasPrefix(path))
+                print("\(name): \(detail)")
+            }
+        }
+        let missing = folder.file("missing.png")
+        #expect(throws: DatasetError.cannotOpen(file: missing, reason: "No such file or directory")) {
+            _ = try ImageDecoder.decode(file: missing)
+        }
+    }
+
+    @Test func imageFolderTree() throws {
+        let folder = try TemporaryFolder()
+        let image = testImage(height: 4, width: 5)
+        let png = encodePNG(image.pixels, height: 4, width: 5, channels: 3)
+        let jpeg = encodeJPEG(image.pixels, height: 4, width: 5, pixelFormat: TJPF_RGB)
+        try folder.write("train/dog/b.png", png)
+        try folder.write("train/dog/a.JPG", jpeg)
+        try folder.write("train/dog/notes.txt", "not an image")
+        try folder.write("train/dog/.hidden.png", png)
+        try folder.write("train/cat/x.jpeg", jpeg)
+        try folder.write("train/cat/nested/y.png", png)
+        try folder.write("val/dog/c.png", png)
+        try folder.write("README", "ignored")
+
+        let source = try ImageFolderSource(directory: folder.path)
+        #expect(source.labels.names == ["cat", "dog"])
+        #expect(source.splits == [.train, .validation])
+        let items = try source.items(.train)
+        #expect(items.map(\.label) == ["cat", "cat", "dog", "dog"])
+        #expect(items.map(\.labelID) == [0, 0, 1, 1])
+        #expect(items.map { ($0.path as NSString).lastPathComponent } == ["y.png", "x.jpeg", "a.JPG", "b.png"])
+        #expect(items.map(\.index) == [0, 1, 2, 3])
+        #expect(try items[3].load() == image)
+        #expect(try source.items(.validation).map(\.labelID) == [1])
+
+        // A class folder unknown to train/ in val/.
+        try folder.write("val/bird/d.png", png)
+        expectError(.unknownClass(directory: folder.file("val/bird"), className: "bird", known: ["cat", "dog"]),
+                    mentions: "val/bird") {
+            _ = try source.items(.validation)
+        }
+        // A train class without images.
+        try folder.makeFolder("train/emu")
+        let withEmpty = try ImageFolderSource(directory: folder.path)
+        expectError(.emptyClass(directory: folder.file("train/emu")), mentions: "train/emu") {
+            _ = try withEmpty.items(.train)
+        }
+    }
+
+    @Test func imageFolderWithoutTrain() throws {
+        let folder = try TemporaryFolder()
+        try folder.makeFolder("val/cat")
+        expectError(.missingTrainSplit(directory: folder.path, lookedFor: ["train/"]), mentions: folder.path) {
+            _ = try ImageFolderSource(directory: folder.path)
+        }
+        try folder.makeFolder("train")
+        expectError(.emptySplit(file: folder.file("train")), mentions: "train") {
+            _ = try ImageFolderSource(directory: folder.path)
+        }
+    }
+}
+
+private func * (pattern: [UInt8], count: Int) -> [UInt8] {
+    Array([[UInt8]](repeating: pattern, count: count).joined())
+}
