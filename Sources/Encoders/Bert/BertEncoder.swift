@@ -1,0 +1,150 @@
+// The frozen BERT forward pass (inference only) over packed sequences: no padding is ever
+// computed, and only the layers up to the deepest one asked for are run. Post-LN blocks as in
+// BertModel: h = LN(x + Attn(x)); z = LN(h + FFN(h)). Every product is one sgemm over all tokens
+// of the batch; attention runs per example and head on strided views.
+import Foundation
+import SafeTensors
+import TensorCore
+
+/// A pretrained BERT-family encoder (BERT, MiniLM, …) loaded from a Hugging Face folder.
+public final class BertEncoder: Sendable {
+    public let config: BertConfig
+    public let weights: BertWeights
+    private let activation: Activation
+
+    /// Reads `config.json` and `model.safetensors` from `folder`.
+    public init(folder: URL) throws {
+        config = try BertConfig(contentsOf: folder.appendingPathComponent("config.json"))
+        let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
+        weights = try BertWeights(file: file, config: config)
+        activation = config.hiddenActivation == "gelu" ? .gelu : .geluTanh
+    }
+
+    public init(config: BertConfig, weights: BertWeights) {
+        self.config = config
+        self.weights = weights
+        activation = config.hiddenActivation == "gelu" ? .gelu : .geluTanh
+    }
+
+    /// The hidden states z_l, l ∈ `layers` (0 = embedding output, L = last block), of a packed batch.
+    ///
+    /// ids, tokenTypes: [T]; segments: which rows belong to which example. Returns one [T, hidden]
+    /// tensor per requested layer. Throws when an id, a token type or a sequence length is out of
+    /// the model's range.
+    public func hiddenStates(ids: [Int32], tokenTypes: [Int32], segments: Segments, layers: Set<Int>) throws -> [Int: Tensor] {
+        precondition(ids.count == segments.totalRows && tokenTypes.count == ids.count,
+                     "hiddenStates: \(ids.count) ids, \(tokenTypes.count) token types for \(segments.totalRows) rows")
+        guard let deepest = layers.max() else { return [:] }
+        precondition(layers.allSatisfy { (0...config.layerCount).contains($0) }, "layers \(layers.sorted()) outside 0...\(config.layerCount)")
+        if let long = segments.lengths.max(), long > config.maxPositions {
+            throw EncoderError("a sequence of \(long) tokens is longer than the model's \(config.maxPositions) positions")
+        }
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
+            throw EncoderError("token id \(bad) is outside the vocabulary of \(config.vocabularySize)")
+        }
+        if let bad = tokenTypes.first(where: { $0 < 0 || Int($0) >= config.typeVocabularySize }) {
+            throw EncoderError("token type \(bad) is outside 0..<\(config.typeVocabularySize)")
+        }
+        let rows = ids.count
+        var states: [Int: Tensor] = [:]
+        var x = embed(ids: ids, tokenTypes: tokenTypes, segments: segments)
+        if layers.contains(0) { states[0] = x }
+        var scratch = Scratch(rows: rows, width: config.hiddenSize, intermediate: config.intermediateSize)
+        for l in 0..<deepest {
+            block(weights.layers[l], x: &x, segments: segments, scratch: &scratch)
+            if layers.contains(l + 1) { states[l + 1] = x }
+        }
+        return states
+    }
+
+    /// z_0 = LN(word[id] + position[p] + type[t]) for each packed token.
+    private func embed(ids: [Int32], tokenTypes: [Int32], segments: Segments) -> Tensor {
+        let width = config.hiddenSize
+        var x = Tensor(zeros: [ids.count, width])
+        x.withUnsafeMutableBufferPointer { out in
+            weights.wordEmbeddings.withUnsafeBufferPointer { word in
+                weights.positionEmbeddings.withUnsafeBufferPointer { position in
+                    weights.tokenTypeEmbeddings.withUnsafeBufferPointer { type in
+                        for b in 0..<segments.count {
+                            for (p, t) in segments.range(b).enumerated() {
+                                let row = out.baseAddress! + t * width
+                                let w = word.baseAddress! + Int(ids[t]) * width
+                                let pe = position.baseAddress! + p * width
+                                let te = type.baseAddress! + Int(tokenTypes[t]) * width
+                                for j in 0..<width { row[j] = w[j] + pe[j] + te[j] }
+                            }
+                        }
+                    }
+                }
+            }
+            layerNorm(out.baseAddress!, weights.embeddingNorm, rows: ids.count)
+        }
+        return x
+    }
+
+    /// Buffers reused by every block of a batch.
+    private struct Scratch {
+        var q, k, v, context, projected: [Float]
+        var inner: [Float]
+        init(rows: Int, width: Int, intermediate: Int) {
+            q = [Float](repeating: 0, count: rows * width)
+            k = q; v = q; context = q; projected = q
+            inner = [Float](repeating: 0, count: rows * intermediate)
+        }
+    }
+
+    /// One post-LN block, in place on x [T, hidden].
+    private func block(_ layer: BertWeights.Layer, x: inout Tensor, segments: Segments, scratch: inout Scratch) {
+        let rows = x.rowCount, width = config.hiddenSize, inner = config.intermediateSize
+        let heads = config.headCount
+        x.withUnsafeMutableBufferPointer { xb in
+            let xp = xb.baseAddress!
+            scratch.q.withUnsafeMutableBufferPointer { q in
+                scratch.k.withUnsafeMutableBufferPointer { k in
+                    scratch.v.withUnsafeMutableBufferPointer { v in
+                        scratch.context.withUnsafeMutableBufferPointer { context in
+                            scratch.projected.withUnsafeMutableBufferPointer { projected in
+                                scratch.inner.withUnsafeMutableBufferPointer { hidden in
+                                    linear(q.baseAddress!, xp, layer.query, rows: rows, inFeatures: width)
+                                    linear(k.baseAddress!, xp, layer.key, rows: rows, inFeatures: width)
+                                    linear(v.baseAddress!, xp, layer.value, rows: rows, inFeatures: width)
+                                    AttentionKernel.forward(out: context.baseAddress!, probabilities: nil, q: q.baseAddress!,
+                                                            k: k.baseAddress!, v: v.baseAddress!, segments: segments,
+                                                            heads: heads, headSize: width / heads, keyMask: nil)
+                                    linear(projected.baseAddress!, context.baseAddress!, layer.attentionOutput, rows: rows, inFeatures: width)
+                                    // h = LN(x + attention), written over x.
+                                    for i in 0..<(rows * width) { xp[i] += projected[i] }
+                                    layerNorm(xp, layer.attentionNorm, rows: rows)
+                                    // z = LN(h + W2·gelu(W1·h)), written over x.
+                                    linear(hidden.baseAddress!, xp, layer.intermediate, rows: rows, inFeatures: width)
+                                    ActivationKernel.forward(activation, out: hidden.baseAddress!, x: hidden.baseAddress!, count: rows * inner)
+                                    linear(projected.baseAddress!, hidden.baseAddress!, layer.output, rows: rows, inFeatures: inner)
+                                    for i in 0..<(rows * width) { xp[i] += projected[i] }
+                                    layerNorm(xp, layer.outputNorm, rows: rows)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ layer: BertWeights.Linear, rows: Int, inFeatures: Int) {
+        layer.weight.withUnsafeBufferPointer { w in
+            layer.bias.withUnsafeBufferPointer { b in
+                LinearKernel.forward(y: out, x: x, weight: w.baseAddress!, bias: b.baseAddress!, rows: rows,
+                                     inFeatures: inFeatures, outFeatures: layer.weight.shape[0])
+            }
+        }
+    }
+
+    private func layerNorm(_ x: UnsafeMutablePointer<Float>, _ norm: BertWeights.Norm, rows: Int) {
+        norm.gain.withUnsafeBufferPointer { g in
+            norm.bias.withUnsafeBufferPointer { b in
+                LayerNormKernel.forward(out: x, mean: nil, rstd: nil, x: x, gain: g.baseAddress!, bias: b.baseAddress!,
+                                        rows: rows, cols: config.hiddenSize, eps: config.layerNormEpsilon)
+            }
+        }
+    }
+}

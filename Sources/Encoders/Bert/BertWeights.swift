@@ -1,0 +1,71 @@
+// BERT's parameters bound by their Hugging Face checkpoint names, with every shape checked on load.
+// Names are used as they are in the file; the one accepted variation is a model-class prefix
+// ("bert." in BertFor* checkpoints), detected once, never a chain of string replacements.
+import Foundation
+import SafeTensors
+import TensorCore
+
+/// The weights of a BERT encoder (no pooler: Sidecar reads hidden states).
+public struct BertWeights: Sendable {
+    public struct Layer: Sendable {
+        public var query, key, value: Linear
+        public var attentionOutput: Linear
+        public var attentionNorm: Norm
+        public var intermediate: Linear
+        public var output: Linear
+        public var outputNorm: Norm
+    }
+
+    /// A dense layer stored as in PyTorch: weight [out, in], bias [out].
+    public struct Linear: Sendable {
+        public var weight: Tensor
+        public var bias: Tensor
+    }
+
+    /// Layer-norm gain and bias, each [hidden].
+    public struct Norm: Sendable {
+        public var gain: Tensor
+        public var bias: Tensor
+    }
+
+    public var wordEmbeddings: Tensor        // [vocab, hidden]
+    public var positionEmbeddings: Tensor    // [maxPositions, hidden]
+    public var tokenTypeEmbeddings: Tensor   // [typeVocab, hidden]
+    public var embeddingNorm: Norm
+    public var layers: [Layer]
+
+    /// Binds every tensor of a BERT checkpoint, checking each shape against `config`.
+    public init(file: SafeTensorsFile, config: BertConfig) throws {
+        let names = Set(file.names)
+        let prefix = ["", "bert."].first { names.contains($0 + "embeddings.word_embeddings.weight") }
+        guard let prefix else {
+            throw EncoderError("\(file.path): no tensor \"embeddings.word_embeddings.weight\" (is this a BERT checkpoint?)")
+        }
+        func load(_ name: String, _ shape: [Int]) throws -> Tensor {
+            try file.tensor(prefix + name, expectedShape: shape)
+        }
+        let h = config.hiddenSize, i = config.intermediateSize
+        func linear(_ name: String, out: Int, in inputs: Int) throws -> Linear {
+            Linear(weight: try load(name + ".weight", [out, inputs]), bias: try load(name + ".bias", [out]))
+        }
+        func norm(_ name: String) throws -> Norm {
+            Norm(gain: try load(name + ".weight", [h]), bias: try load(name + ".bias", [h]))
+        }
+        wordEmbeddings = try load("embeddings.word_embeddings.weight", [config.vocabularySize, h])
+        positionEmbeddings = try load("embeddings.position_embeddings.weight", [config.maxPositions, h])
+        tokenTypeEmbeddings = try load("embeddings.token_type_embeddings.weight", [config.typeVocabularySize, h])
+        embeddingNorm = try norm("embeddings.LayerNorm")
+        layers = try (0..<config.layerCount).map { l in
+            let p = "encoder.layer.\(l)."
+            return Layer(
+                query: try linear(p + "attention.self.query", out: h, in: h),
+                key: try linear(p + "attention.self.key", out: h, in: h),
+                value: try linear(p + "attention.self.value", out: h, in: h),
+                attentionOutput: try linear(p + "attention.output.dense", out: h, in: h),
+                attentionNorm: try norm(p + "attention.output.LayerNorm"),
+                intermediate: try linear(p + "intermediate.dense", out: i, in: h),
+                output: try linear(p + "output.dense", out: h, in: i),
+                outputNorm: try norm(p + "output.LayerNorm"))
+        }
+    }
+}
