@@ -33,12 +33,13 @@ let package = Package(
         // Stage one: inputs and the frozen backbones.
         .target(name: "Datasets", dependencies: ["CPNG", "CTurboJPEG", "CZlib"]),
         .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors"]),
+        .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "TensorCore"]),
 
         // The command-line tool and the benchmarks.
         .executableTarget(
             name: "sidecar",
             dependencies: [
-                "TensorCore", "Autodiff", "SafeTensors", "ActivationStore",
+                "TensorCore", "Autodiff", "SafeTensors", "ActivationStore", "Datasets", "Encoders", "Extract",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -54,6 +55,7 @@ let package = Package(
             dependencies: ["Datasets", "CPNG", "CTurboJPEG", "CZlib"],
             exclude: ["Fixtures"]),
         .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
     ]
 )

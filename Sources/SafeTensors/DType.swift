@@ -1,6 +1,5 @@
-// The element types of the safetensors format and the Float32 conversions Sidecar reads through.
-// F16 and BF16 convert with integer bit operations: Float16(x) is a library call on x86-64 Linux,
-// several times slower.
+// The element types of the safetensors format (conversions to Float32 are in TensorCore's
+// HalfPrecision).
 
 /// Every dtype the safetensors specification names.
 public enum DType: String, Sendable, CaseIterable {
@@ -16,66 +15,5 @@ public enum DType: String, Sendable, CaseIterable {
         case .u32, .i32, .f32: 4
         case .f64, .u64, .i64: 8
         }
-    }
-}
-
-/// Bit-level conversions between Float32 and the 16-bit float formats.
-public enum HalfPrecision {
-    /// bfloat16 bits → Float32 (exact: bf16 is the top half of an fp32).
-    @inlinable
-    public static func floatFromBFloat16(_ bits: UInt16) -> Float {
-        Float(bitPattern: UInt32(bits) << 16)
-    }
-
-    /// Float32 → bfloat16 bits, rounding to nearest even; NaN stays NaN.
-    @inlinable
-    public static func bfloat16FromFloat(_ value: Float) -> UInt16 {
-        let bits = value.bitPattern
-        if value.isNaN { return UInt16(bits >> 16) | 0x0040 }
-        let rounding = 0x7FFF + ((bits >> 16) & 1)
-        return UInt16((bits &+ rounding) >> 16)
-    }
-
-    /// IEEE binary16 bits → Float32, with subnormals, infinities and NaN.
-    @inlinable
-    public static func floatFromFloat16(_ h: UInt16) -> Float {
-        let sign = UInt32(h & 0x8000) << 16
-        let exponent = UInt32(h >> 10) & 0x1F
-        let mantissa = UInt32(h) & 0x3FF
-        if exponent == 0 {
-            // Zero or subnormal: mantissa · 2^-24.
-            let magnitude = Float(mantissa) * (1.0 / 16_777_216.0)
-            return sign != 0 ? -magnitude : magnitude
-        }
-        if exponent == 0x1F {
-            return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
-        }
-        return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
-    }
-
-    /// Float32 → IEEE binary16 bits, rounding to nearest even, overflowing to infinity.
-    @inlinable
-    public static func float16FromFloat(_ value: Float) -> UInt16 {
-        let bits = value.bitPattern
-        let sign = UInt16((bits >> 16) & 0x8000)
-        let exponent = Int((bits >> 23) & 0xFF)
-        let mantissa = bits & 0x7F_FFFF
-        if exponent == 0xFF { return sign | 0x7C00 | (mantissa != 0 ? 0x200 : 0) }
-        let halfExponent = exponent - 127 + 15
-        if halfExponent >= 0x1F { return sign | 0x7C00 }
-        if halfExponent <= 0 {
-            // Subnormal half (or zero): shift the implicit-1 mantissa right, rounding to nearest even.
-            if halfExponent < -10 { return sign }
-            let full = mantissa | 0x80_0000
-            let shift = UInt32(14 - halfExponent)
-            var half = full >> shift
-            let remainder = full & ((1 << shift) - 1), halfway = UInt32(1) << (shift - 1)
-            if remainder > halfway || (remainder == halfway && half & 1 == 1) { half += 1 }
-            return sign | UInt16(half)
-        }
-        var half = UInt32(halfExponent) << 10 | (mantissa >> 13)
-        let remainder = mantissa & 0x1FFF
-        if remainder > 0x1000 || (remainder == 0x1000 && half & 1 == 1) { half += 1 }  // may carry into ∞: correct
-        return sign | UInt16(half)
     }
 }

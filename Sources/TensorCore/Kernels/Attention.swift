@@ -9,6 +9,9 @@ import Darwin
 #endif
 
 public enum AttentionKernel {
+    /// Segments up to this many tokens use loops instead of BLAS (measured crossover on 2 cores).
+    static let smallSegment = 48
+
     /// out = softmax(q·kᵀ/√dh + mask)·v per example and head.
     ///
     /// out, q, k, v: [T, heads·dh]; probabilities: Σ_b heads·n_b² floats (per example, per head,
@@ -33,6 +36,29 @@ public enum AttentionKernel {
                     let p = probabilities.map { $0 + probabilityOffset } ?? scratchBuffer.baseAddress!
                     probabilityOffset += n * n
                     let column = start * width + h * headSize
+                    if n <= smallSegment {
+                        // Short sequences: plain loops beat two BLAS calls per head, whose fixed
+                        // cost (and thread wake-ups) dominates products this small.
+                        for i in 0..<n {
+                            let qi = q + column + i * width
+                            for j in 0..<n {
+                                let kj = k + column + j * width
+                                var dot: Float = 0
+                                for d in 0..<headSize { dot += qi[d] * kj[d] }
+                                p[i * n + j] = dot * scale
+                            }
+                        }
+                        maskedSoftmaxRows(p, n: n, keyMask: keyMask.map { $0 + start })
+                        for i in 0..<n {
+                            let oi = out + column + i * width
+                            for d in 0..<headSize { oi[d] = 0 }
+                            for j in 0..<n {
+                                let pij = p[i * n + j], vj = v + column + j * width
+                                for d in 0..<headSize { oi[d] += pij * vj[d] }
+                            }
+                        }
+                        continue
+                    }
                     // p[n, n] = q_h · k_hᵀ · scale
                     BLAS.gemm(transposeA: false, transposeB: true, m: n, n: n, k: headSize, alpha: scale,
                               a: q + column, lda: width, b: k + column, ldb: width, c: p)

@@ -1,0 +1,197 @@
+// The activation cache: one LMDB environment holding a manifest, per-split progress and one record
+// per example. Writers append records in key order, a batch per transaction, with the progress
+// that covers them; readers open read-only (optionally without the lock file) and read records
+// straight from the memory map. Keys: split index (1 byte) then example index (4 bytes, big-endian),
+// so reading a split in order is a sequential scan of the B-tree.
+import Foundation
+
+/// An error about a cache as a whole (missing, mismatched, incomplete), naming its path.
+public struct CacheError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public final class ActivationCache: @unchecked Sendable {
+    public let path: String
+    public let manifest: Manifest
+    public let environment: LMDBEnvironment
+    let meta: LMDBDatabase
+    let records: LMDBDatabase
+    /// Held by the one process allowed to write (flock on writer.lock); -1 for readers.
+    private let writerLock: Int32
+
+    static let manifestKey = Array("manifest".utf8)
+    static func progressKey(_ split: String) -> [UInt8] { Array("progress/\(split)".utf8) }
+
+    private init(path: String, manifest: Manifest, environment: LMDBEnvironment, meta: LMDBDatabase, records: LMDBDatabase,
+                 writerLock: Int32 = -1) {
+        self.writerLock = writerLock
+        self.path = path
+        self.manifest = manifest
+        self.environment = environment
+        self.meta = meta
+        self.records = records
+    }
+
+    /// Opens an existing cache to read it. With `noLock`, no lock file is used: only for caches
+    /// no process writes (e.g. on a read-only shared filesystem).
+    public static func open(path: String, noLock: Bool = false) throws -> ActivationCache {
+        guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
+            throw CacheError("\(path): not an activation cache (no data.mdb); create one with `sidecar extract`")
+        }
+        let environment = try LMDBEnvironment(path: path, options: .init(readOnly: true, noLock: noLock, mapSize: 0))
+        let meta: LMDBDatabase, records: LMDBDatabase
+        do {
+            meta = try environment.openDatabase("meta")
+            records = try environment.openDatabase("records")
+        } catch {
+            throw CacheError("\(path): not an activation cache (\(error))")
+        }
+        let manifest = try readManifest(environment, meta, path: path)
+        return ActivationCache(path: path, manifest: manifest, environment: environment, meta: meta, records: records)
+    }
+
+    /// Opens the cache at `path` for writing with `settings`, creating it when absent. An existing
+    /// cache must have been made with the same settings (the error lists what differs).
+    public static func openForWriting(path: String, settings: ExtractionSettings) throws -> ActivationCache {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        // LMDB serialises write transactions, but two extractions interleaving theirs would each
+        // believe their own progress: one writer per cache, enforced with an advisory lock.
+        let lock = Glibc.open(path + "/writer.lock", O_CREAT | O_RDWR, 0o644)
+        guard lock >= 0 else { throw CacheError("\(path): cannot create writer.lock (\(String(cString: strerror(errno))))") }
+        guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            close(lock)
+            throw CacheError("\(path): another process is writing this cache (writer.lock is held); wait for it or use another --out folder")
+        }
+        do {
+            return try openLocked(path: path, settings: settings, lock: lock)
+        } catch {
+            close(lock)
+            throw error
+        }
+    }
+
+    private static func openLocked(path: String, settings: ExtractionSettings, lock: Int32) throws -> ActivationCache {
+        let environment = try LMDBEnvironment(path: path, options: .init(mapSize: 256 << 20))
+        let meta = try environment.openDatabase("meta", create: true)
+        let records = try environment.openDatabase("records", create: true)
+        let existing = try environment.read { txn in try txn.value(forKey: manifestKey, in: meta) }
+        if existing != nil {
+            let stored = try readManifest(environment, meta, path: path)
+            let differences = settings.differences(from: stored.settings)
+            guard differences.isEmpty else {
+                throw CacheError("\(path) holds a cache made with other settings; use another --out folder or the same settings:\n  "
+                                 + differences.joined(separator: "\n  "))
+            }
+            return ActivationCache(path: path, manifest: stored, environment: environment, meta: meta, records: records, writerLock: lock)
+        }
+        let manifest = Manifest(settings: settings)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(manifest)
+        try environment.writeGrowing { txn in try txn.put(data, forKey: manifestKey, in: meta) }
+        return ActivationCache(path: path, manifest: manifest, environment: environment, meta: meta, records: records, writerLock: lock)
+    }
+
+    deinit {
+        if writerLock >= 0 { close(writerLock) }
+    }
+
+    private static func readManifest(_ environment: LMDBEnvironment, _ meta: LMDBDatabase, path: String) throws -> Manifest {
+        guard let bytes = try environment.read({ txn in try txn.value(forKey: manifestKey, in: meta) }) else {
+            throw CacheError("\(path): the cache has no manifest")
+        }
+        let manifest: Manifest
+        do {
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+        } catch {
+            throw CacheError("\(path): the manifest is unreadable (\(error))")
+        }
+        guard manifest.format == Manifest.currentFormat else {
+            throw CacheError("\(path): cache format \(manifest.format); this sidecar reads format \(Manifest.currentFormat)")
+        }
+        return manifest
+    }
+
+    // MARK: Keys
+
+    func splitIndex(_ split: String) -> Int {
+        guard let index = manifest.settings.splits.firstIndex(of: split) else {
+            preconditionFailure("split \(split) is not in the cache's manifest")
+        }
+        return index
+    }
+
+    /// The LMDB key of an example's record.
+    public func key(split: String, index: Int) -> [UInt8] {
+        var key: [UInt8] = [UInt8(splitIndex(split))]
+        withUnsafeBytes(of: UInt32(index).bigEndian) { key += $0 }
+        return key
+    }
+
+    /// The readable name of a record, used in error messages ("train:1234").
+    public static func keyName(split: String, index: Int) -> String { "\(split):\(index)" }
+
+    // MARK: Progress and writing
+
+    public func progress(of split: String) throws -> SplitProgress {
+        guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.progressKey(split), in: meta) }) else {
+            return SplitProgress()
+        }
+        return try JSONDecoder().decode(SplitProgress.self, from: Data(bytes))
+    }
+
+    /// Appends records `written..<written + count` of a split and the new progress in one
+    /// transaction, growing the map when full.
+    public func append(split: String, records batch: [(index: Int, bytes: [UInt8])], progress: SplitProgress) throws {
+        let progressData = try JSONEncoder().encode(progress)
+        let keys = batch.map { key(split: split, index: $0.index) }
+        try environment.writeGrowing { txn in
+            for (key, record) in zip(keys, batch) {
+                try txn.put(record.bytes, forKey: key, in: records, flags: .append)
+            }
+            try txn.put(progressData, forKey: Self.progressKey(split), in: meta)
+        }
+    }
+
+    // MARK: Reading
+
+    /// Calls `body` with the parsed record of one example (a view into the map).
+    public func withRecord<R>(split: String, index: Int, _ body: (RecordView) throws -> R) throws -> R {
+        let name = Self.keyName(split: split, index: index)
+        let result = try environment.read { txn in
+            try txn.withValue(forKey: key(split: split, index: index), in: records) { bytes in
+                try body(try RecordView(bytes, key: name))
+            }
+        }
+        guard let result else { throw CacheError("\(path): record \(name) is missing") }
+        return result
+    }
+
+    /// Calls `body` for every stored record of a split in index order, until it returns false.
+    /// A record whose header is damaged is reported through `body` as a thrown CorruptRecord.
+    public func forEachRecord(split: String, _ body: (_ index: Int, _ record: () throws -> RecordView, _ rawBytes: UnsafeRawBufferPointer) throws -> Bool) throws {
+        let prefix: [UInt8] = [UInt8(splitIndex(split))]
+        try environment.read { txn in
+            try txn.forEach(withPrefix: prefix, in: records) { key, value in
+                guard key.count == 5 else { return true }
+                let index = Int(UInt32(bigEndian: key.loadUnaligned(fromByteOffset: 1, as: UInt32.self)))
+                let name = Self.keyName(split: split, index: index)
+                return try body(index, { try RecordView(value, key: name) }, value)
+            }
+        }
+    }
+
+    /// Stored bytes of every record and the count per split (for `inspect`).
+    public func storedBytes() throws -> (records: Int, bytes: Int) {
+        var count = 0, bytes = 0
+        try environment.read { txn in
+            try txn.forEach(in: records) { _, value in
+                count += 1
+                bytes += value.count
+                return true
+            }
+        }
+        return (count, bytes)
+    }
+}

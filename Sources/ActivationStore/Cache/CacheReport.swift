@@ -1,0 +1,103 @@
+// What `sidecar inspect` shows: counts per split, stored bytes per layer against raw fp32, a digest
+// per split over the decoded values (so two caches can be compared whatever their codec), and with
+// verification, every damaged record by key.
+import Foundation
+
+public struct CacheReport: Codable, Sendable {
+    public struct SplitReport: Codable, Sendable {
+        public var name: String
+        public var expected: Int
+        public var written: Int
+        public var complete: Bool
+        public var records: Int
+        /// XXH64 over the decoded Float32 values of every record in key order, hex (with `digest`).
+        public var digest: String?
+    }
+
+    public struct LayerReport: Codable, Sendable {
+        public var layer: Int
+        public var storedBytes: Int
+        public var rawFloat32Bytes: Int
+        public var tokens: Int
+        public var bytesPerToken: Double
+    }
+
+    public var path: String
+    public var manifest: Manifest
+    public var splits: [SplitReport]
+    public var layers: [LayerReport]
+    public var storedBytes: Int
+    public var rawFloat32Bytes: Int
+    /// Stored bytes / raw fp32 bytes of the activations.
+    public var ratioVsF32: Double
+    /// Damaged records ("train:12: checksum mismatch in layer 3"), when verified.
+    public var damaged: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case path, manifest, splits, layers, storedBytes = "stored_bytes", rawFloat32Bytes = "raw_f32_bytes"
+        case ratioVsF32 = "ratio_vs_f32", damaged
+    }
+
+    /// Scans every record of `cache`. With `verify`, every block is checksummed and decoded and
+    /// failures are listed instead of thrown; `digest` decodes everything to hash the values.
+    public static func make(_ cache: ActivationCache, verify: Bool, digest: Bool) throws -> CacheReport {
+        let settings = cache.manifest.settings
+        var layers = Dictionary(uniqueKeysWithValues: settings.layers.map { ($0, LayerReport(layer: $0, storedBytes: 0, rawFloat32Bytes: 0, tokens: 0, bytesPerToken: 0)) })
+        var splits: [SplitReport] = []
+        var damaged: [String] = []
+        let decompressor = ZstdDecompressor()
+        var scratch: [UInt8] = []
+        var values: [Float] = []
+        for split in settings.splits {
+            let progress = try cache.progress(of: split)
+            var report = SplitReport(name: split, expected: settings.splitCounts[split] ?? 0, written: progress.written,
+                                     complete: progress.complete, records: 0, digest: nil)
+            var recordHashes: [UInt64] = []
+            try cache.forEachRecord(split: split) { index, open, raw in
+                report.records += 1
+                let record: RecordView
+                do { record = try open() } catch {
+                    guard verify else { throw error }
+                    damaged.append("\(error)")
+                    return true
+                }
+                for block in record.blocks {
+                    layers[block.layer]?.storedBytes += block.length
+                    layers[block.layer]?.rawFloat32Bytes += record.rows * record.width * 4
+                    layers[block.layer]?.tokens += record.rows
+                }
+                if verify || digest {
+                    if values.count != record.rows * record.width { values = [Float](repeating: 0, count: record.rows * record.width) }
+                    var hash: UInt64 = 0
+                    for block in record.blocks {
+                        do {
+                            try values.withUnsafeMutableBufferPointer {
+                                try record.decode(layer: block.layer, stream: block.stream, into: $0, using: decompressor, scratch: &scratch)
+                            }
+                        } catch {
+                            guard verify else { throw error }
+                            damaged.append("\(error)")
+                            return true
+                        }
+                        hash = values.withUnsafeBytes { XXHash64.hash($0, seed: hash) }
+                    }
+                    if let label = record.label { hash = withUnsafeBytes(of: UInt64(label)) { XXHash64.hash($0, seed: hash) } }
+                    recordHashes.append(hash)
+                }
+                return true
+            }
+            if digest || verify {
+                report.digest = String(recordHashes.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
+            }
+            splits.append(report)
+        }
+        var layerReports = settings.layers.compactMap { layers[$0] }
+        for i in layerReports.indices where layerReports[i].tokens > 0 {
+            layerReports[i].bytesPerToken = Double(layerReports[i].storedBytes) / Double(layerReports[i].tokens)
+        }
+        let stored = layerReports.reduce(0) { $0 + $1.storedBytes }, raw = layerReports.reduce(0) { $0 + $1.rawFloat32Bytes }
+        return CacheReport(path: cache.path, manifest: cache.manifest, splits: splits, layers: layerReports, storedBytes: stored,
+                           rawFloat32Bytes: raw, ratioVsF32: raw > 0 ? Double(stored) / Double(raw) : 0,
+                           damaged: verify ? damaged : nil)
+    }
+}

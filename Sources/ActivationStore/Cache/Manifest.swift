@@ -1,0 +1,135 @@
+// The cache manifest: everything needed to read the cache, and to tell whether a new extraction
+// into the same folder would produce the same records (the settings), kept apart from the
+// per-split progress, which changes as extraction runs.
+import Foundation
+
+/// Which token rows are stored per example.
+public enum TokenPolicy: String, Codable, Sendable, CaseIterable {
+    /// Every real token (never padding).
+    case all
+    /// The first token ([CLS] / the class token).
+    case cls
+    /// The mean over real tokens.
+    case mean
+    /// Two rows: [CLS], then the mean.
+    case clsAndMean = "cls+mean"
+}
+
+/// What identifies a backbone: its architecture and hashes of its files.
+public struct BackboneIdentity: Codable, Sendable, Equatable {
+    public var name: String
+    public var architecture: String
+    public var hiddenSize: Int
+    public var layerCount: Int
+    /// XXH64 of config.json and of the weights file, hex.
+    public var configHash: String
+    public var weightsHash: String
+    public var weightsBytes: Int
+
+    public init(name: String, architecture: String, hiddenSize: Int, layerCount: Int, configHash: String, weightsHash: String, weightsBytes: Int) {
+        self.name = name
+        self.architecture = architecture
+        self.hiddenSize = hiddenSize
+        self.layerCount = layerCount
+        self.configHash = configHash
+        self.weightsHash = weightsHash
+        self.weightsBytes = weightsBytes
+    }
+}
+
+/// One input file of the dataset, identified by size and content hash.
+public struct DatasetFile: Codable, Sendable, Equatable {
+    public var split: String
+    public var name: String
+    public var bytes: Int
+    public var hash: String
+
+    public init(split: String, name: String, bytes: Int, hash: String) {
+        self.split = split
+        self.name = name
+        self.bytes = bytes
+        self.hash = hash
+    }
+}
+
+/// Everything that determines the records. Two extractions with equal settings write identical
+/// caches, so a resumed extraction must have exactly these.
+public struct ExtractionSettings: Codable, Sendable, Equatable {
+    public var backbone: BackboneIdentity
+    /// Input preprocessing, e.g. ["tokenizer": "wordpiece", "max_length": "128", "lowercase": "true"].
+    public var preprocessing: [String: String]
+    public var datasetFiles: [DatasetFile]
+    public var layers: [Int]
+    public var tokens: TokenPolicy
+    public var storage: StorageType
+    public var zstdLevel: Int
+    public var shuffle: Bool
+    /// Label names; record label ids index this list.
+    public var labels: [String]
+    /// Examples per split, in extraction order (e.g. ["train": 27461, "val": 3432]).
+    public var splitCounts: [String: Int]
+    /// Split names in extraction order.
+    public var splits: [String]
+
+    public init(backbone: BackboneIdentity, preprocessing: [String: String], datasetFiles: [DatasetFile], layers: [Int],
+                tokens: TokenPolicy, storage: StorageType, zstdLevel: Int, shuffle: Bool, labels: [String],
+                splits: [String], splitCounts: [String: Int]) {
+        self.backbone = backbone
+        self.preprocessing = preprocessing
+        self.datasetFiles = datasetFiles
+        self.layers = layers
+        self.tokens = tokens
+        self.storage = storage
+        self.zstdLevel = zstdLevel
+        self.shuffle = shuffle
+        self.labels = labels
+        self.splits = splits
+        self.splitCounts = splitCounts
+    }
+
+    /// Human-readable differences from `other` ("layers: [0, 6] here, [0, 1, 2] in the cache").
+    public func differences(from other: ExtractionSettings) -> [String] {
+        var out: [String] = []
+        func compare<T: Equatable>(_ name: String, _ a: T, _ b: T) {
+            if a != b { out.append("\(name): \(a) requested, \(b) in the cache") }
+        }
+        compare("backbone", backbone.name, other.backbone.name)
+        compare("backbone config hash", backbone.configHash, other.backbone.configHash)
+        compare("backbone weights hash", backbone.weightsHash, other.backbone.weightsHash)
+        compare("preprocessing", preprocessing, other.preprocessing)
+        compare("dataset files", datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" },
+                other.datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" })
+        compare("layers", layers, other.layers)
+        compare("tokens", tokens.rawValue, other.tokens.rawValue)
+        compare("dtype", storage.rawValue, other.storage.rawValue)
+        compare("zstd level", zstdLevel, other.zstdLevel)
+        compare("byte shuffle", shuffle, other.shuffle)
+        compare("labels", labels, other.labels)
+        return out
+    }
+}
+
+/// The manifest record: format version plus the settings.
+public struct Manifest: Codable, Sendable, Equatable {
+    public static let currentFormat = 1
+    public var format: Int
+    public var settings: ExtractionSettings
+
+    public init(settings: ExtractionSettings) {
+        self.format = Self.currentFormat
+        self.settings = settings
+    }
+}
+
+/// How far extraction of one split has come. Stored in the same transaction as the records it
+/// covers, so it never claims a record that is not there.
+public struct SplitProgress: Codable, Sendable, Equatable {
+    /// Examples 0..<written are stored.
+    public var written: Int
+    public var complete: Bool
+
+    public init(written: Int = 0, complete: Bool = false) {
+        self.written = written
+        self.complete = complete
+    }
+}

