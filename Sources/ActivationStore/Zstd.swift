@@ -1,18 +1,33 @@
-// zstd compression into caller-provided buffers, with reusable contexts (one per thread): the
-// cache writer and reader compress and decompress millions of records, so neither allocates per
-// call. Frames carry zstd's content checksum, so corrupted records fail to decompress.
+// zstd compression into caller-provided buffers with reusable contexts: the cache writer and
+// reader compress and decompress millions of records, so neither allocates per call. Frames carry
+// zstd's content checksum, so corrupted records fail to decompress rather than decode to garbage.
+// Not a streaming API: a record is one frame, compressed and decompressed whole.
 import CZstd
 
-/// A zstd failure, with zstd's own error name.
+/// A zstd failure: what was being done and zstd's own error name (`ZSTD_getErrorName`).
 public struct ZstdError: Error, CustomStringConvertible, Equatable {
-    public let description: String
+    public let operation: String
+    public let reason: String
+
+    public var description: String { "zstd \(operation) failed: \(reason)" }
+
+    /// Throws when `result` is a zstd error code; returns it otherwise.
+    static func check(_ result: Int, _ operation: String) throws -> Int {
+        if ZSTD_isError(result) != 0 {
+            throw ZstdError(operation: operation, reason: String(cString: ZSTD_getErrorName(result)))
+        }
+        return result
+    }
 }
 
-/// A reusable compression context. Not thread-safe: one per thread.
+/// A reusable compression context (ZSTD_CCtx) at a fixed level, writing frames with the content
+/// size and a content checksum. Not thread-safe: one per thread.
 public final class ZstdCompressor {
     private let context: OpaquePointer
     public let level: Int32
 
+    /// `level` is zstd's: 1 (fast; as good as 3–9 on activations) to 22; out-of-range levels are
+    /// clamped by zstd.
     public init(level: Int32 = 1) {
         context = ZSTD_createCCtx()
         self.level = level
@@ -25,39 +40,43 @@ public final class ZstdCompressor {
     /// The largest compressed size of `count` input bytes: a destination this big always suffices.
     public static func compressBound(_ count: Int) -> Int { ZSTD_compressBound(count) }
 
-    /// Compresses `source` into `destination`; returns the bytes written.
-    /// Errors: "Destination buffer is too small" when it does not fit.
+    /// Compresses `source` into one frame in `destination`; returns the bytes written.
+    ///
+    /// Errors: "Destination buffer is too small" when the frame does not fit (a destination of
+    /// `compressBound(source.count)` bytes always fits); "Allocation error" when out of memory.
     public func compress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
-        let written = ZSTD_compress2(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
-        if ZSTD_isError(written) != 0 {
-            throw ZstdError(description: "zstd compression failed: \(String(cString: ZSTD_getErrorName(written)))")
-        }
-        return written
+        try ZstdError.check(
+            ZSTD_compress2(context, destination.baseAddress, destination.count, source.baseAddress, source.count),
+            "compression")
     }
 }
 
-/// A reusable decompression context. Not thread-safe: one per thread.
+/// A reusable decompression context (ZSTD_DCtx). Not thread-safe: one per thread.
 public final class ZstdDecompressor {
     private let context: OpaquePointer
 
     public init() { context = ZSTD_createDCtx() }
     deinit { ZSTD_freeDCtx(context) }
 
-    /// The decompressed size recorded in a frame's header, or nil when unknown or not a frame.
+    /// The decompressed size recorded in a frame's header; nil when the header does not record it
+    /// or `source` does not start with a valid frame header.
     public static func contentSize(of source: UnsafeRawBufferPointer) -> Int? {
         let size = ZSTD_getFrameContentSize(source.baseAddress, source.count)
         if size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR { return nil }
-        return Int(size)
+        return Int(exactly: size)
     }
 
-    /// Decompresses one frame from `source` into `destination`; returns the bytes written.
-    /// Errors: corrupted or truncated input, checksum mismatch, destination too small.
+    /// Decompresses the frame(s) in `source` into `destination`; returns the bytes written.
+    ///
+    /// Errors: "Destination buffer is too small"; "Unknown frame descriptor" when `source` is not
+    /// zstd; "Restored data doesn't match checksum" or "Data corruption detected" for corrupted
+    /// input; "Src size is incorrect" for truncated input; "empty input" for no bytes at all
+    /// (zstd itself reads that as zero frames holding nothing, which hides a lost record).
     public func decompress(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) throws -> Int {
-        let written = ZSTD_decompressDCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count)
-        if ZSTD_isError(written) != 0 {
-            throw ZstdError(description: "zstd decompression failed: \(String(cString: ZSTD_getErrorName(written)))")
-        }
-        return written
+        guard !source.isEmpty else { throw ZstdError(operation: "decompression", reason: "empty input") }
+        return try ZstdError.check(
+            ZSTD_decompressDCtx(context, destination.baseAddress, destination.count, source.baseAddress, source.count),
+            "decompression")
     }
 
     /// zstd's version, e.g. "1.5.4".

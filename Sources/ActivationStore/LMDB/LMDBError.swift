@@ -1,20 +1,26 @@
-// LMDB's return codes as Swift errors that carry LMDB's own message, the operation and the path.
+// LMDB's return codes as Swift errors carrying LMDB's own message, what was being done and the
+// environment's path, e.g. "opening /x/cache: No such file or directory". Codes are not mapped to
+// a Swift enum: the few callers branch on (map full, key exists) get predicates.
 import CLMDB
 
 /// A failed LMDB call.
 public struct LMDBError: Error, CustomStringConvertible, Equatable {
-    /// LMDB's return code (an errno value or one of the MDB_* codes).
+    /// LMDB's return code: an errno value or one of the MDB_* codes.
     public let code: Int32
-    /// What was being done, e.g. "opening", "writing key …".
+    /// What was being done, e.g. "opening", "writing key \"a\" to".
     public let operation: String
-    /// The environment's path.
+    /// The environment's directory.
     public let path: String
 
     /// LMDB's text for the code (`mdb_strerror`).
     public var message: String { String(cString: mdb_strerror(code)) }
 
-    /// The map is full: grow it with `LMDBEnvironment.setMapSize` and redo the transaction.
+    /// MDB_MAP_FULL: grow the map with `LMDBEnvironment.setMapSize` and redo the transaction
+    /// (`LMDBEnvironment.writeGrowing` does both).
     public var isMapFull: Bool { code == MDB_MAP_FULL }
+
+    /// MDB_KEYEXIST: a put with `.noOverwrite` found the key, or one with `.append` was out of order.
+    public var isKeyExists: Bool { code == MDB_KEYEXIST }
 
     public var description: String { "\(operation) \(path): \(message)" }
 

@@ -1,0 +1,259 @@
+// A thin wrapper over an LMDB environment (a directory holding data.mdb and lock.mdb). It is not a
+// key-value abstraction: it exposes LMDB's own model (byte keys in sorted order, named databases,
+// one writer at a time) and only adds what makes misuse impossible or loud.
+// Caveats from lmdb.h that shape it: transactions exist only inside closures (see Transaction.swift);
+// MDB_NOTLS is always on, so read transactions may be used from any thread; never use an environment
+// across fork(); MDB_NOLOCK is safe only when no process can write (read-only shared filesystems);
+// the map may be resized only while no transaction of this process is open, which this type enforces.
+import CLMDB
+import Foundation
+
+/// An open LMDB environment. Closed when the last reference goes away.
+public final class LMDBEnvironment: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// MDB_RDONLY: no write transactions; the files must already exist.
+        public var readOnly: Bool
+        /// MDB_NOLOCK: no lock file, so no reader bookkeeping. Only when no process can write
+        /// (e.g. a finished cache on a read-only shared filesystem).
+        public var noLock: Bool
+        /// Initial map size in bytes, the most the data file can grow to before `setMapSize`.
+        /// An existing environment's larger size wins.
+        public var mapSize: Int
+        /// Concurrent read transactions allowed (LMDB's default of 126 is low for many workers).
+        public var maxReaders: Int
+        /// Named databases allowed besides the unnamed one.
+        public var maxDatabases: Int
+
+        public init(readOnly: Bool = false, noLock: Bool = false, mapSize: Int = 64 << 20,
+                    maxReaders: Int = 512, maxDatabases: Int = 8) {
+            self.readOnly = readOnly
+            self.noLock = noLock
+            self.mapSize = mapSize
+            self.maxReaders = maxReaders
+            self.maxDatabases = maxDatabases
+        }
+    }
+
+    public let path: String
+    public let options: Options
+    let handle: OpaquePointer
+
+    /// Transactions open in this process, and the thread holding the write one. LMDB does not
+    /// check either: resizing under an open transaction unmaps its pointers, and a nested write
+    /// on one thread waits for itself forever.
+    private let state = NSLock()
+    private var openTransactions = 0
+    private var writerThread: pthread_t?
+    /// mdb_dbi_open must not run concurrently with itself.
+    private let databaseOpening = NSLock()
+
+    /// Opens (and unless read-only, creates the files in) the existing directory `path`.
+    ///
+    /// Errors: ENOENT when the directory (or, read-only, data.mdb) does not exist; EACCES without
+    /// permission; MDB_VERSION_MISMATCH or MDB_INVALID when the files are not an LMDB environment
+    /// of this version; EAGAIN when another process holds it with MDB_NOLOCK-incompatible locking.
+    public init(path: String, options: Options = Options()) throws {
+        var env: OpaquePointer?
+        try LMDBError.check(mdb_env_create(&env), "creating an environment for", path: path)
+        do {
+            try LMDBError.check(mdb_env_set_maxreaders(env, UInt32(options.maxReaders)), "setting max readers of", path: path)
+            try LMDBError.check(mdb_env_set_maxdbs(env, UInt32(options.maxDatabases)), "setting max databases of", path: path)
+            try LMDBError.check(mdb_env_set_mapsize(env, options.mapSize), "setting the map size of", path: path)
+            var flags = UInt32(MDB_NOTLS)
+            if options.readOnly { flags |= UInt32(MDB_RDONLY) }
+            if options.noLock { flags |= UInt32(MDB_NOLOCK) }
+            try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "opening", path: path)
+        } catch {
+            mdb_env_close(env)
+            throw error
+        }
+        self.handle = env!
+        self.path = path
+        self.options = options
+        // LMDB sets the main database's key comparator only when it is opened: until then a get
+        // or put on it calls a null function pointer.
+        let main = try openDatabase(nil)
+        precondition(main == .main, "LMDB's main database handle is \(main), expected \(LMDBDatabase.main)")
+    }
+
+    deinit {
+        mdb_env_close(handle)
+    }
+
+    /// LMDB's version string, e.g. "LMDB 0.9.24: (July 24, 2019)".
+    public static var version: String { String(cString: mdb_version(nil, nil, nil)) }
+
+    /// The current map size in bytes.
+    public var mapSize: Int {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        return info.me_mapsize
+    }
+
+    /// Bytes of the data file in use: (last page number + 1) × page size.
+    public var usedBytes: Int {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        mdb_env_info(handle, &info)
+        mdb_env_stat(handle, &stat)
+        return (info.me_last_pgno + 1) * Int(stat.ms_psize)
+    }
+
+    /// The longest key LMDB accepts (511 bytes in default builds).
+    public var maxKeySize: Int { Int(mdb_env_get_maxkeysize(handle)) }
+
+    /// Sets the map size; 0 adopts the size another process grew the map to. Sizes below the
+    /// space in use are raised to it. The new size persists with the next committed write.
+    ///
+    /// Errors: EBUSY when any transaction of this process is open (resizing would unmap the
+    /// memory its values point into): call it outside `read`/`write` closures.
+    public func setMapSize(_ bytes: Int) throws {
+        state.lock()
+        defer { state.unlock() }
+        guard openTransactions == 0 else {
+            throw LMDBError(code: EBUSY, operation: "resizing the map (\(openTransactions) transactions open) of", path: path)
+        }
+        try LMDBError.check(mdb_env_set_mapsize(handle, bytes), "resizing the map of", path: path)
+    }
+
+    /// Flushes the data file to disk. Commits already do this; needed only after writes from an
+    /// environment opened with MDB_NOSYNC-style flags. Errors: EACCES when read-only; EIO.
+    public func sync() throws {
+        try LMDBError.check(mdb_env_sync(handle, 1), "syncing", path: path)
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in a read-only transaction (a snapshot), which is aborted afterwards.
+    ///
+    /// Errors: MDB_READERS_FULL when `maxReaders` transactions are open; MDB_MAP_RESIZED is
+    /// handled by adopting the new size (EBUSY if other transactions of this process prevent it).
+    public func read<R>(_ body: (borrowing LMDBTransaction) throws -> R) throws -> R {
+        let transaction = try begin(readOnly: true)
+        defer { end(transaction) }
+        return try body(transaction)
+    }
+
+    /// Runs `body` in the write transaction: committed when `body` returns, aborted when it throws.
+    /// A second writer (another thread or process) waits until this one ends. Calling `write`
+    /// inside `write` on the same thread is a programmer error (it would wait for itself).
+    ///
+    /// Errors: EACCES in a read-only environment; MDB_MAP_FULL from a put or the commit when the
+    /// map is full (see `writeGrowing`); ENOSPC or EIO from the commit; whatever `body` throws.
+    public func write<R>(_ body: (borrowing LMDBTransaction) throws -> R) throws -> R {
+        guard !options.readOnly else {
+            throw LMDBError(code: EACCES, operation: "writing to read-only environment", path: path)
+        }
+        let transaction = try begin(readOnly: false)
+        let result: R
+        do {
+            result = try body(transaction)
+        } catch {
+            end(transaction)
+            throw error
+        }
+        // mdb_txn_commit frees the transaction even when it fails.
+        let code = mdb_txn_commit(transaction.handle)
+        forget(transaction)
+        try LMDBError.check(code, "committing a write to", path: path)
+        return result
+    }
+
+    /// `write`, but when the map fills it aborts, doubles the map size and runs `body` again from
+    /// the start, so `body` must depend only on its inputs. A map-full error that `body` wraps in
+    /// another error type is not recognised.
+    ///
+    /// Errors: as `write`; EBUSY when the map must grow while another transaction of this process
+    /// is open.
+    public func writeGrowing<R>(_ body: (borrowing LMDBTransaction) throws -> R) throws -> R {
+        while true {
+            do {
+                return try write(body)
+            } catch let error as LMDBError where error.isMapFull {
+                try setMapSize(mapSize * 2)
+            }
+        }
+    }
+
+    /// Opens (or with `create`, creates) a named database; nil names the unnamed main database,
+    /// whose keys are then the names of the named ones. Handles stay valid for the environment's
+    /// life and belong to it alone. Open them up front: creating one runs its own write
+    /// transaction, so it cannot be done inside a `write` closure.
+    ///
+    /// Errors: MDB_NOTFOUND when absent and not created (or the environment is read-only);
+    /// MDB_DBS_FULL past `maxDatabases`; MDB_INCOMPATIBLE when the name is a key of the main
+    /// database that is not a database.
+    public func openDatabase(_ name: String? = nil, create: Bool = false) throws -> LMDBDatabase {
+        databaseOpening.lock()
+        defer { databaseOpening.unlock() }
+        let operation = "opening database \"\(name ?? "(main)")\" in"
+        // The handle becomes visible to other transactions only when its transaction commits
+        // (also for read-only ones).
+        let creating = create && !options.readOnly
+        let transaction = try begin(readOnly: !creating)
+        var database = MDB_dbi()
+        let code = mdb_dbi_open(transaction.handle, name, creating ? UInt32(MDB_CREATE) : 0, &database)
+        guard code == MDB_SUCCESS else {
+            end(transaction)
+            throw LMDBError(code: code, operation: operation, path: path)
+        }
+        let commitCode = mdb_txn_commit(transaction.handle)
+        forget(transaction)
+        try LMDBError.check(commitCode, operation, path: path)
+        return LMDBDatabase(handle: database)
+    }
+
+    private func begin(readOnly: Bool) throws -> LMDBTransaction {
+        // Counted before mdb_txn_begin, so a resize cannot slip in while a begin is under way.
+        state.lock()
+        if !readOnly, let writer = writerThread {
+            precondition(pthread_equal(writer, pthread_self()) == 0,
+                         "a write transaction on \(path) was begun inside another on the same thread")
+        }
+        openTransactions += 1
+        state.unlock()
+        var transaction: OpaquePointer?
+        var code = mdb_txn_begin(handle, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &transaction)
+        if code == MDB_MAP_RESIZED {
+            // Another process grew the map past ours: adopt its size and try again.
+            uncount(writer: false)
+            try setMapSize(0)
+            state.lock(); openTransactions += 1; state.unlock()
+            code = mdb_txn_begin(handle, nil, readOnly ? UInt32(MDB_RDONLY) : 0, &transaction)
+        }
+        guard code == MDB_SUCCESS, let transaction else {
+            uncount(writer: false)
+            throw LMDBError(code: code, operation: "beginning a transaction in", path: path)
+        }
+        if !readOnly {
+            state.lock(); writerThread = pthread_self(); state.unlock()
+        }
+        return LMDBTransaction(handle: transaction, isReadOnly: readOnly, path: path)
+    }
+
+    /// Aborts `transaction` (the end of every read, and of writes that threw).
+    private func end(_ transaction: borrowing LMDBTransaction) {
+        mdb_txn_abort(transaction.handle)
+        forget(transaction)
+    }
+
+    /// Drops the bookkeeping for a transaction LMDB has already freed.
+    private func forget(_ transaction: borrowing LMDBTransaction) {
+        uncount(writer: !transaction.isReadOnly)
+    }
+
+    private func uncount(writer: Bool) {
+        state.lock()
+        openTransactions -= 1
+        if writer { writerThread = nil }
+        state.unlock()
+    }
+}
+
+/// A database handle within one environment (from `LMDBEnvironment.openDatabase`).
+public struct LMDBDatabase: Sendable, Equatable {
+    let handle: MDB_dbi
+
+    /// The unnamed main database (handle 1 in every LMDB environment).
+    public static let main = LMDBDatabase(handle: 1)
+}
