@@ -89,7 +89,7 @@ public final class ActivationCache: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(manifest)
-        try environment.writeGrowing { txn in try txn.put(data, forKey: manifestKey, in: meta) }
+        try environment.writeGrowing { txn in try txn.put(manifestKey, data, in: meta) }
         return ActivationCache(path: path, manifest: manifest, environment: environment, meta: meta, records: records, writerLock: lock)
     }
 
@@ -148,9 +148,9 @@ public final class ActivationCache: @unchecked Sendable {
         let keys = batch.map { key(split: split, index: $0.index) }
         try environment.writeGrowing { txn in
             for (key, record) in zip(keys, batch) {
-                try txn.put(record.bytes, forKey: key, in: records, flags: .append)
+                try txn.put(key, record.bytes, in: records, flags: .append)
             }
-            try txn.put(progressData, forKey: Self.progressKey(split), in: meta)
+            try txn.put(Self.progressKey(split), progressData, in: meta)
         }
     }
 
