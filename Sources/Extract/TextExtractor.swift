@@ -2,10 +2,13 @@
 // example's kept layers to the cache. Examples go in fixed chunks of consecutive indices, each
 // chunk committed in one transaction with the progress that covers it, so a killed run resumes at
 // a chunk boundary and recomputes exactly what it lost. Within a chunk, examples are sorted by
-// length and packed into batches of about `batchTokens` tokens (no padding is computed).
+// length and packed into batches of about `batchTokens` tokens (no padding is computed), and the
+// batches run in parallel, one per core, each with single-threaded BLAS: on few cores this keeps
+// every core busy through the non-matrix work too, with no thread hand-offs per product.
 import ActivationStore
 import Datasets
 import Encoders
+import Dispatch
 import Foundation
 import TensorCore
 
@@ -24,9 +27,11 @@ public struct TextExtractionRequest: Sendable {
     public var shuffle = true
     public var maxLength = 128
     /// Examples per committed transaction.
-    public var chunkSize = 256
+    public var chunkSize = 1024
     /// Tokens per forward batch.
-    public var batchTokens = 4096
+    public var batchTokens = 2048
+    /// Batches computed at once (each on one core); nil: every core.
+    public var threads: Int? = nil
 
     public init(dataset: String, output: String) {
         self.dataset = dataset
@@ -45,7 +50,7 @@ public struct ExtractionProgress: Sendable {
     public var resumedFrom: Int
 }
 
-public final class TextExtractor {
+public final class TextExtractor: Sendable {
     public let request: TextExtractionRequest
     public let settings: ExtractionSettings
     let encoder: BertEncoder
@@ -99,7 +104,10 @@ public final class TextExtractor {
     @discardableResult
     public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
         let cache = try ActivationCache.openForWriting(path: request.output, settings: settings)
-        let recordEncoder = RecordEncoder(storage: request.storage, zstdLevel: Int32(request.zstdLevel), shuffle: request.shuffle)
+        let workers = max(1, request.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let previousThreads = BLAS.threadCount
+        BLAS.setThreadCount(1)
+        defer { BLAS.setThreadCount(previousThreads) }
         for split in source.splits {
             let name = split.rawValue
             var state = try cache.progress(of: name)
@@ -111,11 +119,12 @@ public final class TextExtractor {
             let started = ContinuousClock.now
             while state.written < examples.count {
                 let chunk = state.written..<min(state.written + request.chunkSize, examples.count)
-                var records: [(index: Int, bytes: [UInt8])] = []
-                for batch in batches(chunk, encodings) {
-                    tokens += batch.reduce(0) { $0 + encodings[$1].ids.count }
-                    records += try encode(batch, encodings, examples, recordEncoder)
-                }
+                let work = batches(chunk, encodings)
+                tokens += chunk.reduce(0) { $0 + encodings[$1].ids.count }
+                var records = try parallelMap(work, workers: workers) { batch in
+                    try self.encode(batch, encodings, examples,
+                                    RecordEncoder(storage: self.request.storage, zstdLevel: Int32(self.request.zstdLevel), shuffle: self.request.shuffle))
+                }.flatMap { $0 }
                 records.sort { $0.index < $1.index }
                 state.written = chunk.upperBound
                 state.complete = state.written == examples.count
@@ -175,6 +184,44 @@ public final class TextExtractor {
         }
         return out
     }
+}
+
+/// `transform` applied to every element on up to `workers` threads, results in input order; the
+/// first error thrown is rethrown.
+func parallelMap<T: Sendable, R: Sendable>(_ items: [T], workers: Int, _ transform: @escaping @Sendable (T) throws -> R) throws -> [R] {
+    if workers <= 1 || items.count <= 1 { return try items.map(transform) }
+    let board = ResultBoard<R>(count: items.count)
+    DispatchQueue.concurrentPerform(iterations: min(workers, items.count)) { _ in
+        while let i = board.claim() {
+            board.store(Result { try transform(items[i]) }, at: i)
+        }
+    }
+    return try board.results()
+}
+
+/// Hands out indices and collects results under a lock (the work items are large, so contention is nil).
+private final class ResultBoard<R: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    private var slots: [Result<R, Error>?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func claim() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < slots.count else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    func store(_ result: Result<R, Error>, at index: Int) {
+        lock.lock()
+        slots[index] = result
+        lock.unlock()
+    }
+
+    func results() throws -> [R] { try slots.map { try $0!.get() } }
 }
 
 /// Selects or pools the rows of one example according to the token policy.

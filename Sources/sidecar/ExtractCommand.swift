@@ -59,10 +59,13 @@ struct ExtractCommand: ParsableCommand {
     var textPairColumn = TextColumns.defaultTextPair
 
     @Option(help: "Tokens per forward batch.")
-    var batchTokens = 4096
+    var batchTokens = 2048
+
+    @Option(help: "Batches computed at once, one per core (default: every core).")
+    var threads: Int?
 
     @Option(help: "Examples per committed transaction (what a killed run recomputes at most).")
-    var chunkSize = 256
+    var chunkSize = 1024
 
     func validate() throws {
         guard chunkSize >= 1 else { throw ValidationError("--chunk-size \(chunkSize) must be at least 1") }
@@ -82,6 +85,7 @@ struct ExtractCommand: ParsableCommand {
         request.columns = TextColumns(text: textColumn, label: labelColumn, textPair: textPairColumn)
         request.batchTokens = batchTokens
         request.chunkSize = chunkSize
+        request.threads = threads
         let extractor = try TextExtractor(request)
         let s = extractor.settings
         FileHandle.standardError.write(Data("""

@@ -77,3 +77,17 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         #expect(Broadcast([2, 3], [4]) == nil)
     }
 }
+
+@Suite struct FastErfTests {
+    /// The vectorisable erf stays within 5e-7 of libm's double-precision erf everywhere.
+    @Test func fastErfIsAccurate() {
+        var worst = 0.0
+        var x: Float = -9
+        while x < 9 {
+            worst = max(worst, abs(Double(fastErf(x)) - erf(Double(x))))
+            x += 0.00037
+        }
+        print("fastErf: max |error| \(worst)")
+        #expect(worst < 5e-7)
+    }
+}

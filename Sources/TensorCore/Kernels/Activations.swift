@@ -27,7 +27,15 @@ public enum ActivationKernel {
     public static func forward(_ f: Activation, out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count: Int) {
         switch f {
         case .gelu:
-            for i in 0..<count { let v = x[i]; out[i] = 0.5 * v * (1 + erff(v * sqrtHalf)) }
+            // 16 lanes at a time through SIMD types, so the rational erf runs as vector code.
+            var i = 0
+            while i + 16 <= count {
+                let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+                let y = 0.5 * v * (1 + fastErf(v * sqrtHalf))
+                UnsafeMutableRawPointer(out + i).storeBytes(of: y, as: SIMD16<Float>.self)
+                i += 16
+            }
+            while i < count { let v = x[i]; out[i] = 0.5 * v * (1 + fastErf(v * sqrtHalf)); i += 1 }
         case .geluTanh:
             for i in 0..<count {
                 let v = x[i]
@@ -52,7 +60,7 @@ public enum ActivationKernel {
             // d/dx x·Φ(x) = Φ(x) + x·φ(x)
             for i in 0..<count {
                 let v = x[i]
-                let cdf = 0.5 * (1 + erff(v * sqrtHalf))
+                let cdf = 0.5 * (1 + fastErf(v * sqrtHalf))
                 let pdf = inverseSqrtTwoPi * expf(-0.5 * v * v)
                 gradX[i] += gradOut[i] * (cdf + v * pdf)
             }
@@ -72,6 +80,49 @@ public enum ActivationKernel {
             for i in 0..<count where x[i] > 0 { gradX[i] += gradOut[i] }
         }
     }
+}
+
+/// erf(x) as a rational function on [−4, 4] (beyond, erf is ±1 in Float32): within 4e-7 of the
+/// exact value, and unlike libm's erff it vectorises, which makes GELU — over a third of the
+/// backbone's non-matrix time — several times cheaper. The coefficients are Eigen's
+/// `generic_fast_erf_float`.
+@inline(__always)
+public func fastErf(_ value: Float) -> Float {
+    let x = min(max(value, -4), 4)
+    let x2 = x * x
+    var p: Float = -2.72614225801306e-10
+    p = p * x2 + 2.77068142495902e-08
+    p = p * x2 - 2.10102402082508e-06
+    p = p * x2 - 5.69250639462346e-05
+    p = p * x2 - 7.34990630326855e-04
+    p = p * x2 - 2.95459980854025e-03
+    p = p * x2 - 1.60960333262415e-02
+    var q: Float = -1.45660718464996e-05
+    q = q * x2 - 2.13374055278905e-04
+    q = q * x2 - 1.68282697438203e-03
+    q = q * x2 - 7.37332916720468e-03
+    q = q * x2 - 1.42647390514189e-02
+    return x * p / q
+}
+
+/// `fastErf` on 16 lanes.
+@inline(__always)
+public func fastErf(_ value: SIMD16<Float>) -> SIMD16<Float> {
+    let x = pointwiseMin(pointwiseMax(value, SIMD16(repeating: -4)), SIMD16(repeating: 4))
+    let x2 = x * x
+    var p = SIMD16<Float>(repeating: -2.72614225801306e-10)
+    p = p * x2 + 2.77068142495902e-08
+    p = p * x2 - 2.10102402082508e-06
+    p = p * x2 - 5.69250639462346e-05
+    p = p * x2 - 7.34990630326855e-04
+    p = p * x2 - 2.95459980854025e-03
+    p = p * x2 - 1.60960333262415e-02
+    var q = SIMD16<Float>(repeating: -1.45660718464996e-05)
+    q = q * x2 - 2.13374055278905e-04
+    q = q * x2 - 1.68282697438203e-03
+    q = q * x2 - 7.37332916720468e-03
+    q = q * x2 - 1.42647390514189e-02
+    return x * p / q
 }
 
 extension Tensor {
