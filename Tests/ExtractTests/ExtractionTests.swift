@@ -1,0 +1,119 @@
+// Stage one end to end on the real MiniLM weights and the committed tiny dataset: what the cache
+// holds equals what the encoder computes, token policies pool as documented, and a cache made
+// with other settings is refused.
+import ActivationStore
+import Datasets
+import Encoders
+import Extract
+import Foundation
+import Testing
+import TensorCore
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let tinyDataset = repositoryRoot.appendingPathComponent("datasets/tiny").path
+
+func temporaryCache() -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString)").path
+}
+
+/// Decoded rows of one layer of one stored example.
+func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: Int) throws -> (values: [Float], rows: Int, label: Int?) {
+    let decompressor = ZstdDecompressor()
+    var scratch: [UInt8] = []
+    return try cache.withRecord(split: split, index: index) { record in
+        var values = [Float](repeating: 0, count: record.rows * record.width)
+        try values.withUnsafeMutableBufferPointer { try record.decode(layer: layer, into: $0, using: decompressor, scratch: &scratch) }
+        return (values, record.rows, record.label)
+    }
+}
+
+@Suite(.serialized) struct ExtractionTests {
+    @Test func recordsHoldWhatTheEncoderComputes() throws {
+        let folder = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
+        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        request.layers = "0,1,2"
+        request.storage = .f32
+        request.chunkSize = 7          // several transactions per split
+        request.batchTokens = 64       // several packed batches per chunk
+        let cache = try TextExtractor(request).run()
+        #expect(cache.manifest.settings.layers == [0, 1, 2])
+        #expect(cache.manifest.settings.splitCounts == ["train": 40, "val": 10, "test": 10])
+
+        let encoder = try BertEncoder(folder: folder)
+        let tokenizer = try WordPieceTokenizer(folder: folder)
+        let source = try TextDatasetSource(directory: tinyDataset)
+        let labels = try source.labelMap()
+        for (split, index) in [("train", 0), ("train", 39), ("val", 4), ("test", 9)] {
+            let example = try source.examples(Split(rawValue: split)!, labels: labels)[index]
+            let encoding = tokenizer.encode(example.text)
+            let expected = try encoder.hiddenStates(ids: encoding.ids, tokenTypes: encoding.tokenTypeIds,
+                                                    segments: Segments(lengths: [encoding.ids.count]), layers: [0, 1, 2])
+            for layer in [0, 1, 2] {
+                let stored = try storedRows(cache, split, index, layer: layer)
+                #expect(stored.rows == encoding.ids.count)
+                #expect(stored.label == example.labelID)
+                let worst = zip(stored.values, expected[layer]!.scalars).map { abs($0 - $1) }.max()!
+                // Alone or packed with other examples: the same numbers up to summation order.
+                #expect(worst < 1e-5, "\(split):\(index) layer \(layer): \(worst)")
+            }
+        }
+        let report = try CacheReport.make(cache, verify: true, digest: true)
+        #expect(report.damaged == [])
+        #expect(report.splits.map(\.records) == [40, 10, 10])
+        #expect(report.splits.allSatisfy { $0.complete })
+    }
+
+    @Test func tokenPoliciesPoolTheStoredTokens() throws {
+        _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
+        var all = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        all.layers = "2"
+        all.storage = .f32
+        let full = try TextExtractor(all).run()
+        for policy in [TokenPolicy.cls, .mean, .clsAndMean] {
+            var request = all
+            request.output = temporaryCache()
+            request.tokens = policy
+            let pooled = try TextExtractor(request).run()
+            let tokens = try storedRows(full, "val", 3, layer: 2)
+            let rows = try storedRows(pooled, "val", 3, layer: 2)
+            let width = 384
+            var mean = [Float](repeating: 0, count: width)
+            for r in 0..<tokens.rows { for j in 0..<width { mean[j] += tokens.values[r * width + j] / Float(tokens.rows) } }
+            let cls = Array(tokens.values.prefix(width))
+            let expected = policy == .cls ? cls : (policy == .mean ? mean : cls + mean)
+            #expect(rows.rows == expected.count / width)
+            #expect(zip(rows.values, expected).map { abs($0 - $1) }.max()! < 1e-5, "\(policy)")
+        }
+    }
+
+    @Test func otherSettingsOnAnExistingCacheAreRefused() throws {
+        _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
+        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        request.layers = "1"
+        try TextExtractor(request).run()
+        request.layers = "2"
+        request.storage = .f16
+        do {
+            try TextExtractor(request).run()
+            Issue.record("a cache with other settings was extended")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("layers: [2] requested, [1] in the cache"), "\(message)")
+            #expect(message.contains("dtype: f16 requested, bf16 in the cache"), "\(message)")
+        }
+        // The same settings again: nothing to do, and the cache is intact.
+        request.layers = "1"
+        request.storage = .bf16
+        let cache = try TextExtractor(request).run()
+        #expect(try CacheReport.make(cache, verify: true, digest: false).damaged == [])
+    }
+
+    @Test func layerSelections() throws {
+        #expect(try LayerSelection.parse("all", layerCount: 6) == [0, 1, 2, 3, 4, 5, 6])
+        #expect(try LayerSelection.parse("0,3,6", layerCount: 6) == [0, 3, 6])
+        #expect(try LayerSelection.parse("4-6,0", layerCount: 6) == [0, 4, 5, 6])
+        for bad in ["7", "3-1", "a", "", "1,,2", "-1"] {
+            #expect(throws: ExtractError.self, "\(bad)") { try LayerSelection.parse(bad, layerCount: 6) }
+        }
+    }
+}
