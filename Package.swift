@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: numericCode),
         .target(name: "Autodiff", dependencies: ["TensorCore"], swiftSettings: numericCode),
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
-        .target(name: "ActivationStore", dependencies: ["TensorCore", "CLMDB", "CZstd"], swiftSettings: numericCode),
+        .target(name: "ActivationStore", dependencies: ["TensorCore", "CLMDB", "CZstd"], exclude: ["README.md"], swiftSettings: numericCode),
 
         // Stage one: inputs and the frozen backbones.
         .target(name: "Datasets", dependencies: ["CPNG", "CTurboJPEG", "CZlib"]),
