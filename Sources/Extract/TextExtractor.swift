@@ -65,7 +65,7 @@ public final class TextExtractor: Sendable {
         guard request.maxLength >= 2 else { throw ExtractError("--max-length \(request.maxLength): must be at least 2 ([CLS] and [SEP])") }
         let folder = try BackboneFolder.resolve(request.backbone)
         encoder = try BertEncoder(folder: folder)
-        tokenizer = try WordPieceTokenizer(folder: folder)
+        tokenizer = try WordPieceTokenizer(directory: folder)
         guard request.maxLength <= encoder.config.maxPositions else {
             throw ExtractError("--max-length \(request.maxLength) exceeds the backbone's \(encoder.config.maxPositions) positions")
         }
@@ -89,7 +89,7 @@ public final class TextExtractor: Sendable {
             hiddenSize: encoder.config.hiddenSize, layerCount: encoder.config.layerCount,
             configHash: String(configData.withUnsafeBytes { XXHash64.hash($0) }, radix: 16),
             weightsHash: String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16), weightsBytes: weights.count)
-        let t = tokenizer.settings
+        let t = tokenizer.configuration
         settings = ExtractionSettings(
             backbone: identity,
             preprocessing: ["tokenizer": "wordpiece", "max_length": String(request.maxLength), "lowercase": String(t.lowercase),
@@ -163,7 +163,7 @@ public final class TextExtractor: Sendable {
     /// Runs one packed batch through the encoder and encodes each example's record.
     private func encode(_ batch: [Int], _ encodings: [Encoding], _ examples: [TextExample], _ recordEncoder: RecordEncoder) throws -> [(index: Int, bytes: [UInt8])] {
         let segments = Segments(lengths: batch.map { encodings[$0].ids.count })
-        let ids = batch.flatMap { encodings[$0].ids }, types = batch.flatMap { encodings[$0].tokenTypeIds }
+        let ids = batch.flatMap { encodings[$0].ids.map(Int32.init) }, types = batch.flatMap { encodings[$0].tokenTypeIds.map(Int32.init) }
         let layers = settings.layers
         let states = try encoder.hiddenStates(ids: ids, tokenTypes: types, segments: segments, layers: Set(layers))
         let width = encoder.config.hiddenSize

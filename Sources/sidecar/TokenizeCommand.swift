@@ -18,7 +18,7 @@ struct TokenizeCommand: ParsableCommand {
     var input = "-"
 
     func run() throws {
-        let tokenizer = try WordPieceTokenizer(folder: try BackboneFolder.resolve(backbone))
+        let tokenizer = try WordPieceTokenizer(directory: try BackboneFolder.resolve(backbone))
         guard let handle = input == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: input) else {
             throw ValidationError("--input \(input): cannot open the file")
         }

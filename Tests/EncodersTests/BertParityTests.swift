@@ -29,13 +29,13 @@ import TensorCore
     @Test func onlyRequestedLayersAreReturnedAndTokenizerFeedsTheEncoder() throws {
         let folder = try #require(miniLMFolder(), "all-MiniLM-L6-v2 is not installed: run `make setup`")
         let encoder = try BertEncoder(folder: folder)
-        let tokenizer = try WordPieceTokenizer(folder: folder)
+        let tokenizer = try WordPieceTokenizer(directory: folder)
         let fixture = try SafeTensorsFile(path: encoderFixtures.appendingPathComponent("minilm_hidden_states.safetensors").path)
         // The first fixture sentence, tokenised here, gives the fixture's ids and states.
         let encoding = tokenizer.encode("library for handling X.509 certificates (development files)")
         let offsets = try fixture.tensor("offsets").scalars.map { Int($0) }
-        #expect(encoding.ids == (try fixture.tensor("input_ids").scalars[0..<offsets[1]].map { Int32($0) }))
-        let states = try encoder.hiddenStates(ids: encoding.ids, tokenTypes: encoding.tokenTypeIds,
+        #expect(encoding.ids == (try fixture.tensor("input_ids").scalars[0..<offsets[1]].map { Int($0) }))
+        let states = try encoder.hiddenStates(ids: encoding.ids.map(Int32.init), tokenTypes: encoding.tokenTypeIds.map(Int32.init),
                                               segments: Segments(lengths: [encoding.ids.count]), layers: [2])
         #expect(Array(states.keys) == [2])
         let expected = try fixture.tensor("hidden_state.2").scalars.prefix(encoding.ids.count * 384)

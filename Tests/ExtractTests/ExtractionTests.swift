@@ -40,13 +40,13 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
         #expect(cache.manifest.settings.splitCounts == ["train": 40, "val": 10, "test": 10])
 
         let encoder = try BertEncoder(folder: folder)
-        let tokenizer = try WordPieceTokenizer(folder: folder)
+        let tokenizer = try WordPieceTokenizer(directory: folder)
         let source = try TextDatasetSource(directory: tinyDataset)
         let labels = try source.labelMap()
         for (split, index) in [("train", 0), ("train", 39), ("val", 4), ("test", 9)] {
             let example = try source.examples(Split(rawValue: split)!, labels: labels)[index]
             let encoding = tokenizer.encode(example.text)
-            let expected = try encoder.hiddenStates(ids: encoding.ids, tokenTypes: encoding.tokenTypeIds,
+            let expected = try encoder.hiddenStates(ids: encoding.ids.map(Int32.init), tokenTypes: encoding.tokenTypeIds.map(Int32.init),
                                                     segments: Segments(lengths: [encoding.ids.count]), layers: [0, 1, 2])
             for layer in [0, 1, 2] {
                 let stored = try storedRows(cache, split, index, layer: layer)

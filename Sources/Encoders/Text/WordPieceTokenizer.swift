@@ -1,281 +1,225 @@
-// BERT's WordPiece tokenizer, matching Hugging Face's BertTokenizer: basic tokenisation (clean
-// text, CJK splitting, lower-casing and accent stripping, punctuation splitting) then greedy
-// longest-match-first WordPiece. Works per Unicode code point, as BERT does, never per Character.
-// Not a general tokenizer framework: BPE/SentencePiece models are out of scope.
+// BERT's WordPiece tokenizer end to end: special tokens in the raw text, basic tokenisation,
+// greedy longest-match-first sub-words, `[CLS] a [SEP] (b [SEP])` with token types, and the
+// fast tokenizer's "longest_first" truncation. Output ids equal transformers' `BertTokenizer`
+// (the `tokenizers`-backed one); the parity fixture in Tests/EncodersTests pins that.
+// Deliberately no padding (the backbone packs sequences), offsets, decoding or training.
 import Foundation
 
-/// Token ids of one encoded text (or text pair), ready for a BERT encoder. No padding: the
-/// encoder packs sequences.
+/// The model inputs for one sequence or sequence pair, unpadded.
 public struct Encoding: Sendable, Equatable {
-    public var ids: [Int32]
-    public var tokenTypeIds: [Int32]
+    /// Token ids, `[CLS]` first.
+    public var ids: [Int]
+    /// 0 for `[CLS]`, the first segment and its `[SEP]`; 1 for the second segment and its `[SEP]`.
+    public var tokenTypeIds: [Int]
+    /// All ones: nothing is padding.
+    public var attentionMask: [Int]
+
+    public init(ids: [Int], tokenTypeIds: [Int], attentionMask: [Int]) {
+        precondition(
+            ids.count == tokenTypeIds.count && ids.count == attentionMask.count,
+            "encoding lengths differ: ids \(ids.count), token types \(tokenTypeIds.count), mask \(attentionMask.count)")
+        self.ids = ids
+        self.tokenTypeIds = tokenTypeIds
+        self.attentionMask = attentionMask
+    }
+
+    /// Number of tokens.
+    public var count: Int { ids.count }
 }
 
-/// A BERT WordPiece tokenizer loaded from a model folder.
+/// A BERT WordPiece tokenizer, identical in output to Hugging Face's `BertTokenizer(Fast)`.
+///
+/// WordPiece cuts a word `w` of scalars `w[0..<n]` greedily: from `start = 0`, take the longest
+/// `w[start..<end]` in the vocabulary (spelled `##w[start..<end]` when `start > 0`), emit it and
+/// continue at `end`. If some `start` has no match, the whole word becomes `[UNK]`; so does a word
+/// of more than `maxInputCharactersPerWord` scalars. A trie over scalars finds each longest match
+/// in one walk instead of one dictionary probe per candidate end.
 public struct WordPieceTokenizer: Sendable {
-    public struct Settings: Sendable, Equatable {
-        public var lowercase = true
-        /// nil: strip accents exactly when lower-casing (Hugging Face's default).
-        public var stripAccents: Bool? = nil
-        public var splitChineseCharacters = true
-        public var unknownToken = "[UNK]", classToken = "[CLS]", separatorToken = "[SEP]"
-        public var paddingToken = "[PAD]", maskToken = "[MASK]"
-        public var maxCharactersPerWord = 100
-        public init() {}
-    }
+    /// The settings this tokenizer was built with.
+    public let configuration: TokenizerConfiguration
+    /// The tokens by id.
+    public let vocabulary: Vocabulary
+    /// Clean-up, normalisation and word splitting.
+    public let basicTokenizer: BasicTokenizer
 
-    public let settings: Settings
-    private let vocabulary: [String: Int32]
-    public let tokens: [String]
-    let unknownId: Int32, classId: Int32, separatorId: Int32
-    private let specialTokens: [String]
+    public let unknownTokenId: Int
+    public let classifierTokenId: Int
+    public let separatorTokenId: Int
+    public let paddingTokenId: Int
+    public let maskTokenId: Int
 
-    /// Builds a tokenizer from a vocabulary (id = position) and settings.
-    public init(vocabulary tokens: [String], settings: Settings = Settings(), source: String = "vocabulary") throws {
-        var vocabulary: [String: Int32] = [:]
-        for (id, token) in tokens.enumerated() {
-            guard vocabulary[token] == nil else {
-                throw EncoderError("\(source): line \(id + 1): token \"\(token)\" appears twice")
+    /// The special tokens as scalars with their ids, longest first: matched in the raw text.
+    private let specialTokens: [(scalars: [Unicode.Scalar], id: Int)]
+    /// The trie node after the continuation prefix ("##"); nil when no token starts with it.
+    private let continuationNode: Int32?
+
+    /// Builds a tokenizer from a vocabulary and settings.
+    ///
+    /// - Throws: `TokenizerError.specialTokenNotInVocabulary` when a special token has no id;
+    ///   `source` names the file in that message.
+    public init(
+        vocabulary: Vocabulary, configuration: TokenizerConfiguration = .bertUncased,
+        source: String = "vocabulary"
+    ) throws(TokenizerError) {
+        precondition(
+            configuration.maxInputCharactersPerWord > 0,
+            "maxInputCharactersPerWord must be positive, got \(configuration.maxInputCharactersPerWord)")
+        var ids: [String: Int] = [:]
+        for (key, token) in configuration.specialTokens {
+            guard let id = vocabulary.id(of: token) else {
+                throw .specialTokenNotInVocabulary(path: source, key: key, token: token)
             }
-            vocabulary[token] = Int32(id)
+            ids[key] = id
         }
-        func id(_ token: String) throws -> Int32 {
-            guard let id = vocabulary[token] else { throw EncoderError("\(source): the special token \(token) is not in the vocabulary") }
-            return id
-        }
-        self.tokens = tokens
+        self.configuration = configuration
         self.vocabulary = vocabulary
-        self.settings = settings
-        unknownId = try id(settings.unknownToken)
-        classId = try id(settings.classToken)
-        separatorId = try id(settings.separatorToken)
-        specialTokens = [settings.unknownToken, settings.classToken, settings.separatorToken, settings.paddingToken, settings.maskToken]
-            .filter { vocabulary[$0] != nil }
+        self.basicTokenizer = configuration.basicTokenizer
+        unknownTokenId = ids["unk_token"]!
+        classifierTokenId = ids["cls_token"]!
+        separatorTokenId = ids["sep_token"]!
+        paddingTokenId = ids["pad_token"]!
+        maskTokenId = ids["mask_token"]!
+        // Leftmost-longest matching, as `tokenizers`' added-vocabulary split: longest first.
+        specialTokens = configuration.specialTokens
+            .map { (Array($0.token.unicodeScalars), ids[$0.key]!) }
+            .filter { !$0.0.isEmpty }
+            .sorted { $0.0.count > $1.0.count }
+        continuationNode = vocabulary.node(
+            after: configuration.continuingSubwordPrefix.unicodeScalars, from: Vocabulary.root)
     }
 
-    /// Loads `vocab.txt` and the settings of `tokenizer_config.json` (when present) from a model folder.
-    public init(folder: URL) throws {
-        let vocabURL = folder.appendingPathComponent("vocab.txt")
-        guard let data = FileManager.default.contents(atPath: vocabURL.path) else {
-            throw EncoderError("\(vocabURL.path): cannot read the vocabulary")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw EncoderError("\(vocabURL.path): not UTF-8")
-        }
-        var lines = text.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        if lines.last == "" { lines.removeLast() }
-        guard !lines.isEmpty else { throw EncoderError("\(vocabURL.path): the vocabulary is empty") }
-        var settings = Settings()
-        let configURL = folder.appendingPathComponent("tokenizer_config.json")
-        if let configData = FileManager.default.contents(atPath: configURL.path) {
-            guard let config = (try? JSONSerialization.jsonObject(with: configData)) as? [String: Any] else {
-                throw EncoderError("\(configURL.path): not a JSON object")
-            }
-            if let value = config["do_lower_case"] {
-                guard let flag = value as? Bool else { throw EncoderError("\(configURL.path): \"do_lower_case\" is not true or false") }
-                settings.lowercase = flag
-            }
-            if let value = config["strip_accents"], !(value is NSNull) {
-                guard let flag = value as? Bool else { throw EncoderError("\(configURL.path): \"strip_accents\" is not true, false or null") }
-                settings.stripAccents = flag
-            }
-            if let value = config["tokenize_chinese_chars"] as? Bool { settings.splitChineseCharacters = value }
-            for (key, path) in [("unk_token", \Settings.unknownToken), ("cls_token", \.classToken), ("sep_token", \.separatorToken),
-                                ("pad_token", \.paddingToken), ("mask_token", \.maskToken)] {
-                if let token = config[key] as? String { settings[keyPath: path] = token }
-            }
-        }
-        try self.init(vocabulary: lines, settings: settings, source: vocabURL.path)
+    /// Loads `vocab.txt` and the settings files from a Hugging Face model folder.
+    public init(directory: URL) throws(TokenizerError) {
+        let vocabularyFile = directory.appendingPathComponent("vocab.txt")
+        let vocabulary = try Vocabulary(contentsOf: vocabularyFile)
+        let configuration = try TokenizerConfiguration(directory: directory)
+        try self.init(vocabulary: vocabulary, configuration: configuration, source: vocabularyFile.path)
     }
 
-    // MARK: Encoding
+    // MARK: Encoding.
 
-    /// `[CLS] text [SEP]` or `[CLS] text [SEP] pair [SEP]`, truncated to `maxLength` tokens the
-    /// way Hugging Face's tokenizers truncate "longest_first": the longer sequence gives up tokens
-    /// until both fit, and when both are long each keeps half the budget (the second the odd one).
+    /// `[CLS] text [SEP]`, or `[CLS] text [SEP] pair [SEP]`, truncated to at most `maxLength` ids.
+    ///
+    /// Truncation is the fast tokenizer's "longest_first" for pairs: with `n1 ≤ n2` tokens and a
+    /// budget `m = maxLength − 3`, keep both when `n1 + n2 ≤ m`; else cut the longer to
+    /// `max(n1, m − n1)`; if that still exceeds `m`, keep `m / 2` of the shorter and `m − m / 2` of
+    /// the longer (the second sequence counts as the longer on a tie). An empty `pair` string means
+    /// no pair, as in transformers.
     public func encode(_ text: String, pair: String? = nil, maxLength: Int = 128) -> Encoding {
-        var first = ids(text)
-        var second = pair.map(ids)
-        let budget = max(maxLength - (second == nil ? 2 : 3), 0)
-        if var pairIds = second {
-            if first.count + pairIds.count > budget {
-                var (n1, n2) = (first.count, pairIds.count)
-                let swapped = n1 > n2
-                if swapped { swap(&n1, &n2) }
-                n2 = n1 > budget ? n1 : max(n1, budget - n1)
-                if n1 + n2 > budget {
-                    n1 = budget / 2
-                    n2 = n1 + budget % 2
-                }
-                if swapped { swap(&n1, &n2) }
-                first = Array(first.prefix(n1))
-                pairIds = Array(pairIds.prefix(n2))
-            }
-            second = pairIds
-        } else if first.count > budget {
-            first = Array(first.prefix(budget))
+        let pair = pair.flatMap { $0.isEmpty ? nil : $0 }
+        let specialCount = pair == nil ? 2 : 3
+        precondition(
+            maxLength >= specialCount,
+            "maxLength \(maxLength) leaves no room for the \(specialCount) special tokens")
+        let budget = maxLength - specialCount
+        var first = tokenIds(text)
+        guard let pair else {
+            if first.count > budget { first.removeLast(first.count - budget) }
+            let ids = [classifierTokenId] + first + [separatorTokenId]
+            return Encoding(
+                ids: ids, tokenTypeIds: Array(repeating: 0, count: ids.count),
+                attentionMask: Array(repeating: 1, count: ids.count))
         }
-        var ids = [classId] + first + [separatorId]
-        var types = [Int32](repeating: 0, count: ids.count)
-        if let second {
-            ids += second + [separatorId]
-            types += [Int32](repeating: 1, count: second.count + 1)
-        }
-        return Encoding(ids: ids, tokenTypeIds: types)
+        var second = tokenIds(pair)
+        let (firstLength, secondLength) = Self.longestFirstLengths(first.count, second.count, budget: budget)
+        first.removeLast(first.count - firstLength)
+        second.removeLast(second.count - secondLength)
+        let ids = [classifierTokenId] + first + [separatorTokenId] + second + [separatorTokenId]
+        return Encoding(
+            ids: ids,
+            tokenTypeIds: Array(repeating: 0, count: first.count + 2) + Array(repeating: 1, count: second.count + 1),
+            attentionMask: Array(repeating: 1, count: ids.count))
     }
 
-    /// WordPiece ids of `text`, without special tokens.
-    public func ids(_ text: String) -> [Int32] {
-        var out: [Int32] = []
-        for word in basicTokens(text) {
-            if let special = vocabulary[word], specialTokens.contains(word) {
-                out.append(special)
+    /// The kept lengths of a pair of `n1` and `n2` tokens under `budget` ("longest_first").
+    static func longestFirstLengths(_ n1: Int, _ n2: Int, budget: Int) -> (Int, Int) {
+        if n1 + n2 <= budget { return (n1, n2) }
+        let swapped = n1 > n2
+        var shorter = min(n1, n2)
+        var longer = shorter > budget ? shorter : max(shorter, budget - shorter)
+        if shorter + longer > budget {
+            shorter = budget / 2
+            longer = shorter + budget % 2
+        }
+        return swapped ? (longer, shorter) : (shorter, longer)
+    }
+
+    /// The WordPiece token strings of `text`, without `[CLS]`/`[SEP]`: for debugging.
+    public func tokens(_ text: String) -> [String] {
+        tokenIds(text).map { vocabulary.tokens[$0] }
+    }
+
+    /// The WordPiece ids of `text`, without `[CLS]`/`[SEP]` and untruncated.
+    public func tokenIds(_ text: String) -> [Int] {
+        let scalars = Array(text.unicodeScalars)
+        var ids: [Int] = []
+        ids.reserveCapacity(scalars.count / 3 + 4)
+        // Special tokens are matched in the raw text, before any normalisation; the text between
+        // them is tokenised on its own.
+        var segmentStart = 0
+        var index = 0
+        while index < scalars.count {
+            if let (length, id) = specialToken(at: index, in: scalars) {
+                appendWordPieces(of: scalars[segmentStart..<index], to: &ids)
+                ids.append(id)
+                index += length
+                segmentStart = index
             } else {
-                wordPiece(Array(word.unicodeScalars), into: &out)
+                index += 1
             }
         }
-        return out
+        appendWordPieces(of: scalars[segmentStart..<scalars.count], to: &ids)
+        return ids
     }
 
-    /// The WordPiece strings of `text` (for inspection).
-    public func tokenize(_ text: String) -> [String] {
-        ids(text).map { tokens[Int($0)] }
+    /// The longest special token starting at `index`, with its length in scalars.
+    @inline(__always)
+    private func specialToken(at index: Int, in scalars: [Unicode.Scalar]) -> (Int, Int)? {
+        for (token, id) in specialTokens where token[0] == scalars[index] {
+            if index + token.count <= scalars.count && scalars[index..<index + token.count].elementsEqual(token) {
+                return (token.count, id)
+            }
+        }
+        return nil
     }
 
-    /// Greedy longest-match-first: "unaffable" → un, ##aff, ##able; no match anywhere → [UNK].
-    private func wordPiece(_ scalars: [Unicode.Scalar], into out: inout [Int32]) {
-        if scalars.count > settings.maxCharactersPerWord {
-            out.append(unknownId)
+    private func appendWordPieces(of text: ArraySlice<Unicode.Scalar>, to ids: inout [Int]) {
+        if text.isEmpty { return }
+        basicTokenizer.forEachWord(in: text) { word in appendWordPieces(ofWord: word, to: &ids) }
+    }
+
+    /// Greedy longest-match-first over one word; the whole word is `[UNK]` if any position fails.
+    func appendWordPieces(ofWord word: ArraySlice<Unicode.Scalar>, to ids: inout [Int]) {
+        if word.count > configuration.maxInputCharactersPerWord {
+            ids.append(unknownTokenId)
             return
         }
-        var pieces: [Int32] = []
-        var start = 0
-        while start < scalars.count {
-            var end = scalars.count
-            var found: Int32?
-            while start < end {
-                var candidate = start > 0 ? "##" : ""
-                candidate.unicodeScalars.append(contentsOf: scalars[start..<end])
-                if let id = vocabulary[candidate] {
-                    found = id
-                    break
-                }
-                end -= 1
-            }
-            guard let found else {
-                out.append(unknownId)
+        let firstPiece = ids.count
+        var start = word.startIndex
+        while start < word.endIndex {
+            guard var node = start == word.startIndex ? Vocabulary.root : continuationNode else {
+                ids.removeLast(ids.count - firstPiece)
+                ids.append(unknownTokenId)
                 return
             }
-            pieces.append(found)
-            start = end
-        }
-        out.append(contentsOf: pieces)
-    }
-
-    // MARK: Basic tokenisation
-
-    /// Splits text into words and punctuation as BERT's BasicTokenizer does; special tokens
-    /// written in the text ("[SEP]") stay whole.
-    func basicTokens(_ text: String) -> [String] {
-        var words: [String] = []
-        for (piece, isSpecial) in splitOnSpecialTokens(text) {
-            if isSpecial {
-                words.append(piece)
-                continue
+            var matchEnd = start
+            var matchId: Int32 = -1
+            var position = start
+            while position < word.endIndex, let next = vocabulary.child(of: node, word[position]) {
+                node = next
+                position += 1
+                if let id = vocabulary.tokenId(at: node) {
+                    matchEnd = position
+                    matchId = id
+                }
             }
-            // NFC after cleaning, as Hugging Face does, so composed and decomposed input agree.
-            for word in cleaned(piece).precomposedStringWithCanonicalMapping.split(separator: " ") {
-                var token = String(word)
-                if settings.lowercase { token = token.lowercased() }
-                if settings.stripAccents ?? settings.lowercase { token = strippingAccents(token) }
-                words.append(contentsOf: splitOnPunctuation(token))
+            if matchEnd == start {
+                ids.removeLast(ids.count - firstPiece)
+                ids.append(unknownTokenId)
+                return
             }
-        }
-        return words
-    }
-
-    /// Removes control characters and U+FFFD, maps whitespace to spaces, isolates CJK ideographs.
-    private func cleaned(_ text: String) -> String {
-        var out = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars {
-            if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { continue }
-            if Self.isWhitespace(scalar) {
-                out.append(" ")
-            } else if settings.splitChineseCharacters && Self.isChineseCharacter(scalar) {
-                out.append(" "); out.append(scalar); out.append(" ")
-            } else {
-                out.append(scalar)
-            }
-        }
-        return String(out)
-    }
-
-    private func strippingAccents(_ token: String) -> String {
-        var out = String.UnicodeScalarView()
-        for scalar in token.decomposedStringWithCanonicalMapping.unicodeScalars
-        where scalar.properties.generalCategory != .nonspacingMark {
-            out.append(scalar)
-        }
-        return String(out)
-    }
-
-    private func splitOnPunctuation(_ token: String) -> [String] {
-        var pieces: [String] = []
-        var current = String.UnicodeScalarView()
-        for scalar in token.unicodeScalars {
-            if Self.isPunctuation(scalar) {
-                if !current.isEmpty { pieces.append(String(current)); current = .init() }
-                pieces.append(String(scalar))
-            } else {
-                current.append(scalar)
-            }
-        }
-        if !current.isEmpty { pieces.append(String(current)) }
-        return pieces
-    }
-
-    private func splitOnSpecialTokens(_ text: String) -> [(String, Bool)] {
-        guard specialTokens.contains(where: { text.contains($0) }) else { return [(text, false)] }
-        var parts: [(String, Bool)] = []
-        var rest = Substring(text)
-        while let (range, token) = specialTokens.compactMap({ t in rest.range(of: t).map { ($0, t) } }).min(by: { $0.0.lowerBound < $1.0.lowerBound }) {
-            parts.append((String(rest[..<range.lowerBound]), false))
-            parts.append((token, true))
-            rest = rest[range.upperBound...]
-        }
-        parts.append((String(rest), false))
-        return parts
-    }
-
-    // BERT's character classes (tokenization_bert.py).
-
-    static func isWhitespace(_ s: Unicode.Scalar) -> Bool {
-        s == " " || s == "\t" || s == "\n" || s == "\r" || s.properties.generalCategory == .spaceSeparator
-    }
-
-    static func isControl(_ s: Unicode.Scalar) -> Bool {
-        if s == "\t" || s == "\n" || s == "\r" { return false }
-        switch s.properties.generalCategory {
-        case .control, .format, .surrogate, .privateUse, .unassigned: return true
-        default: return false
-        }
-    }
-
-    static func isPunctuation(_ s: Unicode.Scalar) -> Bool {
-        let v = s.value
-        if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) { return true }
-        switch s.properties.generalCategory {
-        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation: return true
-        default: return false
-        }
-    }
-
-    static func isChineseCharacter(_ s: Unicode.Scalar) -> Bool {
-        switch s.value {
-        case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F,
-             0x2B740...0x2B81F, 0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F: return true
-        default: return false
+            ids.append(Int(matchId))
+            start = matchEnd
         }
     }
 }
