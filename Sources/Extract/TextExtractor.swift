@@ -62,7 +62,7 @@ public final class TextExtractor: Sendable {
     public init(_ request: TextExtractionRequest) throws {
         self.request = request
         guard (1...22).contains(request.zstdLevel) else { throw ExtractError("--zstd-level \(request.zstdLevel): zstd levels are 1...22") }
-        guard request.maxLength >= 2 else { throw ExtractError("--max-length \(request.maxLength): must be at least 2 ([CLS] and [SEP])") }
+        guard request.maxLength >= 3 else { throw ExtractError("--max-length \(request.maxLength): must be at least 3 ([CLS] and two [SEP] for pairs)") }
         let folder = try BackboneFolder.resolve(request.backbone)
         encoder = try BertEncoder(folder: folder)
         tokenizer = try WordPieceTokenizer(directory: folder)

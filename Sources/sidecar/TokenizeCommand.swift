@@ -17,6 +17,10 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "Input file; - for standard input.")
     var input = "-"
 
+    func validate() throws {
+        guard maxLength >= 3 else { throw ValidationError("--max-length \(maxLength): must be at least 3 ([CLS] and two [SEP])") }
+    }
+
     func run() throws {
         let tokenizer = try WordPieceTokenizer(directory: try BackboneFolder.resolve(backbone))
         guard let handle = input == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: input) else {
