@@ -130,21 +130,11 @@ public final class BertEncoder: Sendable {
         }
     }
 
-    private func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ layer: BertWeights.Linear, rows: Int, inFeatures: Int) {
-        layer.weight.withUnsafeBufferPointer { w in
-            layer.bias.withUnsafeBufferPointer { b in
-                LinearKernel.forward(y: out, x: x, weight: w.baseAddress!, bias: b.baseAddress!, rows: rows,
-                                     inFeatures: inFeatures, outFeatures: layer.weight.shape[0])
-            }
-        }
+    private func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ layer: DenseLayer, rows: Int, inFeatures: Int) {
+        layer.apply(out, x, rows: rows)
     }
 
-    private func layerNorm(_ x: UnsafeMutablePointer<Float>, _ norm: BertWeights.Norm, rows: Int) {
-        norm.gain.withUnsafeBufferPointer { g in
-            norm.bias.withUnsafeBufferPointer { b in
-                LayerNormKernel.forward(out: x, mean: nil, rstd: nil, x: x, gain: g.baseAddress!, bias: b.baseAddress!,
-                                        rows: rows, cols: config.hiddenSize, eps: config.layerNormEpsilon)
-            }
-        }
+    private func layerNorm(_ x: UnsafeMutablePointer<Float>, _ norm: NormLayer, rows: Int) {
+        norm.apply(x, x, rows: rows, eps: config.layerNormEpsilon)
     }
 }

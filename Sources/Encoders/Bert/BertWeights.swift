@@ -16,17 +16,8 @@ public struct BertWeights: Sendable {
         public var outputNorm: Norm
     }
 
-    /// A dense layer stored as in PyTorch: weight [out, in], bias [out].
-    public struct Linear: Sendable {
-        public var weight: Tensor
-        public var bias: Tensor
-    }
-
-    /// Layer-norm gain and bias, each [hidden].
-    public struct Norm: Sendable {
-        public var gain: Tensor
-        public var bias: Tensor
-    }
+    public typealias Linear = DenseLayer
+    public typealias Norm = NormLayer
 
     public var wordEmbeddings: Tensor        // [vocab, hidden]
     public var positionEmbeddings: Tensor    // [maxPositions, hidden]

@@ -1,0 +1,204 @@
+// The frozen ViT forward pass (inference only): patch embedding as one product over unfolded
+// patches, a class token, position embeddings (bicubically interpolated, as PyTorch does, when the
+// image size differs from the configuration's), then pre-LN blocks: h = x + Attn(LN(x)),
+// z = h + MLP(LN(h)). Hidden states are those of ViTModel's `hidden_states` (no final norm).
+import Foundation
+import SafeTensors
+import TensorCore
+
+public final class ViTEncoder: Sendable {
+    public struct Layer: Sendable {
+        public var normBefore: NormLayer
+        public var query, key, value, attentionOutput: DenseLayer
+        public var normAfter: NormLayer
+        public var intermediate, output: DenseLayer
+    }
+
+    public let config: ViTConfig
+    let patchProjection: DenseLayer     // weight [D, C·P·P]
+    let classToken: Tensor              // [D]
+    let positions: Tensor               // [1 + N, D]
+    let layers: [Layer]
+    let finalNorm: NormLayer
+    private let activation: Activation
+
+    /// Reads `config.json` and `model.safetensors` from `folder`, checking every shape.
+    public init(folder: URL) throws {
+        let config = try ViTConfig(contentsOf: folder.appendingPathComponent("config.json"))
+        let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
+        let prefix = ["", "vit."].first { file.names.contains($0 + "embeddings.cls_token") }
+        guard let prefix else { throw EncoderError("\(file.path): no tensor \"embeddings.cls_token\" (is this a ViT checkpoint?)") }
+        func load(_ name: String, _ shape: [Int]) throws -> Tensor { try file.tensor(prefix + name, expectedShape: shape) }
+        let d = config.hiddenSize, c = config.channelCount, p = config.patchSize, n = config.patchesPerSide * config.patchesPerSide
+        func dense(_ name: String, out: Int, in inputs: Int) throws -> DenseLayer {
+            DenseLayer(weight: try load(name + ".weight", [out, inputs]), bias: try load(name + ".bias", [out]))
+        }
+        func norm(_ name: String) throws -> NormLayer {
+            NormLayer(gain: try load(name + ".weight", [d]), bias: try load(name + ".bias", [d]))
+        }
+        self.config = config
+        patchProjection = DenseLayer(
+            weight: try load("embeddings.patch_embeddings.projection.weight", [d, c, p, p]).reshaped([d, c * p * p]),
+            bias: try load("embeddings.patch_embeddings.projection.bias", [d]))
+        classToken = try load("embeddings.cls_token", [1, 1, d]).reshaped([d])
+        positions = try load("embeddings.position_embeddings", [1, n + 1, d]).reshaped([n + 1, d])
+        layers = try (0..<config.layerCount).map { l in
+            let q = "encoder.layer.\(l)."
+            return Layer(
+                normBefore: try norm(q + "layernorm_before"),
+                query: try dense(q + "attention.attention.query", out: d, in: d),
+                key: try dense(q + "attention.attention.key", out: d, in: d),
+                value: try dense(q + "attention.attention.value", out: d, in: d),
+                attentionOutput: try dense(q + "attention.output.dense", out: d, in: d),
+                normAfter: try norm(q + "layernorm_after"),
+                intermediate: try dense(q + "intermediate.dense", out: config.intermediateSize, in: d),
+                output: try dense(q + "output.dense", out: d, in: config.intermediateSize))
+        }
+        finalNorm = try norm("layernorm")
+        activation = config.hiddenActivation == "gelu" ? .gelu : .geluTanh
+    }
+
+    /// Hidden states z_l, l ∈ `layers` (0 = embeddings), for images [B, C, H, W] (preprocessed).
+    /// Each is [B·(1 + patches), D]: per image its class token, then its patches row by row.
+    public func hiddenStates(pixels: Tensor, layers keep: Set<Int>) throws -> [Int: Tensor] {
+        guard pixels.rank == 4, pixels.shape[1] == config.channelCount else {
+            throw EncoderError("images must be [batch, \(config.channelCount), height, width], got \(pixels.shape)")
+        }
+        let (batch, height, width) = (pixels.shape[0], pixels.shape[2], pixels.shape[3])
+        let p = config.patchSize
+        guard height % p == 0, width % p == 0 else {
+            throw EncoderError("image size \(height)×\(width) is not a multiple of the patch size \(p)")
+        }
+        guard let deepest = keep.max() else { return [:] }
+        precondition(keep.allSatisfy { (0...config.layerCount).contains($0) }, "layers \(keep.sorted()) outside 0...\(config.layerCount)")
+        let rowsPerImage = 1 + (height / p) * (width / p)
+        var x = embed(pixels, batch: batch, height: height, width: width)
+        var states: [Int: Tensor] = [:]
+        if keep.contains(0) { states[0] = x }
+        let segments = Segments(lengths: Array(repeating: rowsPerImage, count: batch))
+        for l in 0..<deepest {
+            block(layers[l], x: &x, segments: segments)
+            if keep.contains(l + 1) { states[l + 1] = x }
+        }
+        return states
+    }
+
+    /// The final layer norm (ViTModel's `last_hidden_state` is this applied to the last state).
+    public func finalNormed(_ state: Tensor) -> Tensor {
+        var out = state
+        out.withUnsafeMutableBufferPointer { o in finalNorm.apply(o.baseAddress!, o.baseAddress!, rows: state.rowCount, eps: config.layerNormEpsilon) }
+        return out
+    }
+
+    private func embed(_ pixels: Tensor, batch: Int, height: Int, width: Int) -> Tensor {
+        let (c, p, d) = (config.channelCount, config.patchSize, config.hiddenSize)
+        let (rowsOut, colsOut) = (height / p, width / p)
+        let patches = rowsOut * colsOut, patchWidth = c * p * p
+        // Unfold every patch into a row (channel, then patch row, then patch column: the
+        // convolution weight's order), so the patch embedding is one product.
+        var unfolded = [Float](repeating: 0, count: batch * patches * patchWidth)
+        for b in 0..<batch {
+            for py in 0..<rowsOut {
+                for px in 0..<colsOut {
+                    let row = (b * patches + py * colsOut + px) * patchWidth
+                    for ch in 0..<c {
+                        for dy in 0..<p {
+                            let source = ((b * c + ch) * height + py * p + dy) * width + px * p
+                            for dx in 0..<p { unfolded[row + (ch * p + dy) * p + dx] = pixels.scalars[source + dx] }
+                        }
+                    }
+                }
+            }
+        }
+        var projected = [Float](repeating: 0, count: batch * patches * d)
+        projected.withUnsafeMutableBufferPointer { out in
+            unfolded.withUnsafeBufferPointer { patchesIn in patchProjection.apply(out.baseAddress!, patchesIn.baseAddress!, rows: batch * patches) }
+        }
+        let position = rowsOut == config.patchesPerSide && colsOut == config.patchesPerSide
+            ? positions : interpolatedPositions(rows: rowsOut, columns: colsOut)
+        var x = Tensor(zeros: [batch * (1 + patches), d])
+        for b in 0..<batch {
+            let base = b * (1 + patches) * d
+            for j in 0..<d { x.scalars[base + j] = classToken.scalars[j] + position.scalars[j] }
+            for t in 0..<patches {
+                for j in 0..<d {
+                    x.scalars[base + (1 + t) * d + j] = projected[(b * patches + t) * d + j] + position.scalars[(1 + t) * d + j]
+                }
+            }
+        }
+        return x
+    }
+
+    /// Position embeddings for a rows × columns patch grid: the class position unchanged, the patch
+    /// grid resized with PyTorch's bicubic interpolation (A = −0.75, align_corners=False).
+    func interpolatedPositions(rows: Int, columns: Int) -> Tensor {
+        let d = config.hiddenSize, side = config.patchesPerSide
+        func weights(_ t: Float) -> [Float] {
+            let a: Float = -0.75
+            func near(_ x: Float) -> Float { ((a + 2) * x - (a + 3)) * x * x + 1 }
+            func far(_ x: Float) -> Float { ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+            return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+        }
+        func taps(_ output: Int, size: Int) -> [(index: Int, weight: Float)] {
+            let scale = Float(side) / Float(size)
+            let source = scale * (Float(output) + 0.5) - 0.5
+            let floor = Int(source.rounded(.down))
+            return zip(-1...2, weights(source - Float(floor))).map { (min(max(floor + $0, 0), side - 1), $1) }
+        }
+        var out = Tensor(zeros: [1 + rows * columns, d])
+        for j in 0..<d { out.scalars[j] = positions.scalars[j] }
+        for y in 0..<rows {
+            let ys = taps(y, size: rows)
+            for x in 0..<columns {
+                let xs = taps(x, size: columns)
+                let target = (1 + y * columns + x) * d
+                for j in 0..<d {
+                    var value: Float = 0
+                    for (yi, wy) in ys {
+                        var line: Float = 0
+                        for (xi, wx) in xs { line += wx * positions.scalars[(1 + yi * side + xi) * d + j] }
+                        value += wy * line
+                    }
+                    out.scalars[target + j] = value
+                }
+            }
+        }
+        return out
+    }
+
+    /// One pre-LN block, in place on x [T, D].
+    private func block(_ layer: Layer, x: inout Tensor, segments: Segments) {
+        let rows = x.rowCount, d = config.hiddenSize, eps = config.layerNormEpsilon
+        var normed = [Float](repeating: 0, count: rows * d)
+        var q = normed, k = normed, v = normed, context = normed, projected = normed
+        var inner = [Float](repeating: 0, count: rows * config.intermediateSize)
+        x.withUnsafeMutableBufferPointer { xb in
+            let xp = xb.baseAddress!
+            normed.withUnsafeMutableBufferPointer { n in
+                layer.normBefore.apply(n.baseAddress!, xp, rows: rows, eps: eps)
+                q.withUnsafeMutableBufferPointer { q in layer.query.apply(q.baseAddress!, n.baseAddress!, rows: rows) }
+                k.withUnsafeMutableBufferPointer { k in layer.key.apply(k.baseAddress!, n.baseAddress!, rows: rows) }
+                v.withUnsafeMutableBufferPointer { v in layer.value.apply(v.baseAddress!, n.baseAddress!, rows: rows) }
+            }
+            context.withUnsafeMutableBufferPointer { ctx in
+                AttentionKernel.forward(out: ctx.baseAddress!, probabilities: nil, q: q, k: k, v: v, segments: segments,
+                                        heads: config.headCount, headSize: d / config.headCount, keyMask: nil)
+                projected.withUnsafeMutableBufferPointer { proj in
+                    layer.attentionOutput.apply(proj.baseAddress!, ctx.baseAddress!, rows: rows)
+                    for i in 0..<(rows * d) { xp[i] += proj[i] }
+                }
+            }
+            normed.withUnsafeMutableBufferPointer { n in
+                layer.normAfter.apply(n.baseAddress!, xp, rows: rows, eps: eps)
+                inner.withUnsafeMutableBufferPointer { h in
+                    layer.intermediate.apply(h.baseAddress!, n.baseAddress!, rows: rows)
+                    ActivationKernel.forward(activation, out: h.baseAddress!, x: h.baseAddress!, count: h.count)
+                    projected.withUnsafeMutableBufferPointer { proj in
+                        layer.output.apply(proj.baseAddress!, h.baseAddress!, rows: rows)
+                        for i in 0..<(rows * d) { xp[i] += proj[i] }
+                    }
+                }
+            }
+        }
+    }
+}
