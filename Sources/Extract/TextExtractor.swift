@@ -103,42 +103,17 @@ public final class TextExtractor: Sendable {
     /// Extracts every split, resuming where an earlier run stopped. Returns the opened cache.
     @discardableResult
     public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
-        let cache = try ActivationCache.openForWriting(path: request.output, settings: settings)
-        let workers = max(1, request.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        let previousThreads = BLAS.threadCount
-        BLAS.setThreadCount(1)
-        defer { BLAS.setThreadCount(previousThreads) }
-        for split in source.splits {
-            let name = split.rawValue
-            var state = try cache.progress(of: name)
-            if state.complete { continue }
-            let examples = try source.examples(split, labels: labels)
+        try runChunks(output: request.output, settings: settings, chunkSize: request.chunkSize, threads: request.threads, report: report) { name in
+            let examples = try source.examples(Split(rawValue: name)!, labels: labels)
             let encodings = examples.map { tokenizer.encode($0.text, pair: $0.textPair, maxLength: request.maxLength) }
-            let resumedFrom = state.written
-            var tokens = 0
-            let started = ContinuousClock.now
-            while state.written < examples.count {
-                let chunk = state.written..<min(state.written + request.chunkSize, examples.count)
-                let work = batches(chunk, encodings)
-                tokens += chunk.reduce(0) { $0 + encodings[$1].ids.count }
-                var records = try parallelMap(work, workers: workers) { batch in
+            return { chunk, workers in
+                let records = try parallelMap(self.batches(chunk, encodings), workers: workers) { batch in
                     try self.encode(batch, encodings, examples,
                                     RecordEncoder(storage: self.request.storage, zstdLevel: Int32(self.request.zstdLevel), shuffle: self.request.shuffle))
                 }.flatMap { $0 }
-                records.sort { $0.index < $1.index }
-                state.written = chunk.upperBound
-                state.complete = state.written == examples.count
-                try cache.append(split: name, records: records, progress: state)
-                let elapsed = ContinuousClock.now - started
-                report(ExtractionProgress(split: name, done: state.written, total: examples.count, tokens: tokens,
-                                          seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
-                                          resumedFrom: resumedFrom))
-            }
-            if examples.isEmpty {
-                try cache.append(split: name, records: [], progress: SplitProgress(written: 0, complete: true))
+                return (records, chunk.reduce(0) { $0 + encodings[$1].ids.count })
             }
         }
-        return cache
     }
 
     /// Indices of a chunk sorted by length (ties by index) and cut into batches of about
@@ -186,68 +161,3 @@ public final class TextExtractor: Sendable {
     }
 }
 
-/// `transform` applied to every element on up to `workers` threads, results in input order; the
-/// first error thrown is rethrown.
-func parallelMap<T: Sendable, R: Sendable>(_ items: [T], workers: Int, _ transform: @escaping @Sendable (T) throws -> R) throws -> [R] {
-    if workers <= 1 || items.count <= 1 { return try items.map(transform) }
-    let board = ResultBoard<R>(count: items.count)
-    DispatchQueue.concurrentPerform(iterations: min(workers, items.count)) { _ in
-        while let i = board.claim() {
-            board.store(Result { try transform(items[i]) }, at: i)
-        }
-    }
-    return try board.results()
-}
-
-/// Hands out indices and collects results under a lock (the work items are large, so contention is nil).
-private final class ResultBoard<R: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var next = 0
-    private var slots: [Result<R, Error>?]
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func claim() -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard next < slots.count else { return nil }
-        next += 1
-        return next - 1
-    }
-
-    func store(_ result: Result<R, Error>, at index: Int) {
-        lock.lock()
-        slots[index] = result
-        lock.unlock()
-    }
-
-    func results() throws -> [R] { try slots.map { try $0!.get() } }
-}
-
-/// Selects or pools the rows of one example according to the token policy.
-enum TokenPooling {
-    static func rows(of state: Tensor, range: Range<Int>, width: Int, policy: TokenPolicy) -> [Float] {
-        let all = Array(state.scalars[(range.lowerBound * width)..<(range.upperBound * width)])
-        func mean() -> [Float] {
-            var m = [Float](repeating: 0, count: width)
-            for r in 0..<range.count { for j in 0..<width { m[j] += all[r * width + j] } }
-            let inv = 1 / Float(max(range.count, 1))
-            return m.map { $0 * inv }
-        }
-        switch policy {
-        case .all: return all
-        case .cls: return Array(all.prefix(width))
-        case .mean: return mean()
-        case .clsAndMean: return Array(all.prefix(width)) + mean()
-        }
-    }
-}
-
-/// Calls `body` with buffer pointers to each array (kept alive for the call).
-func withBlockPointers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
-    func recurse(_ i: Int, _ acc: [UnsafeBufferPointer<Float>]) throws -> R {
-        if i == arrays.count { return try body(acc) }
-        return try arrays[i].withUnsafeBufferPointer { try recurse(i + 1, acc + [$0]) }
-    }
-    return try recurse(0, [])
-}

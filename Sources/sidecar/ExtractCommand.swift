@@ -2,6 +2,7 @@
 import ActivationStore
 import ArgumentParser
 import Datasets
+import Encoders
 import Extract
 import Foundation
 
@@ -14,9 +15,12 @@ struct ExtractCommand: ParsableCommand {
         commandName: "extract",
         abstract: "Run the frozen backbone once over a dataset and cache per-layer activations in LMDB.",
         discussion: """
-            The dataset folder holds train.jsonl (lines {"text": ..., "label": ...}, optional "text_pair") and \
-            optionally val.jsonl and test.jsonl, or the same as .csv/.tsv. Running the same command again \
-            resumes an interrupted extraction; a cache made with other settings is refused.
+            Text (BERT-family backbones): the dataset folder holds train.jsonl (lines {"text": ..., "label": ...}, \
+            optional "text_pair") and optionally val.jsonl and test.jsonl, or the same as .csv/.tsv. Images \
+            (ViT-family backbones, preprocessed as their preprocessor_config.json says): train/CLASS/*.png|jpg \
+            (and val/, test/), or IDX files (train-images-idx3-ubyte[.gz] with train-labels-idx1-ubyte[.gz]). \
+            Running the same command again resumes an interrupted extraction; a cache made with other \
+            settings is refused.
             """)
 
     @Option(help: "Dataset folder (train.jsonl/.csv/.tsv, optional val.*, test.*).")
@@ -73,6 +77,10 @@ struct ExtractCommand: ParsableCommand {
     }
 
     func run() throws {
+        if try isVisionBackbone() {
+            try runImages()
+            return
+        }
         var request = TextExtractionRequest(dataset: dataset, output: out)
         request.backbone = backbone
         request.layers = layers
@@ -87,16 +95,45 @@ struct ExtractCommand: ParsableCommand {
         request.chunkSize = chunkSize
         request.threads = threads
         let extractor = try TextExtractor(request)
-        let s = extractor.settings
+        try announce(extractor.settings)
+        let bar = ProgressBar()
+        try extractor.run { bar.update($0) }
+        bar.finish()
+        print("extracted \(extractor.settings.splits.map { "\($0) \(extractor.settings.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+    }
+
+    /// Whether the backbone folder holds a ViT-family model (config.json's model_type).
+    private func isVisionBackbone() throws -> Bool {
+        let folder = try BackboneFolder.resolve(backbone)
+        let data = try Data(contentsOf: folder.appendingPathComponent("config.json"))
+        let type = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["model_type"] as? String
+        return ["vit", "deit"].contains(type ?? "")
+    }
+
+    private func runImages() throws {
+        var request = ImageExtractionRequest(dataset: dataset, backbone: backbone, output: out)
+        request.layers = layers
+        request.tokens = tokens
+        request.storage = dtype
+        request.zstdLevel = zstdLevel
+        request.shuffle = !noShuffle
+        request.chunkSize = chunkSize
+        request.threads = threads
+        request.batchTokens = batchTokens
+        let extractor = try ImageExtractor(request)
+        try announce(extractor.settings)
+        let bar = ProgressBar()
+        try extractor.run { bar.update($0) }
+        bar.finish()
+        print("extracted \(extractor.settings.splits.map { "\($0) \(extractor.settings.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+    }
+
+    private func announce(_ s: ExtractionSettings) throws {
         FileHandle.standardError.write(Data("""
             extract: \(s.backbone.name) (\(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize)) → \(out)
               layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")
               splits \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")); \(s.labels.count) labels\n
             """.utf8))
-        let bar = ProgressBar()
-        try extractor.run { bar.update($0) }
-        bar.finish()
-        print("extracted \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
     }
 }
 

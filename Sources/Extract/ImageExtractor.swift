@@ -1,0 +1,143 @@
+// Stage one for images: an ImageFolder tree or IDX files, preprocessed as the backbone's
+// preprocessor_config.json says (resize, crop, rescale, normalise), through the frozen ViT, into
+// the cache. Images of one batch share a size, so each example is 1 + patches rows.
+import ActivationStore
+import Datasets
+import Encoders
+import Foundation
+import TensorCore
+
+/// What to extract from an image dataset.
+public struct ImageExtractionRequest: Sendable {
+    public var dataset: String
+    /// A ViT-family Hugging Face model folder.
+    public var backbone: String
+    public var output: String
+    public var layers = "all"
+    public var tokens = TokenPolicy.all
+    public var storage = StorageType.bf16
+    public var zstdLevel = 1
+    public var shuffle = true
+    public var chunkSize = 512
+    /// Tokens per forward batch (an image is 1 + patches tokens).
+    public var batchTokens = 2048
+    public var threads: Int? = nil
+
+    public init(dataset: String, backbone: String, output: String) {
+        self.dataset = dataset
+        self.backbone = backbone
+        self.output = output
+    }
+}
+
+/// One image of a split: its label and how to decode it.
+struct ImageExample: Sendable {
+    let labelID: Int
+    let load: @Sendable () throws -> RGBImage
+}
+
+public final class ImageExtractor: Sendable {
+    public let request: ImageExtractionRequest
+    public let settings: ExtractionSettings
+    let encoder: ViTEncoder
+    let preprocessing: ImagePreprocessing
+    let examples: @Sendable (Split) throws -> [ImageExample]
+
+    public init(_ request: ImageExtractionRequest) throws {
+        self.request = request
+        let folder = try BackboneFolder.resolve(request.backbone)
+        encoder = try ViTEncoder(folder: folder)
+        preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
+        let splits: [Split], labels: LabelMap, format: String
+        var counts: [String: Int] = [:]
+        var files: [DatasetFile] = []
+        if FileManager.default.fileExists(atPath: request.dataset + "/train") {
+            let source = try ImageFolderSource(directory: request.dataset)
+            (splits, labels, format) = (source.splits, source.labels, "imagefolder")
+            for split in splits {
+                let items = try source.items(split)
+                counts[split.rawValue] = items.count
+                // An image folder is identified by its file list and sizes (hashing every image
+                // would read the dataset twice).
+                var listing = ""
+                for item in items { listing += "\(item.path)\t\((try? FileManager.default.attributesOfItem(atPath: item.path)[.size] as? Int) ?? -1)\n" }
+                files.append(DatasetFile(split: split.rawValue, name: source.path(of: split), bytes: items.count,
+                                         hash: String(XXHash64.hash(Array(listing.utf8)), radix: 16)))
+            }
+            examples = { split in try source.items(split).map { item in ImageExample(labelID: item.labelID, load: { try item.load() }) } }
+        } else {
+            let source = try IDXDatasetSource(directory: request.dataset)
+            (splits, labels, format) = (source.splits, source.labels, "idx")
+            for split in splits {
+                let loaded = try source.load(split)
+                counts[split.rawValue] = loaded.labelIDs.count
+                files.append(DatasetFile(split: split.rawValue, name: source.files(of: split)?.images ?? split.rawValue,
+                                         bytes: loaded.images.pixels.count, hash: String(XXHash64.hash(loaded.images.pixels), radix: 16)))
+            }
+            examples = { split in
+                let loaded = try source.load(split)
+                return loaded.labelIDs.enumerated().map { i, label in ImageExample(labelID: label, load: { loaded.images.rgbImage(at: i) }) }
+            }
+        }
+        let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
+        let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
+        let preprocessingJSON = String(decoding: try JSONEncoder().encode(preprocessing), as: UTF8.self)
+        settings = ExtractionSettings(
+            backbone: BackboneIdentity(
+                name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
+                layerCount: encoder.config.layerCount,
+                configHash: String(configData.withUnsafeBytes { XXHash64.hash($0) }, radix: 16),
+                weightsHash: String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16), weightsBytes: weights.count),
+            preprocessing: ["image": preprocessingJSON, "format": format],
+            datasetFiles: files, layers: try LayerSelection.parse(request.layers, layerCount: encoder.config.layerCount),
+            tokens: request.tokens, storage: request.storage, zstdLevel: request.zstdLevel, shuffle: request.shuffle,
+            labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts)
+    }
+
+    /// Extracts every split, resuming where an earlier run stopped. Returns the opened cache.
+    @discardableResult
+    public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
+        try runChunks(output: request.output, settings: settings, chunkSize: request.chunkSize, threads: request.threads, report: report) { name in
+            let all = try examples(Split(rawValue: name)!)
+            let perImage = 1 + encoder.config.patchesPerSide * encoder.config.patchesPerSide
+            let batchImages = max(1, request.batchTokens / perImage)
+            return { chunk, workers in
+                let batches = stride(from: chunk.lowerBound, to: chunk.upperBound, by: batchImages).map {
+                    Array($0..<min($0 + batchImages, chunk.upperBound))
+                }
+                let records = try parallelMap(batches, workers: workers) { batch in try self.encode(batch, all) }.flatMap { $0 }
+                return (records, records.count * perImage)
+            }
+        }
+    }
+
+    private func encode(_ batch: [Int], _ all: [ImageExample]) throws -> [(index: Int, bytes: [UInt8])] {
+        let pixels = try batch.map { preprocessing(try all[$0].load()) }
+        guard let first = pixels.first else { return [] }
+        let (height, width) = (first.height, first.width)
+        // Same-size images stack into one [B, 3, H, W] batch.
+        var stacked = [Float]()
+        stacked.reserveCapacity(batch.count * 3 * height * width)
+        for p in pixels {
+            guard p.height == height, p.width == width else {
+                throw ExtractError("images of one batch differ in size after preprocessing (\(p.height)×\(p.width) vs \(height)×\(width)); set a resize or crop in preprocessor_config.json")
+            }
+            stacked += p.values
+        }
+        let layers = settings.layers
+        let states = try encoder.hiddenStates(pixels: Tensor(shape: [batch.count, 3, height, width], scalars: stacked), layers: Set(layers))
+        let width0 = encoder.config.hiddenSize
+        let rowsPerImage = states[layers[0]]!.rowCount / batch.count
+        let recordEncoder = RecordEncoder(storage: request.storage, zstdLevel: Int32(request.zstdLevel), shuffle: request.shuffle)
+        return try batch.enumerated().map { position, index in
+            let range = (position * rowsPerImage)..<((position + 1) * rowsPerImage)
+            let blocks = layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: width0, policy: request.tokens) }
+            let rows = blocks[0].count / width0
+            let bytes = try withBlockPointers(blocks) { pointers in
+                try recordEncoder.encode(label: all[index].labelID, rows: rows, width: width0,
+                                         blocks: zip(layers, pointers).map { RecordEncoder.Block(layer: $0, values: $1) })
+            }
+            return (index, bytes)
+        }
+    }
+}
