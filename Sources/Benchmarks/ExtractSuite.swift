@@ -27,7 +27,7 @@ func benchmarkExtraction(arguments: [String]) throws {
     print("stage one: all-MiniLM-L6-v2, every hidden state (layers 0–6), all real tokens, \(lines.count) texts of \(dataset), \(cores) threads\n")
     print("storage   tokens/s   stored bytes/token/layer   stored / raw fp32")
     var float32Rate = 0.0
-    for storage in [StorageType.f32, .f16, .bf16] {
+    for storage in [StorageType.f32, .f16, .bf16, .int8] {
         var request = TextExtractionRequest(dataset: data.path, output: work.appendingPathComponent("cache-\(storage.rawValue)").path)
         request.storage = storage
         let extractor = try TextExtractor(request)
@@ -41,7 +41,6 @@ func benchmarkExtraction(arguments: [String]) throws {
         print(storage.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
               + String(format: "%10.0f %26.1f %19.3f", rate, perTokenLayer, report.ratioVsF32))
     }
-    print("int8      (not implemented yet)")
     print("\ncompute path: f32 through OpenBLAS (\(BLAS.coreName) kernels). The bf16 path through oneDNN is not built yet.")
 
     // The PyTorch peer, when torch is importable here.

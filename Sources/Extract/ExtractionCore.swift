@@ -7,31 +7,69 @@ import Dispatch
 import Foundation
 import TensorCore
 
-/// Encodes the records of a chunk of one split: (records, tokens through the encoder).
-typealias ChunkEncoder = (_ chunk: Range<Int>, _ workers: Int) throws -> (records: [(index: Int, bytes: [UInt8])], tokens: Int)
+/// One example's activations, ready to encode: `rows` × width values per kept layer.
+struct ExampleActivations: Sendable {
+    let index: Int
+    let label: Int?
+    let rows: Int
+    let blocks: [[Float]]
+}
+
+/// How an extractor computes one split: how a chunk is cut into batches, what a batch computes,
+/// and how many tokens a chunk puts through the encoder.
+struct SplitWork: Sendable {
+    let batches: @Sendable (Range<Int>) -> [[Int]]
+    let compute: @Sendable ([Int]) throws -> [ExampleActivations]
+    let tokens: @Sendable (Range<Int>) -> Int
+}
 
 /// Opens (or resumes) the cache at `output` and fills every incomplete split; `prepare` loads a
-/// split and returns what encodes its chunks.
+/// split. For int8 storage, per-layer, per-channel scales are calibrated first on the first chunk
+/// of the first split (deterministically, so a resumed run that lost them computes the same).
 func runChunks(output: String, settings: ExtractionSettings, chunkSize: Int, threads: Int?,
-               report: (ExtractionProgress) -> Void, prepare: (String) throws -> ChunkEncoder) throws -> ActivationCache {
+               report: (ExtractionProgress) -> Void, prepare: (String) throws -> SplitWork) throws -> ActivationCache {
     let cache = try ActivationCache.openForWriting(path: output, settings: settings)
     let workers = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
     let previousThreads = BLAS.threadCount
     BLAS.setThreadCount(1)
     defer { BLAS.setThreadCount(previousThreads) }
+    var scales: [Int: [Float]] = [:]
+    if settings.storage == .int8 {
+        if let stored = try cache.int8Scales() {
+            scales = stored
+        } else if let first = settings.splits.first {
+            let work = try prepare(first)
+            let chunk = 0..<min(chunkSize, settings.splitCounts[first] ?? 0)
+            let examples = try parallelMap(work.batches(chunk), workers: workers, work.compute).flatMap { $0 }
+            scales = Int8Calibration.scales(layers: settings.layers, width: settings.backbone.hiddenSize,
+                                            blocks: examples.map(\.blocks))
+            try cache.storeInt8Scales(scales)
+        }
+    }
     for name in settings.splits {
         var state = try cache.progress(of: name)
         if state.complete { continue }
         let total = settings.splitCounts[name] ?? 0
-        let encodeChunk = try prepare(name)
+        let work = try prepare(name)
         let resumedFrom = state.written
         var tokens = 0
         let started = ContinuousClock.now
+        let layers = settings.layers, width = settings.backbone.hiddenSize
+        let scalesNow = scales
         while state.written < total {
             let chunk = state.written..<min(state.written + chunkSize, total)
-            var (records, chunkTokens) = try encodeChunk(chunk, workers)
+            var records = try parallelMap(work.batches(chunk), workers: workers) { batch in
+                let encoder = RecordEncoder(storage: settings.storage, zstdLevel: Int32(settings.zstdLevel),
+                                            shuffle: settings.shuffle, int8Scales: scalesNow)
+                return try work.compute(batch).map { example in
+                    (index: example.index, bytes: try withBlockPointers(example.blocks) { pointers in
+                        try encoder.encode(label: example.label, rows: example.rows, width: width,
+                                           blocks: zip(layers, pointers).map { RecordEncoder.Block(layer: $0, values: $1) })
+                    })
+                }
+            }.flatMap { $0 }
             records.sort { $0.index < $1.index }
-            tokens += chunkTokens
+            tokens += work.tokens(chunk)
             state.written = chunk.upperBound
             state.complete = state.written == total
             try cache.append(split: name, records: records, progress: state)
@@ -42,6 +80,24 @@ func runChunks(output: String, settings: ExtractionSettings, chunkSize: Int, thr
         }
     }
     return cache
+}
+
+/// Symmetric int8 scales per layer and channel: the largest |value| seen in calibration / 127.
+/// Values beyond it are clipped when stored. Per channel because BERT has outlier channels (per
+/// token scales lost 0.66 points on a probe, per channel none).
+enum Int8Calibration {
+    static func scales(layers: [Int], width: Int, blocks: [[[Float]]]) -> [Int: [Float]] {
+        var out: [Int: [Float]] = [:]
+        for (position, layer) in layers.enumerated() {
+            var maxima = [Float](repeating: 0, count: width)
+            for example in blocks {
+                let values = example[position]
+                for (i, v) in values.enumerated() { maxima[i % width] = max(maxima[i % width], abs(v)) }
+            }
+            out[layer] = maxima.map { $0 > 0 ? $0 / 127 : 1 }
+        }
+        return out
+    }
 }
 
 /// `transform` applied to every element on up to `workers` threads, results in input order; the

@@ -101,21 +101,20 @@ public final class ImageExtractor: Sendable {
             let all = try examples(Split(rawValue: name)!)
             let perImage = 1 + encoder.config.patchesPerSide * encoder.config.patchesPerSide
             let batchImages = max(1, request.batchTokens / perImage)
-            return { chunk, workers in
-                let batches = stride(from: chunk.lowerBound, to: chunk.upperBound, by: batchImages).map {
-                    Array($0..<min($0 + batchImages, chunk.upperBound))
-                }
-                let records = try parallelMap(batches, workers: workers) { batch in try self.encode(batch, all) }.flatMap { $0 }
-                return (records, records.count * perImage)
-            }
+            return SplitWork(
+                batches: { chunk in
+                    stride(from: chunk.lowerBound, to: chunk.upperBound, by: batchImages).map { Array($0..<min($0 + batchImages, chunk.upperBound)) }
+                },
+                compute: { try self.activations($0, all) },
+                tokens: { $0.count * perImage })
         }
     }
 
-    private func encode(_ batch: [Int], _ all: [ImageExample]) throws -> [(index: Int, bytes: [UInt8])] {
+    /// Preprocesses and encodes one batch of same-size images; each example's kept rows per layer.
+    private func activations(_ batch: [Int], _ all: [ImageExample]) throws -> [ExampleActivations] {
         let pixels = try batch.map { preprocessing(try all[$0].load()) }
         guard let first = pixels.first else { return [] }
         let (height, width) = (first.height, first.width)
-        // Same-size images stack into one [B, 3, H, W] batch.
         var stacked = [Float]()
         stacked.reserveCapacity(batch.count * 3 * height * width)
         for p in pixels {
@@ -124,20 +123,13 @@ public final class ImageExtractor: Sendable {
             }
             stacked += p.values
         }
-        let layers = settings.layers
-        let states = try encoder.hiddenStates(pixels: Tensor(shape: [batch.count, 3, height, width], scalars: stacked), layers: Set(layers))
-        let width0 = encoder.config.hiddenSize
-        let rowsPerImage = states[layers[0]]!.rowCount / batch.count
-        let recordEncoder = RecordEncoder(storage: request.storage, zstdLevel: Int32(request.zstdLevel), shuffle: request.shuffle)
-        return try batch.enumerated().map { position, index in
+        let states = try encoder.hiddenStates(pixels: Tensor(shape: [batch.count, 3, height, width], scalars: stacked), layers: Set(settings.layers))
+        let hidden = encoder.config.hiddenSize
+        let rowsPerImage = states[settings.layers[0]]!.rowCount / batch.count
+        return batch.enumerated().map { position, index in
             let range = (position * rowsPerImage)..<((position + 1) * rowsPerImage)
-            let blocks = layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: width0, policy: request.tokens) }
-            let rows = blocks[0].count / width0
-            let bytes = try withBlockPointers(blocks) { pointers in
-                try recordEncoder.encode(label: all[index].labelID, rows: rows, width: width0,
-                                         blocks: zip(layers, pointers).map { RecordEncoder.Block(layer: $0, values: $1) })
-            }
-            return (index, bytes)
+            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: hidden, policy: request.tokens) }
+            return ExampleActivations(index: index, label: all[index].labelID, rows: blocks[0].count / hidden, blocks: blocks)
         }
     }
 }

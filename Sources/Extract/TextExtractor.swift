@@ -106,13 +106,9 @@ public final class TextExtractor: Sendable {
         try runChunks(output: request.output, settings: settings, chunkSize: request.chunkSize, threads: request.threads, report: report) { name in
             let examples = try source.examples(Split(rawValue: name)!, labels: labels)
             let encodings = examples.map { tokenizer.encode($0.text, pair: $0.textPair, maxLength: request.maxLength) }
-            return { chunk, workers in
-                let records = try parallelMap(self.batches(chunk, encodings), workers: workers) { batch in
-                    try self.encode(batch, encodings, examples,
-                                    RecordEncoder(storage: self.request.storage, zstdLevel: Int32(self.request.zstdLevel), shuffle: self.request.shuffle))
-                }.flatMap { $0 }
-                return (records, chunk.reduce(0) { $0 + encodings[$1].ids.count })
-            }
+            return SplitWork(batches: { self.batches($0, encodings) },
+                             compute: { try self.activations($0, encodings, examples) },
+                             tokens: { $0.reduce(0) { $0 + encodings[$1].ids.count } })
         }
     }
 
@@ -135,29 +131,17 @@ public final class TextExtractor: Sendable {
         return out
     }
 
-    /// Runs one packed batch through the encoder and encodes each example's record.
-    private func encode(_ batch: [Int], _ encodings: [Encoding], _ examples: [TextExample], _ recordEncoder: RecordEncoder) throws -> [(index: Int, bytes: [UInt8])] {
+    /// Runs one packed batch through the encoder; each example's kept rows per layer.
+    private func activations(_ batch: [Int], _ encodings: [Encoding], _ examples: [TextExample]) throws -> [ExampleActivations] {
         let segments = Segments(lengths: batch.map { encodings[$0].ids.count })
         let ids = batch.flatMap { encodings[$0].ids.map(Int32.init) }, types = batch.flatMap { encodings[$0].tokenTypeIds.map(Int32.init) }
-        let layers = settings.layers
-        let states = try encoder.hiddenStates(ids: ids, tokenTypes: types, segments: segments, layers: Set(layers))
+        let states = try encoder.hiddenStates(ids: ids, tokenTypes: types, segments: segments, layers: Set(settings.layers))
         let width = encoder.config.hiddenSize
-        var out: [(index: Int, bytes: [UInt8])] = []
-        for (position, index) in batch.enumerated() {
+        return batch.enumerated().map { position, index in
             let range = segments.range(position)
-            let rows = request.tokens == .all ? range.count : (request.tokens == .clsAndMean ? 2 : 1)
-            var blocks: [[Float]] = []
-            for layer in layers {
-                let state = states[layer]!
-                blocks.append(TokenPooling.rows(of: state, range: range, width: width, policy: request.tokens))
-            }
-            let bytes = try withBlockPointers(blocks) { pointers in
-                try recordEncoder.encode(label: examples[index].labelID, rows: rows, width: width,
-                                         blocks: zip(layers, pointers).map { RecordEncoder.Block(layer: $0, values: $1) })
-            }
-            out.append((index, bytes))
+            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: width, policy: request.tokens) }
+            return ExampleActivations(index: index, label: examples[index].labelID, rows: blocks[0].count / width, blocks: blocks)
         }
-        return out
     }
 }
 

@@ -38,7 +38,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Token rows kept per example: all (real tokens only), cls, mean, cls+mean.")
     var tokens = TokenPolicy.all
 
-    @Option(help: "Storage type: f32, f16, bf16.")
+    @Option(help: "Storage type: f32, f16, bf16, int8 (symmetric; one scale per layer and channel, calibrated on the first chunk, values beyond clipped).")
     var dtype = StorageType.bf16
 
     @Option(help: "zstd compression level (1 compresses activations about as well as higher levels, much faster).")

@@ -65,13 +65,12 @@ struct InspectCommand: ParsableCommand {
         if let layer, !settings.layers.contains(layer) {
             throw ValidationError("--layer \(layer): the cache holds layers \(settings.layers.map(String.init).joined(separator: ","))")
         }
-        let decompressor = ZstdDecompressor()
-        var scratch: [UInt8] = []
+        let decoder = try cache.makeDecoder()
         let (values, rows, width) = try cache.withRecord(split: split, index: index) { record -> ([Float], Int, Int) in
             var all: [Float] = []
             var block = [Float](repeating: 0, count: record.rows * record.width)
             for l in layers {
-                try block.withUnsafeMutableBufferPointer { try record.decode(layer: l, into: $0, using: decompressor, scratch: &scratch) }
+                try block.withUnsafeMutableBufferPointer { try decoder.decode(record, layer: l, into: $0) }
                 all += block
             }
             return (all, record.rows, record.width)

@@ -18,11 +18,10 @@ func temporaryCache() -> String {
 
 /// Decoded rows of one layer of one stored example.
 func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: Int) throws -> (values: [Float], rows: Int, label: Int?) {
-    let decompressor = ZstdDecompressor()
-    var scratch: [UInt8] = []
+    let decoder = try cache.makeDecoder()
     return try cache.withRecord(split: split, index: index) { record in
         var values = [Float](repeating: 0, count: record.rows * record.width)
-        try values.withUnsafeMutableBufferPointer { try record.decode(layer: layer, into: $0, using: decompressor, scratch: &scratch) }
+        try values.withUnsafeMutableBufferPointer { try decoder.decode(record, layer: layer, into: $0) }
         return (values, record.rows, record.label)
     }
 }
@@ -106,6 +105,33 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
         request.storage = .bf16
         let cache = try TextExtractor(request).run()
         #expect(try CacheReport.make(cache, verify: true, digest: false).damaged == [])
+    }
+
+    /// int8 keeps every value within half a step of its channel's scale (calibration saw the
+    /// largest values of the first chunk; here the chunk is the whole train split).
+    @Test func int8RecordsAreWithinHalfAStepOfFloat32() throws {
+        _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
+        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        request.layers = "0,2"
+        request.storage = .f32
+        let reference = try TextExtractor(request).run()
+        request.output = temporaryCache()
+        request.storage = .int8
+        let quantised = try TextExtractor(request).run()
+        let scales = try #require(try quantised.int8Scales())
+        #expect(scales.keys.sorted() == [0, 2] && scales[0]!.count == 384)
+        for index in [0, 17, 39] {
+            for layer in [0, 2] {
+                let exact = try storedRows(reference, "train", index, layer: layer), rounded = try storedRows(quantised, "train", index, layer: layer)
+                for i in exact.values.indices {
+                    #expect(abs(exact.values[i] - rounded.values[i]) <= 0.5001 * scales[layer]![i % 384], "train:\(index) layer \(layer) value \(i)")
+                }
+            }
+        }
+        let report = try CacheReport.make(quantised, verify: true, digest: false)
+        #expect(report.damaged == [])
+        print("int8 cache: \(report.ratioVsF32) of raw fp32")
+        #expect(report.ratioVsF32 < 0.3)
     }
 
     @Test func layerSelections() throws {

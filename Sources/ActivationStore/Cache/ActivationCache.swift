@@ -21,6 +21,7 @@ public final class ActivationCache: @unchecked Sendable {
     private let writerLock: Int32
 
     static let manifestKey = Array("manifest".utf8)
+    static let int8ScalesKey = Array("int8-scales".utf8)
     static func progressKey(_ split: String) -> [UInt8] { Array("progress/\(split)".utf8) }
 
     private init(path: String, manifest: Manifest, environment: LMDBEnvironment, meta: LMDBDatabase, records: LMDBDatabase,
@@ -152,6 +153,27 @@ public final class ActivationCache: @unchecked Sendable {
             }
             try txn.put(Self.progressKey(split), progressData, in: meta)
         }
+    }
+
+    /// The per-layer, per-channel int8 scales, once calibrated (nil before, and for other storage).
+    public func int8Scales() throws -> [Int: [Float]]? {
+        guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.int8ScalesKey, in: meta) }) else { return nil }
+        do {
+            return try JSONDecoder().decode([Int: [Float]].self, from: Data(bytes))
+        } catch {
+            throw CacheError("\(path): the int8 scales are unreadable (\(error))")
+        }
+    }
+
+    /// Stores the int8 scales (before the first record that uses them).
+    public func storeInt8Scales(_ scales: [Int: [Float]]) throws {
+        let data = try JSONEncoder().encode(scales)
+        try environment.writeGrowing { txn in try txn.put(Self.int8ScalesKey, data, in: meta) }
+    }
+
+    /// A decoder for this cache's records (with its int8 scales); one per thread.
+    public func makeDecoder() throws -> RecordDecoder {
+        RecordDecoder(int8Scales: try int8Scales() ?? [:])
     }
 
     // MARK: Reading

@@ -45,8 +45,7 @@ public struct CacheReport: Codable, Sendable {
         var layers = Dictionary(uniqueKeysWithValues: settings.layers.map { ($0, LayerReport(layer: $0, storedBytes: 0, rawFloat32Bytes: 0, tokens: 0, bytesPerToken: 0)) })
         var splits: [SplitReport] = []
         var damaged: [String] = []
-        let decompressor = ZstdDecompressor()
-        var scratch: [UInt8] = []
+        let decoder = try cache.makeDecoder()
         var values: [Float] = []
         for split in settings.splits {
             let progress = try cache.progress(of: split)
@@ -72,7 +71,7 @@ public struct CacheReport: Codable, Sendable {
                     for block in record.blocks {
                         do {
                             try values.withUnsafeMutableBufferPointer {
-                                try record.decode(layer: block.layer, stream: block.stream, into: $0, using: decompressor, scratch: &scratch)
+                                try decoder.decode(record, layer: block.layer, stream: block.stream, into: $0)
                             }
                         } catch {
                             guard verify else { throw error }

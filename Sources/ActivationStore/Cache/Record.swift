@@ -9,7 +9,7 @@
 //   8  u32 rows                    rows per block (tokens, or 1–2 pooled vectors)
 //  12  u32 width                   values per row
 //  16  u16 block count
-//  18  u8  storage                 0 f32, 1 f16, 2 bf16
+//  18  u8  storage                 0 f32, 1 f16, 2 bf16, 3 int8 (scales in the manifest database)
 //  19  u8  flags                   bit 0: bytes shuffled before compression
 //  20  blocks × 24 bytes: u16 layer, u16 stream, u32 offset, u32 length, u32 reserved, u64 XXH64 of the stored bytes
 //  then u64 XXH64 of every header byte before it, then the zstd frames.
@@ -19,18 +19,27 @@ import TensorCore
 /// How activations are stored.
 public enum StorageType: String, Codable, Sendable, CaseIterable {
     case f32, f16, bf16
+    /// Symmetric int8 with one scale per layer and channel for the whole cache (in the meta database).
+    case int8
 
-    var code: UInt8 { switch self { case .f32: 0; case .f16: 1; case .bf16: 2 } }
+    var code: UInt8 { switch self { case .f32: 0; case .f16: 1; case .bf16: 2; case .int8: 3 } }
     init?(code: UInt8) {
         switch code {
         case 0: self = .f32
         case 1: self = .f16
         case 2: self = .bf16
+        case 3: self = .int8
         default: return nil
         }
     }
     /// Bytes per stored value.
-    public var size: Int { self == .f32 ? 4 : 2 }
+    public var size: Int {
+        switch self {
+        case .f32: 4
+        case .f16, .bf16: 2
+        case .int8: 1
+        }
+    }
 }
 
 /// Which tensor of a layer a block holds.
@@ -50,14 +59,18 @@ public struct CorruptRecord: Error, CustomStringConvertible, Equatable {
 public final class RecordEncoder {
     public let storage: StorageType
     public let shuffle: Bool
+    /// Per layer, one scale per channel (int8 only).
+    let int8Scales: [Int: [Float]]
     private let compressor: ZstdCompressor
     private var converted: [UInt8] = []
     private var shuffled: [UInt8] = []
     private var frame: [UInt8] = []
 
-    public init(storage: StorageType, zstdLevel: Int32 = 1, shuffle: Bool = true) {
+    public init(storage: StorageType, zstdLevel: Int32 = 1, shuffle: Bool = true, int8Scales: [Int: [Float]] = [:]) {
+        precondition(storage != .int8 || !int8Scales.isEmpty, "int8 records need per-layer scales")
         self.storage = storage
         self.shuffle = shuffle
+        self.int8Scales = int8Scales
         compressor = ZstdCompressor(level: zstdLevel)
     }
 
@@ -80,7 +93,7 @@ public final class RecordEncoder {
         var out = [UInt8](repeating: 0, count: headerSize)
         var table: [(layer: Int, stream: Stream, offset: Int, length: Int, checksum: UInt64)] = []
         for block in blocks {
-            convert(block.values)
+            convert(block.values, scales: int8Scales[block.layer], width: width)
             let source: [UInt8] = shuffle && storage.size > 1 ? byteShuffled(converted, elementSize: storage.size) : converted
             frame = [UInt8](repeating: 0, count: ZstdCompressor.compressBound(source.count))
             let length = try source.withUnsafeBytes { src in try frame.withUnsafeMutableBytes { try compressor.compress(src, into: $0) } }
@@ -110,9 +123,16 @@ public final class RecordEncoder {
         return out
     }
 
-    private func convert(_ values: UnsafeBufferPointer<Float>) {
+    private func convert(_ values: UnsafeBufferPointer<Float>, scales: [Float]?, width: Int) {
         converted.removeAll(keepingCapacity: true)
         switch storage {
+        case .int8:
+            guard let scales else { preconditionFailure("no int8 scales for a block") }
+            converted = [UInt8](repeating: 0, count: values.count)
+            for (i, v) in values.enumerated() {
+                let q = (v / scales[i % width]).rounded()
+                converted[i] = UInt8(bitPattern: Int8(max(-127, min(127, q))))
+            }
         case .f32:
             converted.append(contentsOf: UnsafeRawBufferPointer(values))
         case .f16, .bf16:
@@ -189,7 +209,10 @@ public struct RecordView {
 
     /// Decodes one block into `destination` (rows × width floats), after checking its checksum.
     public func decode(layer: Int, stream: Stream = .hidden, into destination: UnsafeMutableBufferPointer<Float>,
-                       using decompressor: ZstdDecompressor, scratch: inout [UInt8]) throws {
+                       using decompressor: ZstdDecompressor, scratch: inout [UInt8], int8Scales: [Float]? = nil) throws {
+        if storage == .int8 && int8Scales?.count != width {
+            throw CorruptRecord(key: key, fault: "an int8 record, but the cache has no scales for layer \(layer)")
+        }
         guard let block = blocks.first(where: { $0.layer == layer && $0.stream == stream }) else {
             throw CorruptRecord(key: key, fault: "no block for layer \(layer) (\(stream))")
         }
@@ -223,15 +246,35 @@ public struct RecordView {
                 for i in 0..<count { destination[i] = HalfPrecision.floatFromFloat16(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
             case .bf16:
                 for i in 0..<count { destination[i] = HalfPrecision.floatFromBFloat16(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+            case .int8:
+                let scales = int8Scales!
+                for i in 0..<count { destination[i] = Float(Int8(bitPattern: source[i])) * scales[i % width] }
             }
         }
     }
 
     /// Checks every block's checksum and that it decompresses (for `inspect --verify`).
-    public func verify(using decompressor: ZstdDecompressor, scratch: inout [UInt8]) throws {
+    public func verify(using decoder: RecordDecoder) throws {
         var values = [Float](repeating: 0, count: rows * width)
         for block in blocks {
-            try values.withUnsafeMutableBufferPointer { try decode(layer: block.layer, stream: block.stream, into: $0, using: decompressor, scratch: &scratch) }
+            try values.withUnsafeMutableBufferPointer { try decoder.decode(self, layer: block.layer, stream: block.stream, into: $0) }
         }
+    }
+}
+
+/// Decodes blocks of one cache's records: holds the decompressor, scratch space and the cache's
+/// int8 scales. One per thread.
+public final class RecordDecoder {
+    let decompressor = ZstdDecompressor()
+    var scratch: [UInt8] = []
+    let int8Scales: [Int: [Float]]
+
+    public init(int8Scales: [Int: [Float]] = [:]) {
+        self.int8Scales = int8Scales
+    }
+
+    /// Decodes one block of `record` into `destination` (rows × width floats).
+    public func decode(_ record: RecordView, layer: Int, stream: Stream = .hidden, into destination: UnsafeMutableBufferPointer<Float>) throws {
+        try record.decode(layer: layer, stream: stream, into: destination, using: decompressor, scratch: &scratch, int8Scales: int8Scales[layer])
     }
 }
