@@ -1,10 +1,7 @@
-// Stage one for text: read a dataset, tokenise, run the frozen BERT encoder once, and write each
-// example's kept layers to the cache. Examples go in fixed chunks of consecutive indices, each
-// chunk committed in one transaction with the progress that covers it, so a killed run resumes at
-// a chunk boundary and recomputes exactly what it lost. Within a chunk, examples are sorted by
-// length and packed into batches of about `batchTokens` tokens (no padding is computed), and the
-// batches run in parallel, one per core, each with single-threaded BLAS: on few cores this keeps
-// every core busy through the non-matrix work too, with no thread hand-offs per product.
+// Stage one for text: read a dataset, tokenise, run the frozen BERT encoder once, and hand each
+// example's kept layers to the shared chunked writer (ExtractionCore.swift). Within a chunk,
+// examples are sorted by length and packed into batches of about `batchTokens` tokens, so no
+// padding is computed.
 import ActivationStore
 import Datasets
 import Encoders

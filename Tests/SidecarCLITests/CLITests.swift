@@ -29,7 +29,7 @@ func runSidecar(_ arguments: [String], environment: [String: String]? = nil) thr
         let result = try runSidecar(["--help"])
         #expect(result.status == 0)
         #expect(result.out.contains("USAGE: sidecar <subcommand>"))
-        for subcommand in ["info"] {
+        for subcommand in ["extract", "inspect", "tokenize", "info"] {
             #expect(result.out.contains("\n  \(subcommand) "), "--help should list \(subcommand)")
         }
     }

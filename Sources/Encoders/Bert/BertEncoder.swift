@@ -105,20 +105,20 @@ public final class BertEncoder: Sendable {
                         scratch.context.withUnsafeMutableBufferPointer { context in
                             scratch.projected.withUnsafeMutableBufferPointer { projected in
                                 scratch.inner.withUnsafeMutableBufferPointer { hidden in
-                                    linear(q.baseAddress!, xp, layer.query, rows: rows, inFeatures: width)
-                                    linear(k.baseAddress!, xp, layer.key, rows: rows, inFeatures: width)
-                                    linear(v.baseAddress!, xp, layer.value, rows: rows, inFeatures: width)
+                                    linear(q.baseAddress!, xp, layer.query, rows: rows)
+                                    linear(k.baseAddress!, xp, layer.key, rows: rows)
+                                    linear(v.baseAddress!, xp, layer.value, rows: rows)
                                     AttentionKernel.forward(out: context.baseAddress!, probabilities: nil, q: q.baseAddress!,
                                                             k: k.baseAddress!, v: v.baseAddress!, segments: segments,
                                                             heads: heads, headSize: width / heads, keyMask: nil)
-                                    linear(projected.baseAddress!, context.baseAddress!, layer.attentionOutput, rows: rows, inFeatures: width)
+                                    linear(projected.baseAddress!, context.baseAddress!, layer.attentionOutput, rows: rows)
                                     // h = LN(x + attention), written over x.
                                     for i in 0..<(rows * width) { xp[i] += projected[i] }
                                     layerNorm(xp, layer.attentionNorm, rows: rows)
                                     // z = LN(h + W2·gelu(W1·h)), written over x.
-                                    linear(hidden.baseAddress!, xp, layer.intermediate, rows: rows, inFeatures: width)
+                                    linear(hidden.baseAddress!, xp, layer.intermediate, rows: rows)
                                     ActivationKernel.forward(activation, out: hidden.baseAddress!, x: hidden.baseAddress!, count: rows * inner)
-                                    linear(projected.baseAddress!, hidden.baseAddress!, layer.output, rows: rows, inFeatures: inner)
+                                    linear(projected.baseAddress!, hidden.baseAddress!, layer.output, rows: rows)
                                     for i in 0..<(rows * width) { xp[i] += projected[i] }
                                     layerNorm(xp, layer.outputNorm, rows: rows)
                                 }
@@ -130,7 +130,7 @@ public final class BertEncoder: Sendable {
         }
     }
 
-    private func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ layer: DenseLayer, rows: Int, inFeatures: Int) {
+    private func linear(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ layer: DenseLayer, rows: Int) {
         layer.apply(out, x, rows: rows)
     }
 
