@@ -29,7 +29,7 @@ func benchmarkExtraction(arguments: [String]) throws {
     var float32Rate = 0.0
     for storage in [StorageType.f32, .f16, .bf16, .int8] {
         var request = TextExtractionRequest(dataset: data.path, output: work.appendingPathComponent("cache-\(storage.rawValue)").path)
-        request.storage = storage
+        request.options.storage = storage
         let extractor = try TextExtractor(request)
         var last: ExtractionProgress?
         let cache = try extractor.run { last = $0 }

@@ -7,6 +7,24 @@ import Dispatch
 import Foundation
 import TensorCore
 
+/// What to keep and how to store and batch it: the options every extractor shares.
+public struct CacheOptions: Sendable {
+    /// "all", a list "0,3,6" or ranges "0-6" (0 is the embedding output).
+    public var layers = "all"
+    public var tokens = TokenPolicy.all
+    public var storage = StorageType.bf16
+    public var zstdLevel = 1
+    public var shuffle = true
+    /// Examples per committed transaction (what a killed run recomputes at most).
+    public var chunkSize = 1024
+    /// Tokens per forward batch.
+    public var batchTokens = 2048
+    /// Batches computed at once (each on one core); nil: every core.
+    public var threads: Int? = nil
+
+    public init() {}
+}
+
 /// One example's activations, ready to encode: `rows` × width values per kept layer.
 struct ExampleActivations: Sendable {
     let index: Int

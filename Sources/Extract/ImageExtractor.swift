@@ -13,15 +13,8 @@ public struct ImageExtractionRequest: Sendable {
     /// A ViT-family Hugging Face model folder.
     public var backbone: String
     public var output: String
-    public var layers = "all"
-    public var tokens = TokenPolicy.all
-    public var storage = StorageType.bf16
-    public var zstdLevel = 1
-    public var shuffle = true
-    public var chunkSize = 512
-    /// Tokens per forward batch (an image is 1 + patches tokens).
-    public var batchTokens = 2048
-    public var threads: Int? = nil
+    /// Tokens per forward batch count an image as 1 + patches tokens.
+    public var options = CacheOptions()
 
     public init(dataset: String, backbone: String, output: String) {
         self.dataset = dataset
@@ -89,18 +82,18 @@ public final class ImageExtractor: Sendable {
                 configHash: String(configData.withUnsafeBytes { XXHash64.hash($0) }, radix: 16),
                 weightsHash: String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16), weightsBytes: weights.count),
             preprocessing: ["image": preprocessingJSON, "format": format],
-            datasetFiles: files, layers: try LayerSelection.parse(request.layers, layerCount: encoder.config.layerCount),
-            tokens: request.tokens, storage: request.storage, zstdLevel: request.zstdLevel, shuffle: request.shuffle,
+            datasetFiles: files, layers: try LayerSelection.parse(request.options.layers, layerCount: encoder.config.layerCount),
+            tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel, shuffle: request.options.shuffle,
             labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts)
     }
 
     /// Extracts every split, resuming where an earlier run stopped. Returns the opened cache.
     @discardableResult
     public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
-        try runChunks(output: request.output, settings: settings, chunkSize: request.chunkSize, threads: request.threads, report: report) { name in
+        try runChunks(output: request.output, settings: settings, chunkSize: request.options.chunkSize, threads: request.options.threads, report: report) { name in
             let all = try examples(Split(rawValue: name)!)
             let perImage = 1 + encoder.config.patchesPerSide * encoder.config.patchesPerSide
-            let batchImages = max(1, request.batchTokens / perImage)
+            let batchImages = max(1, request.options.batchTokens / perImage)
             return SplitWork(
                 batches: { chunk in
                     stride(from: chunk.lowerBound, to: chunk.upperBound, by: batchImages).map { Array($0..<min($0 + batchImages, chunk.upperBound)) }
@@ -128,7 +121,7 @@ public final class ImageExtractor: Sendable {
         let rowsPerImage = states[settings.layers[0]]!.rowCount / batch.count
         return batch.enumerated().map { position, index in
             let range = (position * rowsPerImage)..<((position + 1) * rowsPerImage)
-            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: hidden, policy: request.tokens) }
+            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: hidden, policy: request.options.tokens) }
             return ExampleActivations(index: index, label: all[index].labelID, rows: blocks[0].count / hidden, blocks: blocks)
         }
     }

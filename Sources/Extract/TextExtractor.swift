@@ -17,18 +17,8 @@ public struct TextExtractionRequest: Sendable {
     /// "minilm" or a Hugging Face model folder.
     public var backbone = "minilm"
     public var output: String
-    public var layers = "all"
-    public var tokens = TokenPolicy.all
-    public var storage = StorageType.bf16
-    public var zstdLevel = 1
-    public var shuffle = true
     public var maxLength = 128
-    /// Examples per committed transaction.
-    public var chunkSize = 1024
-    /// Tokens per forward batch.
-    public var batchTokens = 2048
-    /// Batches computed at once (each on one core); nil: every core.
-    public var threads: Int? = nil
+    public var options = CacheOptions()
 
     public init(dataset: String, output: String) {
         self.dataset = dataset
@@ -58,7 +48,7 @@ public final class TextExtractor: Sendable {
     /// Loads the backbone and checks the dataset; nothing is written yet.
     public init(_ request: TextExtractionRequest) throws {
         self.request = request
-        guard (1...22).contains(request.zstdLevel) else { throw ExtractError("--zstd-level \(request.zstdLevel): zstd levels are 1...22") }
+        guard (1...22).contains(request.options.zstdLevel) else { throw ExtractError("--zstd-level \(request.options.zstdLevel): zstd levels are 1...22") }
         guard request.maxLength >= 3 else { throw ExtractError("--max-length \(request.maxLength): must be at least 3 ([CLS] and two [SEP] for pairs)") }
         let folder = try BackboneFolder.resolve(request.backbone)
         encoder = try BertEncoder(folder: folder)
@@ -68,7 +58,7 @@ public final class TextExtractor: Sendable {
         }
         source = try TextDatasetSource(directory: request.dataset, format: request.format, columns: request.columns)
         labels = try source.labelMap()
-        let layers = try LayerSelection.parse(request.layers, layerCount: encoder.config.layerCount)
+        let layers = try LayerSelection.parse(request.options.layers, layerCount: encoder.config.layerCount)
 
         var files: [DatasetFile] = []
         var counts: [String: Int] = [:]
@@ -93,14 +83,14 @@ public final class TextExtractor: Sendable {
                             "strip_accents": t.stripAccents.map(String.init) ?? "default", "text_column": request.columns.text,
                             "label_column": request.columns.label, "text_pair_column": request.columns.textPair ?? "",
                             "format": source.format.rawValue],
-            datasetFiles: files, layers: layers, tokens: request.tokens, storage: request.storage, zstdLevel: request.zstdLevel,
-            shuffle: request.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts)
+            datasetFiles: files, layers: layers, tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel,
+            shuffle: request.options.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts)
     }
 
     /// Extracts every split, resuming where an earlier run stopped. Returns the opened cache.
     @discardableResult
     public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
-        try runChunks(output: request.output, settings: settings, chunkSize: request.chunkSize, threads: request.threads, report: report) { name in
+        try runChunks(output: request.output, settings: settings, chunkSize: request.options.chunkSize, threads: request.options.threads, report: report) { name in
             let examples = try source.examples(Split(rawValue: name)!, labels: labels)
             let encodings = examples.map { tokenizer.encode($0.text, pair: $0.textPair, maxLength: request.maxLength) }
             return SplitWork(batches: { self.batches($0, encodings) },
@@ -116,7 +106,7 @@ public final class TextExtractor: Sendable {
         var out: [[Int]] = [], current: [Int] = [], tokens = 0
         for i in order {
             let n = encodings[i].ids.count
-            if !current.isEmpty && tokens + n > request.batchTokens {
+            if !current.isEmpty && tokens + n > request.options.batchTokens {
                 out.append(current)
                 current = []
                 tokens = 0
@@ -136,7 +126,7 @@ public final class TextExtractor: Sendable {
         let width = encoder.config.hiddenSize
         return batch.enumerated().map { position, index in
             let range = segments.range(position)
-            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: width, policy: request.tokens) }
+            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: width, policy: request.options.tokens) }
             return ExampleActivations(index: index, label: examples[index].labelID, rows: blocks[0].count / width, blocks: blocks)
         }
     }

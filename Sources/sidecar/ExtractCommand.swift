@@ -82,24 +82,27 @@ struct ExtractCommand: ParsableCommand {
             return
         }
         var request = TextExtractionRequest(dataset: dataset, output: out)
+        request.options = options
         request.backbone = backbone
-        request.layers = layers
-        request.tokens = tokens
-        request.storage = dtype
-        request.zstdLevel = zstdLevel
-        request.shuffle = !noShuffle
         request.maxLength = maxLength
         request.format = format
         request.columns = TextColumns(text: textColumn, label: labelColumn, textPair: textPairColumn)
-        request.batchTokens = batchTokens
-        request.chunkSize = chunkSize
-        request.threads = threads
         let extractor = try TextExtractor(request)
-        try announce(extractor.settings)
-        let bar = ProgressBar()
-        try extractor.run { bar.update($0) }
-        bar.finish()
-        print("extracted \(extractor.settings.splits.map { "\($0) \(extractor.settings.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+        try execute(extractor.settings) { try extractor.run(progress: $0) }
+    }
+
+    /// The flags every extractor shares.
+    private var options: CacheOptions {
+        var options = CacheOptions()
+        options.layers = layers
+        options.tokens = tokens
+        options.storage = dtype
+        options.zstdLevel = zstdLevel
+        options.shuffle = !noShuffle
+        options.chunkSize = chunkSize
+        options.batchTokens = batchTokens
+        options.threads = threads
+        return options
     }
 
     /// Whether the backbone folder holds a ViT-family model (config.json's model_type).
@@ -112,23 +115,21 @@ struct ExtractCommand: ParsableCommand {
 
     private func runImages() throws {
         var request = ImageExtractionRequest(dataset: dataset, backbone: backbone, output: out)
-        request.layers = layers
-        request.tokens = tokens
-        request.storage = dtype
-        request.zstdLevel = zstdLevel
-        request.shuffle = !noShuffle
-        request.chunkSize = chunkSize
-        request.threads = threads
-        request.batchTokens = batchTokens
+        request.options = options
         let extractor = try ImageExtractor(request)
-        try announce(extractor.settings)
-        let bar = ProgressBar()
-        try extractor.run { bar.update($0) }
-        bar.finish()
-        print("extracted \(extractor.settings.splits.map { "\($0) \(extractor.settings.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+        try execute(extractor.settings) { try extractor.run(progress: $0) }
     }
 
-    private func announce(_ s: ExtractionSettings) throws {
+    /// Announces the settings, runs with a progress bar, and says what was extracted.
+    private func execute(_ s: ExtractionSettings, _ run: ((ExtractionProgress) -> Void) throws -> ActivationCache) throws {
+        announce(s)
+        let bar = ProgressBar()
+        _ = try run { bar.update($0) }
+        bar.finish()
+        print("extracted \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+    }
+
+    private func announce(_ s: ExtractionSettings) {
         FileHandle.standardError.write(Data("""
             extract: \(s.backbone.name) (\(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize)) → \(out)
               layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")

@@ -30,10 +30,10 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
     @Test func recordsHoldWhatTheEncoderComputes() throws {
         let folder = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
         var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
-        request.layers = "0,1,2"
-        request.storage = .f32
-        request.chunkSize = 7          // several transactions per split
-        request.batchTokens = 64       // several packed batches per chunk
+        request.options.layers = "0,1,2"
+        request.options.storage = .f32
+        request.options.chunkSize = 7          // several transactions per split
+        request.options.batchTokens = 64       // several packed batches per chunk
         let cache = try TextExtractor(request).run()
         #expect(cache.manifest.settings.layers == [0, 1, 2])
         #expect(cache.manifest.settings.splitCounts == ["train": 40, "val": 10, "test": 10])
@@ -65,13 +65,13 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
     @Test func tokenPoliciesPoolTheStoredTokens() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
         var all = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
-        all.layers = "2"
-        all.storage = .f32
+        all.options.layers = "2"
+        all.options.storage = .f32
         let full = try TextExtractor(all).run()
         for policy in [TokenPolicy.cls, .mean, .clsAndMean] {
             var request = all
             request.output = temporaryCache()
-            request.tokens = policy
+            request.options.tokens = policy
             let pooled = try TextExtractor(request).run()
             let tokens = try storedRows(full, "val", 3, layer: 2)
             let rows = try storedRows(pooled, "val", 3, layer: 2)
@@ -88,10 +88,10 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
     @Test func otherSettingsOnAnExistingCacheAreRefused() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
         var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
-        request.layers = "1"
+        request.options.layers = "1"
         try TextExtractor(request).run()
-        request.layers = "2"
-        request.storage = .f16
+        request.options.layers = "2"
+        request.options.storage = .f16
         do {
             try TextExtractor(request).run()
             Issue.record("a cache with other settings was extended")
@@ -101,8 +101,8 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
             #expect(message.contains("dtype: f16 requested, bf16 in the cache"), "\(message)")
         }
         // The same settings again: nothing to do, and the cache is intact.
-        request.layers = "1"
-        request.storage = .bf16
+        request.options.layers = "1"
+        request.options.storage = .bf16
         let cache = try TextExtractor(request).run()
         #expect(try CacheReport.make(cache, verify: true, digest: false).damaged == [])
     }
@@ -112,11 +112,11 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
     @Test func int8RecordsAreWithinHalfAStepOfFloat32() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
         var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
-        request.layers = "0,2"
-        request.storage = .f32
+        request.options.layers = "0,2"
+        request.options.storage = .f32
         let reference = try TextExtractor(request).run()
         request.output = temporaryCache()
-        request.storage = .int8
+        request.options.storage = .int8
         let quantised = try TextExtractor(request).run()
         let scales = try #require(try quantised.int8Scales())
         #expect(scales.keys.sorted() == [0, 2] && scales[0]!.count == 384)

@@ -31,9 +31,9 @@ func writeIDX(_ folder: String, split: String, count: Int, seed: Int) throws -> 
         let train = try writeIDX(data, split: "train", count: 24, seed: 1)
         _ = try writeIDX(data, split: "test", count: 8, seed: 5)
         var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: temporaryCache())
-        request.storage = .f32
-        request.chunkSize = 10
-        request.batchTokens = 17 * 4   // four images per batch
+        request.options.storage = .f32
+        request.options.chunkSize = 10
+        request.options.batchTokens = 17 * 4   // four images per batch
         let cache = try ImageExtractor(request).run()
         #expect(cache.manifest.settings.splitCounts == ["train": 24, "test": 8])
         #expect(cache.manifest.settings.backbone.architecture == "vit")
