@@ -94,9 +94,14 @@ public final class RecordEncoder {
         var table: [(layer: Int, stream: Stream, offset: Int, length: Int, checksum: UInt64)] = []
         for block in blocks {
             convert(block.values, scales: int8Scales[block.layer], width: width)
-            let source: [UInt8] = shuffle && storage.size > 1 ? byteShuffled(converted, elementSize: storage.size) : converted
-            frame = [UInt8](repeating: 0, count: ZstdCompressor.compressBound(source.count))
-            let length = try source.withUnsafeBytes { src in try frame.withUnsafeMutableBytes { try compressor.compress(src, into: $0) } }
+            let shuffles = shuffle && storage.size > 1
+            if shuffles { byteShuffle(converted, elementSize: storage.size, into: &shuffled) }
+            // Scratch buffers only grow: an encoder writes millions of blocks of similar size.
+            let bound = ZstdCompressor.compressBound(converted.count)
+            if frame.count < bound { frame = [UInt8](repeating: 0, count: bound) }
+            let length = try (shuffles ? shuffled : converted).withUnsafeBytes { src in
+                try frame.withUnsafeMutableBytes { try compressor.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<bound])) }
+            }
             let checksum = frame.withUnsafeBytes { XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
             table.append((block.layer, block.stream, out.count, length, checksum))
             out.append(contentsOf: frame[..<length])
@@ -149,11 +154,17 @@ public final class RecordEncoder {
 
 /// Groups byte k of every element together (all first bytes, then all second bytes, …), which
 /// lets zstd find the redundancy in exponents and high mantissa bits.
-func byteShuffled(_ bytes: [UInt8], elementSize: Int) -> [UInt8] {
+func byteShuffle(_ bytes: [UInt8], elementSize: Int, into out: inout [UInt8]) {
     let count = bytes.count / elementSize
-    var out = [UInt8](repeating: 0, count: bytes.count)
-    for i in 0..<count { for b in 0..<elementSize { out[b * count + i] = bytes[i * elementSize + b] } }
-    return out
+    if out.count != bytes.count { out = [UInt8](repeating: 0, count: bytes.count) }
+    bytes.withUnsafeBufferPointer { source in
+        out.withUnsafeMutableBufferPointer { target in
+            for b in 0..<elementSize {
+                let lane = target.baseAddress! + b * count
+                for i in 0..<count { lane[i] = source[i * elementSize + b] }
+            }
+        }
+    }
 }
 
 /// A parsed, validated view of a stored record (valid while its bytes are).
