@@ -159,7 +159,8 @@ public final class ActivationCache: @unchecked Sendable {
     public func int8Scales() throws -> [Int: [Float]]? {
         guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.int8ScalesKey, in: meta) }) else { return nil }
         do {
-            return try JSONDecoder().decode([Int: [Float]].self, from: Data(bytes))
+            let byName = try JSONDecoder().decode([String: [Float]].self, from: Data(bytes))
+            return Dictionary(uniqueKeysWithValues: byName.compactMap { name, scales in Int(name).map { ($0, scales) } })
         } catch {
             throw CacheError("\(path): the int8 scales are unreadable (\(error))")
         }
@@ -167,7 +168,10 @@ public final class ActivationCache: @unchecked Sendable {
 
     /// Stores the int8 scales (before the first record that uses them).
     public func storeInt8Scales(_ scales: [Int: [Float]]) throws {
-        let data = try JSONEncoder().encode(scales)
+        // Keys as sorted strings, so the same scales always write the same bytes.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(Dictionary(uniqueKeysWithValues: scales.map { (String($0.key), $0.value) }))
         try environment.writeGrowing { txn in try txn.put(Self.int8ScalesKey, data, in: meta) }
     }
 

@@ -63,7 +63,6 @@ public final class RecordEncoder {
     let int8Scales: [Int: [Float]]
     private let compressor: ZstdCompressor
     private var converted: [UInt8] = []
-    private var shuffled: [UInt8] = []
     private var frame: [UInt8] = []
 
     public init(storage: StorageType, zstdLevel: Int32 = 1, shuffle: Bool = true, int8Scales: [Int: [Float]] = [:]) {
@@ -94,12 +93,10 @@ public final class RecordEncoder {
         var table: [(layer: Int, stream: Stream, offset: Int, length: Int, checksum: UInt64)] = []
         for block in blocks {
             convert(block.values, scales: int8Scales[block.layer], width: width)
-            let shuffles = shuffle && storage.size > 1
-            if shuffles { byteShuffle(converted, elementSize: storage.size, into: &shuffled) }
             // Scratch buffers only grow: an encoder writes millions of blocks of similar size.
             let bound = ZstdCompressor.compressBound(converted.count)
             if frame.count < bound { frame = [UInt8](repeating: 0, count: bound) }
-            let length = try (shuffles ? shuffled : converted).withUnsafeBytes { src in
+            let length = try converted.withUnsafeBytes { src in
                 try frame.withUnsafeMutableBytes { try compressor.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<bound])) }
             }
             let checksum = frame.withUnsafeBytes { XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
@@ -128,40 +125,47 @@ public final class RecordEncoder {
         return out
     }
 
+    /// Converts to the storage type into `converted`, byte-shuffled in the same pass when asked:
+    /// byte k of element i goes to k·count + i (all first bytes, then all second bytes, …), which
+    /// lets zstd find the redundancy in exponents and high mantissa bits.
     private func convert(_ values: UnsafeBufferPointer<Float>, scales: [Float]?, width: Int) {
-        converted.removeAll(keepingCapacity: true)
-        switch storage {
-        case .int8:
-            guard let scales else { preconditionFailure("no int8 scales for a block") }
-            converted = [UInt8](repeating: 0, count: values.count)
-            for (i, v) in values.enumerated() {
-                let q = (v / scales[i % width]).rounded()
-                converted[i] = UInt8(bitPattern: Int8(max(-127, min(127, q))))
-            }
-        case .f32:
-            converted.append(contentsOf: UnsafeRawBufferPointer(values))
-        case .f16, .bf16:
-            converted = [UInt8](repeating: 0, count: values.count * 2)
-            converted.withUnsafeMutableBytes { raw in
-                for (i, v) in values.enumerated() {
-                    let bits = storage == .f16 ? HalfPrecision.float16FromFloat(v) : HalfPrecision.bfloat16FromFloat(v)
-                    raw.storeBytes(of: bits.littleEndian, toByteOffset: 2 * i, as: UInt16.self)
+        let count = values.count, size = storage.size
+        if converted.count != count * size { converted = [UInt8](repeating: 0, count: count * size) }
+        let shuffles = shuffle && size > 1
+        converted.withUnsafeMutableBytes { raw in
+            let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            switch storage {
+            case .int8:
+                guard let scales else { preconditionFailure("no int8 scales for a block") }
+                for i in 0..<count {
+                    let q = (values[i] / scales[i % width]).rounded()
+                    out[i] = UInt8(bitPattern: Int8(max(-127, min(127, q))))
                 }
-            }
-        }
-    }
-}
-
-/// Groups byte k of every element together (all first bytes, then all second bytes, …), which
-/// lets zstd find the redundancy in exponents and high mantissa bits.
-func byteShuffle(_ bytes: [UInt8], elementSize: Int, into out: inout [UInt8]) {
-    let count = bytes.count / elementSize
-    if out.count != bytes.count { out = [UInt8](repeating: 0, count: bytes.count) }
-    bytes.withUnsafeBufferPointer { source in
-        out.withUnsafeMutableBufferPointer { target in
-            for b in 0..<elementSize {
-                let lane = target.baseAddress! + b * count
-                for i in 0..<count { lane[i] = source[i * elementSize + b] }
+            case .f32:
+                if !shuffles {
+                    raw.copyMemory(from: UnsafeRawBufferPointer(values))
+                    return
+                }
+                for i in 0..<count {
+                    let bits = values[i].bitPattern
+                    out[i] = UInt8(truncatingIfNeeded: bits)
+                    out[count + i] = UInt8(truncatingIfNeeded: bits >> 8)
+                    out[2 * count + i] = UInt8(truncatingIfNeeded: bits >> 16)
+                    out[3 * count + i] = UInt8(truncatingIfNeeded: bits >> 24)
+                }
+            case .f16, .bf16:
+                let half = storage == .f16
+                for i in 0..<count {
+                    let bits = half ? HalfPrecision.float16FromFloat(values[i]) : HalfPrecision.bfloat16FromFloat(values[i])
+                    let (low, high) = (UInt8(truncatingIfNeeded: bits), UInt8(truncatingIfNeeded: bits >> 8))
+                    if shuffles {
+                        out[i] = low
+                        out[count + i] = high
+                    } else {
+                        out[2 * i] = low
+                        out[2 * i + 1] = high
+                    }
+                }
             }
         }
     }
@@ -233,7 +237,7 @@ public struct RecordView {
             throw CorruptRecord(key: key, fault: "checksum mismatch in layer \(layer)")
         }
         let expected = rows * width * storage.size
-        if scratch.count < 2 * expected { scratch = [UInt8](repeating: 0, count: 2 * expected) }
+        if scratch.count < expected { scratch = [UInt8](repeating: 0, count: expected) }
         let written: Int
         do {
             written = try scratch.withUnsafeMutableBytes { try decompressor.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<expected])) }
@@ -241,22 +245,29 @@ public struct RecordView {
             throw CorruptRecord(key: key, fault: "layer \(layer): \(error)")
         }
         guard written == expected else { throw CorruptRecord(key: key, fault: "layer \(layer) holds \(written) bytes, expected \(expected)") }
-        scratch.withUnsafeMutableBytes { raw in
-            let size = storage.size, count = rows * width
-            var source = UnsafeRawBufferPointer(rebasing: raw[..<expected])
-            if shuffled && size > 1 {
-                // Un-shuffle into the second half of the scratch space.
-                let target = UnsafeMutableRawBufferPointer(rebasing: raw[expected..<(2 * expected)])
-                for b in 0..<size { for i in 0..<count { target[i * size + b] = source[b * count + i] } }
-                source = UnsafeRawBufferPointer(target)
-            }
+        // Un-shuffle and convert in one pass: this is stage two's inner decode loop.
+        scratch.withUnsafeBytes { raw in
+            let source = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            let count = rows * width
+            let lanes = shuffled && storage.size > 1
             switch storage {
             case .f32:
-                UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
-            case .f16:
-                for i in 0..<count { destination[i] = HalfPrecision.floatFromFloat16(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-            case .bf16:
-                for i in 0..<count { destination[i] = HalfPrecision.floatFromBFloat16(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                if !lanes {
+                    UnsafeMutableRawBufferPointer(destination).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[..<expected]))
+                    return
+                }
+                for i in 0..<count {
+                    let bits = UInt32(source[i]) | UInt32(source[count + i]) << 8
+                        | UInt32(source[2 * count + i]) << 16 | UInt32(source[3 * count + i]) << 24
+                    destination[i] = Float(bitPattern: bits)
+                }
+            case .f16, .bf16:
+                let half = storage == .f16
+                for i in 0..<count {
+                    let bits = lanes ? UInt16(source[i]) | UInt16(source[count + i]) << 8
+                                     : UInt16(source[2 * i]) | UInt16(source[2 * i + 1]) << 8
+                    destination[i] = half ? HalfPrecision.floatFromFloat16(bits) : HalfPrecision.floatFromBFloat16(bits)
+                }
             case .int8:
                 let scales = int8Scales!
                 for i in 0..<count { destination[i] = Float(Int8(bitPattern: source[i])) * scales[i % width] }
