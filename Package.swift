@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: numericCode),
         .target(name: "Autodiff", dependencies: ["TensorCore"], swiftSettings: numericCode),
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
-        .target(name: "ActivationStore", dependencies: ["TensorCore", "CLMDB", "CZstd"], exclude: ["README.md"], swiftSettings: numericCode),
+        .target(name: "ActivationStore", dependencies: ["TensorCore", "SafeTensors", "CLMDB", "CZstd"], exclude: ["README.md"], swiftSettings: numericCode),
 
         // Stage one: inputs and the frozen backbones.
         .target(name: "Datasets", dependencies: ["CPNG", "CTurboJPEG", "CZlib"]),
@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TensorCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TensorCore"], exclude: ["Fixtures"]),
-        .testTarget(name: "ActivationStoreTests", dependencies: ["ActivationStore", "CLMDB"]),
+        .testTarget(name: "ActivationStoreTests", dependencies: ["ActivationStore", "CLMDB", "TensorCore"]),
         .testTarget(
             name: "DatasetsTests",
             dependencies: ["Datasets", "CPNG", "CTurboJPEG", "CZlib"],

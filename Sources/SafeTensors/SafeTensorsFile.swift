@@ -25,6 +25,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private let infos: [String: Info]
     private let base: UnsafeRawPointer
     private let mappedLength: Int
+    /// True when `base` is a heap copy (bytes parsed in memory) rather than a file map.
+    private let ownsCopy: Bool
     private let dataStart: Int
 
     /// Largest header accepted, as in the reference implementation.
@@ -48,6 +50,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
             let parsed = try Self.parseHeader(base: base, size: size, path: path)
             self.base = base
             self.mappedLength = size
+            self.ownsCopy = false
             self.dataStart = parsed.dataStart
             self.infos = parsed.infos
             self.metadata = parsed.metadata
@@ -58,8 +61,34 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
     }
 
+    /// Parses safetensors bytes held in memory (copied), with the same checks as a file; `source`
+    /// names them in errors (e.g. "cache/blob:lst.r8").
+    public init(bytes: [UInt8], source: String) throws {
+        path = source
+        guard bytes.count >= 8 else { throw SafeTensorsError(path: source, "\(bytes.count) bytes, shorter than the 8-byte header length") }
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
+        bytes.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        do {
+            let parsed = try Self.parseHeader(base: UnsafeRawPointer(copy), size: bytes.count, path: source)
+            base = UnsafeRawPointer(copy)
+            mappedLength = bytes.count
+            ownsCopy = true
+            dataStart = parsed.dataStart
+            infos = parsed.infos
+            metadata = parsed.metadata
+            names = parsed.infos.sorted { ($0.value.byteRange.lowerBound, $0.key) < ($1.value.byteRange.lowerBound, $1.key) }.map(\.key)
+        } catch {
+            copy.deallocate()
+            throw error
+        }
+    }
+
     deinit {
-        munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+        if ownsCopy {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        } else {
+            munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+        }
     }
 
     /// Dtype, shape and byte range of a tensor.

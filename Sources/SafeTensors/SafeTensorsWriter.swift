@@ -14,10 +14,25 @@ public enum SafeTensorsWriter {
         _ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:],
         to path: String, storage: StorageType = .f32
     ) throws {
+        let file = Data(try serialize(tensors, metadata: metadata, storage: storage, source: path))
+        do {
+            // .atomic writes a temporary file in the same folder and renames it over `path`.
+            try file.write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw SafeTensorsError(path: path, "cannot write (\(error.localizedDescription))")
+        }
+    }
+
+    /// The bytes of a safetensors file holding `tensors` and `metadata`, laid out as `write` lays
+    /// them (for storing one inside another container, e.g. a cache's blobs); `source` names it in errors.
+    public static func serialize(
+        _ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = [:],
+        storage: StorageType = .f32, source: String = "<memory>"
+    ) throws -> [UInt8] {
         var seen = Set<String>()
         for (name, _) in tensors {
             guard name != "__metadata__", seen.insert(name).inserted else {
-                throw SafeTensorsError(path: path, tensor: name, "duplicate or reserved tensor name")
+                throw SafeTensorsError(path: source, tensor: name, "duplicate or reserved tensor name")
             }
         }
         let elementSize = storage == .f32 ? 4 : 2
@@ -32,27 +47,23 @@ public enum SafeTensorsWriter {
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         json.append(contentsOf: [UInt8](repeating: UInt8(ascii: " "), count: (8 - json.count % 8) % 8))
 
-        var file = Data(capacity: 8 + json.count + offset)
+        var file = [UInt8]()
+        file.reserveCapacity(8 + json.count + offset)
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(json)
+        file.append(contentsOf: json)
         for (_, tensor) in tensors {
             switch storage {
             case .f32:
-                tensor.withUnsafeBufferPointer { file.append(UnsafeBufferPointer(start: $0.baseAddress, count: $0.count)) }
+                tensor.withUnsafeBufferPointer { file.append(contentsOf: UnsafeRawBufferPointer($0)) }
             case .f16, .bf16:
                 var halves = [UInt16](repeating: 0, count: tensor.count)
                 for i in 0..<tensor.count {
                     let v = tensor.scalars[i]
                     halves[i] = (storage == .f16 ? HalfPrecision.float16FromFloat(v) : HalfPrecision.bfloat16FromFloat(v)).littleEndian
                 }
-                halves.withUnsafeBufferPointer { file.append($0) }
+                halves.withUnsafeBytes { file.append(contentsOf: $0) }
             }
         }
-        do {
-            // .atomic writes a temporary file in the same folder and renames it over `path`.
-            try file.write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw SafeTensorsError(path: path, "cannot write (\(error.localizedDescription))")
-        }
+        return file
     }
 }

@@ -181,3 +181,22 @@ func expectFault(_ path: String, _ fragments: String..., sourceLocation: SourceL
         }
     }
 }
+
+/// The in-memory path (a cache's blobs): the bytes `serialize` makes parse back with the file's
+/// checks, and damaged bytes are refused with the source named.
+@Suite struct InMemorySafeTensorsTests {
+    @Test func serializedBytesParseBack() throws {
+        let a = Tensor(shape: [2, 2], scalars: [1, 2, 3, 4]), b = Tensor(shape: [3], scalars: [-1, 0, 0.5])
+        let bytes = try SafeTensorsWriter.serialize([("a", a), ("b", b)], metadata: ["k": "v"])
+        let file = try SafeTensorsFile(bytes: bytes, source: "memory:test")
+        #expect(file.names == ["a", "b"] && file.metadata == ["k": "v"])
+        #expect(try file.tensor("a") == a && file.tensor("b") == b)
+        do {
+            _ = try SafeTensorsFile(bytes: Array(bytes.dropLast()), source: "memory:test")
+            Issue.record("truncated bytes were accepted")
+        } catch let error as SafeTensorsError {
+            #expect(error.path == "memory:test")
+        }
+        #expect(throws: SafeTensorsError.self) { try SafeTensorsWriter.serialize([("a", a), ("a", b)]) }
+    }
+}

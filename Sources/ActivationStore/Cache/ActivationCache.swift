@@ -4,6 +4,38 @@
 // straight from the memory map. Keys: split index (1 byte) then example index (4 bytes, big-endian),
 // so reading a split in order is a sequential scan of the B-tree.
 import Foundation
+import SafeTensors
+import TensorCore
+
+/// A named collection of small tensors computed from the backbone's weights at extraction time
+/// (e.g. LST's pruned side-block initialisation), so stage two never opens the weights file.
+public struct Blob: Sendable {
+    public let tensors: [String: Tensor]
+    public let metadata: [String: String]
+
+    public init(tensors: [String: Tensor], metadata: [String: String]) {
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+}
+
+/// A blob to write when a cache is created: its name, tensors in order, and metadata.
+public struct BlobContent: Sendable {
+    public var name: String
+    public var tensors: [(name: String, tensor: Tensor)]
+    public var metadata: [String: String]
+
+    public init(name: String, tensors: [(name: String, tensor: Tensor)], metadata: [String: String]) {
+        self.name = name
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    /// The stored value: safetensors bytes, F32.
+    func bytes(cache path: String) throws -> [UInt8] {
+        try SafeTensorsWriter.serialize(tensors, metadata: metadata, storage: .f32, source: "\(path)/blob:\(name)")
+    }
+}
 
 /// An error about a cache as a whole (missing, mismatched, incomplete), naming its path.
 public struct CacheError: Error, CustomStringConvertible, Equatable {
@@ -23,6 +55,7 @@ public final class ActivationCache: @unchecked Sendable {
     static let manifestKey = Array("manifest".utf8)
     static let int8ScalesKey = Array("int8-scales".utf8)
     static func progressKey(_ split: String) -> [UInt8] { Array("progress/\(split)".utf8) }
+    static func blobKey(_ name: String) -> [UInt8] { Array("blob:\(name)".utf8) }
 
     private init(path: String, manifest: Manifest, environment: LMDBEnvironment, meta: LMDBDatabase, records: LMDBDatabase,
                  writerLock: Int32 = -1) {
@@ -53,8 +86,14 @@ public final class ActivationCache: @unchecked Sendable {
     }
 
     /// Opens the cache at `path` for writing with `settings`, creating it when absent. An existing
-    /// cache must have been made with the same settings (the error lists what differs).
-    public static func openForWriting(path: String, settings: ExtractionSettings) throws -> ActivationCache {
+    /// cache must have been made with the same settings (the error lists what differs). `blobs`
+    /// (named as `settings.blobs` names them) are written with the manifest in one transaction,
+    /// so a manifest never lists a missing blob; on resume each must equal the stored one.
+    public static func openForWriting(path: String, settings: ExtractionSettings, blobs: [BlobContent] = []) throws -> ActivationCache {
+        let names = blobs.map(\.name)
+        guard names == (settings.blobs ?? []) else {
+            throw CacheError("\(path): blobs \(names) given, but the settings list \(settings.blobs ?? [])")
+        }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         // LMDB serialises write transactions, but two extractions interleaving theirs would each
         // believe their own progress: one writer per cache, enforced with an advisory lock.
@@ -65,14 +104,14 @@ public final class ActivationCache: @unchecked Sendable {
             throw CacheError("\(path): another process is writing this cache (writer.lock is held); wait for it or use another --out folder")
         }
         do {
-            return try openLocked(path: path, settings: settings, lock: lock)
+            return try openLocked(path: path, settings: settings, blobs: blobs, lock: lock)
         } catch {
             close(lock)
             throw error
         }
     }
 
-    private static func openLocked(path: String, settings: ExtractionSettings, lock: Int32) throws -> ActivationCache {
+    private static func openLocked(path: String, settings: ExtractionSettings, blobs: [BlobContent], lock: Int32) throws -> ActivationCache {
         let environment = try LMDBEnvironment(path: path, options: .init(mapSize: 256 << 20))
         let meta = try environment.openDatabase("meta", create: true)
         let records = try environment.openDatabase("records", create: true)
@@ -84,13 +123,25 @@ public final class ActivationCache: @unchecked Sendable {
                 throw CacheError("\(path) holds a cache made with other settings; use another --out folder or the same settings:\n  "
                                  + differences.joined(separator: "\n  "))
             }
+            // Equal settings mean the same weights file, so equal blobs; a difference means damage.
+            for blob in blobs {
+                let stored = try environment.read { txn in try txn.value(forKey: blobKey(blob.name), in: meta) }
+                guard let stored else { throw CacheError("\(path): the manifest lists blob \(blob.name), but the cache does not hold it") }
+                guard stored == (try blob.bytes(cache: path)) else {
+                    throw CacheError("\(path): blob \(blob.name) in the cache differs from the one computed from the backbone now")
+                }
+            }
             return ActivationCache(path: path, manifest: stored, environment: environment, meta: meta, records: records, writerLock: lock)
         }
         let manifest = Manifest(settings: settings)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(manifest)
-        try environment.writeGrowing { txn in try txn.put(manifestKey, data, in: meta) }
+        let blobBytes = try blobs.map { ($0.name, try $0.bytes(cache: path)) }
+        try environment.writeGrowing { txn in
+            for (name, bytes) in blobBytes { try txn.put(blobKey(name), bytes, in: meta) }
+            try txn.put(manifestKey, data, in: meta)
+        }
         return ActivationCache(path: path, manifest: manifest, environment: environment, meta: meta, records: records, writerLock: lock)
     }
 
@@ -173,6 +224,29 @@ public final class ActivationCache: @unchecked Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(Dictionary(uniqueKeysWithValues: scales.map { (String($0.key), $0.value) }))
         try environment.writeGrowing { txn in try txn.put(Self.int8ScalesKey, data, in: meta) }
+    }
+
+    // MARK: Blobs
+
+    /// Stores (or replaces) the blob `name` as safetensors bytes (F32) under "blob:NAME" in the
+    /// meta database. Extraction writes its blobs with the manifest instead (openForWriting), so
+    /// the manifest's `blobs` list stays true; this is for tools that add one later.
+    public func storeBlob(_ name: String, tensors: [(String, Tensor)], metadata: [String: String]) throws {
+        let bytes = try BlobContent(name: name, tensors: tensors.map { (name: $0.0, tensor: $0.1) }, metadata: metadata).bytes(cache: path)
+        try environment.writeGrowing { txn in try txn.put(Self.blobKey(name), bytes, in: meta) }
+    }
+
+    /// The blob `name`, or nil when the cache has none of that name.
+    public func blob(_ name: String) throws -> Blob? {
+        guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.blobKey(name), in: meta) }) else { return nil }
+        do {
+            let file = try SafeTensorsFile(bytes: bytes, source: "\(path)/blob:\(name)")
+            var tensors: [String: Tensor] = [:]
+            for tensorName in file.names { tensors[tensorName] = try file.tensor(tensorName) }
+            return Blob(tensors: tensors, metadata: file.metadata)
+        } catch {
+            throw CacheError("\(path): blob \(name) is unreadable (\(error))")
+        }
     }
 
     /// A decoder for this cache's records (with its int8 scales); one per thread.

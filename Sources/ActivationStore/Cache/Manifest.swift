@@ -70,10 +70,21 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
     public var splitCounts: [String: Int]
     /// Split names in extraction order.
     public var splits: [String]
+    // The fields below came after format 1's first caches; they are optional so those still
+    // decode (nil there means: not recorded, i.e. no extra streams and no blobs).
+    /// Extra per-block streams stored for every kept layer ≥ 1, by name ("attn", "mlp").
+    public var streams: [String]?
+    /// N_max: the most tokens an example can have (text: max_length; images: 1 + patches).
+    public var maxTokens: Int?
+    /// How the backbone pools a sequence: "mean" (BERT-family sentence encoders) or "cls" (ViT).
+    public var pooling: String?
+    /// Names of the blobs stored in the meta database (key "blob:NAME").
+    public var blobs: [String]?
 
     public init(backbone: BackboneIdentity, preprocessing: [String: String], datasetFiles: [DatasetFile], layers: [Int],
                 tokens: TokenPolicy, storage: StorageType, zstdLevel: Int, shuffle: Bool, labels: [String],
-                splits: [String], splitCounts: [String: Int]) {
+                splits: [String], splitCounts: [String: Int], streams: [String]? = nil, maxTokens: Int? = nil,
+                pooling: String? = nil, blobs: [String]? = nil) {
         self.backbone = backbone
         self.preprocessing = preprocessing
         self.datasetFiles = datasetFiles
@@ -85,6 +96,10 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         self.labels = labels
         self.splits = splits
         self.splitCounts = splitCounts
+        self.streams = streams
+        self.maxTokens = maxTokens
+        self.pooling = pooling
+        self.blobs = blobs
     }
 
     /// Human-readable differences from `other` ("layers: [0, 6] here, [0, 1, 2] in the cache").
@@ -105,6 +120,10 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         compare("zstd level", zstdLevel, other.zstdLevel)
         compare("byte shuffle", shuffle, other.shuffle)
         compare("labels", labels, other.labels)
+        compare("streams", streams ?? [], other.streams ?? [])
+        compare("max tokens", maxTokens.map(String.init) ?? "unrecorded", other.maxTokens.map(String.init) ?? "unrecorded")
+        compare("pooling", pooling ?? "unrecorded", other.pooling ?? "unrecorded")
+        compare("blobs", blobs ?? [], other.blobs ?? [])
         return out
     }
 }

@@ -46,6 +46,25 @@ public enum StorageType: String, Codable, Sendable, CaseIterable {
 public enum Stream: UInt16, Codable, Sendable, CaseIterable {
     /// z_l, the hidden state after block l (0: embedding output).
     case hidden = 0
+    /// A_l: block l's attention branch after its output projection, before the residual add and
+    /// any LayerNorm (layers 1...L). Post-LN BERT's states cannot give it back, so it is stored.
+    case attention = 1
+    /// M_l: block l's FFN output projection, before the residual add and any LayerNorm (1...L).
+    case mlp = 2
+
+    /// The name used on the command line and in the manifest ("hidden", "attn", "mlp").
+    public var name: String {
+        switch self {
+        case .hidden: "hidden"
+        case .attention: "attn"
+        case .mlp: "mlp"
+        }
+    }
+
+    public init?(name: String) {
+        guard let stream = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = stream
+    }
 }
 
 /// A stored record that failed a check; never silently used.

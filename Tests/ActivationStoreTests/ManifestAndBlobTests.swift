@@ -1,0 +1,82 @@
+// The manifest fields added after format 1's first caches, and blobs: caches written before those
+// fields still open, and a blob comes back from a real cache exactly as it was stored.
+import ActivationStore
+import Foundation
+import Testing
+import TensorCore
+
+func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
+    ExtractionSettings(
+        backbone: BackboneIdentity(name: "tiny", architecture: "bert", hiddenSize: 4, layerCount: 2, configHash: "1", weightsHash: "2", weightsBytes: 3),
+        preprocessing: ["max_length": "8"], datasetFiles: [], layers: [0, 1, 2], tokens: .all, storage: .f32, zstdLevel: 1,
+        shuffle: true, labels: ["a", "b"], splits: ["train"], splitCounts: ["train": 0],
+        streams: ["attn", "mlp"], maxTokens: 8, pooling: "mean", blobs: blobs)
+}
+
+@Suite struct ManifestAndBlobTests {
+    /// A manifest as the first format-1 caches wrote it, without streams, maxTokens, pooling, blobs.
+    @Test func anOldManifestWithoutTheNewFieldsDecodes() throws {
+        let json = """
+            {"format": 1, "settings": {"backbone": {"name": "all-MiniLM-L6-v2", "architecture": "bert", "hiddenSize": 384,
+             "layerCount": 6, "configHash": "ab", "weightsHash": "cd", "weightsBytes": 90868376},
+             "preprocessing": {"max_length": "128"}, "datasetFiles": [{"split": "train", "name": "train.jsonl", "bytes": 10, "hash": "ef"}],
+             "layers": [0, 6], "tokens": "all", "storage": "bf16", "zstdLevel": 1, "shuffle": true, "labels": ["x"],
+             "splitCounts": {"train": 40}, "splits": ["train"]}}
+            """
+        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(json.utf8))
+        #expect(manifest.settings.layers == [0, 6])
+        #expect(manifest.settings.streams == nil && manifest.settings.maxTokens == nil)
+        #expect(manifest.settings.pooling == nil && manifest.settings.blobs == nil)
+        // Re-encoded, it still has none of them (optionals are left out, not written as null).
+        let again = String(decoding: try JSONEncoder().encode(manifest), as: UTF8.self)
+        #expect(!again.contains("streams") && !again.contains("blobs"))
+        // Compared with a new-style request, the differences name the new fields.
+        var newer = manifest.settings
+        newer.streams = ["attn"]
+        newer.blobs = ["lst.r8"]
+        let differences = newer.differences(from: manifest.settings)
+        #expect(differences.contains("streams: [\"attn\"] requested, [] in the cache"), "\(differences)")
+        #expect(differences.contains("blobs: [\"lst.r8\"] requested, [] in the cache"), "\(differences)")
+    }
+
+    @Test func streamNames() {
+        #expect(Stream.attention.rawValue == 1 && Stream.mlp.rawValue == 2)
+        #expect(Stream(name: "attn") == .attention && Stream(name: "mlp") == .mlp && Stream(name: "x") == nil)
+    }
+
+    @Test func blobsRoundTripThroughACache() throws {
+        let path = temporaryFolder("blob-cache")
+        let weight = Tensor(shape: [2, 3], scalars: [1, -2, 3.5, 0, .leastNonzeroMagnitude, -7])
+        let kept = Tensor(shape: [2], scalars: [0, 3])
+        let created = BlobContent(name: "lst.r2", tensors: [("block.1.attention.query.weight", weight), ("embeddings.kept", kept)],
+                                  metadata: ["reduction": "2", "layout": "post-ln"])
+        do {
+            let cache = try ActivationCache.openForWriting(path: path, settings: sampleSettings(blobs: ["lst.r2"]), blobs: [created])
+            try cache.storeBlob("extra", tensors: [("w", kept)], metadata: [:])
+        }
+        let cache = try ActivationCache.open(path: path)
+        #expect(cache.manifest.settings.blobs == ["lst.r2"])
+        #expect(cache.manifest.settings.streams == ["attn", "mlp"] && cache.manifest.settings.maxTokens == 8)
+        let blob = try #require(try cache.blob("lst.r2"))
+        #expect(blob.tensors["block.1.attention.query.weight"] == weight)
+        #expect(blob.tensors["embeddings.kept"] == kept)
+        #expect(blob.metadata == ["reduction": "2", "layout": "post-ln"])
+        #expect(try cache.blob("extra")?.tensors["w"] == kept)
+        #expect(try cache.blob("absent") == nil)
+
+        // Resuming with the same blob works; a blob that changed is refused.
+        _ = try ActivationCache.openForWriting(path: path, settings: sampleSettings(blobs: ["lst.r2"]), blobs: [created])
+        var changed = created
+        changed.tensors[1].tensor = Tensor(shape: [2], scalars: [0, 2])
+        #expect(throws: CacheError.self) {
+            try ActivationCache.openForWriting(path: path, settings: sampleSettings(blobs: ["lst.r2"]), blobs: [changed])
+        }
+        // Other blob names are a settings difference, listed as such.
+        do {
+            _ = try ActivationCache.openForWriting(path: path, settings: sampleSettings(blobs: []), blobs: [])
+            Issue.record("a cache with other blobs was reopened for writing")
+        } catch {
+            #expect("\(error)".contains("blobs: [] requested, [\"lst.r2\"] in the cache"), "\(error)")
+        }
+    }
+}
