@@ -44,6 +44,8 @@ public final class ParameterSet {
     }
 
     public func id(named name: String) -> ID? { byName[name] }
+    /// Every parameter's ID, in insertion order.
+    public var ids: [ID] { entries.indices.map { ID(rawValue: $0) } }
     public func entry(_ id: ID) -> Entry { entries[id.rawValue] }
 
     /// A copy of the parameter's current value.

@@ -1,0 +1,83 @@
+// What a head sees of the cache: a batch of examples, each one or more packed rows per feature
+// (all real tokens, or the pooled rows of a `cls`/`mean` cache), with their labels.
+import TensorCore
+
+/// One cached tensor kind of one layer.
+public enum Feature: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// z_l: the hidden state after block l (0: the embedding output).
+    case hidden(Int)
+    /// A_l: block l's attention branch output before the residual add.
+    case attention(Int)
+    /// M_l: block l's MLP branch output before the residual add.
+    case mlp(Int)
+
+    public var layer: Int {
+        switch self {
+        case .hidden(let l), .attention(let l), .mlp(let l): l
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .hidden(let l): "z_\(l)"
+        case .attention(let l): "attn_\(l)"
+        case .mlp(let l): "mlp_\(l)"
+        }
+    }
+
+    private var order: (Int, Int) {
+        switch self {
+        case .hidden(let l): (0, l)
+        case .attention(let l): (1, l)
+        case .mlp(let l): (2, l)
+        }
+    }
+
+    public static func < (a: Feature, b: Feature) -> Bool { a.order < b.order }
+}
+
+/// Which rows a cache stores per example.
+public enum RowLayout: String, Sendable, Codable {
+    /// Every real token, packed: example b owns rows segments.range(b).
+    case tokens = "all"
+    /// One row: the first token.
+    case cls
+    /// One row: the mean over real tokens.
+    case mean
+    /// Two rows: the first token, then the mean.
+    case clsAndMean = "cls+mean"
+}
+
+/// How a sequence becomes one vector for the classifier.
+public enum PoolingMode: String, Sendable, Codable, CaseIterable {
+    /// The first token ([CLS], ViT's class token).
+    case cls
+    /// The mean over real tokens (sentence-transformers' pooling).
+    case mean
+}
+
+/// A batch of examples as stage two reads it.
+public struct Batch: Sendable {
+    /// Class ids, one per example.
+    public var labels: [Int]
+    /// The packed rows of each example (the same for every feature).
+    public var segments: Segments
+    /// [rows, width] per decoded feature.
+    public var features: [Feature: Tensor]
+    public var layout: RowLayout
+
+    public init(labels: [Int], segments: Segments, features: [Feature: Tensor], layout: RowLayout) {
+        self.labels = labels
+        self.segments = segments
+        self.features = features
+        self.layout = layout
+    }
+
+    public var count: Int { labels.count }
+
+    /// The rows of a feature; a head asks only for features it declared, so absence is a bug.
+    public func tensor(_ feature: Feature) -> Tensor {
+        guard let t = features[feature] else { preconditionFailure("batch has no \(feature); decoded: \(features.keys.sorted())") }
+        return t
+    }
+}

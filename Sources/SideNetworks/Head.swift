@@ -1,0 +1,162 @@
+// The contract between the trainer and a side network. A head owns its parameters, says which
+// cached features it reads, and maps a batch to logits on a tape; the trainer owns the loss, the
+// optimiser and the data. Heads never see the backbone: everything they need beyond activations
+// comes from the cache manifest through `HeadContext`.
+import Autodiff
+import Foundation
+import TensorCore
+
+/// Named tensors computed from the backbone's weights at extraction time (LST's pruned blocks,
+/// the top blocks for the consolidator).
+public struct WeightBlob: Sendable {
+    public let tensors: [String: Tensor]
+    public let metadata: [String: String]
+
+    public init(tensors: [String: Tensor], metadata: [String: String]) {
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    /// A tensor that must be present with the given shape.
+    public func tensor(_ name: String, _ shape: [Int], blob: String) throws -> Tensor {
+        guard let t = tensors[name] else { throw HeadError("cache blob \(blob) has no tensor \(name)") }
+        guard t.shape == shape else { throw HeadError("cache blob \(blob): \(name) has shape \(t.shape), expected \(shape)") }
+        return t
+    }
+
+    public func int(_ key: String, blob: String) throws -> Int {
+        guard let text = metadata[key], let v = Int(text) else { throw HeadError("cache blob \(blob) has no integer \(key) in its metadata") }
+        return v
+    }
+
+    public func float(_ key: String, blob: String) throws -> Float {
+        guard let text = metadata[key], let v = Float(text) else { throw HeadError("cache blob \(blob) has no number \(key) in its metadata") }
+        return v
+    }
+}
+
+/// What a head may know about the cache it trains on.
+public struct HeadContext: Sendable {
+    /// Backbone width D and block count L.
+    public var width: Int
+    public var layerCount: Int
+    /// The hidden-state layers stored (0 = embedding output).
+    public var layers: [Int]
+    /// Extra streams stored per block ("attn", "mlp").
+    public var streams: [String]
+    public var layout: RowLayout
+    /// The backbone's own pooling (mean for sentence encoders, cls for ViT).
+    public var pooling: PoolingMode
+    public var classes: Int
+    /// N_max: the longest sequence the backbone could produce for this cache.
+    public var maxTokens: Int?
+    /// The backbone's attention head count (for side blocks of the backbone's own type).
+    public var backboneHeads: Int?
+    /// Names of the weight blobs stored in the cache.
+    public var blobNames: [String]
+    /// Loads a blob by name.
+    public var loadBlob: @Sendable (String) throws -> WeightBlob?
+
+    public init(width: Int, layerCount: Int, layers: [Int], streams: [String] = [], layout: RowLayout, pooling: PoolingMode,
+                classes: Int, maxTokens: Int? = nil, backboneHeads: Int? = nil, blobNames: [String] = [],
+                loadBlob: @escaping @Sendable (String) throws -> WeightBlob? = { _ in nil }) {
+        self.width = width
+        self.layerCount = layerCount
+        self.layers = layers
+        self.streams = streams
+        self.layout = layout
+        self.pooling = pooling
+        self.classes = classes
+        self.maxTokens = maxTokens
+        self.backboneHeads = backboneHeads
+        self.blobNames = blobNames
+        self.loadBlob = loadBlob
+    }
+
+    /// Resolves a `layers` hyperparameter (`all`, `last`, `0,3,6`, `1-6`) against the stored layers.
+    public func resolveLayers(_ text: String, head: String, key: String = "layers") throws -> [Int] {
+        let wanted: [Int]
+        switch text {
+        case "all": wanted = layers
+        case "last": wanted = [layerCount]
+        default:
+            var out: [Int] = []
+            for part in text.split(separator: ",") {
+                let bounds = part.split(separator: "-", maxSplits: 1).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard bounds.allSatisfy({ $0 != nil }), let first = bounds.first ?? nil else {
+                    throw HeadError("--set \(key)=\(text) for head \(head): '\(part)' is not a layer or a range a-b")
+                }
+                let last = bounds.count == 2 ? bounds[1]! : first
+                guard first <= last else { throw HeadError("--set \(key)=\(text) for head \(head): range \(part) is empty") }
+                out += Array(first...last)
+            }
+            wanted = Array(Set(out)).sorted()
+        }
+        try requireLayers(wanted, head: head)
+        return wanted
+    }
+
+    /// Throws, naming the extract flag, when a layer the head reads is not in the cache.
+    public func requireLayers(_ wanted: [Int], head: String) throws {
+        let missing = wanted.filter { !layers.contains($0) }
+        guard missing.isEmpty else {
+            throw HeadError("head \(head) reads layers \(missing) that the cache does not store (it has \(layers)); "
+                            + "extract again with --layers all, or a --layers list that includes them")
+        }
+    }
+
+    /// Throws, naming the extract flag, when the cache holds pooled rows but the head mixes tokens.
+    public func requireAllTokens(head: String) throws {
+        guard layout == .tokens else {
+            throw HeadError("head \(head) reads every token, but the cache stores '\(layout.rawValue)' rows; extract again with --tokens all")
+        }
+    }
+
+    /// The named blob, or an error that says which extract flag writes it.
+    public func requireBlob(_ name: String, head: String, flag: String) throws -> WeightBlob {
+        guard blobNames.contains(name), let blob = try loadBlob(name) else {
+            let stored = blobNames.isEmpty ? "none" : blobNames.joined(separator: ", ")
+            throw HeadError("head \(head) needs the cache blob \(name), which this cache lacks (it has \(stored)); extract again with \(flag)")
+        }
+        return blob
+    }
+}
+
+/// A trainable side network or probe.
+public protocol Head: AnyObject {
+    /// The registered name (`linear`, `losa`, …).
+    var name: String { get }
+    var parameters: ParameterSet { get }
+    /// The cached features each batch must carry.
+    var features: [Feature] { get }
+    /// Maps a batch to logits [B, classes]. Stochastic parts (dropout) draw from `tape.rng` and
+    /// switch off when `tape.isTraining` is false.
+    func logits(_ batch: Batch, on tape: Tape) -> Variable
+    /// The tensors saved as the trained head (default: the parameters as named).
+    func exportedTensors() -> [(String, Tensor)]
+}
+
+extension Head {
+    public func exportedTensors() -> [(String, Tensor)] {
+        parameters.ids.map { (parameters.entry($0).name, parameters.tensor($0)) }
+    }
+
+    /// Trainable scalars.
+    public var parameterCount: Int { parameters.count }
+}
+
+extension Head where Self: HeadKind {
+    public var name: String { Self.name }
+}
+
+/// A head kind as the registry knows it.
+public protocol HeadKind {
+    static var name: String { get }
+    /// One line for `sidecar fit --help` and `sidecar heads`.
+    static var summary: String { get }
+    static var schema: [Hyperparameter] { get }
+    /// Learning rate used when `fit` is given none (each head's defaults must train well untuned).
+    static var defaultLearningRate: Float { get }
+    /// Builds the head for a cache; throws HeadError when the cache lacks what it reads.
+    static func make(_ hyperparameters: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head
+}

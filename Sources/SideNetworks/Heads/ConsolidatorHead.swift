@@ -1,0 +1,184 @@
+// Consolidator (Hao et al., ICLR 2023) as the "top-K consolidator" of methods-reference §5.3: the
+// cache holds z_{L−K}; the top K blocks are re-run from frozen copies stored in the cache, with
+// grouped-connection branches (optional channel shuffle, several group counts, per-example branch
+// drop) beside every linear layer, and their layer norms and linear biases tuned, as the official
+// code tunes them. Only those K blocks are backpropagated through. After training the branches
+// consolidate into the frozen matrices (W′ = W + Σ_j dense(branch_j)), so the deployed blocks are
+// plain linears with no extra cost.
+import Autodiff
+import TensorCore
+
+public final class ConsolidatorHead: Head, HeadKind {
+    public static let name = "consolidator"
+    public static let summary = "Consolidator: grouped-connection branches in the top K blocks, merged into the weights after training"
+    public static let schema: [Hyperparameter] = [
+        Hyperparameter("K", .int(1...64), default: "1", "top blocks re-run with branches (the cache needs --top-blocks ≥ K)"),
+        Hyperparameter("groups", .ints(1...65536), default: "192", "group count of each branch (several: one branch each)"),
+        Hyperparameter("shuffle", .bool, default: "false", "channel shuffle before each grouped branch"),
+        Hyperparameter("branch_drop", .float(0...0.95), default: "0.1", "probability of dropping a branch per example"),
+        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
+        Hyperparameter("dropout", .float(0...0.9), default: "0", "dropout before the classifier"),
+    ]
+    public static let defaultLearningRate: Float = 2e-3
+
+    /// One frozen linear with its trainable bias and grouped branches.
+    struct Consolidated {
+        let frozen: Tensor                 // W [out, in]
+        let bias: ParameterSet.ID          // b, tuned
+        let branches: [(weight: ParameterSet.ID, bias: ParameterSet.ID, permutation: [Int]?)]
+    }
+
+    public let parameters = ParameterSet()
+    public let features: [Feature]
+    let blocks: [Int]
+    let shape: BlockShape
+    var linears: [String: Consolidated] = [:]
+    var norms: [String: Norm] = [:]
+    let finalNorm: Norm?
+    let classifier: Dense
+    let pooling: PoolingMode
+    let branchDrop: Float
+    let dropout: Float
+
+    public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
+        try context.requireAllTokens(head: name)
+        let k = h.int("K")
+        let blob = try context.requireBlob("top_blocks", head: name, flag: "--top-blocks \(k)")
+        let stored = try blob.int("count", blob: "top_blocks")
+        guard k <= stored else {
+            throw HeadError("--set K=\(k) for head consolidator: the cache stores only the top \(stored) blocks; extract again with --top-blocks \(k)")
+        }
+        try context.requireLayers([context.layerCount - k], head: name)
+        return try ConsolidatorHead(blob: blob, blocks: Array((context.layerCount - k + 1)...context.layerCount),
+                                    groups: h.ints("groups"), shuffle: h.bool("shuffle"), branchDrop: h.float("branch_drop"),
+                                    pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
+    }
+
+    init(blob: WeightBlob, blocks: [Int], groups: [Int], shuffle: Bool, branchDrop: Float, pooling: PoolingMode,
+         dropout: Float, context: HeadContext, seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        let width = context.width
+        shape = try BlockShape(blob: blob, name: "top_blocks")
+        self.blocks = blocks
+        self.pooling = pooling
+        self.branchDrop = branchDrop
+        self.dropout = dropout
+        features = [.hidden(blocks[0] - 1)]
+        for l in blocks {
+            for linear in blockLinearNames(l) {
+                guard let w = blob.tensors[linear + ".weight"], w.rank == 2 else {
+                    throw HeadError("cache blob top_blocks has no matrix \(linear).weight")
+                }
+                let (out, inputs) = (w.shape[0], w.shape[1])
+                let b = try blob.tensor(linear + ".bias", [out], blob: "top_blocks")
+                var branches: [(ParameterSet.ID, ParameterSet.ID, [Int]?)] = []
+                for (j, g) in groups.enumerated() {
+                    guard inputs % g == 0, out % g == 0 else {
+                        throw HeadError("--set groups=\(groups.map(String.init).joined(separator: ",")) for head consolidator: \(g) groups do not divide \(linear) (\(inputs) → \(out))")
+                    }
+                    let bound: Float = 1e-3  // the official code's branch init U(−1e−3, 1e−3)
+                    let weight = parameters.add("\(linear).branch.\(j).weight",
+                                                Tensor.randomUniform([g, out / g, inputs / g], low: -bound, high: bound, using: &rng))
+                    let bias = parameters.add("\(linear).branch.\(j).bias",
+                                              Tensor.randomUniform([out], low: -bound, high: bound, using: &rng), decays: false)
+                    branches.append((weight, bias, shuffle ? Self.shufflePermutation(channels: inputs, groups: g) : nil))
+                }
+                linears[linear] = Consolidated(frozen: w, bias: parameters.add(linear + ".bias", b, decays: false),
+                                               branches: branches.map { (weight: $0.0, bias: $0.1, permutation: $0.2) })
+            }
+            let (n1, n2) = shape.layout.normNames(l)
+            for n in [n1, n2] {
+                norms[n] = Norm(parameters, n, width: width, eps: shape.eps,
+                                gain: try blob.tensor(n + ".weight", [width], blob: "top_blocks"),
+                                bias: try blob.tensor(n + ".bias", [width], blob: "top_blocks"))
+            }
+        }
+        if shape.layout == .preLN {
+            finalNorm = Norm(parameters, "final_norm", width: width, eps: shape.eps,
+                             gain: try blob.tensor("final_norm.weight", [width], blob: "top_blocks"),
+                             bias: try blob.tensor("final_norm.bias", [width], blob: "top_blocks"))
+        } else {
+            finalNorm = nil
+        }
+        classifier = Dense(parameters, "classifier", in: width, out: context.classes, rng: &rng)
+    }
+
+    /// ShuffleNet's channel shuffle as an input permutation: x′[j·g + i] = x[i·(C/g) + j].
+    static func shufflePermutation(channels: Int, groups g: Int) -> [Int] {
+        let per = channels / g
+        var permutation = [Int](repeating: 0, count: channels)
+        for i in 0..<g { for j in 0..<per { permutation[j * g + i] = i * per + j } }
+        return permutation
+    }
+
+    public func logits(_ batch: Batch, on tape: Tape) -> Variable {
+        logits(batch, on: tape, merged: nil)
+    }
+
+    /// With `merged` (from `mergedWeights()`), runs the consolidated blocks instead: one plain
+    /// linear per layer and no branches, which must give the same eval-mode logits.
+    func logits(_ batch: Batch, on tape: Tape, merged: [String: Tensor]?) -> Variable {
+        // Branch drop is per example: every token of an example sees the same branch kept or dropped.
+        let segments = batch.segments
+        func drop(_ y: Variable) -> Variable {
+            guard tape.isTraining, branchDrop > 0 else { return y }
+            var mask = [Float](repeating: 0, count: segments.totalRows)
+            for b in 0..<segments.count where tape.rng.nextUniform() >= branchDrop {
+                for t in segments.range(b) { mask[t] = 1 / (1 - branchDrop) }
+            }
+            return y * tape.constant(Tensor(shape: [segments.totalRows, 1], scalars: mask))
+        }
+        func linear(_ name: String, _ x: Variable) -> Variable {
+            let layer = linears[name]!
+            if let merged {
+                return x.linear(tape.constant(merged[name + ".weight"]!), tape.constant(merged[name + ".bias"]!))
+            }
+            var y = x.linear(tape.constant(layer.frozen), tape.parameter(parameters, layer.bias))
+            for branch in layer.branches {
+                y = y + drop(x.groupedLinear(tape.parameter(parameters, branch.weight), tape.parameter(parameters, branch.bias),
+                                             permutation: branch.permutation))
+            }
+            return y
+        }
+        var x = tape.constant(batch.tensor(features[0]))
+        for l in blocks {
+            x = transformerBlock(x, block: l, shape: shape, segments: segments, linear: linear,
+                                 norm: { name, x in norms[name]!(x, parameters) })
+        }
+        if let finalNorm { x = finalNorm(x, parameters) }
+        return classifier(pool(x, batch, pooling).dropout(dropout), parameters)
+    }
+
+    /// Eval-mode logits through the consolidated blocks (plain linears, no branches); with
+    /// `includeBranches: false`, through the frozen matrices with the tuned biases only.
+    public func mergedLogits(_ batch: Batch, includeBranches: Bool = true) -> Tensor {
+        let tape = Tape(training: false)
+        return logits(batch, on: tape, merged: mergedWeights(includeBranches: includeBranches)).value
+    }
+
+    /// Consolidation: each linear's branches folded into its frozen matrix and bias.
+    public func mergedWeights(includeBranches: Bool = true) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for (name, layer) in linears {
+            var w = layer.frozen
+            var b = parameters.tensor(layer.bias)
+            for branch in layer.branches where includeBranches {
+                let dense = GroupedLinearKernel.denseWeight(parameters.tensor(branch.weight), permutation: branch.permutation)
+                for i in 0..<w.count { w.scalars[i] += dense.scalars[i] }
+                let bb = parameters.tensor(branch.bias)
+                for i in 0..<b.count { b.scalars[i] += bb.scalars[i] }
+            }
+            out[name + ".weight"] = w
+            out[name + ".bias"] = b
+        }
+        return out
+    }
+
+    /// The deployable form: merged block linears, tuned norms, the classifier.
+    public func exportedTensors() -> [(String, Tensor)] {
+        let merged = mergedWeights().sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        let rest = parameters.ids.map { (parameters.entry($0).name, parameters.tensor($0)) }
+            .filter { !$0.0.contains(".branch.") && !linears.keys.contains(String($0.0.dropLast(".bias".count))) }
+        return merged + rest
+    }
+}

@@ -1,0 +1,109 @@
+// Ladder Side-Tuning (Sung et al., NeurIPS 2022), as the official code does it (methods-reference
+// §2): a narrow side network of the backbone's own block type (width D/r, same head count) fed by
+// gated ladders from the frozen block outputs, s = μ·s + (1 − μ)·W_l z_l with μ = sigmoid(α/T),
+// α = 0, T = 0.1. The side blocks start as magnitude-pruned copies of the backbone's blocks, which
+// extraction computes and stores in the cache (Fisher pruning would need the backbone here).
+import Autodiff
+import TensorCore
+
+public final class LSTHead: Head, HeadKind {
+    public static let name = "lst"
+    public static let summary = "Ladder Side-Tuning: narrow side blocks (pruned backbone copies) fed by gated ladders"
+    public static let schema: [Hyperparameter] = [
+        Hyperparameter("reduction", .int(1...64), default: "8", "side width is D / reduction (the cache needs lst.r<reduction>)"),
+        Hyperparameter("layers", .layers, default: "all", "blocks S that get a ladder and a side block (0 is the first downsample)"),
+        Hyperparameter("gate_temperature", .float(1e-3...100), default: "0.1", "T in μ = sigmoid(α/T)"),
+        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
+        Hyperparameter("dropout", .float(0...0.9), default: "0.1", "dropout on the side input and before the classifier"),
+    ]
+    public static let defaultLearningRate: Float = 3e-3
+
+    public let parameters = ParameterSet()
+    public let features: [Feature]
+    let sideLayers: [Int]
+    let shape: BlockShape
+    let first: Dense
+    let ladders: [Int: Dense]
+    let gates: [Int: ParameterSet.ID]
+    let temperature: Float
+    var linears: [String: Dense] = [:]
+    var norms: [String: Norm] = [:]
+    let finalNorm: Norm?
+    let upsample: Dense
+    let classifier: Dense
+    let pooling: PoolingMode
+    let dropout: Float
+
+    public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
+        try context.requireAllTokens(head: name)
+        let r = h.int("reduction")
+        let blobName = "lst.r\(r)"
+        let blob = try context.requireBlob(blobName, head: name, flag: "--lst-reductions \(r)")
+        let layers = try context.resolveLayers(h.string("layers"), head: name).filter { $0 > 0 }
+        guard !layers.isEmpty else { throw HeadError("head lst needs at least one block in layers") }
+        try context.requireLayers([0], head: name)
+        return try LSTHead(blob: blob, blobName: blobName, layers: layers, temperature: h.float("gate_temperature"),
+                           pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
+    }
+
+    init(blob: WeightBlob, blobName: String, layers: [Int], temperature: Float, pooling: PoolingMode, dropout: Float,
+         context: HeadContext, seed: UInt64) throws {
+        var rng = SeededGenerator(seed: seed)
+        let width = context.width
+        shape = try BlockShape(blob: blob, name: blobName)
+        let kept = try blob.tensor("embeddings.kept", [blob.tensors["embeddings.kept"]?.count ?? 0], blob: blobName)
+        let side = kept.count
+        guard side > 0, side % shape.heads == 0 else {
+            throw HeadError("cache blob \(blobName): side width \(side) is not a positive multiple of \(shape.heads) heads")
+        }
+        sideLayers = layers
+        self.temperature = temperature
+        self.pooling = pooling
+        self.dropout = dropout
+        features = [.hidden(0)] + layers.map { .hidden($0) }
+        first = .normal(parameters, "side.first_downsample", in: width, out: side, std: 0.01, rng: &rng)
+        var ladders: [Int: Dense] = [:], gates: [Int: ParameterSet.ID] = [:]
+        for l in layers {
+            ladders[l] = .normal(parameters, "side.ladder.\(l)", in: width, out: side, std: 0.01, rng: &rng)
+            gates[l] = parameters.add("side.gate.\(l)", Tensor(zeros: [1]), decays: false)
+            for linear in blockLinearNames(l) {
+                let w = try blob.tensor(linear + ".weight", blob.tensors[linear + ".weight"]?.shape ?? [], blob: blobName)
+                let b = try blob.tensor(linear + ".bias", [w.shape[0]], blob: blobName)
+                linears[linear] = Dense(parameters, "side." + linear, in: w.shape[1], out: w.shape[0], weight: w, biasValue: b, rng: &rng)
+            }
+            let (n1, n2) = shape.layout.normNames(l)
+            for n in [n1, n2] {
+                norms[n] = Norm(parameters, "side." + n, width: side, eps: shape.eps,
+                                gain: try blob.tensor(n + ".weight", [side], blob: blobName),
+                                bias: try blob.tensor(n + ".bias", [side], blob: blobName))
+            }
+        }
+        self.ladders = ladders
+        self.gates = gates
+        if shape.layout == .preLN {
+            finalNorm = Norm(parameters, "side.final_norm", width: side, eps: shape.eps,
+                             gain: try blob.tensor("final_norm.weight", [side], blob: blobName),
+                             bias: try blob.tensor("final_norm.bias", [side], blob: blobName))
+        } else {
+            finalNorm = nil
+        }
+        upsample = .normal(parameters, "side.upsample", in: side, out: width, std: 0.01, rng: &rng)
+        classifier = Dense(parameters, "classifier", in: width, out: context.classes, rng: &rng)
+    }
+
+    public func logits(_ batch: Batch, on tape: Tape) -> Variable {
+        var s = first(tape.constant(batch.tensor(.hidden(0))).dropout(dropout), parameters)
+        let one = tape.constant(Tensor(repeating: 1, shape: [1]))
+        for l in sideLayers {
+            let mu = tape.parameter(parameters, gates[l]!).scaled(by: 1 / temperature).sigmoid()
+            let ladder = ladders[l]!(tape.constant(batch.tensor(.hidden(l))), parameters)
+            s = mu * s + (one - mu) * ladder
+            s = transformerBlock(s, block: l, shape: shape, segments: batch.segments,
+                                 linear: { name, x in linears[name]!(x, parameters) },
+                                 norm: { name, x in norms[name]!(x, parameters) })
+        }
+        if let finalNorm { s = finalNorm(s, parameters) }
+        let y = upsample(s.dropout(dropout), parameters)
+        return classifier(pool(y, batch, pooling).dropout(dropout), parameters)
+    }
+}

@@ -1,0 +1,51 @@
+// The linear probe: a classifier on the pooled hidden state of one or more layers (concatenated).
+// The baseline every side network is measured against; zero-initialised, so training is a convex
+// problem that starts from uniform predictions.
+import Autodiff
+import TensorCore
+
+public final class LinearHead: Head, HeadKind {
+    public static let name = "linear"
+    public static let summary = "linear probe on the pooled hidden state of the chosen layers (concatenated)"
+    public static let schema: [Hyperparameter] = [
+        Hyperparameter("layers", .layers, default: "last", "layers whose pooled states are concatenated"),
+        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
+        Hyperparameter("dropout", .float(0...0.9), default: "0", "dropout on the pooled features"),
+    ]
+    public static let defaultLearningRate: Float = 1e-2
+
+    public let parameters = ParameterSet()
+    public let features: [Feature]
+    let pooling: PoolingMode
+    let dropout: Float
+    let classifier: Dense
+
+    public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
+        let layers = try context.resolveLayers(h.string("layers"), head: name)
+        return LinearHead(layers: layers, pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
+    }
+
+    init(layers: [Int], pooling: PoolingMode, dropout: Float, context: HeadContext, seed: UInt64) {
+        features = layers.map { .hidden($0) }
+        self.pooling = pooling
+        self.dropout = dropout
+        var rng = SeededGenerator(seed: seed)
+        let inputs = context.width * layers.count
+        classifier = Dense.zero(parameters, "classifier", in: inputs, out: context.classes, rng: &rng)
+    }
+
+    public func logits(_ batch: Batch, on tape: Tape) -> Variable {
+        let pooled = features.map { pool(tape.constant(batch.tensor($0)), batch, pooling) }
+        let x = pooled.count == 1 ? pooled[0] : Variable.concat(pooled, axis: 1)
+        return classifier(x.dropout(dropout), parameters)
+    }
+}
+
+/// The `pool` hyperparameter resolved against the backbone's own pooling.
+func poolingMode(_ h: Hyperparameters, _ context: HeadContext) -> PoolingMode {
+    switch h.string("pool") {
+    case "cls": .cls
+    case "mean": .mean
+    default: context.pooling
+    }
+}

@@ -1,0 +1,95 @@
+// UniPT (Diao et al., CVPR 2024), the CLIP-ViL form read in the official code (methods-reference §3):
+// every layer is downsampled and normalised, the last layer is the anchor, each earlier layer
+// interacts with it through a ReLU'd, L1-normalised token-to-token matrix plus the identity, and a
+// per-example softmax over layer confidences mixes the results before a projection and an upsample.
+// PyTorch-default initialisation throughout, as the paper's code: it does not start at the probe.
+import Autodiff
+import TensorCore
+
+public final class UniPTHead: Head, HeadKind {
+    public static let name = "unipt"
+    public static let summary = "UniPT: anchor-guided token interaction with each layer, confidence-weighted aggregation"
+    public static let schema: [Hyperparameter] = [
+        Hyperparameter("reduction", .int(1...64), default: "2", "side width is D / reduction"),
+        Hyperparameter("layers", .layers, default: "all", "layers read; the deepest is the anchor"),
+        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
+        Hyperparameter("dropout", .float(0...0.9), default: "0.1", "dropout before the classifier"),
+    ]
+    public static let defaultLearningRate: Float = 5e-4
+
+    public let parameters = ParameterSet()
+    public let features: [Feature]
+    let layers: [Int]
+    let downsamples: [(dense: Dense, norm: Norm)]
+    let gate: Dense
+    let projectUp: Dense, projectDown: Dense
+    let projectNorm: Norm
+    let upsample: Dense
+    let classifier: Dense
+    let pooling: PoolingMode
+    let dropout: Float
+
+    public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
+        try context.requireAllTokens(head: name)
+        let layers = try context.resolveLayers(h.string("layers"), head: name)
+        guard layers.count >= 2 else { throw HeadError("head unipt needs at least two layers (an anchor and one to interact with); got \(layers)") }
+        let r = h.int("reduction")
+        guard context.width % r == 0 else { throw HeadError("--set reduction=\(r) for head unipt: it must divide the width \(context.width)") }
+        return UniPTHead(layers: layers, side: context.width / r, pooling: poolingMode(h, context), dropout: h.float("dropout"),
+                         context: context, seed: seed)
+    }
+
+    init(layers: [Int], side m: Int, pooling: PoolingMode, dropout: Float, context: HeadContext, seed: UInt64) {
+        var rng = SeededGenerator(seed: seed)
+        let d = context.width
+        self.layers = layers
+        self.pooling = pooling
+        self.dropout = dropout
+        features = layers.map { .hidden($0) }
+        let parameters = self.parameters
+        downsamples = layers.map { l in
+            (Dense(parameters, "down.\(l)", in: d, out: m, rng: &rng), Norm(parameters, "down.\(l).norm", width: m))
+        }
+        gate = Dense(parameters, "gate", in: m, out: 1, rng: &rng)
+        projectUp = Dense(parameters, "proj.up", in: m, out: d, rng: &rng)
+        projectDown = Dense(parameters, "proj.down", in: d, out: m, rng: &rng)
+        projectNorm = Norm(parameters, "proj.norm", width: m)
+        upsample = Dense(parameters, "up", in: m, out: d, rng: &rng)
+        classifier = Dense(parameters, "classifier", in: d, out: context.classes, rng: &rng)
+    }
+
+    public func logits(_ batch: Batch, on tape: Tape) -> Variable {
+        let b = batch.count
+        let n = max(batch.segments.lengths.max() ?? 0, 1)
+        let padding = Padding(batch.segments, length: n)
+        let reduced = zip(layers, downsamples).map { l, down in
+            down.norm(down.dense(tape.constant(batch.tensor(.hidden(l))), parameters), parameters)   // F_i [T, m]
+        }
+        let m = reduced[0].shape[1]
+        let anchor = reduced.last!
+        let anchorPadded = padding.pad(anchor).reshaped([b, n, m])
+        let anchorMean = anchor.pooled(.mean, segments: batch.segments)                           // a [B, m]
+        let keyMask = tape.constant(Tensor(shape: [b, 1, n], scalars: padding.mask.map { $0 ? 1 : 0 }))
+        var interacted: [Variable] = []
+        var confidences: [Variable] = []
+        for f in reduced.dropLast() {
+            let fp = padding.pad(f).reshaped([b, n, m])
+            let similarity = anchorPadded.matmul(fp, transposeOther: true) * keyMask              // [B, n, n]
+            let mixing = similarity.relu().l1Normalized()
+            interacted.append(mixing.matmul(fp) + fp)                                             // (M + I)·F_i
+            confidences.append(gate(anchorMean * f.pooled(.mean, segments: batch.segments), parameters))  // [B, 1]
+        }
+        let weights = Variable.concat(confidences, axis: 1).softmax()                            // [B, layers−1]
+        var aggregated: Variable? = nil
+        for (i, f) in interacted.enumerated() {
+            let term = weights.slice(i..<(i + 1), axis: 1).reshaped([b, 1, 1]) * f
+            aggregated = aggregated.map { $0 + term } ?? term
+        }
+        let projected = projectNorm(projectDown(projectUp(aggregated!, parameters).relu(), parameters), parameters)
+        let out = upsample(anchorPadded + projected, parameters).reshaped([b * n, upsampleWidth])
+        let tokens = padding.unpad(out)
+        return classifier(pool(tokens, batch, pooling).dropout(dropout), parameters)
+    }
+
+    var upsampleWidth: Int { parameters.entry(upsample.weight).shape[0] }
+}

@@ -1,0 +1,174 @@
+// Each head declares its hyperparameters (type, range, default, help) so that a bad `--set` key or
+// value is refused before any data is read, and so that `config.json` records every value that ran,
+// defaults included.
+import Foundation
+
+/// A resolved hyperparameter value.
+public enum HyperparameterValue: Sendable, Equatable, Codable, CustomStringConvertible {
+    case int(Int)
+    case float(Double)
+    case bool(Bool)
+    case string(String)
+    case ints([Int])
+
+    public var description: String {
+        switch self {
+        case .int(let v): String(v)
+        case .float(let v): String(v)
+        case .bool(let v): String(v)
+        case .string(let v): v
+        case .ints(let v): v.map(String.init).joined(separator: ",")
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let v = try? c.decode(Bool.self) { self = .bool(v) }
+        else if let v = try? c.decode(Int.self) { self = .int(v) }
+        else if let v = try? c.decode(Double.self) { self = .float(v) }
+        else if let v = try? c.decode([Int].self) { self = .ints(v) }
+        else { self = .string(try c.decode(String.self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .int(let v): try c.encode(v)
+        case .float(let v): try c.encode(v)
+        case .bool(let v): try c.encode(v)
+        case .string(let v): try c.encode(v)
+        case .ints(let v): try c.encode(v)
+        }
+    }
+}
+
+/// One declared hyperparameter.
+public struct Hyperparameter: Sendable {
+    public enum Kind: Sendable {
+        case int(ClosedRange<Int>)
+        case float(ClosedRange<Double>)
+        case bool
+        case choice([String])
+        /// A comma-separated list of integers, each in the range (e.g. `groups=96,192`).
+        case ints(ClosedRange<Int>)
+        /// Backbone layers: `all`, `last`, `0,3,6` or `1-6` (resolved against the cache).
+        case layers
+    }
+
+    public let name: String
+    public let kind: Kind
+    public let defaultValue: String
+    public let help: String
+
+    public init(_ name: String, _ kind: Kind, default defaultValue: String, _ help: String) {
+        self.name = name
+        self.kind = kind
+        self.defaultValue = defaultValue
+        self.help = help
+    }
+
+    /// Parses `text` as this hyperparameter's value, or says what is wrong.
+    func parse(_ text: String, head: String) throws -> HyperparameterValue {
+        func bad(_ why: String) -> HeadError { HeadError("--set \(name)=\(text) for head \(head): \(why)") }
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        switch kind {
+        case .int(let range):
+            guard let v = Int(trimmed) else { throw bad("not an integer") }
+            guard range.contains(v) else { throw bad("outside \(range.lowerBound)...\(range.upperBound)") }
+            return .int(v)
+        case .float(let range):
+            guard let v = Double(trimmed), v.isFinite else { throw bad("not a number") }
+            guard range.contains(v) else { throw bad("outside \(range.lowerBound)...\(range.upperBound)") }
+            return .float(v)
+        case .bool:
+            switch trimmed.lowercased() {
+            case "true", "1", "yes", "on": return .bool(true)
+            case "false", "0", "no", "off": return .bool(false)
+            default: throw bad("not true or false")
+            }
+        case .choice(let options):
+            guard options.contains(trimmed) else { throw bad("expected one of \(options.joined(separator: ", "))") }
+            return .string(trimmed)
+        case .ints(let range):
+            let parts = trimmed.split(separator: ",", omittingEmptySubsequences: false)
+            var values: [Int] = []
+            for part in parts {
+                guard let v = Int(part.trimmingCharacters(in: .whitespaces)) else { throw bad("'\(part)' is not an integer") }
+                guard range.contains(v) else { throw bad("\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+                values.append(v)
+            }
+            guard !values.isEmpty else { throw bad("empty list") }
+            return .ints(values)
+        case .layers:
+            guard !trimmed.isEmpty else { throw bad("empty layer list") }
+            return .string(trimmed)
+        }
+    }
+
+    /// The help line for `sidecar heads`.
+    public var usage: String {
+        let type: String
+        switch kind {
+        case .int(let r): type = "int \(r.lowerBound)...\(r.upperBound)"
+        case .float(let r): type = "float \(r.lowerBound)...\(r.upperBound)"
+        case .bool: type = "bool"
+        case .choice(let o): type = o.joined(separator: "|")
+        case .ints(let r): type = "ints \(r.lowerBound)...\(r.upperBound), comma-separated"
+        case .layers: type = "layers: all|last|0,3,6|1-6"
+        }
+        return "\(name)=\(defaultValue)  (\(type)) \(help)"
+    }
+}
+
+/// A head's resolved hyperparameters: every declared key, from `--set` or its default.
+public struct Hyperparameters: Sendable, Equatable, Codable {
+    public private(set) var values: [String: HyperparameterValue]
+
+    public init(values: [String: HyperparameterValue]) {
+        self.values = values
+    }
+
+    /// Resolves `settings` (key → text) against `schema`; unknown keys and bad values throw.
+    public init(head: String, schema: [Hyperparameter], settings: [String: String]) throws {
+        let known = Dictionary(uniqueKeysWithValues: schema.map { ($0.name, $0) })
+        for key in settings.keys.sorted() where known[key] == nil {
+            throw HeadError("--set \(key): head \(head) has no hyperparameter \(key); it has \(schema.map(\.name).joined(separator: ", "))")
+        }
+        var values: [String: HyperparameterValue] = [:]
+        for parameter in schema {
+            values[parameter.name] = try parameter.parse(settings[parameter.name] ?? parameter.defaultValue, head: head)
+        }
+        self.values = values
+    }
+
+    public func int(_ name: String) -> Int {
+        guard case .int(let v) = values[name] else { preconditionFailure("hyperparameter \(name) is not a declared int") }
+        return v
+    }
+
+    public func float(_ name: String) -> Float {
+        guard case .float(let v) = values[name] else { preconditionFailure("hyperparameter \(name) is not a declared float") }
+        return Float(v)
+    }
+
+    public func bool(_ name: String) -> Bool {
+        guard case .bool(let v) = values[name] else { preconditionFailure("hyperparameter \(name) is not a declared bool") }
+        return v
+    }
+
+    public func string(_ name: String) -> String {
+        guard case .string(let v) = values[name] else { preconditionFailure("hyperparameter \(name) is not a declared string") }
+        return v
+    }
+
+    public func ints(_ name: String) -> [Int] {
+        guard case .ints(let v) = values[name] else { preconditionFailure("hyperparameter \(name) is not a declared int list") }
+        return v
+    }
+}
+
+/// A head that cannot be built as asked, or a cache that lacks what it reads.
+public struct HeadError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

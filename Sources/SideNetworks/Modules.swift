@@ -1,0 +1,129 @@
+// Small building blocks the heads share: a dense layer, a layer norm, pooling over packed rows, and
+// the padded view that token-mixing heads need. Each holds parameter IDs into its head's set.
+import Autodiff
+import TensorCore
+
+/// y = x·Wᵀ + b with W [out, in] (PyTorch's layout, so exported weights load anywhere).
+public struct Dense: Sendable {
+    public let weight: ParameterSet.ID
+    public let bias: ParameterSet.ID?
+
+    /// Adds `name.weight` and `name.bias` to `set`. Default init: PyTorch's nn.Linear.
+    public init(_ set: ParameterSet, _ name: String, in inputs: Int, out: Int, bias: Bool = true,
+                weight initial: Tensor? = nil, biasValue: Tensor? = nil, rng: inout SeededGenerator) {
+        let w = initial ?? Initializer.linearWeight(out: out, in: inputs, using: &rng)
+        precondition(w.shape == [out, inputs], "\(name).weight: \(w.shape), expected [\(out), \(inputs)]")
+        weight = set.add(name + ".weight", w)
+        if bias {
+            let b = biasValue ?? Initializer.linearBias(out: out, in: inputs, using: &rng)
+            self.bias = set.add(name + ".bias", b, decays: false)
+        } else {
+            self.bias = nil
+        }
+    }
+
+    /// A dense layer whose weight and bias are zero (an up-projection that starts as a no-op).
+    public static func zero(_ set: ParameterSet, _ name: String, in inputs: Int, out: Int, rng: inout SeededGenerator) -> Dense {
+        Dense(set, name, in: inputs, out: out, weight: Tensor(zeros: [out, inputs]), biasValue: Tensor(zeros: [out]), rng: &rng)
+    }
+
+    /// Init N(0, std²) for the weight and zero bias (LST's side-path linears).
+    public static func normal(_ set: ParameterSet, _ name: String, in inputs: Int, out: Int, std: Float, rng: inout SeededGenerator) -> Dense {
+        let w = Initializer.normal([out, inputs], std: std, using: &rng)
+        return Dense(set, name, in: inputs, out: out, weight: w, biasValue: Tensor(zeros: [out]), rng: &rng)
+    }
+
+    public func callAsFunction(_ x: Variable, _ set: ParameterSet) -> Variable {
+        let tape = x.tape
+        return x.linear(tape.parameter(set, weight), bias.map { tape.parameter(set, $0) })
+    }
+}
+
+/// Layer norm over the last dimension with a trainable gain and bias.
+public struct Norm: Sendable {
+    public let gain: ParameterSet.ID
+    public let bias: ParameterSet.ID
+    public let eps: Float
+
+    public init(_ set: ParameterSet, _ name: String, width: Int, eps: Float = 1e-5, gain: Tensor? = nil, bias: Tensor? = nil) {
+        self.gain = set.add(name + ".weight", gain ?? Tensor(repeating: 1, shape: [width]), decays: false)
+        self.bias = set.add(name + ".bias", bias ?? Tensor(zeros: [width]), decays: false)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Variable, _ set: ParameterSet) -> Variable {
+        let tape = x.tape
+        return x.layerNorm(gain: tape.parameter(set, gain), bias: tape.parameter(set, bias), eps: eps)
+    }
+}
+
+/// One vector per example from a feature's rows [rows, D] → [B, D], whatever the cache layout.
+public func pool(_ x: Variable, _ batch: Batch, _ mode: PoolingMode) -> Variable {
+    switch batch.layout {
+    case .cls, .mean:
+        return x
+    case .clsAndMean:
+        return x.gather(rows: batch.segments.firstRows.map { mode == .cls ? $0 : $0 + 1 })
+    case .tokens:
+        switch mode {
+        case .cls: return x.gather(rows: batch.segments.firstRows)
+        case .mean: return x.pooled(.mean, segments: batch.segments)
+        }
+    }
+}
+
+/// The padded view [B·N, ·] of packed token rows: example b's token p sits at row b·N + p, and
+/// the rows past its length are zero. Used by heads that mix tokens by position (LoSA) or build
+/// N×N interactions per example (UniPT).
+public struct Padding: Sendable {
+    public let examples: Int
+    /// Rows per example (N).
+    public let length: Int
+    /// For each padded row, its packed row, or `packedRows` (an appended zero row) when padding.
+    public let sourceRows: [Int]
+    /// For each packed row, its padded row.
+    public let paddedRows: [Int]
+    /// true for real rows of the padded layout.
+    public let mask: [Bool]
+    public let segments: Segments
+
+    public init(_ segments: Segments, length: Int) {
+        precondition(segments.lengths.allSatisfy { $0 <= length }, "a sequence of \(segments.lengths.max() ?? 0) rows is longer than \(length)")
+        examples = segments.count
+        self.length = length
+        self.segments = segments
+        var source = [Int](repeating: segments.totalRows, count: segments.count * length)
+        var padded = [Int](repeating: 0, count: segments.totalRows)
+        var mask = [Bool](repeating: false, count: segments.count * length)
+        for b in 0..<segments.count {
+            for (p, row) in segments.range(b).enumerated() {
+                source[b * length + p] = row
+                padded[row] = b * length + p
+                mask[b * length + p] = true
+            }
+        }
+        sourceRows = source
+        paddedRows = padded
+        self.mask = mask
+    }
+
+    /// Packed [T, W] → padded [B·N, W] with zero rows for padding (differentiable).
+    public func pad(_ x: Variable) -> Variable {
+        let width = x.shape[1]
+        let zero = x.tape.constant(Tensor(zeros: [1, width]))
+        return Variable.concat([x, zero], axis: 0).gather(rows: sourceRows)
+    }
+
+    /// Padded [B·N, W] → packed [T, W] (differentiable).
+    public func unpad(_ x: Variable) -> Variable {
+        x.gather(rows: paddedRows)
+    }
+
+    /// A [B·N, 1] constant of 1 on real rows and 0 on padding, for masking by broadcast.
+    public func maskColumn(_ tape: Tape) -> Variable {
+        tape.constant(Tensor(shape: [mask.count, 1], scalars: mask.map { $0 ? 1 : 0 }))
+    }
+
+    /// Segments of the padded layout: N rows per example.
+    public var paddedSegments: Segments { Segments(lengths: Array(repeating: length, count: examples)) }
+}

@@ -1,0 +1,83 @@
+// The backbone's own block type, differentiable, for heads that run blocks on the tape: LST's side
+// blocks (pruned copies) and the consolidator's top blocks (full copies with grouped branches).
+// Which linear and norm to apply is left to the caller, so both heads share one forward.
+import Autodiff
+import TensorCore
+
+/// Where the layer norms sit.
+public enum BlockLayout: String, Sendable {
+    /// BERT: h = LN₁(x + Attn(x)); z = LN₂(h + FFN(h)).
+    case postLN = "post-ln"
+    /// ViT: h = x + Attn(LN₁(x)); z = h + FFN(LN₂(h)).
+    case preLN = "pre-ln"
+
+    /// Blob tensor names of the two norms of block l.
+    func normNames(_ l: Int) -> (String, String) {
+        switch self {
+        case .postLN: ("block.\(l).attention.norm", "block.\(l).output.norm")
+        case .preLN: ("block.\(l).norm1", "block.\(l).norm2")
+        }
+    }
+}
+
+/// The block settings stored with a blob's metadata.
+public struct BlockShape: Sendable {
+    public var layout: BlockLayout
+    public var heads: Int
+    public var eps: Float
+    public var activation: Activation
+
+    /// Reads layout, heads, eps and activation from a blob's metadata.
+    public init(blob: WeightBlob, name: String) throws {
+        guard let layout = blob.metadata["layout"].flatMap(BlockLayout.init(rawValue:)) else {
+            throw HeadError("cache blob \(name) has no known block layout in its metadata")
+        }
+        self.layout = layout
+        heads = try blob.int("heads", blob: name)
+        eps = try blob.float("eps", blob: name)
+        switch blob.metadata["activation"] {
+        case "gelu": activation = .gelu
+        case "gelu_tanh": activation = .geluTanh
+        case let other: throw HeadError("cache blob \(name) has activation \(other ?? "none"); sidecar knows gelu and gelu_tanh")
+        }
+    }
+
+    public init(layout: BlockLayout, heads: Int, eps: Float, activation: Activation) {
+        self.layout = layout
+        self.heads = heads
+        self.eps = eps
+        self.activation = activation
+    }
+}
+
+/// The linear layers of block l, by their blob tensor names.
+public func blockLinearNames(_ l: Int) -> [String] {
+    ["query", "key", "value", "output"].map { "block.\(l).attention.\($0)" } + ["block.\(l).intermediate", "block.\(l).output"]
+}
+
+/// Runs one block on packed rows x [T, D]. `linear(name, x)` applies the layer named
+/// `block.l.attention.query`, …; `norm(name, x)` the norm named per `BlockLayout.normNames`.
+public func transformerBlock(
+    _ x: Variable, block l: Int, shape: BlockShape, segments: Segments,
+    linear: (String, Variable) -> Variable, norm: (String, Variable) -> Variable
+) -> Variable {
+    let (norm1, norm2) = shape.layout.normNames(l)
+    let p = "block.\(l)"
+    func attention(_ input: Variable) -> Variable {
+        let q = linear(p + ".attention.query", input)
+        let k = linear(p + ".attention.key", input)
+        let v = linear(p + ".attention.value", input)
+        return linear(p + ".attention.output", q.attention(keys: k, values: v, heads: shape.heads, segments: segments))
+    }
+    func feedForward(_ input: Variable) -> Variable {
+        linear(p + ".output", linear(p + ".intermediate", input).applying(shape.activation))
+    }
+    switch shape.layout {
+    case .postLN:
+        let h = norm(norm1, x + attention(x))
+        return norm(norm2, h + feedForward(h))
+    case .preLN:
+        let h = x + attention(norm(norm1, x))
+        return h + feedForward(norm(norm2, h))
+    }
+}

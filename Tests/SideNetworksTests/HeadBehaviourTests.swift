@@ -1,0 +1,128 @@
+// What each head promises beyond its gradient: it can fit a small batch, the zero-initialised
+// ones start exactly at a probe, the consolidator's merged weights compute the same function,
+// layouts and caches it cannot use are refused with the flag to fix them.
+import Autodiff
+import SideNetworks
+import Testing
+import TensorCore
+
+@Suite struct HeadBehaviourTests {
+    @Test(arguments: ["linear", "mlp", "losa", "lst", "unipt", "e3va", "consolidator"])
+    func overfitsASmallBatch(_ name: String) throws {
+        let head = try Tiny.head(name, Tiny.settings[name]!.merging(["dropout": "0"]) { _, b in b })
+        var optimizer = AdamW(weightDecay: 0)
+        let batch = Tiny.batch(lengths: [3, 5, 2, 4, 6, 1])
+        var first: Float = 0, last: Float = 0
+        for step in 0..<300 {
+            let (tape, l) = loss(head, batch, training: false)
+            head.parameters.zeroGradients()
+            tape.backward(from: l)
+            optimizer.step(head.parameters, learningRate: 1e-2)
+            if step == 0 { first = l.value.scalar }
+            last = l.value.scalar
+        }
+        print("\(name): loss \(first) → \(last)")
+        #expect(last < 0.02, "\(name) did not fit 6 examples: loss \(first) → \(last)")
+    }
+
+    /// logits = W_c · pool(LN_head(z_L)) + b_c with the head's own head norm and classifier.
+    func probeLogits(_ head: any Head, _ batch: Batch) -> Tensor {
+        let set = head.parameters
+        let tape = Tape(training: false)
+        func p(_ name: String) -> Variable { tape.parameter(set, set.id(named: name)!) }
+        let normed = tape.constant(batch.tensor(.hidden(Tiny.layers))).layerNorm(gain: p("head_norm.weight"), bias: p("head_norm.bias"))
+        return normed.pooled(.mean, segments: batch.segments).linear(p("classifier.weight"), p("classifier.bias")).value
+    }
+
+    @Test(arguments: ["losa", "e3va"])
+    func zeroInitialisedHeadsStartAtTheProbe(_ name: String) throws {
+        let head = try Tiny.head(name, Tiny.settings[name]!)
+        let batch = Tiny.batch()
+        let tape = Tape(training: false)
+        #expect(head.logits(batch, on: tape).value == probeLogits(head, batch))
+        // And one training step moves them off it (the zero projections are trainable).
+        let (t, l) = loss(head, batch)
+        head.parameters.zeroGradients()
+        t.backward(from: l)
+        var optimizer = AdamW()
+        optimizer.step(head.parameters, learningRate: 1e-2)
+        #expect(head.logits(batch, on: Tape(training: false)).value != probeLogits(head, batch))
+    }
+
+    @Test func consolidatorMergedWeightsGiveTheSameLogits() throws {
+        let head = try Tiny.head("consolidator", Tiny.settings["consolidator"]!)
+        var rng = SeededGenerator(seed: 4)
+        // Branches far from their ±1e-3 init, so merging them matters.
+        for i in head.parameters.values.indices { head.parameters.values[i] += 0.3 * rng.nextNormal() }
+        let consolidator = try #require(head as? ConsolidatorHead)
+        let batch = Tiny.batch()
+        let branched = head.logits(batch, on: Tape(training: false)).value
+        let merged = consolidator.mergedLogits(batch)
+        let frozenOnly = consolidator.mergedLogits(batch, includeBranches: false)
+        let difference = zip(branched.scalars, merged.scalars).map { abs($0 - $1) }.max()!
+        #expect(difference < 1e-4, "merged differs by \(difference)")
+        #expect(zip(branched.scalars, frozenOnly.scalars).map { abs($0 - $1) }.max()! > 1e-2, "the branches changed nothing")
+        // The exported head holds one plain matrix per linear, no branches.
+        let names = head.exportedTensors().map(\.0)
+        #expect(!names.contains { $0.contains("branch") })
+        #expect(names.contains("block.2.attention.query.weight"))
+    }
+
+    @Test func pooledCachesAreRefusedByTokenMixingHeads() throws {
+        for name in ["losa", "lst", "unipt", "consolidator"] {
+            #expect(throws: HeadError.self) { try Tiny.head(name, Tiny.settings[name]!, context: Tiny.context(layout: .cls)) }
+        }
+        do {
+            _ = try Tiny.head("losa", [:], context: Tiny.context(layout: .mean))
+            Issue.record("losa accepted a mean-pooled cache")
+        } catch let error as HeadError {
+            #expect(error.description.contains("--tokens all"))
+        }
+        // Probes and E3VA (token-wise) work on pooled rows.
+        let batch = Tiny.batch(layout: .clsAndMean)
+        for name in ["linear", "mlp", "e3va"] {
+            let head = try Tiny.head(name, Tiny.settings[name]!, context: Tiny.context(layout: .clsAndMean))
+            #expect(head.logits(batch, on: Tape(training: false)).shape == [3, Tiny.classes])
+        }
+    }
+
+    @Test func missingStreamsAndBlobsNameTheExtractFlag() throws {
+        func message(_ name: String, _ settings: [String: String] = [:], _ context: HeadContext) -> String {
+            do {
+                _ = try Tiny.head(name, settings, context: context)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(message("e3va", [:], Tiny.context(streams: [])).contains("--streams attn,mlp"))
+        #expect(message("lst", ["reduction": "2"], Tiny.context(blobNames: [])).contains("--lst-reductions 2"))
+        #expect(message("lst", ["reduction": "4"], Tiny.context()).contains("--lst-reductions 4"))
+        #expect(message("consolidator", [:], Tiny.context(blobNames: [])).contains("--top-blocks 1"))
+        #expect(message("consolidator", ["K": "3", "groups": "2"], Tiny.context()).contains("--top-blocks 3"))
+    }
+
+    @Test func badHyperparametersAreRefusedBeforeTraining() throws {
+        func message(_ name: String, _ settings: [String: String]) -> String {
+            do {
+                _ = try HeadRegistry.hyperparameters(head: name, settings: settings)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(message("losa", ["rank": "8"]).contains("has no hyperparameter rank"))
+        #expect(message("losa", ["rank_tokens": "eight"]).contains("not an integer"))
+        #expect(message("losa", ["rank_tokens": "0"]).contains("outside 1...4096"))
+        #expect(message("mlp", ["dropout": "1.5"]).contains("outside"))
+        #expect(message("linear", ["pool": "max"]).contains("expected one of auto, cls, mean"))
+        #expect(message("consolidator", ["groups": "96,x"]).contains("'x' is not an integer"))
+        #expect(message("nope", [:]).contains("unknown head 'nope'"))
+        #expect(message("losa", ["rank_tokens": "4"]) == "accepted")
+        // Defaults are resolved into the recorded values.
+        let h = try HeadRegistry.hyperparameters(head: "losa", settings: ["rank_tokens": "4"])
+        #expect(h.int("rank_tokens") == 4 && h.int("rank_channels") == 32)
+        #expect(throws: HeadError.self) { try Tiny.head("linear", ["layers": "5"]) }
+        #expect(throws: HeadError.self) { try Tiny.head("consolidator", ["K": "1", "groups": "3"]) }
+    }
+}
