@@ -46,16 +46,21 @@ let package = Package(
         .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors"], swiftSettings: numericCode),
         .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "TensorCore"]),
 
+        // Stage two: side networks on the cache, and the trainer that streams batches from it.
+        .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff"], swiftSettings: numericCode),
+        .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors"],
+                swiftSettings: numericCode),
+
         // The command-line tool and the benchmarks.
         .executableTarget(
             name: "sidecar",
             dependencies: [
                 "TensorCore", "Autodiff", "SafeTensors", "ActivationStore", "Datasets", "Encoders", "Extract",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SideNetworks", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "Benchmarks",
-            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract"],
+            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training"],
             exclude: ["peers"]),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
@@ -68,6 +73,8 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore"]),
+        .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "Autodiff", "TensorCore"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
     ]
 )

@@ -1,0 +1,226 @@
+// Batches of one split of a cache, decoded straight from LMDB's memory map: only the features the
+// heads read are decompressed, each into its place in the packed batch tensor, so a batch costs one
+// copy per value and memory is bounded by the batch, whatever the dataset's size. With `inMemory`
+// the needed features are decoded once and kept.
+import ActivationStore
+import Foundation
+import SideNetworks
+import TensorCore
+
+/// What stage two reads of one cache, and how the heads should see it.
+public struct CacheDescription: Sendable {
+    public let context: HeadContext
+    public let manifestHash: String
+    public let labels: [String]
+}
+
+extension ActivationCache {
+    /// The head context for this cache: width, layers, streams, layout, pooling, classes, blobs.
+    public func describe() throws -> CacheDescription {
+        let s = manifest.settings
+        guard let layout = RowLayout(rawValue: s.tokens.rawValue) else {
+            throw CacheError("\(path): token policy \(s.tokens.rawValue) is unknown to stage two")
+        }
+        let pooling: PoolingMode = s.pooling.flatMap(PoolingMode.init(rawValue:))
+            ?? (s.backbone.architecture.lowercased().contains("vit") ? .cls : .mean)
+        let cache = self
+        let context = HeadContext(
+            width: s.backbone.hiddenSize, layerCount: s.backbone.layerCount, layers: s.layers, streams: s.streams ?? [],
+            layout: layout, pooling: pooling, classes: s.labels.count, maxTokens: s.maxTokens,
+            backboneHeads: nil, blobNames: s.blobs ?? [],
+            loadBlob: { name in try cache.blob(name).map { WeightBlob(tensors: $0.tensors, metadata: $0.metadata) } })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let hash = XXHash64.hash(Array(try encoder.encode(manifest)))
+        return CacheDescription(context: context, manifestHash: String(format: "%016llx", hash), labels: s.labels)
+    }
+}
+
+/// One split of a cache as batches of the requested features.
+public final class CacheDataset: @unchecked Sendable {
+    public let cache: ActivationCache
+    public let split: String
+    public let count: Int
+    public let features: [Feature]
+    let layout: RowLayout
+    let width: Int
+    /// Decoded examples when held in memory: rows, label, and per feature rows × width values.
+    private var memory: [(rows: Int, label: Int, values: [[Float]])]?
+
+    /// Throws when the split is missing or incomplete, or a feature is not stored.
+    public init(cache: ActivationCache, split: String, features: [Feature], inMemory: Bool = false) throws {
+        let s = cache.manifest.settings
+        guard s.splits.contains(split) else {
+            throw CacheError("\(cache.path): the cache has no \(split) split (it has \(s.splits.joined(separator: ", ")))")
+        }
+        let progress = try cache.progress(of: split)
+        guard progress.complete else {
+            throw CacheError("\(cache.path): the \(split) split is incomplete (\(progress.written) of \(s.splitCounts[split] ?? 0) examples); run the same sidecar extract again to finish it")
+        }
+        for feature in features {
+            switch feature {
+            case .hidden(let l):
+                guard s.layers.contains(l) else { throw CacheError("\(cache.path): layer \(l) is not stored (layers \(s.layers))") }
+            case .attention, .mlp:
+                let stream = if case .attention = feature { "attn" } else { "mlp" }
+                guard (s.streams ?? []).contains(stream), s.layers.contains(feature.layer) else {
+                    throw CacheError("\(cache.path): the \(stream) stream of layer \(feature.layer) is not stored; extract with --streams attn,mlp")
+                }
+            }
+        }
+        self.cache = cache
+        self.split = split
+        count = progress.written
+        self.features = features
+        layout = RowLayout(rawValue: s.tokens.rawValue) ?? .tokens
+        width = s.backbone.hiddenSize
+        if inMemory { memory = try decodeAll() }
+    }
+
+    static func stream(of feature: Feature) -> ActivationStore.Stream {
+        switch feature {
+        case .hidden: .hidden
+        case .attention: .attention
+        case .mlp: .mlp
+        }
+    }
+
+    /// The labels of every example, in index order (for metrics and class counts).
+    public func labels() throws -> [Int] {
+        if let memory { return memory.map(\.label) }
+        var labels = [Int](repeating: 0, count: count)
+        try cache.forEachRecord(split: split) { index, record, _ in
+            guard index < count else { return false }
+            labels[index] = try Self.label(of: try record())
+            return true
+        }
+        return labels
+    }
+
+    static func label(of record: RecordView) throws -> Int {
+        guard let label = record.label else { throw CacheError("\(record.key): the record has no label") }
+        return label
+    }
+
+    private func decodeAll() throws -> [(rows: Int, label: Int, values: [[Float]])] {
+        let decoder = try cache.makeDecoder()
+        var out: [(rows: Int, label: Int, values: [[Float]])] = []
+        out.reserveCapacity(count)
+        try cache.forEachRecord(split: split) { index, record, _ in
+            guard index < count else { return false }
+            let view = try record()
+            let values = try features.map { feature in
+                var v = [Float](repeating: 0, count: view.rows * view.width)
+                try v.withUnsafeMutableBufferPointer { try decoder.decode(view, layer: feature.layer, stream: Self.stream(of: feature), into: $0) }
+                return v
+            }
+            out.append((view.rows, try Self.label(of: view), values))
+            return true
+        }
+        guard out.count == count else { throw CacheError("\(cache.path): the \(split) split holds \(out.count) records, the manifest says \(count)") }
+        return out
+    }
+
+    /// The examples `indices` as one packed batch.
+    public func batch(_ indices: [Int], decoder: RecordDecoder) throws -> Batch {
+        var labels: [Int] = []
+        labels.reserveCapacity(indices.count)
+        var lengths: [Int] = []
+        lengths.reserveCapacity(indices.count)
+        var buffers = [[Float]](repeating: [], count: features.count)
+        if let memory {
+            for i in indices {
+                let example = memory[i]
+                labels.append(example.label)
+                lengths.append(example.rows)
+                for f in features.indices { buffers[f].append(contentsOf: example.values[f]) }
+            }
+        } else {
+            for i in indices {
+                try cache.withRecord(split: split, index: i) { view in
+                    guard view.width == width else { throw CacheError("record \(view.key) is damaged: width \(view.width), the manifest says \(width)") }
+                    labels.append(try Self.label(of: view))
+                    lengths.append(view.rows)
+                    let n = view.rows * view.width
+                    for (f, feature) in features.enumerated() {
+                        let start = buffers[f].count
+                        buffers[f].append(contentsOf: repeatElement(0, count: n))
+                        try buffers[f].withUnsafeMutableBufferPointer { all in
+                            try decoder.decode(view, layer: feature.layer, stream: Self.stream(of: feature),
+                                               into: UnsafeMutableBufferPointer(rebasing: all[start..<(start + n)]))
+                        }
+                    }
+                }
+            }
+        }
+        let segments = Segments(lengths: lengths)
+        var tensors: [Feature: Tensor] = [:]
+        for (f, feature) in features.enumerated() {
+            tensors[feature] = Tensor(shape: [segments.totalRows, width], scalars: buffers[f])
+        }
+        return Batch(labels: labels, segments: segments, features: tensors, layout: layout)
+    }
+}
+
+/// Batches produced on a background thread, at most `depth` ahead of the consumer, so decoding
+/// overlaps training.
+public final class Prefetcher: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var queue: [Result<Batch, Error>] = []
+    private var finished = false
+    private var cancelled = false
+    private let depth: Int
+
+    public init(dataset: CacheDataset, batches: [[Int]], depth: Int = 2) throws {
+        self.depth = max(1, depth)
+        let decoder = UncheckedBox(try dataset.cache.makeDecoder())
+        let thread = Thread { [self] in
+            for indices in batches {
+                let result = Result { try dataset.batch(indices, decoder: decoder.value) }
+                condition.lock()
+                while queue.count >= self.depth && !cancelled { condition.wait() }
+                if cancelled { condition.unlock(); break }
+                queue.append(result)
+                condition.broadcast()
+                condition.unlock()
+                if case .failure = result { break }
+            }
+            condition.lock()
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+
+    /// The next batch, or nil after the last.
+    public func next() throws -> Batch? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !finished { condition.wait() }
+        guard !queue.isEmpty else { return nil }
+        let result = queue.removeFirst()
+        condition.broadcast()
+        return try result.get()
+    }
+
+    /// Stops the producer (after an error in the consumer) and waits for it to notice.
+    public func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.broadcast()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+
+    deinit {
+        cancel()
+    }
+}
+
+/// Hands a non-Sendable value to the one thread that will use it from then on.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,322 @@
+// The training loop for one or many heads on one cache. Each batch is decoded once and every head
+// steps on it (on separate cores when there are several), so K heads cost one pass of decoding.
+// Every head has its own parameters, optimiser, schedule, tape and generators, all derived from the
+// one seed and never from its position in the group: a head trained in a group ends bit-identical
+// to the same head trained alone.
+import ActivationStore
+import Autodiff
+import Dispatch
+import Foundation
+import SideNetworks
+import TensorCore
+
+/// One head to train: its registered name and its `--set` values.
+public struct HeadRequest: Codable, Sendable, Equatable {
+    public var head: String
+    public var settings: [String: String]
+
+    public init(head: String, settings: [String: String] = [:]) {
+        self.head = head
+        self.settings = settings
+    }
+}
+
+/// One line of log.tsv.
+public struct EpochRecord: Codable, Sendable, Equatable {
+    public var epoch: Int
+    public var trainLoss: Double
+    public var valLoss: Double?
+    public var valAccuracy: Double?
+    public var learningRate: Float
+    public var examplesPerSecond: Double
+    public var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, seconds
+        case trainLoss = "train_loss", valLoss = "val_loss", valAccuracy = "val_accuracy"
+        case learningRate = "lr", examplesPerSecond = "examples_per_s"
+    }
+}
+
+/// What a fit produced for one head (result.json).
+public struct FitResult: Codable, Sendable {
+    public var head: String
+    public var hyperparameters: Hyperparameters
+    public var learningRate: Float
+    public var trainableParameters: Int
+    /// Trainable parameters over the backbone's (when the cache records its weight count).
+    public var fractionOfBackbone: Double?
+    public var bestEpoch: Int
+    public var epochsRun: Int
+    public var val: ClassificationMetrics?
+    public var test: ClassificationMetrics?
+    public var labels: [String]
+    public var peakRSSBytes: Int
+    public var wallSeconds: Double
+    public var cacheManifestHash: String
+    public var history: [EpochRecord]
+
+    enum CodingKeys: String, CodingKey {
+        case head, hyperparameters, val, test, labels, history
+        case learningRate = "lr", trainableParameters = "trainable_parameters", fractionOfBackbone = "fraction_of_backbone"
+        case bestEpoch = "best_epoch", epochsRun = "epochs_run", peakRSSBytes = "peak_rss_bytes", wallSeconds = "wall_seconds"
+        case cacheManifestHash = "cache_manifest_hash"
+    }
+}
+
+/// Progress reported while training.
+public enum TrainingEvent {
+    case batch(epoch: Int, done: Int, of: Int)
+    case epoch(head: Int, name: String, record: EpochRecord, stopped: Bool)
+}
+
+/// A head with its optimiser and early-stopping state.
+final class HeadState: @unchecked Sendable {
+    let request: HeadRequest
+    let hyperparameters: Hyperparameters
+    let head: any Head
+    var optimizer: any Optimizer
+    let schedule: LearningRateSchedule
+    let tape: Tape
+    var step = 0
+    var lossSum = 0.0
+    var lossCount = 0
+    var best: [Float]? = nil
+    var bestAccuracy = -1.0
+    var bestLoss = Double.infinity
+    var bestEpoch = 0
+    var sinceBest = 0
+    var stopped = false
+    var history: [EpochRecord] = []
+
+    init(request: HeadRequest, hyperparameters: Hyperparameters, head: any Head, optimizer: any Optimizer,
+         schedule: LearningRateSchedule, seed: UInt64) {
+        self.request = request
+        self.hyperparameters = hyperparameters
+        self.head = head
+        self.optimizer = optimizer
+        self.schedule = schedule
+        tape = Tape(training: true, rng: SeededGenerator(seed: seed).derived(1))
+    }
+
+    func trainStep(_ batch: Batch, options: TrainingOptions) {
+        tape.reset()
+        tape.isTraining = true
+        let loss = head.logits(batch, on: tape).crossEntropy(labels: batch.labels, smoothing: options.labelSmoothing)
+        head.parameters.zeroGradients()
+        tape.backward(from: loss)
+        if options.clipNorm > 0 { _ = head.parameters.clipGradientNorm(options.clipNorm) }
+        optimizer.step(head.parameters, learningRate: schedule.rate(at: step))
+        step += 1
+        lossSum += Double(loss.value.scalar) * Double(batch.count)
+        lossCount += batch.count
+    }
+
+    /// Logits in eval mode, [B, C].
+    func predict(_ batch: Batch) -> Tensor {
+        tape.reset()
+        tape.isTraining = false
+        return head.logits(batch, on: tape).value
+    }
+}
+
+public final class Trainer {
+    public let cache: ActivationCache
+    public let options: TrainingOptions
+    public let description: CacheDescription
+    let states: [HeadState]
+    let train: CacheDataset
+    let val: CacheDataset?
+    let test: CacheDataset?
+
+    /// Builds every head and opens the splits; throws on a bad head, key, value or cache before
+    /// any training.
+    public init(cache: ActivationCache, requests: [HeadRequest], options: TrainingOptions) throws {
+        precondition(!requests.isEmpty, "Trainer needs at least one head")
+        guard options.epochs >= 1, options.batchSize >= 1 else {
+            throw HeadError("--epochs and --batch-size must be at least 1")
+        }
+        self.cache = cache
+        self.options = options
+        description = try cache.describe()
+        let splits = cache.manifest.settings.splits
+        guard splits.contains("train") else { throw CacheError("\(cache.path): the cache has no train split") }
+        var states: [HeadState] = []
+        for request in requests {
+            let kind = try HeadRegistry.kind(named: request.head)
+            let h = try Hyperparameters(head: request.head, schema: kind.schema, settings: request.settings)
+            let head = try kind.make(h, context: description.context, seed: options.seed)
+            let rate = options.learningRate ?? kind.defaultLearningRate
+            states.append(HeadState(request: request, hyperparameters: h, head: head,
+                                    optimizer: Self.optimizer(options), schedule: LearningRateSchedule(peak: rate, warmupSteps: 0, totalSteps: 1),
+                                    seed: options.seed))
+        }
+        // Only the union of what the heads read is decoded.
+        let features = Array(Set(states.flatMap { $0.head.features })).sorted()
+        train = try CacheDataset(cache: cache, split: "train", features: features, inMemory: options.inMemory)
+        val = splits.contains("val") ? try CacheDataset(cache: cache, split: "val", features: features, inMemory: options.inMemory) : nil
+        test = splits.contains("test") ? try CacheDataset(cache: cache, split: "test", features: features, inMemory: options.inMemory) : nil
+        guard train.count > 0 else { throw CacheError("\(cache.path): the train split is empty") }
+        let stepsPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
+        let total = stepsPerEpoch * options.epochs
+        self.states = states.map { s in
+            let rate = options.learningRate ?? (try! HeadRegistry.kind(named: s.request.head)).defaultLearningRate
+            let schedule = LearningRateSchedule(peak: rate, warmupSteps: Int((Float(total) * options.warmup).rounded()),
+                                                totalSteps: total, floor: rate * options.finalLearningRate)
+            return HeadState(request: s.request, hyperparameters: s.hyperparameters, head: s.head,
+                             optimizer: s.optimizer, schedule: schedule, seed: options.seed)
+        }
+    }
+
+    static func optimizer(_ options: TrainingOptions) -> any Optimizer {
+        switch options.optimizer {
+        case .adamw: AdamW(weightDecay: options.weightDecay)
+        case .sgd: SGD(momentum: options.momentum, weightDecay: options.weightDecay)
+        }
+    }
+
+    public var heads: [any Head] { states.map(\.head) }
+
+    /// Runs every head on the same batches, in parallel when there are several.
+    private func forEachState(_ states: [HeadState], _ body: @escaping @Sendable (HeadState) -> Void) {
+        let workers = min(states.count, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
+        if workers <= 1 {
+            states.forEach(body)
+            return
+        }
+        // One core per head: OpenBLAS's own threads would only contend with the other heads.
+        let previous = BLAS.threadCount
+        BLAS.setThreadCount(1)
+        defer { BLAS.setThreadCount(previous) }
+        let next = Counter()
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let i = next.claim(below: states.count) { body(states[i]) }
+        }
+    }
+
+    /// Trains, evaluates each epoch on val (early stopping, best parameters kept), then evaluates
+    /// the best parameters on val and test.
+    public func run(events: (TrainingEvent) -> Void = { _ in }) throws -> [FitResult] {
+        let start = Date()
+        let stepsPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
+        for epoch in 1...options.epochs {
+            let active = states.filter { !$0.stopped }
+            if active.isEmpty { break }
+            let epochStart = Date()
+            var order = Array(0..<train.count)
+            var rng = SeededGenerator(seed: options.seed).derived(UInt64(1000 + epoch))
+            order.shuffle(using: &rng)
+            let batches = stride(from: 0, to: order.count, by: options.batchSize).map { Array(order[$0..<min($0 + options.batchSize, order.count)]) }
+            for s in active { s.lossSum = 0; s.lossCount = 0 }
+            let prefetcher = try Prefetcher(dataset: train, batches: batches, depth: options.prefetch)
+            var done = 0
+            let opts = options
+            while let batch = try prefetcher.next() {
+                forEachState(active) { $0.trainStep(batch, options: opts) }
+                done += 1
+                events(.batch(epoch: epoch, done: done, of: stepsPerEpoch))
+            }
+            let seconds = Date().timeIntervalSince(epochStart)
+            let valMetrics = try val.map { try evaluate($0, active) }
+            for (i, s) in states.enumerated() where !s.stopped {
+                let metrics = valMetrics?[ObjectIdentifier(s)]
+                let record = EpochRecord(epoch: epoch, trainLoss: s.lossSum / Double(max(s.lossCount, 1)),
+                                         valLoss: metrics?.loss, valAccuracy: metrics?.accuracy,
+                                         learningRate: s.schedule.rate(at: max(s.step - 1, 0)),
+                                         examplesPerSecond: Double(train.count) / max(seconds, 1e-9), seconds: seconds)
+                s.history.append(record)
+                // Best = highest val accuracy, ties to the lower val loss; without val, the last epoch.
+                let accuracy = metrics?.accuracy ?? Double(epoch)
+                let loss = metrics?.loss ?? 0
+                if accuracy > s.bestAccuracy || (accuracy == s.bestAccuracy && loss < s.bestLoss) {
+                    s.bestAccuracy = accuracy
+                    s.bestLoss = loss
+                    s.bestEpoch = epoch
+                    s.best = s.head.parameters.values
+                    s.sinceBest = 0
+                } else {
+                    s.sinceBest += 1
+                    if options.patience > 0 && s.sinceBest >= options.patience { s.stopped = true }
+                }
+                events(.epoch(head: i, name: s.request.head, record: record, stopped: s.stopped))
+            }
+        }
+        for s in states { if let best = s.best { s.head.parameters.values = best } }
+        let valFinal = try val.map { try evaluate($0, states) }
+        let testFinal = try test.map { try evaluate($0, states) }
+        let wall = Date().timeIntervalSince(start)
+        let weights = cache.manifest.settings.backbone.weightsBytes
+        return states.map { s in
+            let rate = options.learningRate ?? s.schedule.peak
+            return FitResult(
+                head: s.request.head, hyperparameters: s.hyperparameters, learningRate: rate,
+                trainableParameters: s.head.parameters.count,
+                fractionOfBackbone: weights > 0 ? Double(s.head.parameters.count) / (Double(weights) / 4) : nil,
+                bestEpoch: s.bestEpoch, epochsRun: s.history.count,
+                val: valFinal?[ObjectIdentifier(s)], test: testFinal?[ObjectIdentifier(s)],
+                labels: description.labels, peakRSSBytes: peakResidentBytes(), wallSeconds: wall,
+                cacheManifestHash: description.manifestHash, history: s.history)
+        }
+    }
+
+    /// Loss, accuracy, macro-F1 and confusion of each head on a split, in eval mode.
+    func evaluate(_ dataset: CacheDataset, _ states: [HeadState]) throws -> [ObjectIdentifier: ClassificationMetrics] {
+        let batches = stride(from: 0, to: dataset.count, by: options.batchSize).map { Array($0..<min($0 + options.batchSize, dataset.count)) }
+        let prefetcher = try Prefetcher(dataset: dataset, batches: batches, depth: options.prefetch)
+        let collected = states.map { _ in Collected() }
+        var labels: [Int] = []
+        while let batch = try prefetcher.next() {
+            labels += batch.labels
+            let pairs = Array(zip(states, collected))
+            forEachState(states) { s in
+                let logits = s.predict(batch)
+                let c = pairs.first { $0.0 === s }!.1
+                c.add(logits: logits, labels: batch.labels)
+            }
+        }
+        var out: [ObjectIdentifier: ClassificationMetrics] = [:]
+        for (s, c) in zip(states, collected) {
+            out[ObjectIdentifier(s)] = ClassificationMetrics(predictions: c.predictions, labels: labels, classes: description.labels.count,
+                                                             loss: c.lossSum / Double(max(labels.count, 1)))
+        }
+        return out
+    }
+}
+
+/// Predictions and summed loss of one head over a split.
+private final class Collected: @unchecked Sendable {
+    var predictions: [Int] = []
+    var lossSum = 0.0
+
+    func add(logits: Tensor, labels: [Int]) {
+        let classes = logits.shape[1]
+        for (b, label) in labels.enumerated() {
+            let row = logits.scalars[(b * classes)..<((b + 1) * classes)]
+            let top = row.max()!
+            predictions.append(row.firstIndex(of: top)! - b * classes)
+            let logSum = Double(top) + log(row.reduce(0.0) { $0 + exp(Double($1 - top)) })
+            lossSum += logSum - Double(row[b * classes + label])
+        }
+    }
+}
+
+/// Hands out indices to worker threads.
+private final class Counter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+
+    func claim(below limit: Int) -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard value < limit else { return nil }
+        value += 1
+        return value - 1
+    }
+}
+
+/// The process's peak resident set size.
+public func peakResidentBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Int(usage.ru_maxrss) * 1024
+}

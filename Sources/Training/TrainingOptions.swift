@@ -1,0 +1,39 @@
+// The trainer's settings, shared by every head of one pass, recorded verbatim in config.json.
+
+public struct TrainingOptions: Codable, Sendable, Equatable {
+    public enum OptimizerKind: String, Codable, Sendable, CaseIterable { case adamw, sgd }
+
+    public var epochs = 15
+    public var batchSize = 32
+    /// Peak learning rate; nil: each head's own default.
+    public var learningRate: Float? = nil
+    public var optimizer = OptimizerKind.adamw
+    public var weightDecay: Float = 0.01
+    /// SGD momentum.
+    public var momentum: Float = 0.9
+    /// Fraction of all steps spent warming up linearly.
+    public var warmup: Float = 0.06
+    /// The cosine decay's end, as a fraction of the peak.
+    public var finalLearningRate: Float = 0
+    public var labelSmoothing: Float = 0
+    /// Global gradient-norm clip (0: off).
+    public var clipNorm: Float = 1
+    /// Epochs without a better validation accuracy before a head stops (0: never stop early).
+    public var patience = 4
+    public var seed: UInt64 = 0
+    /// Decode the needed features once and keep them in memory.
+    public var inMemory = false
+    /// Batches decoded ahead on the prefetch thread.
+    public var prefetch = 2
+    /// Train this many heads at once on separate cores (nil: one per core).
+    public var parallelHeads: Int? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, optimizer, momentum, warmup, patience, seed, prefetch
+        case batchSize = "batch_size", learningRate = "lr", weightDecay = "weight_decay"
+        case finalLearningRate = "final_lr_fraction", labelSmoothing = "label_smoothing", clipNorm = "clip_norm"
+        case inMemory = "in_memory", parallelHeads = "parallel_heads"
+    }
+
+    public init() {}
+}

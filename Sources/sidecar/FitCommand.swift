@@ -1,0 +1,233 @@
+// `sidecar fit`: train one or several side networks on a cache (stage two). The backbone is never
+// loaded; everything comes from the cache.
+import ActivationStore
+import ArgumentParser
+import Foundation
+import SideNetworks
+import Training
+
+struct FitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fit",
+        abstract: "Train side networks on a cache, with no backbone in memory.",
+        discussion: """
+            Heads: \(HeadRegistry.kinds.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).
+            Each --set applies to the nearest --head before it. With several heads, every batch is decoded \
+            once and each head steps on it; results equal training each alone with the same seed. \
+            `sidecar heads` lists every head's hyperparameters.
+            """)
+
+    @Option(help: "The cache folder written by sidecar extract.")
+    var cache: String
+
+    @Option(name: .customLong("head"), help: "A head to train (repeat for several): \(HeadRegistry.names.joined(separator: ", ")).")
+    var heads: [String] = []
+
+    @Option(name: .customLong("set"), help: "KEY=VALUE: a hyperparameter of the --head before it.")
+    var settings: [String] = []
+
+    @Option(name: .customLong("heads-file"), help: "A JSON file listing heads: [{\"head\": \"losa\", \"set\": {\"rank_tokens\": 8}}, ...].")
+    var headsFile: String?
+
+    @Option(help: "Epochs (the most; early stopping may end sooner).")
+    var epochs = 15
+
+    @Option(help: "Peak learning rate (default: each head's own).")
+    var lr: Float?
+
+    @Option(help: "Examples per batch.")
+    var batchSize = 32
+
+    @Option(help: "Seed for initialisation, shuffling and dropout.")
+    var seed: UInt64 = 0
+
+    @Option(help: "adamw or sgd.")
+    var optimizer: TrainingOptions.OptimizerKind = .adamw
+
+    @Option(help: "Decoupled weight decay (not on biases and norms).")
+    var weightDecay: Float = 0.01
+
+    @Option(help: "Fraction of the steps spent in linear warmup before cosine decay.")
+    var warmup: Float = 0.06
+
+    @Option(help: "Label smoothing ε.")
+    var labelSmoothing: Float = 0
+
+    @Option(help: "Clip the global gradient norm to this (0: off).")
+    var clipNorm: Float = 1
+
+    @Option(help: "Stop a head after this many epochs without a better validation accuracy (0: never).")
+    var patience = 4
+
+    @Flag(help: "Decode the needed features once and keep them in memory (when they fit).")
+    var inMemory = false
+
+    @Option(help: "The output folder: the head's folder, or with several heads one sub-folder per head.")
+    var out: String
+
+    @Flag(help: "Print result.json's content as the last line of stdout (a JSON array with several heads).")
+    var json = false
+
+    func validate() throws {
+        if heads.isEmpty && headsFile == nil { throw ValidationError("give at least one --head, or --heads-file") }
+        if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number, got \(lr)") }
+        if !(0...1).contains(warmup) { throw ValidationError("--warmup must be a fraction in 0...1, got \(warmup)") }
+        if !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1), got \(labelSmoothing)") }
+        if weightDecay < 0 || clipNorm < 0 || patience < 0 { throw ValidationError("--weight-decay, --clip-norm and --patience cannot be negative") }
+    }
+
+    func run() throws {
+        let requests = try headRequests()
+        let opened = try ActivationCache.open(path: cache)
+        var options = TrainingOptions()
+        options.epochs = epochs
+        options.batchSize = batchSize
+        options.learningRate = lr
+        options.seed = seed
+        options.optimizer = optimizer
+        options.weightDecay = weightDecay
+        options.warmup = warmup
+        options.labelSmoothing = labelSmoothing
+        options.clipNorm = clipNorm
+        options.patience = patience
+        options.inMemory = inMemory
+        let trainer = try Trainer(cache: opened, requests: requests, options: options)
+        let log: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
+        let bar = EpochProgress()
+        for (request, head) in zip(requests, trainer.heads) {
+            log("\(request.head): \(head.parameterCount) trainable parameters, reads \(head.features.map(\.description).joined(separator: " "))")
+        }
+        let results = try trainer.run { event in
+            switch event {
+            case .batch(let epoch, let done, let total):
+                bar.show("epoch \(epoch)", done: done, of: total)
+            case .epoch(let i, let name, let r, let stopped):
+                bar.clear()
+                let val = r.valAccuracy.map { String(format: "  val_loss %.4f  val_acc %.4f", r.valLoss ?? 0, $0) } ?? ""
+                log(String(format: "epoch %2d  %@  train_loss %.4f%@  %.0f ex/s  %.1f s", r.epoch, "\(i + 1):\(name)", r.trainLoss, val,
+                           r.examplesPerSecond, r.seconds) + (stopped ? "  (early stop)" : ""))
+            }
+        }
+        for (i, (result, head)) in zip(results, trainer.heads).enumerated() {
+            let folder = requests.count == 1 ? out : URL(fileURLWithPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, result.head)).path
+            try FitOutput.write(result, head: head, options: options, cachePath: cache, to: folder)
+        }
+        log("")
+        log(ResultTable.render(results))
+        if json {
+            if results.count == 1 {
+                print(try FitOutput.jsonLine(results[0]))
+            } else {
+                print("[" + (try results.map(FitOutput.jsonLine)).joined(separator: ",") + "]")
+            }
+        }
+    }
+
+    /// --head/--set groups in command-line order, plus --heads-file.
+    func headRequests() throws -> [HeadRequest] {
+        var requests: [HeadRequest] = []
+        if let headsFile {
+            requests += try Self.readHeadsFile(headsFile)
+        }
+        // ArgumentParser keeps each option's values in order but not how they interleave, so the
+        // grouping comes from the raw arguments.
+        var groups: [(String, [String])] = []
+        var pendingValue: String? = nil
+        var args = CommandLine.arguments.dropFirst().makeIterator()
+        while let arg = args.next() {
+            var name = arg, value: String? = nil
+            if let eq = arg.firstIndex(of: "="), arg.hasPrefix("--") {
+                name = String(arg[..<eq])
+                value = String(arg[arg.index(after: eq)...])
+            }
+            guard name == "--head" || name == "--set" else { continue }
+            pendingValue = value ?? args.next()
+            guard let v = pendingValue else { continue }
+            if name == "--head" {
+                groups.append((v, []))
+            } else {
+                guard !groups.isEmpty else { throw ValidationError("--set \(v) comes before any --head") }
+                groups[groups.count - 1].1.append(v)
+            }
+        }
+        if groups.map(\.0) != heads || groups.flatMap(\.1) != settings {
+            // Not the real command line (e.g. called from code): fall back to one head with every --set.
+            groups = heads.map { ($0, heads.count == 1 ? settings : []) }
+            if heads.count > 1 && !settings.isEmpty { throw ValidationError("cannot tell which --head each --set belongs to") }
+        }
+        for (head, sets) in groups {
+            var values: [String: String] = [:]
+            for set in sets {
+                guard let eq = set.firstIndex(of: "="), eq != set.startIndex else {
+                    throw ValidationError("--set \(set): expected KEY=VALUE")
+                }
+                let key = String(set[..<eq])
+                if values[key] != nil { throw ValidationError("--set \(key) given twice for head \(head)") }
+                values[key] = String(set[set.index(after: eq)...])
+            }
+            requests.append(HeadRequest(head: head, settings: values))
+        }
+        // Refuse a bad name, key or value before opening the cache.
+        for r in requests { _ = try HeadRegistry.hyperparameters(head: r.head, settings: r.settings) }
+        return requests
+    }
+
+    static func readHeadsFile(_ path: String) throws -> [HeadRequest] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--heads-file \(path): cannot read the file") }
+        guard let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
+            throw ValidationError("--heads-file \(path): expected a JSON array of {\"head\": NAME, \"set\": {KEY: VALUE}}")
+        }
+        return try list.enumerated().map { i, entry in
+            guard let head = entry["head"] as? String else { throw ValidationError("--heads-file \(path): entry \(i + 1) has no \"head\" name") }
+            var settings: [String: String] = [:]
+            for (key, value) in (entry["set"] as? [String: Any]) ?? [:] {
+                switch value {
+                case let s as String: settings[key] = s
+                case let a as [Any]: settings[key] = a.map { "\($0)" }.joined(separator: ",")
+                // JSON true/false may come back as a number (1/0), which bool hyperparameters accept.
+                case let n as NSNumber: settings[key] = n.stringValue
+                case let b as Bool: settings[key] = b ? "true" : "false"
+                default: throw ValidationError("--heads-file \(path): entry \(i + 1): \(key) has an unsupported value")
+                }
+            }
+            return HeadRequest(head: head, settings: settings)
+        }
+    }
+}
+
+extension TrainingOptions.OptimizerKind: ExpressibleByArgument {}
+
+/// The accuracy table printed after a fit.
+enum ResultTable {
+    static func render(_ results: [FitResult]) -> String {
+        var lines = ["head           params  fraction  best_epoch  val_acc  test_acc  test_macro_f1  seconds"]
+        for r in results {
+            let fraction = r.fractionOfBackbone.map { String(format: "%7.3f%%", $0 * 100) } ?? "      -"
+            let val = r.val.map { String(format: "%.4f", $0.accuracy) } ?? "     -"
+            let test = r.test.map { String(format: "%.4f", $0.accuracy) } ?? "     -"
+            let f1 = r.test.map { String(format: "%.4f", $0.macroF1) } ?? "     -"
+            lines.append(String(format: "%-13@ %7d  %@  %10d  %@   %@    %@         %.1f",
+                                r.head, r.trainableParameters, fraction, r.bestEpoch, val, test, f1, r.wallSeconds))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The fit's progress line on stderr, redrawn in place at a terminal only (epoch lines carry the rest).
+final class EpochProgress {
+    let enabled = isatty(2) == 1
+
+    func show(_ label: String, done: Int, of total: Int) {
+        guard enabled, total > 0 else { return }
+        let width = 30, filled = width * done / total
+        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+        FileHandle.standardError.write(Data("\r\u{1B}[K\(label) [\(bar)] \(done)/\(total)".utf8))
+    }
+
+    func clear() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}

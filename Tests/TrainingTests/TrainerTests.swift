@@ -1,0 +1,116 @@
+// The trainer on real caches: it learns, writes a complete head folder, trains several heads in
+// one pass exactly as it trains each alone, streams and in-memory agree, and it refuses caches it
+// cannot use with the reason.
+import ActivationStore
+import Foundation
+import SafeTensors
+import SideNetworks
+import Testing
+import Training
+
+@Suite struct TrainerTests {
+    func options(epochs: Int = 4, seed: UInt64 = 3) -> TrainingOptions {
+        var o = TrainingOptions()
+        o.epochs = epochs
+        o.batchSize = 16
+        o.seed = seed
+        o.patience = 0
+        return o
+    }
+
+    @Test func linearProbeLearnsAndWritesItsFolder() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("linear"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        let trainer = try Trainer(cache: cache, requests: [HeadRequest(head: "linear", settings: ["layers": "all"])], options: options(epochs: 8))
+        var epochs = 0
+        let result = try #require(try trainer.run { if case .epoch = $0 { epochs += 1 } }.first)
+        #expect(epochs == 8 && result.history.count == 8)
+        #expect(result.history.last!.trainLoss < result.history.first!.trainLoss)
+        let test = try #require(result.test)
+        #expect(test.accuracy > 0.9, "test accuracy \(test.accuracy)")
+        #expect(test.confusion.flatMap { $0 }.reduce(0, +) == 40)
+        #expect(result.trainableParameters == 3 * 16 * 3 + 3)
+
+        let folder = path + "-head"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FitOutput.write(result, head: trainer.heads[0], options: options(), cachePath: path, to: folder)
+        let weights = try SafeTensorsFile(path: folder + "/head.safetensors")
+        #expect(Set(weights.names) == ["classifier.weight", "classifier.bias"])
+        #expect(try weights.tensor("classifier.weight").scalars == trainer.heads[0].parameters.tensor(trainer.heads[0].parameters.id(named: "classifier.weight")!).scalars)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as! [String: Any]
+        #expect(config["head"] as? String == "linear")
+        let recorded = try #require((config["hyperparameters"] as? [String: Any])?["values"] as? [String: Any])
+        #expect(recorded["layers"] as? String == "all" && recorded["pool"] as? String == "auto")
+        let log = try String(contentsOfFile: folder + "/log.tsv", encoding: .utf8).split(separator: "\n")
+        #expect(log.count == 9 && log[0].hasPrefix("epoch\ttrain_loss"))
+        let saved = try JSONDecoder().decode(FitResult.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/result.json")))
+        #expect(saved.test == result.test && saved.cacheManifestHash == result.cacheManifestHash)
+    }
+
+    @Test func severalHeadsInOnePassEqualEachAlone() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("group"), streams: ["attn", "mlp"])
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        let requests = [HeadRequest(head: "linear"), HeadRequest(head: "mlp", settings: ["hidden": "12"]),
+                        HeadRequest(head: "losa", settings: ["rank_tokens": "2", "rank_channels": "4"]),
+                        HeadRequest(head: "e3va", settings: ["rank": "4"]),
+                        HeadRequest(head: "unipt", settings: ["reduction": "4"])]
+        let together = try Trainer(cache: cache, requests: requests, options: options(epochs: 2))
+        let groupResults = try together.run()
+        for (i, request) in requests.enumerated() {
+            let alone = try Trainer(cache: cache, requests: [request], options: options(epochs: 2))
+            let result = try alone.run()[0]
+            #expect(alone.heads[0].parameters.values == together.heads[i].parameters.values, "\(request.head) differs")
+            #expect(result.test == groupResults[i].test)
+            #expect(result.history.map(\.trainLoss) == groupResults[i].history.map(\.trainLoss))
+        }
+    }
+
+    @Test func inMemoryEqualsStreaming() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("memory"), storage: .bf16)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        var o = options(epochs: 2)
+        let streamed = try Trainer(cache: cache, requests: [HeadRequest(head: "mlp")], options: o)
+        _ = try streamed.run()
+        o.inMemory = true
+        let held = try Trainer(cache: cache, requests: [HeadRequest(head: "mlp")], options: o)
+        _ = try held.run()
+        #expect(streamed.heads[0].parameters.values == held.heads[0].parameters.values)
+    }
+
+    @Test func earlyStoppingKeepsTheBestEpoch() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("early"), signal: 0.3)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var o = options(epochs: 30)
+        o.patience = 2
+        o.learningRate = 0.5
+        let trainer = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "mlp")], options: o)
+        let result = try trainer.run()[0]
+        let accuracies = result.history.map { $0.valAccuracy! }
+        #expect(result.epochsRun < 30, "never stopped early: \(accuracies)")
+        #expect(result.epochsRun - result.bestEpoch == 2)
+        #expect(accuracies[result.bestEpoch - 1] == accuracies.max())
+        // The kept parameters are the best epoch's: evaluating them again gives its accuracy.
+        #expect(result.val!.accuracy == accuracies[result.bestEpoch - 1])
+    }
+
+    @Test func unusableCachesAreRefusedWithTheReason() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("refuse"), tokens: .mean, incomplete: "val")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        func message(_ request: HeadRequest) -> String {
+            do {
+                _ = try Trainer(cache: cache, requests: [request], options: options())
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(message(HeadRequest(head: "losa")).contains("--tokens all"))
+        #expect(message(HeadRequest(head: "e3va")).contains("--streams attn,mlp"))
+        #expect(message(HeadRequest(head: "linear")).contains("val split is incomplete"))
+        #expect(message(HeadRequest(head: "linear", settings: ["layers": "7"])).contains("layers [7]"))
+    }
+}
