@@ -43,3 +43,18 @@ public struct NormLayer: Sendable {
         }
     }
 }
+
+/// A block-internal branch output an encoder can return besides its hidden states.
+public enum EncoderStream: Sendable, Hashable, CaseIterable {
+    /// A_l: the attention branch after its output projection, before the residual add and any LN.
+    case attention
+    /// M_l: the FFN's output projection, before the residual add and any LN.
+    case mlp
+}
+
+/// Hidden states and branch outputs by layer, each [T, hidden].
+public struct EncoderOutputs: Sendable {
+    public var hidden: [Int: Tensor] = [:]
+    /// Per stream, per layer l ≥ 1.
+    public var streams: [EncoderStream: [Int: Tensor]] = [:]
+}

@@ -4,6 +4,7 @@
 // one batch per core, with single-threaded BLAS.
 import ActivationStore
 import Dispatch
+import Encoders
 import Foundation
 import TensorCore
 
@@ -21,11 +22,102 @@ public struct CacheOptions: Sendable {
     public var batchTokens = 2048
     /// Batches computed at once (each on one core); nil: every core.
     public var threads: Int? = nil
+    /// Extra per-block streams (.attention, .mlp) stored for every kept layer ≥ 1, same rows as
+    /// the hidden states.
+    public var streams: [ActivationStore.Stream] = []
+    /// LST reductions r whose pruned side-block init is stored (blob "lst.r{r}"); empty: none.
+    public var lstReductions: [Int] = [8]
+    /// How many top blocks' full weights to store (blob "top_blocks"); 0: none.
+    public var topBlocks = 2
 
     public init() {}
+
+    /// The streams in record order (by stream code), without duplicates.
+    var orderedStreams: [ActivationStore.Stream] { Array(Set(streams)).sorted { $0.rawValue < $1.rawValue } }
+
+    /// Checks the stream and blob flags that do not depend on the backbone.
+    func validate() throws {
+        if streams.contains(.hidden) { throw ExtractError("--streams: hidden states are always stored; name only attn, mlp") }
+        if !streams.isEmpty && storage == .int8 {
+            throw ExtractError("--streams with --dtype int8: int8 scales are calibrated per layer of the hidden states only; use f32, f16 or bf16")
+        }
+        if let bad = lstReductions.first(where: { $0 < 1 }) { throw ExtractError("--lst-reductions \(bad): a reduction is at least 1") }
+        if topBlocks < 0 { throw ExtractError("--top-blocks \(topBlocks): must be 0 (none) or more") }
+    }
+
+    /// The blob names these options ask for, in storage order.
+    var blobNames: [String] {
+        Array(Set(lstReductions)).sorted().map { "lst.r\($0)" } + (topBlocks > 0 ? ["top_blocks"] : [])
+    }
+
+    /// The blobs computed from the backbone's weights; errors name the flag.
+    func blobs(_ backbone: BackboneBlocks) throws -> [BlobContent] {
+        var out: [WeightBlob] = []
+        for r in Array(Set(lstReductions)).sorted() {
+            do { out.append(try SideBlobs.lst(backbone, reduction: r)) } catch { throw ExtractError("--lst-reductions \(r): \(error)") }
+        }
+        if topBlocks > 0 {
+            do { out.append(try SideBlobs.topBlocks(backbone, count: topBlocks)) } catch { throw ExtractError("--top-blocks \(topBlocks): \(error)") }
+        }
+        return out.map { BlobContent(name: $0.name, tensors: $0.tensors, metadata: $0.metadata) }
+    }
 }
 
-/// One example's activations, ready to encode: `rows` × width values per kept layer.
+/// Parses `--streams`: "none" or a comma list of "attn", "mlp".
+public enum StreamSelection {
+    public static func parse(_ text: String) throws -> [ActivationStore.Stream] {
+        if text == "none" || text.isEmpty { return [] }
+        return try text.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            let name = part.trimmingCharacters(in: .whitespaces)
+            guard let stream = ActivationStore.Stream(name: name), stream != .hidden else {
+                throw ExtractError("--streams \"\(text)\": \"\(name)\" is not a stream (attn, mlp, or none)")
+            }
+            return stream
+        }
+    }
+}
+
+/// Parses `--lst-reductions`: "none" or a comma list of positive integers.
+public enum ReductionSelection {
+    public static func parse(_ text: String) throws -> [Int] {
+        if text == "none" || text.isEmpty { return [] }
+        return try text.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            guard let r = Int(part.trimmingCharacters(in: .whitespaces)), r >= 1 else {
+                throw ExtractError("--lst-reductions \"\(text)\": \"\(part)\" is not a positive integer (or use none)")
+            }
+            return r
+        }
+    }
+}
+
+/// The (layer, stream) of each block of a record, in the order extractors produce them: the
+/// hidden state of every kept layer, then each extra stream for every kept layer ≥ 1.
+func blockKeys(_ settings: ExtractionSettings) -> [(layer: Int, stream: ActivationStore.Stream)] {
+    let streams = (settings.streams ?? []).compactMap { ActivationStore.Stream(name: $0) }
+    return settings.layers.map { ($0, .hidden) } + streams.flatMap { stream in settings.layers.filter { $0 >= 1 }.map { ($0, stream) } }
+}
+
+/// The encoder output one block key names.
+func tensor(_ outputs: EncoderOutputs, _ key: (layer: Int, stream: ActivationStore.Stream)) -> Tensor {
+    switch key.stream {
+    case .hidden: outputs.hidden[key.layer]!
+    case .attention: outputs.streams[.attention]![key.layer]!
+    case .mlp: outputs.streams[.mlp]![key.layer]!
+    }
+}
+
+/// The encoder streams the settings ask for.
+func encoderStreams(_ settings: ExtractionSettings) -> Set<EncoderStream> {
+    Set((settings.streams ?? []).compactMap { name -> EncoderStream? in
+        switch ActivationStore.Stream(name: name) {
+        case .attention: .attention
+        case .mlp: .mlp
+        default: nil
+        }
+    })
+}
+
+/// One example's activations, ready to encode: `rows` × width values per block key (blockKeys).
 struct ExampleActivations: Sendable {
     let index: Int
     let label: Int?
@@ -44,9 +136,9 @@ struct SplitWork: Sendable {
 /// Opens (or resumes) the cache at `output` and fills every incomplete split; `prepare` loads a
 /// split. For int8 storage, per-layer, per-channel scales are calibrated first on the first chunk
 /// of the first split (deterministically, so a resumed run that lost them computes the same).
-func runChunks(output: String, settings: ExtractionSettings, chunkSize: Int, threads: Int?,
+func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent], chunkSize: Int, threads: Int?,
                report: (ExtractionProgress) -> Void, prepare: (String) throws -> SplitWork) throws -> ActivationCache {
-    let cache = try ActivationCache.openForWriting(path: output, settings: settings)
+    let cache = try ActivationCache.openForWriting(path: output, settings: settings, blobs: blobs)
     let workers = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
     let previousThreads = BLAS.threadCount
     BLAS.setThreadCount(1)
@@ -72,7 +164,7 @@ func runChunks(output: String, settings: ExtractionSettings, chunkSize: Int, thr
         let resumedFrom = state.written
         var tokens = 0
         let started = ContinuousClock.now
-        let layers = settings.layers, width = settings.backbone.hiddenSize
+        let keys = blockKeys(settings), width = settings.backbone.hiddenSize
         let scalesNow = scales
         while state.written < total {
             let chunk = state.written..<min(state.written + chunkSize, total)
@@ -82,7 +174,7 @@ func runChunks(output: String, settings: ExtractionSettings, chunkSize: Int, thr
                 return try work.compute(batch).map { example in
                     (index: example.index, bytes: try withBlockPointers(example.blocks) { pointers in
                         try encoder.encode(label: example.label, rows: example.rows, width: width,
-                                           blocks: zip(layers, pointers).map { RecordEncoder.Block(layer: $0, values: $1) })
+                                           blocks: zip(keys, pointers).map { RecordEncoder.Block(layer: $0.layer, stream: $0.stream, values: $1) })
                     })
                 }
             }.flatMap { $0 }

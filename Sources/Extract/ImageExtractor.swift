@@ -35,9 +35,11 @@ public final class ImageExtractor: Sendable {
     let encoder: ViTEncoder
     let preprocessing: ImagePreprocessing
     let examples: @Sendable (Split) throws -> [ImageExample]
+    let blobs: [BlobContent]
 
     public init(_ request: ImageExtractionRequest) throws {
         self.request = request
+        try request.options.validate()
         let folder = try BackboneFolder.resolve(request.backbone)
         encoder = try ViTEncoder(folder: folder)
         preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
@@ -75,6 +77,15 @@ public final class ImageExtractor: Sendable {
         let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
         let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
         let preprocessingJSON = String(decoding: try JSONEncoder().encode(preprocessing), as: UTF8.self)
+        // N_max: every image of a cache has the preprocessed size (crop, else a fixed resize, else
+        // the configuration's), so 1 + its patches.
+        var side = (height: encoder.config.imageSize, width: encoder.config.imageSize)
+        if let crop = preprocessing.centerCrop {
+            side = (crop.height, crop.width)
+        } else if case .size(let height, let width)? = preprocessing.resize {
+            side = (height, width)
+        }
+        let maxTokens = 1 + (side.height / encoder.config.patchSize) * (side.width / encoder.config.patchSize)
         settings = ExtractionSettings(
             backbone: BackboneIdentity(
                 name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
@@ -84,13 +95,16 @@ public final class ImageExtractor: Sendable {
             preprocessing: ["image": preprocessingJSON, "format": format],
             datasetFiles: files, layers: try LayerSelection.parse(request.options.layers, layerCount: encoder.config.layerCount),
             tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel, shuffle: request.options.shuffle,
-            labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts)
+            labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts,
+            streams: request.options.orderedStreams.map(\.name), maxTokens: maxTokens, pooling: "cls",
+            blobs: request.options.blobNames)
+        blobs = try request.options.blobs(encoder.sideBlocks)
     }
 
     /// Extracts every split, resuming where an earlier run stopped. Returns the opened cache.
     @discardableResult
     public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
-        try runChunks(output: request.output, settings: settings, chunkSize: request.options.chunkSize, threads: request.options.threads, report: report) { name in
+        try runChunks(output: request.output, settings: settings, blobs: blobs, chunkSize: request.options.chunkSize, threads: request.options.threads, report: report) { name in
             let all = try examples(Split(rawValue: name)!)
             let perImage = 1 + encoder.config.patchesPerSide * encoder.config.patchesPerSide
             let batchImages = max(1, request.options.batchTokens / perImage)
@@ -116,12 +130,13 @@ public final class ImageExtractor: Sendable {
             }
             stacked += p.values
         }
-        let states = try encoder.hiddenStates(pixels: Tensor(shape: [batch.count, 3, height, width], scalars: stacked), layers: Set(settings.layers))
-        let hidden = encoder.config.hiddenSize
-        let rowsPerImage = states[settings.layers[0]]!.rowCount / batch.count
+        let outputs = try encoder.hiddenStates(pixels: Tensor(shape: [batch.count, 3, height, width], scalars: stacked),
+                                               layers: Set(settings.layers), streams: encoderStreams(settings))
+        let hidden = encoder.config.hiddenSize, keys = blockKeys(settings)
+        let rowsPerImage = outputs.hidden[settings.layers[0]]!.rowCount / batch.count
         return batch.enumerated().map { position, index in
             let range = (position * rowsPerImage)..<((position + 1) * rowsPerImage)
-            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: hidden, policy: request.options.tokens) }
+            let blocks = keys.map { TokenPooling.rows(of: tensor(outputs, $0), range: range, width: hidden, policy: request.options.tokens) }
             return ExampleActivations(index: index, label: all[index].labelID, rows: blocks[0].count / hidden, blocks: blocks)
         }
     }

@@ -44,11 +44,13 @@ public final class TextExtractor: Sendable {
     let tokenizer: WordPieceTokenizer
     let source: TextDatasetSource
     let labels: LabelMap
+    let blobs: [BlobContent]
 
     /// Loads the backbone and checks the dataset; nothing is written yet.
     public init(_ request: TextExtractionRequest) throws {
         self.request = request
         guard (1...22).contains(request.options.zstdLevel) else { throw ExtractError("--zstd-level \(request.options.zstdLevel): zstd levels are 1...22") }
+        try request.options.validate()
         guard request.maxLength >= 3 else { throw ExtractError("--max-length \(request.maxLength): must be at least 3 ([CLS] and two [SEP] for pairs)") }
         let folder = try BackboneFolder.resolve(request.backbone)
         encoder = try BertEncoder(folder: folder)
@@ -84,13 +86,16 @@ public final class TextExtractor: Sendable {
                             "label_column": request.columns.label, "text_pair_column": request.columns.textPair ?? "",
                             "format": source.format.rawValue],
             datasetFiles: files, layers: layers, tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel,
-            shuffle: request.options.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts)
+            shuffle: request.options.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts,
+            streams: request.options.orderedStreams.map(\.name), maxTokens: request.maxLength,
+            pooling: "mean", blobs: request.options.blobNames)
+        blobs = try request.options.blobs(encoder.sideBlocks)
     }
 
     /// Extracts every split, resuming where an earlier run stopped. Returns the opened cache.
     @discardableResult
     public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
-        try runChunks(output: request.output, settings: settings, chunkSize: request.options.chunkSize, threads: request.options.threads, report: report) { name in
+        try runChunks(output: request.output, settings: settings, blobs: blobs, chunkSize: request.options.chunkSize, threads: request.options.threads, report: report) { name in
             let examples = try source.examples(Split(rawValue: name)!, labels: labels)
             let encodings = examples.map { tokenizer.encode($0.text, pair: $0.textPair, maxLength: request.maxLength) }
             return SplitWork(batches: { self.batches($0, encodings) },
@@ -122,11 +127,12 @@ public final class TextExtractor: Sendable {
     private func activations(_ batch: [Int], _ encodings: [Encoding], _ examples: [TextExample]) throws -> [ExampleActivations] {
         let segments = Segments(lengths: batch.map { encodings[$0].ids.count })
         let ids = batch.flatMap { encodings[$0].ids.map(Int32.init) }, types = batch.flatMap { encodings[$0].tokenTypeIds.map(Int32.init) }
-        let states = try encoder.hiddenStates(ids: ids, tokenTypes: types, segments: segments, layers: Set(settings.layers))
-        let width = encoder.config.hiddenSize
+        let outputs = try encoder.hiddenStates(ids: ids, tokenTypes: types, segments: segments, layers: Set(settings.layers),
+                                               streams: encoderStreams(settings))
+        let width = encoder.config.hiddenSize, keys = blockKeys(settings)
         return batch.enumerated().map { position, index in
             let range = segments.range(position)
-            let blocks = settings.layers.map { TokenPooling.rows(of: states[$0]!, range: range, width: width, policy: request.options.tokens) }
+            let blocks = keys.map { TokenPooling.rows(of: tensor(outputs, $0), range: range, width: width, policy: request.options.tokens) }
             return ExampleActivations(index: index, label: examples[index].labelID, rows: blocks[0].count / width, blocks: blocks)
         }
     }

@@ -20,7 +20,9 @@ struct ExtractCommand: ParsableCommand {
             (ViT-family backbones, preprocessed as their preprocessor_config.json says): train/CLASS/*.png|jpg \
             (and val/, test/), or IDX files (train-images-idx3-ubyte[.gz] with train-labels-idx1-ubyte[.gz]). \
             Running the same command again resumes an interrupted extraction; a cache made with other \
-            settings is refused.
+            settings is refused. Besides the activations the cache holds what stage two needs from the \
+            backbone's weights (blobs: LST's pruned side-block init, the top blocks' weights), so `fit` \
+            never opens them.
             """)
 
     @Option(help: "Dataset folder (train.jsonl/.csv/.tsv, optional val.*, test.*).")
@@ -71,6 +73,15 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Examples per committed transaction (what a killed run recomputes at most).")
     var chunkSize = 1024
 
+    @Option(help: "Extra per-block streams for every kept layer ≥ 1, with the hidden states' token rows: none, or a list of attn (attention branch after its output projection), mlp (FFN output projection), both before the residual add and LayerNorm (E3VA reads them). Not with --dtype int8.")
+    var streams = "none"
+
+    @Option(help: "LST reductions r whose magnitude-pruned side-block init (all blocks) is stored as blob lst.rR: a list such as 8 or 4,8, or none.")
+    var lstReductions = "8"
+
+    @Option(help: "Store the full weights of the top K blocks (blob top_blocks, for the Consolidator head); 0: none.")
+    var topBlocks = 2
+
     func validate() throws {
         guard chunkSize >= 1 else { throw ValidationError("--chunk-size \(chunkSize) must be at least 1") }
         guard batchTokens >= maxLength else { throw ValidationError("--batch-tokens \(batchTokens) must be at least --max-length \(maxLength)") }
@@ -82,7 +93,7 @@ struct ExtractCommand: ParsableCommand {
             return
         }
         var request = TextExtractionRequest(dataset: dataset, output: out)
-        request.options = options
+        request.options = try options()
         request.backbone = backbone
         request.maxLength = maxLength
         request.format = format
@@ -92,8 +103,11 @@ struct ExtractCommand: ParsableCommand {
     }
 
     /// The flags every extractor shares.
-    private var options: CacheOptions {
+    private func options() throws -> CacheOptions {
         var options = CacheOptions()
+        options.streams = try StreamSelection.parse(streams)
+        options.lstReductions = try ReductionSelection.parse(lstReductions)
+        options.topBlocks = topBlocks
         options.layers = layers
         options.tokens = tokens
         options.storage = dtype
@@ -115,7 +129,7 @@ struct ExtractCommand: ParsableCommand {
 
     private func runImages() throws {
         var request = ImageExtractionRequest(dataset: dataset, backbone: backbone, output: out)
-        request.options = options
+        request.options = try options()
         let extractor = try ImageExtractor(request)
         try execute(extractor.settings) { try extractor.run(progress: $0) }
     }
@@ -133,6 +147,7 @@ struct ExtractCommand: ParsableCommand {
         FileHandle.standardError.write(Data("""
             extract: \(s.backbone.name) (\(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize)) → \(out)
               layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")
+              streams \((s.streams ?? []).isEmpty ? "none" : s.streams!.joined(separator: ",")); blobs \((s.blobs ?? []).isEmpty ? "none" : s.blobs!.joined(separator: ", "))
               splits \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")); \(s.labels.count) labels\n
             """.utf8))
     }

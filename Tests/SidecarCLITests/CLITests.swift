@@ -46,3 +46,27 @@ func runSidecar(_ arguments: [String], environment: [String: String]? = nil) thr
         #expect(result.err.contains("frobnicate"))
     }
 }
+
+@Suite struct ExtractStreamFlagTests {
+    @Test func streamsAndBlobFlagsReachTheManifest() throws {
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("cli-streams-\(UUID().uuidString)").path
+        let dataset = repository.appendingPathComponent("datasets/tiny").path
+        let result = try runSidecar(["extract", "--dataset", dataset, "--out", cache, "--layers", "0,1", "--tokens", "cls",
+                                     "--streams", "attn,mlp", "--lst-reductions", "4,8", "--top-blocks", "1"])
+        #expect(result.status == 0, "\(result.err)")
+        #expect(result.err.contains("streams attn,mlp; blobs lst.r4, lst.r8, top_blocks"), "\(result.err)")
+        let inspected = try runSidecar(["inspect", cache, "--json", "--verify"])
+        #expect(inspected.status == 0, "\(inspected.err)")
+        let report = try JSONSerialization.jsonObject(with: Data(inspected.out.utf8)) as! [String: Any]
+        let settings = (report["manifest"] as! [String: Any])["settings"] as! [String: Any]
+        #expect(settings["streams"] as? [String] == ["attn", "mlp"])
+        #expect(settings["blobs"] as? [String] == ["lst.r4", "lst.r8", "top_blocks"])
+        #expect(settings["maxTokens"] as? Int == 128 && settings["pooling"] as? String == "mean")
+        #expect((report["damaged"] as? [Any])?.isEmpty == true)
+
+        let bad = try runSidecar(["extract", "--dataset", dataset, "--out", cache + "-bad", "--streams", "attn,ffn"])
+        #expect(bad.status != 0 && bad.err.contains("--streams \"attn,ffn\": \"ffn\" is not a stream"), "\(bad.err)")
+        let help = try runSidecar(["extract", "--help"])
+        for flag in ["--streams", "--lst-reductions", "--top-blocks"] { #expect(help.out.contains(flag), "\(flag)") }
+    }
+}

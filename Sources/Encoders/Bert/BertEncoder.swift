@@ -32,9 +32,17 @@ public final class BertEncoder: Sendable {
     /// tensor per requested layer. Throws when an id, a token type or a sequence length is out of
     /// the model's range.
     public func hiddenStates(ids: [Int32], tokenTypes: [Int32], segments: Segments, layers: Set<Int>) throws -> [Int: Tensor] {
+        try hiddenStates(ids: ids, tokenTypes: tokenTypes, segments: segments, layers: layers, streams: []).hidden
+    }
+
+    /// The hidden states z_l, l ∈ `layers`, and for every such l ≥ 1 the requested branch outputs
+    /// of block l: A_l (attention output projection) and M_l (FFN output projection), both before
+    /// the residual add and LayerNorm, so z_l = LN2(LN1(z_{l-1} + A_l) + M_l).
+    public func hiddenStates(ids: [Int32], tokenTypes: [Int32], segments: Segments, layers: Set<Int>,
+                             streams: Set<EncoderStream>) throws -> EncoderOutputs {
         precondition(ids.count == segments.totalRows && tokenTypes.count == ids.count,
                      "hiddenStates: \(ids.count) ids, \(tokenTypes.count) token types for \(segments.totalRows) rows")
-        guard let deepest = layers.max() else { return [:] }
+        guard let deepest = layers.max() else { return EncoderOutputs() }
         precondition(layers.allSatisfy { (0...config.layerCount).contains($0) }, "layers \(layers.sorted()) outside 0...\(config.layerCount)")
         if let long = segments.lengths.max(), long > config.maxPositions {
             throw EncoderError("a sequence of \(long) tokens is longer than the model's \(config.maxPositions) positions")
@@ -45,16 +53,23 @@ public final class BertEncoder: Sendable {
         if let bad = tokenTypes.first(where: { $0 < 0 || Int($0) >= config.typeVocabularySize }) {
             throw EncoderError("token type \(bad) is outside 0..<\(config.typeVocabularySize)")
         }
-        let rows = ids.count
-        var states: [Int: Tensor] = [:]
+        let rows = ids.count, width = config.hiddenSize
+        var out = EncoderOutputs()
         var x = embed(ids: ids, tokenTypes: tokenTypes, segments: segments)
-        if layers.contains(0) { states[0] = x }
-        var scratch = Scratch(rows: rows, width: config.hiddenSize, intermediate: config.intermediateSize)
+        if layers.contains(0) { out.hidden[0] = x }
+        var scratch = Scratch(rows: rows, width: width, intermediate: config.intermediateSize)
         for l in 0..<deepest {
-            block(weights.layers[l], x: &x, segments: segments, scratch: &scratch)
-            if layers.contains(l + 1) { states[l + 1] = x }
+            if streams.isEmpty || !layers.contains(l + 1) {
+                block(weights.layers[l], x: &x, segments: segments, scratch: &scratch, capture: nil)
+            } else {
+                block(weights.layers[l], x: &x, segments: segments, scratch: &scratch) { stream, values in
+                    guard streams.contains(stream) else { return }
+                    out.streams[stream, default: [:]][l + 1] = Tensor(shape: [rows, width], scalars: Array(UnsafeBufferPointer(start: values, count: rows * width)))
+                }
+            }
+            if layers.contains(l + 1) { out.hidden[l + 1] = x }
         }
-        return states
+        return out
     }
 
     /// z_0 = LN(word[id] + position[p] + type[t]) for each packed token.
@@ -93,8 +108,10 @@ public final class BertEncoder: Sendable {
         }
     }
 
-    /// One post-LN block, in place on x [T, hidden].
-    private func block(_ layer: BertWeights.Layer, x: inout Tensor, segments: Segments, scratch: inout Scratch) {
+    /// One post-LN block, in place on x [T, hidden]; `capture` sees each branch output [T, hidden]
+    /// before its residual add.
+    private func block(_ layer: BertWeights.Layer, x: inout Tensor, segments: Segments, scratch: inout Scratch,
+                       capture: ((EncoderStream, UnsafePointer<Float>) -> Void)?) {
         let rows = x.rowCount, width = config.hiddenSize, inner = config.intermediateSize
         let heads = config.headCount
         x.withUnsafeMutableBufferPointer { xb in
@@ -112,6 +129,7 @@ public final class BertEncoder: Sendable {
                                                             k: k.baseAddress!, v: v.baseAddress!, segments: segments,
                                                             heads: heads, headSize: width / heads, keyMask: nil)
                                     linear(projected.baseAddress!, context.baseAddress!, layer.attentionOutput, rows: rows)
+                                    capture?(.attention, projected.baseAddress!)
                                     // h = LN(x + attention), written over x.
                                     for i in 0..<(rows * width) { xp[i] += projected[i] }
                                     layerNorm(xp, layer.attentionNorm, rows: rows)
@@ -119,6 +137,7 @@ public final class BertEncoder: Sendable {
                                     linear(hidden.baseAddress!, xp, layer.intermediate, rows: rows)
                                     ActivationKernel.forward(activation, out: hidden.baseAddress!, x: hidden.baseAddress!, count: rows * inner)
                                     linear(projected.baseAddress!, hidden.baseAddress!, layer.output, rows: rows)
+                                    capture?(.mlp, projected.baseAddress!)
                                     for i in 0..<(rows * width) { xp[i] += projected[i] }
                                     layerNorm(xp, layer.outputNorm, rows: rows)
                                 }

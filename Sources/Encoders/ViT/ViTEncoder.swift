@@ -61,6 +61,12 @@ public final class ViTEncoder: Sendable {
     /// Hidden states z_l, l ∈ `layers` (0 = embeddings), for images [B, C, H, W] (preprocessed).
     /// Each is [B·(1 + patches), D]: per image its class token, then its patches row by row.
     public func hiddenStates(pixels: Tensor, layers keep: Set<Int>) throws -> [Int: Tensor] {
+        try hiddenStates(pixels: pixels, layers: keep, streams: []).hidden
+    }
+
+    /// Hidden states z_l, l ∈ `layers`, and for every such l ≥ 1 the requested branch outputs of
+    /// block l: A_l and M_l before their residual adds, so z_l = z_{l-1} + A_l + M_l.
+    public func hiddenStates(pixels: Tensor, layers keep: Set<Int>, streams: Set<EncoderStream>) throws -> EncoderOutputs {
         guard pixels.rank == 4, pixels.shape[1] == config.channelCount else {
             throw EncoderError("images must be [batch, \(config.channelCount), height, width], got \(pixels.shape)")
         }
@@ -69,18 +75,26 @@ public final class ViTEncoder: Sendable {
         guard height % p == 0, width % p == 0 else {
             throw EncoderError("image size \(height)×\(width) is not a multiple of the patch size \(p)")
         }
-        guard let deepest = keep.max() else { return [:] }
+        guard let deepest = keep.max() else { return EncoderOutputs() }
         precondition(keep.allSatisfy { (0...config.layerCount).contains($0) }, "layers \(keep.sorted()) outside 0...\(config.layerCount)")
         let rowsPerImage = 1 + (height / p) * (width / p)
         var x = embed(pixels, batch: batch, height: height, width: width)
-        var states: [Int: Tensor] = [:]
-        if keep.contains(0) { states[0] = x }
+        var out = EncoderOutputs()
+        if keep.contains(0) { out.hidden[0] = x }
         let segments = Segments(lengths: Array(repeating: rowsPerImage, count: batch))
+        let (rows, d) = (x.rowCount, config.hiddenSize)
         for l in 0..<deepest {
-            block(layers[l], x: &x, segments: segments)
-            if keep.contains(l + 1) { states[l + 1] = x }
+            if streams.isEmpty || !keep.contains(l + 1) {
+                block(layers[l], x: &x, segments: segments, capture: nil)
+            } else {
+                block(layers[l], x: &x, segments: segments) { stream, values in
+                    guard streams.contains(stream) else { return }
+                    out.streams[stream, default: [:]][l + 1] = Tensor(shape: [rows, d], scalars: Array(UnsafeBufferPointer(start: values, count: rows * d)))
+                }
+            }
+            if keep.contains(l + 1) { out.hidden[l + 1] = x }
         }
-        return states
+        return out
     }
 
     /// The final layer norm (ViTModel's `last_hidden_state` is this applied to the last state).
@@ -166,8 +180,9 @@ public final class ViTEncoder: Sendable {
         return out
     }
 
-    /// One pre-LN block, in place on x [T, D].
-    private func block(_ layer: Layer, x: inout Tensor, segments: Segments) {
+    /// One pre-LN block, in place on x [T, D]; `capture` sees each branch output [T, D] before its
+    /// residual add.
+    private func block(_ layer: Layer, x: inout Tensor, segments: Segments, capture: ((EncoderStream, UnsafePointer<Float>) -> Void)?) {
         let rows = x.rowCount, d = config.hiddenSize, eps = config.layerNormEpsilon
         var normed = [Float](repeating: 0, count: rows * d)
         var q = normed, k = normed, v = normed, context = normed, projected = normed
@@ -185,6 +200,7 @@ public final class ViTEncoder: Sendable {
                                         heads: config.headCount, headSize: d / config.headCount, keyMask: nil)
                 projected.withUnsafeMutableBufferPointer { proj in
                     layer.attentionOutput.apply(proj.baseAddress!, ctx.baseAddress!, rows: rows)
+                    capture?(.attention, proj.baseAddress!)
                     for i in 0..<(rows * d) { xp[i] += proj[i] }
                 }
             }
@@ -195,6 +211,7 @@ public final class ViTEncoder: Sendable {
                     ActivationKernel.forward(activation, out: h.baseAddress!, x: h.baseAddress!, count: h.count)
                     projected.withUnsafeMutableBufferPointer { proj in
                         layer.output.apply(proj.baseAddress!, h.baseAddress!, rows: rows)
+                        capture?(.mlp, proj.baseAddress!)
                         for i in 0..<(rows * d) { xp[i] += proj[i] }
                     }
                 }
