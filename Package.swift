@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore"]),
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "Autodiff", "TensorCore"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
     ]
 )

@@ -52,6 +52,8 @@ public struct FitResult: Codable, Sendable {
     public var test: ClassificationMetrics?
     public var labels: [String]
     public var peakRSSBytes: Int
+    /// The largest anonymous resident size seen between batches (nil where unmeasurable).
+    public var peakAnonymousBytes: Int?
     public var wallSeconds: Double
     public var cacheManifestHash: String
     public var history: [EpochRecord]
@@ -59,7 +61,7 @@ public struct FitResult: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case head, hyperparameters, val, test, labels, history
         case learningRate = "lr", trainableParameters = "trainable_parameters", fractionOfBackbone = "fraction_of_backbone"
-        case bestEpoch = "best_epoch", epochsRun = "epochs_run", peakRSSBytes = "peak_rss_bytes", wallSeconds = "wall_seconds"
+        case bestEpoch = "best_epoch", epochsRun = "epochs_run", peakRSSBytes = "peak_rss_bytes", peakAnonymousBytes = "peak_anonymous_bytes", wallSeconds = "wall_seconds"
         case cacheManifestHash = "cache_manifest_hash"
     }
 }
@@ -128,6 +130,7 @@ public final class Trainer {
     let train: CacheDataset
     let val: CacheDataset?
     let test: CacheDataset?
+    var peakAnonymous: Int? = nil
 
     /// Builds every head and opens the splits; throws on a bad head, key, value or cache before
     /// any training.
@@ -168,6 +171,10 @@ public final class Trainer {
         }
     }
 
+    func samplePeakMemory() {
+        if let now = anonymousResidentBytes() { peakAnonymous = max(peakAnonymous ?? 0, now) }
+    }
+
     static func optimizer(_ options: TrainingOptions) -> any Optimizer {
         switch options.optimizer {
         case .adamw: AdamW(weightDecay: options.weightDecay)
@@ -198,6 +205,7 @@ public final class Trainer {
     /// the best parameters on val and test.
     public func run(events: (TrainingEvent) -> Void = { _ in }) throws -> [FitResult] {
         let start = Date()
+        samplePeakMemory()
         let stepsPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
         for epoch in 1...options.epochs {
             let active = states.filter { !$0.stopped }
@@ -214,10 +222,12 @@ public final class Trainer {
             while let batch = try prefetcher.next() {
                 forEachState(active) { $0.trainStep(batch, options: opts) }
                 done += 1
+                if done % 8 == 1 { samplePeakMemory() }
                 events(.batch(epoch: epoch, done: done, of: stepsPerEpoch))
             }
             let seconds = Date().timeIntervalSince(epochStart)
             let valMetrics = try val.map { try evaluate($0, active) }
+            samplePeakMemory()
             for (i, s) in states.enumerated() where !s.stopped {
                 let metrics = valMetrics?[ObjectIdentifier(s)]
                 let record = EpochRecord(epoch: epoch, trainLoss: s.lossSum / Double(max(s.lossCount, 1)),
@@ -254,7 +264,7 @@ public final class Trainer {
                 fractionOfBackbone: weights > 0 ? Double(s.head.parameters.count) / (Double(weights) / 4) : nil,
                 bestEpoch: s.bestEpoch, epochsRun: s.history.count,
                 val: valFinal?[ObjectIdentifier(s)], test: testFinal?[ObjectIdentifier(s)],
-                labels: description.labels, peakRSSBytes: peakResidentBytes(), wallSeconds: wall,
+                labels: description.labels, peakRSSBytes: peakResidentBytes(), peakAnonymousBytes: peakAnonymous, wallSeconds: wall,
                 cacheManifestHash: description.manifestHash, history: s.history)
         }
     }
@@ -314,7 +324,17 @@ private final class Counter: @unchecked Sendable {
     }
 }
 
-/// The process's peak resident set size.
+/// Resident memory that is not a file mapping (heap, stacks, anonymous maps) right now, from
+/// /proc/self/status; nil where that file does not exist. LMDB's memory map is file-backed, so this
+/// is what a fit itself holds, apart from the pages of the cache the kernel keeps mapped.
+public func anonymousResidentBytes() -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("RssAnon:") }),
+          let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+    return kb * 1024
+}
+
+/// The process's peak resident set size (file-backed pages of the cache included).
 public func peakResidentBytes() -> Int {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
