@@ -34,6 +34,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
 
         // Shared core.
         .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: numericCode),
@@ -48,7 +49,7 @@ let package = Package(
 
         // Stage two: side networks on the cache, and the trainer that streams batches from it.
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff"], swiftSettings: numericCode),
-        .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors"],
+        .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
                 swiftSettings: numericCode),
 
         // The command-line tool and the benchmarks.

@@ -102,7 +102,7 @@ struct FitCommand: ParsableCommand {
         let results = try trainer.run { event in
             switch event {
             case .batch(let epoch, let done, let total):
-                bar.show("epoch \(epoch)", done: done, of: total)
+                bar.show(epoch: epoch, done: done, of: total)
             case .epoch(let i, let name, let r, let stopped):
                 bar.clear()
                 let val = r.valAccuracy.map { String(format: "  val_loss %.4f  val_acc %.4f", r.valLoss ?? 0, $0) } ?? ""
@@ -215,19 +215,32 @@ enum ResultTable {
     }
 }
 
-/// The fit's progress line on stderr, redrawn in place at a terminal only (epoch lines carry the rest).
+/// The fit's progress on stderr: a bar redrawn in place at a terminal, a plain line every 10 s
+/// otherwise (batch logs, Slurm).
 final class EpochProgress {
-    let enabled = isatty(2) == 1
+    let interactive = isatty(2) == 1
+    private var lastLine = ContinuousClock.now
+    private var epochStart = ContinuousClock.now
+    private var shownEpoch = 0
 
-    func show(_ label: String, done: Int, of total: Int) {
-        guard enabled, total > 0 else { return }
-        let width = 30, filled = width * done / total
-        let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
-        FileHandle.standardError.write(Data("\r\u{1B}[K\(label) [\(bar)] \(done)/\(total)".utf8))
+    func show(epoch: Int, done: Int, of total: Int) {
+        guard total > 0 else { return }
+        if epoch != shownEpoch { shownEpoch = epoch; epochStart = .now }
+        let elapsed = ContinuousClock.now - epochStart
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let rate = seconds > 0 ? Double(done) / seconds : 0
+        if interactive {
+            let width = 30, filled = width * done / total
+            let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
+            FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kepoch %d [%@] %d/%d  %.1f batches/s", epoch, bar, done, total, rate).utf8))
+        } else if ContinuousClock.now - lastLine > .seconds(10) {
+            lastLine = .now
+            FileHandle.standardError.write(Data(String(format: "epoch %d: batch %d/%d  %.1f batches/s\n", epoch, done, total, rate).utf8))
+        }
     }
 
     func clear() {
-        guard enabled else { return }
+        guard interactive else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }

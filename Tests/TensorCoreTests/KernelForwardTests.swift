@@ -91,3 +91,21 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         #expect(worst < 5e-7)
     }
 }
+
+@Suite struct FastExpTests {
+    @Test func matchesLibmAcrossTheRange() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 87.5 {
+            var lanes = SIMD16<Float>()
+            for i in 0..<16 { lanes[i] = x + Float(i) * 0.0137 }
+            let y = fastExp(lanes)
+            for i in 0..<16 {
+                let exact = Glibc.exp(Double(lanes[i]))
+                worst = max(worst, Float(abs(Double(y[i]) - exact) / exact))
+            }
+            x += 0.219
+        }
+        #expect(worst < 5e-7, "worst relative error \(worst)")
+    }
+}

@@ -76,12 +76,23 @@ extension Variable {
         let rowCount = x.shape.first ?? 1
         let width = x.count / max(rowCount, 1)
         precondition(indices.allSatisfy { $0 >= 0 && $0 < rowCount }, "gather: an index is outside 0..<\(rowCount)")
-        var out = [Float](repeating: 0, count: indices.count * width)
-        for (r, i) in indices.enumerated() { for j in 0..<width { out[r * width + j] = x.scalars[i * width + j] } }
+        var out = Tensor(zeros: [indices.count] + x.shape.dropFirst())
+        x.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for (r, i) in indices.enumerated() {
+                    (dst.baseAddress! + r * width).update(from: src.baseAddress! + i * width, count: width)
+                }
+            }
+        }
         let input = self
-        return tape.record(Tensor(shape: [indices.count] + x.shape.dropFirst(), scalars: out), inputs: [input]) { g, tape in
-            tape.accumulate(input) { dx in
-                for (r, i) in indices.enumerated() { for j in 0..<width { dx[i * width + j] += g.scalars[r * width + j] } }
+        return tape.record(out, inputs: [input]) { g, tape in
+            g.withUnsafeBufferPointer { pg in
+                tape.accumulate(input) { dx in
+                    for (r, i) in indices.enumerated() {
+                        let d = dx.baseAddress! + i * width, s = pg.baseAddress! + r * width
+                        for j in 0..<width { d[j] += s[j] }
+                    }
+                }
             }
         }
     }
@@ -93,12 +104,37 @@ extension Variable {
         let m = x.shape[x.rank - 2], n = x.shape[x.rank - 1], batches = x.count / max(m * n, 1)
         var shape = x.shape
         shape.swapAt(x.rank - 2, x.rank - 1)
-        var out = [Float](repeating: 0, count: x.count)
-        for b in 0..<batches { for i in 0..<m { for j in 0..<n { out[b * m * n + j * m + i] = x.scalars[b * m * n + i * n + j] } } }
+        var out = Tensor(zeros: shape)
+        x.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                Self.transpose(dst.baseAddress!, src.baseAddress!, batches: batches, rows: m, columns: n, accumulate: false)
+            }
+        }
         let input = self
-        return tape.record(Tensor(shape: shape, scalars: out), inputs: [input]) { g, tape in
-            tape.accumulate(input) { dx in
-                for b in 0..<batches { for i in 0..<m { for j in 0..<n { dx[b * m * n + i * n + j] += g.scalars[b * m * n + j * m + i] } } }
+        return tape.record(out, inputs: [input]) { g, tape in
+            g.withUnsafeBufferPointer { pg in
+                tape.accumulate(input) { dx in
+                    Self.transpose(dx.baseAddress!, pg.baseAddress!, batches: batches, rows: n, columns: m, accumulate: true)
+                }
+            }
+        }
+    }
+
+    /// dst[b, j, i] (=|+=) src[b, i, j] for src [batches, rows, columns], in tiles so both sides
+    /// stay in cache.
+    static func transpose(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, batches: Int, rows: Int, columns: Int,
+                          accumulate: Bool) {
+        let tile = 32
+        for b in 0..<batches {
+            let s = src + b * rows * columns, d = dst + b * rows * columns
+            for i0 in stride(from: 0, to: rows, by: tile) {
+                for j0 in stride(from: 0, to: columns, by: tile) {
+                    for i in i0..<min(i0 + tile, rows) {
+                        for j in j0..<min(j0 + tile, columns) {
+                            if accumulate { d[j * rows + i] += s[i * columns + j] } else { d[j * rows + i] = s[i * columns + j] }
+                        }
+                    }
+                }
             }
         }
     }

