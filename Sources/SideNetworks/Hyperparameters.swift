@@ -120,6 +120,16 @@ public struct Hyperparameter: Sendable {
     }
 }
 
+extension Hyperparameter {
+    /// The pooling choice every head offers.
+    static let pool = Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own")
+
+    /// Dropout with a head's own default.
+    static func dropout(_ defaultValue: String, _ help: String = "dropout before the classifier") -> Hyperparameter {
+        Hyperparameter("dropout", .float(0...0.9), default: defaultValue, help)
+    }
+}
+
 /// A head's resolved hyperparameters: every declared key, from `--set` or its default.
 public struct Hyperparameters: Sendable, Equatable, Codable {
     public private(set) var values: [String: HyperparameterValue]

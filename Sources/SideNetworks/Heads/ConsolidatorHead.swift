@@ -16,8 +16,8 @@ public final class ConsolidatorHead: Head, HeadKind {
         Hyperparameter("groups", .ints(1...65536), default: "192", "group count of each branch (several: one branch each)"),
         Hyperparameter("shuffle", .bool, default: "false", "channel shuffle before each grouped branch"),
         Hyperparameter("branch_drop", .float(0...0.95), default: "0.1", "probability of dropping a branch per example"),
-        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
-        Hyperparameter("dropout", .float(0...0.9), default: "0", "dropout before the classifier"),
+        .pool,
+        .dropout("0"),
     ]
     public static let defaultLearningRate: Float = 2e-3
 

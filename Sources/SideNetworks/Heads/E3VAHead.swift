@@ -13,8 +13,8 @@ public final class E3VAHead: Head, HeadKind {
         Hyperparameter("rank", .int(1...4096), default: "16", "adapter rank r"),
         Hyperparameter("inner_rank", .int(0...4096), default: "0", "dual low-rank: factor each projection through this rank (0: off)"),
         Hyperparameter("layers", .layers, default: "all", "blocks whose branches get adapters (0 is skipped)"),
-        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
-        Hyperparameter("dropout", .float(0...0.9), default: "0.1", "dropout before the classifier"),
+        .pool,
+        .dropout("0.1"),
     ]
     public static let defaultLearningRate: Float = 1e-3
 

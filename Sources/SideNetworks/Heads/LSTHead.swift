@@ -13,8 +13,8 @@ public final class LSTHead: Head, HeadKind {
         Hyperparameter("reduction", .int(1...64), default: "8", "side width is D / reduction (the cache needs lst.r<reduction>)"),
         Hyperparameter("layers", .layers, default: "all", "blocks S that get a ladder and a side block (0 is the first downsample)"),
         Hyperparameter("gate_temperature", .float(1e-3...100), default: "0.1", "T in μ = sigmoid(α/T)"),
-        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
-        Hyperparameter("dropout", .float(0...0.9), default: "0.1", "dropout on the side input and before the classifier"),
+        .pool,
+        .dropout("0.1", "dropout on the side input and before the classifier"),
     ]
     public static let defaultLearningRate: Float = 3e-3
 

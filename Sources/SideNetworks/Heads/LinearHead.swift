@@ -9,8 +9,8 @@ public final class LinearHead: Head, HeadKind {
     public static let summary = "linear probe on the pooled hidden state of the chosen layers (concatenated)"
     public static let schema: [Hyperparameter] = [
         Hyperparameter("layers", .layers, default: "last", "layers whose pooled states are concatenated"),
-        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
-        Hyperparameter("dropout", .float(0...0.9), default: "0", "dropout on the pooled features"),
+        .pool,
+        .dropout("0", "dropout on the pooled features"),
     ]
     public static let defaultLearningRate: Float = 1e-2
 

@@ -14,8 +14,8 @@ public final class LoSAHead: Head, HeadKind {
         Hyperparameter("rank_tokens", .int(1...4096), default: "16", "rank of each token-mixing MLP (along positions)"),
         Hyperparameter("rank_channels", .int(1...4096), default: "32", "rank of each channel-mixing MLP"),
         Hyperparameter("layers", .layers, default: "all", "blocks whose outputs get a mixer (0 is skipped); z_L is always read"),
-        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
-        Hyperparameter("dropout", .float(0...0.9), default: "0.1", "dropout before the classifier"),
+        .pool,
+        .dropout("0.1"),
     ]
     public static let defaultLearningRate: Float = 1e-3
 

@@ -8,9 +8,9 @@ public final class MLPHead: Head, HeadKind {
     public static let summary = "probe with one GELU hidden layer on the pooled hidden states of the chosen layers"
     public static let schema: [Hyperparameter] = [
         Hyperparameter("layers", .layers, default: "last", "layers whose pooled states are concatenated"),
-        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
+        .pool,
         Hyperparameter("hidden", .int(1...65536), default: "256", "hidden width"),
-        Hyperparameter("dropout", .float(0...0.9), default: "0.1", "dropout after the hidden layer"),
+        .dropout("0.1", "dropout after the hidden layer"),
     ]
     public static let defaultLearningRate: Float = 1e-3
 

@@ -12,8 +12,8 @@ public final class UniPTHead: Head, HeadKind {
     public static let schema: [Hyperparameter] = [
         Hyperparameter("reduction", .int(1...64), default: "2", "side width is D / reduction"),
         Hyperparameter("layers", .layers, default: "all", "layers read; the deepest is the anchor"),
-        Hyperparameter("pool", .choice(["auto", "cls", "mean"]), default: "auto", "pooling; auto = the backbone's own"),
-        Hyperparameter("dropout", .float(0...0.9), default: "0.1", "dropout before the classifier"),
+        .pool,
+        .dropout("0.1"),
     ]
     public static let defaultLearningRate: Float = 5e-4
 
