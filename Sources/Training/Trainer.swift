@@ -47,7 +47,8 @@ public struct FitResult: Codable, Sendable {
     public var hyperparameters: Hyperparameters
     public var learningRate: Float
     public var trainableParameters: Int
-    /// Trainable parameters over the backbone's (when the cache records its weight count).
+    /// Trainable parameters over the backbone's, taken as its weights file's bytes / 4 (an f32
+    /// checkpoint, as MiniLM's); nil when the cache records no weights size.
     public var fractionOfBackbone: Double?
     public var bestEpoch: Int
     public var epochsRun: Int
