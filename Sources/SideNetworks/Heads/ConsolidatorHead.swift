@@ -5,6 +5,7 @@
 // code tunes them. Only those K blocks are backpropagated through. After training the branches
 // consolidate into the frozen matrices (W′ = W + Σ_j dense(branch_j)), so the deployed blocks are
 // plain linears with no extra cost.
+import ActivationStore
 import Autodiff
 import TensorCore
 
@@ -54,7 +55,7 @@ public final class ConsolidatorHead: Head, HeadKind {
                                     pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
     }
 
-    init(blob: WeightBlob, blocks: [Int], groups: [Int], shuffle: Bool, branchDrop: Float, pooling: PoolingMode,
+    init(blob: Blob, blocks: [Int], groups: [Int], shuffle: Bool, branchDrop: Float, pooling: PoolingMode,
          dropout: Float, context: HeadContext, seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let width = context.width

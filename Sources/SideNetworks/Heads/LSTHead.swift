@@ -3,6 +3,7 @@
 // gated ladders from the frozen block outputs, s = μ·s + (1 − μ)·W_l z_l with μ = sigmoid(α/T),
 // α = 0, T = 0.1. The side blocks start as magnitude-pruned copies of the backbone's blocks, which
 // extraction computes and stores in the cache (Fisher pruning would need the backbone here).
+import ActivationStore
 import Autodiff
 import TensorCore
 
@@ -46,7 +47,7 @@ public final class LSTHead: Head, HeadKind {
                            pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
     }
 
-    init(blob: WeightBlob, blobName: String, layers: [Int], temperature: Float, pooling: PoolingMode, dropout: Float,
+    init(blob: Blob, blobName: String, layers: [Int], temperature: Float, pooling: PoolingMode, dropout: Float,
          context: HeadContext, seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let width = context.width
