@@ -136,19 +136,25 @@ public final class CacheDataset: @unchecked Sendable {
                 for f in features.indices { buffers[f].append(contentsOf: example.values[f]) }
             }
         } else {
-            for i in indices {
-                try cache.withRecord(split: split, index: i) { view in
+            // One read transaction per batch; each block decompresses straight into its place in
+            // the batch tensor, which is sized from the record headers first.
+            try cache.withRecords(split: split, indices: indices) { views in
+                for view in views {
                     guard view.width == width else { throw CacheError("record \(view.key) is damaged: width \(view.width), the manifest says \(width)") }
                     labels.append(try Self.label(of: view))
                     lengths.append(view.rows)
-                    let n = view.rows * view.width
-                    for (f, feature) in features.enumerated() {
-                        let start = buffers[f].count
-                        buffers[f].append(contentsOf: repeatElement(0, count: n))
-                        try buffers[f].withUnsafeMutableBufferPointer { all in
+                }
+                let total = lengths.reduce(0, +) * width
+                for (f, feature) in features.enumerated() {
+                    buffers[f] = try [Float](unsafeUninitializedCapacity: total) { all, count in
+                        var offset = 0
+                        for view in views {
+                            let n = view.rows * view.width
                             try decoder.decode(view, layer: feature.layer, stream: Self.stream(of: feature),
-                                               into: UnsafeMutableBufferPointer(rebasing: all[start..<(start + n)]))
+                                               into: UnsafeMutableBufferPointer(rebasing: all[offset..<(offset + n)]))
+                            offset += n
                         }
+                        count = total
                     }
                 }
             }

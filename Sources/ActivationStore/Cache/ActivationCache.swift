@@ -268,6 +268,24 @@ public final class ActivationCache: @unchecked Sendable {
         return result
     }
 
+    /// Calls `body` with the parsed records of several examples, all views into the map of one read
+    /// transaction (valid only during the call): stage two reads a batch this way.
+    public func withRecords<R>(split: String, indices: [Int], _ body: ([RecordView]) throws -> R) throws -> R {
+        try environment.read { txn in
+            var views: [RecordView] = []
+            views.reserveCapacity(indices.count)
+            for index in indices {
+                let name = Self.keyName(split: split, index: index)
+                let view = try txn.withValue(forKey: key(split: split, index: index), in: records) { bytes in
+                    try RecordView(bytes, key: name)
+                }
+                guard let view else { throw CacheError("\(path): record \(name) is missing") }
+                views.append(view)
+            }
+            return try body(views)
+        }
+    }
+
     /// Calls `body` for every stored record of a split in index order, until it returns false.
     /// A record whose header is damaged is reported through `body` as a thrown CorruptRecord.
     public func forEachRecord(split: String, _ body: (_ index: Int, _ record: () throws -> RecordView, _ rawBytes: UnsafeRawBufferPointer) throws -> Bool) throws {
