@@ -1,4 +1,4 @@
-// `sidecar-bench fit [CACHE] [--epochs N] [--dataset DIR] [--compare F32CACHE INT8CACHE]`: stage two on the demo cache.
+// `sidecar-bench fit [CACHE] [--epochs N] [--dataset DIR] [--skip-accuracy] [--compare F32CACHE INT8CACHE]`: stage two on the demo cache.
 // - accuracy of every head with its defaults (one multi-head `sidecar fit` run) next to the anchors
 //   measured with PyTorch on the same data and backbone;
 // - seconds per epoch and peak memory of each head alone, next to the same head in PyTorch on the
@@ -19,13 +19,25 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, b in b }
-    let out = Pipe()
+    let out = Pipe(), err = Pipe()
     process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
+    process.standardError = err
     try process.run()
+    // stderr drains on its own thread so a chatty child cannot block on a full pipe.
+    let errors = UncheckedSendableBox<Data>()
+    let drain = Thread { errors.value = err.fileHandleForReading.readDataToEndOfFile() }
+    drain.start()
     let data = out.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    while errors.value == nil { usleep(1000) }
+    if process.terminationStatus != 0, let message = String(data: errors.value!, encoding: .utf8) {
+        FileHandle.standardError.write(Data("\(URL(fileURLWithPath: executable).lastPathComponent) failed: \(message.suffix(400))\n".utf8))
+    }
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+final class UncheckedSendableBox<T>: @unchecked Sendable {
+    var value: T?
 }
 
 /// `sidecar fit … --json`; returns the result objects.
@@ -52,6 +64,9 @@ func benchmarkFit(arguments: [String]) throws {
     if let i = args.firstIndex(of: "--epochs"), i + 1 < args.count { epochs = Int(args[i + 1]) ?? 15; args.removeSubrange(i...(i + 1)) }
     var dataset: String? = nil
     if let i = args.firstIndex(of: "--dataset"), i + 1 < args.count { dataset = args[i + 1]; args.removeSubrange(i...(i + 1)) }
+    // Only the per-head epochs and the PyTorch comparison (the accuracy runs take the longest).
+    let skipAccuracy = args.contains("--skip-accuracy")
+    args.removeAll { $0 == "--skip-accuracy" }
     var compare: (String, String)? = nil
     if let i = args.firstIndex(of: "--compare"), i + 2 < args.count { compare = (args[i + 1], args[i + 2]); args.removeSubrange(i...(i + 2)) }
     let cachePath = args.first ?? "datasets/debian-sections/data/cache-minilm"
@@ -61,6 +76,7 @@ func benchmarkFit(arguments: [String]) throws {
 
     // 1. Accuracy, all heads in one pass (results equal separate runs; see the tests).
     let anchors = [("linear probe, last layer", 0.792), ("linear probe, all layers", 0.841), ("LoRA r=8", 0.853), ("full fine-tuning", 0.880)]
+    if !skipAccuracy {
     print("test accuracy with each head's defaults, up to \(epochs) epochs with early stopping (patience 4)")
     let all = try fitResults(cachePath, defaultHeads, epochs: epochs)
     print("head                   trainable   of backbone   best epoch   test acc   macro-F1")
@@ -72,6 +88,7 @@ func benchmarkFit(arguments: [String]) throws {
                        testAccuracy(r), f1))
     }
     print("anchors (PyTorch, same data and backbone): " + anchors.map { "\($0.0) \($0.1)" }.joined(separator: ", "))
+    }
 
     // 2. Each head alone for one epoch: time and memory.
     print("\none epoch of each head alone (streamed from the cache; includes decoding)")
@@ -89,13 +106,16 @@ func benchmarkFit(arguments: [String]) throws {
     // 3. K heads in one pass.
     let losa = ["--head", "losa"]
     let eightLoSA = (0..<8).map { i in ["--head", "losa", "--set", "rank_channels=\(16 + 4 * i)"] }
-    let eightProbes = (0..<8).map { i in ["--head", "linear", "--set", "layers=\(i % 7)"] }
+    // The probes read the same features and differ in a setting, as a sweep's would.
+    let eightProbes = (0..<8).map { i in ["--head", "linear", "--set", "layers=all", "--set", "dropout=\(Double(i) / 20)"] }
+    if !skipAccuracy {
     let oneLoSA = firstEpochSeconds(try fitResults(cachePath, [losa], epochs: 1)[0])
     let manyLoSA = firstEpochSeconds(try fitResults(cachePath, eightLoSA, epochs: 1)[0])
-    let oneProbe = firstEpochSeconds(try fitResults(cachePath, [["--head", "linear"]], epochs: 1)[0])
+    let oneProbe = firstEpochSeconds(try fitResults(cachePath, [["--head", "linear", "--set", "layers=all"]], epochs: 1)[0])
     let manyProbes = firstEpochSeconds(try fitResults(cachePath, eightProbes, epochs: 1)[0])
     print(String(format: "\n8 heads in one pass vs 1: LoSA %.1f s vs %.1f s (%.2f×), linear probes %.1f s vs %.1f s (%.2f×)",
                  manyLoSA, oneLoSA, manyLoSA / oneLoSA, manyProbes, oneProbe, manyProbes / oneProbe))
+    }
 
     // 4. PyTorch peers.
     try comparePeers(cache: cache, dataset: dataset ?? URL(fileURLWithPath: cachePath).deletingLastPathComponent().path,

@@ -329,8 +329,9 @@ def train(args):
 
     # Only the arrays the head reads are held, as the Swift trainer decodes only its head's features.
     arrays = {name: torch.from_numpy(np.load(os.path.join(args.data, name + ".npy"))) for name in head_type.reads}
-    mask = torch.from_numpy(np.load(os.path.join(args.data, "mask.npy")))
-    labels = torch.from_numpy(np.load(os.path.join(args.data, "labels.npy")))
+    # The Swift bench writes every .npy as float32; the dtypes here are what the heads index with.
+    mask = torch.from_numpy(np.load(os.path.join(args.data, "mask.npy"))).to(torch.uint8)
+    labels = torch.from_numpy(np.load(os.path.join(args.data, "labels.npy"))).long()
     data_bytes = sum(a.numel() * a.element_size() for a in [*arrays.values(), mask, labels])
     lengths = mask.sum(1)
     n_examples, tokens = mask.shape
