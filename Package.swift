@@ -52,16 +52,20 @@ let package = Package(
         .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
                 swiftSettings: numericCode),
 
+        // Inference on raw inputs: the one place where the encoders and the heads meet.
+        .target(name: "Predict", dependencies: ["Extract", "Training", "SideNetworks", "ActivationStore", "Datasets", "Autodiff", "TensorCore"],
+                swiftSettings: numericCode),
+
         // The command-line tool and the benchmarks.
         .executableTarget(
             name: "sidecar",
             dependencies: [
                 "TensorCore", "Autodiff", "SafeTensors", "ActivationStore", "Datasets", "Encoders", "Extract",
-                "SideNetworks", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SideNetworks", "Training", "Predict", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "Benchmarks",
-            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training"],
+            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training", "Predict", "Datasets"],
             exclude: ["peers"]),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),

@@ -7,11 +7,11 @@ import Foundation
 /// Reads a file's lines in order, without their terminators ("\n", or "\r\n").
 ///
 /// The buffer grows only when one line is longer than it, up to `maximumLineLength`.
-final class LineReader {
+public final class LineReader {
     /// The path as given, for messages.
-    let path: String
+    public let path: String
     /// 1-based number of the line most recently returned (0 before the first).
-    private(set) var lineNumber = 0
+    public private(set) var lineNumber = 0
 
     private let file: UnsafeMutablePointer<FILE>
     private let maximumLineLength: Int
@@ -22,7 +22,7 @@ final class LineReader {
     private var reachedEndOfFile = false
 
     /// Opens `path` for reading in chunks of `chunkSize` bytes.
-    init(path: String, chunkSize: Int = 1 << 20, maximumLineLength: Int = 1 << 26) throws(DatasetError) {
+    public init(path: String, chunkSize: Int = 1 << 20, maximumLineLength: Int = 1 << 26) throws(DatasetError) {
         precondition(chunkSize > 0 && maximumLineLength >= chunkSize, "chunk \(chunkSize), limit \(maximumLineLength)")
         guard let file = fopen(path, "rb") else {
             throw .cannotOpen(file: path, reason: String(cString: strerror(errno)))
@@ -39,7 +39,7 @@ final class LineReader {
 
     /// The next line's bytes, or nil at the end of the file. A UTF-8 byte-order mark opening the
     /// first line is dropped, as is a final "\r".
-    func nextLine() throws(DatasetError) -> [UInt8]? {
+    public func nextLine() throws(DatasetError) -> [UInt8]? {
         // Bytes of the pending line already searched for "\n", so a long line is scanned once.
         var searched = 0
         while true {

@@ -125,8 +125,10 @@ public protocol Head: AnyObject {
     /// Maps a batch to logits [B, classes]. Stochastic parts (dropout) draw from `tape.rng` and
     /// switch off when `tape.isTraining` is false.
     func logits(_ batch: Batch, on tape: Tape) -> Variable
-    /// The tensors saved as the trained head (default: the parameters as named).
+    /// The deployable tensors `sidecar export` writes (default: the parameters as named).
     func exportedTensors() -> [(String, Tensor)]
+    /// Loads what `exportedTensors` wrote (default: the parameters by name).
+    func loadExported(_ tensors: [String: Tensor], source: String) throws
 }
 
 extension Head {
@@ -136,6 +138,30 @@ extension Head {
 
     /// Trainable scalars.
     public var parameterCount: Int { parameters.count }
+}
+extension ParameterSet {
+    /// Overwrites every parameter from `tensors` by name; the names must match exactly.
+    public func load(_ tensors: [String: Tensor], source: String) throws {
+        let names = Set(entries.map(\.name))
+        if let extra = tensors.keys.sorted().first(where: { !names.contains($0) }) {
+            throw HeadError("\(source): tensor \(extra) is not a parameter of this head")
+        }
+        for id in ids {
+            let entry = entry(id)
+            guard let t = tensors[entry.name] else { throw HeadError("\(source): parameter \(entry.name) is missing") }
+            guard t.shape == entry.shape else {
+                throw HeadError("\(source): parameter \(entry.name) has shape \(t.shape), the head expects \(entry.shape)")
+            }
+            set(id, t)
+        }
+    }
+}
+
+extension Head {
+    /// The default deployable form is the parameters themselves.
+    public func loadExported(_ tensors: [String: Tensor], source: String) throws {
+        try parameters.load(tensors, source: source)
+    }
 }
 
 extension Head where Self: HeadKind {

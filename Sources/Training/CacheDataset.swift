@@ -17,22 +17,12 @@ public struct CacheDescription: Sendable {
 extension ActivationCache {
     /// The head context for this cache: width, layers, streams, layout, pooling, classes, blobs.
     public func describe() throws -> CacheDescription {
-        let s = manifest.settings
-        guard let layout = RowLayout(rawValue: s.tokens.rawValue) else {
-            throw CacheError("\(path): token policy \(s.tokens.rawValue) is unknown to stage two")
-        }
-        let pooling: PoolingMode = s.pooling.flatMap(PoolingMode.init(rawValue:))
-            ?? (s.backbone.architecture.lowercased().contains("vit") ? .cls : .mean)
         let cache = self
-        let context = HeadContext(
-            width: s.backbone.hiddenSize, layerCount: s.backbone.layerCount, layers: s.layers, streams: s.streams ?? [],
-            layout: layout, pooling: pooling, classes: s.labels.count, maxTokens: s.maxTokens,
-            backboneHeads: nil, blobNames: s.blobs ?? [],
-            loadBlob: { name in try cache.blob(name) })
+        let context = try manifest.settings.headContext(path: path, loadBlob: { name in try cache.blob(name) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let hash = XXHash64.hash(Array(try encoder.encode(manifest)))
-        return CacheDescription(context: context, manifestHash: String(format: "%016llx", hash), labels: s.labels)
+        return CacheDescription(context: context, manifestHash: String(format: "%016llx", hash), labels: manifest.settings.labels)
     }
 }
 

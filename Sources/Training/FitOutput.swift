@@ -1,6 +1,8 @@
-// A trained head's folder: the weights as safetensors, config.json (exactly what ran), log.tsv (one
-// line per epoch) and result.json (metrics, size, cost). Written after training, each file
-// atomically, result.json last: a folder with result.json is complete.
+// A trained head's folder: the trainable parameters as safetensors, config.json (exactly what ran,
+// and the cache's extraction settings, so eval and predict can rebuild the head without the
+// cache), log.tsv (one line per epoch) and result.json (metrics, size, cost). Written after
+// training, each file atomically, result.json last: a folder with result.json is complete.
+import ActivationStore
 import Foundation
 import SafeTensors
 import SideNetworks
@@ -16,10 +18,15 @@ public enum FitOutput {
         public var cacheManifestHash: String
         public var labels: [String]
         public var features: [String]
+        /// The training cache's settings: backbone identity, preprocessing, layers, token policy.
+        public var extraction: ExtractionSettings?
+        /// The metadata of the cache's blobs (e.g. how many top blocks it stores), so predict can
+        /// recompute them from the backbone.
+        public var blobMetadata: [String: [String: String]]?
 
         enum CodingKeys: String, CodingKey {
-            case head, hyperparameters, training, cache, labels, features
-            case learningRate = "lr", cacheManifestHash = "cache_manifest_hash"
+            case head, hyperparameters, training, cache, labels, features, extraction
+            case learningRate = "lr", cacheManifestHash = "cache_manifest_hash", blobMetadata = "blob_metadata"
         }
     }
 
@@ -37,16 +44,21 @@ public enum FitOutput {
     }
 
     /// Writes the folder for one trained head.
-    public static func write(_ result: FitResult, head: any Head, options: TrainingOptions, cachePath: String, to folder: String) throws {
+    public static func write(_ result: FitResult, head: any Head, options: TrainingOptions, cache: ActivationCache, to folder: String) throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let url = URL(fileURLWithPath: folder)
-        try SafeTensorsWriter.write(head.exportedTensors().map { (name: $0.0, tensor: $0.1) },
-                                    metadata: ["head": result.head, "format": "sidecar-head-1"],
+        let parameters = head.parameters
+        try SafeTensorsWriter.write(parameters.ids.map { (name: parameters.entry($0).name, tensor: parameters.tensor($0)) },
+                                    metadata: ["head": result.head, "format": TrainedHead.fitFormat],
                                     to: url.appendingPathComponent("head.safetensors").path)
+        let settings = cache.manifest.settings
+        var blobMetadata: [String: [String: String]] = [:]
+        for name in settings.blobs ?? [] { blobMetadata[name] = try cache.blob(name)?.metadata }
         let config = Config(head: result.head, hyperparameters: result.hyperparameters, training: options,
-                            learningRate: result.learningRate, cache: cachePath, cacheManifestHash: result.cacheManifestHash,
-                            labels: result.labels, features: head.features.map(\.description))
+                            learningRate: result.learningRate, cache: cache.path, cacheManifestHash: result.cacheManifestHash,
+                            labels: result.labels, features: head.features.map(\.description),
+                            extraction: settings, blobMetadata: blobMetadata)
         try encoder().encode(config).write(to: url.appendingPathComponent("config.json"), options: .atomic)
         var tsv = "epoch\ttrain_loss\tval_loss\tval_accuracy\tlr\texamples_per_s\tseconds\n"
         func cell(_ v: Double?) -> String { v.map { String(format: "%.6f", $0) } ?? "" }
@@ -56,5 +68,15 @@ public enum FitOutput {
         }
         try Data(tsv.utf8).write(to: url.appendingPathComponent("log.tsv"), options: .atomic)
         try encoder().encode(result).write(to: url.appendingPathComponent("result.json"), options: .atomic)
+    }
+
+    /// Writes the deployable form of a head (`sidecar export`): its exported tensors (merged where
+    /// the method allows) with the config in the metadata, so the file alone can be loaded again.
+    public static func export(_ head: any Head, config: Config, to path: String) throws {
+        let json = String(decoding: try encoder().encode(config), as: UTF8.self)
+        try SafeTensorsWriter.write(head.exportedTensors().map { (name: $0.0, tensor: $0.1) },
+                                    metadata: ["head": config.head, "format": TrainedHead.exportFormat, "config": json,
+                                               "labels": config.labels.joined(separator: "\n")],
+                                    to: path)
     }
 }

@@ -112,7 +112,7 @@ struct FitCommand: ParsableCommand {
         }
         for (i, (result, head)) in zip(results, trainer.heads).enumerated() {
             let folder = requests.count == 1 ? out : URL(fileURLWithPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, result.head)).path
-            try FitOutput.write(result, head: head, options: options, cachePath: cache, to: folder)
+            try FitOutput.write(result, head: head, options: options, cache: opened, to: folder)
         }
         log("")
         log(ResultTable.render(results))

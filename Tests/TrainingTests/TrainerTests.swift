@@ -34,7 +34,7 @@ import Training
 
         let folder = path + "-head"
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        try FitOutput.write(result, head: trainer.heads[0], options: options(), cachePath: path, to: folder)
+        try FitOutput.write(result, head: trainer.heads[0], options: options(), cache: cache, to: folder)
         let weights = try SafeTensorsFile(path: folder + "/head.safetensors")
         #expect(Set(weights.names) == ["classifier.weight", "classifier.bias"])
         #expect(try weights.tensor("classifier.weight").scalars == trainer.heads[0].parameters.tensor(trainer.heads[0].parameters.id(named: "classifier.weight")!).scalars)

@@ -40,6 +40,8 @@ public final class ConsolidatorHead: Head, HeadKind {
     let pooling: PoolingMode
     let branchDrop: Float
     let dropout: Float
+    /// The merged block linears, once loaded from an exported head (training never sets it).
+    private var deployed: [String: Tensor]?
 
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         try context.requireAllTokens(head: name)
@@ -113,7 +115,7 @@ public final class ConsolidatorHead: Head, HeadKind {
     }
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
-        logits(batch, on: tape, merged: nil)
+        logits(batch, on: tape, merged: deployed)
     }
 
     /// With `merged` (from `mergedWeights()`), runs the consolidated blocks instead: one plain
@@ -178,8 +180,35 @@ public final class ConsolidatorHead: Head, HeadKind {
     /// The deployable form: merged block linears, tuned norms, the classifier.
     public func exportedTensors() -> [(String, Tensor)] {
         let merged = mergedWeights().sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-        let rest = parameters.ids.map { (parameters.entry($0).name, parameters.tensor($0)) }
-            .filter { !$0.0.contains(".branch.") && !linears.keys.contains(String($0.0.dropLast(".bias".count))) }
+        let rest = parameters.ids.map { (parameters.entry($0).name, parameters.tensor($0)) }.filter { !isFolded($0.0) }
         return merged + rest
+    }
+
+    /// Branches and the block linears' biases live on only inside the merged matrices.
+    private func isFolded(_ parameter: String) -> Bool {
+        parameter.contains(".branch.") || linears.keys.contains(String(parameter.dropLast(".bias".count)))
+    }
+
+    /// Loads the merged form: from then on the head runs the consolidated blocks.
+    public func loadExported(_ tensors: [String: Tensor], source: String) throws {
+        var merged: [String: Tensor] = [:]
+        for (name, layer) in linears {
+            for (suffix, shape) in [(".weight", layer.frozen.shape), (".bias", [layer.frozen.shape[0]])] {
+                guard let t = tensors[name + suffix] else { throw HeadError("\(source): merged tensor \(name + suffix) is missing") }
+                guard t.shape == shape else { throw HeadError("\(source): \(name + suffix) has shape \(t.shape), the head expects \(shape)") }
+                merged[name + suffix] = t
+            }
+        }
+        let rest = tensors.filter { merged[$0.key] == nil }
+        for id in parameters.ids where !isFolded(parameters.entry(id).name) {
+            let entry = parameters.entry(id)
+            guard let t = rest[entry.name] else { throw HeadError("\(source): parameter \(entry.name) is missing") }
+            guard t.shape == entry.shape else { throw HeadError("\(source): \(entry.name) has shape \(t.shape), the head expects \(entry.shape)") }
+            parameters.set(id, t)
+        }
+        if let extra = rest.keys.sorted().first(where: { name in parameters.id(named: name).map { isFolded(parameters.entry($0).name) } ?? true }) {
+            throw HeadError("\(source): tensor \(extra) is not part of a merged consolidator")
+        }
+        deployed = merged
     }
 }

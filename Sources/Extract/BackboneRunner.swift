@@ -1,0 +1,142 @@
+// The frozen backbone on raw inputs, outside any cache (`sidecar predict`): the same tokeniser or
+// image preprocessing, the same encoder and the same token policy as the extraction that made a
+// cache, so an input gets the rows its cache record would hold, in f32. Only the layers and streams
+// asked for are computed, and the encoder stops at the deepest of them.
+import ActivationStore
+import Datasets
+import Encoders
+import Foundation
+import TensorCore
+
+public final class BackboneRunner: @unchecked Sendable {
+    /// One raw input.
+    public enum Input: Sendable {
+        case text(String, pair: String?)
+        case image(RGBImage)
+    }
+
+    /// One input's rows per requested block, as `blocks[k]` = rows × width values.
+    public struct Activations: Sendable {
+        public let rows: Int
+        public let blocks: [[Float]]
+    }
+
+    public let settings: ExtractionSettings
+    /// The identity of the backbone folder actually loaded.
+    public let identity: BackboneIdentity
+    private let bert: BertEncoder?
+    private let tokenizer: WordPieceTokenizer?
+    private let vit: ViTEncoder?
+    private let preprocessing: ImagePreprocessing?
+    private let maxLength: Int
+
+    /// Loads `backbone` ("minilm" or a folder) for inputs prepared as `settings` says. Throws when
+    /// the folder is not the backbone the settings record, unless `force`.
+    public init(backbone: String, settings: ExtractionSettings, force: Bool = false) throws {
+        self.settings = settings
+        let folder = try BackboneFolder.resolve(backbone)
+        let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
+        let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
+        let configHash = String(configData.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
+        let weightsHash = String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
+        let recorded = settings.backbone
+        if !force && (configHash != recorded.configHash || weightsHash != recorded.weightsHash) {
+            throw ExtractError("backbone \(folder.path) is not the one the head was trained on: \(recorded.name) had config hash "
+                               + "\(recorded.configHash) and weights hash \(recorded.weightsHash), this folder has \(configHash) and "
+                               + "\(weightsHash); give that backbone with --backbone, or --force to run anyway")
+        }
+        if recorded.architecture == "vit" {
+            let encoder = try ViTEncoder(folder: folder)
+            vit = encoder
+            preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
+            bert = nil
+            tokenizer = nil
+            maxLength = 0
+            identity = BackboneIdentity(name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
+                                        layerCount: encoder.config.layerCount, configHash: configHash, weightsHash: weightsHash,
+                                        weightsBytes: weights.count)
+        } else {
+            let encoder = try BertEncoder(folder: folder)
+            bert = encoder
+            tokenizer = try WordPieceTokenizer(directory: folder)
+            vit = nil
+            preprocessing = nil
+            maxLength = settings.preprocessing["max_length"].flatMap(Int.init) ?? 128
+            identity = BackboneIdentity(name: folder.lastPathComponent, architecture: "bert", hiddenSize: encoder.config.hiddenSize,
+                                        layerCount: encoder.config.layerCount, configHash: configHash, weightsHash: weightsHash,
+                                        weightsBytes: weights.count)
+        }
+        guard identity.hiddenSize == recorded.hiddenSize, identity.layerCount == recorded.layerCount else {
+            throw ExtractError("backbone \(folder.path) has width \(identity.hiddenSize) and \(identity.layerCount) layers; "
+                               + "the head expects \(recorded.hiddenSize) and \(recorded.layerCount)")
+        }
+    }
+
+    /// Whether inputs are images (a ViT-family backbone) rather than text.
+    public var takesImages: Bool { vit != nil }
+
+    /// The blocks `keys` (layer, stream) of each input, in input order.
+    public func activations(_ inputs: [Input], blocks keys: [(layer: Int, stream: ActivationStore.Stream)]) throws -> [Activations] {
+        guard !inputs.isEmpty, !keys.isEmpty else { return inputs.map { _ in Activations(rows: 0, blocks: []) } }
+        if let deepest = keys.map(\.layer).max(), deepest > identity.layerCount {
+            throw ExtractError("layer \(deepest) was asked for; the backbone has \(identity.layerCount)")
+        }
+        let width = identity.hiddenSize
+        let layers = Set(keys.map(\.layer))
+        let streams = Set(keys.compactMap { key -> EncoderStream? in
+            switch key.stream {
+            case .attention: .attention
+            case .mlp: .mlp
+            case .hidden: nil
+            }
+        })
+        let outputs: EncoderOutputs
+        var ranges: [Range<Int>] = []
+        if let bert, let tokenizer {
+            let encodings = try inputs.enumerated().map { i, input -> Encoding in
+                guard case .text(let text, let pair) = input else { throw ExtractError("input \(i + 1) is an image; this backbone reads text") }
+                return tokenizer.encode(text, pair: pair, maxLength: maxLength)
+            }
+            let segments = Segments(lengths: encodings.map(\.ids.count))
+            ranges = (0..<inputs.count).map { segments.range($0) }
+            outputs = try bert.hiddenStates(ids: encodings.flatMap { $0.ids.map(Int32.init) },
+                                            tokenTypes: encodings.flatMap { $0.tokenTypeIds.map(Int32.init) },
+                                            segments: segments, layers: layers, streams: streams)
+        } else if let vit, let preprocessing {
+            let pixels = try inputs.enumerated().map { i, input -> PixelValues in
+                guard case .image(let image) = input else { throw ExtractError("input \(i + 1) is text; this backbone reads images") }
+                return preprocessing(image)
+            }
+            let (height, side) = (pixels[0].height, pixels[0].width)
+            guard pixels.allSatisfy({ $0.height == height && $0.width == side }) else {
+                throw ExtractError("images differ in size after preprocessing; the backbone's preprocessor_config.json needs a resize or crop")
+            }
+            outputs = try vit.hiddenStates(pixels: Tensor(shape: [inputs.count, 3, height, side], scalars: pixels.flatMap(\.values)),
+                                           layers: layers, streams: streams)
+            let perImage = outputs.hidden[layers.min()!]!.rowCount / inputs.count
+            ranges = (0..<inputs.count).map { ($0 * perImage)..<(($0 + 1) * perImage) }
+        } else {
+            preconditionFailure("no encoder loaded")
+        }
+        return ranges.map { range in
+            let blocks = keys.map { TokenPooling.rows(of: tensor(outputs, $0), range: range, width: width, policy: settings.tokens) }
+            return Activations(rows: (blocks.first?.count ?? 0) / width, blocks: blocks)
+        }
+    }
+
+    /// A blob the extraction would have stored, computed from the loaded weights: "lst.rR", or
+    /// "top_blocks" with the block count its metadata records.
+    public func blob(_ name: String, metadata: [String: String]?) throws -> BlobContent? {
+        let blocks = bert?.sideBlocks ?? vit!.sideBlocks
+        let made: WeightBlob
+        if name.hasPrefix("lst.r"), let r = Int(name.dropFirst("lst.r".count)) {
+            made = try SideBlobs.lst(blocks, reduction: r)
+        } else if name == "top_blocks" {
+            guard let count = metadata?["count"].flatMap(Int.init) else { return nil }
+            made = try SideBlobs.topBlocks(blocks, count: count)
+        } else {
+            return nil
+        }
+        return BlobContent(name: made.name, tensors: made.tensors, metadata: made.metadata)
+    }
+}

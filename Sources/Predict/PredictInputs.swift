@@ -1,0 +1,161 @@
+// Raw inputs for `sidecar predict`, read lazily so memory stays constant however long the input:
+// plain-text lines, JSON Lines, or image files (one file, or a folder walked in sorted order).
+import Datasets
+import Extract
+import Foundation
+
+/// One input with where it came from.
+public struct PredictInput: Sendable {
+    /// 1-based line of a text input, or nil for an image.
+    public var line: Int?
+    /// The image file, or nil for text.
+    public var file: String?
+    /// The JSON line's "id", echoed in the output.
+    public var id: String?
+    public var input: BackboneRunner.Input
+    /// The text (for the plain output), or nil for an image.
+    public var text: String?
+}
+
+public enum InputFormat: String, CaseIterable, Sendable {
+    case text, jsonl, image
+}
+
+public final class PredictInputs {
+    public let source: String
+    private var lines: LineSource?
+    private var images: [String]
+    private var nextImage = 0
+    private let format: InputFormat
+    private let textKey: String
+    private let pairKey: String?
+
+    /// `path` is a file, a folder of images, or "-" for standard input. Without `format`, a folder or
+    /// an image file is images, a `.jsonl` file (or standard input whose first line opens with `{`)
+    /// is JSON Lines, anything else plain text. JSON lines take their text from `textKey`.
+    public init(path: String, format: InputFormat? = nil, textKey: String = "text", pairKey: String? = nil) throws {
+        source = path == "-" ? "standard input" : path
+        self.textKey = textKey
+        self.pairKey = pairKey
+        images = []
+        var isDirectory: ObjCBool = false
+        if path != "-" && !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            throw PredictError("--input \(path): no such file or folder")
+        }
+        let ext = (path as NSString).pathExtension.lowercased()
+        if isDirectory.boolValue {
+            guard format == nil || format == .image else { throw PredictError("--input \(path) is a folder; only images are read from folders") }
+            self.format = .image
+            images = try Self.imageFiles(under: path)
+            guard !images.isEmpty else { throw PredictError("--input \(path): the folder holds no .png, .jpg or .jpeg files") }
+        } else if format == .image || (format == nil && ImageFolderSource.imageExtensions.contains(ext)) {
+            self.format = .image
+            images = [path]
+        } else {
+            let reader = try LineSource(path: path)
+            var chosen = format ?? (ext == "jsonl" ? .jsonl : .text)
+            if format == nil && path == "-", let first = try reader.peek() {
+                chosen = first.drop(while: { $0 == " " || $0 == "\t" }).first == "{" ? .jsonl : .text
+            }
+            self.format = chosen
+            lines = reader
+        }
+    }
+
+    /// Whether the inputs are images.
+    public var isImages: Bool { format == .image }
+
+    /// Up to `count` more inputs; empty at the end.
+    public func next(_ count: Int) throws -> [PredictInput] {
+        var out: [PredictInput] = []
+        if format == .image {
+            while out.count < count && nextImage < images.count {
+                let file = images[nextImage]
+                nextImage += 1
+                let image: RGBImage
+                do { image = try ImageDecoder.decode(file: file) } catch { throw PredictError("\(file): \(error)") }
+                out.append(PredictInput(line: nil, file: file, id: nil, input: .image(image), text: nil))
+            }
+            return out
+        }
+        guard let lines else { return [] }
+        while out.count < count, let (number, line) = try lines.next() {
+            if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
+            if format == .text {
+                out.append(PredictInput(line: number, file: nil, id: nil, input: .text(line, pair: nil), text: line))
+                continue
+            }
+            let where_ = "\(source):\(number)"
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+                throw PredictError("\(where_): not a JSON object")
+            }
+            guard let text = object[textKey] as? String else {
+                throw PredictError(object[textKey] == nil ? "\(where_): no \"\(textKey)\" key" : "\(where_): \"\(textKey)\" is not a string")
+            }
+            var pair: String? = nil
+            if let pairKey, let value = object[pairKey], !(value is NSNull) {
+                guard let s = value as? String else { throw PredictError("\(where_): \"\(pairKey)\" is not a string") }
+                pair = s
+            }
+            let id = object["id"].map { "\($0)" }
+            out.append(PredictInput(line: number, file: nil, id: id, input: .text(text, pair: pair), text: text))
+        }
+        return out
+    }
+
+    static func imageFiles(under folder: String) throws -> [String] {
+        guard let walker = FileManager.default.enumerator(atPath: folder) else { throw PredictError("--input \(folder): cannot list the folder") }
+        var files: [String] = []
+        while let relative = walker.nextObject() as? String {
+            if ImageFolderSource.imageExtensions.contains((relative as NSString).pathExtension.lowercased()) {
+                files.append((folder as NSString).appendingPathComponent(relative))
+            }
+        }
+        return files.sorted()
+    }
+}
+
+/// Lines of a file (through Datasets' chunked reader) or of standard input, with their numbers.
+final class LineSource {
+    private let reader: LineReader?
+    private let path: String
+    private var number = 0
+    private var pending: String?
+
+    init(path: String) throws {
+        self.path = path
+        if path == "-" {
+            reader = nil
+        } else {
+            do { reader = try LineReader(path: path) } catch { throw PredictError("--input \(path): \(error)") }
+        }
+    }
+
+    /// The first line, without consuming it.
+    func peek() throws -> String? {
+        if pending == nil { pending = try read() }
+        return pending
+    }
+
+    func next() throws -> (Int, String)? {
+        let line: String?
+        if let p = pending { line = p; pending = nil } else { line = try read() }
+        guard let line else { return nil }
+        number += 1
+        return (number, line)
+    }
+
+    private func read() throws -> String? {
+        guard let reader else { return readLine(strippingNewline: true) }
+        let bytes: [UInt8]?
+        do { bytes = try reader.nextLine() } catch { throw PredictError("\(error)") }
+        guard let bytes else { return nil }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw PredictError("\(path):\(number + 1): not valid UTF-8") }
+        return text
+    }
+}
+
+public struct PredictError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,91 @@
+// A trained head scored on one split of a cache (`sidecar eval`): logits in index order, the
+// split's metrics and per-class precision and recall.
+import ActivationStore
+import Autodiff
+import Foundation
+import SideNetworks
+import TensorCore
+
+/// Precision, recall and F1 of one class.
+public struct ClassScore: Codable, Sendable, Equatable {
+    public var label: String
+    public var precision: Double
+    public var recall: Double
+    public var f1: Double
+    /// Examples whose true class this is.
+    public var support: Int
+}
+
+public struct Evaluation: Codable, Sendable {
+    public var split: String
+    public var labels: [String]
+    public var metrics: ClassificationMetrics
+    public var perClass: [ClassScore]
+    /// [examples][classes], in the split's index order.
+    public var logits: [[Float]]
+
+    enum CodingKeys: String, CodingKey {
+        case split, labels, metrics, logits
+        case perClass = "per_class"
+    }
+
+    /// Runs `head` in eval mode over every example of `split`.
+    public static func run(_ head: any Head, cache: ActivationCache, split: String, batchSize: Int = 64) throws -> Evaluation {
+        let dataset = try CacheDataset(cache: cache, split: split, features: head.features)
+        let labels = cache.manifest.settings.labels
+        let batches = stride(from: 0, to: dataset.count, by: batchSize).map { Array($0..<min($0 + batchSize, dataset.count)) }
+        let prefetcher = try Prefetcher(dataset: dataset, batches: batches)
+        let tape = Tape(training: false)
+        var logits: [[Float]] = [], truth: [Int] = []
+        logits.reserveCapacity(dataset.count)
+        var lossSum = 0.0
+        while let batch = try prefetcher.next() {
+            tape.reset()
+            let out = head.logits(batch, on: tape).value
+            let classes = out.shape[1]
+            for (b, label) in batch.labels.enumerated() {
+                let row = Array(out.scalars[(b * classes)..<((b + 1) * classes)])
+                let top = row.max()!
+                lossSum += Double(top) + log(row.reduce(0.0) { $0 + exp(Double($1 - top)) }) - Double(row[label])
+                logits.append(row)
+                truth.append(label)
+            }
+        }
+        let predictions = logits.map { $0.firstIndex(of: $0.max()!)! }
+        let metrics = ClassificationMetrics(predictions: predictions, labels: truth, classes: labels.count,
+                                            loss: lossSum / Double(max(truth.count, 1)))
+        return Evaluation(split: split, labels: labels, metrics: metrics, perClass: scores(metrics.confusion, labels: labels), logits: logits)
+    }
+
+    /// Per-class scores from a confusion matrix (confusion[true][predicted]); an undefined ratio is 0.
+    static func scores(_ confusion: [[Int]], labels: [String]) -> [ClassScore] {
+        labels.indices.map { c in
+            let truePositive = Double(confusion[c][c])
+            let actual = confusion[c].reduce(0, +)
+            let predicted = confusion.reduce(0) { $0 + $1[c] }
+            let precision = predicted > 0 ? truePositive / Double(predicted) : 0
+            let recall = actual > 0 ? truePositive / Double(actual) : 0
+            let f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0
+            return ClassScore(label: labels[c], precision: precision, recall: recall, f1: f1, support: actual)
+        }
+    }
+
+    /// The terminal report: overall metrics, per-class scores and the confusion matrix.
+    public func table() -> String {
+        var lines = [String(format: "%@: %d examples  accuracy %.4f  macro-F1 %.4f  loss %.4f", split, metrics.examples,
+                            metrics.accuracy, metrics.macroF1, metrics.loss), ""]
+        let width = max(5, labels.map(\.count).max() ?? 5)
+        func pad(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
+        lines.append(pad("class") + "  precision  recall     f1  support")
+        for s in perClass {
+            lines.append(pad(s.label) + String(format: "  %9.4f  %6.4f  %.4f  %7d", s.precision, s.recall, s.f1, s.support))
+        }
+        lines.append("")
+        lines.append("confusion (rows: true class, columns: predicted, in the order above)")
+        let cell = max(4, String(metrics.confusion.flatMap { $0 }.max() ?? 0).count + 1)
+        for (c, row) in metrics.confusion.enumerated() {
+            lines.append(pad(labels[c]) + row.map { String(repeating: " ", count: max(0, cell - String($0).count)) + String($0) }.joined())
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,132 @@
+// A trained head read back: from its fit folder (config.json + head.safetensors, the trainable
+// parameters exactly as trained) or from an exported file (the deployable tensors, with the same
+// config in its metadata). The head is rebuilt through the registry with the recorded
+// hyperparameters and seed, then its tensors are loaded by name, so nothing but the numbers comes
+// from the file.
+import ActivationStore
+import Foundation
+import SafeTensors
+import SideNetworks
+import TensorCore
+
+public struct TrainedHead {
+    /// Where it was read from (a folder or a .safetensors file), for messages.
+    public let source: String
+    public let config: FitOutput.Config
+    /// The stored tensors by name.
+    public let tensors: [String: Tensor]
+    /// True for an exported file (deployable form, e.g. the consolidator's merged matrices).
+    public let exported: Bool
+
+    /// The format tags written into head.safetensors and exported files.
+    static let fitFormat = "sidecar-head-2"
+    static let exportFormat = "sidecar-export-1"
+
+    public init(source: String, config: FitOutput.Config, tensors: [String: Tensor], exported: Bool) {
+        self.source = source
+        self.config = config
+        self.tensors = tensors
+        self.exported = exported
+    }
+
+    /// Reads a head folder written by `fit`, or a file written by `export`.
+    public static func load(_ path: String) throws -> TrainedHead {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw HeadError("--head \(path): no such head folder or file")
+        }
+        if isDirectory.boolValue {
+            let folder = URL(fileURLWithPath: path)
+            let configPath = folder.appendingPathComponent("config.json").path
+            let weightsPath = folder.appendingPathComponent("head.safetensors").path
+            guard let data = FileManager.default.contents(atPath: configPath) else {
+                throw HeadError("\(path): not a head folder (no config.json); give a folder written by sidecar fit")
+            }
+            let config: FitOutput.Config
+            do { config = try JSONDecoder().decode(FitOutput.Config.self, from: data) } catch {
+                throw HeadError("\(configPath): not a head config (\(describeDecoding(error)))")
+            }
+            let file = try SafeTensorsFile(path: weightsPath)
+            guard file.metadata["format"] == fitFormat else {
+                throw HeadError("\(weightsPath): format \(file.metadata["format"] ?? "none"), expected \(fitFormat); fit the head again with this version")
+            }
+            return TrainedHead(source: path, config: config, tensors: try tensors(of: file), exported: false)
+        }
+        let file = try SafeTensorsFile(path: path)
+        guard file.metadata["format"] == exportFormat, let text = file.metadata["config"] else {
+            throw HeadError("\(path): not a head exported by sidecar export (metadata format \(file.metadata["format"] ?? "none"))")
+        }
+        let config: FitOutput.Config
+        do { config = try JSONDecoder().decode(FitOutput.Config.self, from: Data(text.utf8)) } catch {
+            throw HeadError("\(path): the exported config is unreadable (\(describeDecoding(error)))")
+        }
+        return TrainedHead(source: path, config: config, tensors: try tensors(of: file), exported: true)
+    }
+
+    private static func tensors(of file: SafeTensorsFile) throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for name in file.names { out[name] = try file.tensor(name) }
+        return out
+    }
+
+    /// The extraction settings of the cache the head was trained on (backbone identity, layers,
+    /// token policy, preprocessing).
+    public func extraction() throws -> ExtractionSettings {
+        guard let settings = config.extraction else {
+            throw HeadError("\(source): the head records no extraction settings (written by an older version); fit it again")
+        }
+        return settings
+    }
+
+    /// Rebuilds the head for `context` and loads its tensors; a missing, extra or misshapen
+    /// tensor is an error naming it.
+    public func instantiate(context: HeadContext) throws -> any Head {
+        let kind = try HeadRegistry.kind(named: config.head)
+        // JSON does not keep 0.0 apart from 0, so the recorded values are resolved against the
+        // schema again, as text, exactly as `--set` values are.
+        let hyperparameters = try Hyperparameters(head: config.head, schema: kind.schema,
+                                                  settings: config.hyperparameters.values.mapValues(\.description))
+        let head = try kind.make(hyperparameters, context: context, seed: config.training.seed)
+        if exported {
+            try head.loadExported(tensors, source: source)
+        } else {
+            try head.parameters.load(tensors, source: source)
+        }
+        return head
+    }
+
+    /// Checks that a cache holds the same backbone and labels as the head was trained with.
+    public func checkCompatible(with settings: ExtractionSettings, cachePath: String) throws {
+        if let trained = config.extraction?.backbone, trained != settings.backbone {
+            throw HeadError("\(cachePath) was extracted with backbone \(settings.backbone.name) (weights \(settings.backbone.weightsHash)), "
+                            + "but \(source) was trained on \(trained.name) (weights \(trained.weightsHash))")
+        }
+        guard settings.labels == config.labels else {
+            throw HeadError("\(cachePath) has labels \(settings.labels), but \(source) was trained with \(config.labels)")
+        }
+    }
+}
+
+extension ExtractionSettings {
+    /// What a head may know of a cache with these settings; blobs come from `loadBlob`.
+    public func headContext(path: String, loadBlob: @escaping @Sendable (String) throws -> Blob?) throws -> HeadContext {
+        guard let layout = RowLayout(rawValue: tokens.rawValue) else {
+            throw CacheError("\(path): token policy \(tokens.rawValue) is unknown to stage two")
+        }
+        let pooling: PoolingMode = self.pooling.flatMap(PoolingMode.init(rawValue:))
+            ?? (backbone.architecture.lowercased().contains("vit") ? .cls : .mean)
+        return HeadContext(
+            width: backbone.hiddenSize, layerCount: backbone.layerCount, layers: layers, streams: streams ?? [],
+            layout: layout, pooling: pooling, classes: labels.count, maxTokens: maxTokens,
+            backboneHeads: nil, blobNames: blobs ?? [], loadBlob: loadBlob)
+    }
+}
+
+func describeDecoding(_ error: Error) -> String {
+    switch error {
+    case DecodingError.keyNotFound(let key, _): "no key \(key.stringValue)"
+    case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c), DecodingError.dataCorrupted(let c):
+        (c.codingPath.map(\.stringValue).joined(separator: ".") + " " + c.debugDescription).trimmingCharacters(in: .whitespaces)
+    default: "\(error)"
+    }
+}

@@ -1,0 +1,54 @@
+// `sidecar export`: a trained head's deployable weights as one safetensors file.
+import ActivationStore
+import ArgumentParser
+import Foundation
+import Predict
+import SideNetworks
+import Training
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a trained head's inference weights alone to one .safetensors file.",
+        discussion: """
+            Consolidator heads are written consolidated (each block linear's branches merged into one \
+            matrix); low-rank heads (LoSA, E3VA) keep their factors, which are smaller than the product. \
+            The file's metadata holds the head's config, so eval and predict take it as --head. Heads that \
+            read weights stored in the cache (LST, Consolidator) need that cache, or the backbone.
+            """)
+
+    @Option(help: "The head folder written by sidecar fit.")
+    var head: String
+
+    @Option(help: "The .safetensors file to write.")
+    var out: String
+
+    @Option(help: "The cache the head was trained on, for the weights some heads read from it (default: the one its config records).")
+    var cache: String?
+
+    @Option(help: "Take those weights from this backbone instead (\"minilm\" or a folder).")
+    var backbone: String?
+
+    func run() throws {
+        let trained = try TrainedHead.load(head)
+        guard !trained.exported else { throw ValidationError("--head \(head) is already an exported file") }
+        let model: any Head
+        if let backbone {
+            model = try Predictor(head: head, backbone: backbone).head
+        } else if let opened = try? ActivationCache.open(path: cache ?? trained.config.cache) {
+            try trained.checkCompatible(with: opened.manifest.settings, cachePath: opened.path)
+            model = try trained.instantiate(context: try opened.describe().context)
+        } else {
+            if let cache { _ = try ActivationCache.open(path: cache) }
+            // The training cache is gone: heads that read no weights from it need only its settings.
+            do {
+                model = try trained.instantiate(context: try trained.extraction().headContext(path: head, loadBlob: { _ in nil }))
+            } catch {
+                throw ValidationError("\(error)\n\(trained.config.cache) cannot be opened; give --cache or --backbone for the weights this head reads")
+            }
+        }
+        try FitOutput.export(model, config: trained.config, to: out)
+        let count = model.exportedTensors().reduce(0) { $0 + $1.1.count }
+        print("exported \(trained.config.head) (\(count) values, \(model.parameterCount) trained) to \(out)")
+    }
+}

@@ -1,0 +1,114 @@
+// `sidecar predict`: a trained head on raw inputs, end to end through the frozen backbone,
+// streaming one output line per input.
+import ArgumentParser
+import Foundation
+import Predict
+import Training
+
+extension InputFormat: ExpressibleByArgument {}
+
+struct PredictCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "predict",
+        abstract: "Run the frozen backbone and a trained head on raw inputs: one line of output per input.",
+        discussion: """
+            Inputs: plain-text lines, JSON Lines ({"text": ..., optional "text_pair" and "id"; the keys the \
+            training dataset used}), an image file, or a folder of images (walked in sorted order). Inputs \
+            go through the backbone in batches and the output streams in input order; memory does not grow \
+            with the input. The backbone must be the one the head was trained on (its config and weights \
+            hashes are recorded in the head); it runs only up to the deepest layer the head reads. Blank \
+            text lines are skipped (--json output carries each input's line number).
+            """)
+
+    @Option(help: "The head: a folder written by sidecar fit, or a .safetensors file written by sidecar export.")
+    var head: String
+
+    @Option(help: "The backbone (\"minilm\" or a folder); default: the built-in MiniLM when the head was trained on it.")
+    var backbone: String?
+
+    @Option(help: "Inputs: a text or .jsonl file, an image, a folder of images, or - for standard input.")
+    var input: String
+
+    @Option(help: "Input format when not told by the path: text, jsonl, image.")
+    var format: InputFormat?
+
+    @Flag(help: "One JSON object per input: line or file, id, label, probability, top_k.")
+    var json = false
+
+    @Option(help: "Show the K most probable labels.")
+    var topK = 1
+
+    @Flag(help: "With --json: include the raw logits.")
+    var logits = false
+
+    @Option(help: "Inputs per forward batch.")
+    var batchSize = 32
+
+    @Flag(help: "Run even if the backbone differs from the one the head was trained on.")
+    var force = false
+
+    func validate() throws {
+        if topK < 1 { throw ValidationError("--top-k must be at least 1, got \(topK)") }
+        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if logits && !json { throw ValidationError("--logits goes with --json") }
+    }
+
+    func run() throws {
+        let predictor = try Predictor(head: head, backbone: backbone, force: force)
+        let settings = try predictor.trained.extraction()
+        let pairKey = settings.preprocessing["text_pair_column"].flatMap { $0.isEmpty ? nil : $0 }
+        let inputs = try PredictInputs(path: input, format: format, textKey: settings.preprocessing["text_column"] ?? "text", pairKey: pairKey)
+        if inputs.isImages != predictor.runner.takesImages {
+            throw ValidationError("--input \(input): \(inputs.isImages ? "images" : "text"), but the head's backbone reads \(predictor.runner.takesImages ? "images" : "text")")
+        }
+        let labels = predictor.labels
+        let k = min(topK, labels.count)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        while true {
+            let batch = try inputs.next(batchSize)
+            if batch.isEmpty { break }
+            let out = try predictor.logits(batch.map(\.input))
+            let classes = out.shape[1]
+            var text = ""
+            for (b, item) in batch.enumerated() {
+                let row = out.scalars[(b * classes)..<((b + 1) * classes)]
+                let probabilities = softmax(row)
+                let order = probabilities.indices.sorted { (probabilities[$0], -$0) > (probabilities[$1], -$1) }.prefix(k)
+                if json {
+                    let line = PredictionLine(
+                        line: item.line, file: item.file, id: item.id, label: labels[order.first!], probability: probabilities[order.first!],
+                        topK: order.map { .init(label: labels[$0], probability: probabilities[$0]) },
+                        logits: logits ? Array(row) : nil)
+                    text += String(decoding: try encoder.encode(line), as: UTF8.self) + "\n"
+                } else {
+                    let ranked = order.map { String(format: "%@\t%.4f", labels[$0], probabilities[$0]) }.joined(separator: "\t")
+                    let what = item.file ?? String((item.text ?? "").prefix(70)).replacingOccurrences(of: "\t", with: " ")
+                    text += "\(ranked)\t\(what)\n"
+                }
+            }
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+}
+
+/// One output line of `predict --json`.
+struct PredictionLine: Encodable {
+    struct Ranked: Encodable {
+        var label: String
+        var probability: Double
+    }
+
+    var line: Int?
+    var file: String?
+    var id: String?
+    var label: String
+    var probability: Double
+    var topK: [Ranked]
+    var logits: [Float]?
+
+    enum CodingKeys: String, CodingKey {
+        case line, file, id, label, probability, logits
+        case topK = "top_k"
+    }
+}
