@@ -5,6 +5,7 @@ import ActivationStore
 import Foundation
 import SafeTensors
 import SideNetworks
+import TensorCore
 import Testing
 import Training
 
@@ -46,6 +47,36 @@ import Training
         #expect(log.count == 9 && log[0].hasPrefix("epoch\ttrain_loss"))
         let saved = try JSONDecoder().decode(FitResult.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/result.json")))
         #expect(saved.test == result.test && saved.cacheManifestHash == result.cacheManifestHash)
+
+        // Read back, the head scores the test split exactly as the trainer did.
+        let reloaded = try TrainedHead.load(folder).instantiate(context: try cache.describe().context)
+        let evaluation = try Evaluation.run(reloaded, cache: cache, split: "test", batchSize: 7)
+        #expect(evaluation.metrics.accuracy == test.accuracy && evaluation.metrics.confusion == test.confusion)
+        #expect(abs(evaluation.metrics.loss - test.loss) < 1e-6)
+        #expect(evaluation.perClass.map(\.support) == test.confusion.map { $0.reduce(0, +) })
+    }
+
+    @Test func aDamagedHeadFolderIsRefusedNamingTheTensor() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("reload"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        let trainer = try Trainer(cache: cache, requests: [HeadRequest(head: "mlp", settings: ["hidden": "8"])], options: options(epochs: 1))
+        let result = try trainer.run()[0]
+        let folder = path + "-head"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FitOutput.write(result, head: trainer.heads[0], options: options(), cache: cache, to: folder)
+        let weights = folder + "/head.safetensors"
+        let file = try SafeTensorsFile(path: weights)
+        var tensors = try file.names.map { (name: $0, tensor: try file.tensor($0)) }
+        let dropped = tensors.removeLast().name
+        try SafeTensorsWriter.write(tensors, metadata: file.metadata, to: weights)
+        let context = try cache.describe().context
+        #expect(throws: HeadError("\(folder): parameter \(dropped) is missing")) { try TrainedHead.load(folder).instantiate(context: context) }
+        tensors.append((name: dropped, tensor: Tensor(shape: [1], scalars: [0])))
+        try SafeTensorsWriter.write(tensors, metadata: file.metadata, to: weights)
+        #expect(throws: HeadError.self) { try TrainedHead.load(folder).instantiate(context: context) }
+        try SafeTensorsWriter.write(tensors, metadata: ["format": "sidecar-head-1"], to: weights)
+        #expect(throws: HeadError.self) { try TrainedHead.load(folder) }
     }
 
     @Test func severalHeadsInOnePassEqualEachAlone() throws {

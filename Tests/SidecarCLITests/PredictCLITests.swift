@@ -1,0 +1,189 @@
+// `eval`, `predict` and `export` as a user runs them, with the real MiniLM: for every head type,
+// predict on raw text gives the logits eval gives on an f32 cache of the same text; an exported
+// head (the consolidator merged) gives the logits of its folder; on an int8 cache of a real
+// dataset, predict and eval agree on the labels of the test split.
+import Encoders
+import Foundation
+import Testing
+
+@Suite(.serialized) struct PredictCLITests {
+    static let heads = ["linear", "mlp", "losa", "lst", "unipt", "e3va", "consolidator"]
+
+    /// An f32 cache of datasets/tiny with every stream and blob.
+    static let cache: Result<String, Error> = Result {
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("predict-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+        let cache = temp.appendingPathComponent("cache").path
+        let result = try runSidecar(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", cache,
+                                     "--dtype", "f32", "--streams", "attn,mlp", "--lst-reductions", "8", "--top-blocks", "1"])
+        guard result.status == 0 else { throw CocoaError(.fileReadUnknown, userInfo: ["extract": result.err]) }
+        return cache
+    }
+
+    static var testSplit: String { repository.appendingPathComponent("datasets/tiny/test.jsonl").path }
+
+    /// Trains `head` for one epoch into a folder next to the cache.
+    static func fit(_ head: String) throws -> String {
+        let cache = try Self.cache.get()
+        let out = cache + "-" + head
+        if FileManager.default.fileExists(atPath: out + "/result.json") { return out }
+        let settings = head == "consolidator" ? ["--set", "groups=96"] : []
+        let result = try runSidecar(["fit", "--cache", cache, "--head", head] + settings + ["--epochs", "1", "--batch-size", "8", "--out", out])
+        guard result.status == 0 else { throw CocoaError(.fileReadUnknown, userInfo: ["fit": result.err]) }
+        return out
+    }
+
+    /// `eval --json --logits`: the logits of every test example, in file order.
+    static func evalLogits(_ head: String, cache: String) throws -> [[Double]] {
+        let result = try runSidecar(["eval", "--cache", cache, "--head", head, "--json", "--logits"])
+        guard result.status == 0 else { throw CocoaError(.fileReadUnknown, userInfo: ["eval": result.err]) }
+        let json = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as! [String: Any]
+        return json["logits"] as! [[Double]]
+    }
+
+    /// `predict --json --logits` on a JSONL file: each line's output object.
+    static func predict(_ head: String, input: String, extra: [String] = []) throws -> [[String: Any]] {
+        let result = try runSidecar(["predict", "--head", head, "--input", input, "--json", "--logits"] + extra)
+        guard result.status == 0 else { throw CocoaError(.fileReadUnknown, userInfo: ["predict": result.err]) }
+        return try result.out.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    static func maxDifference(_ a: [[Double]], _ b: [[Double]]) -> Double {
+        zip(a, b).flatMap { zip($0, $1).map { abs($0 - $1) } }.max() ?? .infinity
+    }
+
+    @Test(arguments: heads)
+    func predictOnRawTextEqualsEvalOnTheF32Cache(_ head: String) throws {
+        let folder = try Self.fit(head)
+        let cached = try Self.evalLogits(folder, cache: try Self.cache.get())
+        let lines = try Self.predict(folder, input: Self.testSplit, extra: ["--batch-size", "3"])
+        #expect(lines.count == 10 && cached.count == 10)
+        #expect(lines.map { $0["line"] as? Int } == Array(1...10))
+        let raw = lines.map { $0["logits"] as! [Double] }
+        let difference = Self.maxDifference(raw, cached)
+        #expect(difference <= 1e-4, "\(head): predict and eval differ by \(difference)")
+        // The reported label is the arg-max of the logits.
+        let labels = ["animals", "food", "weather"]
+        for (line, logits) in zip(lines, raw) {
+            #expect(line["label"] as? String == labels[logits.firstIndex(of: logits.max()!)!])
+        }
+    }
+
+    @Test(arguments: heads)
+    func exportedHeadGivesTheFolderLogits(_ head: String) throws {
+        let folder = try Self.fit(head)
+        let file = folder + ".safetensors"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let export = try runSidecar(["export", "--head", folder, "--out", file])
+        #expect(export.status == 0, "\(export.err)")
+        let cache = try Self.cache.get()
+        let difference = Self.maxDifference(try Self.evalLogits(file, cache: cache), try Self.evalLogits(folder, cache: cache))
+        #expect(difference <= 1e-4, "\(head): exported logits differ by \(difference)")
+        if head == "consolidator" {
+            // Consolidated: no branch survives in the file.
+            let header = try Data(contentsOf: URL(fileURLWithPath: file)).prefix(200_000)
+            #expect(!String(decoding: header, as: UTF8.self).contains(".branch."))
+        }
+    }
+
+    @Test func anotherBackboneIsRefusedUnlessForced() throws {
+        let folder = try Self.fit("linear")
+        // The same weights under a config.json that differs by one key: another backbone identity.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("minilm-edited-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: copy) }
+        try FileManager.default.copyItem(at: try BackboneFolder.resolve("minilm"), to: copy)
+        let configURL = copy.appendingPathComponent("config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["edited_by_test"] = true
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+
+        let refused = try runSidecar(["predict", "--head", folder, "--backbone", copy.path, "--input", Self.testSplit])
+        #expect(refused.status != 0)
+        #expect(refused.err.contains("not the one the head was trained on") && refused.err.contains("--force"), "\(refused.err)")
+        #expect(refused.out.isEmpty)
+        let forced = try Self.predict(folder, input: Self.testSplit, extra: ["--backbone", copy.path, "--force"])
+        let normal = try Self.predict(folder, input: Self.testSplit)
+        #expect(Self.maxDifference(forced.map { $0["logits"] as! [Double] }, normal.map { $0["logits"] as! [Double] }) <= 1e-6)
+    }
+
+    @Test func badInputsAreNamed() throws {
+        let folder = try Self.fit("linear")
+        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("predict-bad-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: bad) }
+        try Data("{\"text\": \"a cat\"}\n{\"body\": \"no text\"}\n".utf8).write(to: URL(fileURLWithPath: bad))
+        let missingKey = try runSidecar(["predict", "--head", folder, "--input", bad])
+        #expect(missingKey.status != 0 && missingKey.err.contains("\(bad):2") && missingKey.err.contains("\"text\""), "\(missingKey.err)")
+        let noHead = try runSidecar(["predict", "--head", "/nonexistent/head", "--input", Self.testSplit])
+        #expect(noHead.status != 0 && noHead.err.contains("/nonexistent/head"))
+        let noInput = try runSidecar(["predict", "--head", folder, "--input", "/nonexistent/input.txt"])
+        #expect(noInput.status != 0 && noInput.err.contains("/nonexistent/input.txt"))
+        // A split the cache lacks is named.
+        let split = try runSidecar(["eval", "--cache", try Self.cache.get(), "--head", folder, "--split", "nope"])
+        #expect(split.status != 0 && split.err.contains("no nope split"), "\(split.err)")
+    }
+
+    @Test func plainTextFromStandardInput() throws {
+        let folder = try Self.fit("linear")
+        let process = Process()
+        process.executableURL = sidecarBinary()
+        process.arguments = ["predict", "--head", folder, "--input", "-", "--top-k", "2"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(Data("the cat sleeps on the sofa\n\nrain is falling all day\n".utf8))
+        try input.fileHandleForWriting.close()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let lines = out.split(separator: "\n")
+        // Two inputs (the blank line is skipped), each: label, probability, label, probability, text.
+        #expect(lines.count == 2)
+        #expect(lines.allSatisfy { $0.split(separator: "\t").count == 5 })
+        #expect(lines[1].hasSuffix("rain is falling all day"))
+    }
+
+    /// debian-sections with its full test split and the first `trainCount` training examples.
+    static func debianSubset(trainCount: Int) throws -> String {
+        let data = repository.appendingPathComponent("datasets/debian-sections/data")
+        if !FileManager.default.fileExists(atPath: data.appendingPathComponent("test.jsonl").path) {
+            let build = Process()
+            build.executableURL = URL(fileURLWithPath: "/bin/sh")
+            build.arguments = [repository.appendingPathComponent("datasets/debian-sections/build.sh").path]
+            try build.run()
+            build.waitUntilExit()
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("debian-subset-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for (split, keep) in [("train", trainCount), ("val", 400), ("test", Int.max)] {
+            let text = try String(contentsOf: data.appendingPathComponent("\(split).jsonl"), encoding: .utf8)
+            let lines = text.split(separator: "\n").prefix(keep)
+            try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: folder.appendingPathComponent("\(split).jsonl"))
+        }
+        return folder.path
+    }
+
+    @Test func int8CacheAndRawInputsAgreeOnTheLabelsOfARealTestSplit() throws {
+        let dataset = try Self.debianSubset(trainCount: 2000)
+        let cache = dataset + "-int8"
+        defer {
+            for path in [dataset, cache, cache + "-heads"] { try? FileManager.default.removeItem(atPath: path) }
+        }
+        let extract = try runSidecar(["extract", "--dataset", dataset, "--out", cache, "--dtype", "int8"])
+        try #require(extract.status == 0, "\(extract.err)")
+        let fit = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--set", "layers=all", "--head", "losa",
+                                  "--epochs", "2", "--out", cache + "-heads"])
+        try #require(fit.status == 0, "\(fit.err)")
+        for head in ["01-linear", "02-losa"] {
+            let folder = cache + "-heads/" + head
+            let cached = try Self.evalLogits(folder, cache: cache).map { $0.firstIndex(of: $0.max()!)! }
+            let raw = try Self.predict(folder, input: dataset + "/test.jsonl").map { line in
+                let logits = line["logits"] as! [Double]
+                return logits.firstIndex(of: logits.max()!)!
+            }
+            #expect(raw.count == cached.count && raw.count > 3000)
+            let agreement = Double(zip(raw, cached).filter { $0 == $1 }.count) / Double(max(raw.count, 1))
+            #expect(agreement >= 0.99, "\(head): labels agree on \(agreement) of \(raw.count)")
+        }
+    }
+}
