@@ -5,7 +5,9 @@ import ActivationStore
 import Encoders
 import Extract
 import Foundation
+import Predict
 import TensorCore
+import Training
 
 func benchmarkExtraction(arguments: [String]) throws {
     let dataset = arguments.first ?? "datasets/debian-sections/data"
@@ -27,6 +29,7 @@ func benchmarkExtraction(arguments: [String]) throws {
     print("stage one: all-MiniLM-L6-v2, every hidden state (layers 0–6), all real tokens, \(lines.count) texts of \(dataset), \(cores) threads\n")
     print("storage   tokens/s   stored bytes/token/layer   stored / raw fp32")
     var float32Rate = 0.0
+    var extractSeconds = 0.0
     for storage in [StorageType.f32, .f16, .bf16, .int8] {
         var request = TextExtractionRequest(dataset: data.path, output: work.appendingPathComponent("cache-\(storage.rawValue)").path)
         request.options.storage = storage
@@ -34,7 +37,7 @@ func benchmarkExtraction(arguments: [String]) throws {
         var last: ExtractionProgress?
         let cache = try extractor.run { last = $0 }
         let rate = Double(last?.tokens ?? 0) / (last?.seconds ?? 1)
-        if storage == .bf16 { float32Rate = rate }   // the default storage, f32 compute
+        if storage == .bf16 { float32Rate = rate; extractSeconds = last?.seconds ?? 0 }   // the default storage, f32 compute
         let report = try CacheReport.make(cache, verify: false, digest: false)
         let tokens = report.layers.first?.tokens ?? 1
         let perTokenLayer = Double(report.storedBytes) / Double(tokens * max(report.layers.count, 1))
@@ -43,6 +46,8 @@ func benchmarkExtraction(arguments: [String]) throws {
     }
     print("\ncompute path: f32 through OpenBLAS (\(BLAS.coreName) kernels); ratios below use the bf16-storage run (the default).")
     print("The bf16 compute path through oneDNN is not built yet.")
+    try benchmarkPrediction(cache: work.appendingPathComponent("cache-bf16").path, texts: texts.path, count: lines.count,
+                            extractRate: Double(lines.count) / max(extractSeconds, 1e-9))
 
     // The PyTorch peer, when torch is importable here.
     let peer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("peers/torch_extract.py").path
@@ -68,4 +73,32 @@ func benchmarkExtraction(arguments: [String]) throws {
     print(String(format: "  fp32, length-sorted batches   %8.0f tokens/s   sidecar / this = %.2f×", sorted, float32Rate / sorted))
     print(String(format: "  fp32, unsorted batches        %8.0f tokens/s   sidecar / this = %.2f×", unsorted, float32Rate / unsorted))
     print(String(format: "  bf16 autocast, sorted         %8.0f tokens/s   sidecar / this = %.2f×", bf16, float32Rate / bf16))
+}
+
+/// `predict`'s inputs/s on the same texts, end to end (tokenise, backbone, a linear probe on the last
+/// layer), next to extraction's examples/s: both are bound by the backbone.
+func benchmarkPrediction(cache path: String, texts: String, count: Int, extractRate: Double) throws {
+    let cache = try ActivationCache.open(path: path)
+    var options = TrainingOptions()
+    options.epochs = 1
+    let trainer = try Trainer(cache: cache, requests: [HeadRequest(head: "linear")], options: options)
+    let result = try trainer.run()[0]
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("head-linear").path
+    try FitOutput.write(result, head: trainer.heads[0], options: options, cache: cache, to: folder)
+    let predictor = try Predictor(head: folder)
+    let inputs = try PredictInputs(path: texts, format: .jsonl)
+    let started = ContinuousClock.now
+    var done = 0
+    while true {
+        let batch = try inputs.next(32)
+        if batch.isEmpty { break }
+        _ = try predictor.logits(batch.map(\.input))
+        done += batch.count
+    }
+    let elapsed = ContinuousClock.now - started
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    let rate = Double(done) / seconds
+    print(String(format: "\npredict (linear probe on layer 6, batches of 32, end to end from JSONL): %.0f inputs/s; extract: %.0f examples/s (predict / extract = %.2f×)",
+                 rate, extractRate, rate / extractRate))
+    precondition(done == count, "predicted \(done) of \(count) texts")
 }
