@@ -51,13 +51,15 @@ let package = Package(
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
         .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
                 swiftSettings: numericCode),
+        // Sweeps over heads and hyperparameters, their results files and the report.
+        .target(name: "Sweep", dependencies: ["Training"]),
 
         // The command-line tool and the benchmarks.
         .executableTarget(
             name: "sidecar",
             dependencies: [
                 "TensorCore", "Autodiff", "SafeTensors", "ActivationStore", "Datasets", "Encoders", "Extract",
-                "SideNetworks", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SideNetworks", "Training", "Sweep", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "Benchmarks",
@@ -77,5 +79,6 @@ let package = Package(
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders"]),
+        .testTarget(name: "SweepTests", dependencies: ["Sweep", "Datasets", "sidecar"]),
     ]
 )
