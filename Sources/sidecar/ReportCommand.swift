@@ -57,7 +57,7 @@ struct ReportCommand: ParsableCommand {
         } catch {
             throw ReportError.cannotWrite(destination, error.localizedDescription)
         }
-        let summary = "\(set.trials.count) trials (\(board.ranked.count) ok, \(board.failed.count) failed) from \(set.files.count) file"
+        let summary = "\(set.trials.count) trial\(set.trials.count == 1 ? "" : "s") (\(board.ranked.count) ok, \(board.failed.count) failed) from \(set.files.count) file"
             + (set.files.count == 1 ? "" : "s") + "; wrote \(destination)"
         if json { FileHandle.standardError.write(Data((summary + "\n").utf8)) } else { print("\n" + summary) }
     }

@@ -58,7 +58,7 @@ final class HTMLReportTests: XCTestCase {
             let outside = html.replacingOccurrences(of: "xmlns=\"http://www.w3.org/2000/svg\"", with: "")
             XCTAssertFalse(outside.contains(forbidden), forbidden)
         }
-        XCTAssertTrue(html.contains("test accuracy against trainable parameters".capitalizedFirst))
+        XCTAssertTrue(html.contains("test accuracy against trainable parameters".sentenceCased))
         XCTAssertTrue(html.contains("trainable parameters (log scale)"))
         XCTAssertTrue(html.contains("class=\"front\""))
         XCTAssertTrue(html.contains("Learning curves of the best 5"))
@@ -81,10 +81,10 @@ final class HTMLReportTests: XCTestCase {
     }
 
     func testAxisTicks() {
-        XCTAssertEqual(Axis(low: 0.78, high: 0.88).ticks().map { ($0 * 1000).rounded() / 1000 }, [0.78, 0.8, 0.82, 0.84, 0.86, 0.88])
-        let log = Axis(covering: [3_850, 4_284_426], logarithmic: true)
+        XCTAssertEqual(ChartAxis(low: 0.78, high: 0.88).ticks().map { ($0 * 1000).rounded() / 1000 }, [0.78, 0.8, 0.82, 0.84, 0.86, 0.88])
+        let log = ChartAxis(covering: [3_850, 4_284_426], logarithmic: true)
         XCTAssertEqual(log.ticks(), [10_000, 100_000, 1_000_000])
-        let narrow = Axis(covering: [40_000, 90_000], logarithmic: true)
+        let narrow = ChartAxis(covering: [40_000, 90_000], logarithmic: true)
         XCTAssertEqual(narrow.ticks(), [30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 90_000, 100_000])
         XCTAssertEqual([3_850, 20_000, 1_500_000, 2e9].map(compactNumber), ["3.85k", "20k", "1.5M", "2G"])
         XCTAssertEqual(HTMLReport.grouped(4_284_426), "4,284,426")

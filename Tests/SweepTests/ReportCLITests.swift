@@ -44,6 +44,10 @@ final class ReportCLITests: XCTestCase {
         let other = try String(contentsOfFile: out, encoding: .utf8)
         XCTAssertTrue(other.contains("Learning curves of the best 2"))
         XCTAssertTrue(other.contains("trials ranked by test accuracy"))
+
+        let noCurves = try runSidecar(["report", "--results", folder.path, "--out", out, "--top", "0"])
+        XCTAssertEqual(noCurves.status, 0, noCurves.err)
+        XCTAssertFalse(try String(contentsOfFile: out, encoding: .utf8).contains("Learning curves"))
     }
 
     func testJSONPrintsTheMergedTrialsBestFirst() throws {

@@ -74,6 +74,7 @@ final class ResultsReaderTests: XCTestCase {
         let file = folder.appendingPathComponent("trials-0-of-1.jsonl").path
         let cases: [(line: String, fault: String)] = [
             ("{\"trial\": \"x\", \"status\": \"ok\", \"head\": \"linear\"", "not a JSON object"),
+            ("[1, 2]", "not a JSON object (each line holds one trial"),
             (resultLine(trialObject("x", extra: ["status": "done"])), "status: expected \"ok\" or \"failed\", found \"done\""),
             (resultLine(trialObject("x", extra: ["metrics": ["val_accuracy": "high"]])), "metrics.val_accuracy: expected a number"),
             (resultLine(trialObject("x").filter { $0.key != "head" }), "missing key \"head\""),

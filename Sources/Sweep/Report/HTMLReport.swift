@@ -7,7 +7,7 @@ import Foundation
 public struct HTMLReport: Sendable {
     public var results: ResultsSet
     public var leaderboard: Leaderboard
-    /// How many of the best trials get learning curves.
+    /// How many of the best trials get learning curves (0: no learning-curve section).
     public var curves: Int
     /// What the page calls the results folder.
     public var folderName: String
@@ -138,14 +138,14 @@ public struct HTMLReport: Sendable {
             }
             let xs = plotted.map { cost($0)! }, ys = plotted.map { $0.value(of: metric)! }
             let logarithmic = log ?? ((xs.max()! / max(xs.min()!, 1e-12)) >= 8)
-            let y = Axis(covering: ys, logarithmic: false, margin: 0.08, minimumSpan: 0.02)
-            let frame = ChartFrame(x: Axis(covering: xs, logarithmic: logarithmic, margin: 0.06, minimumSpan: max(xs.max()! * 0.2, 1e-6)), y: y,
+            let y = ChartAxis(covering: ys, logarithmic: false, margin: 0.08, minimumSpan: 0.02)
+            let frame = ChartFrame(x: ChartAxis(covering: xs, logarithmic: logarithmic, margin: 0.06, minimumSpan: max(xs.max()! * 0.2, 1e-6)), y: y,
                                    xLabel: xLabel + (logarithmic ? " (log scale)" : ""), yLabel: metric.title,
                                    xFormat: format, yFormat: Self.tickFormatter(y.ticks()))
             let points = plotted.map { t in
                 ScatterPoint(x: cost(t)!, y: t.value(of: metric)!, color: color(of: t.head), tooltip: tooltip(t), onFront: front.contains(t.trial))
             }
-            s += Charts.scatter(title: title, points: points, frame: frame)
+            s += SVGCharts.scatter(title: title, points: points, frame: frame)
             var notes: [String] = []
             if left > 0 { notes.append("\(left) successful trial\(left == 1 ? "" : "s") without this cost or metric not drawn") }
             if !board.failed.isEmpty { notes.append("\(board.failed.count) failed trial\(board.failed.count == 1 ? "" : "s") not drawn") }
@@ -159,14 +159,15 @@ public struct HTMLReport: Sendable {
         s += "trials trained together in one pass share it. Hover a point for its trial.</p>\n"
         s += legend()
         s += "<div class=\"pair\">\n"
-        s += chart(title: "\(metric.title.capitalizedFirst) against trainable parameters", cost: { $0.trainableParameters.map(Double.init) },
+        s += chart(title: "\(metric.title.sentenceCased) against trainable parameters", cost: { $0.trainableParameters.map(Double.init) },
                    front: board.parametersFront, xLabel: "trainable parameters", log: true, format: compactNumber)
-        s += chart(title: "\(metric.title.capitalizedFirst) against fit time", cost: { $0.fitSeconds },
-                   front: board.secondsFront, xLabel: "fit seconds", log: nil, format: formatNumber)
+        s += chart(title: "\(metric.title.sentenceCased) against fit time", cost: { $0.fitSeconds },
+                   front: board.secondsFront, xLabel: "fit seconds", log: nil, format: shortNumber)
         return s + "</div>\n</section>\n"
     }
 
     func curvesSection() -> String {
+        guard curves > 0 else { return "" }
         let best = Array(leaderboard.ranked.filter { !$0.history.isEmpty }.prefix(curves))
         var s = "<section>\n<h2>Learning curves of the best \(best.count)</h2>\n"
         guard !best.isEmpty else { return s + "<p class=\"empty\">No successful trial has a per-epoch history.</p>\n</section>\n" }
@@ -192,11 +193,11 @@ public struct HTMLReport: Sendable {
             var s = "<figure><figcaption>\(escapeHTML(title))</figcaption>"
             guard !series.isEmpty else { return s + "<p class=\"empty\">No epoch records \(escapeHTML(yLabel)).</p></figure>\n" }
             let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) }
-            var x = Axis(covering: xs + [1], logarithmic: false, margin: 0.04, minimumSpan: 1)
+            var x = ChartAxis(covering: xs + [1], logarithmic: false, margin: 0.04, minimumSpan: 1)
             x.integral = true
-            let y = Axis(covering: ys, logarithmic: false, margin: 0.08, minimumSpan: 0.02)
-            let frame = ChartFrame(x: x, y: y, xLabel: "epoch", yLabel: yLabel, xFormat: formatNumber, yFormat: Self.tickFormatter(y.ticks()))
-            s += Charts.lines(title: title, series: series, frame: frame)
+            let y = ChartAxis(covering: ys, logarithmic: false, margin: 0.08, minimumSpan: 0.02)
+            let frame = ChartFrame(x: x, y: y, xLabel: "epoch", yLabel: yLabel, xFormat: shortNumber, yFormat: Self.tickFormatter(y.ticks()))
+            s += SVGCharts.lines(title: title, series: series, frame: frame)
             return s + "</figure>\n"
         }
         s += chart(title: "Validation accuracy per epoch", yLabel: "validation accuracy") { $0.valAccuracy }
@@ -298,7 +299,7 @@ public struct HTMLReport: Sendable {
         svg.chart .label { fill: #2f3741; font-size: 12px; }
         svg.chart .front { fill: none; stroke: #2b2f33; stroke-width: 1.5; stroke-opacity: 0.75; }
         svg.chart .ring { fill: none; stroke: #1d232b; stroke-width: 1.5; }
-        svg.chart .dot { stroke: #fff; stroke-width: 1; fill-opacity: \(formatNumber(dotOpacity)); }
+        svg.chart .dot { stroke: #fff; stroke-width: 1; fill-opacity: \(shortNumber(dotOpacity)); }
         svg.chart .curve { fill: none; stroke-width: 2; stroke-linejoin: round; }
         ol.series { list-style: none; padding: 0; margin: 4px 0 10px; display: flex; flex-wrap: wrap; gap: 4px 22px; font-size: 13px; }
         ol.series li { display: inline-flex; align-items: center; gap: 6px; }
@@ -322,5 +323,5 @@ public struct HTMLReport: Sendable {
 }
 
 extension String {
-    var capitalizedFirst: String { prefix(1).uppercased() + dropFirst() }
+    var sentenceCased: String { prefix(1).uppercased() + dropFirst() }
 }

@@ -67,7 +67,7 @@ public enum ResultsReader {
         } catch {
             throw .unreadable(folder, error.localizedDescription)
         }
-        let files = names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted(by: naturalOrder)
+        let files = names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted(by: naturalFileOrder)
             .map { URL(fileURLWithPath: folder).appendingPathComponent($0).path }
             .filter { path in
                 var isDir: ObjCBool = false
@@ -148,6 +148,8 @@ public enum ResultsReader {
         case .keyNotFound(let key, let context)?:
             let parent = path(context.codingPath)
             return "missing key \"\(parent.isEmpty ? "" : parent + ".")\(key.stringValue)\""
+        case .typeMismatch(_, let context)? where context.codingPath.isEmpty:
+            return "not a JSON object (each line holds one trial as {\"trial\": ..., \"status\": ..., ...})"
         case .typeMismatch(let type, let context)?:
             return "\(path(context.codingPath)): expected \(typeName(type)), found something else"
         case .valueNotFound(let type, let context)?:
@@ -178,7 +180,7 @@ public enum ResultsReader {
 }
 
 /// Names compared with digit runs as numbers: "trials-2" < "trials-10".
-func naturalOrder(_ a: String, _ b: String) -> Bool {
+func naturalFileOrder(_ a: String, _ b: String) -> Bool {
     func chunks(_ s: String) -> [(isNumber: Bool, text: String)] {
         var result: [(Bool, String)] = []
         for ch in s {

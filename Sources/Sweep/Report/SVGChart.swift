@@ -23,7 +23,7 @@ public func escapeHTML(_ text: String) -> String {
 }
 
 /// A coordinate with two decimals: enough for a 560-pixel chart, short in the file.
-func px(_ value: Double) -> String { String(format: "%.2f", value) }
+func svgNumber(_ value: Double) -> String { String(format: "%.2f", value) }
 
 /// A number on an axis tick: 3 significant digits with k/M/G for thousands, millions, billions.
 func compactNumber(_ value: Double) -> String {
@@ -36,7 +36,7 @@ func compactNumber(_ value: Double) -> String {
 }
 
 /// An axis: maps data values onto [0, 1] and picks ticks.
-struct Axis {
+struct ChartAxis {
     var low: Double
     var high: Double
     var logarithmic: Bool
@@ -125,8 +125,8 @@ struct ChartFrame {
     let right = 18.0
     let top = 16.0
     let bottom = 52.0
-    var x: Axis
-    var y: Axis
+    var x: ChartAxis
+    var y: ChartAxis
     var xLabel: String
     var yLabel: String
     var xFormat: (Double) -> String
@@ -139,49 +139,49 @@ struct ChartFrame {
 
     func open(title: String) -> String {
         var s = "<svg class=\"chart\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\" aria-label=\"\(escapeHTML(title))\" xmlns=\"http://www.w3.org/2000/svg\">\n"
-        s += "<rect class=\"plot\" x=\"\(px(left))\" y=\"\(px(top))\" width=\"\(px(plotWidth))\" height=\"\(px(plotHeight))\"/>\n"
+        s += "<rect class=\"plot\" x=\"\(svgNumber(left))\" y=\"\(svgNumber(top))\" width=\"\(svgNumber(plotWidth))\" height=\"\(svgNumber(plotHeight))\"/>\n"
         for v in y.ticks() {
             let py = sy(v)
-            s += "<line class=\"grid\" x1=\"\(px(left))\" x2=\"\(px(left + plotWidth))\" y1=\"\(px(py))\" y2=\"\(px(py))\"/>"
-            s += "<text class=\"tick\" x=\"\(px(left - 7))\" y=\"\(px(py + 4))\" text-anchor=\"end\">\(escapeHTML(yFormat(v)))</text>\n"
+            s += "<line class=\"grid\" x1=\"\(svgNumber(left))\" x2=\"\(svgNumber(left + plotWidth))\" y1=\"\(svgNumber(py))\" y2=\"\(svgNumber(py))\"/>"
+            s += "<text class=\"tick\" x=\"\(svgNumber(left - 7))\" y=\"\(svgNumber(py + 4))\" text-anchor=\"end\">\(escapeHTML(yFormat(v)))</text>\n"
         }
         // Log axes get many ticks; leave out labels that would collide with the previous one.
         var lastLabelEnd = -Double.infinity
         for v in x.ticks() {
             let pxv = sx(v)
             let label = xFormat(v)
-            s += "<line class=\"grid\" x1=\"\(px(pxv))\" x2=\"\(px(pxv))\" y1=\"\(px(top))\" y2=\"\(px(top + plotHeight))\"/>"
-            s += "<line class=\"axis\" x1=\"\(px(pxv))\" x2=\"\(px(pxv))\" y1=\"\(px(top + plotHeight))\" y2=\"\(px(top + plotHeight + 5))\"/>"
+            s += "<line class=\"grid\" x1=\"\(svgNumber(pxv))\" x2=\"\(svgNumber(pxv))\" y1=\"\(svgNumber(top))\" y2=\"\(svgNumber(top + plotHeight))\"/>"
+            s += "<line class=\"axis\" x1=\"\(svgNumber(pxv))\" x2=\"\(svgNumber(pxv))\" y1=\"\(svgNumber(top + plotHeight))\" y2=\"\(svgNumber(top + plotHeight + 5))\"/>"
             let halfWidth = Double(label.count) * 3.6
             if pxv - halfWidth > lastLabelEnd + 6 {
-                s += "<text class=\"tick\" x=\"\(px(pxv))\" y=\"\(px(top + plotHeight + 19))\" text-anchor=\"middle\">\(escapeHTML(label))</text>"
+                s += "<text class=\"tick\" x=\"\(svgNumber(pxv))\" y=\"\(svgNumber(top + plotHeight + 19))\" text-anchor=\"middle\">\(escapeHTML(label))</text>"
                 lastLabelEnd = pxv + halfWidth
             }
             s += "\n"
         }
-        s += "<line class=\"axis\" x1=\"\(px(left))\" x2=\"\(px(left + plotWidth))\" y1=\"\(px(top + plotHeight))\" y2=\"\(px(top + plotHeight))\"/>"
-        s += "<line class=\"axis\" x1=\"\(px(left))\" x2=\"\(px(left))\" y1=\"\(px(top))\" y2=\"\(px(top + plotHeight))\"/>\n"
-        s += "<text class=\"label\" x=\"\(px(left + plotWidth / 2))\" y=\"\(px(height - 10))\" text-anchor=\"middle\">\(escapeHTML(xLabel))</text>\n"
-        s += "<text class=\"label\" transform=\"translate(16 \(px(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">\(escapeHTML(yLabel))</text>\n"
+        s += "<line class=\"axis\" x1=\"\(svgNumber(left))\" x2=\"\(svgNumber(left + plotWidth))\" y1=\"\(svgNumber(top + plotHeight))\" y2=\"\(svgNumber(top + plotHeight))\"/>"
+        s += "<line class=\"axis\" x1=\"\(svgNumber(left))\" x2=\"\(svgNumber(left))\" y1=\"\(svgNumber(top))\" y2=\"\(svgNumber(top + plotHeight))\"/>\n"
+        s += "<text class=\"label\" x=\"\(svgNumber(left + plotWidth / 2))\" y=\"\(svgNumber(height - 10))\" text-anchor=\"middle\">\(escapeHTML(xLabel))</text>\n"
+        s += "<text class=\"label\" transform=\"translate(16 \(svgNumber(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">\(escapeHTML(yLabel))</text>\n"
         return s
     }
 }
 
-enum Charts {
+enum SVGCharts {
     /// A scatter plot with the Pareto front drawn as a step line through the front's points and
     /// on to the right edge: the best value reachable at each cost.
     static func scatter(title: String, points: [ScatterPoint], frame: ChartFrame) -> String {
         var s = frame.open(title: title)
         let front = points.filter(\.onFront).sorted { ($0.x, -$0.y) < ($1.x, -$1.y) }
         if let first = front.first {
-            var path = "M\(px(frame.sx(first.x))) \(px(frame.sy(first.y)))"
-            for p in front.dropFirst() { path += " H\(px(frame.sx(p.x))) V\(px(frame.sy(p.y)))" }
-            path += " H\(px(frame.left + frame.plotWidth))"
+            var path = "M\(svgNumber(frame.sx(first.x))) \(svgNumber(frame.sy(first.y)))"
+            for p in front.dropFirst() { path += " H\(svgNumber(frame.sx(p.x))) V\(svgNumber(frame.sy(p.y)))" }
+            path += " H\(svgNumber(frame.left + frame.plotWidth))"
             s += "<path class=\"front\" d=\"\(path)\"/>\n"
         }
         // Front points last, so their rings are never hidden under other points.
         for p in points.filter({ !$0.onFront }) + front {
-            let cx = px(frame.sx(p.x)), cy = px(frame.sy(p.y))
+            let cx = svgNumber(frame.sx(p.x)), cy = svgNumber(frame.sy(p.y))
             s += "<g><title>\(escapeHTML(p.tooltip))</title>"
             if p.onFront { s += "<circle class=\"ring\" cx=\"\(cx)\" cy=\"\(cy)\" r=\"8.5\"/>" }
             s += "<circle class=\"dot\" cx=\"\(cx)\" cy=\"\(cy)\" r=\"5\" fill=\"\(p.color)\"/></g>\n"
@@ -193,11 +193,11 @@ enum Charts {
     static func lines(title: String, series: [LineSeries], frame: ChartFrame) -> String {
         var s = frame.open(title: title)
         for line in series {
-            let path = line.points.enumerated().map { i, p in "\(i == 0 ? "M" : "L")\(px(frame.sx(p.x))) \(px(frame.sy(p.y)))" }.joined(separator: " ")
+            let path = line.points.enumerated().map { i, p in "\(i == 0 ? "M" : "L")\(svgNumber(frame.sx(p.x))) \(svgNumber(frame.sy(p.y)))" }.joined(separator: " ")
             s += "<g><title>\(escapeHTML(line.label))</title>"
             s += "<path class=\"curve\" d=\"\(path)\" stroke=\"\(line.color)\"/>"
             for p in line.points {
-                s += "<circle cx=\"\(px(frame.sx(p.x)))\" cy=\"\(px(frame.sy(p.y)))\" r=\"3\" fill=\"\(line.color)\"/>"
+                s += "<circle cx=\"\(svgNumber(frame.sx(p.x)))\" cy=\"\(svgNumber(frame.sy(p.y)))\" r=\"3\" fill=\"\(line.color)\"/>"
             }
             s += "</g>\n"
         }

@@ -47,7 +47,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
         switch self {
         case .null: return "null"
         case .bool(let value): return value ? "true" : "false"
-        case .number(let value): return formatNumber(value)
+        case .number(let value): return shortNumber(value)
         case .string(let value): return value
         case .array(let values): return values.map(\.display).joined(separator: ",")
         case .object(let members): return "{" + members.keys.sorted().map { "\($0): \(members[$0]!.display)" }.joined(separator: ", ") + "}"
@@ -56,7 +56,7 @@ public enum JSONValue: Sendable, Equatable, Codable {
 }
 
 /// Six significant digits, no trailing zeros, integers as integers: 0.001, 8, 3e-05.
-func formatNumber(_ value: Double) -> String {
+func shortNumber(_ value: Double) -> String {
     if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
     return String(format: "%g", value)
 }
