@@ -51,6 +51,8 @@ let package = Package(
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
         .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
                 swiftSettings: numericCode),
+        // Sweeps over heads and hyperparameters, their results files and the report.
+        .target(name: "Sweep", dependencies: ["Training"]),
 
         // Inference on raw inputs: the one place where the encoders and the heads meet.
         .target(name: "Predict", dependencies: ["Extract", "Training", "SideNetworks", "ActivationStore", "Datasets", "Autodiff", "TensorCore"],
@@ -61,7 +63,7 @@ let package = Package(
             name: "sidecar",
             dependencies: [
                 "TensorCore", "Autodiff", "SafeTensors", "ActivationStore", "Datasets", "Encoders", "Extract",
-                "SideNetworks", "Training", "Predict", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SideNetworks", "Training", "Predict", "Sweep", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "Benchmarks",
@@ -81,5 +83,6 @@ let package = Package(
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders"]),
+        .testTarget(name: "SweepTests", dependencies: ["Sweep", "Datasets", "sidecar"]),
     ]
 )

@@ -1,0 +1,137 @@
+// The trials in rank order, the hyperparameters worth showing, the Pareto fronts, and the
+// terminal table. Pure functions of the merged trials: the same input gives the same bytes.
+import Foundation
+
+/// The points that no other point beats on both axes: lower cost and higher value.
+public enum ParetoFront {
+    /// Indices into `points` of the non-dominated points, by increasing cost. A point is dominated
+    /// when another has cost ≤ and value ≥ with at least one strict; equal points do not dominate
+    /// each other, so both stay on the front. Points with a non-finite coordinate are ignored.
+    public static func indices(of points: [(cost: Double, value: Double)]) -> [Int] {
+        let order = points.indices.filter { points[$0].cost.isFinite && points[$0].value.isFinite }.sorted {
+            let a = points[$0], b = points[$1]
+            if a.cost != b.cost { return a.cost < b.cost }
+            if a.value != b.value { return a.value > b.value }
+            return $0 < $1
+        }
+        var front: [Int] = []
+        for i in order {
+            let p = points[i]
+            guard let last = front.last.map({ points[$0] }) else { front.append(i); continue }
+            // Sorted by cost, then value descending: p is beaten iff the best value so far (the
+            // front's last) is higher, or equal at a lower cost.
+            if p.value > last.value || (p.value == last.value && p.cost == last.cost) { front.append(i) }
+        }
+        return front
+    }
+}
+
+/// A hyperparameter or training option that takes more than one value across the trials.
+public struct VaryingKey: Sendable, Hashable {
+    public enum Section: Sendable, Hashable { case hyperparameters, training }
+    public var section: Section
+    public var name: String
+}
+
+public struct Leaderboard: Sendable {
+    public let metric: RankingMetric
+    /// Trials with status ok, best first.
+    public let ranked: [TrialRecord]
+    /// Failed trials, by head then id.
+    public let failed: [TrialRecord]
+    public let varyingKeys: [VaryingKey]
+    /// Ids on the accuracy-vs-parameters and accuracy-vs-seconds fronts.
+    public let parametersFront: Set<String>
+    public let secondsFront: Set<String>
+
+    public init(trials: [TrialRecord], metric: RankingMetric) {
+        self.metric = metric
+        func descending(_ a: Double?, _ b: Double?) -> Bool? {
+            switch (a, b) {
+            case let (x?, y?) where x != y: return x > y
+            case (_?, nil): return true
+            case (nil, _?): return false
+            default: return nil
+            }
+        }
+        ranked = trials.filter { $0.status == .ok }.sorted { a, b in
+            if let order = descending(a.value(of: metric), b.value(of: metric)) { return order }
+            if let order = descending(a.value(of: metric.other), b.value(of: metric.other)) { return order }
+            // Fewer parameters first on a tie, then the id, so the order never depends on input order.
+            if let order = descending(a.trainableParameters.map { -Double($0) }, b.trainableParameters.map { -Double($0) }) { return order }
+            return a.trial < b.trial
+        }
+        failed = trials.filter { $0.status == .failed }.sorted { ($0.head, $0.trial) < ($1.head, $1.trial) }
+        varyingKeys = Self.varyingKeys(in: trials)
+        parametersFront = Self.front(ranked, metric: metric) { $0.trainableParameters.map(Double.init) }
+        secondsFront = Self.front(ranked, metric: metric) { $0.fitSeconds }
+    }
+
+    /// Every trial: ranked ones first, then failed ones.
+    public var all: [TrialRecord] { ranked + failed }
+
+    static func front(_ trials: [TrialRecord], metric: RankingMetric, cost: (TrialRecord) -> Double?) -> Set<String> {
+        let plotted = trials.compactMap { t in cost(t).flatMap { c in t.value(of: metric).map { (t.trial, c, $0) } } }
+        return Set(ParetoFront.indices(of: plotted.map { (cost: $0.1, value: $0.2) }).map { plotted[$0].0 })
+    }
+
+    /// Keys whose values differ among the trials that have them; a key only some heads have but
+    /// that is constant where present says nothing the head column does not.
+    static func varyingKeys(in trials: [TrialRecord]) -> [VaryingKey] {
+        func varying(_ section: VaryingKey.Section, _ values: (TrialRecord) -> [String: JSONValue]) -> [VaryingKey] {
+            var seen: [String: [JSONValue]] = [:]
+            for trial in trials {
+                for (key, value) in values(trial) where !(seen[key]?.contains(value) ?? false) { seen[key, default: []].append(value) }
+            }
+            return seen.filter { $0.value.count > 1 }.keys.sorted().map { VaryingKey(section: section, name: $0) }
+        }
+        return varying(.hyperparameters, \.hyperparameters) + varying(.training, \.training)
+    }
+
+    /// `key=value` for each varying key the trial has.
+    public func keyHyperparameters(of trial: TrialRecord) -> String {
+        varyingKeys.compactMap { key in
+            let values = key.section == .hyperparameters ? trial.hyperparameters : trial.training
+            return values[key.name].map { "\(key.name)=\($0.display)" }
+        }.joined(separator: " ")
+    }
+
+    /// Every hyperparameter and training option of a trial, for tooltips.
+    public static func allSettings(of trial: TrialRecord) -> String {
+        let hyper = trial.hyperparameters.keys.sorted().map { "\($0)=\(trial.hyperparameters[$0]!.display)" }
+        let training = trial.training.keys.sorted().map { "\($0)=\(trial.training[$0]!.display)" }
+        return (hyper + training).joined(separator: " ")
+    }
+
+    /// The leaderboard for a terminal: one row per trial, failed ones last, then their errors.
+    public func terminalTable() -> String {
+        let headers = ["rank", "trial", "head", "hyperparameters", "val_acc", "test_acc", "macro_f1", "params", "fit_s", "status"]
+        let rightAligned: Set<Int> = [0, 4, 5, 6, 7, 8]
+        func accuracy(_ value: Double?) -> String { value.map { String(format: "%.4f", $0) } ?? "-" }
+        var rows: [[String]] = []
+        for (i, t) in ranked.enumerated() {
+            rows.append([String(i + 1), t.trial, t.head, keyHyperparameters(of: t), accuracy(t.metrics.valAccuracy),
+                         accuracy(t.metrics.testAccuracy), accuracy(t.metrics.testMacroF1), t.trainableParameters.map(String.init) ?? "-",
+                         t.fitSeconds.map { String(format: "%.1f", $0) } ?? "-", "ok"])
+        }
+        for t in failed {
+            rows.append(["-", t.trial, t.head, keyHyperparameters(of: t), "-", "-", "-", t.trainableParameters.map(String.init) ?? "-",
+                         t.fitSeconds.map { String(format: "%.1f", $0) } ?? "-", "failed"])
+        }
+        var widths = headers.map(\.count)
+        for row in rows { for (c, cell) in row.enumerated() { widths[c] = max(widths[c], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { c, cell in
+                let pad = String(repeating: " ", count: widths[c] - cell.count)
+                return rightAligned.contains(c) ? pad + cell : cell + pad
+            }.joined(separator: "  ").replacingOccurrences(of: " +$", with: "", options: .regularExpression)
+        }
+        var lines = [line(headers)] + rows.map(line)
+        if !failed.isEmpty {
+            lines.append("")
+            lines.append("failed:")
+            for t in failed { lines.append("  \(t.trial) \(t.head): \(t.error ?? "no reason recorded")") }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,204 @@
+// Reads a sweep's results folder: every `*.jsonl` in it (one per shard), merged into one list with
+// one record per trial id. It never writes, and it does not look into sub-folders.
+//
+// Policy for damaged input. Writers append one line per write, so a killed run leaves at most one
+// torn line, at the end of a file, without its newline: that line is skipped with a warning. Any
+// other line that is not a valid record stops the read with an error naming file:line and the
+// fault, because a report that silently drops trials from the middle of a file looks complete and
+// is not. Blank lines are ignored.
+import Foundation
+
+/// What went wrong reading results; each message names the folder, or the file and line.
+public enum ReportError: Error, CustomStringConvertible, LocalizedError {
+    case missingFolder(String)
+    case notAFolder(String)
+    case unreadable(String, String)
+    case noResultsFiles(String)
+    case noTrials(String, files: Int)
+    case malformedLine(file: String, line: Int, fault: String)
+    case cannotWrite(String, String)
+
+    public var description: String {
+        switch self {
+        case .missingFolder(let path):
+            return "results folder \(path) does not exist (give the --results folder that sidecar sweep wrote)"
+        case .notAFolder(let path):
+            return "\(path) is not a folder (give the --results folder that sidecar sweep wrote, not a file in it)"
+        case .unreadable(let path, let why):
+            return "cannot read \(path): \(why)"
+        case .noResultsFiles(let path):
+            return "\(path) holds no results files (*.jsonl); has the sweep written any trial yet?"
+        case .noTrials(let path, let files):
+            return "\(path): \(files) results file\(files == 1 ? "" : "s") but no trials in them; nothing to report"
+        case .malformedLine(let file, let line, let fault):
+            return "\(file):\(line): \(fault) (fix or delete that line; only a torn last line is skipped)"
+        case .cannotWrite(let path, let why):
+            return "cannot write \(path): \(why)"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// The merged trials of a results folder.
+public struct ResultsSet: Sendable {
+    /// One record per trial id, in the order ids first appeared.
+    public var trials: [TrialRecord]
+    /// The results files read, in reading order.
+    public var files: [String]
+    /// Lines that held a record (before merging).
+    public var recordsRead: Int
+    /// Records dropped because another record of the same trial won.
+    public var duplicatesDropped: Int
+    /// Torn lines skipped, as messages naming file and line.
+    public var warnings: [String]
+}
+
+public enum ResultsReader {
+    /// Reads and merges every `*.jsonl` file in `folder`. Files are read in natural order of their
+    /// names (trials-2-of-12 before trials-10-of-12), so "the last record wins" is well defined.
+    public static func read(folder: String) throws(ReportError) -> ResultsSet {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else { throw .missingFolder(folder) }
+        guard isDirectory.boolValue else { throw .notAFolder(folder) }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        } catch {
+            throw .unreadable(folder, error.localizedDescription)
+        }
+        let files = names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted(by: naturalFileOrder)
+            .map { URL(fileURLWithPath: folder).appendingPathComponent($0).path }
+            .filter { path in
+                var isDir: ObjCBool = false
+                return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
+            }
+        guard !files.isEmpty else { throw .noResultsFiles(folder) }
+
+        var records: [TrialRecord] = []
+        var warnings: [String] = []
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: file) else { throw .unreadable(file, "permission denied or not a regular file") }
+            let parsed = try parse(data, name: file)
+            records += parsed.records
+            warnings += parsed.warnings
+        }
+        let merged = merge(records)
+        guard !merged.isEmpty else { throw .noTrials(folder, files: files.count) }
+        return ResultsSet(trials: merged, files: files, recordsRead: records.count,
+                          duplicatesDropped: records.count - merged.count, warnings: warnings)
+    }
+
+    /// Parses one results file's bytes; `name` goes into messages.
+    public static func parse(_ data: Data, name: String) throws(ReportError) -> (records: [TrialRecord], warnings: [String]) {
+        let bytes = [UInt8](data)
+        var records: [TrialRecord] = []
+        var warnings: [String] = []
+        var start = 0
+        var lineNumber = 0
+        let decoder = JSONDecoder()
+        while start < bytes.count {
+            lineNumber += 1
+            let newline = bytes[start...].firstIndex(of: 0x0A)
+            let end = newline ?? bytes.count
+            var line = bytes[start..<end]
+            if line.last == 0x0D { line = line.dropLast() }
+            start = end + 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            do {
+                let lineData = Data(line)
+                var record = try decoder.decode(TrialRecord.self, from: lineData)
+                record.raw = try decoder.decode(JSONValue.self, from: lineData)
+                record.source = "\(name):\(lineNumber)"
+                records.append(record)
+            } catch {
+                if newline == nil {
+                    warnings.append("\(name):\(lineNumber): skipped a torn last line (\(line.count) bytes without a newline; "
+                                    + "a run killed mid-write leaves one)")
+                } else {
+                    throw .malformedLine(file: name, line: lineNumber, fault: describe(error))
+                }
+            }
+        }
+        return (records, warnings)
+    }
+
+    /// One record per trial id: a record with status "ok" wins over "failed"; among equals the
+    /// later one wins. Keeps the order in which ids first appeared.
+    public static func merge(_ records: [TrialRecord]) -> [TrialRecord] {
+        var merged: [TrialRecord] = []
+        var index: [String: Int] = [:]
+        for record in records {
+            if let i = index[record.trial] {
+                if !(merged[i].status == .ok && record.status == .failed) { merged[i] = record }
+            } else {
+                index[record.trial] = merged.count
+                merged.append(record)
+            }
+        }
+        return merged
+    }
+
+    /// A decoding error as one phrase: the key path and what was wrong there.
+    static func describe(_ error: any Error) -> String {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." }.description
+        }
+        switch error as? DecodingError {
+        case .keyNotFound(let key, let context)?:
+            let parent = path(context.codingPath)
+            return "missing key \"\(parent.isEmpty ? "" : parent + ".")\(key.stringValue)\""
+        case .typeMismatch(_, let context)? where context.codingPath.isEmpty:
+            return "not a JSON object (each line holds one trial as {\"trial\": ..., \"status\": ..., ...})"
+        case .typeMismatch(let type, let context)?:
+            return "\(path(context.codingPath)): expected \(typeName(type)), found something else"
+        case .valueNotFound(let type, let context)?:
+            return "\(path(context.codingPath)): expected \(typeName(type)), found null"
+        case .dataCorrupted(let context)?:
+            if context.codingPath.isEmpty {
+                return "not a JSON object on one line (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))"
+            }
+            return "\(path(context.codingPath)): \(context.debugDescription)"
+        default:
+            return "\(error)"
+        }
+    }
+
+    static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Int.Type: return "an integer"
+        case is Double.Type: return "a number"
+        case is Bool.Type: return "true or false"
+        default:
+            let name = "\(type)"
+            if name.hasPrefix("Array") { return "an array" }
+            if name.hasPrefix("Dictionary") || name.hasSuffix("Metrics") || name.hasSuffix("Epoch") { return "an object" }
+            return name
+        }
+    }
+}
+
+/// Names compared with digit runs as numbers: "trials-2" < "trials-10".
+func naturalFileOrder(_ a: String, _ b: String) -> Bool {
+    func chunks(_ s: String) -> [(isNumber: Bool, text: String)] {
+        var result: [(Bool, String)] = []
+        for ch in s {
+            let digit = ch.isASCII && ch.isNumber
+            if let last = result.last, last.0 == digit { result[result.count - 1].1.append(ch) } else { result.append((digit, String(ch))) }
+        }
+        return result
+    }
+    let x = chunks(a), y = chunks(b)
+    for (p, q) in zip(x, y) where p.text != q.text {
+        if p.isNumber && q.isNumber {
+            let pn = p.text.drop { $0 == "0" }, qn = q.text.drop { $0 == "0" }
+            if pn.count != qn.count { return pn.count < qn.count }
+            if pn != qn { return pn < qn }
+        } else {
+            return p.text < q.text
+        }
+    }
+    if x.count != y.count { return x.count < y.count }
+    return a < b
+}

@@ -1,0 +1,173 @@
+// One line of a sweep results file, as `sidecar report` reads it (the contract is in
+// results-schema: snake_case keys, metrics absent when unknown). Keys this reader does not know are
+// kept in `raw`, so `--json` passes them through; nothing here validates a trial against the heads.
+import Foundation
+
+/// Any JSON value, decoded without loss of structure. Numbers are `Double` (JSON has one number
+/// type; the results files hold nothing beyond 2^53).
+public enum JSONValue: Sendable, Equatable, Codable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+
+    /// A short text for tables: integers without a decimal point, arrays as `1,2,3`.
+    public var display: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let value): return value ? "true" : "false"
+        case .number(let value): return shortNumber(value)
+        case .string(let value): return value
+        case .array(let values): return values.map(\.display).joined(separator: ",")
+        case .object(let members): return "{" + members.keys.sorted().map { "\($0): \(members[$0]!.display)" }.joined(separator: ", ") + "}"
+        }
+    }
+}
+
+/// Six significant digits, no trailing zeros, integers as integers: 0.001, 8, 3e-05.
+func shortNumber(_ value: Double) -> String {
+    if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+    return String(format: "%g", value)
+}
+
+/// One trial's result: what ran, how it scored, what it cost.
+public struct TrialRecord: Sendable, Decodable {
+    public enum Status: String, Sendable, Codable { case ok, failed }
+
+    public struct Metrics: Sendable, Decodable {
+        public var valAccuracy: Double?
+        public var valLoss: Double?
+        public var testAccuracy: Double?
+        public var testMacroF1: Double?
+        public var testLoss: Double?
+        public var bestEpoch: Int?
+        public var epochsRun: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case valAccuracy = "val_accuracy", valLoss = "val_loss", testAccuracy = "test_accuracy"
+            case testMacroF1 = "test_macro_f1", testLoss = "test_loss", bestEpoch = "best_epoch", epochsRun = "epochs_run"
+        }
+    }
+
+    /// One epoch of `history`; fields are optional because a diverged epoch has no finite loss.
+    public struct Epoch: Sendable, Decodable {
+        public var epoch: Int
+        public var trainLoss: Double?
+        public var valLoss: Double?
+        public var valAccuracy: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case epoch, trainLoss = "train_loss", valLoss = "val_loss", valAccuracy = "val_accuracy"
+        }
+    }
+
+    public var trial: String
+    public var status: Status
+    public var error: String?
+    public var head: String
+    public var hyperparameters: [String: JSONValue]
+    public var training: [String: JSONValue]
+    public var metrics: Metrics
+    public var trainableParameters: Int?
+    public var fractionOfBackbone: Double?
+    public var fitSeconds: Double?
+    public var peakRSSBytes: Int?
+    public var host: String?
+    public var shard: String?
+    public var group: String?
+    public var finished: String?
+    public var history: [Epoch]
+    /// The whole line as read, unknown keys included.
+    public var raw: JSONValue = .null
+    /// `file:line` the record came from.
+    public var source: String = ""
+
+    enum CodingKeys: String, CodingKey {
+        case trial, status, error, head, hyperparameters, training, metrics, host, shard, group, finished, history
+        case trainableParameters = "trainable_parameters", fractionOfBackbone = "fraction_of_backbone"
+        case fitSeconds = "fit_seconds", peakRSSBytes = "peak_rss_bytes"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        trial = try c.decode(String.self, forKey: .trial)
+        if trial.isEmpty {
+            throw DecodingError.dataCorruptedError(forKey: .trial, in: c, debugDescription: "the trial id is empty")
+        }
+        let statusText = try c.decode(String.self, forKey: .status)
+        guard let status = Status(rawValue: statusText) else {
+            throw DecodingError.dataCorruptedError(forKey: .status, in: c, debugDescription: "expected \"ok\" or \"failed\", found \"\(statusText)\"")
+        }
+        self.status = status
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        head = try c.decode(String.self, forKey: .head)
+        hyperparameters = try c.decodeIfPresent([String: JSONValue].self, forKey: .hyperparameters) ?? [:]
+        training = try c.decodeIfPresent([String: JSONValue].self, forKey: .training) ?? [:]
+        metrics = try c.decodeIfPresent(Metrics.self, forKey: .metrics) ?? Metrics()
+        trainableParameters = try c.decodeIfPresent(Int.self, forKey: .trainableParameters)
+        fractionOfBackbone = try c.decodeIfPresent(Double.self, forKey: .fractionOfBackbone)
+        fitSeconds = try c.decodeIfPresent(Double.self, forKey: .fitSeconds)
+        peakRSSBytes = try c.decodeIfPresent(Int.self, forKey: .peakRSSBytes)
+        host = try c.decodeIfPresent(String.self, forKey: .host)
+        shard = try c.decodeIfPresent(String.self, forKey: .shard)
+        group = try c.decodeIfPresent(String.self, forKey: .group)
+        finished = try c.decodeIfPresent(String.self, forKey: .finished)
+        history = try c.decodeIfPresent([Epoch].self, forKey: .history) ?? []
+    }
+
+    /// The metric the leaderboard ranks by.
+    public func value(of metric: RankingMetric) -> Double? {
+        switch metric {
+        case .valAccuracy: return metrics.valAccuracy
+        case .testAccuracy: return metrics.testAccuracy
+        }
+    }
+}
+
+/// Which accuracy ranks the trials and goes on the charts' y axes.
+public enum RankingMetric: String, Sendable, CaseIterable {
+    case valAccuracy = "val_accuracy"
+    case testAccuracy = "test_accuracy"
+
+    /// Words for axis labels and headings.
+    public var title: String {
+        switch self {
+        case .valAccuracy: return "validation accuracy"
+        case .testAccuracy: return "test accuracy"
+        }
+    }
+
+    /// The tie-breaker.
+    var other: RankingMetric { self == .valAccuracy ? .testAccuracy : .valAccuracy }
+}

@@ -1,0 +1,64 @@
+// `sidecar report`: read a sweep's results folder, print the leaderboard, write the HTML page.
+// Reading, ranking and rendering live in the Sweep library; this only wires flags to it.
+import ArgumentParser
+import Foundation
+import Sweep
+
+extension RankingMetric: ExpressibleByArgument {}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Merge a sweep's results, print the leaderboard and write an HTML report.",
+        discussion: """
+            Reads every *.jsonl file in the results folder (one per shard) and keeps one record per trial: \
+            a successful record wins over a failed one, otherwise the later one. A torn last line (a run \
+            killed mid-write) is skipped with a warning; any other malformed line is an error naming file:line. \
+            The page is self-contained (inline CSS and SVG, no scripts, nothing fetched): the leaderboard \
+            with every trial, accuracy against trainable parameters and against fit time with their Pareto \
+            fronts, and the learning curves of the best trials.
+            """)
+
+    @Option(help: "The results folder written by sidecar sweep.")
+    var results: String
+
+    @Option(help: "Where to write the HTML page (default: report.html in the results folder; with --json, only when given).")
+    var out: String?
+
+    @Flag(help: "Print the merged trials as a JSON array on stdout, best first, instead of the table.")
+    var json = false
+
+    @Option(help: "How many of the best trials get learning curves.")
+    var top = 5
+
+    @Option(help: "The accuracy that ranks trials and goes on the charts: val_accuracy or test_accuracy.")
+    var metric: RankingMetric = .valAccuracy
+
+    func validate() throws {
+        if top < 0 { throw ValidationError("--top must be 0 or more, got \(top)") }
+    }
+
+    func run() throws {
+        let set = try ResultsReader.read(folder: results)
+        for warning in set.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        let report = HTMLReport(results: set, metric: metric, curves: top, folderName: results)
+        let board = report.leaderboard
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(board.all.map(\.raw)), as: UTF8.self))
+        } else {
+            print(board.terminalTable())
+        }
+        let destination = out ?? (json ? nil : URL(fileURLWithPath: results).appendingPathComponent("report.html").path)
+        guard let destination else { return }
+        do {
+            try Data(report.render().utf8).write(to: URL(fileURLWithPath: destination), options: .atomic)
+        } catch {
+            throw ReportError.cannotWrite(destination, error.localizedDescription)
+        }
+        let summary = "\(set.trials.count) trial\(set.trials.count == 1 ? "" : "s") (\(board.ranked.count) ok, \(board.failed.count) failed) from \(set.files.count) file"
+            + (set.files.count == 1 ? "" : "s") + "; wrote \(destination)"
+        if json { FileHandle.standardError.write(Data((summary + "\n").utf8)) } else { print("\n" + summary) }
+    }
+}

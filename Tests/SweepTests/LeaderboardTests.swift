@@ -1,0 +1,91 @@
+// Ranking, the Pareto front, the hyperparameters worth a column, and the terminal table.
+import Foundation
+import XCTest
+@testable import Sweep
+
+func records(_ objects: [[String: Any]]) throws -> [TrialRecord] {
+    let text = objects.map(resultLine).joined(separator: "\n") + "\n"
+    return try ResultsReader.parse(Data(text.utf8), name: "fixture").records
+}
+
+final class LeaderboardTests: XCTestCase {
+    func testParetoFrontOnAHandCheckedSet() {
+        // Checked by hand: C (15, .4) is beaten by A (10, .5); D (20, .6) and E (40, .7) by B (20, .7);
+        // F and G are equal, so neither beats the other; H is the cheapest.
+        let points: [(cost: Double, value: Double)] = [
+            (10, 0.5), (20, 0.7), (15, 0.4), (20, 0.6), (40, 0.7), (50, 0.9), (50, 0.9), (5, 0.3), (.nan, 0.99),
+        ]
+        //                A          B          C          D          E          F          G          H
+        XCTAssertEqual(ParetoFront.indices(of: points), [7, 0, 1, 5, 6])
+        XCTAssertEqual(ParetoFront.indices(of: []), [])
+        XCTAssertEqual(ParetoFront.indices(of: [(3, 0.1)]), [0])
+    }
+
+    func testRanksByTheMetricThenTheOtherAccuracyThenFewerParameters() throws {
+        let trials = try records([
+            trialObject("t1", val: 0.80, test: 0.70),
+            trialObject("t2", val: 0.85, test: 0.60),
+            trialObject("t3", val: 0.80, test: 0.75),
+            trialObject("t4", val: 0.80, test: 0.75, params: 100),
+            trialObject("f1", head: "mlp", status: "failed"),
+            trialObject("t5", val: nil, test: 0.99),
+        ])
+        let byVal = Leaderboard(trials: trials, metric: .valAccuracy)
+        XCTAssertEqual(byVal.ranked.map(\.trial), ["t2", "t4", "t3", "t1", "t5"])
+        XCTAssertEqual(byVal.failed.map(\.trial), ["f1"])
+        let byTest = Leaderboard(trials: trials, metric: .testAccuracy)
+        XCTAssertEqual(byTest.ranked.map(\.trial), ["t5", "t4", "t3", "t1", "t2"])
+        // All have 3850 parameters but t4 (100): the front is t4 (cheapest) and t2 (most accurate).
+        XCTAssertEqual(byVal.parametersFront, ["t4", "t2"])
+    }
+
+    func testOnlyVaryingKeysAreShown() throws {
+        let trials = try records([
+            trialObject("a", head: "losa", extra: ["hyperparameters": ["rank": 8, "dropout": 0.1, "layers": [1, 2]]]),
+            trialObject("b", head: "losa", extra: ["hyperparameters": ["rank": 16, "dropout": 0.1, "layers": [1, 2]],
+                                                   "training": ["epochs": 4, "lr": 0.003, "batch_size": 32, "seed": 0]]),
+            trialObject("c", head: "linear", extra: ["hyperparameters": ["layers": [6]]]),
+        ])
+        let board = Leaderboard(trials: trials, metric: .valAccuracy)
+        XCTAssertEqual(board.varyingKeys.map(\.name), ["layers", "rank", "lr"])
+        let a = trials.first { $0.trial == "a" }!, b = trials.first { $0.trial == "b" }!, c = trials.first { $0.trial == "c" }!
+        XCTAssertEqual(board.keyHyperparameters(of: a), "layers=1,2 rank=8 lr=0.001")
+        XCTAssertEqual(board.keyHyperparameters(of: b), "layers=1,2 rank=16 lr=0.003")
+        XCTAssertEqual(board.keyHyperparameters(of: c), "layers=6 lr=0.001")
+    }
+
+    func testTerminalTableListsEveryTrialFailedOnesLastWithTheirError() throws {
+        let folder = try temporaryFolder("table")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (ids, failed) = try writeRealisticSweep(to: folder)
+        let set = try ResultsReader.read(folder: folder.path)
+        XCTAssertEqual(Set(set.trials.map(\.trial)), Set(ids))
+        let board = Leaderboard(trials: set.trials, metric: .valAccuracy)
+        let table = board.terminalTable()
+        print(table)
+        let lines = table.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        XCTAssertTrue(lines[0].hasPrefix("rank  trial"), lines[0])
+        for column in ["head", "hyperparameters", "val_acc", "test_acc", "macro_f1", "params", "fit_s", "status"] {
+            XCTAssertTrue(lines[0].contains(column), column)
+        }
+        let rows = Array(lines[1...ids.count])
+        XCTAssertEqual(rows.map { $0.split(separator: " ")[1] }.map(String.init).sorted(), ids.sorted())
+        for (i, row) in rows.enumerated() {
+            let cells = row.split(separator: " ")
+            if i < ids.count - failed.count {
+                XCTAssertEqual(cells.first.map(String.init), String(i + 1))
+                XCTAssertEqual(cells.last, "ok")
+            } else {
+                XCTAssertEqual(cells.last, "failed")
+                XCTAssertTrue(failed.contains(String(cells[1])))
+            }
+        }
+        let values = board.ranked.compactMap(\.metrics.valAccuracy)
+        XCTAssertEqual(values, values.sorted(by: >))
+        XCTAssertEqual(lines[ids.count + 2], "failed:")
+        XCTAssertTrue(table.contains("c0ffee000001 losa: layers [7] out of range: the cache holds layers 0-6"))
+        // Learning rate and the heads' own settings vary; batch size does not.
+        XCTAssertTrue(rows.contains { $0.contains("rank=16 lr=0.003") })
+        XCTAssertFalse(table.contains("batch_size="))
+    }
+}
