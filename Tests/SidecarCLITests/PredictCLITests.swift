@@ -2,6 +2,7 @@
 // predict on raw text gives the logits eval gives on an f32 cache of the same text; an exported
 // head (the consolidator merged) gives the logits of its folder; on an int8 cache of a real
 // dataset, predict and eval agree on the labels of the test split.
+import CPNG
 import Encoders
 import Foundation
 import Testing
@@ -186,4 +187,62 @@ import Testing
             #expect(agreement >= 0.99, "\(head): labels agree on \(agreement) of \(raw.count)")
         }
     }
+}
+
+/// Images: a folder of PNGs through the tiny random ViT, predicted file by file, against eval on an
+/// f32 cache of the same folder.
+@Suite struct ImagePredictCLITests {
+    @Test func predictOnImageFilesEqualsEvalOnTheF32Cache() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("predict-images-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var generator = SystemRandomNumberGenerator()
+        for (split, count) in [("train", 12), ("val", 4), ("test", 5)] {
+            for (c, name) in ["dark", "light"].enumerated() {
+                let folder = root.appendingPathComponent("data/\(split)/\(name)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                for i in 0..<count {
+                    // Sizes differ: the backbone's preprocessing resizes every image to 16×16.
+                    let (height, width) = (18 + i % 3, 20 + i % 4)
+                    let pixels = (0..<(height * width * 3)).map { _ in UInt8(c * 120 + Int(generator.next() % 120)) }
+                    try Data(encodePNG(pixels, height: height, width: width)).write(to: folder.appendingPathComponent("\(i).png"))
+                }
+            }
+        }
+        let tinyViT = repository.appendingPathComponent("Tests/EncodersTests/Fixtures/tiny_vit").path
+        let cache = root.appendingPathComponent("cache").path
+        let extract = try runSidecar(["extract", "--dataset", root.appendingPathComponent("data").path, "--backbone", tinyViT,
+                                      "--out", cache, "--dtype", "f32", "--lst-reductions", "none", "--top-blocks", "0"])
+        try #require(extract.status == 0, "\(extract.err)")
+        let head = root.appendingPathComponent("head").path
+        let fit = try runSidecar(["fit", "--cache", cache, "--head", "mlp", "--epochs", "2", "--batch-size", "4", "--out", head])
+        try #require(fit.status == 0, "\(fit.err)")
+        let cached = try PredictCLITests.evalLogits(head, cache: cache)
+        let lines = try PredictCLITests.predict(head, input: root.appendingPathComponent("data/test").path,
+                                                extra: ["--backbone", tinyViT, "--batch-size", "4"])
+        // The folder is walked in sorted order, which is the cache's order (class, then file).
+        #expect(lines.map { ($0["file"] as! String).split(separator: "/").suffix(2).joined(separator: "/") }
+                == ["dark", "light"].flatMap { c in (0..<5).map { "\(c)/\($0).png" } })
+        let difference = PredictCLITests.maxDifference(lines.map { $0["logits"] as! [Double] }, cached)
+        #expect(cached.count == 10 && difference <= 1e-4, "predict and eval differ by \(difference)")
+        // Text into an image head is refused.
+        let text = try runSidecar(["predict", "--head", head, "--backbone", tinyViT, "--input", PredictCLITests.testSplit])
+        #expect(text.status != 0 && text.err.contains("reads images"), "\(text.err)")
+    }
+}
+
+/// An RGB PNG, through libpng's simplified API.
+func encodePNG(_ pixels: [UInt8], height: Int, width: Int) -> [UInt8] {
+    var image = png_image()
+    image.version = UInt32(PNG_IMAGE_VERSION)
+    image.width = UInt32(width)
+    image.height = UInt32(height)
+    image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
+    var size: png_alloc_size_t = 0
+    _ = pixels.withUnsafeBytes { png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, 0, nil) }
+    var encoded = [UInt8](repeating: 0, count: Int(size))
+    let written = encoded.withUnsafeMutableBytes { target in
+        pixels.withUnsafeBytes { png_image_write_to_memory(&image, target.baseAddress, &size, 0, $0.baseAddress, 0, nil) }
+    }
+    precondition(written != 0, "png_image_write_to_memory failed")
+    return Array(encoded.prefix(Int(size)))
 }
