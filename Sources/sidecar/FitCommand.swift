@@ -208,8 +208,10 @@ enum ResultTable {
             let val = r.val.map { String(format: "%.4f", $0.accuracy) } ?? "     -"
             let test = r.test.map { String(format: "%.4f", $0.accuracy) } ?? "     -"
             let f1 = r.test.map { String(format: "%.4f", $0.macroF1) } ?? "     -"
-            lines.append(String(format: "%-13@ %7d  %@  %10d  %@   %@    %@         %.1f",
-                                r.head, r.trainableParameters, fraction, r.bestEpoch, val, test, f1, r.wallSeconds))
+            // %-13@ does not pad in Foundation's String(format:), so the name is padded here.
+            lines.append(r.head.padding(toLength: 13, withPad: " ", startingAt: 0)
+                         + String(format: " %7d  %@  %10d  %@   %@    %@         %.1f",
+                                  r.trainableParameters, fraction, r.bestEpoch, val, test, f1, r.wallSeconds))
         }
         return lines.joined(separator: "\n")
     }
