@@ -97,7 +97,7 @@ public final class ImageExtractor: Sendable {
             tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel, shuffle: request.options.shuffle,
             labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: maxTokens, pooling: "cls",
-            blobs: request.options.blobNames)
+            blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts))
         blobs = try request.options.blobs(encoder.sideBlocks)
     }
 
