@@ -20,10 +20,10 @@ struct ExtractCommand: ParsableCommand {
             (ViT-family backbones, preprocessed as their preprocessor_config.json says): train/CLASS/*.png|jpg \
             (and val/, test/), or IDX files (train-images-idx3-ubyte[.gz] with train-labels-idx1-ubyte[.gz]). \
             Running the same command again resumes an interrupted extraction; a cache made with other \
-            settings is refused. With --shard, a job array's tasks each extract a disjoint part into \
-            their own cache, and `sidecar merge` joins them into the cache one run would write. Besides the activations the cache holds what stage two needs from the \
+            settings is refused. Besides the activations the cache holds what stage two needs from the \
             backbone's weights (blobs: LST's pruned side-block init, the top blocks' weights), so `fit` \
-            never opens them.
+            never opens them. With --shard, each task of a job array extracts a disjoint part of the \
+            dataset into its own cache, and `sidecar merge` joins those into the cache one run writes.
             """)
 
     @Option(help: "Dataset folder (train.jsonl/.csv/.tsv, optional val.*, test.*).")
@@ -71,7 +71,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Batches computed at once, one per core (default: every core).")
     var threads: Int?
 
-    @Option(help: "Examples per committed transaction (what a killed run recomputes at most).")
+    @Option(help: "Examples per committed transaction (what a killed run recomputes at most); the shards of one extraction use the same.")
     var chunkSize = 1024
 
     @Option(help: "Extra per-block streams for every kept layer ≥ 1, with the hidden states' token rows: none, or a list of attn (attention branch after its output projection), mlp (FFN output projection), both before the residual add and LayerNorm (E3VA reads them). Not with --dtype int8.")
