@@ -11,6 +11,11 @@ final class LocalSlurm {
         let description: String
     }
 
+    /// A submitted job that could not finish (the node drained, or it ran past its time).
+    struct JobFailure: Error, CustomStringConvertible {
+        let description: String
+    }
+
     /// What `submit` returns: sbatch's exit status (with --wait: the highest of the job's tasks),
     /// the job id, and each task's output file by name (job-ID_TASK.out).
     struct JobResult {
@@ -131,7 +136,15 @@ final class LocalSlurm {
 
     private func daemon(_ name: String, _ arguments: [String]) throws {
         let log = folder.appendingPathComponent("log/\(name).out").path
-        daemons.append((name, try Daemon(path: Self.daemonPaths[name]!, arguments: arguments, environment: environment, log: log)))
+        // Through setpriv --pdeathsig, a test process killed outright (a timeout) takes its daemons
+        // with it; XCTest runs tests on the main thread, whose end is the process's.
+        let path = Self.daemonPaths[name]!
+        let daemon = if let setpriv = Self.findExecutable("setpriv") {
+            try Daemon(path: setpriv.path, arguments: ["--pdeathsig", "TERM", path] + arguments, environment: environment, log: log)
+        } else {
+            try Daemon(path: path, arguments: arguments, environment: environment, log: log)
+        }
+        daemons.append((name, daemon))
     }
 
     private func waitFor(_ what: String, timeout: TimeInterval, detail: () -> String = { "" }, _ condition: () -> Bool) throws {
@@ -169,12 +182,22 @@ final class LocalSlurm {
         process.standardError = handle
         try process.run()
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        var lastCheck = Date(), nodeState = ""
+        while process.isRunning && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.1)
+            // A node that drains (a task could not even start) never runs the rest: fail now.
+            if Date().timeIntervalSince(lastCheck) > 1 {
+                lastCheck = Date()
+                nodeState = client("sinfo", ["-h", "-N", "-o", "%T %E"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+                if ["drain", "down", "fail"].contains(where: { nodeState.hasPrefix($0) }) { break }
+            }
+        }
         if process.isRunning {
             client("scancel", ["--name=\(name)"])
             process.terminate()
             process.waitUntilExit()
-            throw Unavailable(description: "job \(name) did not finish within \(Int(timeout)) s; cancelled\n\(logTails())")
+            throw JobFailure(description: "job \(name) did not finish (node: \(nodeState)); cancelled after "
+                             + "\(Int(Date().timeIntervalSince(deadline) + timeout)) s\n\(logTails())")
         }
         try handle.close()
         let sbatchOutput = (try? String(contentsOf: output, encoding: .utf8)) ?? ""

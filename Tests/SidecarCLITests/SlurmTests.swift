@@ -41,10 +41,10 @@ final class SlurmTests: XCTestCase {
         let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sidecar-slurm-work-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
-        let minilm = try BackboneFolder.resolve("minilm").path
         let extract = ["extract"] + shardArguments
 
         try withLocalSlurm { slurm in
+            let minilm = try BackboneFolder.resolve("minilm").path
             let started = Date()
             // Each task's own line: the shard comes from SLURM_ARRAY_TASK_ID / _COUNT.
             let script = """
@@ -55,7 +55,7 @@ final class SlurmTests: XCTestCase {
                     --shard auto --out \(quoted(work.path))/shard-"$SLURM_ARRAY_TASK_ID"
 
                 """
-            let job = try slurm.submit(script: script, arguments: ["--array=0-2"])
+            let job = try slurm.submit(script: script, arguments: ["--array=0-2"], timeout: 180)
             XCTAssertEqual(job.status, 0, "sbatch --wait: \(job.sbatchOutput)\n\(job.allOutput)\n\(slurm.logTails())")
             XCTAssertEqual(job.outputs.count, 3, "one output per array task: \(job.outputs.keys.sorted())")
             let shards = (0..<3).map { work.appendingPathComponent("shard-\($0)").path }
