@@ -103,6 +103,17 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         #expect(whole.status == 0 && whole.out.contains("extracted train 40, val 10, test 10"), "\(whole.out) \(whole.err)")
     }
 
+    @Test func helpDescribesShardsAndMerge() throws {
+        let top = try runSidecar(["--help"])
+        #expect(top.out.contains("\n  merge "), "\(top.out)")
+        let merge = try runSidecar(["merge", "--help"])
+        #expect(merge.status == 0 && merge.out.contains("USAGE: sidecar merge [<shards> ...] --out <out>"), "\(merge.out)")
+        let extract = try runSidecar(["extract", "--help"])
+        #expect(extract.out.contains("--shard <shard>") && extract.out.contains("SLURM_ARRAY_TASK_ID"), "\(extract.out)")
+        let none = try runSidecar(["merge", "--out", temporaryCache("merge-none")])
+        #expect(none.status != 0 && none.err.contains("give the shard caches to merge"), "\(none.err)")
+    }
+
     @Test func badShardValuesAreFlagErrors() throws {
         let cases: [(String, String)] = [
             ("3/3", "--shard 3/3: the index must be in 0...2"),
