@@ -29,8 +29,15 @@ public struct CacheOptions: Sendable {
     public var lstReductions: [Int] = [8]
     /// How many top blocks' full weights to store (blob "top_blocks"); 0: none.
     public var topBlocks = 2
+    /// Extract only this part of every split (ShardInfo says which); nil: everything.
+    public var shard: Shard? = nil
 
     public init() {}
+
+    /// What a shard's manifest records for these split sizes (nil when not sharded).
+    func shardInfo(splitCounts: [String: Int]) -> ShardInfo? {
+        shard.map { ShardInfo($0, chunkSize: chunkSize, splitCounts: splitCounts) }
+    }
 
     /// The streams in record order (by stream code), without duplicates.
     var orderedStreams: [ActivationStore.Stream] { Array(Set(streams)).sorted { $0.rawValue < $1.rawValue } }
@@ -133,9 +140,10 @@ struct SplitWork: Sendable {
     let tokens: @Sendable (Range<Int>) -> Int
 }
 
-/// Opens (or resumes) the cache at `output` and fills every incomplete split; `prepare` loads a
-/// split. For int8 storage, per-layer, per-channel scales are calibrated first on the first chunk
-/// of the first split (deterministically, so a resumed run that lost them computes the same).
+/// Opens (or resumes) the cache at `output` and fills every incomplete split (a shard: its part of
+/// each); `prepare` loads a split. For int8 storage, per-layer, per-channel scales are calibrated
+/// first on the first chunk of the first split (deterministically, so a resumed run that lost them
+/// computes the same, and every shard computes the scales an unsharded run does, so shards merge).
 func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent], chunkSize: Int, threads: Int?,
                report: (ExtractionProgress) -> Void, prepare: (String) throws -> SplitWork) throws -> ActivationCache {
     let cache = try ActivationCache.openForWriting(path: output, settings: settings, blobs: blobs)
@@ -159,15 +167,25 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
     for name in settings.splits {
         var state = try cache.progress(of: name)
         if state.complete { continue }
-        let total = settings.splitCounts[name] ?? 0
+        // A shard fills its part of the split (whole chunks, so the batches are an unsharded
+        // run's); its progress counts from the start of that part.
+        let part = settings.shard?.range(of: name) ?? 0..<(settings.splitCounts[name] ?? 0)
+        precondition(settings.shard == nil || settings.shard?.chunkSize == chunkSize, "runChunks: the shard was planned with another chunk size")
         let work = try prepare(name)
         let resumedFrom = state.written
         var tokens = 0
         let started = ContinuousClock.now
         let keys = blockKeys(settings), width = settings.backbone.hiddenSize
         let scalesNow = scales
-        while state.written < total {
-            let chunk = state.written..<min(state.written + chunkSize, total)
+        if part.isEmpty {
+            state.complete = true
+            try cache.append(split: name, records: [], progress: state)
+            report(ExtractionProgress(split: name, done: 0, total: 0, tokens: 0, seconds: 0, resumedFrom: 0))
+            continue
+        }
+        while state.written < part.count {
+            let start = part.lowerBound + state.written
+            let chunk = start..<min(start + chunkSize, part.upperBound)
             var records = try parallelMap(work.batches(chunk), workers: workers) { batch in
                 let encoder = RecordEncoder(storage: settings.storage, zstdLevel: Int32(settings.zstdLevel),
                                             shuffle: settings.shuffle, int8Scales: scalesNow)
@@ -180,11 +198,11 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
             }.flatMap { $0 }
             records.sort { $0.index < $1.index }
             tokens += work.tokens(chunk)
-            state.written = chunk.upperBound
-            state.complete = state.written == total
+            state.written = chunk.upperBound - part.lowerBound
+            state.complete = state.written == part.count
             try cache.append(split: name, records: records, progress: state)
             let elapsed = ContinuousClock.now - started
-            report(ExtractionProgress(split: name, done: state.written, total: total, tokens: tokens,
+            report(ExtractionProgress(split: name, done: state.written, total: part.count, tokens: tokens,
                                       seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
                                       resumedFrom: resumedFrom))
         }

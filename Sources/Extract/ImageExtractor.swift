@@ -76,7 +76,11 @@ public final class ImageExtractor: Sendable {
         }
         let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
         let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
-        let preprocessingJSON = String(decoding: try JSONEncoder().encode(preprocessing), as: UTF8.self)
+        // Sorted keys: JSONEncoder's key order otherwise varies between encodings, and these bytes
+        // are compared to resume an extraction or merge its shards.
+        let jsonEncoder = JSONEncoder()
+        jsonEncoder.outputFormatting = [.sortedKeys]
+        let preprocessingJSON = String(decoding: try jsonEncoder.encode(preprocessing), as: UTF8.self)
         // N_max: every image of a cache has the preprocessed size (crop, else a fixed resize, else
         // the configuration's), so 1 + its patches.
         var side = (height: encoder.config.imageSize, width: encoder.config.imageSize)
@@ -97,7 +101,7 @@ public final class ImageExtractor: Sendable {
             tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel, shuffle: request.options.shuffle,
             labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: maxTokens, pooling: "cls",
-            blobs: request.options.blobNames)
+            blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts))
         blobs = try request.options.blobs(encoder.sideBlocks)
     }
 

@@ -88,7 +88,7 @@ public final class TextExtractor: Sendable {
             datasetFiles: files, layers: layers, tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel,
             shuffle: request.options.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: request.maxLength,
-            pooling: "mean", blobs: request.options.blobNames)
+            pooling: "mean", blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts))
         blobs = try request.options.blobs(encoder.sideBlocks)
     }
 

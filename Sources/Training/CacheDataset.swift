@@ -43,6 +43,9 @@ public final class CacheDataset: @unchecked Sendable {
         guard s.splits.contains(split) else {
             throw CacheError("\(cache.path): the cache has no \(split) split (it has \(s.splits.joined(separator: ", ")))")
         }
+        if let shard = s.shard {
+            throw CacheError("\(cache.path): is shard \(shard.index)/\(shard.count) of an extraction; join all shards with sidecar merge and fit on the merged cache")
+        }
         let progress = try cache.progress(of: split)
         guard progress.complete else {
             throw CacheError("\(cache.path): the \(split) split is incomplete (\(progress.written) of \(s.splitCounts[split] ?? 0) examples); run the same sidecar extract again to finish it")

@@ -22,7 +22,8 @@ struct ExtractCommand: ParsableCommand {
             Running the same command again resumes an interrupted extraction; a cache made with other \
             settings is refused. Besides the activations the cache holds what stage two needs from the \
             backbone's weights (blobs: LST's pruned side-block init, the top blocks' weights), so `fit` \
-            never opens them.
+            never opens them. With --shard, each task of a job array extracts a disjoint part of the \
+            dataset into its own cache, and `sidecar merge` joins those into the cache one run writes.
             """)
 
     @Option(help: "Dataset folder (train.jsonl/.csv/.tsv, optional val.*, test.*).")
@@ -70,7 +71,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Batches computed at once, one per core (default: every core).")
     var threads: Int?
 
-    @Option(help: "Examples per committed transaction (what a killed run recomputes at most).")
+    @Option(help: "Examples per committed transaction (what a killed run recomputes at most); the shards of one extraction use the same.")
     var chunkSize = 1024
 
     @Option(help: "Extra per-block streams for every kept layer ≥ 1, with the hidden states' token rows: none, or a list of attn (attention branch after its output projection), mlp (FFN output projection), both before the residual add and LayerNorm (E3VA reads them). Not with --dtype int8.")
@@ -82,8 +83,22 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Store the full weights of the top K blocks (blob top_blocks, for the Consolidator head); 0: none.")
     var topBlocks = 2
 
+    @Option(help: ArgumentHelp(
+        "Extract only part i of N of every split (a job array's task): i/N (from 0), auto or auto/N.",
+        discussion: """
+            auto takes the part from a Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and \
+            SLURM_ARRAY_TASK_COUNT); auto/N takes the index from Slurm or from a Kubernetes Indexed Job \
+            (JOB_COMPLETION_INDEX). Without --shard the environment is ignored. Each part is a run of \
+            whole chunks (--chunk-size), so all shards and any cache you compare them with need the same \
+            --chunk-size. Each shard writes its own --out cache; join them with `sidecar merge`.
+            """, valueName: "shard"))
+    var shard: String?
+
     func validate() throws {
         guard chunkSize >= 1 else { throw ValidationError("--chunk-size \(chunkSize) must be at least 1") }
+        if let shard {
+            do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
+        }
         guard batchTokens >= maxLength else { throw ValidationError("--batch-tokens \(batchTokens) must be at least --max-length \(maxLength)") }
     }
 
@@ -116,6 +131,7 @@ struct ExtractCommand: ParsableCommand {
         options.chunkSize = chunkSize
         options.batchTokens = batchTokens
         options.threads = threads
+        options.shard = try shard.map { try Shard.parse($0) }
         return options
     }
 
@@ -140,7 +156,11 @@ struct ExtractCommand: ParsableCommand {
         let bar = ProgressBar()
         _ = try run { bar.update($0) }
         bar.finish()
-        print("extracted \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+        if let shard = s.shard {
+            print("extracted shard \(shard.index)/\(shard.count): \(s.splits.map { "\($0) \(IndexRange(shard.range(of: $0)))" }.joined(separator: ", ")) into \(out)")
+        } else {
+            print("extracted \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")) into \(out)")
+        }
     }
 
     private func announce(_ s: ExtractionSettings) {
@@ -148,7 +168,7 @@ struct ExtractCommand: ParsableCommand {
             extract: \(s.backbone.name) (\(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize)) → \(out)
               layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")
               streams \((s.streams ?? []).isEmpty ? "none" : s.streams!.joined(separator: ",")); blobs \((s.blobs ?? []).isEmpty ? "none" : s.blobs!.joined(separator: ", "))
-              splits \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")); \(s.labels.count) labels\n
+              splits \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")); \(s.labels.count) labels\(s.shard.map { "\n  shard \($0.index)/\($0.count): " + s.splits.map { "\($0) \(IndexRange(s.shard!.range(of: $0)))" }.joined(separator: ", ") } ?? "")\n
             """.utf8))
     }
 }

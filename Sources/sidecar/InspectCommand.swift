@@ -58,8 +58,9 @@ struct InspectCommand: ParsableCommand {
             throw ValidationError("--example \(example): expected SPLIT:INDEX with SPLIT one of \(settings.splits.joined(separator: ", "))")
         }
         let split = String(parts[0])
-        guard index >= 0, index < (settings.splitCounts[split] ?? 0) else {
-            throw ValidationError("--example \(example): \(split) has examples 0..<\(settings.splitCounts[split] ?? 0)")
+        let held = settings.shard?.range(of: split) ?? 0..<(settings.splitCounts[split] ?? 0)
+        guard held.contains(index) else {
+            throw ValidationError("--example \(example): this cache holds \(split) examples \(held.lowerBound)..<\(held.upperBound)\(settings.shard.map { " (shard \($0.index)/\($0.count))" } ?? "")")
         }
         let layers = layer.map { [$0] } ?? settings.layers
         if let layer, !settings.layers.contains(layer) {
@@ -89,6 +90,11 @@ struct InspectCommand: ParsableCommand {
                   + ", N_max \(s.maxTokens.map(String.init) ?? "-"), pooling \(s.pooling ?? "-")")
         }
         print("labels     \(s.labels.count): \(s.labels.prefix(12).joined(separator: ", "))\(s.labels.count > 12 ? ", …" : "")")
+        if let shard = s.shard {
+            print("shard      \(shard.index)/\(shard.count) of an extraction in chunks of \(shard.chunkSize): "
+                  + s.splits.map { "\($0) \(shard.range(of: $0).count) of \(s.splitCounts[$0] ?? 0) (\(IndexRange(shard.range(of: $0))))" }.joined(separator: ", ")
+                  + "; join the shards with sidecar merge")
+        }
         print("\nsplit      examples   stored   complete   digest")
         for split in r.splits {
             print(split.name.padding(toLength: 10, withPad: " ", startingAt: 0)

@@ -12,6 +12,6 @@ struct Sidecar: ParsableCommand {
             LMDB cache; stage two trains lightweight side networks on that cache with no backbone in memory.
             """,
         version: "0.1.0",
-        subcommands: [ExtractCommand.self, InspectCommand.self, FitCommand.self, EvalCommand.self, PredictCommand.self, ExportCommand.self,
-                      ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
+        subcommands: [ExtractCommand.self, MergeCommand.self, InspectCommand.self, FitCommand.self, EvalCommand.self, PredictCommand.self,
+                      ExportCommand.self, ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
 }

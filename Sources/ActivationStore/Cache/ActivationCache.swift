@@ -94,6 +94,17 @@ public final class ActivationCache: @unchecked Sendable {
         guard names == (settings.blobs ?? []) else {
             throw CacheError("\(path): blobs \(names) given, but the settings list \(settings.blobs ?? [])")
         }
+        return try openForWriting(path: path, settings: settings, blobBytes: try blobs.map { ($0.name, try $0.bytes(cache: path)) },
+                                  blobSource: "the one computed from the backbone now")
+    }
+
+    /// `openForWriting` with the blobs' stored bytes (`merge` copies them verbatim); `blobSource`
+    /// names where they came from in the message when a resumed cache holds others.
+    static func openForWriting(path: String, settings: ExtractionSettings, blobBytes: [(name: String, bytes: [UInt8])],
+                               blobSource: String) throws -> ActivationCache {
+        guard blobBytes.map(\.name) == (settings.blobs ?? []) else {
+            throw CacheError("\(path): blobs \(blobBytes.map(\.name)) given, but the settings list \(settings.blobs ?? [])")
+        }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         // LMDB serialises write transactions, but two extractions interleaving theirs would each
         // believe their own progress: one writer per cache, enforced with an advisory lock.
@@ -104,14 +115,15 @@ public final class ActivationCache: @unchecked Sendable {
             throw CacheError("\(path): another process is writing this cache (writer.lock is held); wait for it or use another --out folder")
         }
         do {
-            return try openLocked(path: path, settings: settings, blobs: blobs, lock: lock)
+            return try openLocked(path: path, settings: settings, blobBytes: blobBytes, blobSource: blobSource, lock: lock)
         } catch {
             close(lock)
             throw error
         }
     }
 
-    private static func openLocked(path: String, settings: ExtractionSettings, blobs: [BlobContent], lock: Int32) throws -> ActivationCache {
+    private static func openLocked(path: String, settings: ExtractionSettings, blobBytes: [(name: String, bytes: [UInt8])],
+                                   blobSource: String, lock: Int32) throws -> ActivationCache {
         let environment = try LMDBEnvironment(path: path, options: .init(mapSize: 256 << 20))
         let meta = try environment.openDatabase("meta", create: true)
         let records = try environment.openDatabase("records", create: true)
@@ -124,11 +136,11 @@ public final class ActivationCache: @unchecked Sendable {
                                  + differences.joined(separator: "\n  "))
             }
             // Equal settings mean the same weights file, so equal blobs; a difference means damage.
-            for blob in blobs {
+            for blob in blobBytes {
                 let stored = try environment.read { txn in try txn.value(forKey: blobKey(blob.name), in: meta) }
                 guard let stored else { throw CacheError("\(path): the manifest lists blob \(blob.name), but the cache does not hold it") }
-                guard stored == (try blob.bytes(cache: path)) else {
-                    throw CacheError("\(path): blob \(blob.name) in the cache differs from the one computed from the backbone now")
+                guard stored == blob.bytes else {
+                    throw CacheError("\(path): blob \(blob.name) in the cache differs from \(blobSource)")
                 }
             }
             return ActivationCache(path: path, manifest: stored, environment: environment, meta: meta, records: records, writerLock: lock)
@@ -137,7 +149,6 @@ public final class ActivationCache: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(manifest)
-        let blobBytes = try blobs.map { ($0.name, try $0.bytes(cache: path)) }
         try environment.writeGrowing { txn in
             for (name, bytes) in blobBytes { try txn.put(blobKey(name), bytes, in: meta) }
             try txn.put(manifestKey, data, in: meta)
@@ -223,7 +234,25 @@ public final class ActivationCache: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(Dictionary(uniqueKeysWithValues: scales.map { (String($0.key), $0.value) }))
-        try environment.writeGrowing { txn in try txn.put(Self.int8ScalesKey, data, in: meta) }
+        try storeMetaValue(Self.int8ScalesKey, Array(data))
+    }
+
+    /// The stored bytes under a meta key (the int8 scales, a blob), for copying them verbatim.
+    func metaValue(_ key: [UInt8]) throws -> [UInt8]? {
+        try environment.read { txn in try txn.value(forKey: key, in: meta) }
+    }
+
+    func storeMetaValue(_ key: [UInt8], _ bytes: [UInt8]) throws {
+        try environment.writeGrowing { txn in try txn.put(key, bytes, in: meta) }
+    }
+
+    /// Marks every listed split complete in one transaction (a merge does this last, so a killed
+    /// merge never leaves a split that claims to be whole).
+    func markComplete(_ splits: [(name: String, written: Int)]) throws {
+        let data = try splits.map { (Self.progressKey($0.name), try JSONEncoder().encode(SplitProgress(written: $0.written, complete: true))) }
+        try environment.writeGrowing { txn in
+            for (key, value) in data { try txn.put(key, value, in: meta) }
+        }
     }
 
     // MARK: Blobs

@@ -6,6 +6,7 @@ import Foundation
 public struct CacheReport: Codable, Sendable {
     public struct SplitReport: Codable, Sendable {
         public var name: String
+        /// Examples the split has (in a shard's cache: examples of its part).
         public var expected: Int
         public var written: Int
         public var complete: Bool
@@ -49,7 +50,9 @@ public struct CacheReport: Codable, Sendable {
         var values: [Float] = []
         for split in settings.splits {
             let progress = try cache.progress(of: split)
-            var report = SplitReport(name: split, expected: settings.splitCounts[split] ?? 0, written: progress.written,
+            // A shard expects its part of the split.
+            let expected = settings.shard.map { $0.range(of: split).count } ?? settings.splitCounts[split] ?? 0
+            var report = SplitReport(name: split, expected: expected, written: progress.written,
                                      complete: progress.complete, records: 0, digest: nil)
             var recordHashes: [UInt64] = []
             try cache.forEachRecord(split: split) { index, open, raw in

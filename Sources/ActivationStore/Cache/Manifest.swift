@@ -80,11 +80,14 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
     public var pooling: String?
     /// Names of the blobs stored in the meta database (key "blob:NAME").
     public var blobs: [String]?
+    /// Set only in a shard's cache (`sidecar extract --shard`): which part of each split it holds.
+    /// Absent, as in every cache before it, for a whole extraction, whose manifest is unchanged.
+    public var shard: ShardInfo?
 
     public init(backbone: BackboneIdentity, preprocessing: [String: String], datasetFiles: [DatasetFile], layers: [Int],
                 tokens: TokenPolicy, storage: StorageType, zstdLevel: Int, shuffle: Bool, labels: [String],
                 splits: [String], splitCounts: [String: Int], streams: [String]? = nil, maxTokens: Int? = nil,
-                pooling: String? = nil, blobs: [String]? = nil) {
+                pooling: String? = nil, blobs: [String]? = nil, shard: ShardInfo? = nil) {
         self.backbone = backbone
         self.preprocessing = preprocessing
         self.datasetFiles = datasetFiles
@@ -100,13 +103,15 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         self.maxTokens = maxTokens
         self.pooling = pooling
         self.blobs = blobs
+        self.shard = shard
     }
 
-    /// Human-readable differences from `other` ("layers: [0, 6] here, [0, 1, 2] in the cache").
-    public func differences(from other: ExtractionSettings) -> [String] {
+    /// Human-readable differences from `other` ("layers: [0, 6] requested, [0, 1, 2] in the cache");
+    /// `mine` and `theirs` say where each side comes from.
+    public func differences(from other: ExtractionSettings, mine: String = "requested", theirs: String = "in the cache") -> [String] {
         var out: [String] = []
         func compare<T: Equatable>(_ name: String, _ a: T, _ b: T) {
-            if a != b { out.append("\(name): \(a) requested, \(b) in the cache") }
+            if a != b { out.append("\(name): \(a) \(mine), \(b) \(theirs)") }
         }
         compare("backbone", backbone.name, other.backbone.name)
         compare("backbone config hash", backbone.configHash, other.backbone.configHash)
@@ -124,6 +129,7 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         compare("max tokens", maxTokens.map(String.init) ?? "unrecorded", other.maxTokens.map(String.init) ?? "unrecorded")
         compare("pooling", pooling ?? "unrecorded", other.pooling ?? "unrecorded")
         compare("blobs", blobs ?? [], other.blobs ?? [])
+        compare("shard", shard.map { "\($0)" } ?? "none (whole dataset)", other.shard.map { "\($0)" } ?? "none (whole dataset)")
         return out
     }
 }
@@ -143,7 +149,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 /// How far extraction of one split has come. Stored in the same transaction as the records it
 /// covers, so it never claims a record that is not there.
 public struct SplitProgress: Codable, Sendable, Equatable {
-    /// Examples 0..<written are stored.
+    /// Examples 0..<written are stored; in a shard's cache, the first `written` of its range.
     public var written: Int
     public var complete: Bool
 
