@@ -24,6 +24,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System libraries from Debian: libopenblas-dev, liblmdb-dev, libzstd-dev, libpng-dev,
@@ -51,13 +52,15 @@ let package = Package(
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
         .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
                 swiftSettings: numericCode),
+        // Sweeps: a TOML spec expanded into trials, grouped into shared passes, sharded for job arrays.
+        .target(name: "Sweep", dependencies: ["Training", "SideNetworks", "ActivationStore", .product(name: "TOMLKit", package: "TOMLKit")]),
 
         // The command-line tool and the benchmarks.
         .executableTarget(
             name: "sidecar",
             dependencies: [
                 "TensorCore", "Autodiff", "SafeTensors", "ActivationStore", "Datasets", "Encoders", "Extract",
-                "SideNetworks", "Training", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SideNetworks", "Training", "Sweep", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "Benchmarks",
@@ -76,6 +79,7 @@ let package = Package(
         .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore"]),
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
+        .testTarget(name: "SweepTests", dependencies: ["Sweep", "Training", "SideNetworks", "ActivationStore", "TensorCore", "sidecar"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders"]),
     ]
 )

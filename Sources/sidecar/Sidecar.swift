@@ -12,5 +12,5 @@ struct Sidecar: ParsableCommand {
             LMDB cache; stage two trains lightweight side networks on that cache with no backbone in memory.
             """,
         version: "0.1.0",
-        subcommands: [ExtractCommand.self, InspectCommand.self, FitCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
+        subcommands: [ExtractCommand.self, InspectCommand.self, FitCommand.self, SweepCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
 }
