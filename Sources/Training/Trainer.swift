@@ -254,7 +254,14 @@ public final class Trainer {
             samplePeakMemory()
             for (i, s) in states.enumerated() where !s.stopped {
                 let metrics = valMetrics?[ObjectIdentifier(s)]
-                let record = EpochRecord(epoch: epoch, trainLoss: s.lossSum / Double(max(s.lossCount, 1)),
+                // Parameters can overflow on a step whose own loss was still finite.
+                let trainLoss = s.lossSum / Double(max(s.lossCount, 1))
+                if let bad = [("train", trainLoss), ("val", metrics?.loss ?? 0)].first(where: { !$0.1.isFinite }) {
+                    s.failure = "diverged: \(bad.0) loss \(bad.1) at epoch \(epoch)"
+                    s.stopped = true
+                    continue
+                }
+                let record = EpochRecord(epoch: epoch, trainLoss: trainLoss,
                                          valLoss: metrics?.loss, valAccuracy: metrics?.accuracy,
                                          learningRate: s.schedule.rate(at: max(s.step - 1, 0)),
                                          examplesPerSecond: Double(train.count) / max(seconds, 1e-9), seconds: seconds)
@@ -292,6 +299,10 @@ public final class Trainer {
                 labels: description.labels, peakRSSBytes: peakResidentBytes(), peakAnonymousBytes: peakAnonymous, wallSeconds: wall,
                 cacheManifestHash: description.manifestHash, history: s.history)
             result.failure = s.failure
+            if s.failure == nil, let loss = [result.val?.loss, result.test?.loss].compactMap({ $0 }).first(where: { !$0.isFinite }) {
+                result.failure = "diverged: evaluation loss \(loss) with the best parameters"
+            }
+            if result.failure != nil { (result.val, result.test) = (nil, nil) }
             return result
         }
     }

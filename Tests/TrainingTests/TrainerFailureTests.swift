@@ -32,6 +32,18 @@ import Training
         #expect(alone.history.map(\.trainLoss) == together[1].history.map(\.trainLoss))
     }
 
+    @Test func parametersThatOverflowAfterTheLastStepAreCaughtByTheValidationLoss() throws {
+        // Two steps: the second step's loss is still finite (huge logits), its update is not.
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("overflow"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var o = options()
+        o.epochs = 1
+        o.batchSize = 60
+        let results = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear", learningRate: 1e30)], options: o).run()
+        #expect(results[0].failure?.hasPrefix("diverged: ") == true, "\(results[0].failure ?? "no failure")")
+        #expect(results[0].val == nil && results[0].test == nil)
+    }
+
     @Test func aStopRequestEndsTheRunAfterTheCurrentBatch() throws {
         let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("stop"))
         defer { try? FileManager.default.removeItem(atPath: path) }
