@@ -103,11 +103,16 @@ public struct SweepRunner {
                 continue
             }
             var options1 = options
-            for ((p, result), head) in zip(zip(members, results), trainer.heads) {
+            for ((p, fit), head) in zip(zip(members, results), trainer.heads) {
                 options1.learningRate = Float(p.trial.training.lr)
+                var result = fit
                 if result.failure == nil {
-                    try FitOutput.write(result, head: head, options: options1, cachePath: cachePath,
-                                        to: Self.trialFolder(resultsFolder, p.trial.id))
+                    do {
+                        try FitOutput.write(result, head: head, options: options1, cachePath: cachePath,
+                                            to: Self.trialFolder(resultsFolder, p.trial.id))
+                    } catch {
+                        result.failure = "writing the head folder failed: \(error)"
+                    }
                 }
                 let record = TrialRecord(trial: p.trial, result: result, shard: shard, group: group.id)
                 try writer.append(record)

@@ -232,7 +232,10 @@ struct SweepCommand: ParsableCommand {
             p.waitUntilExit()
             if p.terminationStatus != 0 { failures.append("worker \(p.processIdentifier) exited with \(p.terminationStatus)") }
         }
-        if stop.isSet { throw SweepInterrupted(finished: 0) }
+        if stop.isSet {
+            let done = (try? FinishedTrials.read(folder: results))?.ok ?? []
+            throw SweepInterrupted(finished: pending.flatMap(\.members).filter { done.contains($0.trial.id) }.count)
+        }
         if !failures.isEmpty { throw ValidationError(failures.joined(separator: "; ")) }
     }
 

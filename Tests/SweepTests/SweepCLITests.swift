@@ -82,6 +82,54 @@ func writeSpec(_ text: String) throws -> String {
         #expect(try resultLines(results).count == 12)
     }
 
+    @Test func shardedRunsOpenTheCacheWithoutALockFile() throws {
+        let cache = try SyntheticCache.make(at: SyntheticCache.temporaryPath("nolock"), counts: ["train": 32, "val": 8])
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        let lock = cache + "/lock.mdb"
+        try? FileManager.default.removeItem(atPath: lock)
+        let spec = try writeSpec("[base.training]\nepochs = 1\n[[grid]]\nhead = \"linear\"\n[grid.training]\nseed = [0, 1, 2]\n")
+        let results = temporaryFolder("nolock")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLURM_ARRAY_TASK_ID"] = "1"
+        environment["SLURM_ARRAY_TASK_COUNT"] = "2"
+        let sharded = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results], environment: environment)
+        #expect(sharded.status == 0, "\(sharded.err)")
+        #expect(sharded.out.contains("shard 1/2"), "\(sharded.out)")
+        #expect(FileManager.default.fileExists(atPath: results + "/trials-1-of-2.jsonl"))
+        #expect(!FileManager.default.fileExists(atPath: lock), "a sharded run created the lock file")
+        // An unsharded run uses LMDB's lock file as usual, unless told not to.
+        _ = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--no-lock", "--dry-run"])
+        #expect(!FileManager.default.fileExists(atPath: lock))
+        _ = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--dry-run"])
+        #expect(FileManager.default.fileExists(atPath: lock))
+    }
+
+    @Test func failedTrialsAreRetriedOnARerunUnlessToldNotTo() throws {
+        let cache = try sharedCache.get()
+        let spec = try writeSpec("""
+            [base.training]
+            epochs = 1
+            optimizer = "sgd"
+            clip_norm = 0
+            [[grid]]
+            head = "linear"
+            [grid.training]
+            lr = [0.01, 1e30]
+            """)
+        let results = temporaryFolder("retry")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let first = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(first.status == 0, "\(first.err)")
+        #expect(first.out.contains("done: 1 ok, 1 failed") && first.out.contains("diverged"), "\(first.out)")
+        let skipped = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--no-retry-failed"])
+        #expect(skipped.status == 0 && skipped.out.contains("nothing to do"), "\(skipped.out)")
+        let retried = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(retried.out.contains("to run: 1 trial(s) in 1 pass(es), 1 retried after failing"), "\(retried.out)")
+        let lines = try resultLines(results)
+        #expect(lines.count == 3 && lines.filter { $0["status"] as? String == "failed" }.count == 2)
+    }
+
     @Test func emittedSlurmScriptAndKubernetesJobAreFilledIn() throws {
         let spec = try writeSpec(Self.spec)
         let folder = temporaryFolder("emit")
