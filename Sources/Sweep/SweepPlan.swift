@@ -189,22 +189,26 @@ public struct SweepPlan: Sendable {
     }
 }
 
-/// The plan's time estimate: decoding each example's stored bytes once per pass and epoch, plus
-/// forward and backward through each head (6 × parameters × tokens floating-point operations per
-/// example). The rates are fixed assumptions for one core, not a measurement of this machine.
+/// The plan's time estimate: decoding each example's stored bytes once per pass and epoch, plus for
+/// each head a fixed cost per example (pooling, the tape) and 6 floating-point operations per
+/// parameter per training example, evaluation at a third of that. The rates were measured once on
+/// a 2-core x86 machine (linear probes and MLPs on the MiniLM debian-sections cache); they are
+/// assumptions here, not a measurement of this machine.
 struct CostModel: Sendable {
     var examples: Int
     var trainExamples: Int
     var tokens: Int
     var bytesPerExample: Double
     static let decodeBytesPerSecond = 400e6
-    static let flopsPerSecond = 4e9
+    static let secondsPerHeadExample = 2e-5
+    static let flopsPerSecond = 25e9
 
     func seconds(_ members: [PlannedTrial]) -> Double {
         let epochs = Double(members[0].trial.training.epochs)
         let decode = bytesPerExample * Double(examples) * epochs / Self.decodeBytesPerSecond
+        let seen = (Double(trainExamples) + Double(examples - trainExamples) / 3) * epochs
         let compute = members.reduce(0.0) { sum, p in
-            sum + 6 * Double(p.parameters ?? 0) * Double(tokens) * Double(trainExamples) * epochs / Self.flopsPerSecond
+            sum + seen * (Self.secondsPerHeadExample + 6 * Double(p.parameters ?? 0) / Self.flopsPerSecond)
         }
         return decode + compute
     }

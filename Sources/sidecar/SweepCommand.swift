@@ -23,7 +23,7 @@ struct SweepCommand: ParsableCommand {
             Trials with the same training options (all but lr) train in one pass, up to --memory-budget and \
             --max-heads. Each finished trial appends one JSON line to RESULTS/trials-<i>-of-<N>.jsonl and keeps \
             its head in RESULTS/trials/<id>/. A rerun skips trials with an ok line and retries failed ones \
-            (--no-retry-failed skips those too). Ctrl-C stops after the current batch; rerun to resume. A \
+            (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130); rerun to resume. A \
             trial that diverges (loss NaN) or that the cache cannot build is recorded as failed and the sweep \
             goes on; the exit status is 0 when every trial of the shard has a line.
 
@@ -162,7 +162,7 @@ struct SweepCommand: ParsableCommand {
         let parallel = max(1, min(jobs, pending.count))
         let serial = pending.reduce(0.0) { $0 + $1.estimatedSeconds }
         let longest = pending.map(\.estimatedSeconds).max() ?? 0
-        out(String(format: "estimated time: about %@ (a rough estimate from the cache's size and the heads' parameter counts, not a measurement)",
+        out(String(format: "estimated time: about %@ (a rough estimate from the cache's size and the heads' sizes at fixed assumed rates, not a measurement)",
                    Self.duration(max(serial / Double(parallel), longest))))
         if dryRun {
             for g in pending {
