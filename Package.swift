@@ -24,6 +24,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System libraries from Debian: libopenblas-dev, liblmdb-dev, libzstd-dev, libpng-dev,
@@ -51,8 +52,9 @@ let package = Package(
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
         .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
                 swiftSettings: numericCode),
-        // Sweeps over heads and hyperparameters, their results files and the report.
-        .target(name: "Sweep", dependencies: ["Training"]),
+        // Sweeps: a TOML spec expanded into trials, grouped into shared passes, sharded for job arrays;
+        // their results files and the report (HTML + inline SVG).
+        .target(name: "Sweep", dependencies: ["Training", "SideNetworks", "ActivationStore", .product(name: "TOMLKit", package: "TOMLKit")]),
 
         // Inference on raw inputs: the one place where the encoders and the heads meet.
         .target(name: "Predict", dependencies: ["Extract", "Training", "SideNetworks", "ActivationStore", "Datasets", "Autodiff", "TensorCore"],
@@ -83,6 +85,6 @@ let package = Package(
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG"]),
-        .testTarget(name: "SweepTests", dependencies: ["Sweep", "Datasets", "sidecar"]),
+        .testTarget(name: "SweepTests", dependencies: ["Sweep", "Training", "SideNetworks", "ActivationStore", "TensorCore", "Datasets", "sidecar"]),
     ]
 )

@@ -2,7 +2,8 @@
 // Suites: `core` — matrix-product GFLOP/s at the backbone's shapes against the CPU's peak, and the
 // autodiff tape's overhead per training step; `extract` — stage one's tokens/s against PyTorch and
 // the cache's size per storage type (ExtractSuite.swift); `fit` — stage two's accuracy, time and
-// memory per head next to the anchors and PyTorch (FitSuite.swift).
+// memory per head next to the anchors and PyTorch (FitSuite.swift); `sweep` — trials per hour of a
+// 48-trial grid as one `sidecar sweep` against one `sidecar fit` per trial (SweepSuite.swift).
 import Autodiff
 import Foundation
 import TensorCore
@@ -154,7 +155,14 @@ case "fit":
         FileHandle.standardError.write(Data("sidecar-bench fit: \(error)\n".utf8))
         exit(1)
     }
+case "sweep":
+    do {
+        try benchmarkSweep(arguments: Array(CommandLine.arguments.dropFirst(2)))
+    } catch {
+        FileHandle.standardError.write(Data("sidecar-bench sweep: \(error)\n".utf8))
+        exit(1)
+    }
 default:
-    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--dataset DIR] [--compare F32CACHE INT8CACHE]\n".utf8))
+    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--dataset DIR] [--compare F32CACHE INT8CACHE] | sweep [CACHE] [--epochs N] [--trials N] [--jobs N]\n".utf8))
     exit(2)
 }

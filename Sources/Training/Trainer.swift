@@ -17,10 +17,14 @@ import TensorCore
 public struct HeadRequest: Codable, Sendable, Equatable {
     public var head: String
     public var settings: [String: String]
+    /// This head's peak learning rate, over TrainingOptions.learningRate (nil: that, or the head's
+    /// default), so that heads differing only in rate can share a pass.
+    public var learningRate: Float?
 
-    public init(head: String, settings: [String: String] = [:]) {
+    public init(head: String, settings: [String: String] = [:], learningRate: Float? = nil) {
         self.head = head
         self.settings = settings
+        self.learningRate = learningRate
     }
 }
 
@@ -61,9 +65,11 @@ public struct FitResult: Codable, Sendable {
     public var wallSeconds: Double
     public var cacheManifestHash: String
     public var history: [EpochRecord]
+    /// Why this head stopped without a usable result (its loss diverged); nil when it trained.
+    public var failure: String? = nil
 
     enum CodingKeys: String, CodingKey {
-        case head, hyperparameters, val, test, labels, history
+        case head, hyperparameters, val, test, labels, history, failure
         case learningRate = "lr", trainableParameters = "trainable_parameters", fractionOfBackbone = "fraction_of_backbone"
         case bestEpoch = "best_epoch", epochsRun = "epochs_run", peakRSSBytes = "peak_rss_bytes", peakAnonymousBytes = "peak_anonymous_bytes", wallSeconds = "wall_seconds"
         case cacheManifestHash = "cache_manifest_hash"
@@ -94,6 +100,8 @@ final class HeadState: @unchecked Sendable {
     var bestEpoch = 0
     var sinceBest = 0
     var stopped = false
+    /// Set when the loss stops being finite; the head then stops while the others go on.
+    var failure: String? = nil
     var history: [EpochRecord] = []
 
     init(request: HeadRequest, hyperparameters: Hyperparameters, head: any Head, optimizer: any Optimizer,
@@ -106,10 +114,17 @@ final class HeadState: @unchecked Sendable {
         tape = Tape(training: true, rng: SeededGenerator(seed: seed).derived(1))
     }
 
-    func trainStep(_ batch: Batch, options: TrainingOptions) {
+    func trainStep(_ batch: Batch, options: TrainingOptions, epoch: Int) {
+        guard failure == nil else { return }
         tape.reset()
         tape.isTraining = true
         let loss = head.logits(batch, on: tape).crossEntropy(labels: batch.labels, smoothing: options.labelSmoothing)
+        let value = loss.value.scalar
+        guard value.isFinite else {
+            failure = "diverged: train loss \(value) at epoch \(epoch)"
+            stopped = true
+            return
+        }
         head.parameters.zeroGradients()
         tape.backward(from: loss)
         if options.clipNorm > 0 { _ = head.parameters.clipGradientNorm(options.clipNorm) }
@@ -136,6 +151,9 @@ public final class Trainer {
     let val: CacheDataset?
     let test: CacheDataset?
     var peakAnonymous: Int? = nil
+    /// Polled after every batch; when it returns true, `run` throws `TrainingCancelled` (nothing
+    /// is returned for any head).
+    public var shouldStop: (@Sendable () -> Bool)? = nil
 
     /// Builds every head and opens the splits; throws on a bad head, key, value or cache before
     /// any training.
@@ -155,7 +173,7 @@ public final class Trainer {
             let kind = try HeadRegistry.kind(named: request.head)
             let h = try Hyperparameters(head: request.head, schema: kind.schema, settings: request.settings)
             let head = try kind.make(h, context: description.context, seed: options.seed)
-            let rate = options.learningRate ?? kind.defaultLearningRate
+            let rate = request.learningRate ?? options.learningRate ?? kind.defaultLearningRate
             states.append(HeadState(request: request, hyperparameters: h, head: head, optimizer: Self.optimizer(options),
                                     schedule: LearningRateSchedule(peak: rate, warmupSteps: 0, totalSteps: 1), seed: options.seed))
         }
@@ -225,17 +243,25 @@ public final class Trainer {
             var done = 0
             let opts = options
             while let batch = try prefetcher.next() {
-                forEachState(active) { $0.trainStep(batch, options: opts) }
+                forEachState(active) { $0.trainStep(batch, options: opts, epoch: epoch) }
+                if shouldStop?() == true { throw TrainingCancelled() }
                 done += 1
                 if done % 8 == 1 { samplePeakMemory() }
                 events(.batch(epoch: epoch, done: done, of: stepsPerEpoch))
             }
             let seconds = Date().timeIntervalSince(epochStart)
-            let valMetrics = try val.map { try evaluate($0, active) }
+            let valMetrics = try val.map { try evaluate($0, active.filter { $0.failure == nil }) }
             samplePeakMemory()
             for (i, s) in states.enumerated() where !s.stopped {
                 let metrics = valMetrics?[ObjectIdentifier(s)]
-                let record = EpochRecord(epoch: epoch, trainLoss: s.lossSum / Double(max(s.lossCount, 1)),
+                // Parameters can overflow on a step whose own loss was still finite.
+                let trainLoss = s.lossSum / Double(max(s.lossCount, 1))
+                if let bad = [("train", trainLoss), ("val", metrics?.loss ?? 0)].first(where: { !$0.1.isFinite }) {
+                    s.failure = "diverged: \(bad.0) loss \(bad.1) at epoch \(epoch)"
+                    s.stopped = true
+                    continue
+                }
+                let record = EpochRecord(epoch: epoch, trainLoss: trainLoss,
                                          valLoss: metrics?.loss, valAccuracy: metrics?.accuracy,
                                          learningRate: s.schedule.rate(at: max(s.step - 1, 0)),
                                          examplesPerSecond: Double(train.count) / max(seconds, 1e-9), seconds: seconds)
@@ -257,13 +283,14 @@ public final class Trainer {
             }
         }
         for s in states { if let best = s.best { s.head.parameters.values = best } }
-        let valFinal = try val.map { try evaluate($0, states) }
-        let testFinal = try test.map { try evaluate($0, states) }
+        let trained = states.filter { $0.failure == nil }
+        let valFinal = try val.map { try evaluate($0, trained) }
+        let testFinal = try test.map { try evaluate($0, trained) }
         let wall = Date().timeIntervalSince(start)
         let weights = cache.manifest.settings.backbone.weightsBytes
         return states.map { s in
-            let rate = options.learningRate ?? s.schedule.peak
-            return FitResult(
+            let rate = s.request.learningRate ?? options.learningRate ?? s.schedule.peak
+            var result = FitResult(
                 head: s.request.head, hyperparameters: s.hyperparameters, learningRate: rate,
                 trainableParameters: s.head.parameters.count,
                 fractionOfBackbone: weights > 0 ? Double(s.head.parameters.count) / (Double(weights) / 4) : nil,
@@ -271,6 +298,12 @@ public final class Trainer {
                 val: valFinal?[ObjectIdentifier(s)], test: testFinal?[ObjectIdentifier(s)],
                 labels: description.labels, peakRSSBytes: peakResidentBytes(), peakAnonymousBytes: peakAnonymous, wallSeconds: wall,
                 cacheManifestHash: description.manifestHash, history: s.history)
+            result.failure = s.failure
+            if s.failure == nil, let loss = [result.val?.loss, result.test?.loss].compactMap({ $0 }).first(where: { !$0.isFinite }) {
+                result.failure = "diverged: evaluation loss \(loss) with the best parameters"
+            }
+            if result.failure != nil { (result.val, result.test) = (nil, nil) }
+            return result
         }
     }
 
@@ -281,6 +314,7 @@ public final class Trainer {
         let collected = states.map { _ in Collected() }
         var labels: [Int] = []
         while let batch = try prefetcher.next() {
+            if shouldStop?() == true { throw TrainingCancelled() }
             labels += batch.labels
             let pairs = Array(zip(states, collected))
             forEachState(states) { s in
@@ -298,6 +332,11 @@ public final class Trainer {
     }
 }
 
+/// Thrown by `Trainer.run` when `shouldStop` asked it to stop.
+public struct TrainingCancelled: Error, CustomStringConvertible {
+    public var description: String { "training was stopped before it finished" }
+}
+
 /// Predictions and summed loss of one head over a split.
 private final class Collected: @unchecked Sendable {
     var predictions: [Int] = []
@@ -308,7 +347,8 @@ private final class Collected: @unchecked Sendable {
         for (b, label) in labels.enumerated() {
             let row = logits.scalars[(b * classes)..<((b + 1) * classes)]
             let top = row.max()!
-            predictions.append(row.firstIndex(of: top)! - b * classes)
+            // A NaN logit compares unequal to everything; count such a row as class 0, not a crash.
+            predictions.append((row.firstIndex(of: top) ?? b * classes) - b * classes)
             let logSum = Double(top) + log(row.reduce(0.0) { $0 + exp(Double($1 - top)) })
             lossSum += logSum - Double(row[b * classes + label])
         }

@@ -13,5 +13,5 @@ struct Sidecar: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [ExtractCommand.self, MergeCommand.self, InspectCommand.self, FitCommand.self, EvalCommand.self, PredictCommand.self,
-                      ExportCommand.self, ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
+                      ExportCommand.self, SweepCommand.self, ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
 }

@@ -3,7 +3,7 @@ import Foundation
 import XCTest
 @testable import Sweep
 
-func records(_ objects: [[String: Any]]) throws -> [TrialRecord] {
+func records(_ objects: [[String: Any]]) throws -> [ReportedTrial] {
     let text = objects.map(resultLine).joined(separator: "\n") + "\n"
     return try ResultsReader.parse(Data(text.utf8), name: "fixture").records
 }

@@ -3,27 +3,6 @@ import Foundation
 import XCTest
 @testable import Sweep
 
-/// Runs the built `sidecar` (next to the test bundle) and returns status, stdout and stderr.
-func runSidecar(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-    let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    let process = Process()
-    process.executableURL = me.deletingLastPathComponent().appendingPathComponent("sidecar")
-    process.arguments = arguments
-    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("report-cli-\(UUID().uuidString)")
-    _ = FileManager.default.createFile(atPath: scratch.path + ".out", contents: nil)
-    _ = FileManager.default.createFile(atPath: scratch.path + ".err", contents: nil)
-    defer {
-        try? FileManager.default.removeItem(atPath: scratch.path + ".out")
-        try? FileManager.default.removeItem(atPath: scratch.path + ".err")
-    }
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path + ".out"))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path + ".err"))
-    try process.run()
-    process.waitUntilExit()
-    return (process.terminationStatus, try String(contentsOfFile: scratch.path + ".out", encoding: .utf8),
-            try String(contentsOfFile: scratch.path + ".err", encoding: .utf8))
-}
-
 final class ReportCLITests: XCTestCase {
     func testReportPrintsTheTableAndWritesThePage() throws {
         let folder = try temporaryFolder("cli")

@@ -120,7 +120,7 @@ public struct HTMLReport: Sendable {
     func costSection() -> String {
         let board = leaderboard
         let metric = board.metric
-        func tooltip(_ t: TrialRecord) -> String {
+        func tooltip(_ t: ReportedTrial) -> String {
             var parts = [t.trial, t.head, "\(metric.rawValue) " + (t.value(of: metric).map { String(format: "%.4f", $0) } ?? "—")]
             if let p = t.trainableParameters { parts.append("\(p) params") }
             if let f = t.fitSeconds { parts.append(String(format: "%.1f s", f)) }
@@ -128,7 +128,7 @@ public struct HTMLReport: Sendable {
             if !hyper.isEmpty { parts.append(hyper) }
             return parts.joined(separator: " · ")
         }
-        func chart(title: String, cost: (TrialRecord) -> Double?, front: Set<String>, xLabel: String, log: Bool?, format: @escaping (Double) -> String) -> String {
+        func chart(title: String, cost: (ReportedTrial) -> Double?, front: Set<String>, xLabel: String, log: Bool?, format: @escaping (Double) -> String) -> String {
             let plotted = board.ranked.filter { t in cost(t).map { $0 > 0 || log == false } == true && t.value(of: metric) != nil }
             let left = board.ranked.count - plotted.count
             var s = "<figure><figcaption>\(escapeHTML(title))</figcaption>"
@@ -185,7 +185,7 @@ public struct HTMLReport: Sendable {
             s += "</li>"
         }
         s += "</ol>\n<div class=\"pair\">\n"
-        func chart(title: String, yLabel: String, value: (TrialRecord.Epoch) -> Double?) -> String {
+        func chart(title: String, yLabel: String, value: (ReportedTrial.Epoch) -> Double?) -> String {
             let series = best.map { t in
                 LineSeries(points: t.history.compactMap { e in value(e).flatMap { $0.isFinite ? (x: Double(e.epoch), y: $0) : nil } },
                            color: seriesColor[t.trial]!, label: "#\(rankOf[t.trial]!) \(t.trial) \(t.head)")
@@ -215,7 +215,7 @@ public struct HTMLReport: Sendable {
         s += "<th class=\"num\">Val acc</th><th class=\"num\">Test acc</th><th class=\"num\">Macro F1</th><th class=\"num\">Params</th>"
         s += "<th class=\"num\">Fit s</th><th class=\"num\">Peak RSS</th><th class=\"num\">Epochs</th><th>Front</th><th>Status</th></tr></thead>\n<tbody>\n"
         func accuracy(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "—" }
-        func cells(_ t: TrialRecord, rank: String) -> String {
+        func cells(_ t: ReportedTrial, rank: String) -> String {
             var r = "<tr class=\"\(t.status.rawValue)\" data-trial=\"\(escapeHTML(t.trial))\"><td class=\"num\">\(rank)</td>"
             r += "<td><code>\(escapeHTML(t.trial))</code></td><td class=\"nowrap\">\(swatch(t.head))\(escapeHTML(t.head))</td>"
             r += "<td class=\"hp\" title=\"\(escapeHTML(Leaderboard.allSettings(of: t)))\">\(escapeHTML(board.keyHyperparameters(of: t)))</td>"

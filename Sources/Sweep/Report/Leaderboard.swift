@@ -36,15 +36,15 @@ public struct VaryingKey: Sendable, Hashable {
 public struct Leaderboard: Sendable {
     public let metric: RankingMetric
     /// Trials with status ok, best first.
-    public let ranked: [TrialRecord]
+    public let ranked: [ReportedTrial]
     /// Failed trials, by head then id.
-    public let failed: [TrialRecord]
+    public let failed: [ReportedTrial]
     public let varyingKeys: [VaryingKey]
     /// Ids on the accuracy-vs-parameters and accuracy-vs-seconds fronts.
     public let parametersFront: Set<String>
     public let secondsFront: Set<String>
 
-    public init(trials: [TrialRecord], metric: RankingMetric) {
+    public init(trials: [ReportedTrial], metric: RankingMetric) {
         self.metric = metric
         func descending(_ a: Double?, _ b: Double?) -> Bool? {
             switch (a, b) {
@@ -68,17 +68,17 @@ public struct Leaderboard: Sendable {
     }
 
     /// Every trial: ranked ones first, then failed ones.
-    public var all: [TrialRecord] { ranked + failed }
+    public var all: [ReportedTrial] { ranked + failed }
 
-    static func front(_ trials: [TrialRecord], metric: RankingMetric, cost: (TrialRecord) -> Double?) -> Set<String> {
+    static func front(_ trials: [ReportedTrial], metric: RankingMetric, cost: (ReportedTrial) -> Double?) -> Set<String> {
         let plotted = trials.compactMap { t in cost(t).flatMap { c in t.value(of: metric).map { (t.trial, c, $0) } } }
         return Set(ParetoFront.indices(of: plotted.map { (cost: $0.1, value: $0.2) }).map { plotted[$0].0 })
     }
 
     /// Keys whose values differ among the trials that have them; a key only some heads have but
     /// that is constant where present says nothing the head column does not.
-    static func varyingKeys(in trials: [TrialRecord]) -> [VaryingKey] {
-        func varying(_ section: VaryingKey.Section, _ values: (TrialRecord) -> [String: JSONValue]) -> [VaryingKey] {
+    static func varyingKeys(in trials: [ReportedTrial]) -> [VaryingKey] {
+        func varying(_ section: VaryingKey.Section, _ values: (ReportedTrial) -> [String: JSONValue]) -> [VaryingKey] {
             var seen: [String: [JSONValue]] = [:]
             for trial in trials {
                 for (key, value) in values(trial) where !(seen[key]?.contains(value) ?? false) { seen[key, default: []].append(value) }
@@ -89,7 +89,7 @@ public struct Leaderboard: Sendable {
     }
 
     /// `key=value` for each varying key the trial has.
-    public func keyHyperparameters(of trial: TrialRecord) -> String {
+    public func keyHyperparameters(of trial: ReportedTrial) -> String {
         varyingKeys.compactMap { key in
             let values = key.section == .hyperparameters ? trial.hyperparameters : trial.training
             return values[key.name].map { "\(key.name)=\($0.display)" }
@@ -97,7 +97,7 @@ public struct Leaderboard: Sendable {
     }
 
     /// Every hyperparameter and training option of a trial, for tooltips.
-    public static func allSettings(of trial: TrialRecord) -> String {
+    public static func allSettings(of trial: ReportedTrial) -> String {
         let hyper = trial.hyperparameters.keys.sorted().map { "\($0)=\(trial.hyperparameters[$0]!.display)" }
         let training = trial.training.keys.sorted().map { "\($0)=\(trial.training[$0]!.display)" }
         return (hyper + training).joined(separator: " ")

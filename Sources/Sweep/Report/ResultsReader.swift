@@ -43,7 +43,7 @@ public enum ReportError: Error, CustomStringConvertible, LocalizedError {
 /// The merged trials of a results folder.
 public struct ResultsSet: Sendable {
     /// One record per trial id, in the order ids first appeared.
-    public var trials: [TrialRecord]
+    public var trials: [ReportedTrial]
     /// The results files read, in reading order.
     public var files: [String]
     /// Lines that held a record (before merging).
@@ -75,7 +75,7 @@ public enum ResultsReader {
             }
         guard !files.isEmpty else { throw .noResultsFiles(folder) }
 
-        var records: [TrialRecord] = []
+        var records: [ReportedTrial] = []
         var warnings: [String] = []
         for file in files {
             guard let data = FileManager.default.contents(atPath: file) else { throw .unreadable(file, "permission denied or not a regular file") }
@@ -90,9 +90,9 @@ public enum ResultsReader {
     }
 
     /// Parses one results file's bytes; `name` goes into messages.
-    public static func parse(_ data: Data, name: String) throws(ReportError) -> (records: [TrialRecord], warnings: [String]) {
+    public static func parse(_ data: Data, name: String) throws(ReportError) -> (records: [ReportedTrial], warnings: [String]) {
         let bytes = [UInt8](data)
-        var records: [TrialRecord] = []
+        var records: [ReportedTrial] = []
         var warnings: [String] = []
         var start = 0
         var lineNumber = 0
@@ -107,7 +107,7 @@ public enum ResultsReader {
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             do {
                 let lineData = Data(line)
-                var record = try decoder.decode(TrialRecord.self, from: lineData)
+                var record = try decoder.decode(ReportedTrial.self, from: lineData)
                 record.raw = try decoder.decode(JSONValue.self, from: lineData)
                 record.source = "\(name):\(lineNumber)"
                 records.append(record)
@@ -125,8 +125,8 @@ public enum ResultsReader {
 
     /// One record per trial id: a record with status "ok" wins over "failed"; among equals the
     /// later one wins. Keeps the order in which ids first appeared.
-    public static func merge(_ records: [TrialRecord]) -> [TrialRecord] {
-        var merged: [TrialRecord] = []
+    public static func merge(_ records: [ReportedTrial]) -> [ReportedTrial] {
+        var merged: [ReportedTrial] = []
         var index: [String: Int] = [:]
         for record in records {
             if let i = index[record.trial] {

@@ -62,23 +62,11 @@ func shortNumber(_ value: Double) -> String {
 }
 
 /// One trial's result: what ran, how it scored, what it cost.
-public struct TrialRecord: Sendable, Decodable {
+public struct ReportedTrial: Sendable, Decodable {
     public enum Status: String, Sendable, Codable { case ok, failed }
 
-    public struct Metrics: Sendable, Decodable {
-        public var valAccuracy: Double?
-        public var valLoss: Double?
-        public var testAccuracy: Double?
-        public var testMacroF1: Double?
-        public var testLoss: Double?
-        public var bestEpoch: Int?
-        public var epochsRun: Int?
-
-        enum CodingKeys: String, CodingKey {
-            case valAccuracy = "val_accuracy", valLoss = "val_loss", testAccuracy = "test_accuracy"
-            case testMacroF1 = "test_macro_f1", testLoss = "test_loss", bestEpoch = "best_epoch", epochsRun = "epochs_run"
-        }
-    }
+    /// The same metrics block the sweep writes.
+    public typealias Metrics = TrialRecord.Metrics
 
     /// One epoch of `history`; fields are optional because a diverged epoch has no finite loss.
     public struct Epoch: Sendable, Decodable {

@@ -1,0 +1,97 @@
+// Job files for existing engines: a Slurm job array or a Kubernetes Indexed Job, each task running
+// one shard of the sweep. Nothing coordinates the tasks; each reads the same spec and cache, takes
+// its shard from the engine's environment and appends to its own results file.
+import Foundation
+
+public struct JobSettings: Sendable {
+    /// The sidecar binary as the job's nodes see it.
+    public var binary: String
+    public var spec: String
+    public var cache: String
+    public var results: String
+    public var shards: Int
+    public var name: String
+    public var cpus: Int
+    /// Extra flags passed through to every shard (e.g. --memory-budget).
+    public var extraArguments: [String] = []
+    public var image = "REGISTRY/sidecar:latest"
+
+    public init(binary: String, spec: String, cache: String, results: String, shards: Int, name: String, cpus: Int) {
+        self.binary = binary
+        self.spec = spec
+        self.cache = cache
+        self.results = results
+        self.shards = shards
+        self.name = name
+        self.cpus = cpus
+    }
+}
+
+public enum JobScripts {
+    /// Single-quotes a word for bash.
+    static func quote(_ s: String) -> String {
+        s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-=:,+@%".contains($0) }) && !s.isEmpty
+            ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// A Slurm batch script: `sbatch` it; task i runs shard i/N (from SLURM_ARRAY_TASK_ID).
+    public static func slurm(_ j: JobSettings) -> String {
+        let words = [j.binary, "sweep", "--spec", j.spec, "--cache", j.cache, "--results", j.results] + j.extraArguments
+        return """
+            #!/bin/bash
+            # Sidecar sweep \(j.name): \(j.shards) shard(s) as a Slurm job array. Submit with `sbatch FILE`.
+            # Array task i runs shard i/\(j.shards) (from SLURM_ARRAY_TASK_ID), opens the cache read-only
+            # without a lock file and appends to \(j.results)/trials-<i>-of-\(j.shards).jsonl.
+            # Resubmitting the same script resumes: finished trials are skipped.
+            #SBATCH --job-name=\(j.name)
+            #SBATCH --array=0-\(j.shards - 1)
+            #SBATCH --cpus-per-task=\(j.cpus)
+            #SBATCH --ntasks=1
+            #SBATCH --output=\(j.results)/slurm-%A_%a.out
+            set -euo pipefail
+            mkdir -p \(quote(j.results))
+            export OPENBLAS_NUM_THREADS=1
+            exec \(words.map(quote).joined(separator: " ")) --no-lock --shard "${SLURM_ARRAY_TASK_ID}/\(j.shards)"
+
+            """
+    }
+
+    /// A Kubernetes Indexed Job: pod i runs shard i/N (from JOB_COMPLETION_INDEX). The cache and
+    /// results paths must be mounted in the pods at the same paths (a read-only volume for the cache).
+    public static func kubernetes(_ j: JobSettings) -> String {
+        let command = ["sidecar", "sweep", "--spec", j.spec, "--cache", j.cache, "--results", j.results] + j.extraArguments
+            + ["--no-lock", "--shard-count", String(j.shards)]
+        func yamlString(_ s: String) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        let name = j.name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()
+        return """
+            # Sidecar sweep \(j.name): \(j.shards) shard(s) as a Kubernetes Indexed Job. Apply with `kubectl apply -f FILE`.
+            # Pod i reads JOB_COMPLETION_INDEX and runs shard i/\(j.shards). Mount the cache (read-only), the spec and
+            # the results folder at the paths in the command; set the image to one with sidecar on its PATH.
+            apiVersion: batch/v1
+            kind: Job
+            metadata:
+              name: \(name)
+            spec:
+              completionMode: Indexed
+              completions: \(j.shards)
+              parallelism: \(j.shards)
+              backoffLimit: \(j.shards)
+              template:
+                spec:
+                  restartPolicy: Never
+                  containers:
+                    - name: sweep
+                      image: \(yamlString(j.image))
+                      command: [\(command.map(yamlString).joined(separator: ", "))]
+                      env:
+                        - name: OPENBLAS_NUM_THREADS
+                          value: "1"
+                      resources:
+                        requests:
+                          cpu: "\(j.cpus)"
+
+            """
+    }
+}

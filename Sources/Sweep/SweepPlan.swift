@@ -1,0 +1,188 @@
+// From trials to passes: trials with the same shared training options (everything but the learning
+// rate, which the trainer takes per head) train together in one pass, up to a memory budget and a
+// head count; groups are split into shards deterministically, from the spec and the cache alone, so
+// every shard of a job array computes the same partition without talking to the others.
+import ActivationStore
+import Foundation
+import SideNetworks
+import Training
+
+// Shards are ActivationStore's (`--shard i/N`, `auto`, `auto/N`), as for sharded extraction; a
+// sweep also takes its shard from a job array's environment without being asked, since a sweep
+// script is only ever submitted as an array for that.
+extension Shard {
+    public static let whole = try! Shard(index: 0, count: 1)
+
+    /// The shard a job-array engine assigned through the environment, or nil when none did:
+    /// Slurm's SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN) of SLURM_ARRAY_TASK_COUNT, or
+    /// Kubernetes' JOB_COMPLETION_INDEX of `count` (--shard-count, else SIDECAR_SHARD_COUNT).
+    public static func fromEnvironment(_ env: [String: String], count explicitCount: Int?) throws -> Shard? {
+        guard env["SLURM_ARRAY_TASK_ID"] != nil || env["JOB_COMPLETION_INDEX"] != nil else { return nil }
+        var count = explicitCount
+        if count == nil, let text = env["SIDECAR_SHARD_COUNT"] {
+            guard let n = Int(text), n >= 1 else { throw ShardError("SIDECAR_SHARD_COUNT=\(text): not a positive integer") }
+            count = n
+        }
+        if env["SLURM_ARRAY_TASK_ID"] == nil && count == nil {
+            throw ShardError("JOB_COMPLETION_INDEX is set but the shard count is not; give --shard-count or SIDECAR_SHARD_COUNT")
+        }
+        return try Shard.parse(count.map { "auto/\($0)" } ?? "auto", environment: env)
+    }
+
+    /// The results file this shard appends to.
+    public var fileName: String { "trials-\(index)-of-\(count).jsonl" }
+}
+
+/// One trial as planned against a cache.
+public struct PlannedTrial: Sendable {
+    public var trial: Trial
+    /// Trainable parameters of the built head (nil when it could not be built).
+    public var parameters: Int?
+    public var features: [String]
+    /// Bytes this head adds to a pass (weights, gradients, optimiser state, activations): an estimate.
+    public var memoryBytes: Int
+    /// Set when the head cannot be built on this cache (a config error found late): recorded as
+    /// failed when its shard runs, without training.
+    public var lateError: String?
+}
+
+/// Trials sharing one data pass.
+public struct TrialGroup: Sendable {
+    /// Six hex digits, from the member trial ids (stable across runs and resumes).
+    public var id: String
+    public var members: [PlannedTrial]
+    public var training: TrialTraining
+    public var estimatedSeconds: Double
+    public var memoryBytes: Int
+}
+
+public struct PlanLimits: Sendable {
+    public var memoryBudget: Int = 4 << 30
+    public var maxHeadsPerGroup: Int = 16
+    public init() {}
+}
+
+public struct SweepPlan: Sendable {
+    public var groups: [TrialGroup]
+    public var limits: PlanLimits
+
+    public var trialCount: Int { groups.reduce(0) { $0 + $1.members.count } }
+
+    /// Builds every head once on the cache (parameter counts, features, late errors) and groups them.
+    public static func make(trials: [Trial], cache: ActivationCache, limits: PlanLimits) throws -> SweepPlan {
+        let description = try cache.describe()
+        let s = cache.manifest.settings
+        let tokens = s.maxTokens ?? 128
+        let width = s.backbone.hiddenSize
+        var planned: [PlannedTrial] = []
+        for trial in trials {
+            do {
+                let head = try HeadRegistry.make(trial.head, settings: trial.settings, context: description.context, seed: UInt64(trial.training.seed))
+                let features = head.features.map(\.description)
+                // Weights, gradients and two AdamW moments; the tape keeps a few activations of the
+                // batch per feature read.
+                let memory = head.parameterCount * 4 * 4 + trial.training.batchSize * tokens * width * 4 * max(features.count, 1) * 6
+                planned.append(PlannedTrial(trial: trial, parameters: head.parameterCount, features: features, memoryBytes: memory))
+            } catch {
+                planned.append(PlannedTrial(trial: trial, parameters: nil, features: [], memoryBytes: 0, lateError: "\(error)"))
+            }
+        }
+        let examples = s.splits.reduce(0) { $0 + (s.splitCounts[$1] ?? 0) }
+        let cost = CostModel(examples: examples, trainExamples: s.splitCounts["train"] ?? 0, tokens: tokens,
+                             bytesPerExample: Double(cacheDataBytes(cache.path)) / Double(max(examples, 1)))
+        return SweepPlan(groups: group(planned, limits: limits, cost: cost), limits: limits)
+    }
+
+    static func group(_ planned: [PlannedTrial], limits: PlanLimits, cost: CostModel) -> [TrialGroup] {
+        // Key: every shared training option except lr.
+        func key(_ t: TrialTraining) -> TrialTraining { var k = t; k.lr = 0; return k }
+        var byKey: [TrialTraining: [PlannedTrial]] = [:]
+        var lateOnes: [PlannedTrial] = []
+        for p in planned {
+            if p.lateError != nil { lateOnes.append(p) } else { byKey[key(p.trial.training), default: []].append(p) }
+        }
+        var groups: [TrialGroup] = []
+        for (_, members) in byKey {
+            // Heads reading the same features side by side, so a chunk decodes little it does not need.
+            let sorted = members.sorted { ($0.features.joined(separator: " "), $0.trial.id) < ($1.features.joined(separator: " "), $1.trial.id) }
+            var chunk: [PlannedTrial] = []
+            var bytes = 0
+            func flush() {
+                guard !chunk.isEmpty else { return }
+                groups.append(makeGroup(chunk, cost: cost))
+                chunk = []
+                bytes = 0
+            }
+            for p in sorted {
+                if !chunk.isEmpty && (chunk.count >= limits.maxHeadsPerGroup || bytes + p.memoryBytes > limits.memoryBudget) { flush() }
+                chunk.append(p)
+                bytes += p.memoryBytes
+            }
+            flush()
+        }
+        groups += lateOnes.map { makeGroup([$0], cost: cost) }
+        return groups.sorted { $0.id < $1.id }
+    }
+
+    static func makeGroup(_ members: [PlannedTrial], cost: CostModel) -> TrialGroup {
+        let id = shortHash(Data(members.map(\.trial.id).sorted().joined(separator: ",").utf8), hexDigits: 6)
+        return TrialGroup(id: id, members: members, training: members[0].trial.training,
+                          estimatedSeconds: members[0].lateError != nil ? 0 : cost.seconds(members),
+                          memoryBytes: members.reduce(0) { $0 + $1.memoryBytes })
+    }
+
+    /// The groups of shard i of N: the longest groups first, each to the shard with the least
+    /// estimated work so far (ties to the lower index). Whole groups, so a pass is never split.
+    public func groups(of shard: Shard) -> [TrialGroup] {
+        guard shard.count > 1 else { return groups }
+        return Self.partition(groups, parts: shard.count)[shard.index]
+    }
+
+    /// Splits groups into `parts` lists of similar estimated work, deterministically.
+    public static func partition(_ groups: [TrialGroup], parts: Int) -> [[TrialGroup]] {
+        var out = [[TrialGroup]](repeating: [], count: parts)
+        // Integer milliseconds: the same sums, and so the same choices, on every machine.
+        var load = [Int](repeating: 0, count: parts)
+        let order = groups.sorted {
+            let a = Int($0.estimatedSeconds * 1000), b = Int($1.estimatedSeconds * 1000)
+            return a != b ? a > b : $0.id < $1.id
+        }
+        for g in order {
+            let target = load.indices.min { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }!
+            out[target].append(g)
+            load[target] += max(Int(g.estimatedSeconds * 1000), 1)
+        }
+        return out.map { $0.sorted { $0.id < $1.id } }
+    }
+}
+
+/// The plan's time estimate: decoding each example's stored bytes once per pass and epoch, plus for
+/// each head a fixed cost per example (pooling, the tape) and 6 floating-point operations per
+/// parameter per training example, evaluation at a third of that. The rates were measured once on
+/// a 2-core x86 machine (linear probes and MLPs on the MiniLM debian-sections cache); they are
+/// assumptions here, not a measurement of this machine.
+struct CostModel: Sendable {
+    var examples: Int
+    var trainExamples: Int
+    var tokens: Int
+    var bytesPerExample: Double
+    static let decodeBytesPerSecond = 400e6
+    static let secondsPerHeadExample = 2e-5
+    static let flopsPerSecond = 25e9
+
+    func seconds(_ members: [PlannedTrial]) -> Double {
+        let epochs = Double(members[0].trial.training.epochs)
+        let decode = bytesPerExample * Double(examples) * epochs / Self.decodeBytesPerSecond
+        let seen = (Double(trainExamples) + Double(examples - trainExamples) / 3) * epochs
+        let compute = members.reduce(0.0) { sum, p in
+            sum + seen * (Self.secondsPerHeadExample + 6 * Double(p.parameters ?? 0) / Self.flopsPerSecond)
+        }
+        return decode + compute
+    }
+}
+
+/// Bytes of the cache's LMDB data file (0 when unreadable).
+func cacheDataBytes(_ path: String) -> Int {
+    let attributes = try? FileManager.default.attributesOfItem(atPath: URL(fileURLWithPath: path).appendingPathComponent("data.mdb").path)
+    return (attributes?[.size] as? NSNumber)?.intValue ?? 0
+}

@@ -1,0 +1,185 @@
+// The results folder: one JSON-lines file per shard, one line per finished trial, appended with a
+// single write and fsynced, so a killed run leaves whole lines (and at most one torn last line,
+// which readers skip). The line format is the contract with `sidecar report`.
+import ActivationStore
+import Foundation
+import SideNetworks
+import Training
+
+/// One results line.
+public struct TrialRecord: Codable, Sendable {
+    public struct Metrics: Codable, Sendable {
+        public var valAccuracy: Double?
+        public var valLoss: Double?
+        public var testAccuracy: Double?
+        public var testMacroF1: Double?
+        public var testLoss: Double?
+        public var bestEpoch: Int?
+        public var epochsRun: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case valAccuracy = "val_accuracy", valLoss = "val_loss", testAccuracy = "test_accuracy", testMacroF1 = "test_macro_f1"
+            case testLoss = "test_loss", bestEpoch = "best_epoch", epochsRun = "epochs_run"
+        }
+    }
+
+    public struct Epoch: Codable, Sendable {
+        public var epoch: Int
+        public var trainLoss: Double?
+        public var valLoss: Double?
+        public var valAccuracy: Double?
+        public var lr: Double
+        public var examplesPerS: Double
+        public var seconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case epoch, lr, seconds
+            case trainLoss = "train_loss", valLoss = "val_loss", valAccuracy = "val_accuracy", examplesPerS = "examples_per_s"
+        }
+    }
+
+    public var trial: String
+    public var status: String
+    public var error: String?
+    public var head: String
+    public var hyperparameters: [String: HyperparameterValue]
+    public var training: TrialTraining
+    public var metrics: Metrics
+    public var trainableParameters: Int?
+    public var fractionOfBackbone: Double?
+    public var fitSeconds: Double
+    public var peakRSSBytes: Int
+    public var host: String
+    public var shard: String
+    public var group: String
+    public var finished: String
+    public var history: [Epoch]
+
+    enum CodingKeys: String, CodingKey {
+        case trial, status, error, head, hyperparameters, training, metrics, host, shard, group, finished, history
+        case trainableParameters = "trainable_parameters", fractionOfBackbone = "fraction_of_backbone", fitSeconds = "fit_seconds"
+        case peakRSSBytes = "peak_rss_bytes"
+    }
+
+    /// Every key of the contract is written; `fraction_of_backbone` and `trainable_parameters` as
+    /// null when unknown, `error` only on failures.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(trial, forKey: .trial)
+        try c.encode(status, forKey: .status)
+        try c.encodeIfPresent(error, forKey: .error)
+        try c.encode(head, forKey: .head)
+        try c.encode(hyperparameters, forKey: .hyperparameters)
+        try c.encode(training, forKey: .training)
+        try c.encode(metrics, forKey: .metrics)
+        try c.encode(trainableParameters, forKey: .trainableParameters)
+        try c.encode(fractionOfBackbone, forKey: .fractionOfBackbone)
+        try c.encode(fitSeconds, forKey: .fitSeconds)
+        try c.encode(peakRSSBytes, forKey: .peakRSSBytes)
+        try c.encode(host, forKey: .host)
+        try c.encode(shard, forKey: .shard)
+        try c.encode(group, forKey: .group)
+        try c.encode(finished, forKey: .finished)
+        try c.encode(history, forKey: .history)
+    }
+
+    /// The line for a trained (or diverged) head.
+    public init(trial: Trial, result: FitResult, shard: Shard, group: String) {
+        self.init(trial: trial, error: result.failure, shard: shard, group: group, fitSeconds: result.wallSeconds, peakRSS: result.peakRSSBytes)
+        let finite: (Double?) -> Double? = { $0.flatMap { $0.isFinite ? $0 : nil } }
+        metrics = Metrics(valAccuracy: finite(result.val?.accuracy), valLoss: finite(result.val?.loss), testAccuracy: finite(result.test?.accuracy),
+                          testMacroF1: finite(result.test?.macroF1), testLoss: finite(result.test?.loss),
+                          bestEpoch: result.failure == nil ? result.bestEpoch : nil, epochsRun: result.epochsRun)
+        trainableParameters = result.trainableParameters
+        fractionOfBackbone = finite(result.fractionOfBackbone)
+        history = result.history.map {
+            Epoch(epoch: $0.epoch, trainLoss: finite($0.trainLoss), valLoss: finite($0.valLoss), valAccuracy: finite($0.valAccuracy),
+                  lr: Double(String(describing: $0.learningRate)) ?? Double($0.learningRate), examplesPerS: finite($0.examplesPerSecond) ?? 0,
+                  seconds: $0.seconds)
+        }
+    }
+
+    /// A line with no training result (failed before or while its pass ran).
+    public init(trial: Trial, error: String?, shard: Shard, group: String, fitSeconds: Double, peakRSS: Int) {
+        self.trial = trial.id
+        status = error == nil ? "ok" : "failed"
+        self.error = error
+        head = trial.head
+        hyperparameters = trial.hyperparameters
+        training = trial.training
+        metrics = Metrics()
+        trainableParameters = nil
+        fractionOfBackbone = nil
+        self.fitSeconds = fitSeconds
+        peakRSSBytes = peakRSS
+        host = ProcessInfo.processInfo.hostName
+        self.shard = shard.description
+        self.group = group
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        finished = formatter.string(from: Date())
+        history = []
+    }
+
+    public func jsonLine() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+}
+
+/// Appends whole lines to one shard's file, each with one write(2) and an fsync.
+public final class ResultsWriter: @unchecked Sendable {
+    public let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+
+    public init(folder: String, shard: Shard) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        path = URL(fileURLWithPath: folder).appendingPathComponent(shard.fileName).path
+        // O_APPEND: parallel workers of one shard append to the same file, each line at the end.
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SweepError("\(path): cannot open for appending: \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(fd) }
+
+    public func append(_ record: TrialRecord) throws {
+        let bytes = Array((try record.jsonLine() + "\n").utf8)
+        lock.lock()
+        defer { lock.unlock() }
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == bytes.count else {
+            throw SweepError("\(path): writing a results line failed: \(written < 0 ? String(cString: strerror(errno)) : "short write")")
+        }
+        guard fsync(fd) == 0 else { throw SweepError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
+    }
+}
+
+/// What the results folder already holds: each trial's best status over every shard's file.
+public struct FinishedTrials: Sendable {
+    public var ok: Set<String> = []
+    public var failed: Set<String> = []
+    /// Lines that did not parse (a torn last line of a killed run), as "file:line".
+    public var skipped: [String] = []
+
+    public static func read(folder: String) throws -> FinishedTrials {
+        var out = FinishedTrials()
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: folder) else { return out }
+        for name in names.sorted() where name.hasSuffix(".jsonl") {
+            let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
+            guard let data = fm.contents(atPath: path) else { throw SweepError("\(path): cannot read") }
+            for (n, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                      let trial = object["trial"] as? String, let status = object["status"] as? String else {
+                    out.skipped.append("\(path):\(n + 1)")
+                    continue
+                }
+                if status == "ok" { out.ok.insert(trial) } else { out.failed.insert(trial) }
+            }
+        }
+        out.failed.subtract(out.ok)
+        return out
+    }
+}

@@ -1,0 +1,131 @@
+// Runs a shard's groups, one pass each, in this process: every finished head gets its folder under
+// DIR/trials/<id>/ and then its results line (the line is written last, so a line means the trial
+// is complete). A diverged head or a head the cache cannot build is recorded as failed and the
+// sweep goes on; a stop request ends the current pass after its batch and records nothing of it.
+import ActivationStore
+import Foundation
+import SideNetworks
+import Training
+
+/// Set from a signal handler; polled by the trainer after every batch.
+public final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    public init() {}
+    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    public func set() { lock.lock(); value = true; lock.unlock() }
+}
+
+/// The sweep was asked to stop; what finished before is recorded.
+public struct SweepInterrupted: Error, CustomStringConvertible {
+    public var finished: Int
+    public init(finished: Int) { self.finished = finished }
+    public var description: String { "stopped: \(finished) trial(s) of this run finished and were recorded; run the same command again to resume" }
+}
+
+public struct SweepRunner {
+    public var cache: ActivationCache
+    public var cachePath: String
+    public var resultsFolder: String
+    public var shard: Shard
+    /// Heads trained at once on separate cores within one pass.
+    public var parallelHeads: Int?
+    public var inMemory = false
+    public var stop: StopFlag
+    public var log: (String) -> Void
+
+    public init(cache: ActivationCache, cachePath: String, resultsFolder: String, shard: Shard, parallelHeads: Int? = nil,
+                stop: StopFlag = StopFlag(), log: @escaping (String) -> Void = { print($0) }) {
+        self.cache = cache
+        self.cachePath = cachePath
+        self.resultsFolder = resultsFolder
+        self.shard = shard
+        self.parallelHeads = parallelHeads
+        self.stop = stop
+        self.log = log
+    }
+
+    public static func trialFolder(_ results: String, _ id: String) -> String {
+        URL(fileURLWithPath: results).appendingPathComponent("trials").appendingPathComponent(id).path
+    }
+
+    /// Runs each group's members (only those given: the pending ones); returns (ok, failed) counts.
+    @discardableResult
+    public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int) {
+        let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
+        var ok = 0, failed = 0
+        for (n, group) in groups.enumerated() {
+            if stop.isSet { throw SweepInterrupted(finished: ok + failed) }
+            let late = group.members.filter { $0.lateError != nil }
+            for p in late {
+                try writer.append(TrialRecord(trial: p.trial, error: "config: \(p.lateError!)", shard: shard, group: group.id, fitSeconds: 0,
+                                              peakRSS: peakResidentBytes()))
+                log("  \(p.trial.id) \(p.trial.head): failed: \(p.lateError!)")
+                failed += 1
+            }
+            let members = group.members.filter { $0.lateError == nil }
+            if members.isEmpty { continue }
+            log("group \(group.id) (\(n + 1)/\(groups.count)): \(members.count) head(s), \(group.training.epochs) epoch(s), batch \(group.training.batchSize), seed \(group.training.seed)")
+            var options = TrainingOptions()
+            let t = group.training
+            options.epochs = t.epochs
+            options.batchSize = t.batchSize
+            options.seed = UInt64(t.seed)
+            options.optimizer = t.optimizer == "sgd" ? .sgd : .adamw
+            options.weightDecay = Float(t.weightDecay)
+            options.warmup = Float(t.warmup)
+            options.labelSmoothing = Float(t.labelSmoothing)
+            options.clipNorm = Float(t.clipNorm)
+            options.patience = t.patience
+            options.parallelHeads = parallelHeads
+            options.inMemory = inMemory
+            let requests = members.map { HeadRequest(head: $0.trial.head, settings: $0.trial.settings, learningRate: Float($0.trial.training.lr)) }
+            let started = Date()
+            let results: [FitResult]
+            let trainer: Trainer
+            do {
+                trainer = try Trainer(cache: cache, requests: requests, options: options)
+                let stop = self.stop
+                trainer.shouldStop = { stop.isSet }
+                results = try trainer.run()
+            } catch is TrainingCancelled {
+                throw SweepInterrupted(finished: ok + failed)
+            } catch {
+                // The pass itself failed (not one head): every member is recorded with the reason;
+                // a rerun retries them.
+                let seconds = Date().timeIntervalSince(started)
+                for p in members {
+                    try writer.append(TrialRecord(trial: p.trial, error: "pass failed: \(error)", shard: shard, group: group.id,
+                                                  fitSeconds: seconds, peakRSS: peakResidentBytes()))
+                }
+                log("  group \(group.id) failed: \(error)")
+                failed += members.count
+                continue
+            }
+            var options1 = options
+            for ((p, fit), head) in zip(zip(members, results), trainer.heads) {
+                options1.learningRate = Float(p.trial.training.lr)
+                var result = fit
+                if result.failure == nil {
+                    do {
+                        try FitOutput.write(result, head: head, options: options1, cache: cache,
+                                            to: Self.trialFolder(resultsFolder, p.trial.id))
+                    } catch {
+                        result.failure = "writing the head folder failed: \(error)"
+                    }
+                }
+                let record = TrialRecord(trial: p.trial, result: result, shard: shard, group: group.id)
+                try writer.append(record)
+                if let failure = result.failure {
+                    failed += 1
+                    log("  \(p.trial.id) \(p.trial.head): failed: \(failure)")
+                } else {
+                    ok += 1
+                    let acc = record.metrics.valAccuracy.map { String(format: "val_acc %.4f", $0) } ?? "no val split"
+                    log("  \(p.trial.id) \(p.trial.head): \(acc), \(result.trainableParameters) parameters")
+                }
+            }
+        }
+        return (ok, failed)
+    }
+}

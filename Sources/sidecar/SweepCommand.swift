@@ -1,0 +1,310 @@
+// `sidecar sweep`: expand a sweep file into trials, validate them all, print the plan, then train
+// the trials in passes of several heads (in parallel processes with --jobs), one shard of a job
+// array at a time, resuming from what the results folder already holds.
+import ActivationStore
+import ArgumentParser
+import Dispatch
+import Foundation
+import SideNetworks
+import Sweep
+import Training
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Train many side networks from a sweep file (grids and random draws), resumably, on one machine or as a job array.",
+        discussion: """
+            The sweep file (TOML) has [base] (head, [base.training], [base.set]), any number of [[grid]] blocks \
+            (every combination of their lists) and [[random]] blocks (`trials` seeded draws: a list is a choice, \
+            {uniform = [lo, hi]}, {log_uniform = [lo, hi]}, {int = [lo, hi]}). Training keys: \
+            \(TrialTraining.keys.joined(separator: ", ")). Every trial is checked against its head's schema \
+            before anything runs; its id is a hash of its resolved config.
+
+            Trials with the same training options (all but lr) train in one pass, up to --memory-budget and \
+            --max-heads. Each finished trial appends one JSON line to RESULTS/trials-<i>-of-<N>.jsonl and keeps \
+            its head in RESULTS/trials/<id>/. A rerun skips trials with an ok line and retries failed ones \
+            (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130); rerun to resume. A \
+            trial that diverges (loss NaN) or that the cache cannot build is recorded as failed and the sweep \
+            goes on; the exit status is 0 when every trial of the shard has a line.
+
+            Sharding: --shard i/N, or from the environment: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT \
+            (Slurm job arrays), or JOB_COMPLETION_INDEX of --shard-count / SIDECAR_SHARD_COUNT (Kubernetes \
+            Indexed Jobs). A sharded run opens the cache with LMDB's no-lock mode (as --no-lock does), for a \
+            cache on a read-only shared filesystem that nothing writes to. --emit slurm|k8s writes the job \
+            file for --shards N tasks instead of running.
+            """)
+
+    @Option(help: "The sweep file (TOML).")
+    var spec: String
+
+    @Option(help: "The cache folder written by sidecar extract.")
+    var cache: String
+
+    @Option(help: "The results folder (created if missing).")
+    var results: String
+
+    @Flag(help: "Print the plan and exit without training.")
+    var dryRun = false
+
+    @Option(help: "Run this many passes at once in separate processes, each with about cores/N threads.")
+    var jobs = 1
+
+    @Option(help: "i/N: run the i-th of N disjoint parts (default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0/1).")
+    var shard: String?
+
+    @Option(help: "N for a shard index taken from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID (else SIDECAR_SHARD_COUNT / SLURM_ARRAY_TASK_COUNT).")
+    var shardCount: Int?
+
+    @Flag(help: "Open the cache without LMDB's lock file (always so when sharded).")
+    var noLock = false
+
+    @Flag(help: "On a rerun, skip trials that failed before instead of retrying them.")
+    var noRetryFailed = false
+
+    @Option(help: "Estimated memory the heads of one pass may use (bytes, or with K, M, G).")
+    var memoryBudget = "4G"
+
+    @Option(help: "The most heads trained in one pass.")
+    var maxHeads = 16
+
+    @Option(help: "Heads trained at once on separate cores in each pass (default: cores / --jobs).")
+    var threads: Int?
+
+    @Flag(help: "Decode the needed features once per pass and keep them in memory.")
+    var inMemory = false
+
+    @Option(help: "slurm or k8s: write a job file that runs the sweep as --shards N tasks, then exit.")
+    var emit: String?
+
+    @Option(help: "Where --emit writes (default: stdout).")
+    var emitOut: String?
+
+    @Option(help: "Tasks in the emitted job array.")
+    var shards = 4
+
+    @Option(help: "Container image for --emit k8s.")
+    var image = "REGISTRY/sidecar:latest"
+
+    @Option(help: "CPUs per task in the emitted job file.")
+    var cpus = 4
+
+    @Option(help: "The sidecar binary in the emitted Slurm script (default: this one).")
+    var binary: String?
+
+    /// Internal: run only the trial ids read from stdin (a --jobs worker).
+    @Flag(help: .hidden)
+    var worker = false
+
+    func validate() throws {
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
+        if maxHeads < 1 { throw ValidationError("--max-heads must be at least 1, got \(maxHeads)") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let shardCount, shardCount < 1 { throw ValidationError("--shard-count must be at least 1, got \(shardCount)") }
+        if shards < 1 { throw ValidationError("--shards must be at least 1, got \(shards)") }
+        if cpus < 1 { throw ValidationError("--cpus must be at least 1, got \(cpus)") }
+        if let emit, !["slurm", "k8s"].contains(emit) { throw ValidationError("--emit \(emit): expected slurm or k8s") }
+        if emitOut != nil && emit == nil { throw ValidationError("--emit-out needs --emit slurm|k8s") }
+        _ = try budgetBytes()
+        if let shard { _ = try Shard.parse(shard) }
+    }
+
+    func budgetBytes() throws -> Int {
+        let text = memoryBudget.trimmingCharacters(in: .whitespaces).uppercased()
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = Substring(text), scale = 1
+        if let last = text.last, let u = units[last] { digits = text.dropLast(); scale = u }
+        if digits.hasSuffix("I") || digits.hasSuffix("B") { digits = digits.dropLast() }
+        guard let v = Double(digits), v > 0 else { throw ValidationError("--memory-budget \(memoryBudget): expected bytes, e.g. 4G or 512M") }
+        return Int(v * Double(scale))
+    }
+
+    func run() throws {
+        let sweep: SweepSpec
+        do { sweep = try SweepSpec.load(path: spec) } catch let e as SweepError { throw ValidationError(e.description) }
+        let quiet = worker
+        let out: (String) -> Void = { if !quiet { Self.say($0) } }
+        if let emit { return try emitJob(emit, sweep: sweep) }
+
+        let shard: Shard
+        do {
+            shard = try self.shard.map { try Shard.parse($0) }
+                ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) ?? .whole
+        } catch let e as SweepError { throw ValidationError(e.description) }
+        let opened = try ActivationCache.open(path: cache, noLock: noLock || shard.count > 1)
+        var limits = PlanLimits()
+        limits.memoryBudget = try budgetBytes()
+        limits.maxHeadsPerGroup = maxHeads
+        let plan = try SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits)
+        let finished = try FinishedTrials.read(folder: results)
+        for line in finished.skipped { FileHandle.standardError.write(Data("warning: \(line): not a complete results line, ignored\n".utf8)) }
+        var skip = finished.ok
+        if noRetryFailed { skip.formUnion(finished.failed) }
+        var only: Set<String>? = nil
+        if worker {
+            let input = FileHandle.standardInput.readDataToEndOfFile()
+            only = Set(String(decoding: input, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init))
+        }
+        let mine = plan.groups(of: shard)
+        let pending: [TrialGroup] = mine.compactMap { g in
+            var g = g
+            g.members = g.members.filter { !skip.contains($0.trial.id) && (only?.contains($0.trial.id) ?? true) }
+            return g.members.isEmpty ? nil : g
+        }
+        let mineCount = mine.reduce(0) { $0 + $1.members.count }
+        let pendingCount = pending.reduce(0) { $0 + $1.members.count }
+        let retrying = pending.flatMap(\.members).filter { finished.failed.contains($0.trial.id) }.count
+        let late = plan.groups.flatMap(\.members).filter { $0.lateError != nil }
+
+        out("sweep \(spec): \(sweep.trials.count) trial(s)\(sweep.duplicates > 0 ? " (\(sweep.duplicates) repeated config(s) kept once)" : ""), \(plan.groups.count) pass(es) sharing data")
+        if !late.isEmpty { out("  \(late.count) trial(s) cannot be built on this cache and will be recorded as failed: \(late[0].trial.id) \(late[0].trial.head): \(late[0].lateError!)") }
+        if shard.count > 1 { out("shard \(shard): \(mine.count) pass(es), \(mineCount) trial(s)") }
+        out("already finished: \(mineCount - pendingCount); to run: \(pendingCount) trial(s) in \(pending.count) pass(es)\(retrying > 0 ? ", \(retrying) retried after failing" : "")")
+        let parallel = max(1, min(jobs, pending.count))
+        let serial = pending.reduce(0.0) { $0 + $1.estimatedSeconds }
+        let longest = pending.map(\.estimatedSeconds).max() ?? 0
+        out(String(format: "estimated time: about %@ (a rough estimate from the cache's size and the heads' sizes at fixed assumed rates, not a measurement)",
+                   Self.duration(max(serial / Double(parallel), longest))))
+        if dryRun {
+            for g in pending {
+                let heads = Dictionary(grouping: g.members, by: \.trial.head).map { "\($1.count) \($0)" }.sorted().joined(separator: ", ")
+                out(String(format: "  pass %@: %@; epochs %d, batch %d, seed %d; ~%@, ~%.0f MiB", g.id, heads, g.training.epochs, g.training.batchSize,
+                           g.training.seed, Self.duration(g.estimatedSeconds), Double(g.memoryBytes) / 1048576))
+            }
+            return
+        }
+        if pending.isEmpty {
+            out("nothing to do: every trial of this shard has a result in \(results)")
+            return
+        }
+
+        let stop = StopFlag()
+        let children = ChildList()
+        let sources = Self.installSignalHandlers(stop: stop, children: children, quitOnSecond: !worker)
+        defer { sources.forEach { $0.cancel() } }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        do {
+            if parallel > 1 && !worker {
+                try runWorkers(pending, parts: parallel, shard: shard, threads: threads ?? max(1, cores / parallel), children: children, stop: stop)
+            } else {
+                var runner = SweepRunner(cache: opened, cachePath: cache, resultsFolder: results, shard: shard,
+                                         parallelHeads: threads ?? (worker ? 1 : nil), stop: stop, log: Self.say)
+                runner.inMemory = inMemory
+                try runner.run(pending)
+            }
+        } catch let e as SweepInterrupted {
+            FileHandle.standardError.write(Data("sidecar sweep: \(e)\n".utf8))
+            throw ExitCode(130)
+        }
+        let after = try FinishedTrials.read(folder: results)
+        let ids = Set(pending.flatMap(\.members).map(\.trial.id))
+        let okNow = ids.intersection(after.ok).count, failedNow = ids.intersection(after.failed).count
+        out("done: \(okNow) ok, \(failedNow) failed; results in \(URL(fileURLWithPath: results).appendingPathComponent(shard.fileName).path)")
+        if okNow + failedNow < ids.count { throw ValidationError("\(ids.count - okNow - failedNow) trial(s) have no results line; see the messages above") }
+    }
+
+    /// Splits the pending passes over `parts` worker processes of this same command and waits.
+    func runWorkers(_ pending: [TrialGroup], parts: Int, shard: Shard, threads: Int, children: ChildList, stop: StopFlag) throws {
+        var base = ["sweep", "--spec", spec, "--cache", cache, "--results", results, "--shard", shard.description, "--worker",
+                    "--threads", String(threads), "--memory-budget", memoryBudget, "--max-heads", String(maxHeads)]
+        if noLock || shard.count > 1 { base.append("--no-lock") }
+        if noRetryFailed { base.append("--no-retry-failed") }
+        if inMemory { base.append("--in-memory") }
+        var environment = ProcessInfo.processInfo.environment
+        // The trainer uses one BLAS thread per head; OpenBLAS must not start a pool per process.
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+        Self.say("running \(pending.count) pass(es) in \(parts) processes, \(threads) thread(s) each")
+        var processes: [Process] = []
+        for part in SweepPlan.partition(pending, parts: parts) where !part.isEmpty {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.selfPath())
+            process.arguments = base
+            process.environment = environment
+            let input = Pipe()
+            process.standardInput = input
+            try process.run()
+            children.add(process.processIdentifier)
+            input.fileHandleForWriting.write(Data(part.flatMap(\.members).map { $0.trial.id + "\n" }.joined().utf8))
+            try input.fileHandleForWriting.close()
+            processes.append(process)
+        }
+        var failures: [String] = []
+        for p in processes {
+            p.waitUntilExit()
+            if p.terminationStatus != 0 { failures.append("worker \(p.processIdentifier) exited with \(p.terminationStatus)") }
+        }
+        if stop.isSet {
+            let done = (try? FinishedTrials.read(folder: results))?.ok ?? []
+            throw SweepInterrupted(finished: pending.flatMap(\.members).filter { done.contains($0.trial.id) }.count)
+        }
+        if !failures.isEmpty { throw ValidationError(failures.joined(separator: "; ")) }
+    }
+
+    func emitJob(_ kind: String, sweep: SweepSpec) throws {
+        func absolute(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.path }
+        let name = "sidecar-sweep-" + URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent
+        var job = JobSettings(binary: binary ?? Self.selfPath(), spec: absolute(spec), cache: absolute(cache), results: absolute(results),
+                              shards: shards, name: name, cpus: cpus)
+        job.image = image
+        job.extraArguments = ["--memory-budget", memoryBudget, "--max-heads", String(maxHeads)] + (threads.map { ["--threads", String($0)] } ?? [])
+            + (noRetryFailed ? ["--no-retry-failed"] : []) + (inMemory ? ["--in-memory"] : [])
+        let text = kind == "slurm" ? JobScripts.slurm(job) : JobScripts.kubernetes(job)
+        // Slurm opens each task's --output file in the results folder before the script runs.
+        if kind == "slurm" { try? FileManager.default.createDirectory(atPath: job.results, withIntermediateDirectories: true) }
+        if let emitOut {
+            do { try Data(text.utf8).write(to: URL(fileURLWithPath: emitOut), options: .atomic) } catch {
+                throw ValidationError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")
+            }
+            if kind == "slurm" { chmod(emitOut, 0o755) }
+            print("wrote \(emitOut): \(sweep.trials.count) trial(s) in \(shards) shard(s); submit with \(kind == "slurm" ? "sbatch" : "kubectl apply -f") \(emitOut)")
+        } else {
+            print(text, terminator: "")
+        }
+    }
+
+    /// Prints a line and flushes it: a sweep's log is often a file or a pipe (Slurm, a worker), and
+    /// progress must show while it runs.
+    static func say(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    static func selfPath() -> String {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        if seconds < 90 { return String(format: "%.0f s", seconds) }
+        if seconds < 5400 { return String(format: "%.0f min", seconds / 60) }
+        return String(format: "%.1f h", seconds / 3600)
+    }
+
+    /// SIGINT/SIGTERM: the first asks for a clean stop (after the current batch) and is passed on to
+    /// worker processes; in the main process a second one kills the workers and exits at once
+    /// (nothing partial is written either way). Workers only stop cleanly: a Ctrl-C reaches them
+    /// both from the terminal and from the main process.
+    static func installSignalHandlers(stop: StopFlag, children: ChildList, quitOnSecond: Bool) -> [DispatchSourceSignal] {
+        [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                if stop.isSet {
+                    guard quitOnSecond else { return }
+                    for pid in children.all { kill(pid, SIGKILL) }
+                    Foundation.exit(130)
+                }
+                stop.set()
+                FileHandle.standardError.write(Data("\nsidecar sweep: stopping after the current batch (again to quit now)\n".utf8))
+                for pid in children.all { kill(pid, SIGTERM) }
+            }
+            source.resume()
+            return source
+        }
+    }
+}
+
+/// Worker process ids, for passing a stop request on.
+final class ChildList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pids: [Int32] = []
+    func add(_ pid: Int32) { lock.lock(); pids.append(pid); lock.unlock() }
+    var all: [Int32] { lock.lock(); defer { lock.unlock() }; return pids }
+}

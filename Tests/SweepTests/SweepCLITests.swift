@@ -1,0 +1,215 @@
+// `sidecar sweep` as a user runs it: the plan, --jobs, the emitted job files, and Ctrl-C followed
+// by a resume.
+import Foundation
+import Testing
+
+func sidecarBinary() -> URL {
+    URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("sidecar")
+}
+
+func runSidecar(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = sidecarBinary()
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+func writeSpec(_ text: String) throws -> String {
+    let path = scratchPath("spec") + ".toml"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+@Suite(.serialized) struct SweepCLITests {
+    static let spec = """
+        [base.training]
+        epochs = 2
+        batch_size = 16
+        [[grid]]
+        head = ["linear", "mlp"]
+        [grid.training]
+        lr = [0.001, 0.003]
+        seed = [0, 1, 2]
+        """
+
+    @Test func dryRunPrintsThePlanAndTrainsNothing() throws {
+        let cache = try sharedCache.get()
+        let spec = try writeSpec(Self.spec)
+        let results = scratchPath("dry")
+        let r = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--dry-run"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("12 trial(s)") && r.out.contains("3 pass(es) sharing data"), "\(r.out)")
+        #expect(r.out.contains("estimated time: about") && r.out.contains("rough estimate"))
+        #expect(r.out.components(separatedBy: "  pass ").count - 1 == 3)
+        #expect(!FileManager.default.fileExists(atPath: results + "/trials-0-of-1.jsonl"))
+        // A bad spec is refused before the cache is touched, with the file and key named.
+        let bad = try writeSpec(Self.spec.replacingOccurrences(of: "epochs = 2", with: "epochs = 0"))
+        let refused = try runSidecar(["sweep", "--spec", bad, "--cache", "/nonexistent", "--results", results])
+        #expect(refused.status != 0 && refused.err.contains("\(bad): [base.training] epochs: expected an integer of at least 1"), "\(refused.err)")
+    }
+
+    @Test func jobsRunPassesInParallelProcessesAndShardsSplitTheWork() throws {
+        let cache = try sharedCache.get()
+        let spec = try writeSpec(Self.spec)
+        let results = scratchPath("jobs")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let r = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--jobs", "2", "--shard", "0/2"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("in 2 processes, 1 thread(s) each") || r.out.contains("processes"), "\(r.out)")
+        let first = try resultLines(results)
+        #expect(!first.isEmpty && first.count < 12)
+        #expect(first.allSatisfy { $0["shard"] as? String == "0/2" && $0["status"] as? String == "ok" })
+        // The other shard, taken from a Kubernetes-style index, completes the sweep in its own file.
+        var environment = ProcessInfo.processInfo.environment
+        environment["JOB_COMPLETION_INDEX"] = "1"
+        environment["SIDECAR_SHARD_COUNT"] = "2"
+        let second = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results], environment: environment)
+        #expect(second.status == 0, "\(second.err)")
+        #expect(FileManager.default.fileExists(atPath: results + "/trials-1-of-2.jsonl"))
+        let all = try resultLines(results)
+        #expect(all.count == 12 && Set(all.map { $0["trial"] as! String }).count == 12)
+        // Nothing left to do in either shard.
+        let rerun = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--shard", "1/2"])
+        #expect(rerun.status == 0 && rerun.out.contains("nothing to do"), "\(rerun.out)")
+        #expect(try resultLines(results).count == 12)
+    }
+
+    @Test func shardedRunsOpenTheCacheWithoutALockFile() throws {
+        let cache = try SyntheticCache.make(at: SyntheticCache.temporaryPath("nolock"), counts: ["train": 32, "val": 8])
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        let lock = cache + "/lock.mdb"
+        try? FileManager.default.removeItem(atPath: lock)
+        let spec = try writeSpec("[base.training]\nepochs = 1\n[[grid]]\nhead = \"linear\"\n[grid.training]\nseed = [0, 1, 2]\n")
+        let results = scratchPath("nolock")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["SLURM_ARRAY_TASK_ID"] = "1"
+        environment["SLURM_ARRAY_TASK_COUNT"] = "2"
+        let sharded = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results], environment: environment)
+        #expect(sharded.status == 0, "\(sharded.err)")
+        #expect(sharded.out.contains("shard 1/2"), "\(sharded.out)")
+        #expect(FileManager.default.fileExists(atPath: results + "/trials-1-of-2.jsonl"))
+        #expect(!FileManager.default.fileExists(atPath: lock), "a sharded run created the lock file")
+        // An unsharded run uses LMDB's lock file as usual, unless told not to.
+        _ = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--no-lock", "--dry-run"])
+        #expect(!FileManager.default.fileExists(atPath: lock))
+        _ = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--dry-run"])
+        #expect(FileManager.default.fileExists(atPath: lock))
+    }
+
+    @Test func failedTrialsAreRetriedOnARerunUnlessToldNotTo() throws {
+        let cache = try sharedCache.get()
+        let spec = try writeSpec("""
+            [base.training]
+            epochs = 1
+            optimizer = "sgd"
+            clip_norm = 0
+            [[grid]]
+            head = "linear"
+            [grid.training]
+            lr = [0.01, 1e30]
+            """)
+        let results = scratchPath("retry")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let first = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(first.status == 0, "\(first.err)")
+        #expect(first.out.contains("done: 1 ok, 1 failed") && first.out.contains("diverged"), "\(first.out)")
+        let skipped = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--no-retry-failed"])
+        #expect(skipped.status == 0 && skipped.out.contains("nothing to do"), "\(skipped.out)")
+        let retried = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(retried.out.contains("to run: 1 trial(s) in 1 pass(es), 1 retried after failing"), "\(retried.out)")
+        let lines = try resultLines(results)
+        #expect(lines.count == 3 && lines.filter { $0["status"] as? String == "failed" }.count == 2)
+    }
+
+    @Test func emittedSlurmScriptAndKubernetesJobAreFilledIn() throws {
+        let spec = try writeSpec(Self.spec)
+        let folder = scratchPath("emit")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let script = folder + "/sweep.sbatch"
+        let r = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", folder + "/results", "--emit", "slurm",
+                                "--shards", "5", "--cpus", "2", "--emit-out", script])
+        #expect(r.status == 0, "\(r.err)")
+        let text = try String(contentsOfFile: script, encoding: .utf8)
+        #expect(text.hasPrefix("#!/bin/bash\n"))
+        for expected in ["#SBATCH --array=0-4\n", "#SBATCH --cpus-per-task=2\n", "#SBATCH --job-name=sidecar-sweep-", " sweep --spec \(spec) --cache /shared/cache --results \(folder)/results ",
+                         "--no-lock --shard \"${SLURM_ARRAY_TASK_ID}/5\"", sidecarBinary().path] {
+            #expect(text.contains(expected), "no \(expected) in\n\(text)")
+        }
+        let check = Process()
+        check.executableURL = URL(fileURLWithPath: "/bin/bash")
+        check.arguments = ["-n", script]
+        try check.run()
+        check.waitUntilExit()
+        #expect(check.terminationStatus == 0, "bash -n rejects the script")
+
+        let k8s = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", "/shared/results", "--emit", "k8s",
+                                  "--shards", "3", "--image", "example.org/sidecar:1"])
+        #expect(k8s.status == 0, "\(k8s.err)")
+        for expected in ["kind: Job\n", "completionMode: Indexed\n", "completions: 3\n", "parallelism: 3\n", "image: \"example.org/sidecar:1\"",
+                         "\"sweep\", \"--spec\", \"\(spec)\", \"--cache\", \"/shared/cache\", \"--results\", \"/shared/results\"", "\"--shard-count\", \"3\""] {
+            #expect(k8s.out.contains(expected), "no \(expected) in\n\(k8s.out)")
+        }
+        let bad = try runSidecar(["sweep", "--spec", spec, "--cache", "c", "--results", "r", "--emit", "pbs"])
+        #expect(bad.status != 0 && bad.err.contains("--emit pbs: expected slurm or k8s"))
+    }
+
+    @Test func ctrlCStopsCleanlyAndARerunResumes() throws {
+        // Enough work that the interrupt lands mid-pass: a larger cache and more epochs.
+        let cache = try SyntheticCache.make(at: SyntheticCache.temporaryPath("sigint"), counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        let spec = try writeSpec("""
+            [base.training]
+            epochs = 30
+            batch_size = 8
+            [[grid]]
+            head = "losa"
+            [grid.training]
+            seed = [0, 1]
+            """)
+        let results = scratchPath("sigint")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let process = Process()
+        process.executableURL = sidecarBinary()
+        process.arguments = ["sweep", "--spec", spec, "--cache", cache, "--results", results]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Interrupt once the first pass is under way (its group line is printed when it starts).
+        let started = Date()
+        while Date().timeIntervalSince(started) < 60 {
+            if let data = try? out.fileHandleForReading.availableData, String(decoding: data, as: UTF8.self).contains("group ") { break }
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(process.processIdentifier, SIGINT)
+        let interrupted = Date()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        // After the current batch, not after the pass.
+        #expect(Date().timeIntervalSince(interrupted) < 2)
+        let stderr = String(decoding: errData, as: UTF8.self)
+        #expect(process.terminationStatus == 130, "\(stderr)")
+        #expect(stderr.contains("stopping after the current batch") && stderr.contains("run the same command again to resume"), "\(stderr)")
+        // Nothing half-written: every line present is a complete ok trial with its folder.
+        let partial = FileManager.default.fileExists(atPath: results + "/trials-0-of-1.jsonl") ? try resultLines(results) : []
+        #expect(partial.count < 2, "the interrupt came after the sweep finished")
+        for line in partial {
+            #expect(FileManager.default.fileExists(atPath: results + "/trials/\(line["trial"] as! String)/result.json"))
+        }
+        let resumed = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(resumed.status == 0, "\(resumed.err)")
+        let lines = try resultLines(results)
+        #expect(lines.count == 2 && Set(lines.map { $0["trial"] as! String }).count == 2)
+        #expect(lines.allSatisfy { $0["status"] as? String == "ok" })
+    }
+}

@@ -1,0 +1,151 @@
+// The sweep file: expansion counts and order, seeded draws, stable ids, and errors that name the
+// file, the table and the key.
+import Foundation
+import SideNetworks
+import Sweep
+import Testing
+
+/// A commented example of the format (the README shows the same).
+let exampleSpec = """
+    # Every trial starts from [base]; each [[grid]] adds every combination of its lists, each
+    # [[random]] adds `trials` seeded draws. Keys a block does not give come from [base].
+    [base]
+    head = "linear"              # the head when a block names none
+
+    [base.training]              # epochs lr batch_size seed optimizer weight_decay warmup
+    epochs = 2                   # label_smoothing clip_norm patience; lr absent: the head's default
+    batch_size = 16
+
+    [base.set]                   # hyperparameters every trial gets (each head must have them)
+    pool = "mean"
+
+    [[grid]]                     # 2 heads × 2 lr × 2 seeds = 8 trials
+    head = ["linear", "mlp"]
+    [grid.training]
+    lr = [1e-3, 3e-3]
+    seed = [0, 1]
+
+    [[grid]]                     # 2 trials; a list-valued value needs its own brackets
+    head = "linear"
+    [grid.set]
+    layers = [[1, 2], "all"]
+
+    [[random]]                   # 3 draws
+    trials = 3
+    seed = 1
+    head = "losa"
+    [random.training]
+    lr = { log_uniform = [1e-4, 1e-2] }
+    [random.set]
+    rank_tokens = { int = [2, 8] }       # inclusive
+    dropout = { uniform = [0.0, 0.3] }
+    layers = ["last", "all"]             # a list is a uniform choice
+    """
+
+@Suite struct SweepSpecTests {
+    @Test func gridsAndDrawsExpandToTheRightTrials() throws {
+        let spec = try SweepSpec.parse(exampleSpec, path: "example.toml")
+        #expect(spec.trials.count == 13)
+        #expect(spec.duplicates == 0)
+        let grid = spec.trials.filter { $0.origin == "[[grid]] 1" }
+        #expect(grid.count == 8)
+        #expect(Set(grid.map(\.head)) == ["linear", "mlp"])
+        #expect(Set(grid.map(\.training.lr)) == [1e-3, 3e-3])
+        #expect(Set(grid.map(\.training.seed)) == [0, 1])
+        // Base values reach every trial; defaults fill the rest.
+        #expect(spec.trials.allSatisfy { $0.training.epochs == 2 && $0.training.batchSize == 16 && $0.hyperparameters["pool"] == .string("mean") })
+        #expect(grid.allSatisfy { $0.training.optimizer == "adamw" && $0.training.patience == 4 })
+        let layered = spec.trials.filter { $0.origin == "[[grid]] 2" }
+        #expect(Set(layered.map { $0.hyperparameters["layers"]!.description }) == ["1,2", "all"])
+        let drawn = spec.trials.filter { $0.origin == "[[random]] 1" }
+        #expect(drawn.count == 3)
+        for t in drawn {
+            #expect(t.head == "losa")
+            #expect((1e-4...1e-2).contains(t.training.lr))
+            guard case .int(let rank) = t.hyperparameters["rank_tokens"]!, case .float(let dropout) = t.hyperparameters["dropout"]! else {
+                Issue.record("unexpected types \(t.hyperparameters)")
+                continue
+            }
+            #expect((2...8).contains(rank) && (0...0.3).contains(dropout))
+            // Every key of the schema is resolved, defaults included.
+            #expect(t.hyperparameters["rank_channels"] == .int(32))
+        }
+        #expect(Set(drawn.map(\.id)).count == 3)
+    }
+
+    @Test func theSameSpecGivesTheSameTrialsAndIds() throws {
+        let a = try SweepSpec.parse(exampleSpec, path: "a.toml")
+        let b = try SweepSpec.parse(exampleSpec, path: "b.toml")
+        #expect(a.trials == b.trials)
+        #expect(a.trials.map(\.id) == b.trials.map(\.id))
+        #expect(a.trials.allSatisfy { $0.id.count == 12 && $0.id.allSatisfy(\.isHexDigit) })
+        // Another random seed draws other trials.
+        let reseeded = try SweepSpec.parse(exampleSpec.replacingOccurrences(of: "seed = 1\n", with: "seed = 2\n"), path: "c.toml")
+        #expect(Set(reseeded.trials.map(\.id)) != Set(a.trials.map(\.id)))
+        #expect(reseeded.trials.count == 13)
+    }
+
+    @Test func theIdHashesTheResolvedConfigOnly() throws {
+        // Writing a default explicitly, or the keys in another order, is the same trial.
+        let implicit = try SweepSpec.parse("[base]\nhead = \"mlp\"\n[base.training]\nepochs = 3\nseed = 5\n", path: "x.toml").trials[0]
+        let explicit = try SweepSpec.parse("""
+            [base]
+            head = "mlp"
+            [base.set]
+            hidden = 256
+            layers = "last"
+            [base.training]
+            seed = 5
+            optimizer = "adamw"
+            epochs = 3
+            """, path: "y.toml").trials[0]
+        #expect(implicit.id == explicit.id)
+        // Pinned: the id must not change between releases or machines for the same config.
+        #expect(implicit.id == Trial.makeID(head: implicit.head, hyperparameters: implicit.hyperparameters, training: implicit.training))
+        let canonical = String(decoding: Trial.canonicalJSON(head: implicit.head, hyperparameters: implicit.hyperparameters, training: implicit.training), as: UTF8.self)
+        #expect(canonical.hasPrefix("{\"head\":\"mlp\",\"hyperparameters\":{\"dropout\":"))
+        #expect(canonical.contains("\"training\":{\"batch_size\":32,\"clip_norm\":1,\"epochs\":3,\"label_smoothing\":0,\"lr\":"))
+        let changed = try SweepSpec.parse("[base]\nhead = \"mlp\"\n[base.training]\nepochs = 3\nseed = 6\n", path: "z.toml").trials[0]
+        #expect(changed.id != implicit.id)
+    }
+
+    @Test func repeatedConfigsAreKeptOnce() throws {
+        let spec = try SweepSpec.parse("""
+            [[grid]]
+            head = ["linear", "linear"]
+            [[grid]]
+            head = "linear"
+            """, path: "d.toml")
+        #expect(spec.trials.count == 1)
+        #expect(spec.duplicates == 2)
+    }
+
+    @Test(arguments: [
+        ("[base]\nhead = \"nope\"", "bad.toml: [base] head: unknown head 'nope'"),
+        ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [0.1, -1]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got -1"),
+        ("[[grid]]\nhead = \"linear\"\n[grid.training]\nepoch = [1]", "bad.toml: [[grid]] 1 training.epoch: unknown training option"),
+        ("[base.training]\nbatch_size = 0", "bad.toml: [base.training] batch_size: expected an integer of at least 1"),
+        ("[[grid]]\nhead = \"linear\"\n[[grid]]\nhead = \"mlp\"\n[grid.set]\nhidden = [8, 0]", "bad.toml: [[grid]] 2 set: trial mlp hidden=0: --set hidden=0 for head mlp: outside 1...65536"),
+        ("[[grid]]\nhead = \"linear\"\n[grid.set]\nrank = [4]", "bad.toml: [[grid]] 1 set: trial linear rank=4: --set rank: head linear has no hyperparameter rank"),
+        ("[[random]]\nhead = \"linear\"", "bad.toml: [[random]] 1 trials: missing"),
+        ("[[random]]\ntrials = 2\nhead = \"losa\"\n[random.set]\ndropout = { normal = [0, 1] }", "bad.toml: [[random]] 1 set.dropout: unknown distribution 'normal'"),
+        ("[[random]]\ntrials = 2\nhead = \"losa\"\n[random.training]\nlr = { log_uniform = [0, 1] }", "bad.toml: [[random]] 1 training.lr: log_uniform needs a positive low bound"),
+        ("[[grid]]\n[grid.training]\nepochs = [1]", "bad.toml: [[grid]] 1 head: no head"),
+        ("[bse]\nhead = \"linear\"", "bad.toml: unknown top-level key 'bse'"),
+        ("[base]\nhead = \"linear\"\nepochs = 3", "bad.toml: [base] epochs: unknown key"),
+        ("[base\nhead = 1", "bad.toml:1:"),
+        ("[[grid]]\nhead = []", "bad.toml: [[grid]] 1 head: an empty list gives no trials"),
+    ])
+    func badSpecsNameTheFileTableAndKey(_ text: String, _ expected: String) {
+        do {
+            let spec = try SweepSpec.parse(text, path: "bad.toml")
+            Issue.record("accepted: \(spec.trials.count) trials")
+        } catch {
+            #expect("\(error)".hasPrefix(expected), "\(error)")
+        }
+    }
+
+    @Test func aMissingFileIsNamed() {
+        #expect(throws: SweepError("/nonexistent/sweep.toml: cannot read the sweep file")) { try SweepSpec.load(path: "/nonexistent/sweep.toml") }
+    }
+}
