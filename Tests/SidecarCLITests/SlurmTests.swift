@@ -1,6 +1,7 @@
 // Sidecar on a real Slurm: a single-node cluster started on localhost (LocalSlurm) runs a sharded
 // extraction as a job array with `sbatch --wait`, each task taking its shard from the array
-// variables (`--shard auto`); the merged shards must equal a local extraction. Skipped, with the
+// variables (`--shard auto`); the merged shards must equal a local extraction. Then the sweep
+// script `sweep --emit slurm` writes runs on the merged cache; its results must equal a local run's. Skipped, with the
 // reason and the daemons' logs, where Slurm cannot run (not root, packages missing, daemons fail).
 // XCTest rather than swift-testing for XCTSkip: a skip must read as a skip, not as a pass.
 import Encoders
@@ -35,9 +36,7 @@ final class SlurmTests: XCTestCase {
 
     func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
-    // Later steps (e.g. `sidecar sweep --shard auto` as a job array, then its merged results
-    // against a local run) belong in their own test methods on `withLocalSlurm`.
-    func testShardedExtractionAsAJobArrayMergesIntoTheLocalExtraction() throws {
+    func testShardedExtractionAndASweepAsJobArraysEqualLocalRuns() throws {
         let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("sidecar-slurm-work-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
@@ -77,6 +76,59 @@ final class SlurmTests: XCTestCase {
             let expected = try splitDigests(local)
             XCTAssertEqual(Set(expected.keys), ["train", "val", "test"])
             XCTAssertEqual(try splitDigests(merged), expected)
+
+            // Then a sweep on the merged cache, as the job array `sweep --emit slurm` writes: every
+            // trial gets exactly one line, and the shards' lines equal a local run's. Two seeds make
+            // two passes, so each of the two shards has one.
+            let spec = work.appendingPathComponent("sweep.toml").path
+            try Data("""
+                [base.training]
+                epochs = 2
+                batch_size = 8
+                [[grid]]
+                head = "linear"
+                [grid.set]
+                layers = ["last", "all"]
+                [grid.training]
+                seed = [0, 1]
+                [[grid]]
+                head = "mlp"
+                [grid.set]
+                hidden = [16, 32]
+
+                """.utf8).write(to: URL(fileURLWithPath: spec))
+            let results = work.appendingPathComponent("results").path
+            let scriptFile = work.appendingPathComponent("sweep.sbatch").path
+            let emit = try runSidecar(["sweep", "--cache", merged, "--spec", spec, "--results", results, "--emit", "slurm",
+                                       "--shards", "2", "--cpus", "1", "--binary", sidecarBinary().path, "--emit-out", scriptFile])
+            XCTAssertEqual(emit.status, 0, emit.err)
+            let sweepJob = try slurm.submit(script: try String(contentsOfFile: scriptFile, encoding: .utf8), timeout: 180)
+            XCTAssertEqual(sweepJob.status, 0, "sbatch --wait: \(sweepJob.sbatchOutput)\n\(sweepJob.allOutput)\n\(slurm.logTails())")
+            let localResults = work.appendingPathComponent("results-local").path
+            let alone = try runSidecar(["sweep", "--cache", merged, "--spec", spec, "--results", localResults])
+            XCTAssertEqual(alone.status, 0, alone.err)
+            func lines(_ folder: String) throws -> [String: [String: Any]] {
+                var byTrial: [String: [String: Any]] = [:]
+                var count = 0
+                for name in try FileManager.default.contentsOfDirectory(atPath: folder) where name.hasSuffix(".jsonl") {
+                    for line in try String(contentsOfFile: folder + "/" + name, encoding: .utf8).split(separator: "\n") {
+                        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                        byTrial[object["trial"] as! String] = object
+                        count += 1
+                    }
+                }
+                XCTAssertEqual(count, byTrial.count, "\(folder): a trial has more than one line")
+                return byTrial
+            }
+            let fromSlurm = try lines(results), fromLocal = try lines(localResults)
+            XCTAssertEqual(fromSlurm.count, 6)
+            XCTAssertEqual(Set(fromSlurm.keys), Set(fromLocal.keys))
+            XCTAssertEqual(Set(fromSlurm.values.map { $0["shard"] as! String }), ["0/2", "1/2"])
+            for (trial, line) in fromSlurm {
+                XCTAssertEqual(line["status"] as? String, "ok", "\(trial): \(line["error"] ?? "")")
+                XCTAssertEqual(line["metrics"] as? NSDictionary, fromLocal[trial]?["metrics"] as? NSDictionary, "trial \(trial)")
+                XCTAssertEqual(line["trainable_parameters"] as? Int, fromLocal[trial]?["trainable_parameters"] as? Int)
+            }
         }
     }
 }
