@@ -108,7 +108,7 @@ func lastJSON(_ out: String) throws -> [String: Any] {
 
     @Test func eightConcurrentFitsEqualOneAlone() throws {
         let cache = try Self.tinyCache.get()
-        let common = ["fit", "--cache", cache, "--head", "mlp", "--epochs", "3", "--batch-size", "8", "--seed", "7"]
+        let common = ["fit", "--cache", cache, "--head", "losa", "--epochs", "6", "--patience", "0", "--batch-size", "8", "--seed", "7"]
         let alone = temporaryPath("fit-alone")
         let reference = try runSidecar(common + ["--out", alone])
         #expect(reference.status == 0, "\(reference.err)")
