@@ -85,6 +85,15 @@ struct FitCommand: ParsableCommand {
     }
 
     func run() throws {
+        do {
+            try fit()
+        } catch let error as CorruptRecord {
+            throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record, "
+                             + "and fit --skip-corrupt leaves them out")
+        }
+    }
+
+    private func fit() throws {
         let requests = try headRequests()
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         var options = TrainingOptions()

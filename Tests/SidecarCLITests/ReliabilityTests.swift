@@ -73,7 +73,9 @@ func lastJSON(_ out: String) throws -> [String: Any] {
         defer { try? FileManager.default.removeItem(atPath: out) }
         let stopped = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "2", "--batch-size", "8", "--out", out])
         #expect(stopped.status != 0)
-        #expect(stopped.err.contains("record train:5 is damaged") || stopped.err.contains("record train:22 is damaged"), "\(stopped.err)")
+        #expect(stopped.err.contains("Error: \(cache): record train:5 is damaged: header checksum mismatch; ")
+                || stopped.err.contains("Error: \(cache): record train:22 is damaged: checksum mismatch in layer 6; "), "\(stopped.err)")
+        #expect(stopped.err.contains("--verify` lists every damaged record, and fit --skip-corrupt leaves them out"), "\(stopped.err)")
         #expect(!FileManager.default.fileExists(atPath: out + "/result.json"))
 
         let skipping = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "2", "--batch-size", "8", "--skip-corrupt",
