@@ -30,15 +30,21 @@ extension ActivationCache {
 public final class CacheDataset: @unchecked Sendable {
     public let cache: ActivationCache
     public let split: String
-    public let count: Int
+    public private(set) var count: Int
     public let features: [Feature]
     let layout: RowLayout
     let width: Int
     /// Decoded examples when held in memory: rows, label, and per feature rows × width values.
     private var memory: [(rows: Int, label: Int, values: [[Float]])]?
+    /// With `skipCorrupt`, the stored index of each example this dataset serves (the intact ones).
+    private var intact: [Int]?
+    /// The records left out because they failed a check (only with `skipCorrupt`), in key order.
+    public private(set) var skipped: [CorruptRecord] = []
 
-    /// Throws when the split is missing or incomplete, or a feature is not stored.
-    public init(cache: ActivationCache, split: String, features: [Feature], inMemory: Bool = false) throws {
+    /// Throws when the split is missing or incomplete, or a feature is not stored. Without
+    /// `skipCorrupt`, a damaged record is an error when a batch reaches it; with it, every record's
+    /// header and block checksums are checked first and the damaged ones are left out (`skipped`).
+    public init(cache: ActivationCache, split: String, features: [Feature], inMemory: Bool = false, skipCorrupt: Bool = false) throws {
         let s = cache.manifest.settings
         guard s.splits.contains(split) else {
             throw CacheError("\(cache.path): the cache has no \(split) split (it has \(s.splits.joined(separator: ", ")))")
@@ -67,8 +73,44 @@ public final class CacheDataset: @unchecked Sendable {
         self.features = features
         layout = RowLayout(rawValue: s.tokens.rawValue) ?? .tokens
         width = s.backbone.hiddenSize
+        if skipCorrupt {
+            let (good, bad) = try scan(written: progress.written)
+            intact = good
+            skipped = bad
+            count = good.count
+        }
         if inMemory { memory = try decodeAll() }
     }
+
+    /// Checks every stored record of the split without decompressing it: header, block checksums,
+    /// width and label. Returns the intact indices and a fault for each other one (missing included).
+    private func scan(written: Int) throws -> (intact: [Int], damaged: [CorruptRecord]) {
+        var seen = [Bool](repeating: false, count: written)
+        var damaged: [(Int, CorruptRecord)] = []
+        let width = width
+        try cache.forEachRecord(split: split) { index, record, _ in
+            guard index < written else { return false }
+            seen[index] = true
+            do {
+                let view = try record()
+                try view.checkChecksums()
+                guard view.width == width else { throw CorruptRecord(key: view.key, fault: "width \(view.width), the manifest says \(width)") }
+                guard view.label != nil else { throw CorruptRecord(key: view.key, fault: "the record has no label") }
+            } catch let error as CorruptRecord {
+                damaged.append((index, error))
+            }
+            return true
+        }
+        for index in 0..<written where !seen[index] {
+            damaged.append((index, CorruptRecord(key: ActivationCache.keyName(split: split, index: index), fault: "the record is missing")))
+        }
+        damaged.sort { $0.0 < $1.0 }
+        let bad = Set(damaged.map(\.0))
+        return ((0..<written).filter { !bad.contains($0) }, damaged.map(\.1))
+    }
+
+    /// The stored index of example `i`.
+    @inline(__always) private func stored(_ i: Int) -> Int { intact?[i] ?? i }
 
     static func stream(of feature: Feature) -> ActivationStore.Stream {
         switch feature {
@@ -81,6 +123,9 @@ public final class CacheDataset: @unchecked Sendable {
     /// The labels of every example, in index order (for metrics and class counts).
     public func labels() throws -> [Int] {
         if let memory { return memory.map(\.label) }
+        if let intact {
+            return try intact.map { try cache.withRecord(split: split, index: $0) { try Self.label(of: $0) } }
+        }
         var labels = [Int](repeating: 0, count: count)
         try cache.forEachRecord(split: split) { index, record, _ in
             guard index < count else { return false }
@@ -99,8 +144,11 @@ public final class CacheDataset: @unchecked Sendable {
         let decoder = try cache.makeDecoder()
         var out: [(rows: Int, label: Int, values: [[Float]])] = []
         out.reserveCapacity(count)
+        let keep = intact.map(Set.init)
+        let written = intact == nil ? count : (intact!.last ?? -1) + 1
         try cache.forEachRecord(split: split) { index, record, _ in
-            guard index < count else { return false }
+            guard index < written else { return false }
+            if let keep, !keep.contains(index) { return true }
             let view = try record()
             let values = try features.map { feature in
                 var v = [Float](repeating: 0, count: view.rows * view.width)
@@ -131,7 +179,7 @@ public final class CacheDataset: @unchecked Sendable {
         } else {
             // One read transaction per batch; each block decompresses straight into its place in
             // the batch tensor, which is sized from the record headers first.
-            try cache.withRecords(split: split, indices: indices) { views in
+            try cache.withRecords(split: split, indices: intact == nil ? indices : indices.map(stored)) { views in
                 for view in views {
                     guard view.width == width else { throw CacheError("record \(view.key) is damaged: width \(view.width), the manifest says \(width)") }
                     labels.append(try Self.label(of: view))

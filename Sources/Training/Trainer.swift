@@ -67,12 +67,14 @@ public struct FitResult: Codable, Sendable {
     public var history: [EpochRecord]
     /// Why this head stopped without a usable result (its loss diverged); nil when it trained.
     public var failure: String? = nil
+    /// Damaged records left out of training and evaluation (only with `--skip-corrupt`, else nil).
+    public var skippedCorrupt: Int?
 
     enum CodingKeys: String, CodingKey {
         case head, hyperparameters, val, test, labels, history, failure
         case learningRate = "lr", trainableParameters = "trainable_parameters", fractionOfBackbone = "fraction_of_backbone"
         case bestEpoch = "best_epoch", epochsRun = "epochs_run", peakRSSBytes = "peak_rss_bytes", peakAnonymousBytes = "peak_anonymous_bytes", wallSeconds = "wall_seconds"
-        case cacheManifestHash = "cache_manifest_hash"
+        case cacheManifestHash = "cache_manifest_hash", skippedCorrupt = "skipped_corrupt"
     }
 }
 
@@ -179,9 +181,9 @@ public final class Trainer {
         }
         // Only the union of what the heads read is decoded.
         let features = Array(Set(states.flatMap { $0.head.features })).sorted()
-        train = try CacheDataset(cache: cache, split: "train", features: features, inMemory: options.inMemory)
-        val = splits.contains("val") ? try CacheDataset(cache: cache, split: "val", features: features, inMemory: options.inMemory) : nil
-        test = splits.contains("test") ? try CacheDataset(cache: cache, split: "test", features: features, inMemory: options.inMemory) : nil
+        train = try CacheDataset(cache: cache, split: "train", features: features, inMemory: options.inMemory, skipCorrupt: options.skipCorrupt)
+        val = splits.contains("val") ? try CacheDataset(cache: cache, split: "val", features: features, inMemory: options.inMemory, skipCorrupt: options.skipCorrupt) : nil
+        test = splits.contains("test") ? try CacheDataset(cache: cache, split: "test", features: features, inMemory: options.inMemory, skipCorrupt: options.skipCorrupt) : nil
         guard train.count > 0 else { throw CacheError("\(cache.path): the train split is empty") }
         let total = (train.count + options.batchSize - 1) / options.batchSize * options.epochs
         for s in states {
@@ -204,6 +206,9 @@ public final class Trainer {
     }
 
     public var heads: [any Head] { states.map(\.head) }
+
+    /// The damaged records left out of every split (with `skipCorrupt`), in split then key order.
+    public var skippedRecords: [CorruptRecord] { [train, val, test].compactMap { $0 }.flatMap(\.skipped) }
 
     /// Runs every head on the same batches, in parallel when there are several.
     private func forEachState(_ states: [HeadState], _ body: @escaping @Sendable (HeadState) -> Void) {
@@ -297,7 +302,8 @@ public final class Trainer {
                 bestEpoch: s.bestEpoch, epochsRun: s.history.count,
                 val: valFinal?[ObjectIdentifier(s)], test: testFinal?[ObjectIdentifier(s)],
                 labels: description.labels, peakRSSBytes: peakResidentBytes(), peakAnonymousBytes: peakAnonymous, wallSeconds: wall,
-                cacheManifestHash: description.manifestHash, history: s.history)
+                cacheManifestHash: description.manifestHash, history: s.history,
+                skippedCorrupt: options.skipCorrupt ? skippedRecords.count : nil)
             result.failure = s.failure
             if s.failure == nil, let loss = [result.val?.loss, result.test?.loss].compactMap({ $0 }).first(where: { !$0.isFinite }) {
                 result.failure = "diverged: evaluation loss \(loss) with the best parameters"

@@ -27,6 +27,9 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var prefetch = 2
     /// Train this many heads at once on separate cores (nil: one per core).
     public var parallelHeads: Int? = nil
+    /// Leave records that fail their checksums out of every split (counted in the result) instead
+    /// of stopping at the first. Not in config.json: what it left out is in result.json.
+    public var skipCorrupt = false
 
     enum CodingKeys: String, CodingKey {
         case epochs, optimizer, momentum, warmup, patience, seed, prefetch

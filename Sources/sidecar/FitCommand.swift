@@ -62,6 +62,12 @@ struct FitCommand: ParsableCommand {
     @Flag(help: "Decode the needed features once and keep them in memory (when they fit).")
     var inMemory = false
 
+    @Flag(help: "Check every record's checksums first and leave damaged ones out of training and evaluation, counting them (skipped_corrupt in result.json). Without it a damaged record stops the fit, naming its key.")
+    var skipCorrupt = false
+
+    @Flag(help: "Open the cache without LMDB's lock file (only for caches no process is writing, e.g. on read-only shared storage).")
+    var noLock = false
+
     @Option(help: "The output folder: the head's folder, or with several heads one sub-folder per head.")
     var out: String
 
@@ -79,8 +85,17 @@ struct FitCommand: ParsableCommand {
     }
 
     func run() throws {
+        do {
+            try fit()
+        } catch let error as CorruptRecord {
+            throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record, "
+                             + "and fit --skip-corrupt leaves them out")
+        }
+    }
+
+    private func fit() throws {
         let requests = try headRequests()
-        let opened = try ActivationCache.open(path: cache)
+        let opened = try ActivationCache.open(path: cache, noLock: noLock)
         var options = TrainingOptions()
         options.epochs = epochs
         options.batchSize = batchSize
@@ -93,9 +108,15 @@ struct FitCommand: ParsableCommand {
         options.clipNorm = clipNorm
         options.patience = patience
         options.inMemory = inMemory
+        options.skipCorrupt = skipCorrupt
         let trainer = try Trainer(cache: opened, requests: requests, options: options)
         let log: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
         let bar = EpochProgress()
+        if skipCorrupt {
+            let skipped = trainer.skippedRecords
+            log(skipped.isEmpty ? "--skip-corrupt: every record's checksums match"
+                : "--skip-corrupt: skipping \(skipped.count) damaged records:\n" + skipped.map { "  \($0)" }.joined(separator: "\n"))
+        }
         for (request, head) in zip(requests, trainer.heads) {
             log("\(request.head): \(head.parameterCount) trainable parameters, reads \(head.features.map(\.description).joined(separator: " "))")
         }
@@ -116,6 +137,7 @@ struct FitCommand: ParsableCommand {
         }
         log("")
         log(ResultTable.render(results))
+        if skipCorrupt { log("skipped_corrupt \(trainer.skippedRecords.count) (damaged records left out of training and evaluation)") }
         if json {
             if results.count == 1 {
                 print(try FitOutput.jsonLine(results[0]))

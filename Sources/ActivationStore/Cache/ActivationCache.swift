@@ -111,9 +111,12 @@ public final class ActivationCache: @unchecked Sendable {
         let lock = Glibc.open(path + "/writer.lock", O_CREAT | O_RDWR, 0o644)
         guard lock >= 0 else { throw CacheError("\(path): cannot create writer.lock (\(String(cString: strerror(errno))))") }
         guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = WriterLock.holder(lock)
             close(lock)
-            throw CacheError("\(path): another process is writing this cache (writer.lock is held); wait for it or use another --out folder")
+            throw CacheError("another \(holder.command ?? "process") is writing \(path)\(holder.pid.map { " (pid \($0))" } ?? ""); "
+                             + "wait for it to end or use another --out folder")
         }
+        WriterLock.record(lock)
         do {
             return try openLocked(path: path, settings: settings, blobBytes: blobBytes, blobSource: blobSource, lock: lock)
         } catch {
@@ -124,7 +127,7 @@ public final class ActivationCache: @unchecked Sendable {
 
     private static func openLocked(path: String, settings: ExtractionSettings, blobBytes: [(name: String, bytes: [UInt8])],
                                    blobSource: String, lock: Int32) throws -> ActivationCache {
-        let environment = try LMDBEnvironment(path: path, options: .init(mapSize: 256 << 20))
+        let environment = try LMDBEnvironment(path: path, options: .init(mapSize: initialMapSize))
         let meta = try environment.openDatabase("meta", create: true)
         let records = try environment.openDatabase("records", create: true)
         let existing = try environment.read { txn in try txn.value(forKey: manifestKey, in: meta) }
@@ -149,7 +152,7 @@ public final class ActivationCache: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(manifest)
-        try environment.writeGrowing { txn in
+        try writeReportingFullDisk(environment, path: path, "the manifest and blobs") { txn in
             for (name, bytes) in blobBytes { try txn.put(blobKey(name), bytes, in: meta) }
             try txn.put(manifestKey, data, in: meta)
         }
@@ -158,6 +161,12 @@ public final class ActivationCache: @unchecked Sendable {
 
     deinit {
         if writerLock >= 0 { close(writerLock) }
+    }
+
+    /// A writer's first map size; the map doubles whenever it fills (`writeGrowing`).
+    /// SIDECAR_LMDB_INITIAL_MAP_BYTES overrides it, so tests can make the map fill early.
+    static var initialMapSize: Int {
+        ProcessInfo.processInfo.environment["SIDECAR_LMDB_INITIAL_MAP_BYTES"].flatMap { Int($0) }.map { max($0, 32 << 10) } ?? 256 << 20
     }
 
     private static func readManifest(_ environment: LMDBEnvironment, _ meta: LMDBDatabase, path: String) throws -> Manifest {
@@ -209,12 +218,35 @@ public final class ActivationCache: @unchecked Sendable {
     public func append(split: String, records batch: [(index: Int, bytes: [UInt8])], progress: SplitProgress) throws {
         let progressData = try JSONEncoder().encode(progress)
         let keys = batch.map { key(split: split, index: $0.index) }
-        try environment.writeGrowing { txn in
+        let what = batch.isEmpty ? "the \(split) progress" : "\(split) records \(batch.first!.index)...\(batch.last!.index)"
+        try Self.writeReportingFullDisk(environment, path: path, what) { txn in
             for (key, record) in zip(keys, batch) {
                 try txn.put(key, record.bytes, in: records, flags: .append)
             }
             try txn.put(Self.progressKey(split), progressData, in: meta)
         }
+    }
+
+    /// `writeGrowing`, with a full disk reported as such: the transaction was aborted, so the
+    /// cache still holds exactly what its progress says and the same command resumes it.
+    static func writeReportingFullDisk<R>(_ environment: LMDBEnvironment, path: String, _ what: String, _ body: (borrowing LMDBTransaction) throws -> R) throws -> R {
+        do {
+            return try environment.writeGrowing(body)
+        } catch let error as LMDBError where isOutOfSpace(error, path: path) {
+            let cause = error.code == ENOSPC ? error.message : "LMDB's write came up short: \(error.message), with under 1 MB free"
+            throw CacheError("\(path): no space left on device while writing \(what) (\(cause)); the cache holds everything "
+                             + "written before: free space (or move the folder to a larger disk) and run the same command again to resume")
+        }
+    }
+
+    /// ENOSPC, or the EIO LMDB reports for a short write, which on a file system with (nearly) no
+    /// free space is the disk filling up.
+    static func isOutOfSpace(_ error: LMDBError, path: String) -> Bool {
+        if error.code == ENOSPC { return true }
+        guard error.code == EIO else { return false }
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return false }
+        return Int(info.f_bavail) * Int(info.f_frsize) < 1 << 20
     }
 
     /// The per-layer, per-channel int8 scales, once calibrated (nil before, and for other storage).
@@ -243,14 +275,14 @@ public final class ActivationCache: @unchecked Sendable {
     }
 
     func storeMetaValue(_ key: [UInt8], _ bytes: [UInt8]) throws {
-        try environment.writeGrowing { txn in try txn.put(key, bytes, in: meta) }
+        try Self.writeReportingFullDisk(environment, path: path, String(decoding: key, as: UTF8.self)) { txn in try txn.put(key, bytes, in: meta) }
     }
 
     /// Marks every listed split complete in one transaction (a merge does this last, so a killed
     /// merge never leaves a split that claims to be whole).
     func markComplete(_ splits: [(name: String, written: Int)]) throws {
         let data = try splits.map { (Self.progressKey($0.name), try JSONEncoder().encode(SplitProgress(written: $0.written, complete: true))) }
-        try environment.writeGrowing { txn in
+        try Self.writeReportingFullDisk(environment, path: path, "the progress") { txn in
             for (key, value) in data { try txn.put(key, value, in: meta) }
         }
     }
@@ -262,7 +294,7 @@ public final class ActivationCache: @unchecked Sendable {
     /// the manifest's `blobs` list stays true; this is for tools that add one later.
     public func storeBlob(_ name: String, tensors: [(String, Tensor)], metadata: [String: String]) throws {
         let bytes = try BlobContent(name: name, tensors: tensors.map { (name: $0.0, tensor: $0.1) }, metadata: metadata).bytes(cache: path)
-        try environment.writeGrowing { txn in try txn.put(Self.blobKey(name), bytes, in: meta) }
+        try Self.writeReportingFullDisk(environment, path: path, "blob \(name)") { txn in try txn.put(Self.blobKey(name), bytes, in: meta) }
     }
 
     /// The blob `name`, or nil when the cache has none of that name.
@@ -340,5 +372,26 @@ public final class ActivationCache: @unchecked Sendable {
             }
         }
         return (count, bytes)
+    }
+}
+
+/// Who holds a cache's writer.lock: the writer records its pid and command in the file, so the
+/// process refused can name it.
+enum WriterLock {
+    static func record(_ descriptor: Int32) {
+        let arguments = ProcessInfo.processInfo.arguments
+        let command = ([URL(fileURLWithPath: arguments.first ?? "sidecar").lastPathComponent] + arguments.dropFirst().prefix(1)).joined(separator: " ")
+        let line = Array("\(getpid()) \(command)\n".utf8)
+        _ = ftruncate(descriptor, 0)
+        _ = line.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+    }
+
+    static func holder(_ descriptor: Int32) -> (pid: Int?, command: String?) {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return (nil, nil) }
+        let text = String(decoding: buffer[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let space = text.firstIndex(of: " "), let pid = Int(text[..<space]) else { return (Int(text), nil) }
+        return (pid, String(text[text.index(after: space)...]))
     }
 }

@@ -72,6 +72,10 @@ public struct CorruptRecord: Error, CustomStringConvertible, Equatable {
     public let key: String
     public let fault: String
     public var description: String { "record \(key) is damaged: \(fault)" }
+    public init(key: String, fault: String) {
+        self.key = key
+        self.fault = fault
+    }
 }
 
 /// Encodes records. Holds a compressor and scratch space: one per writer thread.

@@ -51,7 +51,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ///
     /// Errors: ENOENT when the directory (or, read-only, data.mdb) does not exist; EACCES without
     /// permission; MDB_VERSION_MISMATCH or MDB_INVALID when the files are not an LMDB environment
-    /// of this version; EAGAIN when another process holds it with MDB_NOLOCK-incompatible locking.
+    /// of this version; EAGAIN when another process holds it with MDB_NOLOCK-incompatible locking;
+    /// LMDBFileTruncated when data.mdb is shorter than its meta page says (reading it would SIGBUS).
     public init(path: String, options: Options = Options()) throws {
         var env: OpaquePointer?
         try LMDBError.check(mdb_env_create(&env), "creating an environment for", path: path)
@@ -62,7 +63,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
             var flags = UInt32(MDB_NOTLS)
             if options.readOnly { flags |= UInt32(MDB_RDONLY) }
             if options.noLock { flags |= UInt32(MDB_NOLOCK) }
-            try LMDBError.check(mdb_env_open(env, path, flags, 0o644), "opening", path: path)
+            let code = mdb_env_open(env, path, flags, 0o644)
+            if code != MDB_SUCCESS, let fault = Self.tooShortForMetaPages(path) { throw LMDBFileTruncated(description: fault) }
+            try LMDBError.check(code, "opening", path: path)
+            try Self.checkLength(env!, path: path)
         } catch {
             mdb_env_close(env)
             throw error
@@ -78,6 +82,37 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     deinit {
         mdb_env_close(handle)
+    }
+
+    /// LMDB maps data.mdb and trusts its meta page: a file cut shorter than the pages the meta page
+    /// counts (a truncated copy, a full disk during a copy) is read past its end, which kills the
+    /// process with SIGBUS at the first access. Compared up front, so that is an error instead.
+    private static func checkLength(_ env: OpaquePointer, path: String) throws {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        try LMDBError.check(mdb_env_info(env, &info), "reading the meta page of", path: path)
+        try LMDBError.check(mdb_env_stat(env, &stat), "reading the meta page of", path: path)
+        let needed = (info.me_last_pgno + 1) * Int(stat.ms_psize)
+        let file = path + "/data.mdb"
+        guard let size = fileSize(file) else { return }
+        if size < needed {
+            throw LMDBFileTruncated(description: "\(file) is truncated: it holds \(size) bytes, but its meta page says the data "
+                                    + "reaches \(needed) bytes (\(info.me_last_pgno + 1) pages of \(stat.ms_psize)); the environment is damaged, "
+                                    + "restore it from a copy or create it again")
+        }
+    }
+
+    private static func fileSize(_ file: String) -> Int? {
+        (try? FileManager.default.attributesOfItem(atPath: file))?[.size].flatMap { ($0 as? NSNumber)?.intValue }
+    }
+
+    /// When opening failed: a data.mdb shorter than LMDB's two meta pages, described (else nil).
+    private static func tooShortForMetaPages(_ path: String) -> String? {
+        let file = path + "/data.mdb"
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard let size = fileSize(file), size < 2 * pageSize else { return nil }
+        return "\(file) is truncated: it holds \(size) bytes, less than LMDB's two meta pages (\(2 * pageSize) bytes); "
+            + "the environment is damaged, restore it from a copy or create it again"
     }
 
     /// LMDB's version string, e.g. "LMDB 0.9.24: (July 24, 2019)".
@@ -248,6 +283,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
         if writer { writerThread = nil }
         state.unlock()
     }
+}
+
+/// An environment whose data file is shorter than its own meta page says (see `checkLength`).
+public struct LMDBFileTruncated: Error, CustomStringConvertible, Equatable {
+    public let description: String
 }
 
 /// A database handle within one environment (from `LMDBEnvironment.openDatabase`).

@@ -1,0 +1,58 @@
+// Extraction onto a file system that fills up (a 3 MB tmpfs the test mounts): it stops with an
+// error naming the cache folder and the full disk, and once the file system is grown the same
+// command resumes to a cache equal to one extracted without interruption. Needs root (mount);
+// skipped otherwise. XCTest rather than swift-testing for XCTSkip: a skip must read as a skip.
+import Foundation
+import XCTest
+
+final class DiskFullTests: XCTestCase {
+    func testAFullDiskStopsExtractionClearlyAndItResumes() throws {
+        guard getuid() == 0 else { throw XCTSkip("mounting a small tmpfs needs root") }
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("disk-full-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        let mounted = try shell(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mountPoint])
+        guard mounted.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mounted.output)") }
+        defer { _ = try? shell(["umount", "-l", mountPoint]) }
+
+        let dataset = try makeDataset(count: 160)
+        defer { try? FileManager.default.removeItem(atPath: dataset) }
+        let arguments = ["extract", "--dataset", dataset, "--layers", "all", "--dtype", "f32", "--chunk-size", "8",
+                         "--lst-reductions", "none", "--top-blocks", "0"]
+        let cache = mountPoint + "/cache"
+        let full = try runSidecar(arguments + ["--out", cache])
+        XCTAssertNotEqual(full.status, 0, "the extraction fit in 3 MB; make the dataset larger")
+        XCTAssertTrue(full.err.contains("\(cache): no space left on device while writing train records "), full.err)
+        XCTAssertTrue(full.err.contains("run the same command again to resume"), full.err)
+        // What was written is a consistent, incomplete cache.
+        let partial = try runSidecar(["inspect", cache, "--json", "--verify"])
+        XCTAssertEqual(partial.status, 0, partial.err)
+        let report = try JSONSerialization.jsonObject(with: Data(partial.out.utf8)) as! [String: Any]
+        let train = (report["splits"] as! [[String: Any]])[0]
+        XCTAssertEqual(train["complete"] as? Bool, false)
+        XCTAssertGreaterThan(train["records"] as? Int ?? 0, 0)
+
+        // Space freed: the same command finishes it, and it equals an uninterrupted extraction.
+        XCTAssertEqual(try shell(["mount", "-o", "remount,size=256m", mountPoint]).status, 0)
+        let resumed = try runSidecar(arguments + ["--out", cache])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        let reference = FileManager.default.temporaryDirectory.appendingPathComponent("disk-full-ref-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: reference) }
+        let whole = try runSidecar(arguments + ["--out", reference])
+        XCTAssertEqual(whole.status, 0, whole.err)
+        XCTAssertEqual(try digests(cache), try digests(reference))
+    }
+
+    private func shell(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}

@@ -1,0 +1,85 @@
+// A fit never trains on a damaged record: without skipping, the first one a batch reaches stops
+// the fit naming its key; with `skipCorrupt`, every damaged record is found before training, left
+// out of training and evaluation, and counted in the result.
+import ActivationStore
+import Foundation
+import Testing
+import Training
+
+/// Flips one byte (`offset` into the record) of a stored record inside data.mdb, in every copy of
+/// the record's bytes the file holds (LMDB's copy-on-write leaves stale ones).
+func damageStoredRecord(_ path: String, split: String, index: Int, offset: (Int) -> Int) throws {
+    var record: [UInt8]?
+    try ActivationCache.open(path: path).forEachRecord(split: split) { i, _, raw in
+        if i == index { record = Array(raw) }
+        return i < index
+    }
+    let bytes = try #require(record)
+    let file = URL(fileURLWithPath: path + "/data.mdb")
+    var data = try Data(contentsOf: file)
+    var from = data.startIndex, changed = 0
+    while let range = data.range(of: Data(bytes), in: from..<data.endIndex) {
+        data[range.lowerBound + offset(bytes.count)] ^= 0x5A
+        from = range.upperBound
+        changed += 1
+    }
+    #expect(changed >= 1)
+    try data.write(to: file)
+}
+
+@Suite struct CorruptRecordTests {
+    static func options(skip: Bool, inMemory: Bool = false) -> TrainingOptions {
+        var options = TrainingOptions()
+        options.epochs = 2
+        options.batchSize = 16
+        options.skipCorrupt = skip
+        options.inMemory = inMemory
+        return options
+    }
+
+    @Test func aDamagedRecordStopsTheFitNamingIt() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("damaged-fit"))
+        // The last byte of the record: the last layer's block, the one a linear probe reads.
+        try damageStoredRecord(path, split: "train", index: 17) { $0 - 1 }
+        let trainer = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: Self.options(skip: false))
+        #expect { try trainer.run() } throws: { "\($0)" == "record train:17 is damaged: checksum mismatch in layer 2" }
+        // A damaged header stops it before any training, as soon as the labels are read or a batch is built.
+        try damageStoredRecord(path, split: "val", index: 4) { _ in 5 }
+        #expect { try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: Self.options(skip: false)).run() }
+            throws: { "\($0)".contains("is damaged") }
+    }
+
+    @Test(arguments: [false, true])
+    func skipCorruptLeavesOutAndCountsEveryDamagedRecord(inMemory: Bool) throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("skip-corrupt"))
+        try damageStoredRecord(path, split: "train", index: 0) { _ in 5 }
+        try damageStoredRecord(path, split: "train", index: 17) { $0 - 1 }
+        try damageStoredRecord(path, split: "train", index: 119) { $0 / 2 }
+        try damageStoredRecord(path, split: "val", index: 9) { $0 - 1 }
+        try damageStoredRecord(path, split: "test", index: 39) { _ in 2 }
+        let trainer = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear"), HeadRequest(head: "mlp")],
+                                  options: Self.options(skip: true, inMemory: inMemory))
+        #expect(trainer.skippedRecords.map(\.key) == ["train:0", "train:17", "train:119", "val:9", "test:39"])
+        #expect(trainer.skippedRecords[0].description == "record train:0 is damaged: header checksum mismatch")
+        let results = try trainer.run()
+        for result in results {
+            #expect(result.skippedCorrupt == 5)
+            // Evaluation saw exactly the intact records.
+            #expect(result.val?.examples == 39 && result.test?.examples == 39)
+            #expect(result.val.map { $0.confusion.joined().reduce(0, +) } == 39)
+        }
+        let line = try FitOutput.jsonLine(results[0])
+        #expect(line.contains("\"skipped_corrupt\":5"))
+    }
+
+    @Test func skippingAnIntactCacheChangesNothing() throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("skip-intact"))
+        let plain = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: Self.options(skip: false)).run()[0]
+        let skipping = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: Self.options(skip: true))
+        #expect(skipping.skippedRecords.isEmpty)
+        let result = try skipping.run()[0]
+        #expect(result.skippedCorrupt == 0 && plain.skippedCorrupt == nil)
+        #expect(result.test == plain.test && result.val == plain.val)
+        #expect(!(try FitOutput.jsonLine(plain)).contains("skipped_corrupt"))
+    }
+}
