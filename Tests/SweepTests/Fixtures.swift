@@ -38,17 +38,12 @@ func trialObject(_ id: String, head: String = "linear", status: String = "ok", v
     return object
 }
 
-/// SplitMix64: the same numbers on every machine.
-struct FixtureRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+/// The sweep's own SplitMix64: the same numbers on every machine.
+typealias FixtureRandom = SplitMix64
+
+extension SplitMix64 {
+    init(state: UInt64) { self.init(seed: state) }
+    mutating func uniform() -> Double { unit() }
     mutating func normal() -> Double { (0..<6).map { _ in uniform() }.reduce(0, +) - 3 }
 }
 

@@ -1,0 +1,1 @@
+../SidecarCLITests/RunSidecar.swift
