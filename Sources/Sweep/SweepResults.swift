@@ -146,7 +146,8 @@ public final class ResultsWriter: @unchecked Sendable {
         fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SweepError("\(path): cannot open for appending: \(String(cString: strerror(errno)))") }
         do {
-            try locked { cutBytes = try cutTornTail() }
+            // Without working locks (some cluster filesystems) a tail may be a live writer's, so it stays.
+            try locked { if $0 { cutBytes = try cutTornTail() } }
         } catch {
             close(fd)
             throw error
@@ -155,12 +156,18 @@ public final class ResultsWriter: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    private func locked<R>(_ body: () throws -> R) throws -> R {
+    /// Runs `body` holding the file's exclusive flock; `body` is told whether it holds it (false
+    /// where the filesystem has no flock, e.g. Lustre mounted without -o flock).
+    private func locked<R>(_ body: (Bool) throws -> R) throws -> R {
         while flock(fd, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw SweepError("\(path): cannot lock: \(String(cString: strerror(errno)))") }
+            if errno == EINTR { continue }
+            guard [ENOSYS, ENOLCK, EOPNOTSUPP, EINVAL].contains(errno) else {
+                throw SweepError("\(path): cannot lock: \(String(cString: strerror(errno)))")
+            }
+            return try body(false)
         }
         defer { flock(fd, LOCK_UN) }
-        return try body()
+        return try body(true)
     }
 
     private func size() throws -> off_t {
@@ -196,7 +203,7 @@ public final class ResultsWriter: @unchecked Sendable {
         let bytes = Array((try record.jsonLine() + "\n").utf8)
         lock.lock()
         defer { lock.unlock() }
-        try locked {
+        try locked { _ in
             let before = try size()
             let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             guard written == bytes.count else {
