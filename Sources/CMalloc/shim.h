@@ -1,2 +1,8 @@
-// glibc's malloc tuning (mallopt), which Swift's Glibc module does not export.
+// glibc functions Swift's Glibc module does not export: malloc tuning (mallopt), and prctl, which
+// is variadic and so not imported.
 #include <malloc.h>
+#include <signal.h>
+#include <sys/prctl.h>
+
+/// Asks the kernel to SIGKILL this process when the thread that started it exits (PR_SET_PDEATHSIG).
+static inline int sidecar_die_with_parent(void) { return prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); }

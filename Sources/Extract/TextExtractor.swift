@@ -69,7 +69,8 @@ public final class TextExtractor: Sendable {
             let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
             let hash = data.withUnsafeBytes { XXHash64.hash($0) }
             files.append(DatasetFile(split: split.rawValue, name: (path as NSString).lastPathComponent, bytes: data.count, hash: String(hash, radix: 16)))
-            counts[split.rawValue] = try source.examples(split, labels: nil).count
+            // With the label map: a val or test label unknown to train stops here, before anything is written.
+            counts[split.rawValue] = try source.examples(split, labels: labels).count
         }
         let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
         let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)

@@ -1,6 +1,7 @@
 // The results folder: one JSON-lines file per shard, one line per finished trial, appended with a
 // single write and fsynced, so a killed run leaves whole lines (and at most one torn last line,
-// which readers skip). The line format is the contract with `sidecar report`.
+// which readers skip and the next writer cuts off before appending, so it never ends up in the
+// middle of the file). The line format is the contract with `sidecar report`.
 import ActivationStore
 import Foundation
 import SideNetworks
@@ -128,9 +129,13 @@ public struct TrialRecord: Codable, Sendable {
     }
 }
 
-/// Appends whole lines to one shard's file, each with one write(2) and an fsync.
+/// Appends whole lines to one shard's file, each with one write(2) and an fsync. Every append holds
+/// an exclusive flock, so a tail without its newline seen under that lock was left by a writer that
+/// died mid-line: opening the file cuts it off (its trial has no line and runs again).
 public final class ResultsWriter: @unchecked Sendable {
     public let path: String
+    /// Bytes of a torn last line cut off when the file was opened (0 when the file ended cleanly).
+    public private(set) var cutBytes = 0
     private let fd: Int32
     private let lock = NSLock()
 
@@ -138,21 +143,77 @@ public final class ResultsWriter: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         path = URL(fileURLWithPath: folder).appendingPathComponent(shard.fileName).path
         // O_APPEND: parallel workers of one shard append to the same file, each line at the end.
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SweepError("\(path): cannot open for appending: \(String(cString: strerror(errno)))") }
+        do {
+            // Without working locks (some cluster filesystems) a tail may be a live writer's, so it stays.
+            try locked { if $0 { cutBytes = try cutTornTail() } }
+        } catch {
+            close(fd)
+            throw error
+        }
     }
 
     deinit { close(fd) }
+
+    /// Runs `body` holding the file's exclusive flock; `body` is told whether it holds it (false
+    /// where the filesystem has no flock, e.g. Lustre mounted without -o flock).
+    private func locked<R>(_ body: (Bool) throws -> R) throws -> R {
+        while flock(fd, LOCK_EX) != 0 {
+            if errno == EINTR { continue }
+            guard [ENOSYS, ENOLCK, EOPNOTSUPP, EINVAL].contains(errno) else {
+                throw SweepError("\(path): cannot lock: \(String(cString: strerror(errno)))")
+            }
+            return try body(false)
+        }
+        defer { flock(fd, LOCK_UN) }
+        return try body(true)
+    }
+
+    private func size() throws -> off_t {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw SweepError("\(path): stat failed: \(String(cString: strerror(errno)))") }
+        return info.st_size
+    }
+
+    /// Truncates the file after its last newline; returns how many bytes went.
+    private func cutTornTail() throws -> Int {
+        let end = try size()
+        var position = end
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while position > 0 {
+            let count = Int(min(off_t(buffer.count), position))
+            let start = position - off_t(count)
+            let read = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, start) }
+            guard read == count else { throw SweepError("\(path): reading the last line failed: \(read < 0 ? String(cString: strerror(errno)) : "short read")") }
+            if let last = buffer[0..<count].lastIndex(of: UInt8(ascii: "\n")) {
+                position = start + off_t(last) + 1
+                break
+            }
+            position = start
+        }
+        guard position < end else { return 0 }
+        guard ftruncate(fd, position) == 0, fsync(fd) == 0 else {
+            throw SweepError("\(path): cutting off a torn last line failed: \(String(cString: strerror(errno)))")
+        }
+        return Int(end - position)
+    }
 
     public func append(_ record: TrialRecord) throws {
         let bytes = Array((try record.jsonLine() + "\n").utf8)
         lock.lock()
         defer { lock.unlock() }
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count else {
-            throw SweepError("\(path): writing a results line failed: \(written < 0 ? String(cString: strerror(errno)) : "short write")")
+        try locked { _ in
+            let before = try size()
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == bytes.count else {
+                let reason = written < 0 ? String(cString: strerror(errno)) : "short write"
+                // A partial line (a full disk) is taken back so the next line starts on its own.
+                _ = ftruncate(fd, before)
+                throw SweepError("\(path): writing a results line failed: \(reason)")
+            }
+            guard fsync(fd) == 0 else { throw SweepError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
         }
-        guard fsync(fd) == 0 else { throw SweepError("\(path): fsync failed: \(String(cString: strerror(errno)))") }
     }
 }
 

@@ -169,6 +169,8 @@ public struct Trial: Sendable, Equatable {
 public struct SweepSpec: Sendable {
     public var path: String
     public var trials: [Trial]
+    /// More trials than this is a mistake in the file (a sweep this size would not finish).
+    public static let maxTrials = 100_000
     /// Configs listed more than once (by several blocks) and kept once.
     public var duplicates: Int
 
@@ -199,6 +201,9 @@ public struct SweepSpec: Sendable {
         var drafts: [Draft] = []
         for (i, block) in grids.enumerated() { drafts += try parser.expandGrid(block, where: "[[grid]] \(i + 1)") }
         for (i, block) in randoms.enumerated() { drafts += try parser.expandRandom(block, where: "[[random]] \(i + 1)") }
+        guard drafts.count <= maxTrials else {
+            throw SweepError("\(path): the blocks expand to \(drafts.count) trials, more than the \(maxTrials) a sweep file may have")
+        }
         if grids.isEmpty && randoms.isEmpty { drafts = [Draft(head: parser.baseHead, settings: [:], training: [:], origin: "[base]")] }
         var trials: [Trial] = []
         var seen = Set<String>()
@@ -297,6 +302,15 @@ private struct Parser {
         if let head { axes.append(("head", try values(head, "head"))) }
         for key in set.keys.sorted() { axes.append(("set.\(key)", try values(set[key]!, "set.\(key)"))) }
         for key in training.keys.sorted() { axes.append(("training.\(key)", try values(training[key]!, "training.\(key)"))) }
+        // Counted before expanding: a typo'd grid must be refused, not fill memory.
+        var product = 1
+        for (axis, options) in axes {
+            let (next, overflow) = product.multipliedReportingOverflow(by: options.count)
+            guard !overflow, next <= SweepSpec.maxTrials else {
+                throw fail(origin, axis, "the grid expands to more than \(SweepSpec.maxTrials) trials (the most a sweep file may have)")
+            }
+            product = next
+        }
         var drafts = [Draft(head: nil, settings: [:], training: [:], origin: origin)]
         for (axis, options) in axes {
             drafts = drafts.flatMap { d in options.map { v in assign(d, axis, v) } }
@@ -320,6 +334,9 @@ private struct Parser {
         let (head, set, training) = try parts(block, where: origin, extra: ["trials", "seed"])
         guard case .int(let count) = block["trials"] ?? .int(-1), count >= 1 else {
             throw fail(origin, "trials", block["trials"] == nil ? "missing: how many draws" : "expected an integer of at least 1")
+        }
+        guard count <= SweepSpec.maxTrials else {
+            throw fail(origin, "trials", "\(count) draws are more than the \(SweepSpec.maxTrials) trials a sweep file may have")
         }
         var seed = 0
         if let s = block["seed"] {

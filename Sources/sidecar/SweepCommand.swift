@@ -3,6 +3,7 @@
 // array at a time, resuming from what the results folder already holds.
 import ActivationStore
 import ArgumentParser
+import CMalloc
 import Dispatch
 import Foundation
 import SideNetworks
@@ -141,6 +142,12 @@ struct SweepCommand: ParsableCommand {
         if noRetryFailed { skip.formUnion(finished.failed) }
         var only: Set<String>? = nil
         if worker {
+            // A worker outlives a parent killed with SIGKILL unless the kernel ends it too; an
+            // orphan still training while a rerun starts the same trials would write them twice.
+            _ = sidecar_die_with_parent()
+            if let parent = ProcessInfo.processInfo.environment["SIDECAR_SWEEP_PARENT"], Int32(parent) != getppid() {
+                throw ValidationError("--worker: the sweep that started this worker (process \(parent)) has exited")
+            }
             let input = FileHandle.standardInput.readDataToEndOfFile()
             only = Set(String(decoding: input, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init))
         }
@@ -212,6 +219,7 @@ struct SweepCommand: ParsableCommand {
         var environment = ProcessInfo.processInfo.environment
         // The trainer uses one BLAS thread per head; OpenBLAS must not start a pool per process.
         environment["OPENBLAS_NUM_THREADS"] = "1"
+        environment["SIDECAR_SWEEP_PARENT"] = String(getpid())
         Self.say("running \(pending.count) pass(es) in \(parts) processes, \(threads) thread(s) each")
         var processes: [Process] = []
         for part in SweepPlan.partition(pending, parts: parts) where !part.isEmpty {

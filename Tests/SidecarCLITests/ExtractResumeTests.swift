@@ -1,5 +1,7 @@
-// `sidecar extract` killed with SIGKILL at several moments, then run again, ends with a cache whose
-// decoded records (digests) equal an uninterrupted run's, and every record verifies.
+// `sidecar extract` killed with SIGKILL at ten moments spread over the run, resumed each time, ends
+// with a cache whose records equal an uninterrupted run's (per-split digests of the decoded values,
+// and every record's stored bytes), and every record verifies.
+import ActivationStore
 import Foundation
 import Testing
 
@@ -32,53 +34,106 @@ func digests(_ cache: String) throws -> [String: String] {
     return out
 }
 
+/// Every stored record's bytes by split and index, read through the cache (which checks them).
+func storedRecords(_ cache: String) throws -> [String: [Int: [UInt8]]] {
+    let opened = try ActivationCache.open(path: cache)
+    var out: [String: [Int: [UInt8]]] = [:]
+    for split in opened.manifest.settings.splits {
+        var records: [Int: [UInt8]] = [:]
+        try opened.forEachRecord(split: split) { index, _, raw in
+            records[index] = Array(raw)
+            return true
+        }
+        out[split] = records
+    }
+    return out
+}
+
+/// The size of the cache's data.mdb, or 0 while it does not exist.
+func dataFileSize(_ cache: String) -> Int {
+    ((try? FileManager.default.attributesOfItem(atPath: cache + "/data.mdb"))?[.size] as? Int) ?? 0
+}
+
 @Suite(.serialized) struct ExtractResumeTests {
+    /// Ten SIGKILLs at seeded-random points spread over one extraction: each run is killed once its
+    /// data file has grown past the next of ten random fractions of the finished file's size (plus
+    /// a random few milliseconds, so the kill lands anywhere in a chunk), and the next run resumes.
+    /// No blobs (LST reductions, top blocks), so the data file grows with the records alone.
     @Test func killedExtractionsResumeToIdenticalRecords() throws {
-        let dataset = try makeDataset(count: 1500)
-        let arguments = ["extract", "--dataset", dataset, "--layers", "0-2", "--dtype", "f16", "--chunk-size", "16", "--batch-tokens", "256"]
+        let dataset = try makeDataset(count: 600)
+        defer { try? FileManager.default.removeItem(atPath: dataset) }
+        let arguments = ["extract", "--dataset", dataset, "--layers", "0-2", "--dtype", "f16", "--chunk-size", "8", "--batch-tokens", "256",
+                         "--lst-reductions", "none", "--top-blocks", "0"]
         let reference = FileManager.default.temporaryDirectory.appendingPathComponent("resume-ref-\(UUID().uuidString)").path
+        let resumed = FileManager.default.temporaryDirectory.appendingPathComponent("resume-kill-\(UUID().uuidString)").path
+        defer { for path in [reference, resumed] { try? FileManager.default.removeItem(atPath: path) } }
         let started = Date()
         let full = try runSidecar(arguments + ["--out", reference])
         let duration = Date().timeIntervalSince(started)
         #expect(full.status == 0, "\(full.err)")
         let expected = try digests(reference)
         #expect(expected["train"] != nil)
+        let finalSize = dataFileSize(reference)
 
-        let resumed = FileManager.default.temporaryDirectory.appendingPathComponent("resume-kill-\(UUID().uuidString)").path
+        var random = SplitMix(seed: 20261129)
+        let fractions = (0..<10).map { _ in 0.05 + 0.85 * random.uniform() }.sorted()
         var kills = 0
-        var finishedAlone = false
-        // Each run is killed a little later than the last; resumed runs make progress, so
-        // eventually one finishes by itself.
-        for attempt in 0..<12 where !finishedAlone {
+        var killedAt: [Int] = []
+        for (n, fraction) in fractions.enumerated() {
             let process = Process()
             process.executableURL = sidecarBinary()
             process.arguments = arguments + ["--out", resumed]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            Thread.sleep(forTimeInterval: duration * (0.25 + 0.05 * Double(attempt)))
-            if process.isRunning {
-                kill(process.processIdentifier, SIGKILL)
-                kills += 1
+            let target = Int(fraction * Double(finalSize))
+            let deadline = Date().addingTimeInterval(duration * 2 + 10)
+            while process.isRunning && dataFileSize(resumed) < target && Date() < deadline { usleep(2_000) }
+            usleep(UInt32(random.uniform() * 40_000))
+            guard process.isRunning else {
                 process.waitUntilExit()
-                if kills == 1 {
-                    // A killed cache never looks complete.
-                    let inspected = try runSidecar(["inspect", resumed, "--json"])
-                    if inspected.status == 0 {
-                        let report = try JSONSerialization.jsonObject(with: Data(inspected.out.utf8)) as! [String: Any]
-                        let train = (report["splits"] as! [[String: Any]])[0]
-                        #expect(train["complete"] as? Bool == false)
-                    }
-                }
-            } else {
-                process.waitUntilExit()
-                finishedAlone = process.terminationStatus == 0
+                Issue.record("run \(n + 1) finished (status \(process.terminationStatus)) before its kill at \(fraction) of the data file")
+                break
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            kills += 1
+            killedAt.append(dataFileSize(resumed))
+            // A killed cache never looks complete, and what it holds is a prefix of the reference.
+            let inspected = try runSidecar(["inspect", resumed, "--json"])
+            if inspected.status == 0 {
+                let report = try JSONSerialization.jsonObject(with: Data(inspected.out.utf8)) as! [String: Any]
+                let train = (report["splits"] as! [[String: Any]])[0]
+                #expect(train["complete"] as? Bool == false, "kill \(kills) left a cache marked complete")
             }
         }
-        print("extraction took \(duration) s; killed \(kills) runs with SIGKILL")
-        #expect(kills >= 3, "the runs finished before they could be killed")
+        print("extraction took \(duration) s; killed \(kills) runs with SIGKILL at data file sizes \(killedAt) of \(finalSize)")
+        #expect(kills == 10)
         let last = try runSidecar(arguments + ["--out", resumed])
         #expect(last.status == 0, "\(last.err)")
         #expect(try digests(resumed) == expected)
+        // Record by record, not only the digests: the same bytes under the same keys.
+        let want = try storedRecords(reference), got = try storedRecords(resumed)
+        #expect(Set(got.keys) == Set(want.keys))
+        for (split, records) in want {
+            let other = got[split] ?? [:]
+            #expect(other.count == records.count, "\(split): \(other.count) records, expected \(records.count)")
+            let differing = records.keys.sorted().filter { other[$0] != records[$0] }
+            #expect(differing.isEmpty, "\(split): records \(differing.prefix(10)) differ from the uninterrupted run's")
+        }
     }
+}
+
+/// SplitMix64: the same kill points on every machine.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
