@@ -87,7 +87,8 @@ func configuration(flags: Int, wordLimit: Int) -> TokenizerConfiguration {
 
 /// Input: a settings byte, a word-limit byte, a max-length byte, then the text. With bit 4 of
 /// the settings byte the text is `vocabulary file \0 text \0 pair` and the vocabulary file is
-/// parsed too; otherwise it is `text \0 pair` over the fixed vocabulary.
+/// parsed too; otherwise it is `text \0 pair` over the fixed vocabulary (with the word-limit
+/// byte applied only when bit 5 is set).
 func fuzzTokenizer(_ data: UnsafeRawBufferPointer) {
     guard data.count >= 3 else { return }
     let flags = Int(data[0]), wordLimit = Int(data[1]), maxLength = 3 + Int(data[2])
@@ -101,7 +102,8 @@ func fuzzTokenizer(_ data: UnsafeRawBufferPointer) {
         else { return }
         tokenizer = built
     } else {
-        tokenizer = flags & 32 != 0 ? fixedTokenizers[flags & 15]
+        // Building the trie per input is slow; most inputs use one of the prebuilt tokenizers.
+        tokenizer = flags & 32 == 0 ? fixedTokenizers[flags & 15]
             : try! WordPieceTokenizer(vocabulary: Vocabulary(tokens: fuzzVocabulary),
                                       configuration: configuration(flags: flags, wordLimit: wordLimit))
     }
