@@ -68,7 +68,7 @@ fuzz-run:
 	    else \
 	        failed="$$failed $$t"; \
 	        echo "fuzz: $$t FAILED (exit $$status) after $$runs runs:"; \
-	        grep -E '^(==[0-9]+== ERROR|SUMMARY|artifact_prefix|invariant|Fatal error)' $(FUZZ_DIR)/$$t.log | sed 's/^/    /'; \
+	        grep -E '^==[0-9]+== ERROR|^SUMMARY|^artifact_prefix|Fatal error' $(FUZZ_DIR)/$$t.log | sed 's/^/    /'; \
 	    fi; \
 	done; \
 	if [ -n "$$failed" ]; then \

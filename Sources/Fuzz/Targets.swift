@@ -172,7 +172,9 @@ func fuzzIDX(_ data: UnsafeRawBufferPointer) {
     for rank in [1, 3] {
         guard let array = try? IDXReader.read(path: path, rank: rank) else { continue }
         require(array.dimensions.count == rank, "rank \(array.dimensions.count), expected \(rank)")
-        require(array.bytes.count == array.dimensions.reduce(1, *), "\(array.bytes.count) bytes for \(array.dimensions)")
+        // Extents are 32-bit each, so their product can overflow Int; one zero extent makes it zero.
+        let size = array.dimensions.contains(0) ? 0 : array.dimensions.reduce(1) { $0.multipliedReportingOverflow(by: $1).partialValue }
+        require(array.bytes.count == size, "\(array.bytes.count) bytes for \(array.dimensions)")
         if rank == 3, array.bytes.count > 0 {
             let images = GreyImages(count: array.dimensions[0], height: array.dimensions[1], width: array.dimensions[2], pixels: array.bytes)
             let image = images.rgbImage(at: images.count - 1)
