@@ -37,6 +37,7 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
         usage()
     }
     selectedTarget = target
+    removeScratchFilesAtExit()
     return 0
 }
 
@@ -71,6 +72,7 @@ func usage() -> Never {
             FileHandle.standardError.write(Data("sidecar-fuzz: libFuzzer flags need the fuzz build (make fuzz); this build only replays files\n".utf8))
             exit(2)
         }
+        removeScratchFilesAtExit()
         var replayed = 0
         for input in inputs {
             var isFolder: ObjCBool = false

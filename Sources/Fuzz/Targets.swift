@@ -36,6 +36,13 @@ let scratchFile: String = {
     return "\(folder)/sidecar-fuzz-\(getpid())"
 }()
 
+/// Removes the scratch files at exit (libFuzzer ends the process with exit()).
+func removeScratchFilesAtExit() {
+    atexit {
+        for suffix in ["", ".idx", ".vocab.txt", ".gz"] { unlink(scratchFile + suffix) }
+    }
+}
+
 func writeScratch(_ bytes: UnsafeRawBufferPointer, suffix: String = "") -> String {
     let path = scratchFile + suffix
     let file = fopen(path, "wb")!
