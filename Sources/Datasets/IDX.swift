@@ -181,6 +181,12 @@ public struct IDXDatasetSource: Sendable, Equatable {
         guard count > 0 else {
             throw .emptySplit(file: imagesPath)
         }
+        // A zero extent makes the data empty whatever the others claim, so the reader accepts it.
+        guard images.dimensions[1] > 0, images.dimensions[2] > 0 else {
+            throw .invalidIDX(
+                file: imagesPath,
+                detail: "images of \(images.dimensions[1])×\(images.dimensions[2]) pixels: an image needs at least one")
+        }
         var labelIDs: [Int] = []
         labelIDs.reserveCapacity(count)
         for (index, value) in labelValues.enumerated() {

@@ -117,6 +117,26 @@ import Testing
         }
     }
 
+    /// From `sidecar-fuzz idx`: a header whose extents overflow before a zero one describes an
+    /// empty array, which the reader rightly accepts; a split of such images (2 of 4294967295×0
+    /// pixels here) must be refused by name, not handed on as images without pixels.
+    @Test func imagesWithoutPixelsAreRefused() throws {
+        let folder = try TemporaryFolder()
+        let fuzzed: [UInt8] = [0x00, 0x00, 0x08, 0x03, 0xC6, 0xC2, 0xAB, 0xAB, 0xFD, 0x17, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]
+        try folder.write("fuzzed", fuzzed)
+        let array = try IDXReader.read(path: folder.file("fuzzed"), rank: 3)
+        #expect(array.dimensions == [0xC6C2ABAB, 0xFD170000, 0] && array.bytes.isEmpty)
+
+        try folder.write("train-images-idx3-ubyte", idxBytes(dimensions: [2, 0xFFFF_FFFF, 0], data: []))
+        try folder.write("train-labels-idx1-ubyte", idxBytes(dimensions: [2], data: [0, 1]))
+        let source = try IDXDatasetSource(directory: folder.path)
+        expectError(.invalidIDX(file: folder.file("train-images-idx3-ubyte"),
+                                detail: "images of 4294967295×0 pixels: an image needs at least one"),
+                    mentions: "train-images-idx3-ubyte") {
+            _ = try source.load(.train)
+        }
+    }
+
     @Test func missingTrainSplit() throws {
         let folder = try TemporaryFolder()
         try writeSplit(folder, prefix: "t10k", labels: [1], gzip: true)

@@ -1,4 +1,5 @@
 // Runs the built `sidecar` binary as a user would (shared with SweepTests through a link).
+import Dispatch
 import Foundation
 
 /// The `sidecar` executable next to this test bundle (both live in the build products folder).
@@ -12,13 +13,23 @@ func runSidecar(_ arguments: [String], environment: [String: String]? = nil) thr
     let process = Process()
     process.executableURL = sidecarBinary()
     process.arguments = arguments
-    if let environment { process.environment = environment }
+    if var environment {
+        // `make sanitize` configures the sanitizers through the environment; a replaced
+        // environment keeps those settings so the child runs as the test runner does.
+        for (key, value) in ProcessInfo.processInfo.environment where key.hasSuffix("SAN_OPTIONS") { environment[key] = value }
+        process.environment = environment
+    }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    // Both pipes are drained at once: a child that fills one while this waits on the other
+    // (a long error report) would otherwise block forever.
+    nonisolated(unsafe) var errData = Data()
+    let drained = DispatchGroup()
+    DispatchQueue.global().async(group: drained) { errData = err.fileHandleForReading.readDataToEndOfFile() }
     let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    drained.wait()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }

@@ -212,6 +212,9 @@ public struct RecordView {
     public let blocks: [BlockEntry]
     let bytes: UnsafeRawBufferPointer
 
+    /// Largest decoded block accepted (4 GiB); real blocks are a few megabytes.
+    public static let maximumBlockBytes = 1 << 32
+
     /// Parses and checks the header (magic, header checksum, block bounds).
     public init(_ bytes: UnsafeRawBufferPointer, key: String) throws {
         func fail(_ fault: String) -> CorruptRecord { CorruptRecord(key: key, fault: fault) }
@@ -229,6 +232,11 @@ public struct RecordView {
         self.label = labelValue == UInt32.max ? nil : Int(labelValue)
         self.rows = Int(load(8, UInt32.self))
         self.width = Int(load(12, UInt32.self))
+        // Two 32-bit extents can multiply past Int.max; decoding sizes its buffers from them.
+        let (elements, overflow) = rows.multipliedReportingOverflow(by: width)
+        guard !overflow, elements <= Self.maximumBlockBytes / storage.size else {
+            throw fail("\(rows) rows × \(width) columns of \(storage.rawValue) is over the \(Self.maximumBlockBytes)-byte block limit")
+        }
         self.storage = storage
         self.shuffled = bytes[19] & 1 == 1
         self.bytes = bytes
