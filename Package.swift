@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore"]),
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
-        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG", "ActivationStore"]),
+        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG", "ActivationStore", "TensorCore"]),
         .testTarget(name: "SweepTests", dependencies: ["Sweep", "Training", "SideNetworks", "ActivationStore", "TensorCore", "Datasets", "sidecar"]),
     ]
 )

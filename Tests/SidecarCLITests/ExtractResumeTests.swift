@@ -3,6 +3,7 @@
 // and every record's stored bytes), and every record verifies.
 import ActivationStore
 import Foundation
+import TensorCore
 import Testing
 
 let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -75,8 +76,9 @@ func dataFileSize(_ cache: String) -> Int {
         #expect(expected["train"] != nil)
         let finalSize = dataFileSize(reference)
 
-        var random = SplitMix(seed: 20261129)
-        let fractions = (0..<10).map { _ in 0.05 + 0.85 * random.uniform() }.sorted()
+        // The project's seeded generator: the same kill points on every machine.
+        var random = SeededGenerator(seed: 20261129)
+        let fractions = (0..<10).map { _ in 0.05 + 0.85 * Double(random.nextUniform()) }.sorted()
         var kills = 0
         var killedAt: [Int] = []
         for (n, fraction) in fractions.enumerated() {
@@ -89,7 +91,7 @@ func dataFileSize(_ cache: String) -> Int {
             let target = Int(fraction * Double(finalSize))
             let deadline = Date().addingTimeInterval(duration * 2 + 10)
             while process.isRunning && dataFileSize(resumed) < target && Date() < deadline { usleep(2_000) }
-            usleep(UInt32(random.uniform() * 40_000))
+            usleep(UInt32(Double(random.nextUniform()) * 40_000))
             guard process.isRunning else {
                 process.waitUntilExit()
                 Issue.record("run \(n + 1) finished (status \(process.terminationStatus)) before its kill at \(fraction) of the data file")
@@ -124,16 +126,3 @@ func dataFileSize(_ cache: String) -> Int {
     }
 }
 
-/// SplitMix64: the same kill points on every machine.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}

@@ -15,26 +15,6 @@ func temporaryPath(_ name: String) -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)").path
 }
 
-/// Flips one byte (`offset` into the record) of a stored record inside data.mdb, in every copy of
-/// the record's bytes the file holds (LMDB's copy-on-write can leave stale copies in free pages).
-func damageRecordOnDisk(_ path: String, split: String, index: Int, offset: (Int) -> Int) throws {
-    var record: [UInt8]?
-    try ActivationCache.open(path: path).forEachRecord(split: split) { i, _, raw in
-        if i == index { record = Array(raw) }
-        return i < index
-    }
-    let bytes = try #require(record)
-    let file = URL(fileURLWithPath: path + "/data.mdb")
-    var data = try Data(contentsOf: file)
-    var from = data.startIndex, changed = 0
-    while let range = data.range(of: Data(bytes), in: from..<data.endIndex) {
-        data[range.lowerBound + offset(bytes.count)] ^= 0x5A
-        from = range.upperBound
-        changed += 1
-    }
-    #expect(changed >= 1)
-    try data.write(to: file)
-}
 
 /// The last line of stdout as a JSON object.
 func lastJSON(_ out: String) throws -> [String: Any] {
@@ -58,9 +38,9 @@ func lastJSON(_ out: String) throws -> [String: Any] {
     @Test func damagedRecordsAreNamedStopTheFitOrAreSkippedAndCounted() throws {
         let cache = try Self.copyOfTinyCache("damaged")
         defer { try? FileManager.default.removeItem(atPath: cache) }
-        try damageRecordOnDisk(cache, split: "train", index: 5) { _ in 6 }
-        try damageRecordOnDisk(cache, split: "train", index: 22) { $0 - 1 }
-        try damageRecordOnDisk(cache, split: "test", index: 3) { $0 / 2 }
+        try damageStoredRecord(cache, split: "train", index: 5) { _ in 6 }
+        try damageStoredRecord(cache, split: "train", index: 22) { $0 - 1 }
+        try damageStoredRecord(cache, split: "test", index: 3) { $0 / 2 }
         let inspected = try runSidecar(["inspect", cache, "--verify"])
         #expect(inspected.status == 1)
         let listed = inspected.out.split(separator: "\n").filter { $0.hasPrefix("  record ") }.map { String($0.dropFirst(2)) }

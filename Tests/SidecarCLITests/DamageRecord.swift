@@ -1,0 +1,1 @@
+../TrainingTests/DamageRecord.swift
