@@ -1,5 +1,6 @@
 // What a head sees of the cache: a batch of examples, each one or more packed rows per feature
 // (all real tokens, or the pooled rows of a `cls`/`mean` cache), with their labels.
+import Foundation
 import TensorCore
 
 /// One cached tensor kind of one layer.
@@ -61,10 +62,13 @@ public struct Batch: Sendable {
     /// Class ids, one per example.
     public var labels: [Int]
     /// The packed rows of each example (the same for every feature).
-    public var segments: Segments
+    public var segments: Segments { didSet { pooledMemo = PooledMemo() } }
     /// [rows, width] per decoded feature.
-    public var features: [Feature: Tensor]
-    public var layout: RowLayout
+    public var features: [Feature: Tensor] { didSet { pooledMemo = PooledMemo() } }
+    public var layout: RowLayout { didSet { pooledMemo = PooledMemo() } }
+    /// Pooled features computed once per batch and shared by the heads that step on it (a
+    /// changed batch starts a new one).
+    private(set) var pooledMemo = PooledMemo()
 
     public init(labels: [Int], segments: Segments, features: [Feature: Tensor], layout: RowLayout) {
         self.labels = labels
@@ -78,6 +82,31 @@ public struct Batch: Sendable {
     /// The rows of a feature; a head asks only for features it declared, so absence is a bug.
     public func tensor(_ feature: Feature) -> Tensor {
         guard let t = features[feature] else { preconditionFailure("batch has no \(feature); decoded: \(features.keys.sorted())") }
+        return t
+    }
+}
+
+/// One batch's pooled features by (feature, pooling), filled on first use. Heads of a pass run on
+/// separate threads, hence the lock.
+final class PooledMemo: @unchecked Sendable {
+    private let lock = NSLock()
+    private var tensors: [PooledKey: Tensor] = [:]
+
+    struct PooledKey: Hashable {
+        let feature: Feature
+        let mode: PoolingMode
+    }
+
+    func value(_ feature: Feature, _ mode: PoolingMode, compute: () -> Tensor) -> Tensor {
+        let key = PooledKey(feature: feature, mode: mode)
+        lock.lock()
+        if let t = tensors[key] { lock.unlock(); return t }
+        lock.unlock()
+        // Computed outside the lock; two heads asking at once compute the same values twice.
+        let t = compute()
+        lock.lock()
+        tensors[key] = t
+        lock.unlock()
         return t
     }
 }

@@ -58,6 +58,14 @@ public struct Norm: Sendable {
 }
 
 /// One vector per example from a feature's rows [rows, D] → [B, D], whatever the cache layout.
+/// A cached feature pooled to one row per example, as a constant: computed once per batch however
+/// many heads read it (eight probes of a sweep pool the same layers).
+public func pooledConstant(_ feature: Feature, _ batch: Batch, _ mode: PoolingMode, on tape: Tape) -> Variable {
+    tape.constant(batch.pooledMemo.value(feature, mode) {
+        pool(Tape(training: false).constant(batch.tensor(feature)), batch, mode).value
+    })
+}
+
 public func pool(_ x: Variable, _ batch: Batch, _ mode: PoolingMode) -> Variable {
     switch batch.layout {
     case .cls, .mean:

@@ -35,7 +35,7 @@ public final class LinearHead: Head, HeadKind {
     }
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
-        let pooled = features.map { pool(tape.constant(batch.tensor($0)), batch, pooling) }
+        let pooled = features.map { pooledConstant($0, batch, pooling, on: tape) }
         let x = pooled.count == 1 ? pooled[0] : Variable.concat(pooled, axis: 1)
         return classifier(x.dropout(dropout), parameters)
     }

@@ -40,7 +40,7 @@ public final class MLPHead: Head, HeadKind {
     }
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
-        let pooled = features.map { pool(tape.constant(batch.tensor($0)), batch, pooling) }
+        let pooled = features.map { pooledConstant($0, batch, pooling, on: tape) }
         let x = pooled.count == 1 ? pooled[0] : Variable.concat(pooled, axis: 1)
         let h = hidden(norm(x, parameters), parameters).gelu().dropout(dropout)
         return classifier(h, parameters)
