@@ -35,10 +35,8 @@ public final class BackboneRunner: @unchecked Sendable {
     public init(backbone: String, settings: ExtractionSettings, force: Bool = false) throws {
         self.settings = settings
         let folder = try BackboneFolder.resolve(backbone)
-        let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
-        let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
-        let configHash = String(configData.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
-        let weightsHash = String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
+        let files = try BackboneFiles(folder: folder)
+        let (configHash, weightsHash) = (files.configHash, files.weightsHash)
         let recorded = settings.backbone
         if !force && (configHash != recorded.configHash || weightsHash != recorded.weightsHash) {
             throw ExtractError("backbone \(folder.path) is not the one the head was trained on: \(recorded.name) had config hash "
@@ -52,9 +50,8 @@ public final class BackboneRunner: @unchecked Sendable {
             bert = nil
             tokenizer = nil
             maxLength = 0
-            identity = BackboneIdentity(name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
-                                        layerCount: encoder.config.layerCount, configHash: configHash, weightsHash: weightsHash,
-                                        weightsBytes: weights.count)
+            identity = files.identity(name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
+                                      layerCount: encoder.config.layerCount)
         } else {
             let encoder = try BertEncoder(folder: folder)
             bert = encoder
@@ -62,9 +59,8 @@ public final class BackboneRunner: @unchecked Sendable {
             vit = nil
             preprocessing = nil
             maxLength = settings.preprocessing["max_length"].flatMap(Int.init) ?? 128
-            identity = BackboneIdentity(name: folder.lastPathComponent, architecture: "bert", hiddenSize: encoder.config.hiddenSize,
-                                        layerCount: encoder.config.layerCount, configHash: configHash, weightsHash: weightsHash,
-                                        weightsBytes: weights.count)
+            identity = files.identity(name: folder.lastPathComponent, architecture: "bert", hiddenSize: encoder.config.hiddenSize,
+                                      layerCount: encoder.config.layerCount)
         }
         guard identity.hiddenSize == recorded.hiddenSize, identity.layerCount == recorded.layerCount else {
             throw ExtractError("backbone \(folder.path) has width \(identity.hiddenSize) and \(identity.layerCount) layers; "

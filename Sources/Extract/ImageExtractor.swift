@@ -74,8 +74,7 @@ public final class ImageExtractor: Sendable {
                 return loaded.labelIDs.enumerated().map { i, label in ImageExample(labelID: label, load: { loaded.images.rgbImage(at: i) }) }
             }
         }
-        let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
-        let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
+        let backboneFiles = try BackboneFiles(folder: folder)
         // Sorted keys: JSONEncoder's key order otherwise varies between encodings, and these bytes
         // are compared to resume an extraction or merge its shards.
         let jsonEncoder = JSONEncoder()
@@ -91,11 +90,8 @@ public final class ImageExtractor: Sendable {
         }
         let maxTokens = 1 + (side.height / encoder.config.patchSize) * (side.width / encoder.config.patchSize)
         settings = ExtractionSettings(
-            backbone: BackboneIdentity(
-                name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
-                layerCount: encoder.config.layerCount,
-                configHash: String(configData.withUnsafeBytes { XXHash64.hash($0) }, radix: 16),
-                weightsHash: String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16), weightsBytes: weights.count),
+            backbone: backboneFiles.identity(name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
+                                             layerCount: encoder.config.layerCount),
             preprocessing: ["image": preprocessingJSON, "format": format],
             datasetFiles: files, layers: try LayerSelection.parse(request.options.layers, layerCount: encoder.config.layerCount),
             tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel, shuffle: request.options.shuffle,

@@ -72,13 +72,9 @@ public final class TextExtractor: Sendable {
             // With the label map: a val or test label unknown to train stops here, before anything is written.
             counts[split.rawValue] = try source.examples(split, labels: labels).count
         }
-        let configData = try Data(contentsOf: folder.appendingPathComponent("config.json"))
-        let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
-        let identity = BackboneIdentity(
+        let identity = try BackboneFiles(folder: folder).identity(
             name: request.backbone == "minilm" ? "all-MiniLM-L6-v2" : folder.lastPathComponent, architecture: "bert",
-            hiddenSize: encoder.config.hiddenSize, layerCount: encoder.config.layerCount,
-            configHash: String(configData.withUnsafeBytes { XXHash64.hash($0) }, radix: 16),
-            weightsHash: String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16), weightsBytes: weights.count)
+            hiddenSize: encoder.config.hiddenSize, layerCount: encoder.config.layerCount)
         let t = tokenizer.configuration
         settings = ExtractionSettings(
             backbone: identity,

@@ -1,0 +1,23 @@
+import ActivationStore
+import Foundation
+
+/// Hashes of a backbone folder's config.json and model.safetensors: what a cache and a head record
+/// to tell one backbone from another.
+struct BackboneFiles {
+    let configHash: String
+    let weightsHash: String
+    let weightsBytes: Int
+
+    init(folder: URL) throws {
+        let config = try Data(contentsOf: folder.appendingPathComponent("config.json"))
+        let weights = try Data(contentsOf: folder.appendingPathComponent("model.safetensors"), options: .alwaysMapped)
+        configHash = String(config.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
+        weightsHash = String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
+        weightsBytes = weights.count
+    }
+
+    func identity(name: String, architecture: String, hiddenSize: Int, layerCount: Int) -> BackboneIdentity {
+        BackboneIdentity(name: name, architecture: architecture, hiddenSize: hiddenSize, layerCount: layerCount,
+                         configHash: configHash, weightsHash: weightsHash, weightsBytes: weightsBytes)
+    }
+}
