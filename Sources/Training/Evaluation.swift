@@ -36,24 +36,19 @@ public struct Evaluation: Codable, Sendable {
         let batches = stride(from: 0, to: dataset.count, by: batchSize).map { Array($0..<min($0 + batchSize, dataset.count)) }
         let prefetcher = try Prefetcher(dataset: dataset, batches: batches)
         let tape = Tape(training: false)
+        let collected = Collected()
         var logits: [[Float]] = [], truth: [Int] = []
         logits.reserveCapacity(dataset.count)
-        var lossSum = 0.0
         while let batch = try prefetcher.next() {
             tape.reset()
             let out = head.logits(batch, on: tape).value
+            collected.add(logits: out, labels: batch.labels)
             let classes = out.shape[1]
-            for (b, label) in batch.labels.enumerated() {
-                let row = Array(out.scalars[(b * classes)..<((b + 1) * classes)])
-                let top = row.max()!
-                lossSum += Double(top) + log(row.reduce(0.0) { $0 + exp(Double($1 - top)) }) - Double(row[label])
-                logits.append(row)
-                truth.append(label)
-            }
+            for b in batch.labels.indices { logits.append(Array(out.scalars[(b * classes)..<((b + 1) * classes)])) }
+            truth += batch.labels
         }
-        let predictions = logits.map { $0.firstIndex(of: $0.max()!)! }
-        let metrics = ClassificationMetrics(predictions: predictions, labels: truth, classes: labels.count,
-                                            loss: lossSum / Double(max(truth.count, 1)))
+        let metrics = ClassificationMetrics(predictions: collected.predictions, labels: truth, classes: labels.count,
+                                            loss: collected.lossSum / Double(max(truth.count, 1)))
         return Evaluation(split: split, labels: labels, metrics: metrics, perClass: scores(metrics.confusion, labels: labels), logits: logits)
     }
 

@@ -343,8 +343,8 @@ public struct TrainingCancelled: Error, CustomStringConvertible {
     public var description: String { "training was stopped before it finished" }
 }
 
-/// Predictions and summed loss of one head over a split.
-private final class Collected: @unchecked Sendable {
+/// Predictions and summed loss of one head over a split (the trainer's evaluation and `sidecar eval`).
+final class Collected: @unchecked Sendable {
     var predictions: [Int] = []
     var lossSum = 0.0
 
