@@ -55,7 +55,7 @@ let package = Package(
                 swiftSettings: numericCode),
         // Sweeps: a TOML spec expanded into trials, grouped into shared passes, sharded for job arrays;
         // their results files and the report (HTML + inline SVG).
-        .target(name: "Sweep", dependencies: ["Training", "SideNetworks", "ActivationStore", .product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "Sweep", dependencies: ["Training", "SideNetworks", "ActivationStore", "TensorCore", .product(name: "TOMLKit", package: "TOMLKit")]),
 
         // Inference on raw inputs: the one place where the encoders and the heads meet.
         .target(name: "Predict", dependencies: ["Extract", "Training", "SideNetworks", "ActivationStore", "Datasets", "Autodiff", "TensorCore"],

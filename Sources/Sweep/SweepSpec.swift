@@ -29,6 +29,7 @@
 //   layers = ["last", "all"]              # a list is a uniform choice (also { choice = [...] })
 import Foundation
 import SideNetworks
+import TensorCore
 import TOMLKit
 
 /// A bad sweep file, or a bad flag: the message names the file (or flag), the table/key and the fault.
@@ -463,24 +464,6 @@ enum Distribution {
 
     /// Six significant digits: readable in the results and the same text on every machine.
     static func rounded(_ v: Double) -> Double { Double(String(format: "%.6g", v)) ?? v }
-}
-
-/// A small, fixed random generator: the draws (and so the trial ids) must not change with a
-/// library's generator.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
 /// The first `hexDigits` hex digits of FNV-1a 64 over the bytes, mixed; stable across machines.

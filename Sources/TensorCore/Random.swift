@@ -13,15 +13,8 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     private var spareNormal: Float?
 
     public init(seed: UInt64) {
-        var x = seed
-        func splitMix() -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s0 = splitMix(); s1 = splitMix(); s2 = splitMix(); s3 = splitMix()
+        var mix = SplitMix64(seed: seed)
+        s0 = mix.next(); s1 = mix.next(); s2 = mix.next(); s3 = mix.next()
     }
 
     public mutating func next() -> UInt64 {
@@ -77,4 +70,23 @@ extension Tensor {
         for i in 0..<t.count { t.scalars[i] = low + (high - low) * rng.nextUniform() }
         return t
     }
+}
+
+/// SplitMix64: a tiny generator whose stream is fixed by its published constants. It seeds
+/// xoshiro, and draws what must never change with a library's generator (a sweep's random trials
+/// and so their ids).
+public struct SplitMix64: Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
