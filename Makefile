@@ -95,7 +95,8 @@ DEMO_EPOCHS ?= 4
 # all-MiniLM-L6-v2. Extraction resumes if interrupted and is skipped when complete.
 demo: release
 	@test -s $(DEMO_DATA)/train.jsonl || datasets/debian-sections/build.sh
-	$$($(SWIFT) build -c release --show-bin-path)/sidecar extract --dataset $(DEMO_DATA) --out $(DEMO_CACHE)
+	@# --streams attn,mlp: E3VA reads each block's branch outputs, so every head trains on this cache.
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar extract --dataset $(DEMO_DATA) --out $(DEMO_CACHE) --streams attn,mlp
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar inspect $(DEMO_CACHE)
 	@# Stage two: the linear probe and two side networks in one pass over the cache.
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar fit --cache $(DEMO_CACHE) \
