@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore", "OneDNN"]),
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
-        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG", "ActivationStore", "TensorCore"]),
+        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG", "ActivationStore", "TensorCore", "OneDNN"]),
         .testTarget(name: "SweepTests", dependencies: ["Sweep", "Training", "SideNetworks", "ActivationStore", "TensorCore", "Datasets", "sidecar"]),
     ]
 )
