@@ -12,9 +12,11 @@ public final class BF16Linear: @unchecked Sendable {
     // at once for execution, which is all `forward` does with them.
     public let inFeatures: Int
     public let outFeatures: Int
-    private let bias: [Float]?
+    /// [outFeatures], owned (oneDNN memory objects point at it), or nil.
+    private let bias: UnsafeMutablePointer<Float>?
     private let packed: dnnl_memory_t
     private var packedDescriptor: dnnl_memory_desc_t
+    private let engine: dnnl_engine_t
 
     /// Converts and reorders `weight` [outFeatures, inFeatures] (PyTorch's layout) once. Throws when
     /// oneDNN cannot compute bf16 products on this CPU.
@@ -22,8 +24,8 @@ public final class BF16Linear: @unchecked Sendable {
         precondition(inFeatures > 0 && outFeatures > 0, "BF16Linear: \(outFeatures)×\(inFeatures) weight")
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        self.bias = bias.map { Array(UnsafeBufferPointer(start: $0, count: outFeatures)) }
         let engine = try OneDNN.engine()
+        self.engine = engine
         // The kernels pick the weights' packed layout from N and K (checked for M = 1 to 4096 on
         // oneDNN 2.6); any M shows it. Every later primitive is then asked for exactly this layout.
         let reference = try OneDNN.withThreads {
@@ -44,15 +46,22 @@ public final class BF16Linear: @unchecked Sendable {
             dnnl_memory_destroy(packed)
             throw error
         }
+        self.bias = bias.map { source in
+            let copy = UnsafeMutablePointer<Float>.allocate(capacity: outFeatures)
+            copy.initialize(from: source, count: outFeatures)
+            return copy
+        }
     }
 
-    deinit { dnnl_memory_destroy(packed) }
+    deinit {
+        dnnl_memory_destroy(packed)
+        bias?.deallocate()
+    }
 
     /// y[rows, outFeatures] = x[rows, inFeatures] · Wᵀ + b. Runs on as many threads as OpenBLAS is
     /// set to use (`BLAS.setThreadCount`), so the two paths share cores the same way.
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
         if rows == 0 { return }
-        let engine = try! OneDNN.engine()   // made (and checked) in init
         let activations = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * inFeatures)
         defer { activations.deallocate() }
         OneDNN.withThreads {
@@ -81,7 +90,7 @@ public final class BF16Linear: @unchecked Sendable {
                 ]
                 var biasMemory: dnnl_memory_t?
                 if let bias {
-                    biasMemory = try bias.withUnsafeBufferPointer { try OneDNN.memory(&biasDescriptor, UnsafeMutablePointer(mutating: $0.baseAddress!), engine: engine) }
+                    biasMemory = try OneDNN.memory(&biasDescriptor, bias, engine: engine)
                     arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: biasMemory))
                 }
                 defer { if let biasMemory { dnnl_memory_destroy(biasMemory) } }
