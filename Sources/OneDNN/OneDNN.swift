@@ -34,7 +34,7 @@ public enum OneDNN {
         }
     }
 
-    /// Whether oneDNN can use AMX's bf16 tiles here (the CPU has them and the kernel lets us).
+    /// Whether oneDNN uses AMX bf16 tiles here: its CPUID check, with Linux granting the tile state.
     public static var hasAMX: Bool { dnnl_get_effective_cpu_isa() == dnnl_cpu_isa_avx512_core_amx }
 
     /// Whether oneDNN has a bf16 matrix product for this CPU (AVX-512 at least; ONEDNN_MAX_CPU_ISA
