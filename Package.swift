@@ -29,8 +29,9 @@ let package = Package(
     ],
     targets: [
         // System libraries from Debian: libopenblas-dev, liblmdb-dev, libzstd-dev, libpng-dev,
-        // libturbojpeg0-dev, zlib1g-dev.
+        // libturbojpeg0-dev, zlib1g-dev, libdnnl-dev.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB"),
         .systemLibrary(name: "CZstd", path: "Sources/CZstd"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
@@ -46,8 +47,10 @@ let package = Package(
 
         // Stage one: inputs and the frozen backbones.
         .target(name: "Datasets", dependencies: ["CPNG", "CTurboJPEG", "CZlib"]),
-        .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors"], swiftSettings: numericCode),
-        .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "TensorCore"]),
+        // The encoders' bf16 products (oneDNN); stage two never links it.
+        .target(name: "OneDNN", dependencies: ["TensorCore", "CDNNL"], swiftSettings: numericCode),
+        .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors", "OneDNN"], swiftSettings: numericCode),
+        .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "TensorCore", "OneDNN"]),
 
         // Stage two: side networks on the cache, and the trainer that streams batches from it.
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
@@ -58,7 +61,7 @@ let package = Package(
         .target(name: "Sweep", dependencies: ["Training", "SideNetworks", "ActivationStore", "TensorCore", .product(name: "TOMLKit", package: "TOMLKit")]),
 
         // Inference on raw inputs: the one place where the encoders and the heads meet.
-        .target(name: "Predict", dependencies: ["Extract", "Training", "SideNetworks", "ActivationStore", "Datasets", "Autodiff", "TensorCore"],
+        .target(name: "Predict", dependencies: ["Extract", "Training", "SideNetworks", "ActivationStore", "Datasets", "Autodiff", "TensorCore", "OneDNN"],
                 swiftSettings: numericCode),
 
         // The command-line tool and the benchmarks.
@@ -66,11 +69,11 @@ let package = Package(
             name: "sidecar",
             dependencies: [
                 "TensorCore", "Autodiff", "SafeTensors", "ActivationStore", "Datasets", "Encoders", "Extract",
-                "SideNetworks", "Training", "Predict", "Sweep", "CMalloc", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SideNetworks", "Training", "Predict", "Sweep", "CMalloc", "OneDNN", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "Benchmarks",
-            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training", "Predict", "Datasets"],
+            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training", "Predict", "Datasets", "OneDNN"],
             exclude: ["peers"]),
         // libFuzzer targets for the parsers of untrusted input (`make fuzz` builds them with
         // --sanitize=fuzzer; an ordinary build only replays files), seed corpora in Corpus/.
@@ -87,11 +90,11 @@ let package = Package(
             name: "DatasetsTests",
             dependencies: ["Datasets", "CPNG", "CTurboJPEG", "CZlib"],
             exclude: ["Fixtures"]),
-        .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore"], exclude: ["Fixtures"]),
-        .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore"]),
+        .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore", "OneDNN"], exclude: ["Fixtures"]),
+        .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore", "OneDNN"]),
         .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
-        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG", "ActivationStore", "TensorCore"]),
+        .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG", "ActivationStore", "TensorCore", "OneDNN"]),
         .testTarget(name: "SweepTests", dependencies: ["Sweep", "Training", "SideNetworks", "ActivationStore", "TensorCore", "Datasets", "sidecar"]),
     ]
 )

@@ -1,10 +1,12 @@
 // `sidecar-bench extract [DATASET] [EXAMPLES]`: stage one's throughput in tokens/s for MiniLM with
-// every hidden state kept, next to PyTorch + transformers on the same texts and thread count (when
-// torch is installed), and the cache's bytes per token per layer for each storage type.
+// every hidden state kept, for both compute paths (f32 through OpenBLAS, bf16 through oneDNN), next
+// to PyTorch + transformers on the same texts and thread count (when torch is installed), and the
+// cache's bytes per token per layer for each storage type.
 import ActivationStore
 import Encoders
 import Extract
 import Foundation
+import OneDNN
 import Predict
 import TensorCore
 import Training
@@ -44,8 +46,34 @@ func benchmarkExtraction(arguments: [String]) throws {
         print(storage.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
               + String(format: "%10.0f %26.1f %19.3f", rate, perTokenLayer, report.ratioVsF32))
     }
-    print("\ncompute path: f32 through OpenBLAS (\(BLAS.coreName) kernels); ratios below use the bf16-storage run (the default).")
-    print("The bf16 compute path through oneDNN is not built yet.")
+    print("\n(storage rows: f32 compute through OpenBLAS, \(BLAS.coreName) kernels)")
+
+    // The two compute paths on the same texts and the default storage, alternated twice so that a
+    // burst of load on a shared machine hits both; each path's best run counts.
+    var reducedRate = 0.0
+    if OneDNN.supportsBF16 {
+        print("\ncompute path, bf16 storage   tokens/s (two alternated runs)   best")
+        var runs: [ComputePath: [Double]] = [:]
+        for round in 0..<2 {
+            for compute in [ComputePath.f32, .bf16] {
+                var request = TextExtractionRequest(dataset: data.path, output: work.appendingPathComponent("cache-compute-\(compute.rawValue)-\(round)").path)
+                request.options.compute = compute
+                var last: ExtractionProgress?
+                try TextExtractor(request).run { last = $0 }
+                runs[compute, default: []].append(Double(last?.tokens ?? 0) / (last?.seconds ?? 1))
+            }
+        }
+        float32Rate = runs[.f32]!.max()!
+        reducedRate = runs[.bf16]!.max()!
+        for compute in [ComputePath.f32, .bf16] {
+            let label = compute == .f32 ? "f32 (OpenBLAS \(BLAS.coreName))" : "bf16 (oneDNN \(OneDNN.version))"
+            print(label.padding(toLength: 28, withPad: " ", startingAt: 0)
+                  + String(format: "%10.0f %10.0f %21.0f", runs[compute]![0], runs[compute]![1], runs[compute]!.max()!))
+        }
+        print(String(format: "bf16 / f32 = %.2f×; oneDNN's instruction set here: %@", reducedRate / float32Rate, OneDNN.instructionSet))
+    } else {
+        print("\nbf16 compute path: not run (oneDNN \(OneDNN.version) has no bf16 product on this CPU: \(OneDNN.instructionSet))")
+    }
     try benchmarkPrediction(cache: work.appendingPathComponent("cache-bf16").path, texts: texts.path, count: lines.count,
                             extractRate: Double(lines.count) / max(extractSeconds, 1e-9))
 
@@ -70,9 +98,12 @@ func benchmarkExtraction(arguments: [String]) throws {
         return
     }
     print("\nPyTorch \(peerResult["torch"] ?? "?") + transformers, same texts, \(cores) threads, batches of 64 padded to their longest")
-    print(String(format: "  fp32, length-sorted batches   %8.0f tokens/s   sidecar / this = %.2f×", sorted, float32Rate / sorted))
-    print(String(format: "  fp32, unsorted batches        %8.0f tokens/s   sidecar / this = %.2f×", unsorted, float32Rate / unsorted))
-    print(String(format: "  bf16 autocast, sorted         %8.0f tokens/s   sidecar / this = %.2f×", bf16, float32Rate / bf16))
+    print("                                 tokens/s   sidecar f32 / this   sidecar bf16 / this")
+    for (name, rate) in [("fp32, length-sorted batches", sorted), ("fp32, unsorted batches", unsorted), ("bf16 autocast, sorted", bf16)] {
+        print("  " + name.padding(toLength: 28, withPad: " ", startingAt: 0)
+              + String(format: "%9.0f %19.2f×", rate, float32Rate / rate)
+              + (reducedRate > 0 ? String(format: " %20.2f×", reducedRate / rate) : "   (bf16 not run)"))
+    }
 }
 
 /// `predict`'s inputs/s on the same texts, end to end (tokenise, backbone, a linear probe on the last

@@ -1,19 +1,43 @@
 // The dense pieces every encoder is made of, bound from checkpoint tensors and applied in place
-// on row-major buffers: a linear layer (weight [out, in] as PyTorch stores it) and a layer norm.
+// on row-major buffers: a linear layer (weight [out, in] as PyTorch stores it; in f32 through
+// OpenBLAS, or in bf16 through oneDNN) and a layer norm (always f32).
+import OneDNN
 import TensorCore
 
 /// A dense layer y = x·Wᵀ + b.
 public struct DenseLayer: Sendable {
     public var weight: Tensor   // [out, in]
     public var bias: Tensor     // [out]
+    /// The same product in bf16 (weights packed by oneDNN), when the encoder computes in bf16.
+    var reduced: BF16Linear?
 
     public init(weight: Tensor, bias: Tensor) {
         self.weight = weight
         self.bias = bias
     }
 
+    /// This layer computing in `path`: for bf16 its weights are converted and packed here, once.
+    func computing(in path: ComputePath) throws -> DenseLayer {
+        var out = self
+        switch path {
+        case .f32:
+            out.reduced = nil
+        case .bf16:
+            out.reduced = try weight.withUnsafeBufferPointer { w in
+                try bias.withUnsafeBufferPointer { b in
+                    try BF16Linear(weight: w.baseAddress!, bias: b.baseAddress!, inFeatures: weight.shape[1], outFeatures: weight.shape[0])
+                }
+            }
+        }
+        return out
+    }
+
     /// out[rows, out] = x[rows, in] · Wᵀ + b.
     func apply(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int) {
+        if let reduced {
+            reduced.forward(y: out, x: x, rows: rows)
+            return
+        }
         weight.withUnsafeBufferPointer { w in
             bias.withUnsafeBufferPointer { b in
                 LinearKernel.forward(y: out, x: x, weight: w.baseAddress!, bias: b.baseAddress!, rows: rows,

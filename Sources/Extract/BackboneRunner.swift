@@ -1,11 +1,13 @@
 // The frozen backbone on raw inputs, outside any cache (`sidecar predict`): the same tokeniser or
 // image preprocessing, the same encoder and the same token policy as the extraction that made a
-// cache, so an input gets the rows its cache record would hold, in f32. Only the layers and streams
-// asked for are computed, and the encoder stops at the deepest of them.
+// cache, so an input gets the rows its cache record would hold, computed in the arithmetic the cache
+// records (f32 or bf16). Only the layers and streams asked for are computed, and the encoder stops
+// at the deepest of them.
 import ActivationStore
 import Datasets
 import Encoders
 import Foundation
+import OneDNN
 import TensorCore
 
 public final class BackboneRunner: @unchecked Sendable {
@@ -24,16 +26,27 @@ public final class BackboneRunner: @unchecked Sendable {
     public let settings: ExtractionSettings
     /// The identity of the backbone folder actually loaded.
     public let identity: BackboneIdentity
+    /// The arithmetic of the encoder's dense products.
+    public let compute: ComputePath
     private let bert: BertEncoder?
     private let tokenizer: WordPieceTokenizer?
     private let vit: ViTEncoder?
     private let preprocessing: ImagePreprocessing?
     private let maxLength: Int
 
-    /// Loads `backbone` ("minilm" or a folder) for inputs prepared as `settings` says. Throws when
-    /// the folder is not the backbone the settings record, unless `force`.
-    public init(backbone: String, settings: ExtractionSettings, force: Bool = false) throws {
+    /// Loads `backbone` ("minilm" or a folder) for inputs prepared as `settings` says, computing as
+    /// they record unless `compute` names another path. Throws when the folder is not the backbone
+    /// the settings record, or `compute` is not the recorded path, unless `force`.
+    public init(backbone: String, settings: ExtractionSettings, force: Bool = false, compute: ComputePath? = nil) throws {
         self.settings = settings
+        let recordedCompute: ComputePath
+        do { recordedCompute = try ComputePath.recorded(settings.compute) } catch { throw ExtractError("\(error)") }
+        if let compute, compute != recordedCompute, !force {
+            throw ExtractError("--compute \(compute.rawValue): the head was trained on activations extracted with --compute "
+                               + "\(recordedCompute.rawValue); predict computes the same way (leave out --compute), or --force to run anyway")
+        }
+        let computePath = compute ?? recordedCompute
+        self.compute = computePath
         let folder = try BackboneFolder.resolve(backbone)
         let files = try BackboneFiles(folder: folder)
         let (configHash, weightsHash) = (files.configHash, files.weightsHash)
@@ -44,7 +57,7 @@ public final class BackboneRunner: @unchecked Sendable {
                                + "\(weightsHash); give that backbone with --backbone, or --force to run anyway")
         }
         if recorded.architecture == "vit" {
-            let encoder = try ViTEncoder(folder: folder)
+            let encoder = try ViTEncoder(folder: folder, compute: computePath)
             vit = encoder
             preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
             bert = nil
@@ -53,7 +66,7 @@ public final class BackboneRunner: @unchecked Sendable {
             identity = files.identity(name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
                                       layerCount: encoder.config.layerCount)
         } else {
-            let encoder = try BertEncoder(folder: folder)
+            let encoder = try BertEncoder(folder: folder, compute: computePath)
             bert = encoder
             tokenizer = try WordPieceTokenizer(directory: folder)
             vit = nil

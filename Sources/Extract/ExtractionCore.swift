@@ -6,6 +6,7 @@ import ActivationStore
 import Dispatch
 import Encoders
 import Foundation
+import OneDNN
 import TensorCore
 
 /// What to keep and how to store and batch it: the options every extractor shares.
@@ -31,6 +32,8 @@ public struct CacheOptions: Sendable {
     public var topBlocks = 2
     /// Extract only this part of every split (ShardInfo says which); nil: everything.
     public var shard: Shard? = nil
+    /// The arithmetic of the encoder's dense products (recorded in the settings).
+    public var compute = ComputePath.f32
 
     public init() {}
 

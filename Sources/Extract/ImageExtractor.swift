@@ -41,7 +41,7 @@ public final class ImageExtractor: Sendable {
         self.request = request
         try request.options.validate()
         let folder = try BackboneFolder.resolve(request.backbone)
-        encoder = try ViTEncoder(folder: folder)
+        encoder = try ViTEncoder(folder: folder, compute: request.options.compute)
         preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
         let splits: [Split], labels: LabelMap, format: String
         var counts: [String: Int] = [:]
@@ -97,7 +97,8 @@ public final class ImageExtractor: Sendable {
             tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel, shuffle: request.options.shuffle,
             labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: maxTokens, pooling: "cls",
-            blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts))
+            blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts),
+            compute: request.options.compute.rawValue)
         blobs = try request.options.blobs(encoder.sideBlocks)
     }
 

@@ -53,7 +53,7 @@ public final class TextExtractor: Sendable {
         try request.options.validate()
         guard request.maxLength >= 3 else { throw ExtractError("--max-length \(request.maxLength): must be at least 3 ([CLS] and two [SEP] for pairs)") }
         let folder = try BackboneFolder.resolve(request.backbone)
-        encoder = try BertEncoder(folder: folder)
+        encoder = try BertEncoder(folder: folder, compute: request.options.compute)
         tokenizer = try WordPieceTokenizer(directory: folder)
         guard request.maxLength <= encoder.config.maxPositions else {
             throw ExtractError("--max-length \(request.maxLength) exceeds the backbone's \(encoder.config.maxPositions) positions")
@@ -85,7 +85,8 @@ public final class TextExtractor: Sendable {
             datasetFiles: files, layers: layers, tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel,
             shuffle: request.options.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: request.maxLength,
-            pooling: "mean", blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts))
+            pooling: "mean", blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts),
+            compute: request.options.compute.rawValue)
         blobs = try request.options.blobs(encoder.sideBlocks)
     }
 

@@ -1,10 +1,12 @@
 // Inference with a trained head on raw inputs: the frozen backbone, run only to the deepest layer
-// the head reads, produces the rows its cache would have held (in f32), and the head maps them to
-// logits. The only place where stage one's encoders and stage two's heads meet.
+// the head reads, produces the rows its cache would have held (in the cache's arithmetic, f32 or
+// bf16), and the head maps them to logits. The only place where stage one's encoders and stage
+// two's heads meet.
 import ActivationStore
 import Autodiff
 import Extract
 import Foundation
+import OneDNN
 import SideNetworks
 import TensorCore
 import Training
@@ -20,8 +22,9 @@ public final class Predictor {
 
     /// Loads the head (a fit folder or an exported file) and its backbone. `backbone` defaults to
     /// the built-in MiniLM when the head was trained on it; a different backbone is refused unless
-    /// `force`.
-    public init(head path: String, backbone: String? = nil, force: Bool = false) throws {
+    /// `force`. The backbone computes as the head's cache was extracted; `compute` may only name
+    /// that path, unless `force`.
+    public init(head path: String, backbone: String? = nil, force: Bool = false, compute: ComputePath? = nil) throws {
         trained = try TrainedHead.load(path)
         let settings = try trained.extraction()
         let spec: String
@@ -32,7 +35,7 @@ public final class Predictor {
         } else {
             throw HeadError("\(path) was trained on backbone \(settings.backbone.name); give its folder with --backbone")
         }
-        let runner = try BackboneRunner(backbone: spec, settings: settings, force: force)
+        let runner = try BackboneRunner(backbone: spec, settings: settings, force: force, compute: compute)
         self.runner = runner
         let metadata = trained.config.blobMetadata ?? [:]
         context = try settings.headContext(path: path, loadBlob: { name in

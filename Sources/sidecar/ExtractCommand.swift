@@ -5,6 +5,7 @@ import Datasets
 import Encoders
 import Extract
 import Foundation
+import OneDNN
 
 extension TokenPolicy: ExpressibleByArgument {}
 extension StorageType: ExpressibleByArgument {}
@@ -46,6 +47,18 @@ struct ExtractCommand: ParsableCommand {
 
     @Option(help: "zstd compression level (1 compresses activations about as well as higher levels, much faster).")
     var zstdLevel = 1
+
+    @Option(help: ArgumentHelp(
+        "Arithmetic of the backbone's dense products: f32 (OpenBLAS, the reference), bf16 (oneDNN) or auto.",
+        discussion: """
+            bf16 rounds inputs and weights to bfloat16 and accumulates in f32 (layer norms, softmax and GELU \
+            stay f32); its hidden states agree with f32 to a per-token cosine of at least 0.999. It needs \
+            AVX-512 and is fast only with AVX512-BF16 or AMX. auto picks bf16 only on CPUs with AMX (bf16 \
+            matrix tiles, what the path is built for) and f32, the reference, elsewhere; with AVX512-BF16 \
+            but no AMX, extraction measured 1.6× faster in bf16: ask for it by name. The cache records the path, and resuming \
+            it or predicting from its heads uses the same.
+            """, valueName: "path"))
+    var compute = "f32"
 
     @Flag(help: "Do not byte-shuffle values before compression.")
     var noShuffle = false
@@ -99,6 +112,9 @@ struct ExtractCommand: ParsableCommand {
         if let shard {
             do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
         }
+        if compute != "auto" && ComputePath(rawValue: compute) == nil {
+            throw ValidationError("--compute \(compute): expected f32, bf16 or auto")
+        }
         guard batchTokens >= maxLength else { throw ValidationError("--batch-tokens \(batchTokens) must be at least --max-length \(maxLength)") }
     }
 
@@ -132,6 +148,7 @@ struct ExtractCommand: ParsableCommand {
         options.batchTokens = batchTokens
         options.threads = threads
         options.shard = try shard.map { try Shard.parse($0) }
+        options.compute = try ComputePath.parse(compute)
         return options
     }
 
@@ -166,6 +183,7 @@ struct ExtractCommand: ParsableCommand {
     private func announce(_ s: ExtractionSettings) {
         FileHandle.standardError.write(Data("""
             extract: \(s.backbone.name) (\(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize)) → \(out)
+              compute \(s.compute ?? "f32")\(compute == "auto" ? " (auto: \(OneDNN.hasAMX ? "AMX found" : "no AMX on this CPU"))" : "")
               layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")
               streams \((s.streams ?? []).isEmpty ? "none" : s.streams!.joined(separator: ",")); blobs \((s.blobs ?? []).isEmpty ? "none" : s.blobs!.joined(separator: ", "))
               splits \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")); \(s.labels.count) labels\(s.shard.map { "\n  shard \($0.index)/\($0.count): " + s.splits.map { "\($0) \(IndexRange(s.shard!.range(of: $0)))" }.joined(separator: ", ") } ?? "")\n

@@ -84,7 +84,8 @@ struct InspectCommand: ParsableCommand {
         let s = r.manifest.settings
         print("cache      \(r.path) (format \(r.manifest.format))")
         print("backbone   \(s.backbone.name) [\(s.backbone.architecture)], \(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize), weights \(s.backbone.weightsHash)")
-        print("records    layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")")
+        print("records    layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")"
+              + ", computed in \(s.compute ?? "f32")")
         if s.streams != nil || s.blobs != nil || s.maxTokens != nil {
             print("extras     streams \((s.streams ?? []).isEmpty ? "none" : s.streams!.joined(separator: ",")), blobs \((s.blobs ?? []).isEmpty ? "none" : s.blobs!.joined(separator: ", "))"
                   + ", N_max \(s.maxTokens.map(String.init) ?? "-"), pooling \(s.pooling ?? "-")")

@@ -2,6 +2,7 @@
 // streaming one output line per input.
 import ArgumentParser
 import Foundation
+import OneDNN
 import Predict
 import Training
 
@@ -44,17 +45,23 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "Inputs per forward batch.")
     var batchSize = 32
 
-    @Flag(help: "Run even if the backbone differs from the one the head was trained on.")
+    @Option(help: "Arithmetic of the backbone's dense products: f32, bf16 or auto (see extract --help); default: the path the head's cache was extracted with, and another is refused unless --force.")
+    var compute: String?
+
+    @Flag(help: "Run even if the backbone or --compute differs from the one the head was trained on.")
     var force = false
 
     func validate() throws {
         if topK < 1 { throw ValidationError("--top-k must be at least 1, got \(topK)") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if logits && !json { throw ValidationError("--logits goes with --json") }
+        if let compute, compute != "auto" && ComputePath(rawValue: compute) == nil {
+            throw ValidationError("--compute \(compute): expected f32, bf16 or auto")
+        }
     }
 
     func run() throws {
-        let predictor = try Predictor(head: head, backbone: backbone, force: force)
+        let predictor = try Predictor(head: head, backbone: backbone, force: force, compute: try compute.map { try ComputePath.parse($0) })
         let settings = try predictor.trained.extraction()
         let pairKey = settings.preprocessing["text_pair_column"].flatMap { $0.isEmpty ? nil : $0 }
         let inputs = try PredictInputs(path: input, format: format, textKey: settings.preprocessing["text_column"] ?? "text", pairKey: pairKey)

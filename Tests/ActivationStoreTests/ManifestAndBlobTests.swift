@@ -39,6 +39,21 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         #expect(differences.contains("blobs: [\"lst.r8\"] requested, [] in the cache"), "\(differences)")
     }
 
+    /// Caches from before the compute path was recorded were all f32: they resume with f32 and
+    /// refuse bf16, and a new f32 cache records "f32".
+    @Test func aCacheWithoutAComputePathReadsAsF32() throws {
+        var old = sampleSettings()
+        old.compute = nil
+        let decoded = try JSONDecoder().decode(ExtractionSettings.self, from: try JSONEncoder().encode(old))
+        #expect(decoded.compute == nil)
+        var f32 = old, bf16 = old
+        f32.compute = "f32"
+        bf16.compute = "bf16"
+        #expect(f32.differences(from: decoded).isEmpty)
+        #expect(bf16.differences(from: decoded) == ["compute: bf16 requested, f32 in the cache"])
+        #expect(decoded.differences(from: bf16) == ["compute: f32 requested, bf16 in the cache"])
+    }
+
     @Test func streamNames() {
         #expect(Stream.attention.rawValue == 1 && Stream.mlp.rawValue == 2)
         #expect(Stream(name: "attn") == .attention && Stream(name: "mlp") == .mlp && Stream(name: "x") == nil)

@@ -15,7 +15,7 @@ import Testing
     @Test func infoNamesTheLinkedLibraries() throws {
         let result = try runSidecar(["info"])
         #expect(result.status == 0, "\(result.err)")
-        for library in ["OpenBLAS", "LMDB", "zstd"] { #expect(result.out.contains(library)) }
+        for library in ["OpenBLAS", "oneDNN", "LMDB", "zstd"] { #expect(result.out.contains(library)) }
     }
 
     @Test func unknownSubcommandFailsWithAMessage() throws {

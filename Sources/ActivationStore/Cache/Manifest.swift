@@ -83,11 +83,14 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
     /// Set only in a shard's cache (`sidecar extract --shard`): which part of each split it holds.
     /// Absent, as in every cache before it, for a whole extraction, whose manifest is unchanged.
     public var shard: ShardInfo?
+    /// The arithmetic of the encoder's dense products: "f32" or "bf16" (`sidecar extract
+    /// --compute`). Absent in caches from before it was recorded, which were all f32.
+    public var compute: String?
 
     public init(backbone: BackboneIdentity, preprocessing: [String: String], datasetFiles: [DatasetFile], layers: [Int],
                 tokens: TokenPolicy, storage: StorageType, zstdLevel: Int, shuffle: Bool, labels: [String],
                 splits: [String], splitCounts: [String: Int], streams: [String]? = nil, maxTokens: Int? = nil,
-                pooling: String? = nil, blobs: [String]? = nil, shard: ShardInfo? = nil) {
+                pooling: String? = nil, blobs: [String]? = nil, shard: ShardInfo? = nil, compute: String? = nil) {
         self.backbone = backbone
         self.preprocessing = preprocessing
         self.datasetFiles = datasetFiles
@@ -104,6 +107,7 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         self.pooling = pooling
         self.blobs = blobs
         self.shard = shard
+        self.compute = compute
     }
 
     /// Human-readable differences from `other` ("layers: [0, 6] requested, [0, 1, 2] in the cache");
@@ -129,6 +133,7 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         compare("max tokens", maxTokens.map(String.init) ?? "unrecorded", other.maxTokens.map(String.init) ?? "unrecorded")
         compare("pooling", pooling ?? "unrecorded", other.pooling ?? "unrecorded")
         compare("blobs", blobs ?? [], other.blobs ?? [])
+        compare("compute", compute ?? "f32", other.compute ?? "f32")
         compare("shard", shard.map { "\($0)" } ?? "none (whole dataset)", other.shard.map { "\($0)" } ?? "none (whole dataset)")
         return out
     }

@@ -1,8 +1,11 @@
 // The frozen BERT forward pass (inference only) over packed sequences: no padding is ever
 // computed, and only the layers up to the deepest one asked for are run. Post-LN blocks as in
 // BertModel: h = LN(x + Attn(x)); z = LN(h + FFN(h)). Every product is one sgemm over all tokens
-// of the batch; attention runs per example and head on strided views.
+// of the batch (f32 through OpenBLAS, or bf16 through oneDNN: see ComputePath); attention scores,
+// softmax, GELU and layer norms stay f32 either way; attention runs per example and head on
+// strided views.
 import Foundation
+import OneDNN
 import SafeTensors
 import TensorCore
 
@@ -10,19 +13,24 @@ import TensorCore
 public final class BertEncoder: Sendable {
     public let config: BertConfig
     public let weights: BertWeights
+    /// The arithmetic of the dense products.
+    public let compute: ComputePath
     private let activation: Activation
 
-    /// Reads `config.json` and `model.safetensors` from `folder`.
-    public init(folder: URL) throws {
+    /// Reads `config.json` and `model.safetensors` from `folder`; for bf16, packs every dense
+    /// layer's weights for oneDNN (throws when this CPU cannot compute bf16).
+    public init(folder: URL, compute: ComputePath = .f32) throws {
         config = try BertConfig(contentsOf: folder.appendingPathComponent("config.json"))
         let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
-        weights = try BertWeights(file: file, config: config)
+        weights = try BertWeights(file: file, config: config).computing(in: compute)
+        self.compute = compute
         activation = config.hiddenActivation == "gelu" ? .gelu : .geluTanh
     }
 
-    public init(config: BertConfig, weights: BertWeights) {
+    public init(config: BertConfig, weights: BertWeights, compute: ComputePath = .f32) throws {
         self.config = config
-        self.weights = weights
+        self.weights = try weights.computing(in: compute)
+        self.compute = compute
         activation = config.hiddenActivation == "gelu" ? .gelu : .geluTanh
     }
 

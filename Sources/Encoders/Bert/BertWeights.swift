@@ -2,6 +2,7 @@
 // Names are used as they are in the file; the one accepted variation is a model-class prefix
 // ("bert." in BertFor* checkpoints), detected once, never a chain of string replacements.
 import Foundation
+import OneDNN
 import SafeTensors
 import TensorCore
 
@@ -58,5 +59,18 @@ public struct BertWeights: Sendable {
                 output: try linear(p + "output.dense", out: h, in: i),
                 outputNorm: try norm(p + "output.LayerNorm"))
         }
+    }
+
+    /// These weights with every block's dense layers computing in `path`.
+    func computing(in path: ComputePath) throws -> BertWeights {
+        var out = self
+        out.layers = try layers.map { layer in
+            var layer = layer
+            for key in [\Layer.query, \.key, \.value, \.attentionOutput, \.intermediate, \.output] {
+                layer[keyPath: key] = try layer[keyPath: key].computing(in: path)
+            }
+            return layer
+        }
+        return out
     }
 }

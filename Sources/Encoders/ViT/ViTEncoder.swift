@@ -1,8 +1,10 @@
 // The frozen ViT forward pass (inference only): patch embedding as one product over unfolded
 // patches, a class token, position embeddings (bicubically interpolated, as PyTorch does, when the
 // image size differs from the configuration's), then pre-LN blocks: h = x + Attn(LN(x)),
-// z = h + MLP(LN(h)). Hidden states are those of ViTModel's `hidden_states` (no final norm).
+// z = h + MLP(LN(h)). Hidden states are those of ViTModel's `hidden_states` (no final norm). The
+// dense products (patch embedding included) run in f32 or bf16 (see ComputePath); the rest is f32.
 import Foundation
+import OneDNN
 import SafeTensors
 import TensorCore
 
@@ -15,6 +17,8 @@ public final class ViTEncoder: Sendable {
     }
 
     public let config: ViTConfig
+    /// The arithmetic of the dense products.
+    public let compute: ComputePath
     let patchProjection: DenseLayer     // weight [D, C·P·P]
     let classToken: Tensor              // [D]
     let positions: Tensor               // [1 + N, D]
@@ -22,8 +26,9 @@ public final class ViTEncoder: Sendable {
     let finalNorm: NormLayer
     private let activation: Activation
 
-    /// Reads `config.json` and `model.safetensors` from `folder`, checking every shape.
-    public init(folder: URL) throws {
+    /// Reads `config.json` and `model.safetensors` from `folder`, checking every shape; for bf16,
+    /// packs every dense layer's weights for oneDNN (throws when this CPU cannot compute bf16).
+    public init(folder: URL, compute: ComputePath = .f32) throws {
         let config = try ViTConfig(contentsOf: folder.appendingPathComponent("config.json"))
         let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
         let prefix = ["", "vit."].first { file.names.contains($0 + "embeddings.cls_token") }
@@ -31,15 +36,16 @@ public final class ViTEncoder: Sendable {
         func load(_ name: String, _ shape: [Int]) throws -> Tensor { try file.tensor(prefix + name, expectedShape: shape) }
         let d = config.hiddenSize, c = config.channelCount, p = config.patchSize, n = config.patchesPerSide * config.patchesPerSide
         func dense(_ name: String, out: Int, in inputs: Int) throws -> DenseLayer {
-            DenseLayer(weight: try load(name + ".weight", [out, inputs]), bias: try load(name + ".bias", [out]))
+            try DenseLayer(weight: try load(name + ".weight", [out, inputs]), bias: try load(name + ".bias", [out])).computing(in: compute)
         }
         func norm(_ name: String) throws -> NormLayer {
             NormLayer(gain: try load(name + ".weight", [d]), bias: try load(name + ".bias", [d]))
         }
         self.config = config
-        patchProjection = DenseLayer(
+        self.compute = compute
+        patchProjection = try DenseLayer(
             weight: try load("embeddings.patch_embeddings.projection.weight", [d, c, p, p]).reshaped([d, c * p * p]),
-            bias: try load("embeddings.patch_embeddings.projection.bias", [d]))
+            bias: try load("embeddings.patch_embeddings.projection.bias", [d])).computing(in: compute)
         classToken = try load("embeddings.cls_token", [1, 1, d]).reshaped([d])
         positions = try load("embeddings.position_embeddings", [1, n + 1, d]).reshaped([n + 1, d])
         layers = try (0..<config.layerCount).map { l in
