@@ -3,6 +3,7 @@
 // times for the seven heads on a MiniLM-sized backbone, a few failures, a duplicate and a torn line.
 import Foundation
 @testable import Sweep
+import TensorCore
 
 /// A fresh temporary folder, removed by the caller.
 func temporaryFolder(_ name: String) throws -> URL {
@@ -38,7 +39,7 @@ func trialObject(_ id: String, head: String = "linear", status: String = "ok", v
     return object
 }
 
-/// The sweep's own SplitMix64: the same numbers on every machine.
+/// SplitMix64: the same numbers on every machine.
 typealias FixtureRandom = SplitMix64
 
 extension SplitMix64 {
