@@ -7,10 +7,10 @@ public enum ComputePath: String, Sendable, CaseIterable, Codable {
     case f32
     case bf16
 
-    /// bf16 where the CPU has AMX (bf16 matrix tiles, what the bf16 path is built for); f32, the
-    /// reference, everywhere else. (With AVX512-BF16 but no AMX, extraction measured 1.57× f32
-    /// on 2 cores: a gain, but not one `auto` trades the reference for.)
-    public static var automatic: ComputePath { OneDNN.hasAMX ? .bf16 : .f32 }
+    /// bf16 where the CPU has bf16 instructions (AMX tiles, or AVX512-BF16's dot products: there
+    /// extraction measured 1.57× f32 on 2 cores); f32 everywhere else, where bf16 would be emulated
+    /// and slower than f32.
+    public static var automatic: ComputePath { OneDNN.hasBF16Instructions ? .bf16 : .f32 }
 
     /// Parses a `--compute` value: f32, bf16 or auto (resolved for this CPU).
     public static func parse(_ text: String, flag: String = "--compute") throws -> ComputePath {

@@ -34,8 +34,10 @@ public enum OneDNN {
         }
     }
 
-    /// Whether oneDNN uses AMX bf16 tiles here: its CPUID check, with Linux granting the tile state.
-    public static var hasAMX: Bool { dnnl_get_effective_cpu_isa() == dnnl_cpu_isa_avx512_core_amx }
+    /// Whether oneDNN computes bf16 products natively here (AMX or AVX512-BF16), not emulated.
+    public static var hasBF16Instructions: Bool {
+        [dnnl_cpu_isa_avx512_core_amx, dnnl_cpu_isa_avx512_core_bf16].contains(dnnl_get_effective_cpu_isa())
+    }
 
     /// Whether oneDNN has a bf16 matrix product for this CPU (AVX-512 at least; ONEDNN_MAX_CPU_ISA
     /// can lower what it uses).

@@ -1,6 +1,6 @@
-// `--compute` as a user meets it: the path is recorded in the cache and shown by `inspect`; resuming
-// with another path is refused naming `compute`; a head trained on a bf16 cache predicts through
-// the bf16 path (same logits as eval on its cache), and asking predict for f32 is refused; on a CPU
+// `--compute` as a user meets it: auto (the default) follows the CPU; the path is recorded in the
+// cache and shown by `inspect`; resuming with another path is refused naming `compute`; a head
+// trained on a bf16 cache predicts through the bf16 path (same logits as eval on its cache), and asking predict for f32 is refused; on a CPU
 // oneDNN cannot compute bf16 on (simulated with ONEDNN_MAX_CPU_ISA), bf16 is refused with the fix.
 import Foundation
 import OneDNN
@@ -22,7 +22,7 @@ import Testing
         let folder = try Self.scratch()
         defer { try? FileManager.default.removeItem(at: folder) }
         let cache = folder.appendingPathComponent("cache").path
-        let first = try runSidecar(["extract", "--dataset", Self.dataset, "--out", cache] + Self.small)
+        let first = try runSidecar(["extract", "--dataset", Self.dataset, "--out", cache, "--compute", "f32"] + Self.small)
         #expect(first.status == 0, "\(first.err)")
         #expect(first.err.contains("compute f32"))
         let inspect = try runSidecar(["inspect", cache])
@@ -34,6 +34,28 @@ import Testing
         // The same command with the recorded path finds the cache complete and leaves it as it was.
         let again = try runSidecar(["extract", "--dataset", Self.dataset, "--out", cache, "--compute", "f32"] + Self.small)
         #expect(again.status == 0, "\(again.err)")
+    }
+
+    /// The default, auto, is bf16 exactly where oneDNN has bf16 instructions; an AVX-512 CPU without
+    /// them (simulated with ONEDNN_MAX_CPU_ISA) gets f32, not the slower emulation.
+    @Test func autoIsTheDefaultAndFollowsTheCPU() throws {
+        let folder = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let native = folder.appendingPathComponent("native").path
+        let first = try runSidecar(["extract", "--dataset", Self.dataset, "--out", native] + Self.small)
+        #expect(first.status == 0, "\(first.err)")
+        let expected = OneDNN.hasBF16Instructions ? "bf16" : "f32"
+        #expect(first.err.contains("compute \(expected) (auto:"), "\(first.err)")
+        let inspect = try runSidecar(["inspect", native])
+        #expect(inspect.out.contains("computed in \(expected)"), "\(inspect.out)")
+
+        guard OneDNN.supportsBF16 else { return }
+        var environment = ProcessInfo.processInfo.environment
+        environment["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE"
+        let capped = folder.appendingPathComponent("capped").path
+        let result = try runSidecar(["extract", "--dataset", Self.dataset, "--out", capped] + Self.small, environment: environment)
+        #expect(result.status == 0, "\(result.err)")
+        #expect(result.err.contains("compute f32 (auto:"), "\(result.err)")
     }
 
     @Test func badComputeValueIsAFlagError() throws {
@@ -51,7 +73,7 @@ import Testing
         #expect(extract.status == 0, "\(extract.err)")
         let inspect = try runSidecar(["inspect", cache])
         #expect(inspect.out.contains("computed in bf16"), "\(inspect.out)")
-        let resumed = try runSidecar(["extract", "--dataset", Self.dataset, "--out", cache, "--dtype", "f32"] + Self.allLayers)
+        let resumed = try runSidecar(["extract", "--dataset", Self.dataset, "--out", cache, "--dtype", "f32", "--compute", "f32"] + Self.allLayers)
         #expect(resumed.status != 0)
         #expect(resumed.err.contains("compute: f32 requested, bf16 in the cache"), "\(resumed.err)")
 
