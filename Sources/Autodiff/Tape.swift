@@ -118,6 +118,25 @@ public final class Tape {
     /// Backpropagates from a one-element `output` (seed 1) through every node recorded before it,
     /// then adds parameter gradients into their sets. Gradients from an earlier call are cleared.
     public func backward(from output: Variable) {
+        propagate(from: output)
+        for leaf in parameterLeaves {
+            if let g = gradients[leaf.node] { leaf.set.addGradient(g, to: leaf.id) }
+        }
+    }
+
+    /// `backward`, but the parameter gradients are added into `buffer`, laid out as `set.gradients`,
+    /// instead of into the set: tapes running at once on parts of one batch each keep their own
+    /// buffer, and the caller sums them. Every parameter leaf must belong to `set`.
+    public func backward(from output: Variable, into buffer: inout [Float], of set: ParameterSet) {
+        precondition(buffer.count == set.count, "gradient buffer of \(buffer.count) for a set of \(set.count)")
+        propagate(from: output)
+        for leaf in parameterLeaves {
+            precondition(leaf.set === set, "parameter leaf from another set")
+            if let g = gradients[leaf.node] { set.addGradient(g, to: leaf.id, in: &buffer) }
+        }
+    }
+
+    private func propagate(from output: Variable) {
         precondition(output.value.count == 1, "backward from a non-scalar of shape \(output.shape)")
         for i in gradients.indices { gradients[i] = nil }
         guard needsGradient[output.index] else { return }
@@ -125,9 +144,6 @@ public final class Tape {
         for i in stride(from: output.index, through: 0, by: -1) {
             guard let step = backwardSteps[i], let g = gradients[i] else { continue }
             step(g, self)
-        }
-        for leaf in parameterLeaves {
-            if let g = gradients[leaf.node] { leaf.set.addGradient(g, to: leaf.id) }
         }
     }
 }
