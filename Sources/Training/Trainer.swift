@@ -92,7 +92,8 @@ final class HeadState: @unchecked Sendable {
     var optimizer: any Optimizer
     /// Set once the train split's size (and so the step count) is known.
     var schedule: LearningRateSchedule
-    let tape: Tape
+    /// The head's tapes and per-part gradients.
+    let sharded: ShardedStep
     var step = 0
     var lossSum = 0.0
     var lossCount = 0
@@ -113,34 +114,22 @@ final class HeadState: @unchecked Sendable {
         self.head = head
         self.optimizer = optimizer
         self.schedule = schedule
-        tape = Tape(training: true, rng: SeededGenerator(seed: seed).derived(1))
+        sharded = ShardedStep(head: head, rng: SeededGenerator(seed: seed).derived(1))
     }
 
-    func trainStep(_ batch: Batch, options: TrainingOptions, epoch: Int) {
-        guard failure == nil else { return }
-        tape.reset()
-        tape.isTraining = true
-        let loss = head.logits(batch, on: tape).crossEntropy(labels: batch.labels, smoothing: options.labelSmoothing)
-        let value = loss.value.scalar
+    /// After every part of the batch: the parts' gradients summed, clipping and the optimiser step.
+    func finishStep(batchCount: Int, options: TrainingOptions, epoch: Int) {
+        let value = sharded.combine()
         guard value.isFinite else {
             failure = "diverged: train loss \(value) at epoch \(epoch)"
             stopped = true
             return
         }
-        head.parameters.zeroGradients()
-        tape.backward(from: loss)
         if options.clipNorm > 0 { _ = head.parameters.clipGradientNorm(options.clipNorm) }
         optimizer.step(head.parameters, learningRate: schedule.rate(at: step))
         step += 1
-        lossSum += Double(loss.value.scalar) * Double(batch.count)
-        lossCount += batch.count
-    }
-
-    /// Logits in eval mode, [B, C].
-    func predict(_ batch: Batch) -> Tensor {
-        tape.reset()
-        tape.isTraining = false
-        return head.logits(batch, on: tape).value
+        lossSum += Double(value) * Double(batchCount)
+        lossCount += batchCount
     }
 }
 
@@ -210,16 +199,19 @@ public final class Trainer {
     /// The damaged records left out of every split (with `skipCorrupt`), in split then key order.
     public var skippedRecords: [CorruptRecord] { [train, val, test].compactMap { $0 }.flatMap(\.skipped) }
 
-    /// Runs every head on the same batches, in parallel when there are several.
-    private func forEachState(_ states: [HeadState], _ body: @escaping @Sendable (HeadState) -> Void) {
-        let workers = min(states.count, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
+    /// Runs `body` on every (head, part) of a batch, on as many cores as there are (or
+    /// `parallelHeads`). Each item writes only its own head's part state, so the order in which
+    /// the items run changes nothing.
+    private func forEachPart(_ states: [HeadState], _ body: @escaping @Sendable (HeadState, Int) -> Void) {
+        let items = states.flatMap { s in (0..<s.sharded.parts).map { (s, $0) } }
+        let workers = min(items.count, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
         if workers <= 1 {
-            states.forEach(body)
+            items.forEach(body)
             return
         }
         let next = Counter()
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while let i = next.claim(below: states.count) { body(states[i]) }
+            while let i = next.claim(below: items.count) { body(items[i].0, items[i].1) }
         }
     }
 
@@ -248,7 +240,13 @@ public final class Trainer {
             var done = 0
             let opts = options
             while let batch = try prefetcher.next() {
-                forEachState(active) { $0.trainStep(batch, options: opts, epoch: epoch) }
+                let training = active.filter { $0.failure == nil }
+                let parts = BatchParts(batch, partCounts: Set(training.map(\.sharded.parts)))
+                forEachPart(training) { s, part in
+                    s.sharded.forwardBackward(part: part, parts.part(part, of: s.sharded.parts), batchCount: batch.count,
+                                              labelSmoothing: opts.labelSmoothing)
+                }
+                for s in training { s.finishStep(batchCount: batch.count, options: opts, epoch: epoch) }
                 if shouldStop?() == true { throw TrainingCancelled() }
                 done += 1
                 if done % 8 == 1 { samplePeakMemory() }
@@ -322,11 +320,17 @@ public final class Trainer {
         while let batch = try prefetcher.next() {
             if shouldStop?() == true { throw TrainingCancelled() }
             labels += batch.labels
-            let pairs = Array(zip(states, collected))
-            forEachState(states) { s in
-                let logits = s.predict(batch)
-                let c = pairs.first { $0.0 === s }!.1
-                c.add(logits: logits, labels: batch.labels)
+            let parts = BatchParts(batch, partCounts: Set(states.map(\.sharded.parts)))
+            let logits = states.map { s in PartLogits(count: s.sharded.parts) }
+            let slots = Dictionary(uniqueKeysWithValues: zip(states.map(ObjectIdentifier.init), logits))
+            forEachPart(states) { s, part in
+                let rows = parts.part(part, of: s.sharded.parts)
+                if rows.count > 0 { slots[ObjectIdentifier(s)]!.parts[part] = s.sharded.predict(part: part, rows) }
+            }
+            for (c, l) in zip(collected, logits) {
+                for (shard, partLogits) in l.parts.enumerated() {
+                    if let partLogits { c.add(logits: partLogits, labels: parts.part(shard, of: l.parts.count).labels) }
+                }
             }
         }
         var out: [ObjectIdentifier: ClassificationMetrics] = [:]
@@ -359,6 +363,12 @@ final class Collected: @unchecked Sendable {
             lossSum += logSum - Double(row[b * classes + label])
         }
     }
+}
+
+/// The logits of each part of one batch for one head; each part is written by one thread.
+private final class PartLogits: @unchecked Sendable {
+    var parts: [Tensor?]
+    init(count: Int) { parts = Array(repeating: nil, count: count) }
 }
 
 /// Hands out indices to worker threads.

@@ -98,6 +98,25 @@ import Training
         }
     }
 
+    @Test func aSplittingHeadScoresEveryExampleAsAnUnsplitEvaluation() throws {
+        // Batches of 39: the last val and test batches hold one example, so their first part is empty.
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("parts"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        var o = options(epochs: 2)
+        o.batchSize = 39
+        let trainer = try Trainer(cache: cache, requests: [HeadRequest(head: "losa", settings: ["rank_tokens": "2", "rank_channels": "4"])], options: o)
+        #expect(trainer.heads[0].batchShards == 2)
+        let result = try trainer.run()[0]
+        #expect(result.failure == nil && result.history.allSatisfy { $0.trainLoss.isFinite })
+        let test = try #require(result.test)
+        #expect(test.confusion.flatMap { $0 }.reduce(0, +) == 40 && result.val!.confusion.flatMap { $0 }.reduce(0, +) == 40)
+        // `sidecar eval` runs the whole batch on one tape: the same predictions, the same loss.
+        let evaluation = try Evaluation.run(trainer.heads[0], cache: cache, split: "test", batchSize: 7)
+        #expect(evaluation.metrics.confusion == test.confusion)
+        #expect(abs(evaluation.metrics.loss - test.loss) < 1e-5)
+    }
+
     @Test func inMemoryEqualsStreaming() throws {
         let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("memory"), storage: .bf16)
         defer { try? FileManager.default.removeItem(atPath: path) }
