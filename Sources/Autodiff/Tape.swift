@@ -103,9 +103,15 @@ public final class Tape {
         gradients[v.index]!.withUnsafeMutableBufferPointer { body($0) }
     }
 
-    /// Adds a whole tensor into `v`'s gradient.
+    /// Adds a whole tensor into `v`'s gradient (the first one is kept as it is: no zeroed buffer
+    /// to add it into).
     public func accumulate(_ v: Variable, _ gradient: Tensor) {
         precondition(gradient.count == values[v.index].count, "gradient \(gradient.shape) for node of shape \(values[v.index].shape)")
+        guard needsGradient[v.index] else { return }
+        if gradients[v.index] == nil {
+            gradients[v.index] = gradient.shape == values[v.index].shape ? gradient : gradient.reshaped(values[v.index].shape)
+            return
+        }
         gradient.withUnsafeBufferPointer { g in
             accumulate(v) { dst in
                 for i in 0..<dst.count { dst[i] += g[i] }
