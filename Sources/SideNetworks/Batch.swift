@@ -100,6 +100,25 @@ public struct Batch: Sendable {
                      layout: layout)
     }
 
+    /// The parts' examples in order as one batch (the inverse of `slice`). Every part must carry
+    /// the same features and layout.
+    public init(concatenating parts: [Batch]) {
+        precondition(!parts.isEmpty, "no batches to concatenate")
+        let first = parts[0]
+        precondition(parts.allSatisfy { $0.layout == first.layout && Set($0.features.keys) == Set(first.features.keys) },
+                     "concatenated batches differ in layout or features")
+        var features: [Feature: Tensor] = [:]
+        for (feature, t) in first.features {
+            var scalars: [Float] = []
+            scalars.reserveCapacity(parts.reduce(0) { $0 + $1.features[feature]!.count })
+            for part in parts { scalars.append(contentsOf: part.features[feature]!.scalars) }
+            let rows = parts.reduce(0) { $0 + $1.segments.totalRows }
+            features[feature] = Tensor(shape: [rows] + t.shape.dropFirst(), scalars: scalars)
+        }
+        self.init(labels: parts.flatMap(\.labels), segments: Segments(lengths: parts.flatMap(\.segments.lengths)),
+                  features: features, layout: first.layout)
+    }
+
     /// Example ranges of `shards` fixed parts of a batch of `count` examples: shard i holds
     /// examples i·count/shards ..< (i+1)·count/shards, so the parts depend on nothing but the batch.
     public static func shardRanges(count: Int, shards: Int) -> [Range<Int>] {

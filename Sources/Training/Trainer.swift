@@ -236,17 +236,19 @@ public final class Trainer {
             order.shuffle(using: &rng)
             let batches = stride(from: 0, to: order.count, by: options.batchSize).map { Array(order[$0..<min($0 + options.batchSize, order.count)]) }
             for s in active { s.lossSum = 0; s.lossCount = 0 }
-            let prefetcher = try Prefetcher(dataset: train, batches: batches, depth: options.prefetch)
+            let prefetcher = try Prefetcher(dataset: train, batches: batches, depth: options.prefetch,
+                                            parts: active.map(\.sharded.parts).max()!)
             var done = 0
             let opts = options
-            while let batch = try prefetcher.next() {
+            while let decoded = try prefetcher.nextParts() {
                 let training = active.filter { $0.failure == nil }
-                let parts = BatchParts(batch, partCounts: Set(training.map(\.sharded.parts)))
+                let parts = BatchParts(decoded, partCounts: Set(training.map(\.sharded.parts)))
+                let count = parts.count
                 forEachPart(training) { s, part in
-                    s.sharded.forwardBackward(part: part, parts.part(part, of: s.sharded.parts), batchCount: batch.count,
+                    s.sharded.forwardBackward(part: part, parts.part(part, of: s.sharded.parts), batchCount: count,
                                               labelSmoothing: opts.labelSmoothing)
                 }
-                for s in training { s.finishStep(batchCount: batch.count, options: opts, epoch: epoch) }
+                for s in training { s.finishStep(batchCount: count, options: opts, epoch: epoch) }
                 if shouldStop?() == true { throw TrainingCancelled() }
                 done += 1
                 if done % 8 == 1 { samplePeakMemory() }
@@ -314,22 +316,23 @@ public final class Trainer {
     /// Loss, accuracy, macro-F1 and confusion of each head on a split, in eval mode.
     func evaluate(_ dataset: CacheDataset, _ states: [HeadState]) throws -> [ObjectIdentifier: ClassificationMetrics] {
         let batches = stride(from: 0, to: dataset.count, by: options.batchSize).map { Array($0..<min($0 + options.batchSize, dataset.count)) }
-        let prefetcher = try Prefetcher(dataset: dataset, batches: batches, depth: options.prefetch)
+        let prefetcher = try Prefetcher(dataset: dataset, batches: batches, depth: options.prefetch,
+                                        parts: states.map(\.sharded.parts).max() ?? 1)
         let collected = states.map { _ in Collected() }
         var labels: [Int] = []
-        while let batch = try prefetcher.next() {
+        while let decoded = try prefetcher.nextParts() {
             if shouldStop?() == true { throw TrainingCancelled() }
-            labels += batch.labels
-            let parts = BatchParts(batch, partCounts: Set(states.map(\.sharded.parts)))
-            let logits = states.map { s in PartLogits(count: s.sharded.parts) }
+            let parts = BatchParts(decoded, partCounts: Set(states.map(\.sharded.parts)))
+            labels += parts.labels
+            let logits = states.map { s in (0..<s.sharded.parts).map { _ in PartLogits() } }
             let slots = Dictionary(uniqueKeysWithValues: zip(states.map(ObjectIdentifier.init), logits))
             forEachPart(states) { s, part in
                 let rows = parts.part(part, of: s.sharded.parts)
-                if rows.count > 0 { slots[ObjectIdentifier(s)]!.parts[part] = s.sharded.predict(part: part, rows) }
+                if rows.count > 0 { slots[ObjectIdentifier(s)]![part].logits = s.sharded.predict(part: part, rows) }
             }
             for (c, l) in zip(collected, logits) {
-                for (shard, partLogits) in l.parts.enumerated() {
-                    if let partLogits { c.add(logits: partLogits, labels: parts.part(shard, of: l.parts.count).labels) }
+                for (part, slot) in l.enumerated() {
+                    if let partLogits = slot.logits { c.add(logits: partLogits, labels: parts.part(part, of: l.count).labels) }
                 }
             }
         }
@@ -365,10 +368,9 @@ final class Collected: @unchecked Sendable {
     }
 }
 
-/// The logits of each part of one batch for one head; each part is written by one thread.
+/// The logits of one part of one batch for one head, written by the one thread that runs it.
 private final class PartLogits: @unchecked Sendable {
-    var parts: [Tensor?]
-    init(count: Int) { parts = Array(repeating: nil, count: count) }
+    var logits: Tensor?
 }
 
 /// Hands out indices to worker threads.

@@ -117,6 +117,29 @@ import Training
         #expect(abs(evaluation.metrics.loss - test.loss) < 1e-5)
     }
 
+    @Test(arguments: [false, true])
+    func prefetchedPartsAreTheHalvesOfTheWholeBatch(inMemory: Bool) throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("prefetch"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        let dataset = try CacheDataset(cache: cache, split: "train", features: [.hidden(0), .hidden(2)], inMemory: inMemory)
+        let batches = [[5, 3, 9, 0, 7], [11], [2, 4]]
+        let whole = try Prefetcher(dataset: dataset, batches: batches)
+        let split = try Prefetcher(dataset: dataset, batches: batches, parts: 2)
+        for indices in batches {
+            let batch = try #require(try whole.next())
+            let parts = try #require(try split.nextParts())
+            #expect(parts.count == 2 && parts.map(\.count) == Batch.shardRanges(count: indices.count, shards: 2).map(\.count))
+            for (part, range) in zip(parts, Batch.shardRanges(count: indices.count, shards: 2)) {
+                let slice = batch.slice(range)
+                #expect(part.labels == slice.labels && part.segments == slice.segments && part.features == slice.features)
+            }
+            let joined = Batch(concatenating: parts)
+            #expect(joined.labels == batch.labels && joined.segments == batch.segments && joined.features == batch.features)
+        }
+        #expect(try whole.next() == nil && split.nextParts() == nil)
+    }
+
     @Test func inMemoryEqualsStreaming() throws {
         let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("memory"), storage: .bf16)
         defer { try? FileManager.default.removeItem(atPath: path) }
