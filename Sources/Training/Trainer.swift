@@ -1,7 +1,8 @@
 // The training loop for one or many heads on one cache. Each batch is decoded once and every head
-// steps on it (on separate cores when there are several), so K heads cost one pass of decoding.
-// Every head has its own parameters, optimiser, schedule, tape and generators, all derived from the
-// one seed and never from its position in the group: a head trained in a group ends bit-identical
+// steps on it, so K heads cost one pass of decoding. Heavy heads split each batch into fixed halves
+// (ShardedStep); the (head, half) items of a batch run on all the cores. Every head has its own
+// parameters, optimiser, schedule, tapes and generators, all derived from the one seed and never
+// from its position in the group or the core count: a head trained in a group ends bit-identical
 // to the same head trained alone.
 import ActivationStore
 import Autodiff
@@ -221,8 +222,8 @@ public final class Trainer {
         let start = Date()
         samplePeakMemory()
         // One BLAS thread: the side networks' products are small, and OpenBLAS's second thread
-        // spun more than it helped (LoSA: 13.8 against 15.6 batches/s); the other core decodes
-        // the next batch or trains another head.
+        // spun more than it helped (LoSA: 13.8 against 15.6 batches/s); the cores train the
+        // halves of a batch or other heads instead.
         let previousThreads = BLAS.threadCount
         BLAS.setThreadCount(1)
         defer { BLAS.setThreadCount(previousThreads) }
