@@ -39,8 +39,6 @@ public final class ShardedStep: @unchecked Sendable {
     }
 
     public var parts: Int { state.count }
-    /// One tape per part, each with its own generator.
-    public var tapes: [Tape] { state.map(\.tape) }
 
     /// Forward and backward of part `part` (`batch`, one part of a batch of `batchCount` examples)
     /// on its own tape. Its loss is scaled by its share of the batch, so that the parts' losses and
