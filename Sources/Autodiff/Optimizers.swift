@@ -46,7 +46,27 @@ public struct AdamW: Optimizer {
                 m.withUnsafeMutableBufferPointer { m in
                     v.withUnsafeMutableBufferPointer { v in
                         decayMask.withUnsafeBufferPointer { mask in
-                            for i in 0..<p.count {
+                            // Eight lanes at a time (the scalar loop did not vectorise: 6% of
+                            // UniPT's step), then the tail; each lane does the scalar operations in
+                            // the same order, so the result is the same to the bit.
+                            typealias Lanes = SIMD8<Float>
+                            let (pp, gp, mp, vp, kp) = (p.baseAddress!, g.baseAddress!, m.baseAddress!, v.baseAddress!, mask.baseAddress!)
+                            func load(_ base: UnsafePointer<Float>, _ i: Int) -> Lanes { UnsafeRawPointer(base + i).loadUnaligned(as: Lanes.self) }
+                            func store(_ x: Lanes, _ base: UnsafeMutablePointer<Float>, _ i: Int) {
+                                UnsafeMutableRawPointer(base + i).storeBytes(of: x, as: Lanes.self)
+                            }
+                            var i = 0
+                            while i + Lanes.scalarCount <= p.count {
+                                let gi = load(gp, i)
+                                var pi = load(pp, i), mi = load(mp, i), vi = load(vp, i)
+                                pi *= 1 - decay * load(kp, i)
+                                mi += (1 - b1) * (gi - mi)
+                                vi = b2 * vi + (1 - b2) * gi * gi
+                                pi -= stepSize * mi / (vi.squareRoot() / sqrtCorrection2 + eps)
+                                store(pi, pp, i); store(mi, mp, i); store(vi, vp, i)
+                                i += Lanes.scalarCount
+                            }
+                            for i in i..<p.count {
                                 // The same operation order as PyTorch's, so results agree to rounding.
                                 p[i] *= 1 - decay * mask[i]
                                 m[i] += (1 - b1) * (g[i] - m[i])

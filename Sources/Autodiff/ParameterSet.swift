@@ -69,9 +69,14 @@ public final class ParameterSet {
 
     /// Adds `g` into the parameter's gradient.
     public func addGradient(_ g: Tensor, to id: ID) {
+        addGradient(g, to: id, in: &gradients)
+    }
+
+    /// Adds `g` into the parameter's slice of `buffer`, a flat array laid out as `gradients`.
+    public func addGradient(_ g: Tensor, to id: ID, in buffer: inout [Float]) {
         let e = entries[id.rawValue]
         precondition(g.count == e.count, "gradient for \(e.name): expected \(e.shape), got \(g.shape)")
-        gradients.withUnsafeMutableBufferPointer { dst in
+        buffer.withUnsafeMutableBufferPointer { dst in
             g.withUnsafeBufferPointer { src in
                 for i in 0..<e.count { dst[e.offset + i] += src[i] }
             }

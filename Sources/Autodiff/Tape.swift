@@ -103,9 +103,15 @@ public final class Tape {
         gradients[v.index]!.withUnsafeMutableBufferPointer { body($0) }
     }
 
-    /// Adds a whole tensor into `v`'s gradient.
+    /// Adds a whole tensor into `v`'s gradient (the first one is kept as it is: no zeroed buffer
+    /// to add it into).
     public func accumulate(_ v: Variable, _ gradient: Tensor) {
         precondition(gradient.count == values[v.index].count, "gradient \(gradient.shape) for node of shape \(values[v.index].shape)")
+        guard needsGradient[v.index] else { return }
+        if gradients[v.index] == nil {
+            gradients[v.index] = gradient.shape == values[v.index].shape ? gradient : gradient.reshaped(values[v.index].shape)
+            return
+        }
         gradient.withUnsafeBufferPointer { g in
             accumulate(v) { dst in
                 for i in 0..<dst.count { dst[i] += g[i] }
@@ -118,6 +124,25 @@ public final class Tape {
     /// Backpropagates from a one-element `output` (seed 1) through every node recorded before it,
     /// then adds parameter gradients into their sets. Gradients from an earlier call are cleared.
     public func backward(from output: Variable) {
+        propagate(from: output)
+        for leaf in parameterLeaves {
+            if let g = gradients[leaf.node] { leaf.set.addGradient(g, to: leaf.id) }
+        }
+    }
+
+    /// `backward`, but the parameter gradients are added into `buffer`, laid out as `set.gradients`,
+    /// instead of into the set: tapes running at once on parts of one batch each keep their own
+    /// buffer, and the caller sums them. Every parameter leaf must belong to `set`.
+    public func backward(from output: Variable, into buffer: inout [Float], of set: ParameterSet) {
+        precondition(buffer.count == set.count, "gradient buffer of \(buffer.count) for a set of \(set.count)")
+        propagate(from: output)
+        for leaf in parameterLeaves {
+            precondition(leaf.set === set, "parameter leaf from another set")
+            if let g = gradients[leaf.node] { set.addGradient(g, to: leaf.id, in: &buffer) }
+        }
+    }
+
+    private func propagate(from output: Variable) {
         precondition(output.value.count == 1, "backward from a non-scalar of shape \(output.shape)")
         for i in gradients.indices { gradients[i] = nil }
         guard needsGradient[output.index] else { return }
@@ -125,9 +150,6 @@ public final class Tape {
         for i in stride(from: output.index, through: 0, by: -1) {
             guard let step = backwardSteps[i], let g = gradients[i] else { continue }
             step(g, self)
-        }
-        for leaf in parameterLeaves {
-            if let g = gradients[leaf.node] { leaf.set.addGradient(g, to: leaf.id) }
         }
     }
 }

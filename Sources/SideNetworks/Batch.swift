@@ -84,6 +84,46 @@ public struct Batch: Sendable {
         guard let t = features[feature] else { preconditionFailure("batch has no \(feature); decoded: \(features.keys.sorted())") }
         return t
     }
+
+    /// The examples in `examples` as a batch of their own: their labels, their rows of every
+    /// feature, segments counted from 0.
+    public func slice(_ examples: Range<Int>) -> Batch {
+        precondition(examples.lowerBound >= 0 && examples.upperBound <= count, "slice \(examples) of a batch of \(count)")
+        let first = segments.offsets[examples.lowerBound], end = segments.offsets[examples.upperBound]
+        let offsets = segments.offsets[examples.lowerBound...examples.upperBound].map { $0 - first }
+        let total = segments.totalRows
+        return Batch(labels: Array(labels[examples]), segments: Segments(offsets: offsets),
+                     features: features.mapValues { t in
+                         let width = t.count / max(total, 1)
+                         return Tensor(shape: [end - first] + t.shape.dropFirst(), scalars: Array(t.scalars[(first * width)..<(end * width)]))
+                     },
+                     layout: layout)
+    }
+
+    /// The parts' examples in order as one batch (the inverse of `slice`). Every part must carry
+    /// the same features and layout.
+    public init(concatenating parts: [Batch]) {
+        precondition(!parts.isEmpty, "no batches to concatenate")
+        let first = parts[0]
+        precondition(parts.allSatisfy { $0.layout == first.layout && Set($0.features.keys) == Set(first.features.keys) },
+                     "concatenated batches differ in layout or features")
+        var features: [Feature: Tensor] = [:]
+        for (feature, t) in first.features {
+            var scalars: [Float] = []
+            scalars.reserveCapacity(parts.reduce(0) { $0 + $1.features[feature]!.count })
+            for part in parts { scalars.append(contentsOf: part.features[feature]!.scalars) }
+            let rows = parts.reduce(0) { $0 + $1.segments.totalRows }
+            features[feature] = Tensor(shape: [rows] + t.shape.dropFirst(), scalars: scalars)
+        }
+        self.init(labels: parts.flatMap(\.labels), segments: Segments(lengths: parts.flatMap(\.segments.lengths)),
+                  features: features, layout: first.layout)
+    }
+
+    /// Example ranges of `shards` fixed parts of a batch of `count` examples: shard i holds
+    /// examples i·count/shards ..< (i+1)·count/shards, so the parts depend on nothing but the batch.
+    public static func shardRanges(count: Int, shards: Int) -> [Range<Int>] {
+        (0..<shards).map { (($0 * count) / shards)..<((($0 + 1) * count) / shards) }
+    }
 }
 
 /// One batch's pooled features by (feature, pooling), filled on first use. Heads of a pass run on

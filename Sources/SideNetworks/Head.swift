@@ -129,6 +129,9 @@ public protocol Head: AnyObject {
     func exportedTensors() -> [(String, Tensor)]
     /// Loads what `exportedTensors` wrote (default: the parameters by name).
     func loadExported(_ tensors: [String: Tensor], source: String) throws
+    /// The fixed number of parts each batch is split into for training and evaluation (see
+    /// `HeadKind.batchShards`).
+    var batchShards: Int { get }
 }
 
 extension Head {
@@ -166,6 +169,7 @@ extension Head {
 
 extension Head where Self: HeadKind {
     public var name: String { Self.name }
+    public var batchShards: Int { Self.batchShards }
 }
 
 /// A head kind as the registry knows it.
@@ -178,4 +182,15 @@ public protocol HeadKind {
     static var defaultLearningRate: Float { get }
     /// Builds the head for a cache; throws HeadError when the cache lacks what it reads.
     static func make(_ hyperparameters: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head
+    /// How many fixed parts (first half, second half, …) the trainer splits each batch into, each
+    /// part's forward and backward on its own tape, possibly on its own core; the gradients are
+    /// summed in part order. A property of the head kind, never of the machine, so that a fit's
+    /// numbers are the same on any core count. Splitting only pays where a step's compute is large
+    /// against the cost of slicing the batch and summing a second gradient (not for probes).
+    /// A head that splits must compute each example alone: nothing may mix examples in a batch.
+    static var batchShards: Int { get }
+}
+
+extension HeadKind {
+    public static var batchShards: Int { 1 }
 }

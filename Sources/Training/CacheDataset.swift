@@ -210,20 +210,29 @@ public final class CacheDataset: @unchecked Sendable {
 }
 
 /// Batches produced on a background thread, at most `depth` ahead of the consumer, so decoding
-/// overlaps training.
+/// overlaps training. With `parts` > 1, each batch is decoded as its fixed parts
+/// (`Batch.shardRanges`) for heads that split batches: no copy of the whole batch to slice.
 public final class Prefetcher: @unchecked Sendable {
     private let condition = NSCondition()
-    private var queue: [Result<Batch, Error>] = []
+    private var queue: [Result<[Batch], Error>] = []
     private var finished = false
     private var cancelled = false
     private let depth: Int
 
-    public init(dataset: CacheDataset, batches: [[Int]], depth: Int = 2) throws {
+    public init(dataset: CacheDataset, batches: [[Int]], depth: Int = 2, parts: Int = 1) throws {
         self.depth = max(1, depth)
         let decoder = UncheckedBox(try dataset.cache.makeDecoder())
+        let parts = max(parts, 1)
         let thread = Thread { [self] in
             for indices in batches {
-                let result = Result { try dataset.batch(indices, decoder: decoder.value) }
+                let result = Result {
+                    let ranges = Batch.shardRanges(count: indices.count, shards: parts)
+                    // The last part is never empty; an empty one is an empty slice of it.
+                    let last = try dataset.batch(Array(indices[ranges[parts - 1]]), decoder: decoder.value)
+                    return try ranges.dropLast().map { range in
+                        range.isEmpty ? last.slice(0..<0) : try dataset.batch(Array(indices[range]), decoder: decoder.value)
+                    } + [last]
+                }
                 condition.lock()
                 while queue.count >= self.depth && !cancelled { condition.wait() }
                 if cancelled { condition.unlock(); break }
@@ -243,6 +252,11 @@ public final class Prefetcher: @unchecked Sendable {
 
     /// The next batch, or nil after the last.
     public func next() throws -> Batch? {
+        try nextParts().map { $0.count == 1 ? $0[0] : Batch(concatenating: $0) }
+    }
+
+    /// The next batch as its parts, or nil after the last.
+    public func nextParts() throws -> [Batch]? {
         condition.lock()
         defer { condition.unlock() }
         while queue.isEmpty && !finished { condition.wait() }

@@ -1,7 +1,8 @@
 // The training loop for one or many heads on one cache. Each batch is decoded once and every head
-// steps on it (on separate cores when there are several), so K heads cost one pass of decoding.
-// Every head has its own parameters, optimiser, schedule, tape and generators, all derived from the
-// one seed and never from its position in the group: a head trained in a group ends bit-identical
+// steps on it, so K heads cost one pass of decoding. Heavy heads split each batch into fixed halves
+// (ShardedStep); the (head, half) items of a batch run on all the cores. Every head has its own
+// parameters, optimiser, schedule, tapes and generators, all derived from the one seed and never
+// from its position in the group or the core count: a head trained in a group ends bit-identical
 // to the same head trained alone.
 import ActivationStore
 import Autodiff
@@ -92,7 +93,8 @@ final class HeadState: @unchecked Sendable {
     var optimizer: any Optimizer
     /// Set once the train split's size (and so the step count) is known.
     var schedule: LearningRateSchedule
-    let tape: Tape
+    /// The head's tapes and per-part gradients.
+    let sharded: ShardedStep
     var step = 0
     var lossSum = 0.0
     var lossCount = 0
@@ -113,34 +115,22 @@ final class HeadState: @unchecked Sendable {
         self.head = head
         self.optimizer = optimizer
         self.schedule = schedule
-        tape = Tape(training: true, rng: SeededGenerator(seed: seed).derived(1))
+        sharded = ShardedStep(head: head, rng: SeededGenerator(seed: seed).derived(1))
     }
 
-    func trainStep(_ batch: Batch, options: TrainingOptions, epoch: Int) {
-        guard failure == nil else { return }
-        tape.reset()
-        tape.isTraining = true
-        let loss = head.logits(batch, on: tape).crossEntropy(labels: batch.labels, smoothing: options.labelSmoothing)
-        let value = loss.value.scalar
+    /// After every part of the batch: the parts' gradients summed, clipping and the optimiser step.
+    func finishStep(batchCount: Int, options: TrainingOptions, epoch: Int) {
+        let value = sharded.combine()
         guard value.isFinite else {
             failure = "diverged: train loss \(value) at epoch \(epoch)"
             stopped = true
             return
         }
-        head.parameters.zeroGradients()
-        tape.backward(from: loss)
         if options.clipNorm > 0 { _ = head.parameters.clipGradientNorm(options.clipNorm) }
         optimizer.step(head.parameters, learningRate: schedule.rate(at: step))
         step += 1
-        lossSum += Double(loss.value.scalar) * Double(batch.count)
-        lossCount += batch.count
-    }
-
-    /// Logits in eval mode, [B, C].
-    func predict(_ batch: Batch) -> Tensor {
-        tape.reset()
-        tape.isTraining = false
-        return head.logits(batch, on: tape).value
+        lossSum += Double(value) * Double(batchCount)
+        lossCount += batchCount
     }
 }
 
@@ -210,16 +200,19 @@ public final class Trainer {
     /// The damaged records left out of every split (with `skipCorrupt`), in split then key order.
     public var skippedRecords: [CorruptRecord] { [train, val, test].compactMap { $0 }.flatMap(\.skipped) }
 
-    /// Runs every head on the same batches, in parallel when there are several.
-    private func forEachState(_ states: [HeadState], _ body: @escaping @Sendable (HeadState) -> Void) {
-        let workers = min(states.count, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
+    /// Runs `body` on every (head, part) of a batch, on as many cores as there are (or
+    /// `parallelHeads`). Each item writes only its own head's part state, so the order in which
+    /// the items run changes nothing.
+    private func forEachPart(_ states: [HeadState], _ body: @escaping @Sendable (HeadState, Int) -> Void) {
+        let items = states.flatMap { s in (0..<s.sharded.parts).map { (s, $0) } }
+        let workers = min(items.count, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
         if workers <= 1 {
-            states.forEach(body)
+            items.forEach(body)
             return
         }
         let next = Counter()
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while let i = next.claim(below: states.count) { body(states[i]) }
+            while let i = next.claim(below: items.count) { body(items[i].0, items[i].1) }
         }
     }
 
@@ -229,8 +222,8 @@ public final class Trainer {
         let start = Date()
         samplePeakMemory()
         // One BLAS thread: the side networks' products are small, and OpenBLAS's second thread
-        // spun more than it helped (LoSA: 13.8 against 15.6 batches/s); the other core decodes
-        // the next batch or trains another head.
+        // spun more than it helped (LoSA: 13.8 against 15.6 batches/s); the cores train the
+        // halves of a batch or other heads instead.
         let previousThreads = BLAS.threadCount
         BLAS.setThreadCount(1)
         defer { BLAS.setThreadCount(previousThreads) }
@@ -244,11 +237,19 @@ public final class Trainer {
             order.shuffle(using: &rng)
             let batches = stride(from: 0, to: order.count, by: options.batchSize).map { Array(order[$0..<min($0 + options.batchSize, order.count)]) }
             for s in active { s.lossSum = 0; s.lossCount = 0 }
-            let prefetcher = try Prefetcher(dataset: train, batches: batches, depth: options.prefetch)
+            let prefetcher = try Prefetcher(dataset: train, batches: batches, depth: options.prefetch,
+                                            parts: active.map(\.sharded.parts).max()!)
             var done = 0
             let opts = options
-            while let batch = try prefetcher.next() {
-                forEachState(active) { $0.trainStep(batch, options: opts, epoch: epoch) }
+            while let decoded = try prefetcher.nextParts() {
+                let training = active.filter { $0.failure == nil }
+                let parts = BatchParts(decoded, partCounts: Set(training.map(\.sharded.parts)))
+                let count = parts.count
+                forEachPart(training) { s, part in
+                    s.sharded.forwardBackward(part: part, parts.part(part, of: s.sharded.parts), batchCount: count,
+                                              labelSmoothing: opts.labelSmoothing)
+                }
+                for s in training { s.finishStep(batchCount: count, options: opts, epoch: epoch) }
                 if shouldStop?() == true { throw TrainingCancelled() }
                 done += 1
                 if done % 8 == 1 { samplePeakMemory() }
@@ -316,17 +317,24 @@ public final class Trainer {
     /// Loss, accuracy, macro-F1 and confusion of each head on a split, in eval mode.
     func evaluate(_ dataset: CacheDataset, _ states: [HeadState]) throws -> [ObjectIdentifier: ClassificationMetrics] {
         let batches = stride(from: 0, to: dataset.count, by: options.batchSize).map { Array($0..<min($0 + options.batchSize, dataset.count)) }
-        let prefetcher = try Prefetcher(dataset: dataset, batches: batches, depth: options.prefetch)
+        let prefetcher = try Prefetcher(dataset: dataset, batches: batches, depth: options.prefetch,
+                                        parts: states.map(\.sharded.parts).max() ?? 1)
         let collected = states.map { _ in Collected() }
         var labels: [Int] = []
-        while let batch = try prefetcher.next() {
+        while let decoded = try prefetcher.nextParts() {
             if shouldStop?() == true { throw TrainingCancelled() }
-            labels += batch.labels
-            let pairs = Array(zip(states, collected))
-            forEachState(states) { s in
-                let logits = s.predict(batch)
-                let c = pairs.first { $0.0 === s }!.1
-                c.add(logits: logits, labels: batch.labels)
+            let parts = BatchParts(decoded, partCounts: Set(states.map(\.sharded.parts)))
+            labels += parts.labels
+            let logits = states.map { s in (0..<s.sharded.parts).map { _ in PartLogits() } }
+            let slots = Dictionary(uniqueKeysWithValues: zip(states.map(ObjectIdentifier.init), logits))
+            forEachPart(states) { s, part in
+                let rows = parts.part(part, of: s.sharded.parts)
+                if rows.count > 0 { slots[ObjectIdentifier(s)]![part].logits = s.sharded.predict(part: part, rows) }
+            }
+            for (c, l) in zip(collected, logits) {
+                for (part, slot) in l.enumerated() {
+                    if let partLogits = slot.logits { c.add(logits: partLogits, labels: parts.part(part, of: l.count).labels) }
+                }
             }
         }
         var out: [ObjectIdentifier: ClassificationMetrics] = [:]
@@ -359,6 +367,11 @@ final class Collected: @unchecked Sendable {
             lossSum += logSum - Double(row[b * classes + label])
         }
     }
+}
+
+/// The logits of one part of one batch for one head, written by the one thread that runs it.
+private final class PartLogits: @unchecked Sendable {
+    var logits: Tensor?
 }
 
 /// Hands out indices to worker threads.

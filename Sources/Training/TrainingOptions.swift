@@ -25,7 +25,8 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var inMemory = false
     /// Batches decoded ahead on the prefetch thread.
     public var prefetch = 2
-    /// Train this many heads at once on separate cores (nil: one per core).
+    /// Threads training at once: heads, and the batch parts of heads that split their batches
+    /// (nil: one per core). The results are the same for every value.
     public var parallelHeads: Int? = nil
     /// Leave records that fail their checksums out of every split (counted in the result) instead
     /// of stopping at the first. Not in config.json: what it left out is in result.json.

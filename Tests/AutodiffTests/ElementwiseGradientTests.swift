@@ -3,13 +3,22 @@ import Testing
 import TensorCore
 
 @Suite struct ElementwiseGradientTests {
-    @Test(arguments: [[3, 4], [4], [1, 4], [3, 1], [2, 3, 4]])
+    @Test(arguments: [[3, 4], [4], [1, 4], [3, 1], [2, 3, 4], [2, 1, 4], [2, 1, 1], [1]])
     func broadcastArithmetic(otherShape: [Int]) {
         let a = randomInput([2, 3, 4].count >= otherShape.count ? [2, 3, 4] : otherShape, seed: 1)
         let b = randomInput(otherShape, seed: 2)
         checkGradients("add \(otherShape)", inputs: [a, b]) { _, v in v[0] + v[1] }
         checkGradients("subtract \(otherShape)", inputs: [a, b]) { _, v in v[1] - v[0] }
         checkGradients("multiply \(otherShape)", inputs: [a, b]) { _, v in v[0] * v[1] }
+    }
+
+    @Test func bothInputsBroadcast() {
+        // [2, 1, 4] with [3, 1] → [2, 3, 4]: each gradient is summed over its own broadcast dimensions.
+        let a = randomInput([2, 1, 4], seed: 8), b = randomInput([3, 1], seed: 9)
+        checkGradients("add both", inputs: [a, b]) { _, v in v[0] + v[1] }
+        checkGradients("subtract both", inputs: [a, b]) { _, v in v[0] - v[1] }
+        checkGradients("multiply both", inputs: [a, b]) { _, v in v[0] * v[1] }
+        checkGradients("square", inputs: [b]) { _, v in v[0] * v[0] + v[0] }
     }
 
     @Test func scaleNegateReshape() {

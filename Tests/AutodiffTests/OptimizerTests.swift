@@ -32,6 +32,34 @@ import TensorCore
         expectMatches(train(&adam), [0.931082904, -0.475922942, 1.41702092, 0.541350961, 0.253450662], "AdamW")
     }
 
+    @Test func adamWLanesEqualTheScalarUpdate() {
+        // 21 scalars: two runs of eight lanes and a tail of five, against the update written out.
+        let parameters = ParameterSet()
+        var rng = SeededGenerator(seed: 2)
+        parameters.add("w", Tensor.randomNormal([13], using: &rng))
+        parameters.add("b", Tensor.randomNormal([8], using: &rng), decays: false)
+        var adam = AdamW(weightDecay: 0.1)
+        var p = parameters.values, m = [Float](repeating: 0, count: 21), v = m
+        let decays = (0..<21).map { $0 < 13 }
+        for step in 1...3 {
+            let g = (0..<21).map { _ in rng.nextNormal() }
+            parameters.gradients = g
+            adam.step(parameters, learningRate: 0.05)
+            let (lr, b1, b2, decay): (Float, Float, Float, Float) = (0.05, 0.9, 0.999, 0.1)
+            var (power1, power2) = (1.0, 1.0)
+            for _ in 0..<step { power1 *= Double(b1); power2 *= Double(b2) }
+            let stepSize = Float(Double(lr) / (1 - power1))
+            let sqrtCorrection2 = Float((1 - power2).squareRoot())
+            for i in 0..<21 {
+                p[i] *= 1 - lr * decay * (decays[i] ? 1 : 0)
+                m[i] += (1 - b1) * (g[i] - m[i])
+                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                p[i] -= stepSize * m[i] / (v[i].squareRoot() / sqrtCorrection2 + 1e-8)
+            }
+            #expect(parameters.values == p, "step \(step)")
+        }
+    }
+
     @Test(arguments: [false, true])
     func sgdMatchesPyTorch(nesterov: Bool) {
         var sgd = SGD(momentum: 0.9, nesterov: nesterov, weightDecay: 0.1)

@@ -98,6 +98,48 @@ import Training
         }
     }
 
+    @Test func aSplittingHeadScoresEveryExampleAsAnUnsplitEvaluation() throws {
+        // Batches of 39: the last val and test batches hold one example, so their first part is empty.
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("parts"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        var o = options(epochs: 2)
+        o.batchSize = 39
+        let trainer = try Trainer(cache: cache, requests: [HeadRequest(head: "losa", settings: ["rank_tokens": "2", "rank_channels": "4"])], options: o)
+        #expect(trainer.heads[0].batchShards == 2)
+        let result = try trainer.run()[0]
+        #expect(result.failure == nil && result.history.allSatisfy { $0.trainLoss.isFinite })
+        let test = try #require(result.test)
+        #expect(test.confusion.flatMap { $0 }.reduce(0, +) == 40 && result.val!.confusion.flatMap { $0 }.reduce(0, +) == 40)
+        // `sidecar eval` runs the whole batch on one tape: the same predictions, the same loss.
+        let evaluation = try Evaluation.run(trainer.heads[0], cache: cache, split: "test", batchSize: 7)
+        #expect(evaluation.metrics.confusion == test.confusion)
+        #expect(abs(evaluation.metrics.loss - test.loss) < 1e-5)
+    }
+
+    @Test(arguments: [false, true])
+    func prefetchedPartsAreTheHalvesOfTheWholeBatch(inMemory: Bool) throws {
+        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("prefetch"))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try ActivationCache.open(path: path)
+        let dataset = try CacheDataset(cache: cache, split: "train", features: [.hidden(0), .hidden(2)], inMemory: inMemory)
+        let batches = [[5, 3, 9, 0, 7], [11], [2, 4]]
+        let whole = try Prefetcher(dataset: dataset, batches: batches)
+        let split = try Prefetcher(dataset: dataset, batches: batches, parts: 2)
+        for indices in batches {
+            let batch = try #require(try whole.next())
+            let parts = try #require(try split.nextParts())
+            #expect(parts.count == 2 && parts.map(\.count) == Batch.shardRanges(count: indices.count, shards: 2).map(\.count))
+            for (part, range) in zip(parts, Batch.shardRanges(count: indices.count, shards: 2)) {
+                let slice = batch.slice(range)
+                #expect(part.labels == slice.labels && part.segments == slice.segments && part.features == slice.features)
+            }
+            let joined = Batch(concatenating: parts)
+            #expect(joined.labels == batch.labels && joined.segments == batch.segments && joined.features == batch.features)
+        }
+        #expect(try whole.next() == nil && split.nextParts() == nil)
+    }
+
     @Test func inMemoryEqualsStreaming() throws {
         let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("memory"), storage: .bf16)
         defer { try? FileManager.default.removeItem(atPath: path) }

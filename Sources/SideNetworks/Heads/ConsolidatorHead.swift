@@ -21,6 +21,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         .dropout("0"),
     ]
     public static let defaultLearningRate: Float = 2e-3
+    public static let batchShards = 2
 
     /// One frozen linear with its trainable bias and grouped branches.
     struct Consolidated {

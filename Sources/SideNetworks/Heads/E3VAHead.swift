@@ -17,6 +17,7 @@ public final class E3VAHead: Head, HeadKind {
         .dropout("0.1"),
     ]
     public static let defaultLearningRate: Float = 1e-3
+    public static let batchShards = 2
 
     /// E(x) = GELU(x·W_d + b_d)·W_u + b_u, each projection optionally through an inner rank.
     struct Adapter {

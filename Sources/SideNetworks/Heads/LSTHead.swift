@@ -18,6 +18,7 @@ public final class LSTHead: Head, HeadKind {
         .dropout("0.1", "dropout on the side input and before the classifier"),
     ]
     public static let defaultLearningRate: Float = 3e-3
+    public static let batchShards = 2
 
     public let parameters = ParameterSet()
     public let features: [Feature]

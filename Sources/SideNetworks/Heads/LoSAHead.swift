@@ -18,6 +18,7 @@ public final class LoSAHead: Head, HeadKind {
         .dropout("0.1"),
     ]
     public static let defaultLearningRate: Float = 1e-3
+    public static let batchShards = 2
 
     struct Mixer {
         let layer: Int

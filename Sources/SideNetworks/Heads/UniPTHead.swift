@@ -16,6 +16,7 @@ public final class UniPTHead: Head, HeadKind {
         .dropout("0.1"),
     ]
     public static let defaultLearningRate: Float = 5e-4
+    public static let batchShards = 2
 
     public let parameters = ParameterSet()
     public let features: [Feature]
