@@ -48,6 +48,8 @@ public final class ShardedStep: @unchecked Sendable {
         let p = state[part]
         p.tape.reset()
         p.tape.isTraining = true
+        // An empty part (the first half of a batch of one) adds nothing: no stale gradient either.
+        if parts > 1 { p.gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
         guard batch.count > 0 else { p.loss = 0; return }
         let mean = head.logits(batch, on: p.tape).crossEntropy(labels: batch.labels, smoothing: labelSmoothing)
         let loss = parts == 1 ? mean : mean.scaled(by: Float(batch.count) / Float(batchCount))
@@ -57,7 +59,6 @@ public final class ShardedStep: @unchecked Sendable {
             head.parameters.zeroGradients()
             p.tape.backward(from: loss)
         } else {
-            p.gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             p.tape.backward(from: loss, into: &p.gradients, of: head.parameters)
         }
     }
