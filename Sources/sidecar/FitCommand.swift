@@ -246,18 +246,21 @@ final class EpochProgress {
     private var lastLine = ContinuousClock.now
     private var epochStart = ContinuousClock.now
     private var shownEpoch = 0
+    /// Batches already done when the epoch's clock started (its first event comes after its first batch).
+    private var doneAtStart = 0
 
     func show(epoch: Int, done: Int, of total: Int) {
         guard total > 0 else { return }
-        if epoch != shownEpoch { shownEpoch = epoch; epochStart = .now }
+        if epoch != shownEpoch { shownEpoch = epoch; epochStart = .now; doneAtStart = done }
         let elapsed = ContinuousClock.now - epochStart
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        let rate = seconds > 0 ? Double(done) / seconds : 0
+        let timed = done - doneAtStart
+        let rate = seconds > 0 ? Double(timed) / seconds : 0
         if interactive {
             let width = 30, filled = width * done / total
             let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
             FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kepoch %d [%@] %d/%d  %.1f batches/s", epoch, bar, done, total, rate).utf8))
-        } else if ContinuousClock.now - lastLine > .seconds(10) {
+        } else if timed > 0 && ContinuousClock.now - lastLine > .seconds(10) {
             lastLine = .now
             FileHandle.standardError.write(Data(String(format: "epoch %d: batch %d/%d  %.1f batches/s\n", epoch, done, total, rate).utf8))
         }
