@@ -7,15 +7,26 @@ import Darwin
 #endif
 
 public enum SoftmaxKernel {
+    /// A row's maximum m and Σ_j exp(x_j − m), each exp written to `exps` when given (which may
+    /// equal `x`): the overflow-safe core that softmax, log-softmax and cross-entropy share.
+    @inline(__always)
+    static func shiftedExpSum(_ x: UnsafePointer<Float>, _ cols: Int, exps: UnsafeMutablePointer<Float>?) -> (max: Float, sum: Float) {
+        var m = -Float.infinity
+        for j in 0..<cols { m = max(m, x[j]) }
+        var sum: Float = 0
+        if let exps {
+            for j in 0..<cols { let e = expf(x[j] - m); exps[j] = e; sum += e }
+        } else {
+            for j in 0..<cols { sum += expf(x[j] - m) }
+        }
+        return (m, sum)
+    }
+
     /// out[r, :] = softmax(x[r, :]). out, x: [rows, cols]; `out` may equal `x`.
     public static func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows: Int, cols: Int) {
         for r in 0..<rows {
-            let xr = x + r * cols, yr = out + r * cols
-            var m = -Float.infinity
-            for j in 0..<cols { m = max(m, xr[j]) }
-            var sum: Float = 0
-            for j in 0..<cols { let e = expf(xr[j] - m); yr[j] = e; sum += e }
-            let inv = 1 / sum
+            let yr = out + r * cols
+            let inv = 1 / shiftedExpSum(x + r * cols, cols, exps: yr).sum
             for j in 0..<cols { yr[j] *= inv }
         }
     }
@@ -34,10 +45,7 @@ public enum SoftmaxKernel {
     public static func logForward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows: Int, cols: Int) {
         for r in 0..<rows {
             let xr = x + r * cols, yr = out + r * cols
-            var m = -Float.infinity
-            for j in 0..<cols { m = max(m, xr[j]) }
-            var sum: Float = 0
-            for j in 0..<cols { sum += expf(xr[j] - m) }
+            let (m, sum) = shiftedExpSum(xr, cols, exps: nil)
             let logZ = m + logf(sum)
             for j in 0..<cols { yr[j] = xr[j] - logZ }
         }
@@ -67,10 +75,7 @@ public enum CrossEntropyKernel {
         let off = smoothing / Float(classes)
         for r in 0..<rows {
             let xr = logits + r * classes, pr = probabilities + r * classes
-            var m = -Float.infinity
-            for j in 0..<classes { m = max(m, xr[j]) }
-            var sum: Float = 0
-            for j in 0..<classes { let e = expf(xr[j] - m); pr[j] = e; sum += e }
+            let (m, sum) = SoftmaxKernel.shiftedExpSum(xr, classes, exps: pr)
             let logZ = m + logf(sum)
             let inv = 1 / sum
             var loss: Float = 0
