@@ -45,6 +45,9 @@ public final class TextExtractor: Sendable {
     let source: TextDatasetSource
     let labels: LabelMap
     let blobs: [BlobContent]
+    /// Every split's examples, parsed once at start-up (where a bad line or label is found before
+    /// anything is written) and extracted from the same array.
+    let examples: [String: [TextExample]]
 
     /// Loads the backbone and checks the dataset; nothing is written yet.
     public init(_ request: TextExtractionRequest) throws {
@@ -64,14 +67,18 @@ public final class TextExtractor: Sendable {
 
         var files: [DatasetFile] = []
         var counts: [String: Int] = [:]
+        var examples: [String: [TextExample]] = [:]
         for split in source.splits {
             let path = source.path(of: split)
             let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
             let hash = data.withUnsafeBytes { XXHash64.hash($0) }
             files.append(DatasetFile(split: split.rawValue, name: (path as NSString).lastPathComponent, bytes: data.count, hash: String(hash, radix: 16)))
             // With the label map: a val or test label unknown to train stops here, before anything is written.
-            counts[split.rawValue] = try source.examples(split, labels: labels).count
+            let parsed = try source.examples(split, labels: labels)
+            examples[split.rawValue] = parsed
+            counts[split.rawValue] = parsed.count
         }
+        self.examples = examples
         let identity = try BackboneFiles(folder: folder).identity(
             name: request.backbone == "minilm" ? "all-MiniLM-L6-v2" : folder.lastPathComponent, architecture: "bert",
             hiddenSize: encoder.config.hiddenSize, layerCount: encoder.config.layerCount)
@@ -94,7 +101,7 @@ public final class TextExtractor: Sendable {
     @discardableResult
     public func run(progress report: (ExtractionProgress) -> Void = { _ in }) throws -> ActivationCache {
         try runChunks(output: request.output, settings: settings, blobs: blobs, chunkSize: request.options.chunkSize, threads: request.options.threads, report: report) { name in
-            let examples = try source.examples(Split(rawValue: name)!, labels: labels)
+            let examples = self.examples[name]!
             let encodings = examples.map { tokenizer.encode($0.text, pair: $0.textPair, maxLength: request.maxLength) }
             return SplitWork(batches: { self.batches($0, encodings) },
                              compute: { try self.activations($0, encodings, examples) },
