@@ -112,9 +112,7 @@ struct ExtractCommand: ParsableCommand {
         if let shard {
             do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
         }
-        if compute != "auto" && ComputePath(rawValue: compute) == nil {
-            throw ValidationError("--compute \(compute): expected f32, bf16 or auto")
-        }
+        do { _ = try ComputePath.parse(compute) } catch { throw ValidationError("\(error)") }
         guard batchTokens >= maxLength else { throw ValidationError("--batch-tokens \(batchTokens) must be at least --max-length \(maxLength)") }
     }
 

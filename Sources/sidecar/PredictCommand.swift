@@ -55,8 +55,8 @@ struct PredictCommand: ParsableCommand {
         if topK < 1 { throw ValidationError("--top-k must be at least 1, got \(topK)") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if logits && !json { throw ValidationError("--logits goes with --json") }
-        if let compute, compute != "auto" && ComputePath(rawValue: compute) == nil {
-            throw ValidationError("--compute \(compute): expected f32, bf16 or auto")
+        if let compute {
+            do { _ = try ComputePath.parse(compute) } catch { throw ValidationError("\(error)") }
         }
     }
 
