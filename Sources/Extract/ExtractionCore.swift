@@ -167,13 +167,13 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
             try cache.storeInt8Scales(scales)
         }
     }
+    precondition(settings.shard == nil || settings.shard?.chunkSize == chunkSize, "runChunks: the shard was planned with another chunk size")
     for name in settings.splits {
         var state = try cache.progress(of: name)
         if state.complete { continue }
         // A shard fills its part of the split (whole chunks, so the batches are an unsharded
         // run's); its progress counts from the start of that part.
-        let part = settings.shard?.range(of: name) ?? 0..<(settings.splitCounts[name] ?? 0)
-        precondition(settings.shard == nil || settings.shard?.chunkSize == chunkSize, "runChunks: the shard was planned with another chunk size")
+        let part = settings.heldRange(of: name)
         let work = try prepare(name)
         let resumedFrom = state.written
         var tokens = 0

@@ -58,7 +58,7 @@ struct InspectCommand: ParsableCommand {
             throw ValidationError("--example \(example): expected SPLIT:INDEX with SPLIT one of \(settings.splits.joined(separator: ", "))")
         }
         let split = String(parts[0])
-        let held = settings.shard?.range(of: split) ?? 0..<(settings.splitCounts[split] ?? 0)
+        let held = settings.heldRange(of: split)
         guard held.contains(index) else {
             throw ValidationError("--example \(example): this cache holds \(split) examples \(held.lowerBound)..<\(held.upperBound)\(settings.shard.map { " (shard \($0.index)/\($0.count))" } ?? "")")
         }

@@ -51,7 +51,7 @@ public struct CacheReport: Codable, Sendable {
         for split in settings.splits {
             let progress = try cache.progress(of: split)
             // A shard expects its part of the split.
-            let expected = settings.shard.map { $0.range(of: split).count } ?? settings.splitCounts[split] ?? 0
+            let expected = settings.heldRange(of: split).count
             var report = SplitReport(name: split, expected: expected, written: progress.written,
                                      complete: progress.complete, records: 0, digest: nil)
             var recordHashes: [UInt64] = []

@@ -128,3 +128,10 @@ public struct ShardInfo: Codable, Sendable, Equatable, CustomStringConvertible {
     /// "1/3 (chunks of 16)".
     public var description: String { "\(index)/\(count) (chunks of \(chunkSize))" }
 }
+
+extension ExtractionSettings {
+    /// The indices of `split` this cache holds: its shard's part, or the whole split.
+    public func heldRange(of split: String) -> Range<Int> {
+        shard?.range(of: split) ?? 0..<(splitCounts[split] ?? 0)
+    }
+}
