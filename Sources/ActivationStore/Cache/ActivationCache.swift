@@ -98,13 +98,11 @@ public final class ActivationCache: @unchecked Sendable {
                                   blobSource: "the one computed from the backbone now")
     }
 
-    /// `openForWriting` with the blobs' stored bytes (`merge` copies them verbatim); `blobSource`
-    /// names where they came from in the message when a resumed cache holds others.
+    /// `openForWriting` with the blobs' stored bytes, named as `settings.blobs` names them (`merge`
+    /// copies them verbatim); `blobSource` names where they came from in the message when a
+    /// resumed cache holds others.
     static func openForWriting(path: String, settings: ExtractionSettings, blobBytes: [(name: String, bytes: [UInt8])],
                                blobSource: String) throws -> ActivationCache {
-        guard blobBytes.map(\.name) == (settings.blobs ?? []) else {
-            throw CacheError("\(path): blobs \(blobBytes.map(\.name)) given, but the settings list \(settings.blobs ?? [])")
-        }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         // LMDB serialises write transactions, but two extractions interleaving theirs would each
         // believe their own progress: one writer per cache, enforced with an advisory lock.

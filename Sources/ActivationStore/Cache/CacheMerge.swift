@@ -23,21 +23,16 @@ public enum CacheMerge {
     /// is wrong; nothing is written before the checks pass.
     @discardableResult
     public static func merge(shards paths: [String], into output: String, report: (Progress) -> Void = { _ in }) throws -> ActivationCache {
-        let shards = try check(paths, output: output)
+        let (shards, shared) = try check(paths, output: output)
         let first = shards[0]
         var settings = first.cache.manifest.settings
         settings.shard = nil
-        let blobBytes = try (settings.blobs ?? []).map { name in
-            guard let bytes = try first.cache.metaValue(ActivationCache.blobKey(name)) else {
-                throw CacheError("\(first.path): the manifest lists blob \(name), but the cache does not hold it")
-            }
-            return (name: name, bytes: bytes)
-        }
+        let blobBytes = (settings.blobs ?? []).map { (name: $0, bytes: shared[ActivationCache.blobKey($0)]!) }
         let merged = try ActivationCache.openForWriting(path: output, settings: settings, blobBytes: blobBytes,
                                                         blobSource: "the one in the shard \(first.path)")
         if settings.storage == .int8 {
             // Every shard calibrated on the same first chunk, so they hold the same scales (checked).
-            let scales = try first.cache.metaValue(ActivationCache.int8ScalesKey)!
+            let scales = shared[ActivationCache.int8ScalesKey]!
             if let stored = try merged.metaValue(ActivationCache.int8ScalesKey) {
                 guard stored == scales else { throw CacheError("\(output): its int8 scales differ from the shards'; merge into a new folder") }
             } else {
@@ -98,8 +93,9 @@ public enum CacheMerge {
         let info: ShardInfo
     }
 
-    /// Opens every shard and checks that together they are one complete extraction; sorted by index.
-    static func check(_ paths: [String], output: String) throws -> [OpenShard] {
+    /// Opens every shard and checks that together they are one complete extraction; returns them
+    /// sorted by index, with the blobs and int8 scales they all hold (by meta key).
+    static func check(_ paths: [String], output: String) throws -> (shards: [OpenShard], shared: [[UInt8]: [UInt8]]) {
         guard !paths.isEmpty else { throw CacheError("no shard caches given") }
         func canonical(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
         var seen: [String: String] = [:]
@@ -168,14 +164,15 @@ public enum CacheMerge {
             }
         }
         // Equal settings mean equal blobs and scales; a difference means a damaged shard.
+        var shared: [[UInt8]: [UInt8]] = [:]
         for key in (settings.blobs ?? []).map(ActivationCache.blobKey) + (settings.storage == .int8 ? [ActivationCache.int8ScalesKey] : []) {
             let name = String(decoding: key, as: UTF8.self)
-            let reference = try first.cache.metaValue(key)
-            guard reference != nil else { throw CacheError("\(first.path): has no \(name), though its manifest needs it") }
+            guard let reference = try first.cache.metaValue(key) else { throw CacheError("\(first.path): has no \(name), though its manifest needs it") }
             for shard in shards.dropFirst() where try shard.cache.metaValue(key) != reference {
                 throw CacheError("\(shard.path) and \(first.path) hold different \(name); re-extract the damaged shard")
             }
+            shared[key] = reference
         }
-        return (0..<count).map { byIndex[$0]! }
+        return ((0..<count).map { byIndex[$0]! }, shared)
     }
 }
