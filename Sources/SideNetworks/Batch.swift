@@ -127,10 +127,11 @@ public struct Batch: Sendable {
 }
 
 /// One batch's pooled features by (feature, pooling), filled on first use. Heads of a pass run on
-/// separate threads, hence the lock.
+/// separate threads and ask for the same features at the same moment: the first computes, the
+/// others wait for its result.
 final class PooledMemo: @unchecked Sendable {
     private let lock = NSLock()
-    private var tensors: [PooledKey: Tensor] = [:]
+    private var cells: [PooledKey: OnceCell<Tensor>] = [:]
 
     struct PooledKey: Hashable {
         let feature: Feature
@@ -140,13 +141,27 @@ final class PooledMemo: @unchecked Sendable {
     func value(_ feature: Feature, _ mode: PoolingMode, compute: () -> Tensor) -> Tensor {
         let key = PooledKey(feature: feature, mode: mode)
         lock.lock()
-        if let t = tensors[key] { lock.unlock(); return t }
+        let cell = cells[key] ?? OnceCell()
+        cells[key] = cell
         lock.unlock()
-        // Computed outside the lock; two heads asking at once compute the same values twice.
-        let t = compute()
+        return cell.get(compute)
+    }
+}
+
+/// A value built once, by the first thread that asks; the others wait for it. Each cell has its
+/// own lock, so different cells are built at once.
+final class OnceCell<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value?
+
+    init(_ value: Value? = nil) { self.value = value }
+
+    func get(_ make: () -> Value) -> Value {
         lock.lock()
-        tensors[key] = t
-        lock.unlock()
-        return t
+        defer { lock.unlock() }
+        if let value { return value }
+        let made = make()
+        value = made
+        return made
     }
 }

@@ -69,8 +69,8 @@ public final class ShardedStep: @unchecked Sendable {
         var loss: Float = 0
         for p in state { loss += p.loss }
         guard loss.isFinite, parts > 1 else { return loss }
+        head.parameters.zeroGradients()
         head.parameters.gradients.withUnsafeMutableBufferPointer { dst in
-            dst.update(repeating: 0)
             for p in state {
                 p.gradients.withUnsafeBufferPointer { src in
                     for i in 0..<dst.count { dst[i] += src[i] }
@@ -93,36 +93,19 @@ public final class ShardedStep: @unchecked Sendable {
 /// parts), each other form built once, on first use: the whole batch by concatenating the parts,
 /// a different split by slicing the whole. The heads of a pass ask from several threads.
 public final class BatchParts: @unchecked Sendable {
-    /// One lazily built batch; its own lock, so that different parts are built at once.
-    private final class Slot {
-        let lock = NSLock()
-        var batch: Batch?
-
-        init(_ batch: Batch? = nil) { self.batch = batch }
-
-        func get(_ make: () -> Batch) -> Batch {
-            lock.lock()
-            defer { lock.unlock() }
-            if let batch { return batch }
-            let made = make()
-            batch = made
-            return made
-        }
-    }
-
     private let decoded: [Batch]
-    private let whole: Slot
+    private let whole: OnceCell<Batch>
     /// Slices by part count; the dictionary itself is never changed after init.
-    private let sliced: [Int: [Slot]]
+    private let sliced: [Int: [OnceCell<Batch>]]
 
     /// `decoded`: the batch, or its `decoded.count` parts (`Batch.shardRanges`) in order;
     /// `partCounts`: the `parts` of the heads that will ask.
     public init(_ decoded: [Batch], partCounts: Set<Int>) {
         precondition(!decoded.isEmpty, "a batch of no parts")
         self.decoded = decoded
-        whole = Slot(decoded.count == 1 ? decoded[0] : nil)
-        var sliced: [Int: [Slot]] = [:]
-        for k in partCounts where k > 1 && k != decoded.count { sliced[k] = (0..<k).map { _ in Slot() } }
+        whole = OnceCell(decoded.count == 1 ? decoded[0] : nil)
+        var sliced: [Int: [OnceCell<Batch>]] = [:]
+        for k in partCounts where k > 1 && k != decoded.count { sliced[k] = (0..<k).map { _ in OnceCell() } }
         self.sliced = sliced
     }
 

@@ -57,7 +57,6 @@ public struct Norm: Sendable {
     }
 }
 
-/// One vector per example from a feature's rows [rows, D] → [B, D], whatever the cache layout.
 /// A cached feature pooled to one row per example, as a constant: computed once per batch however
 /// many heads read it (eight probes of a sweep pool the same layers).
 public func pooledConstant(_ feature: Feature, _ batch: Batch, _ mode: PoolingMode, on tape: Tape) -> Variable {
@@ -66,6 +65,7 @@ public func pooledConstant(_ feature: Feature, _ batch: Batch, _ mode: PoolingMo
     })
 }
 
+/// One vector per example from a feature's rows [rows, D] → [B, D], whatever the cache layout.
 public func pool(_ x: Variable, _ batch: Batch, _ mode: PoolingMode) -> Variable {
     switch batch.layout {
     case .cls, .mean:

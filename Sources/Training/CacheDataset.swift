@@ -124,7 +124,7 @@ public final class CacheDataset: @unchecked Sendable {
     public func labels() throws -> [Int] {
         if let memory { return memory.map(\.label) }
         if let intact {
-            return try intact.map { try cache.withRecord(split: split, index: $0) { try Self.label(of: $0) } }
+            return try cache.withRecords(split: split, indices: intact) { try $0.map(Self.label) }
         }
         var labels = [Int](repeating: 0, count: count)
         try cache.forEachRecord(split: split) { index, record, _ in
@@ -211,7 +211,7 @@ public final class CacheDataset: @unchecked Sendable {
 
 /// Batches produced on a background thread, at most `depth` ahead of the consumer, so decoding
 /// overlaps training. With `parts` > 1, each batch is decoded as its fixed parts
-/// (`Batch.shardRanges`) for heads that split batches: no copy of the whole batch to slice.
+/// (`Batch.shardRanges`) for heads that split batches, which then use the parts as decoded.
 public final class Prefetcher: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Result<[Batch], Error>] = []
