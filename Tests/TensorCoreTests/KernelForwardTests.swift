@@ -43,6 +43,61 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         expectClose(mean, [1.5, 1.25], "layer norm mean")
     }
 
+    /// Rows of 40 floats: two 16-lane steps and an 8-float tail, normalised in place.
+    @Test func layerNormInPlaceMatchesNaiveLoops() {
+        var rng = SeededGenerator(seed: 11)
+        let rows = 3, cols = 40
+        let x = (0..<(rows * cols)).map { _ in rng.nextNormal() * 3 + 1 }
+        let gain = (0..<cols).map { _ in rng.nextNormal() }, bias = (0..<cols).map { _ in rng.nextNormal() }
+        var expected = [Float]()
+        for r in 0..<rows {
+            let row = x[(r * cols)..<((r + 1) * cols)].map(Double.init)
+            let mu = row.reduce(0, +) / Double(cols)
+            let variance = row.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(cols)
+            expected += row.enumerated().map { Float(($1 - mu) / (variance + 1e-12).squareRoot() * Double(gain[$0]) + Double(bias[$0])) }
+        }
+        var inPlace = x
+        inPlace.withUnsafeMutableBufferPointer { buffer in
+            LayerNormKernel.forward(out: buffer.baseAddress!, mean: nil, rstd: nil, x: buffer.baseAddress!, gain: gain, bias: bias,
+                                    rows: rows, cols: cols, eps: 1e-12)
+        }
+        expectClose(inPlace, expected, tolerance: 1e-5, "layer norm in place, 40 columns")
+    }
+
+    /// Attention's short-segment loops (16 keys per step, a head size with a scalar tail) and its
+    /// BLAS path (segments over 48 tokens), reading q, k, v from one stacked [T, 3·width] buffer,
+    /// against per-element loops in Double.
+    @Test(arguments: [32, 20])
+    func attentionMatchesNaiveLoops(headSize: Int) {
+        let lengths = [1, 15, 16, 17, 33, 48, 49, 70], heads = 3, width = heads * headSize
+        let segments = Segments(lengths: lengths), rows = lengths.reduce(0, +)
+        var rng = SeededGenerator(seed: 12)
+        let stacked = (0..<(rows * 3 * width)).map { _ in rng.nextNormal() }
+        func at(_ row: Int, _ part: Int, _ column: Int) -> Double { Double(stacked[row * 3 * width + part * width + column]) }
+        var expected = [Float](repeating: 0, count: rows * width)
+        for b in 0..<segments.count {
+            let range = segments.range(b)
+            for h in 0..<heads {
+                for i in range {
+                    let scores = range.map { j in
+                        (0..<headSize).reduce(0.0) { $0 + at(i, 0, h * headSize + $1) * at(j, 1, h * headSize + $1) } / Double(headSize).squareRoot()
+                    }
+                    let top = scores.max()!, e = scores.map { exp($0 - top) }, z = e.reduce(0, +)
+                    for d in 0..<headSize {
+                        expected[i * width + h * headSize + d] = Float(zip(range, e).reduce(0.0) { $0 + $1.1 / z * at($1.0, 2, h * headSize + d) })
+                    }
+                }
+            }
+        }
+        var out = [Float](repeating: .nan, count: rows * width)
+        stacked.withUnsafeBufferPointer { qkv in
+            let q = qkv.baseAddress!
+            AttentionKernel.forward(out: &out, probabilities: nil, q: q, k: q + width, v: q + 2 * width, inputStride: 3 * width,
+                                    segments: segments, heads: heads, headSize: headSize, keyMask: nil)
+        }
+        expectClose(out, expected, tolerance: 1e-5, "attention, head size \(headSize)")
+    }
+
     @Test func crossEntropyWithLabelSmoothingMatchesPyTorch() {
         let logits: [Float] = [2, -1, 0.5, 0, 0.1, 0.2, 3, -2, 1, 1, 1, 1]
         let labels = [0, 2, 3]

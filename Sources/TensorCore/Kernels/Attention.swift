@@ -14,18 +14,23 @@ public enum AttentionKernel {
 
     /// out = softmax(q·kᵀ/√dh + mask)·v per example and head.
     ///
-    /// out, q, k, v: [T, heads·dh]; probabilities: Σ_b heads·n_b² floats (per example, per head,
-    /// [n_b, n_b] row-major, examples in order) kept for the backward, or nil for inference (then
-    /// `scratch` of max n_b² floats is used). keyMask: [T] (false = never attended) or nil.
-    /// A query whose every key is masked gets a zero output.
+    /// out: [T, heads·dh]; q, k, v: T rows of heads·dh floats, `inputStride` floats apart (nil:
+    /// heads·dh; an encoder's stacked query-key-value product gives 3·heads·dh); probabilities:
+    /// Σ_b heads·n_b² floats (per example, per head, [n_b, n_b] row-major, examples in order) kept
+    /// for the backward, or nil for inference (then `scratch` of max n_b² floats is used).
+    /// keyMask: [T] (false = never attended) or nil. A query whose every key is masked gets a zero
+    /// output.
     public static func forward(
         out: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>?,
-        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, inputStride: Int? = nil,
         segments: Segments, heads: Int, headSize: Int, keyMask: UnsafePointer<Bool>?
     ) {
-        let width = heads * headSize
+        let width = heads * headSize, stride = inputStride ?? width
         let scale = 1 / Float(headSize).squareRoot()
         let longest = segments.lengths.max() ?? 0
+        // Keys of one head transposed, [dh, padded n], zero past n, for the short-segment loops.
+        let keysT = UnsafeMutablePointer<Float>.allocate(capacity: headSize * ((min(longest, smallSegment) + 15) / 16 * 16))
+        defer { keysT.deallocate() }
         var scratch = probabilities == nil ? [Float](repeating: 0, count: longest * longest) : []
         var probabilityOffset = 0
         scratch.withUnsafeMutableBufferPointer { scratchBuffer in
@@ -35,39 +40,78 @@ public enum AttentionKernel {
                 for h in 0..<heads {
                     let p = probabilities.map { $0 + probabilityOffset } ?? scratchBuffer.baseAddress!
                     probabilityOffset += n * n
-                    let column = start * width + h * headSize
+                    let column = start * width + h * headSize, inputColumn = start * stride + h * headSize
                     if n <= smallSegment {
-                        // Short sequences: plain loops beat two BLAS calls per head, whose fixed
-                        // cost (and thread wake-ups) dominates products this small.
-                        for i in 0..<n {
-                            let qi = q + column + i * width
-                            for j in 0..<n {
-                                let kj = k + column + j * width
-                                var dot: Float = 0
-                                for d in 0..<headSize { dot += qi[d] * kj[d] }
-                                p[i * n + j] = dot * scale
-                            }
-                        }
+                        // Short sequences: loops beat two BLAS calls per head, whose fixed cost
+                        // (and thread wake-ups) dominates products this small. Scores run on 16
+                        // keys at a time against the transposed keys, with no lane sums.
+                        scores(p, q: q + inputColumn, keys: k + inputColumn, stride: stride, n: n, headSize: headSize,
+                               scale: scale, keysT: keysT)
                         maskedSoftmaxRows(p, n: n, keyMask: keyMask.map { $0 + start })
                         for i in 0..<n {
-                            let oi = out + column + i * width
-                            for d in 0..<headSize { oi[d] = 0 }
-                            for j in 0..<n {
-                                let pij = p[i * n + j], vj = v + column + j * width
-                                for d in 0..<headSize { oi[d] += pij * vj[d] }
-                            }
+                            weightedSum(out + column + i * width, weights: p + i * n, rows: v + inputColumn, stride: stride,
+                                        count: n, width: headSize)
                         }
                         continue
                     }
                     // p[n, n] = q_h · k_hᵀ · scale
                     BLAS.gemm(transposeA: false, transposeB: true, m: n, n: n, k: headSize, alpha: scale,
-                              a: q + column, lda: width, b: k + column, ldb: width, c: p)
+                              a: q + inputColumn, lda: stride, b: k + inputColumn, ldb: stride, c: p)
                     maskedSoftmaxRows(p, n: n, keyMask: keyMask.map { $0 + start })
                     // out_h[n, dh] = p · v_h
                     BLAS.gemm(transposeA: false, transposeB: false, m: n, n: headSize, k: n,
-                              a: p, b: v + column, ldb: width, c: out + column, ldc: width)
+                              a: p, b: v + inputColumn, ldb: stride, c: out + column, ldc: width)
                 }
             }
+        }
+    }
+
+    /// p[i, j] = q_i · k_j · scale for one head of one segment (n ≤ smallSegment): the keys are
+    /// copied transposed into `keysT` ([headSize, n rounded up to 16], zero past n) so that each
+    /// query's scores are 16-lane products summed over d.
+    @inline(__always)
+    static func scores(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>, stride: Int,
+                       n: Int, headSize: Int, scale: Float, keysT: UnsafeMutablePointer<Float>) {
+        let padded = (n + 15) / 16 * 16
+        for d in 0..<headSize {
+            let row = keysT + d * padded
+            for j in 0..<n { row[j] = keys[j * stride + d] }
+            for j in n..<padded { row[j] = 0 }
+        }
+        for i in 0..<n {
+            let qi = q + i * stride
+            var chunk = 0
+            while chunk < padded {
+                var acc = SIMD16<Float>()
+                for d in 0..<headSize {
+                    acc += SIMD16(repeating: qi[d]) * UnsafeRawPointer(keysT + d * padded + chunk).loadUnaligned(as: SIMD16<Float>.self)
+                }
+                acc *= scale
+                for lane in 0..<min(16, n - chunk) { p[i * n + chunk + lane] = acc[lane] }
+                chunk += 16
+            }
+        }
+    }
+
+    /// out[0..<width] = Σ_j weights[j] · rows[j·stride ..< j·stride + width], each lane summed in j
+    /// order; `out` is written once, not read.
+    @inline(__always)
+    static func weightedSum(_ out: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>, rows: UnsafePointer<Float>,
+                            stride: Int, count: Int, width: Int) {
+        var d = 0
+        while d + 16 <= width {
+            var acc = SIMD16<Float>()
+            for j in 0..<count {
+                acc += SIMD16(repeating: weights[j]) * UnsafeRawPointer(rows + j * stride + d).loadUnaligned(as: SIMD16<Float>.self)
+            }
+            UnsafeMutableRawPointer(out + d).storeBytes(of: acc, as: SIMD16<Float>.self)
+            d += 16
+        }
+        while d < width {
+            var acc: Float = 0
+            for j in 0..<count { acc += weights[j] * rows[j * stride + d] }
+            out[d] = acc
+            d += 1
         }
     }
 
