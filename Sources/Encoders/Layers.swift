@@ -47,6 +47,26 @@ public struct DenseLayer: Sendable {
     }
 }
 
+extension DenseLayer {
+    /// Layers that read the same input as one product: weights stacked by output rows, biases
+    /// joined in the same order.
+    init(stacking layers: [DenseLayer]) {
+        let inputs = layers[0].weight.shape[1]
+        precondition(layers.allSatisfy { $0.weight.shape[1] == inputs }, "stacked layers must read the same input width")
+        let outputs = layers.reduce(0) { $0 + $1.weight.shape[0] }
+        self.init(weight: Tensor(shape: [outputs, inputs], scalars: layers.flatMap(\.weight.scalars)),
+                  bias: Tensor(shape: [outputs], scalars: layers.flatMap(\.bias.scalars)))
+    }
+
+    /// Output features `range` as a layer of their own (f32).
+    func outputs(_ range: Range<Int>) -> DenseLayer {
+        let inputs = weight.shape[1]
+        return DenseLayer(weight: Tensor(shape: [range.count, inputs],
+                                         scalars: Array(weight.scalars[range.lowerBound * inputs ..< range.upperBound * inputs])),
+                          bias: Tensor(shape: [range.count], scalars: Array(bias.scalars[range])))
+    }
+}
+
 /// Layer-norm gain and bias, each [width].
 public struct NormLayer: Sendable {
     public var gain: Tensor

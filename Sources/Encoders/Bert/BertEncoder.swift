@@ -107,11 +107,14 @@ public final class BertEncoder: Sendable {
 
     /// Buffers reused by every block of a batch.
     private struct Scratch {
-        var q, k, v, context, projected: [Float]
+        /// [T, 3·hidden]: each row's query, key and value.
+        var queryKeyValue: [Float]
+        var context, projected: [Float]
         var inner: [Float]
         init(rows: Int, width: Int, intermediate: Int) {
-            q = [Float](repeating: 0, count: rows * width)
-            k = q; v = q; context = q; projected = q
+            queryKeyValue = [Float](repeating: 0, count: rows * 3 * width)
+            context = [Float](repeating: 0, count: rows * width)
+            projected = context
             inner = [Float](repeating: 0, count: rows * intermediate)
         }
     }
@@ -124,32 +127,27 @@ public final class BertEncoder: Sendable {
         let heads = config.headCount
         x.withUnsafeMutableBufferPointer { xb in
             let xp = xb.baseAddress!
-            scratch.q.withUnsafeMutableBufferPointer { q in
-                scratch.k.withUnsafeMutableBufferPointer { k in
-                    scratch.v.withUnsafeMutableBufferPointer { v in
-                        scratch.context.withUnsafeMutableBufferPointer { context in
-                            scratch.projected.withUnsafeMutableBufferPointer { projected in
-                                scratch.inner.withUnsafeMutableBufferPointer { hidden in
-                                    linear(q.baseAddress!, xp, layer.query, rows: rows)
-                                    linear(k.baseAddress!, xp, layer.key, rows: rows)
-                                    linear(v.baseAddress!, xp, layer.value, rows: rows)
-                                    AttentionKernel.forward(out: context.baseAddress!, probabilities: nil, q: q.baseAddress!,
-                                                            k: k.baseAddress!, v: v.baseAddress!, segments: segments,
-                                                            heads: heads, headSize: width / heads, keyMask: nil)
-                                    linear(projected.baseAddress!, context.baseAddress!, layer.attentionOutput, rows: rows)
-                                    capture?(.attention, projected.baseAddress!)
-                                    // h = LN(x + attention), written over x.
-                                    for i in 0..<(rows * width) { xp[i] += projected[i] }
-                                    layerNorm(xp, layer.attentionNorm, rows: rows)
-                                    // z = LN(h + W2·gelu(W1·h)), written over x.
-                                    linear(hidden.baseAddress!, xp, layer.intermediate, rows: rows)
-                                    ActivationKernel.forward(activation, out: hidden.baseAddress!, x: hidden.baseAddress!, count: rows * inner)
-                                    linear(projected.baseAddress!, hidden.baseAddress!, layer.output, rows: rows)
-                                    capture?(.mlp, projected.baseAddress!)
-                                    for i in 0..<(rows * width) { xp[i] += projected[i] }
-                                    layerNorm(xp, layer.outputNorm, rows: rows)
-                                }
-                            }
+            scratch.queryKeyValue.withUnsafeMutableBufferPointer { qkv in
+                scratch.context.withUnsafeMutableBufferPointer { context in
+                    scratch.projected.withUnsafeMutableBufferPointer { projected in
+                        scratch.inner.withUnsafeMutableBufferPointer { hidden in
+                            let q = qkv.baseAddress!
+                            linear(q, xp, layer.queryKeyValue, rows: rows)
+                            AttentionKernel.forward(out: context.baseAddress!, probabilities: nil, q: q, k: q + width, v: q + 2 * width,
+                                                    inputStride: 3 * width, segments: segments,
+                                                    heads: heads, headSize: width / heads, keyMask: nil)
+                            linear(projected.baseAddress!, context.baseAddress!, layer.attentionOutput, rows: rows)
+                            capture?(.attention, projected.baseAddress!)
+                            // h = LN(x + attention), written over x.
+                            for i in 0..<(rows * width) { xp[i] += projected[i] }
+                            layerNorm(xp, layer.attentionNorm, rows: rows)
+                            // z = LN(h + W2·gelu(W1·h)), written over x.
+                            linear(hidden.baseAddress!, xp, layer.intermediate, rows: rows)
+                            ActivationKernel.forward(activation, out: hidden.baseAddress!, x: hidden.baseAddress!, count: rows * inner)
+                            linear(projected.baseAddress!, hidden.baseAddress!, layer.output, rows: rows)
+                            capture?(.mlp, projected.baseAddress!)
+                            for i in 0..<(rows * width) { xp[i] += projected[i] }
+                            layerNorm(xp, layer.outputNorm, rows: rows)
                         }
                     }
                 }

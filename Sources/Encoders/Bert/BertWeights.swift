@@ -9,7 +9,13 @@ import TensorCore
 /// The weights of a BERT encoder (no pooler: Sidecar reads hidden states).
 public struct BertWeights: Sendable {
     public struct Layer: Sendable {
-        public var query, key, value: Linear
+        /// Query, key and value stacked, [3·hidden, hidden]: one product reads the block's input
+        /// once (and in bf16 rounds it once).
+        public var queryKeyValue: Linear
+        public var query: Linear { queryKeyValue.outputs(0..<hidden) }
+        public var key: Linear { queryKeyValue.outputs(hidden..<2 * hidden) }
+        public var value: Linear { queryKeyValue.outputs(2 * hidden..<3 * hidden) }
+        var hidden: Int { queryKeyValue.weight.shape[1] }
         public var attentionOutput: Linear
         public var attentionNorm: Norm
         public var intermediate: Linear
@@ -50,9 +56,7 @@ public struct BertWeights: Sendable {
         layers = try (0..<config.layerCount).map { l in
             let p = "encoder.layer.\(l)."
             return Layer(
-                query: try linear(p + "attention.self.query", out: h, in: h),
-                key: try linear(p + "attention.self.key", out: h, in: h),
-                value: try linear(p + "attention.self.value", out: h, in: h),
+                queryKeyValue: Linear(stacking: try ["query", "key", "value"].map { try linear(p + "attention.self." + $0, out: h, in: h) }),
                 attentionOutput: try linear(p + "attention.output.dense", out: h, in: h),
                 attentionNorm: try norm(p + "attention.output.LayerNorm"),
                 intermediate: try linear(p + "intermediate.dense", out: i, in: h),
@@ -66,7 +70,7 @@ public struct BertWeights: Sendable {
         var out = self
         out.layers = try layers.map { layer in
             var layer = layer
-            for key in [\Layer.query, \.key, \.value, \.attentionOutput, \.intermediate, \.output] {
+            for key in [\Layer.queryKeyValue, \.attentionOutput, \.intermediate, \.output] {
                 layer[keyPath: key] = try layer[keyPath: key].computing(in: path)
             }
             return layer

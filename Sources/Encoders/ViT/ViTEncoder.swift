@@ -11,7 +11,13 @@ import TensorCore
 public final class ViTEncoder: Sendable {
     public struct Layer: Sendable {
         public var normBefore: NormLayer
-        public var query, key, value, attentionOutput: DenseLayer
+        /// Query, key and value stacked, [3·D, D]: one product reads the normed input once.
+        public var queryKeyValue: DenseLayer
+        public var attentionOutput: DenseLayer
+        public var query: DenseLayer { queryKeyValue.outputs(0..<width) }
+        public var key: DenseLayer { queryKeyValue.outputs(width..<2 * width) }
+        public var value: DenseLayer { queryKeyValue.outputs(2 * width..<3 * width) }
+        var width: Int { queryKeyValue.weight.shape[1] }
         public var normAfter: NormLayer
         public var intermediate, output: DenseLayer
     }
@@ -36,7 +42,7 @@ public final class ViTEncoder: Sendable {
         func load(_ name: String, _ shape: [Int]) throws -> Tensor { try file.tensor(prefix + name, expectedShape: shape) }
         let d = config.hiddenSize, c = config.channelCount, p = config.patchSize, n = config.patchesPerSide * config.patchesPerSide
         func dense(_ name: String, out: Int, in inputs: Int) throws -> DenseLayer {
-            try DenseLayer(weight: try load(name + ".weight", [out, inputs]), bias: try load(name + ".bias", [out])).computing(in: compute)
+            DenseLayer(weight: try load(name + ".weight", [out, inputs]), bias: try load(name + ".bias", [out]))
         }
         func norm(_ name: String) throws -> NormLayer {
             NormLayer(gain: try load(name + ".weight", [d]), bias: try load(name + ".bias", [d]))
@@ -52,13 +58,12 @@ public final class ViTEncoder: Sendable {
             let q = "encoder.layer.\(l)."
             return Layer(
                 normBefore: try norm(q + "layernorm_before"),
-                query: try dense(q + "attention.attention.query", out: d, in: d),
-                key: try dense(q + "attention.attention.key", out: d, in: d),
-                value: try dense(q + "attention.attention.value", out: d, in: d),
-                attentionOutput: try dense(q + "attention.output.dense", out: d, in: d),
+                queryKeyValue: try DenseLayer(stacking: ["query", "key", "value"].map { try dense(q + "attention.attention." + $0, out: d, in: d) })
+                    .computing(in: compute),
+                attentionOutput: try dense(q + "attention.output.dense", out: d, in: d).computing(in: compute),
                 normAfter: try norm(q + "layernorm_after"),
-                intermediate: try dense(q + "intermediate.dense", out: config.intermediateSize, in: d),
-                output: try dense(q + "output.dense", out: d, in: config.intermediateSize))
+                intermediate: try dense(q + "intermediate.dense", out: config.intermediateSize, in: d).computing(in: compute),
+                output: try dense(q + "output.dense", out: d, in: config.intermediateSize).computing(in: compute))
         }
         finalNorm = try norm("layernorm")
         activation = config.hiddenActivation == "gelu" ? .gelu : .geluTanh
@@ -191,19 +196,21 @@ public final class ViTEncoder: Sendable {
     private func block(_ layer: Layer, x: inout Tensor, segments: Segments, capture: ((EncoderStream, UnsafePointer<Float>) -> Void)?) {
         let rows = x.rowCount, d = config.hiddenSize, eps = config.layerNormEpsilon
         var normed = [Float](repeating: 0, count: rows * d)
-        var q = normed, k = normed, v = normed, context = normed, projected = normed
+        var context = normed, projected = normed
+        var queryKeyValue = [Float](repeating: 0, count: rows * 3 * d)
         var inner = [Float](repeating: 0, count: rows * config.intermediateSize)
         x.withUnsafeMutableBufferPointer { xb in
             let xp = xb.baseAddress!
             normed.withUnsafeMutableBufferPointer { n in
                 layer.normBefore.apply(n.baseAddress!, xp, rows: rows, eps: eps)
-                q.withUnsafeMutableBufferPointer { q in layer.query.apply(q.baseAddress!, n.baseAddress!, rows: rows) }
-                k.withUnsafeMutableBufferPointer { k in layer.key.apply(k.baseAddress!, n.baseAddress!, rows: rows) }
-                v.withUnsafeMutableBufferPointer { v in layer.value.apply(v.baseAddress!, n.baseAddress!, rows: rows) }
+                queryKeyValue.withUnsafeMutableBufferPointer { layer.queryKeyValue.apply($0.baseAddress!, n.baseAddress!, rows: rows) }
             }
             context.withUnsafeMutableBufferPointer { ctx in
-                AttentionKernel.forward(out: ctx.baseAddress!, probabilities: nil, q: q, k: k, v: v, segments: segments,
-                                        heads: config.headCount, headSize: d / config.headCount, keyMask: nil)
+                queryKeyValue.withUnsafeBufferPointer { qkv in
+                    let q = qkv.baseAddress!
+                    AttentionKernel.forward(out: ctx.baseAddress!, probabilities: nil, q: q, k: q + d, v: q + 2 * d, inputStride: 3 * d,
+                                            segments: segments, heads: config.headCount, headSize: d / config.headCount, keyMask: nil)
+                }
                 projected.withUnsafeMutableBufferPointer { proj in
                     layer.attentionOutput.apply(proj.baseAddress!, ctx.baseAddress!, rows: rows)
                     capture?(.attention, proj.baseAddress!)
