@@ -40,7 +40,7 @@ let package = Package(
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
 
         // Shared core.
-        .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: numericCode),
+        .target(name: "TensorCore", dependencies: ["CBLAS", "CMalloc"], swiftSettings: numericCode),
         .target(name: "Autodiff", dependencies: ["TensorCore"], swiftSettings: numericCode),
         .target(name: "SafeTensors", dependencies: ["TensorCore"]),
         .target(name: "ActivationStore", dependencies: ["TensorCore", "SafeTensors", "CLMDB", "CZstd"], exclude: ["README.md"], swiftSettings: numericCode),

@@ -150,6 +150,7 @@ struct SplitWork: Sendable {
 func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent], chunkSize: Int, threads: Int?,
                report: (ExtractionProgress) -> Void, prepare: (String) throws -> SplitWork) throws -> ActivationCache {
     let cache = try ActivationCache.openForWriting(path: output, settings: settings, blobs: blobs)
+    keepFreedMemory()
     let workers = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
     let previousThreads = BLAS.threadCount
     BLAS.setThreadCount(1)
