@@ -106,7 +106,9 @@ struct SweepCommand: ParsableCommand {
         if let emit, !["slurm", "k8s"].contains(emit) { throw ValidationError("--emit \(emit): expected slurm or k8s") }
         if emitOut != nil && emit == nil { throw ValidationError("--emit-out needs --emit slurm|k8s") }
         _ = try budgetBytes()
-        if let shard { _ = try Shard.parse(shard) }
+        if let shard {
+            do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     func budgetBytes() throws -> Int {
@@ -130,7 +132,7 @@ struct SweepCommand: ParsableCommand {
         do {
             shard = try self.shard.map { try Shard.parse($0) }
                 ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) ?? .whole
-        } catch let e as SweepError { throw ValidationError(e.description) }
+        } catch let e as ShardError { throw ValidationError(e.description) }
         let opened = try ActivationCache.open(path: cache, noLock: noLock || shard.count > 1)
         var limits = PlanLimits()
         limits.memoryBudget = try budgetBytes()

@@ -37,6 +37,21 @@ func writeSpec(_ text: String) throws -> String {
         #expect(refused.status != 0 && refused.err.contains("\(bad): [base.training] epochs: expected an integer of at least 1"), "\(refused.err)")
     }
 
+    /// A bad shard, from the flag or the environment, is a usage error (exit 64) naming what is wrong.
+    @Test func badShardsAreUsageErrors() throws {
+        let spec = try writeSpec(Self.spec)
+        let results = scratchPath("bad-shard")
+        let flag = try runSidecar(["sweep", "--spec", spec, "--cache", "/nonexistent", "--results", results, "--shard", "2/2"])
+        #expect(flag.status == 64 && flag.err.contains("--shard 2/2: the index must be in 0...1"), "\(flag.status) \(flag.err)")
+        var environment = ProcessInfo.processInfo.environment
+        environment["JOB_COMPLETION_INDEX"] = "0"
+        environment["SIDECAR_SHARD_COUNT"] = "many"
+        let fromEnvironment = try runSidecar(["sweep", "--spec", spec, "--cache", "/nonexistent", "--results", results],
+                                             environment: environment)
+        #expect(fromEnvironment.status == 64 && fromEnvironment.err.contains("SIDECAR_SHARD_COUNT=many: not a positive integer"),
+                "\(fromEnvironment.status) \(fromEnvironment.err)")
+    }
+
     @Test func jobsRunPassesInParallelProcessesAndShardsSplitTheWork() throws {
         let cache = try sharedCache.get()
         let spec = try writeSpec(Self.spec)
@@ -169,7 +184,7 @@ func writeSpec(_ text: String) throws -> String {
         // Interrupt once the first pass is under way (its group line is printed when it starts).
         let started = Date()
         while Date().timeIntervalSince(started) < 60 {
-            if let data = try? out.fileHandleForReading.availableData, String(decoding: data, as: UTF8.self).contains("group ") { break }
+            if String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("group ") { break }
         }
         Thread.sleep(forTimeInterval: 0.3)
         kill(process.processIdentifier, SIGINT)
