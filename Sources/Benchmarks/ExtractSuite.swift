@@ -127,7 +127,7 @@ func benchmarkPrediction(cache path: String, texts: String, count: Int, extractR
         done += batch.count
     }
     let elapsed = ContinuousClock.now - started
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    let seconds = elapsed.inSeconds
     let rate = Double(done) / seconds
     print(String(format: "\npredict (linear probe on layer 6, batches of 32, end to end from JSONL): %.0f inputs/s; extract: %.0f examples/s (predict / extract = %.2f×)",
                  rate, extractRate, rate / extractRate))

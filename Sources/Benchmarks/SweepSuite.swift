@@ -7,6 +7,7 @@
 // the same epochs (patience 4).
 import Foundation
 import SideNetworks
+import TensorCore
 
 func benchmarkSweep(arguments: [String]) throws {
     var args = arguments
@@ -56,26 +57,24 @@ func benchmarkSweep(arguments: [String]) throws {
           + "\(ProcessInfo.processInfo.activeProcessorCount) cores\n")
 
     let clock = ContinuousClock()
-    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
-
     var sweepStatus: Int32 = 0
     var sweepOut = ""
-    let sweepTime = seconds(clock.measure {
+    let sweepTime = clock.measure {
         (sweepStatus, sweepOut) = (try? runProcess(sidecar, ["sweep", "--spec", specPath, "--cache", cachePath, "--results",
                                                                 work.appendingPathComponent("results").path, "--jobs", String(jobs)])) ?? (-1, "")
-    })
+    }.inSeconds
     guard sweepStatus == 0 else { throw HeadError("sidecar sweep failed (status \(sweepStatus))") }
     let passes = sweepOut.split(separator: "\n").first { $0.contains("pass(es) sharing data") }.map(String.init) ?? ""
     print("sidecar sweep --jobs \(jobs): \(String(format: "%.1f", sweepTime)) s  (\(passes.trimmingCharacters(in: .whitespaces)))")
 
-    let fitTime = try seconds(clock.measure {
+    let fitTime = try clock.measure {
         for (i, t) in trials.enumerated() {
             let (status, _) = try runProcess(sidecar, ["fit", "--cache", cachePath, "--head", t.head, "--set", "layers=\(t.layers)", "--set", "dropout=\(t.dropout)",
                                                        "--lr", t.lr, "--seed", t.seed, "--epochs", String(epochs),
                                                        "--out", work.appendingPathComponent("fit-\(i)").path])
             guard status == 0 else { throw HeadError("sidecar fit failed (status \(status)) for \(t)") }
         }
-    })
+    }.inSeconds
     print("one sidecar fit per trial:  \(String(format: "%.1f", fitTime)) s")
     let perHour = { (s: Double) in Double(trials.count) / s * 3600 }
     print(String(format: "\ntrials/hour: sweep %.0f, one fit at a time %.0f; %.2f× (target ≥ 3×)", perHour(sweepTime), perHour(fitTime), fitTime / sweepTime))

@@ -13,8 +13,7 @@ func measure(repetitions: Int, _ body: () -> Void) -> [Double] {
     body()
     let clock = ContinuousClock()
     return (0..<repetitions).map { _ in
-        let elapsed = clock.measure(body)
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        clock.measure(body).inSeconds
     }
 }
 

@@ -207,7 +207,7 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
             try cache.append(split: name, records: records, progress: state)
             let elapsed = ContinuousClock.now - started
             report(ExtractionProgress(split: name, done: state.written, total: part.count, tokens: tokens,
-                                      seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+                                      seconds: elapsed.inSeconds,
                                       resumedFrom: resumedFrom))
         }
     }

@@ -4,6 +4,7 @@ import ActivationStore
 import ArgumentParser
 import Foundation
 import SideNetworks
+import TensorCore
 import Training
 
 struct FitCommand: ParsableCommand {
@@ -253,7 +254,7 @@ final class EpochProgress {
         guard total > 0 else { return }
         if epoch != shownEpoch { shownEpoch = epoch; epochStart = .now; doneAtStart = done }
         let elapsed = ContinuousClock.now - epochStart
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let seconds = elapsed.inSeconds
         let timed = done - doneAtStart
         let rate = seconds > 0 ? Double(timed) / seconds : 0
         if interactive {
