@@ -5,41 +5,41 @@
 import Foundation
 
 public struct HTMLReport: Sendable {
-    public var results: ResultsSet
-    public var leaderboard: Leaderboard
+    public let results: ResultsSet
+    public let leaderboard: Leaderboard
     /// How many of the best trials get learning curves (0: no learning-curve section).
-    public var curves: Int
+    public let curves: Int
     /// What the page calls the results folder.
-    public var folderName: String
+    public let folderName: String
+    /// The heads present, known ones in their fixed order, others alphabetically after.
+    let heads: [String]
+    /// Each present head's colour: known heads keep theirs from one report to the next.
+    private let colors: [String: String]
 
     public init(results: ResultsSet, metric: RankingMetric, curves: Int = 5, folderName: String) {
         self.results = results
         leaderboard = Leaderboard(trials: results.trials, metric: metric)
         self.curves = curves
         self.folderName = folderName
+        let present = Set(results.trials.map(\.head))
+        let others = present.subtracting(Self.knownHeads).sorted()
+        heads = Self.knownHeads.filter(present.contains) + others
+        var colors: [String: String] = [:]
+        for (i, head) in Self.knownHeads.enumerated() { colors[head] = Self.headPalette[i] }
+        for (i, head) in others.enumerated() { colors[head] = Self.extraPalette[i % Self.extraPalette.count] }
+        self.colors = colors
     }
 
     /// Heads in a fixed order, so a head keeps its colour from one report to the next.
     static let knownHeads = ["linear", "mlp", "losa", "lst", "unipt", "e3va", "consolidator"]
     static let headPalette = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#17a2b8", "#9c755f"]
     static let extraPalette = ["#edc948", "#ff9da7", "#7f7f7f", "#bcbd22", "#1f3a93"]
-    /// Learning curves are coloured by rank, not head: the best few are often all the same head.
     /// The scatter dots' fill opacity: overlapping trials stay visible.
     static let dotOpacity = 0.85
+    /// Learning curves are coloured by rank, not head: the best few are often all the same head.
     static let curvePalette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
 
-    /// The heads present, known ones in their fixed order, others alphabetically after.
-    var heads: [String] {
-        let present = Set(results.trials.map(\.head))
-        return Self.knownHeads.filter(present.contains) + present.subtracting(Self.knownHeads).sorted()
-    }
-
-    func color(of head: String) -> String {
-        if let i = Self.knownHeads.firstIndex(of: head) { return Self.headPalette[i] }
-        let others = heads.filter { !Self.knownHeads.contains($0) }
-        let i = others.firstIndex(of: head) ?? 0
-        return Self.extraPalette[i % Self.extraPalette.count]
-    }
+    func color(of head: String) -> String { colors[head] ?? Self.extraPalette[0] }
 
     /// The page.
     public func render() -> String {
