@@ -187,6 +187,18 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
             report(ExtractionProgress(split: name, done: 0, total: 0, tokens: 0, seconds: 0, resumedFrom: 0))
             continue
         }
+        // Each chunk's append runs while the next chunk computes; a chunk is reported once it is
+        // on disk.
+        let writer = ChunkWriter()
+        defer { try? writer.finish() }
+        var onItsWay: (progress: SplitProgress, tokens: Int)?
+        func reportWritten() throws {
+            try writer.finish()
+            guard let (written, tokens) = onItsWay else { return }
+            report(ExtractionProgress(split: name, done: written.written, total: part.count, tokens: tokens,
+                                      seconds: (ContinuousClock.now - started).inSeconds, resumedFrom: resumedFrom))
+            onItsWay = nil
+        }
         while state.written < part.count {
             let start = part.lowerBound + state.written
             let chunk = start..<min(start + chunkSize, part.upperBound)
@@ -204,14 +216,34 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
             tokens += work.tokens(chunk)
             state.written = chunk.upperBound - part.lowerBound
             state.complete = state.written == part.count
-            try cache.append(split: name, records: records, progress: state)
-            let elapsed = ContinuousClock.now - started
-            report(ExtractionProgress(split: name, done: state.written, total: part.count, tokens: tokens,
-                                      seconds: elapsed.inSeconds,
-                                      resumedFrom: resumedFrom))
+            try reportWritten()
+            let (sorted, progress) = (records, state)
+            writer.submit { try cache.append(split: name, records: sorted, progress: progress) }
+            onItsWay = (state, tokens)
         }
+        try reportWritten()
     }
     return cache
+}
+
+/// Runs appends one after another on a queue of their own, so the next chunk computes meanwhile.
+/// After a failed append the later ones are dropped, and `finish` throws its error.
+private final class ChunkWriter: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "sidecar.extract.append")
+    /// Only touched on `queue`.
+    private var failure: (any Error)?
+
+    func submit(_ append: @escaping @Sendable () throws -> Void) {
+        queue.async { [self] in
+            guard failure == nil else { return }
+            do { try append() } catch { failure = error }
+        }
+    }
+
+    /// Waits for every submitted append; throws the first failure.
+    func finish() throws {
+        try queue.sync { if let failure { throw failure } }
+    }
 }
 
 /// Symmetric int8 scales per layer and channel: the largest |value| seen in calibration / 127.
