@@ -22,7 +22,7 @@ public struct BackboneBlocks: Sendable {
     public var layout: Layout
     public var heads: Int
     public var eps: Float
-    /// "gelu" (erf) or "gelu_tanh".
+    /// "gelu" (erf), "gelu_tanh" or "quick_gelu".
     public var activation: String
     public var blocks: [BlockWeights]
     /// Per residual channel, the L1 norm of its embedding weights (BERT: a word-embedding column
@@ -190,7 +190,7 @@ extension ViTEncoder {
         }
         return BackboneBlocks(
             layout: .preLN, heads: config.headCount, eps: config.layerNormEpsilon,
-            activation: config.hiddenActivation == "gelu" ? "gelu" : "gelu_tanh",
+            activation: config.sideBlockActivation,
             blocks: layers.map {
                 BlockWeights(query: $0.query, key: $0.key, value: $0.value, attentionOutput: $0.attentionOutput, norm1: $0.normBefore,
                              norm2: $0.normAfter, intermediate: $0.intermediate, output: $0.output)

@@ -56,14 +56,14 @@ public final class BackboneRunner: @unchecked Sendable {
                                + "\(recorded.configHash) and weights hash \(recorded.weightsHash), this folder has \(configHash) and "
                                + "\(weightsHash); give that backbone with --backbone, or --force to run anyway")
         }
-        if recorded.architecture == "vit" {
+        if ViTConfig.Family(architecture: recorded.architecture) != nil {
             let encoder = try ViTEncoder(folder: folder, compute: computePath)
             vit = encoder
             preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
             bert = nil
             tokenizer = nil
             maxLength = 0
-            identity = files.identity(name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
+            identity = files.identity(name: folder.lastPathComponent, architecture: encoder.config.family.architecture, hiddenSize: encoder.config.hiddenSize,
                                       layerCount: encoder.config.layerCount)
         } else {
             let encoder = try BertEncoder(folder: folder, compute: computePath)

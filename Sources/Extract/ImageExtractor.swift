@@ -1,6 +1,7 @@
 // Stage one for images: an ImageFolder tree or IDX files, preprocessed as the backbone's
-// preprocessor_config.json says (resize, crop, rescale, normalise), through the frozen ViT, into
-// the cache. Images of one batch share a size, so each example is 1 + patches rows.
+// preprocessor_config.json says (resize, crop, rescale, normalise), through the frozen ViT-family
+// encoder (ViT, DeiT, CLIP's vision tower), into the cache. Images of one batch share a size, so
+// each example is 1 + patches rows.
 import ActivationStore
 import Datasets
 import Encoders
@@ -10,7 +11,7 @@ import TensorCore
 /// What to extract from an image dataset.
 public struct ImageExtractionRequest: Sendable {
     public var dataset: String
-    /// A ViT-family Hugging Face model folder.
+    /// A ViT-family Hugging Face model folder (ViT, DeiT, CLIP or its vision tower).
     public var backbone: String
     public var output: String
     /// Tokens per forward batch count an image as 1 + patches tokens.
@@ -90,7 +91,7 @@ public final class ImageExtractor: Sendable {
         }
         let maxTokens = 1 + (side.height / encoder.config.patchSize) * (side.width / encoder.config.patchSize)
         settings = ExtractionSettings(
-            backbone: backboneFiles.identity(name: folder.lastPathComponent, architecture: "vit", hiddenSize: encoder.config.hiddenSize,
+            backbone: backboneFiles.identity(name: folder.lastPathComponent, architecture: encoder.config.family.architecture, hiddenSize: encoder.config.hiddenSize,
                                              layerCount: encoder.config.layerCount),
             preprocessing: ["image": preprocessingJSON, "format": format],
             datasetFiles: files, layers: try LayerSelection.parse(request.options.layers, layerCount: encoder.config.layerCount),

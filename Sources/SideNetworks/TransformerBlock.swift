@@ -39,7 +39,8 @@ public struct BlockShape: Sendable {
         switch blob.metadata["activation"] {
         case "gelu": activation = .gelu
         case "gelu_tanh": activation = .geluTanh
-        case let other: throw HeadError("cache blob \(name) has activation \(other ?? "none"); sidecar knows gelu and gelu_tanh")
+        case "quick_gelu": activation = .quickGelu
+        case let other: throw HeadError("cache blob \(name) has activation \(other ?? "none"); sidecar knows gelu, gelu_tanh and quick_gelu")
         }
     }
 

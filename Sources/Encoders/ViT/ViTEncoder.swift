@@ -3,6 +3,10 @@
 // image size differs from the configuration's), then pre-LN blocks: h = x + Attn(LN(x)),
 // z = h + MLP(LN(h)). Hidden states are those of ViTModel's `hidden_states` (no final norm). The
 // dense products (patch embedding included) run in f32 or bf16 (see ComputePath); the rest is f32.
+// CLIP's vision tower is the same computation with three differences (ViTConfig.Family): no bias
+// on the patch projection, a layer norm on the embeddings before the first block (CLIPVisionModel's
+// hidden state 0 is its output), and its own weight names; its MLP activation is quick GELU.
+// transformers interpolates CLIP's position embeddings exactly as ViT's (interpolate_pos_encoding).
 import Foundation
 import OneDNN
 import SafeTensors
@@ -28,17 +32,56 @@ public final class ViTEncoder: Sendable {
     let patchProjection: DenseLayer     // weight [D, C·P·P]
     let classToken: Tensor              // [D]
     let positions: Tensor               // [1 + N, D]
+    /// CLIP's pre_layrnorm on the embeddings; nil for ViT.
+    let embeddingNorm: NormLayer?
     let layers: [Layer]
+    /// ViT's final layernorm; CLIP's post_layernorm (applied to the class token for its pooled output).
     let finalNorm: NormLayer
     private let activation: Activation
 
+    /// The tensor names of one checkpoint layout, without the file's prefix.
+    private struct Names {
+        var classToken, patchWeight, positions, finalNorm: String
+        /// Nil where the checkpoint has none (CLIP's patch projection, ViT's embedding norm).
+        var patchBias, embeddingNorm: String?
+        /// Block l's names: norm before attention, query, key, value, attention output, norm
+        /// before the MLP, MLP in, MLP out.
+        var block: (Int) -> [String]
+
+        static func of(_ family: ViTConfig.Family) -> Names {
+            switch family {
+            case .vit:
+                Names(classToken: "embeddings.cls_token", patchWeight: "embeddings.patch_embeddings.projection.weight",
+                      positions: "embeddings.position_embeddings", finalNorm: "layernorm",
+                      patchBias: "embeddings.patch_embeddings.projection.bias", embeddingNorm: nil) { l in
+                    ["layernorm_before", "attention.attention.query", "attention.attention.key", "attention.attention.value",
+                     "attention.output.dense", "layernorm_after", "intermediate.dense", "output.dense"].map { "encoder.layer.\(l).\($0)" }
+                }
+            case .clip:
+                Names(classToken: "embeddings.class_embedding", patchWeight: "embeddings.patch_embedding.weight",
+                      positions: "embeddings.position_embedding.weight", finalNorm: "post_layernorm",
+                      patchBias: nil, embeddingNorm: "pre_layrnorm") { l in
+                    ["layer_norm1", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                     "self_attn.out_proj", "layer_norm2", "mlp.fc1", "mlp.fc2"].map { "encoder.layers.\(l).\($0)" }
+                }
+            }
+        }
+    }
+
     /// Reads `config.json` and `model.safetensors` from `folder`, checking every shape; for bf16,
     /// packs every dense layer's weights for oneDNN (throws when this CPU cannot compute bf16).
+    /// A CLIP checkpoint's tensors may carry the prefix "vision_model." (CLIPModel,
+    /// CLIPVisionModelWithProjection, CLIPVisionModel saved by transformers 4) or none
+    /// (CLIPVisionModel saved by transformers 5); tensors outside the vision tower are ignored.
     public init(folder: URL, compute: ComputePath = .f32) throws {
         let config = try ViTConfig(contentsOf: folder.appendingPathComponent("config.json"))
         let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
-        let prefix = ["", "vit."].first { file.names.contains($0 + "embeddings.cls_token") }
-        guard let prefix else { throw EncoderError("\(file.path): no tensor \"embeddings.cls_token\" (is this a ViT checkpoint?)") }
+        let names = Names.of(config.family)
+        let prefixes = config.family == .clip ? ["", "vision_model."] : ["", "vit."]
+        let prefix = prefixes.first { file.names.contains($0 + names.classToken) }
+        guard let prefix else {
+            throw EncoderError("\(file.path): no tensor \"\(prefixes.last! + names.classToken)\" (is this a \(config.family == .clip ? "CLIP" : "ViT") checkpoint?)")
+        }
         func load(_ name: String, _ shape: [Int]) throws -> Tensor { try file.tensor(prefix + name, expectedShape: shape) }
         let d = config.hiddenSize, c = config.channelCount, p = config.patchSize, n = config.patchesPerSide * config.patchesPerSide
         func dense(_ name: String, out: Int, in inputs: Int) throws -> DenseLayer {
@@ -49,24 +92,27 @@ public final class ViTEncoder: Sendable {
         }
         self.config = config
         self.compute = compute
+        // The shapes as each layout stores them: ViT keeps leading unit dimensions.
+        let leading = config.family == .vit ? [1] : []
+        // CLIP's patch convolution has no bias: a zero one keeps one product for both layouts.
         patchProjection = try DenseLayer(
-            weight: try load("embeddings.patch_embeddings.projection.weight", [d, c, p, p]).reshaped([d, c * p * p]),
-            bias: try load("embeddings.patch_embeddings.projection.bias", [d])).computing(in: compute)
-        classToken = try load("embeddings.cls_token", [1, 1, d]).reshaped([d])
-        positions = try load("embeddings.position_embeddings", [1, n + 1, d]).reshaped([n + 1, d])
+            weight: try load(names.patchWeight, [d, c, p, p]).reshaped([d, c * p * p]),
+            bias: try names.patchBias.map { try load($0, [d]) } ?? Tensor(zeros: [d])).computing(in: compute)
+        classToken = try load(names.classToken, leading + leading + [d]).reshaped([d])
+        positions = try load(names.positions, leading + [n + 1, d]).reshaped([n + 1, d])
+        embeddingNorm = try names.embeddingNorm.map(norm)
         layers = try (0..<config.layerCount).map { l in
-            let q = "encoder.layer.\(l)."
+            let block = names.block(l)
             return Layer(
-                normBefore: try norm(q + "layernorm_before"),
-                queryKeyValue: try DenseLayer(stacking: ["query", "key", "value"].map { try dense(q + "attention.attention." + $0, out: d, in: d) })
-                    .computing(in: compute),
-                attentionOutput: try dense(q + "attention.output.dense", out: d, in: d).computing(in: compute),
-                normAfter: try norm(q + "layernorm_after"),
-                intermediate: try dense(q + "intermediate.dense", out: config.intermediateSize, in: d).computing(in: compute),
-                output: try dense(q + "output.dense", out: d, in: config.intermediateSize).computing(in: compute))
+                normBefore: try norm(block[0]),
+                queryKeyValue: try DenseLayer(stacking: block[1...3].map { try dense($0, out: d, in: d) }).computing(in: compute),
+                attentionOutput: try dense(block[4], out: d, in: d).computing(in: compute),
+                normAfter: try norm(block[5]),
+                intermediate: try dense(block[6], out: config.intermediateSize, in: d).computing(in: compute),
+                output: try dense(block[7], out: d, in: config.intermediateSize).computing(in: compute))
         }
-        finalNorm = try norm("layernorm")
-        activation = config.hiddenActivation == "gelu" ? .gelu : .geluTanh
+        finalNorm = try norm(names.finalNorm)
+        activation = config.activation
     }
 
     /// Hidden states z_l, l ∈ `layers` (0 = embeddings), for images [B, C, H, W] (preprocessed).
@@ -108,7 +154,8 @@ public final class ViTEncoder: Sendable {
         return out
     }
 
-    /// The final layer norm (ViTModel's `last_hidden_state` is this applied to the last state).
+    /// The final layer norm on every row: ViTModel's `last_hidden_state` is this applied to the
+    /// last state; CLIPVisionModel's `pooler_output` is its class-token rows.
     public func finalNormed(_ state: Tensor) -> Tensor {
         var out = state
         out.withUnsafeMutableBufferPointer { o in finalNorm.apply(o.baseAddress!, o.baseAddress!, rows: state.rowCount, eps: config.layerNormEpsilon) }
@@ -150,6 +197,10 @@ public final class ViTEncoder: Sendable {
                     x.scalars[base + (1 + t) * d + j] = projected[(b * patches + t) * d + j] + position.scalars[(1 + t) * d + j]
                 }
             }
+        }
+        if let embeddingNorm {
+            let rows = x.rowCount
+            x.withUnsafeMutableBufferPointer { o in embeddingNorm.apply(o.baseAddress!, o.baseAddress!, rows: rows, eps: config.layerNormEpsilon) }
         }
         return x
     }

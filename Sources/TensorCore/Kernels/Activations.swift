@@ -1,4 +1,5 @@
-// Point-wise activations as forward/backward pairs: GELU (erf and tanh forms), sigmoid, tanh, ReLU.
+// Point-wise activations as forward/backward pairs: GELU (erf and tanh forms), CLIP's quick GELU,
+// sigmoid, tanh, ReLU.
 // Forward kernels write `out` and are also the backbone's inference path; backward kernels add
 // into gradX. Each backward takes what its derivative is cheapest from (the input or the output).
 #if canImport(Glibc)
@@ -13,6 +14,8 @@ public enum Activation: String, Sendable, CaseIterable {
     case gelu
     /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (Hugging Face "gelu_new", "gelu_pytorch_tanh").
     case geluTanh
+    /// x·σ(1.702·x) (Hugging Face "quick_gelu", CLIP's activation).
+    case quickGelu
     case sigmoid
     case tanh
     case relu
@@ -22,6 +25,7 @@ public enum ActivationKernel {
     static let sqrtHalf: Float = 0.707_106_781_186_547_6
     static let inverseSqrtTwoPi: Float = 0.398_942_280_401_432_7
     static let sqrtTwoOverPi: Float = 0.797_884_560_802_865_4
+    static let quickGeluSlope: Float = 1.702
 
     /// out[i] = f(x[i]) for i < count. `out` may equal `x` (in place).
     public static func forward(_ f: Activation, out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count: Int) {
@@ -41,6 +45,16 @@ public enum ActivationKernel {
                 let v = x[i]
                 out[i] = 0.5 * v * (1 + tanhf(sqrtTwoOverPi * (v + 0.044715 * v * v * v)))
             }
+        case .quickGelu:
+            // 16 lanes at a time as GELU: it is CLIP's whole MLP non-linearity.
+            var i = 0
+            while i + 16 <= count {
+                let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+                let y = v / (1 + fastExp(-quickGeluSlope * v))
+                UnsafeMutableRawPointer(out + i).storeBytes(of: y, as: SIMD16<Float>.self)
+                i += 16
+            }
+            while i < count { let v = x[i]; out[i] = v / (1 + expf(-quickGeluSlope * v)); i += 1 }
         case .sigmoid:
             for i in 0..<count { out[i] = 1 / (1 + expf(-x[i])) }
         case .tanh:
@@ -82,6 +96,22 @@ public enum ActivationKernel {
                 let t = tanhf(inner)
                 let dInner = sqrtTwoOverPi * (1 + 3 * 0.044715 * v * v)
                 gradX[i] += gradOut[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * dInner)
+            }
+        case .quickGelu:
+            // d/dx x·s(x) with s = σ(a·x): s + a·x·s·(1 − s).
+            var i = 0
+            while i + 16 <= count {
+                let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+                let g = UnsafeRawPointer(gradOut + i).loadUnaligned(as: SIMD16<Float>.self)
+                let s = 1 / (1 + fastExp(-quickGeluSlope * v))
+                let old = UnsafeRawPointer(gradX + i).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(gradX + i).storeBytes(of: old + g * (s + quickGeluSlope * v * s * (1 - s)), as: SIMD16<Float>.self)
+                i += 16
+            }
+            for i in i..<count {
+                let v = x[i]
+                let s = 1 / (1 + expf(-quickGeluSlope * v))
+                gradX[i] += gradOut[i] * (s + quickGeluSlope * v * s * (1 - s))
             }
         case .sigmoid:
             for i in 0..<count { gradX[i] += gradOut[i] * y[i] * (1 - y[i]) }
