@@ -12,7 +12,8 @@ public struct Variable {
     /// The node's forward value.
     public var value: Tensor { tape.values[index] }
     public var shape: [Int] { tape.values[index].shape }
-    /// The accumulated gradient after `backward`, or nil when no gradient reached this node.
+    /// A leaf's accumulated gradient after `backward`, or nil when no gradient reached it (an op's
+    /// gradient is dropped once `backward` has passed it on to the op's inputs).
     public var gradient: Tensor? { tape.gradients[index] }
 }
 
@@ -123,8 +124,13 @@ public final class Tape {
 
     /// Backpropagates from a one-element `output` (seed 1) through every node recorded before it,
     /// then adds parameter gradients into their sets. Gradients from an earlier call are cleared.
-    public func backward(from output: Variable) {
-        propagate(from: output)
+    ///
+    /// With `releasing`, each op's value and backward step are dropped as soon as the walk has
+    /// passed the op (the tape is then only good for `reset`, apart from the output's value and
+    /// the leaves): the walk downwards then frees the forward's tensors as fast as it makes
+    /// gradients, so a step's peak is its forward, not its forward and all its gradients.
+    public func backward(from output: Variable, releasing: Bool = false) {
+        propagate(from: output, releasing: releasing)
         for leaf in parameterLeaves {
             if let g = gradients[leaf.node] { leaf.set.addGradient(g, to: leaf.id) }
         }
@@ -133,23 +139,35 @@ public final class Tape {
     /// `backward`, but the parameter gradients are added into `buffer`, laid out as `set.gradients`,
     /// instead of into the set: tapes running at once on parts of one batch each keep their own
     /// buffer, and the caller sums them. Every parameter leaf must belong to `set`.
-    public func backward(from output: Variable, into buffer: inout [Float], of set: ParameterSet) {
+    public func backward(from output: Variable, into buffer: inout [Float], of set: ParameterSet, releasing: Bool = false) {
         precondition(buffer.count == set.count, "gradient buffer of \(buffer.count) for a set of \(set.count)")
-        propagate(from: output)
+        propagate(from: output, releasing: releasing)
         for leaf in parameterLeaves {
             precondition(leaf.set === set, "parameter leaf from another set")
             if let g = gradients[leaf.node] { set.addGradient(g, to: leaf.id, in: &buffer) }
         }
     }
 
-    private func propagate(from output: Variable) {
+    private func propagate(from output: Variable, releasing: Bool) {
         precondition(output.value.count == 1, "backward from a non-scalar of shape \(output.shape)")
         for i in gradients.indices { gradients[i] = nil }
         guard needsGradient[output.index] else { return }
         gradients[output.index] = Tensor(repeating: 1, shape: values[output.index].shape)
         for i in stride(from: output.index, through: 0, by: -1) {
-            guard let step = backwardSteps[i], let g = gradients[i] else { continue }
-            step(g, self)
+            // Leaves have no step and keep their gradient; an op's gradient has reached its inputs
+            // once its step ran, and nothing after it (a higher index) reads its value again.
+            guard let step = backwardSteps[i] else { continue }
+            if let g = gradients[i] {
+                gradients[i] = nil
+                step(g, self)
+            }
+            if releasing {
+                backwardSteps[i] = nil
+                if i != output.index { values[i] = Self.released }
+            }
         }
     }
+
+    /// What a released op's value becomes.
+    private static let released = Tensor(zeros: [0])
 }
