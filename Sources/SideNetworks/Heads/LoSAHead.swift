@@ -96,16 +96,179 @@ public final class LoSAHead: Head, HeadKind {
 
     /// g(u) = t′ + c′: token mixing along positions, then channel mixing of u + t′.
     func update(_ u: Variable, _ m: Mixer, _ padding: Padding, _ n: Int) -> Variable {
-        let tape = u.tape, d = u.shape[1], b = padding.examples
-        let t = padding.pad(m.tokenNorm(u, parameters))                        // [B·n, D], padding rows zero
-            .reshaped([b, n, d]).transposed()                                    // [B, D, n]
-        let down = tape.parameter(parameters, m.tokenDown.weight).slice(0..<n, axis: 1)
-        let up = tape.parameter(parameters, m.tokenUp.weight).slice(0..<n, axis: 0)
-        let upBias = tape.parameter(parameters, m.tokenUp.bias!).slice(0..<n, axis: 0)
-        let mixed = t.linear(down, tape.parameter(parameters, m.tokenDown.bias!)).gelu().linear(up, upBias)  // [B, D, n]
-        let tokenUpdate = padding.unpad(mixed.transposed().reshaped([b * n, d]))  // [T, D]
+        let tape = u.tape
+        let tokenUpdate = mixTokens(m.tokenNorm(u, parameters), padding: padding, n: n,
+                                    down: tape.parameter(parameters, m.tokenDown.weight), downBias: tape.parameter(parameters, m.tokenDown.bias!),
+                                    up: tape.parameter(parameters, m.tokenUp.weight), upBias: tape.parameter(parameters, m.tokenUp.bias!))
         let v = u + tokenUpdate
         let channelUpdate = m.channelUp(m.channelDown(m.channelNorm(v, parameters), parameters).gelu(), parameters)
         return tokenUpdate + channelUpdate
     }
+
+    /// The token-mixing MLP along positions as one tape node: each example's rows x [T, D] padded
+    /// to n positions and transposed to [B, D, n], h = t·V[:, :n]ᵀ + b_V, GELU, then
+    /// m = GELU(h)·U[:n]ᵀ + b_U[:n], transposed back and unpadded to [T, D]. The same kernels on
+    /// the same operands as recording pad, transpose, linear, GELU, linear, transpose and unpad
+    /// one by one, so the same bits; but the node keeps only h and GELU(h) ([B·D, r]) for the
+    /// backward and rebuilds the padded input there, where the chain of nodes kept four padded
+    /// [B·n, D] tensors and their gradients.
+    func mixTokens(_ x: Variable, padding: Padding, n: Int, down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
+        let tape = x.tape
+        let d = x.shape[1], b = padding.examples, rows = b * d
+        let r = down.shape[0], positions = down.shape[1]
+        precondition(padding.length == n && n <= positions && up.shape == [positions, r] && upBias.shape == [positions] && downBias.shape == [r],
+                     "losa token mixing: \(n) positions with V \(down.shape), U \(up.shape)")
+        let source = padding.sourceRows, realRows = padding.segments.totalRows
+        let xValue = x.value, uValue = up.value, upBiasValue = upBias.value, downBiasValue = downBias.value
+        // V[:, :n] as its own [r, n] matrix (the slice the linear reads).
+        var vSlice = Tensor(zeros: [r, n])
+        down.value.withUnsafeBufferPointer { pv in
+            vSlice.withUnsafeMutableBufferPointer { dst in
+                for o in 0..<r { for j in 0..<n { dst[o * n + j] = pv[o * positions + j] } }
+            }
+        }
+        /// t [B, D, n]: t[b, c, p] = x[row of (b, p), c], zero past the example's length.
+        func paddedTransposed() -> Tensor {
+            var t = Tensor(zeros: [b, d, n])
+            xValue.withUnsafeBufferPointer { px in
+                t.withUnsafeMutableBufferPointer { pt in
+                    for e in 0..<b {
+                        for p in 0..<n where source[e * n + p] < realRows {
+                            let src = px.baseAddress! + source[e * n + p] * d, dst = pt.baseAddress! + e * d * n + p
+                            for c in 0..<d { dst[c * n] = src[c] }
+                        }
+                    }
+                }
+            }
+            return t
+        }
+        var h = Tensor(zeros: [rows, r]), g = Tensor(zeros: [rows, r]), out = Tensor(zeros: [realRows, d])
+        if rows > 0 && realRows > 0 {
+            let t = paddedTransposed()
+            var mixed = Tensor(zeros: [rows, n])
+            t.withUnsafeBufferPointer { pt in
+                vSlice.withUnsafeBufferPointer { pv in
+                    downBiasValue.withUnsafeBufferPointer { pb in
+                        h.withUnsafeMutableBufferPointer { ph in
+                            LinearKernel.forward(y: ph.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!, bias: pb.baseAddress!,
+                                                 rows: rows, inFeatures: n, outFeatures: r)
+                        }
+                    }
+                }
+            }
+            g = h.applying(.gelu)
+            g.withUnsafeBufferPointer { pg in
+                uValue.withUnsafeBufferPointer { pu in
+                    upBiasValue.withUnsafeBufferPointer { pb in
+                        mixed.withUnsafeMutableBufferPointer { pm in
+                            LinearKernel.forward(y: pm.baseAddress!, x: pg.baseAddress!, weight: pu.baseAddress!, bias: pb.baseAddress!,
+                                                 rows: rows, inFeatures: r, outFeatures: n)
+                        }
+                    }
+                }
+            }
+            mixed.withUnsafeBufferPointer { pm in
+                out.withUnsafeMutableBufferPointer { po in
+                    for e in 0..<b {
+                        for p in 0..<n where source[e * n + p] < realRows {
+                            let dst = po.baseAddress! + source[e * n + p] * d, src = pm.baseAddress! + e * d * n + p
+                            for c in 0..<d { dst[c] = src[c * n] }
+                        }
+                    }
+                }
+            }
+        }
+        let (hidden, activated) = (h, g)
+        return tape.record(out, inputs: [x, down, downBias, up, upBias]) { gradOut, tape in
+            guard rows > 0 && realRows > 0 else { return }
+            // Gradients start from zero buffers and are added into, as the chain of nodes did.
+            var gradMixed = Tensor(zeros: [rows, n])
+            gradOut.withUnsafeBufferPointer { pg in
+                gradMixed.withUnsafeMutableBufferPointer { pm in
+                    for e in 0..<b {
+                        for p in 0..<n where source[e * n + p] < realRows {
+                            let src = pg.baseAddress! + source[e * n + p] * d, dst = pm.baseAddress! + e * d * n + p
+                            for c in 0..<d { dst[c * n] += src[c] }
+                        }
+                    }
+                }
+            }
+            var gradActivated = Tensor(zeros: [rows, r]), gradU = Tensor(zeros: [n, r]), gradUpBias = Tensor(zeros: [n])
+            gradMixed.withUnsafeBufferPointer { dm in
+                activated.withUnsafeBufferPointer { pg in
+                    uValue.withUnsafeBufferPointer { pu in
+                        gradActivated.withUnsafeMutableBufferPointer { dg in
+                            gradU.withUnsafeMutableBufferPointer { du in
+                                gradUpBias.withUnsafeMutableBufferPointer { db in
+                                    LinearKernel.backward(gradX: dg.baseAddress!, gradWeight: du.baseAddress!, gradBias: db.baseAddress!,
+                                                          gradY: dm.baseAddress!, x: pg.baseAddress!, weight: pu.baseAddress!,
+                                                          rows: rows, inFeatures: r, outFeatures: n)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            var gradHidden = Tensor(zeros: [rows, r])
+            gradActivated.withUnsafeBufferPointer { dg in
+                hidden.withUnsafeBufferPointer { ph in
+                    activated.withUnsafeBufferPointer { pg in
+                        gradHidden.withUnsafeMutableBufferPointer { dh in
+                            ActivationKernel.backward(.gelu, gradX: dh.baseAddress!, gradOut: dg.baseAddress!, x: ph.baseAddress!,
+                                                      y: pg.baseAddress!, count: rows * r)
+                        }
+                    }
+                }
+            }
+            let needX = tape.needsGradient(x)
+            var gradT = needX ? Tensor(zeros: [rows, n]) : nil
+            var gradV = Tensor(zeros: [r, n]), gradDownBias = Tensor(zeros: [r])
+            let t = paddedTransposed()
+            gradHidden.withUnsafeBufferPointer { dh in
+                t.withUnsafeBufferPointer { pt in
+                    vSlice.withUnsafeBufferPointer { pv in
+                        withOptionalMutablePointer(&gradT) { dt in
+                            gradV.withUnsafeMutableBufferPointer { dv in
+                                gradDownBias.withUnsafeMutableBufferPointer { db in
+                                    LinearKernel.backward(gradX: dt, gradWeight: dv.baseAddress!, gradBias: db.baseAddress!,
+                                                          gradY: dh.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!,
+                                                          rows: rows, inFeatures: n, outFeatures: r)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let gradT {
+                gradT.withUnsafeBufferPointer { dt in
+                    tape.accumulate(x) { dx in
+                        for e in 0..<b {
+                            for p in 0..<n where source[e * n + p] < realRows {
+                                let dst = dx.baseAddress! + source[e * n + p] * d, src = dt.baseAddress! + e * d * n + p
+                                for c in 0..<d { dst[c] += src[c * n] }
+                            }
+                        }
+                    }
+                }
+            }
+            gradV.withUnsafeBufferPointer { dv in
+                tape.accumulate(down) { dst in
+                    for o in 0..<r { for j in 0..<n { dst[o * positions + j] += dv[o * n + j] } }
+                }
+            }
+            tape.accumulate(downBias, gradDownBias)
+            gradU.withUnsafeBufferPointer { du in
+                tape.accumulate(up) { dst in for i in 0..<(n * r) { dst[i] += du[i] } }
+            }
+            gradUpBias.withUnsafeBufferPointer { db in
+                tape.accumulate(upBias) { dst in for j in 0..<n { dst[j] += db[j] } }
+            }
+        }
+    }
+}
+
+/// Calls `body` with the tensor's mutable base address, or nil when there is no tensor.
+private func withOptionalMutablePointer<R>(_ t: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
+    guard t != nil else { return body(nil) }
+    return t!.withUnsafeMutableBufferPointer { body($0.baseAddress) }
 }
