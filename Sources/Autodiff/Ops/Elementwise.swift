@@ -9,23 +9,27 @@ extension Variable {
             preconditionFailure("\(operation): shapes \(a.shape) and \(other.shape) do not broadcast")
         }
         let out = Tensor.binary(operation, a, b)
-        let (lhs, rhs) = (self, other)
+        let (lhs, rhs) = (handle, other.handle)
+        // A sum's or difference's backward needs only the shapes: its inputs' values are not
+        // kept alive for it.
+        let (aShape, bShape) = (a.shape, b.shape)
+        let (savedA, savedB): (Tensor?, Tensor?) = operation == .multiply ? (a, b) : (nil, nil)
         return tape.record(out, inputs: [lhs, rhs]) { gradOut, tape in
             guard gradOut.count > 0 else { return }
             // Each input's gradient over the output's shape through the forward kernel (whose
             // contiguous and scalar-per-row cases vectorise), then summed over the dimensions the
             // input was broadcast along; an input of the output's shape takes it as it is.
             if tape.needsGradient(lhs) {
-                let full = operation == .multiply ? Tensor.binary(.multiply, gradOut, b) : gradOut
-                tape.accumulate(lhs, full.shape == a.shape ? full : full.summed(to: a.shape))
+                let full = operation == .multiply ? Tensor.binary(.multiply, gradOut, savedB!) : gradOut
+                tape.accumulate(lhs, full.shape == aShape ? full : full.summed(to: aShape))
             }
             if tape.needsGradient(rhs) {
                 let full = switch operation {
                 case .add: gradOut
                 case .subtract: gradOut.scaled(by: -1)
-                case .multiply: Tensor.binary(.multiply, gradOut, a)
+                case .multiply: Tensor.binary(.multiply, gradOut, savedA!)
                 }
-                tape.accumulate(rhs, full.shape == b.shape ? full : full.summed(to: b.shape))
+                tape.accumulate(rhs, full.shape == bShape ? full : full.summed(to: bShape))
             }
         }
     }
@@ -36,7 +40,7 @@ extension Variable {
 
     /// Every element times a constant.
     public func scaled(by factor: Float) -> Variable {
-        let input = self
+        let input = handle
         return tape.record(value.scaled(by: factor), inputs: [input]) { g, tape in
             g.withUnsafeBufferPointer { src in
                 tape.accumulate(input) { dst in
@@ -51,7 +55,7 @@ extension Variable {
 
     /// The same elements with another shape of equal count.
     public func reshaped(_ shape: [Int]) -> Variable {
-        let input = self
+        let input = handle
         return tape.record(value.reshaped(shape), inputs: [input]) { g, tape in
             tape.accumulate(input, g)
         }

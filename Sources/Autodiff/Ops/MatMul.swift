@@ -11,7 +11,7 @@ extension Variable {
         let m = out.shape[out.rank - 2], n = out.shape[out.rank - 1]
         let k = transposeSelf ? a.shape[a.rank - 2] : a.shape[a.rank - 1]
         let batches = out.count / max(m * n, 1)
-        let (lhs, rhs) = (self, other)
+        let (lhs, rhs) = (handle, other.handle)
         return tape.record(out, inputs: [lhs, rhs]) { gradOut, tape in
             guard k > 0 else { return }
             let needA = tape.needsGradient(lhs), needB = tape.needsGradient(rhs)
@@ -57,7 +57,7 @@ extension Variable {
                 }
             }
         }
-        let input = self
+        let (input, weight, bias) = (handle, weight.handle, bias?.handle)
         let inputs = [input, weight] + (bias.map { [$0] } ?? [])
         return tape.record(y, inputs: inputs) { gradY, tape in
             guard rows > 0 else { return }
@@ -90,7 +90,7 @@ extension Variable {
     public func sum() -> Variable {
         var total: Double = 0
         for v in value.scalars { total += Double(v) }
-        let input = self
+        let input = handle
         return tape.record(Tensor(scalar: Float(total)), inputs: [input]) { g, tape in
             let seed = g.scalar
             tape.accumulate(input) { dst in

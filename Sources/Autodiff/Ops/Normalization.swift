@@ -24,7 +24,7 @@ extension Variable {
                 }
             }
         }
-        let input = self
+        let (input, gain, bias) = (handle, gain?.handle, bias?.handle)
         let inputs = [input] + [gain, bias].compactMap { $0 }
         return tape.record(y, inputs: inputs) { g, tape in
             guard g.count > 0 else { return }
@@ -74,7 +74,7 @@ extension Variable {
                 y.withUnsafeMutableBufferPointer { py in forward(py.baseAddress!, px.baseAddress!, rows, cols) }
             }
         }
-        let input = self
+        let input = handle
         let output = y
         return tape.record(y, inputs: [input]) { g, tape in
             guard g.count > 0 else { return }
@@ -101,7 +101,7 @@ extension Variable {
                                            rows: rows, classes: classes, smoothing: smoothing)
             }
         }
-        let input = self
+        let input = handle
         let saved = probabilities
         return tape.record(Tensor(scalar: loss), inputs: [input]) { g, tape in
             saved.withUnsafeBufferPointer { pp in
@@ -127,7 +127,7 @@ extension Variable {
                 for j in 0..<cols { p[r * cols + j] /= norms[r] }
             }
         }
-        let input = self
+        let input = handle
         let output = y
         return tape.record(y, inputs: [input]) { g, tape in
             // y_j = x_j / n, n = Σ|x| + eps: dx_k = (g_k − sign(x_k) · Σ_j g_j y_j) / n

@@ -179,6 +179,7 @@ public final class LoSAHead: Head, HeadKind {
             }
         }
         let (hidden, activated) = (h, g)
+        let (x, down, downBias, up, upBias) = (x.handle, down.handle, downBias.handle, up.handle, upBias.handle)
         return tape.record(out, inputs: [x, down, downBias, up, upBias]) { gradOut, tape in
             guard rows > 0 && realRows > 0 else { return }
             // Gradients start from zero buffers and are added into, as the chain of nodes did.
