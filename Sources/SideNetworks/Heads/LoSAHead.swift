@@ -118,63 +118,53 @@ public final class LoSAHead: Head, HeadKind {
         let r = down.shape[0], positions = down.shape[1]
         precondition(padding.length == n && n <= positions && up.shape == [positions, r] && upBias.shape == [positions] && downBias.shape == [r],
                      "losa token mixing: \(n) positions with V \(down.shape), U \(up.shape)")
-        let source = padding.sourceRows, realRows = padding.segments.totalRows
+        let offsets = padding.segments.offsets, realRows = padding.segments.totalRows
         let xValue = x.value, uValue = up.value, upBiasValue = upBias.value, downBiasValue = downBias.value
         // V[:, :n] as its own [r, n] matrix (the slice the linear reads).
-        var vSlice = Tensor(zeros: [r, n])
-        down.value.withUnsafeBufferPointer { pv in
-            vSlice.withUnsafeMutableBufferPointer { dst in
+        let vSlice = Tensor(uninitialized: [r, n]) { dst in
+            down.value.withUnsafeBufferPointer { pv in
                 for o in 0..<r { for j in 0..<n { dst[o * n + j] = pv[o * positions + j] } }
             }
         }
         /// t [B, D, n]: t[b, c, p] = x[row of (b, p), c], zero past the example's length.
         func paddedTransposed() -> Tensor {
-            var t = Tensor(zeros: [b, d, n])
-            xValue.withUnsafeBufferPointer { px in
-                t.withUnsafeMutableBufferPointer { pt in
-                    for e in 0..<b {
-                        for p in 0..<n where source[e * n + p] < realRows {
-                            let src = px.baseAddress! + source[e * n + p] * d, dst = pt.baseAddress! + e * d * n + p
-                            for c in 0..<d { dst[c * n] = src[c] }
-                        }
-                    }
+            Tensor(uninitialized: [b, d, n]) { pt in
+                xValue.withUnsafeBufferPointer { px in
+                    Self.toColumns(pt.baseAddress!, px.baseAddress!, offsets: offsets, width: d, positions: n,
+                                   addingToZero: false)
                 }
             }
-            return t
         }
         var h = Tensor(zeros: [rows, r]), g = Tensor(zeros: [rows, r]), out = Tensor(zeros: [realRows, d])
         if rows > 0 && realRows > 0 {
             let t = paddedTransposed()
-            var mixed = Tensor(zeros: [rows, n])
-            t.withUnsafeBufferPointer { pt in
-                vSlice.withUnsafeBufferPointer { pv in
-                    downBiasValue.withUnsafeBufferPointer { pb in
-                        h.withUnsafeMutableBufferPointer { ph in
+            // Both linears start from their bias rows (LinearKernel.forward), so nothing is zeroed.
+            h = Tensor(uninitialized: [rows, r]) { ph in
+                t.withUnsafeBufferPointer { pt in
+                    vSlice.withUnsafeBufferPointer { pv in
+                        downBiasValue.withUnsafeBufferPointer { pb in
                             LinearKernel.forward(y: ph.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!, bias: pb.baseAddress!,
                                                  rows: rows, inFeatures: n, outFeatures: r)
                         }
                     }
                 }
             }
-            g = h.applying(.gelu)
-            g.withUnsafeBufferPointer { pg in
-                uValue.withUnsafeBufferPointer { pu in
-                    upBiasValue.withUnsafeBufferPointer { pb in
-                        mixed.withUnsafeMutableBufferPointer { pm in
+            g = Tensor(uninitialized: [rows, r]) { pg in
+                h.withUnsafeBufferPointer { ph in ActivationKernel.forward(.gelu, out: pg.baseAddress!, x: ph.baseAddress!, count: rows * r) }
+            }
+            let mixed = Tensor(uninitialized: [rows, n]) { pm in
+                g.withUnsafeBufferPointer { pg in
+                    uValue.withUnsafeBufferPointer { pu in
+                        upBiasValue.withUnsafeBufferPointer { pb in
                             LinearKernel.forward(y: pm.baseAddress!, x: pg.baseAddress!, weight: pu.baseAddress!, bias: pb.baseAddress!,
                                                  rows: rows, inFeatures: r, outFeatures: n)
                         }
                     }
                 }
             }
-            mixed.withUnsafeBufferPointer { pm in
-                out.withUnsafeMutableBufferPointer { po in
-                    for e in 0..<b {
-                        for p in 0..<n where source[e * n + p] < realRows {
-                            let dst = po.baseAddress! + source[e * n + p] * d, src = pm.baseAddress! + e * d * n + p
-                            for c in 0..<d { dst[c] = src[c * n] }
-                        }
-                    }
+            out = Tensor(uninitialized: [realRows, d]) { po in
+                mixed.withUnsafeBufferPointer { pm in
+                    Self.fromColumns(po.baseAddress!, pm.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: false)
                 }
             }
         }
@@ -182,16 +172,12 @@ public final class LoSAHead: Head, HeadKind {
         let (x, down, downBias, up, upBias) = (x.handle, down.handle, downBias.handle, up.handle, upBias.handle)
         return tape.record(out, inputs: [x, down, downBias, up, upBias]) { gradOut, tape in
             guard rows > 0 && realRows > 0 else { return }
-            // Gradients start from zero buffers and are added into, as the chain of nodes did.
-            var gradMixed = Tensor(zeros: [rows, n])
-            gradOut.withUnsafeBufferPointer { pg in
-                gradMixed.withUnsafeMutableBufferPointer { pm in
-                    for e in 0..<b {
-                        for p in 0..<n where source[e * n + p] < realRows {
-                            let src = pg.baseAddress! + source[e * n + p] * d, dst = pm.baseAddress! + e * d * n + p
-                            for c in 0..<d { dst[c * n] += src[c] }
-                        }
-                    }
+            // Gradients are added into zero buffers, as the chain of nodes did (0 + g, not g: the
+            // same bits down to the sign of a zero).
+            let gradMixed = Tensor(uninitialized: [rows, n]) { pm in
+                gradOut.withUnsafeBufferPointer { pg in
+                    Self.toColumns(pm.baseAddress!, pg.baseAddress!, offsets: offsets, width: d, positions: n,
+                                   addingToZero: true)
                 }
             }
             var gradActivated = Tensor(zeros: [rows, r]), gradU = Tensor(zeros: [n, r]), gradUpBias = Tensor(zeros: [n])
@@ -243,12 +229,7 @@ public final class LoSAHead: Head, HeadKind {
             if let gradT {
                 gradT.withUnsafeBufferPointer { dt in
                     tape.accumulate(x) { dx in
-                        for e in 0..<b {
-                            for p in 0..<n where source[e * n + p] < realRows {
-                                let dst = dx.baseAddress! + source[e * n + p] * d, src = dt.baseAddress! + e * d * n + p
-                                for c in 0..<d { dst[c] += src[c * n] }
-                            }
-                        }
+                        Self.fromColumns(dx.baseAddress!, dt.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: true)
                     }
                 }
             }
@@ -265,6 +246,68 @@ public final class LoSAHead: Head, HeadKind {
                 tape.accumulate(upBias) { dst in for j in 0..<n { dst[j] += db[j] } }
             }
         }
+    }
+}
+
+extension LoSAHead {
+    /// Channels of a tile of the transposes: a tile's rows of n positions stay in L1 while its
+    /// columns are written.
+    static let tile = 32
+
+    /// dst [B, D, n] ← packed rows src [T, D]: dst[e, c, p] = src[first row of e + p, c] (0 + that
+    /// with `addingToZero`) for p below e's length, 0 past it; every element of dst is written.
+    static func toColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, offsets: [Int],
+                          width d: Int, positions n: Int, addingToZero: Bool) {
+        for e in 0..<(offsets.count - 1) {
+            let first = offsets[e], length = offsets[e + 1] - first
+            let block = dst + e * d * n
+            for c0 in stride(from: 0, to: d, by: tile) {
+                let cw = min(tile, d - c0)
+                for p in 0..<length {
+                    let from = src + (first + p) * d + c0, column = block + c0 * n + p
+                    if addingToZero {
+                        for k in 0..<cw { column[k * n] = 0 + from[k] }
+                    } else {
+                        for k in 0..<cw { column[k * n] = from[k] }
+                    }
+                }
+            }
+            if length < n {
+                for c in 0..<d { (block + c * n + length).update(repeating: 0, count: n - length) }
+            }
+        }
+    }
+
+    /// Packed rows dst [T, D] (=|+=) src [B, D, n] at the real positions: dst[first row of e + p, c]
+    /// from src[e, c, p].
+    static func fromColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, offsets: [Int],
+                            width d: Int, positions n: Int, accumulate: Bool) {
+        for e in 0..<(offsets.count - 1) {
+            let first = offsets[e], length = offsets[e + 1] - first
+            let block = src + e * d * n
+            for c0 in stride(from: 0, to: d, by: tile) {
+                let cw = min(tile, d - c0)
+                for p in 0..<length {
+                    let to = dst + (first + p) * d + c0, column = block + c0 * n + p
+                    if accumulate {
+                        for k in 0..<cw { to[k] += column[k * n] }
+                    } else {
+                        for k in 0..<cw { to[k] = column[k * n] }
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// A tensor whose every element `fill` writes (nothing is zeroed first).
+    init(uninitialized shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.init(shape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { fill(buffer) }
+            initialized = count
+        })
     }
 }
 
