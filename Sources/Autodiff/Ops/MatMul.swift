@@ -44,15 +44,15 @@ extension Variable {
         let outFeatures = w.shape[0], inFeatures = w.shape[1], rows = x.rowCount
         if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(w.shape)") }
         let biasValue = bias?.value
-        var y = Tensor(zeros: Array(x.shape.dropLast()) + [outFeatures])
-        if rows > 0 {
+        // The kernel writes every row: the bias, then the product added (or the product alone);
+        // an empty product (no inputs) leaves zeros.
+        let outShape = Array(x.shape.dropLast()) + [outFeatures]
+        let y = inFeatures == 0 ? Tensor(zeros: outShape) : Tensor(uninitialized: outShape) { py in
             x.withUnsafeBufferPointer { px in
                 w.withUnsafeBufferPointer { pw in
-                    y.withUnsafeMutableBufferPointer { py in
-                        withOptionalPointer(biasValue) { pb in
-                            LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
-                                                 bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
-                        }
+                    withOptionalPointer(biasValue) { pb in
+                        LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
+                                             bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
                     }
                 }
             }
@@ -97,6 +97,18 @@ extension Variable {
                 for i in 0..<dst.count { dst[i] += seed }
             }
         }
+    }
+}
+
+extension Tensor {
+    /// A tensor whose every element `fill` writes: nothing is zeroed first, for outputs a kernel
+    /// overwrites whole (zeroing them was a tenth of LoSA's step).
+    public init(uninitialized shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.init(shape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { fill(buffer) }
+            initialized = count
+        })
     }
 }
 

@@ -10,16 +10,14 @@ extension Variable {
         if let gain { precondition(gain.shape == [cols], "layerNorm: gain \(gain.shape) for input \(x.shape)") }
         if let bias { precondition(bias.shape == [cols], "layerNorm: bias \(bias.shape) for input \(x.shape)") }
         let gainValue = gain?.value, biasValue = bias?.value
-        var y = Tensor(zeros: x.shape)
         var mean = [Float](repeating: 0, count: rows), rstd = [Float](repeating: 0, count: rows)
-        if x.count > 0 {
+        // The kernel writes every element of every row.
+        let y = Tensor(uninitialized: x.shape) { py in
             x.withUnsafeBufferPointer { px in
-                y.withUnsafeMutableBufferPointer { py in
-                    withOptionalPointer(gainValue) { pg in
-                        withOptionalPointer(biasValue) { pb in
-                            LayerNormKernel.forward(out: py.baseAddress!, mean: &mean, rstd: &rstd, x: px.baseAddress!,
-                                                    gain: pg, bias: pb, rows: rows, cols: cols, eps: eps)
-                        }
+                withOptionalPointer(gainValue) { pg in
+                    withOptionalPointer(biasValue) { pb in
+                        LayerNormKernel.forward(out: py.baseAddress!, mean: &mean, rstd: &rstd, x: px.baseAddress!,
+                                                gain: pg, bias: pb, rows: rows, cols: cols, eps: eps)
                     }
                 }
             }

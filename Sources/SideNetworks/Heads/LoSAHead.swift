@@ -135,8 +135,10 @@ public final class LoSAHead: Head, HeadKind {
                 }
             }
         }
-        var h = Tensor(zeros: [rows, r]), g = Tensor(zeros: [rows, r]), out = Tensor(zeros: [realRows, d])
-        if rows > 0 && realRows > 0 {
+        let h: Tensor, g: Tensor, out: Tensor
+        if rows == 0 || realRows == 0 {
+            (h, g, out) = (Tensor(zeros: [rows, r]), Tensor(zeros: [rows, r]), Tensor(zeros: [realRows, d]))
+        } else {
             let t = paddedTransposed()
             // Both linears start from their bias rows (LinearKernel.forward), so nothing is zeroed.
             h = Tensor(uninitialized: [rows, r]) { ph in
@@ -297,17 +299,6 @@ extension LoSAHead {
                 }
             }
         }
-    }
-}
-
-extension Tensor {
-    /// A tensor whose every element `fill` writes (nothing is zeroed first).
-    init(uninitialized shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
-        let count = shape.reduce(1, *)
-        self.init(shape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if count > 0 { fill(buffer) }
-            initialized = count
-        })
     }
 }
 
