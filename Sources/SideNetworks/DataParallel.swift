@@ -46,9 +46,8 @@ public final class ShardedStep: @unchecked Sendable {
     /// threads; a part whose loss is not finite records it and skips the backward.
     public func forwardBackward(part: Int, _ batch: Batch, batchCount: Int, labelSmoothing: Float) {
         let p = state[part]
-        // The tape is emptied on the thread that filled it, before this part returns: its
-        // tensors go back to this thread's malloc arena while nothing else needs them, instead of
-        // staying until the next step, which may run this part on the other thread.
+        // The tape is emptied before this part returns, not when the part's next step starts: its
+        // tensors are then free for the other part and the next batch instead of held for nothing.
         defer { p.tape.reset() }
         p.tape.isTraining = true
         // An empty part (the first half of a batch of one) adds nothing: no stale gradient either.
