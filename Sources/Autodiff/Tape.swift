@@ -1,25 +1,47 @@
 // The reverse-mode autodiff tape. Nodes live in arrays by index, appended in creation order, which
-// is already a topological order: backward walks the indices downwards. A node stores its value,
+// is already a topological order: backward walks the indices downwards. A node stores its shape,
 // whether it needs a gradient, and a closure that turns its output gradient into its inputs'
 // gradients (`+=`, never `=`). Deliberately small: no lazy graph, no fusion, no higher derivatives.
+//
+// A node's value lives in its Variable, not on the tape: the tape keeps only what the backward
+// steps captured. A value no step needs (a sum's output, say) is freed as soon as the forward
+// code drops the last Variable holding it, so a step's peak is what its backward needs, not
+// every intermediate it computed.
 import TensorCore
 
-/// A handle to a node on a tape. Cheap to copy; valid until the tape is reset.
+/// A handle to a node on a tape with the node's forward value. Cheap to copy; valid until the
+/// tape is reset.
 public struct Variable {
     public let tape: Tape
     public let index: Int
+    private let storage: Tensor?
+
+    init(tape: Tape, index: Int, value: Tensor?) {
+        self.tape = tape
+        self.index = index
+        storage = value
+    }
 
     /// The node's forward value.
-    public var value: Tensor { tape.values[index] }
-    public var shape: [Int] { tape.values[index].shape }
-    /// The accumulated gradient after `backward`, or nil when no gradient reached this node.
+    public var value: Tensor {
+        guard let storage else { preconditionFailure("the value of node \(index) was read through a handle") }
+        return storage
+    }
+
+    public var shape: [Int] { tape.shapes[index] }
+    /// A leaf's accumulated gradient after `backward`, or nil when no gradient reached it (an op's
+    /// gradient is dropped once `backward` has passed it on to the op's inputs).
     public var gradient: Tensor? { tape.gradients[index] }
+
+    /// The node without its value: what a backward step captures to add into the node's gradient,
+    /// so that the step keeps alive only the tensors it captures by name.
+    public var handle: Variable { Variable(tape: tape, index: index, value: nil) }
 }
 
 /// Records operations and runs them backwards.
 public final class Tape {
-    /// Forward values by node index.
-    public private(set) var values: [Tensor] = []
+    /// Shapes by node index.
+    public private(set) var shapes: [[Int]] = []
     /// Gradients by node index; nil until something flows into the node.
     public private(set) var gradients: [Tensor?] = []
     private var needsGradient: [Bool] = []
@@ -37,11 +59,11 @@ public final class Tape {
     }
 
     /// Number of nodes recorded so far.
-    public var count: Int { values.count }
+    public var count: Int { shapes.count }
 
     /// Forgets every node (keeps the arrays' capacity for the next step).
     public func reset() {
-        values.removeAll(keepingCapacity: true)
+        shapes.removeAll(keepingCapacity: true)
         gradients.removeAll(keepingCapacity: true)
         needsGradient.removeAll(keepingCapacity: true)
         backwardSteps.removeAll(keepingCapacity: true)
@@ -71,7 +93,9 @@ public final class Tape {
     // MARK: Recording
 
     /// Records an op's output. `backward` receives the output gradient and must add into the
-    /// inputs' gradients with `accumulate`; it is dropped when no input needs a gradient.
+    /// inputs' gradients with `accumulate`; it is dropped when no input needs a gradient. It
+    /// should capture the inputs' `handle`s and only the tensors it reads: whatever it captures
+    /// stays alive until it has run.
     public func record(
         _ value: Tensor, inputs: [Variable], backward: @escaping (_ outputGradient: Tensor, _ tape: Tape) -> Void
     ) -> Variable {
@@ -83,11 +107,11 @@ public final class Tape {
     }
 
     private func append(_ value: Tensor, needsGradient needs: Bool, backward: ((Tensor, Tape) -> Void)?) -> Variable {
-        values.append(value)
+        shapes.append(value.shape)
         gradients.append(nil)
         needsGradient.append(needs)
         backwardSteps.append(backward)
-        return Variable(tape: self, index: values.count - 1)
+        return Variable(tape: self, index: shapes.count - 1, value: value)
     }
 
     /// Whether gradients are wanted for this node.
@@ -98,7 +122,7 @@ public final class Tape {
     public func accumulate(_ v: Variable, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
         guard needsGradient[v.index] else { return }
         if gradients[v.index] == nil {
-            gradients[v.index] = Tensor(zeros: values[v.index].shape)
+            gradients[v.index] = Tensor(zeros: shapes[v.index])
         }
         gradients[v.index]!.withUnsafeMutableBufferPointer { body($0) }
     }
@@ -106,10 +130,11 @@ public final class Tape {
     /// Adds a whole tensor into `v`'s gradient (the first one is kept as it is: no zeroed buffer
     /// to add it into).
     public func accumulate(_ v: Variable, _ gradient: Tensor) {
-        precondition(gradient.count == values[v.index].count, "gradient \(gradient.shape) for node of shape \(values[v.index].shape)")
+        let shape = shapes[v.index]
+        precondition(gradient.count == shape.reduce(1, *), "gradient \(gradient.shape) for node of shape \(shape)")
         guard needsGradient[v.index] else { return }
         if gradients[v.index] == nil {
-            gradients[v.index] = gradient.shape == values[v.index].shape ? gradient : gradient.reshaped(values[v.index].shape)
+            gradients[v.index] = gradient.shape == shape ? gradient : gradient.reshaped(shape)
             return
         }
         gradient.withUnsafeBufferPointer { g in
@@ -123,8 +148,13 @@ public final class Tape {
 
     /// Backpropagates from a one-element `output` (seed 1) through every node recorded before it,
     /// then adds parameter gradients into their sets. Gradients from an earlier call are cleared.
-    public func backward(from output: Variable) {
-        propagate(from: output)
+    ///
+    /// With `releasing`, each op's backward step, with the tensors it captured, is dropped as soon
+    /// as it ran (the tape cannot run backward again before `reset`): the walk downwards then
+    /// frees the forward's tensors as fast as it makes gradients, so a step's peak is its
+    /// forward, not its forward and all its gradients.
+    public func backward(from output: Variable, releasing: Bool = false) {
+        propagate(from: output, releasing: releasing)
         for leaf in parameterLeaves {
             if let g = gradients[leaf.node] { leaf.set.addGradient(g, to: leaf.id) }
         }
@@ -133,23 +163,29 @@ public final class Tape {
     /// `backward`, but the parameter gradients are added into `buffer`, laid out as `set.gradients`,
     /// instead of into the set: tapes running at once on parts of one batch each keep their own
     /// buffer, and the caller sums them. Every parameter leaf must belong to `set`.
-    public func backward(from output: Variable, into buffer: inout [Float], of set: ParameterSet) {
+    public func backward(from output: Variable, into buffer: inout [Float], of set: ParameterSet, releasing: Bool = false) {
         precondition(buffer.count == set.count, "gradient buffer of \(buffer.count) for a set of \(set.count)")
-        propagate(from: output)
+        propagate(from: output, releasing: releasing)
         for leaf in parameterLeaves {
             precondition(leaf.set === set, "parameter leaf from another set")
             if let g = gradients[leaf.node] { set.addGradient(g, to: leaf.id, in: &buffer) }
         }
     }
 
-    private func propagate(from output: Variable) {
-        precondition(output.value.count == 1, "backward from a non-scalar of shape \(output.shape)")
+    private func propagate(from output: Variable, releasing: Bool) {
+        precondition(output.shape.reduce(1, *) == 1, "backward from a non-scalar of shape \(output.shape)")
         for i in gradients.indices { gradients[i] = nil }
         guard needsGradient[output.index] else { return }
-        gradients[output.index] = Tensor(repeating: 1, shape: values[output.index].shape)
+        gradients[output.index] = Tensor(repeating: 1, shape: shapes[output.index])
         for i in stride(from: output.index, through: 0, by: -1) {
-            guard let step = backwardSteps[i], let g = gradients[i] else { continue }
-            step(g, self)
+            // Leaves have no step and keep their gradient; an op's gradient has reached its inputs
+            // once its step ran.
+            guard let step = backwardSteps[i] else { continue }
+            if let g = gradients[i] {
+                gradients[i] = nil
+                step(g, self)
+            }
+            if releasing { backwardSteps[i] = nil }
         }
     }
 }

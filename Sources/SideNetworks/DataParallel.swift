@@ -46,7 +46,9 @@ public final class ShardedStep: @unchecked Sendable {
     /// threads; a part whose loss is not finite records it and skips the backward.
     public func forwardBackward(part: Int, _ batch: Batch, batchCount: Int, labelSmoothing: Float) {
         let p = state[part]
-        p.tape.reset()
+        // The tape is emptied before this part returns, not when the part's next step starts: its
+        // tensors are then free for the other part and the next batch instead of held for nothing.
+        defer { p.tape.reset() }
         p.tape.isTraining = true
         // An empty part (the first half of a batch of one) adds nothing: no stale gradient either.
         if parts > 1 { p.gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
@@ -57,9 +59,9 @@ public final class ShardedStep: @unchecked Sendable {
         guard p.loss.isFinite else { return }
         if parts == 1 {
             head.parameters.zeroGradients()
-            p.tape.backward(from: loss)
+            p.tape.backward(from: loss, releasing: true)
         } else {
-            p.tape.backward(from: loss, into: &p.gradients, of: head.parameters)
+            p.tape.backward(from: loss, into: &p.gradients, of: head.parameters, releasing: true)
         }
     }
 
@@ -83,7 +85,7 @@ public final class ShardedStep: @unchecked Sendable {
     /// Eval-mode logits [B, C] of one part, on that part's tape.
     public func predict(part: Int, _ batch: Batch) -> Tensor {
         let tape = state[part].tape
-        tape.reset()
+        defer { tape.reset() }
         tape.isTraining = false
         return head.logits(batch, on: tape).value
     }

@@ -225,6 +225,14 @@ public final class Prefetcher: @unchecked Sendable {
         let parts = max(parts, 1)
         let thread = Thread { [self] in
             for indices in batches {
+                // A slot first, then the decoding: a batch decoded while the queue is full would
+                // wait fully decoded, one more batch held than `depth` (E3VA's 13 features
+                // make that 8 MB).
+                condition.lock()
+                while queue.count >= self.depth && !cancelled { condition.wait() }
+                let stop = cancelled
+                condition.unlock()
+                if stop { break }
                 let result = Result {
                     let ranges = Batch.shardRanges(count: indices.count, shards: parts)
                     // The last part is never empty; an empty one is an empty slice of it.
@@ -234,7 +242,6 @@ public final class Prefetcher: @unchecked Sendable {
                     } + [last]
                 }
                 condition.lock()
-                while queue.count >= self.depth && !cancelled { condition.wait() }
                 if cancelled { condition.unlock(); break }
                 queue.append(result)
                 condition.broadcast()

@@ -6,7 +6,7 @@ extension Variable {
     public func applying(_ f: Activation) -> Variable {
         let x = value
         let y = x.applying(f)
-        let input = self
+        let input = handle
         return tape.record(y, inputs: [input]) { g, tape in
             guard g.count > 0 else { return }
             g.withUnsafeBufferPointer { pg in

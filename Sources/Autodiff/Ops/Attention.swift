@@ -29,7 +29,7 @@ extension Variable {
                 }
             }
         }
-        let (query, key, value) = (self, keys, values)
+        let (query, key, value) = (handle, keys.handle, values.handle)
         return tape.record(out, inputs: [query, key, value]) { g, tape in
             guard g.count > 0 else { return }
             var gradQ = tape.needsGradient(query) ? Tensor(zeros: q.shape) : nil
@@ -91,7 +91,7 @@ extension Variable {
             }
         }
         let permutedInput = source
-        let input = self
+        let (input, weight, bias) = (handle, weight.handle, bias?.handle)
         let inputs = [input, weight] + (bias.map { [$0] } ?? [])
         return tape.record(y, inputs: inputs) { g, tape in
             guard rows > 0 else { return }

@@ -11,7 +11,7 @@ extension Variable {
         let m = out.shape[out.rank - 2], n = out.shape[out.rank - 1]
         let k = transposeSelf ? a.shape[a.rank - 2] : a.shape[a.rank - 1]
         let batches = out.count / max(m * n, 1)
-        let (lhs, rhs) = (self, other)
+        let (lhs, rhs) = (handle, other.handle)
         return tape.record(out, inputs: [lhs, rhs]) { gradOut, tape in
             guard k > 0 else { return }
             let needA = tape.needsGradient(lhs), needB = tape.needsGradient(rhs)
@@ -44,20 +44,20 @@ extension Variable {
         let outFeatures = w.shape[0], inFeatures = w.shape[1], rows = x.rowCount
         if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(w.shape)") }
         let biasValue = bias?.value
-        var y = Tensor(zeros: Array(x.shape.dropLast()) + [outFeatures])
-        if rows > 0 {
+        // The kernel writes every row: the bias, then the product added (or the product alone);
+        // an empty product (no inputs) leaves zeros.
+        let outShape = Array(x.shape.dropLast()) + [outFeatures]
+        let y = inFeatures == 0 ? Tensor(zeros: outShape) : Tensor(uninitialized: outShape) { py in
             x.withUnsafeBufferPointer { px in
                 w.withUnsafeBufferPointer { pw in
-                    y.withUnsafeMutableBufferPointer { py in
-                        withOptionalPointer(biasValue) { pb in
-                            LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
-                                                 bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
-                        }
+                    withOptionalPointer(biasValue) { pb in
+                        LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
+                                             bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
                     }
                 }
             }
         }
-        let input = self
+        let (input, weight, bias) = (handle, weight.handle, bias?.handle)
         let inputs = [input, weight] + (bias.map { [$0] } ?? [])
         return tape.record(y, inputs: inputs) { gradY, tape in
             guard rows > 0 else { return }
@@ -90,13 +90,25 @@ extension Variable {
     public func sum() -> Variable {
         var total: Double = 0
         for v in value.scalars { total += Double(v) }
-        let input = self
+        let input = handle
         return tape.record(Tensor(scalar: Float(total)), inputs: [input]) { g, tape in
             let seed = g.scalar
             tape.accumulate(input) { dst in
                 for i in 0..<dst.count { dst[i] += seed }
             }
         }
+    }
+}
+
+extension Tensor {
+    /// A tensor whose every element `fill` writes: nothing is zeroed first, for outputs a kernel
+    /// overwrites whole (zeroing them was a tenth of LoSA's step).
+    public init(uninitialized shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.init(shape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { fill(buffer) }
+            initialized = count
+        })
     }
 }
 

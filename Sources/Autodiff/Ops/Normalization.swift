@@ -10,21 +10,19 @@ extension Variable {
         if let gain { precondition(gain.shape == [cols], "layerNorm: gain \(gain.shape) for input \(x.shape)") }
         if let bias { precondition(bias.shape == [cols], "layerNorm: bias \(bias.shape) for input \(x.shape)") }
         let gainValue = gain?.value, biasValue = bias?.value
-        var y = Tensor(zeros: x.shape)
         var mean = [Float](repeating: 0, count: rows), rstd = [Float](repeating: 0, count: rows)
-        if x.count > 0 {
+        // The kernel writes every element of every row.
+        let y = Tensor(uninitialized: x.shape) { py in
             x.withUnsafeBufferPointer { px in
-                y.withUnsafeMutableBufferPointer { py in
-                    withOptionalPointer(gainValue) { pg in
-                        withOptionalPointer(biasValue) { pb in
-                            LayerNormKernel.forward(out: py.baseAddress!, mean: &mean, rstd: &rstd, x: px.baseAddress!,
-                                                    gain: pg, bias: pb, rows: rows, cols: cols, eps: eps)
-                        }
+                withOptionalPointer(gainValue) { pg in
+                    withOptionalPointer(biasValue) { pb in
+                        LayerNormKernel.forward(out: py.baseAddress!, mean: &mean, rstd: &rstd, x: px.baseAddress!,
+                                                gain: pg, bias: pb, rows: rows, cols: cols, eps: eps)
                     }
                 }
             }
         }
-        let input = self
+        let (input, gain, bias) = (handle, gain?.handle, bias?.handle)
         let inputs = [input] + [gain, bias].compactMap { $0 }
         return tape.record(y, inputs: inputs) { g, tape in
             guard g.count > 0 else { return }
@@ -74,7 +72,7 @@ extension Variable {
                 y.withUnsafeMutableBufferPointer { py in forward(py.baseAddress!, px.baseAddress!, rows, cols) }
             }
         }
-        let input = self
+        let input = handle
         let output = y
         return tape.record(y, inputs: [input]) { g, tape in
             guard g.count > 0 else { return }
@@ -101,7 +99,7 @@ extension Variable {
                                            rows: rows, classes: classes, smoothing: smoothing)
             }
         }
-        let input = self
+        let input = handle
         let saved = probabilities
         return tape.record(Tensor(scalar: loss), inputs: [input]) { g, tape in
             saved.withUnsafeBufferPointer { pp in
@@ -127,7 +125,7 @@ extension Variable {
                 for j in 0..<cols { p[r * cols + j] /= norms[r] }
             }
         }
-        let input = self
+        let input = handle
         let output = y
         return tape.record(y, inputs: [input]) { g, tape in
             // y_j = x_j / n, n = Σ|x| + eps: dx_k = (g_k − sign(x_k) · Σ_j g_j y_j) / n

@@ -26,7 +26,7 @@ extension Variable {
                 }
             }
         }
-        let input = self
+        let input = handle
         return tape.record(y, inputs: [input]) { g, tape in
             g.withUnsafeBufferPointer { pg in
                 tape.accumulate(input) { dx in
@@ -58,7 +58,7 @@ extension Variable {
         y.withUnsafeMutableBufferPointer { py in
             for i in 0..<py.count { py[i] *= mask[i] }
         }
-        let input = self
+        let input = handle
         return tape.record(y, inputs: [input]) { g, tape in
             g.withUnsafeBufferPointer { pg in
                 tape.accumulate(input) { dx in

@@ -27,6 +27,7 @@ extension Variable {
             column += w
         }
         let tape = parts[0].tape
+        let parts = parts.map(\.handle)
         return tape.record(Tensor(shape: shape, scalars: out), inputs: parts) { g, tape in
             var column = 0
             for (p, w) in zip(parts, widths) {
@@ -51,7 +52,7 @@ extension Variable {
         shape[axis] = range.count
         var out = [Float](repeating: 0, count: outer * w)
         for o in 0..<outer { for j in 0..<w { out[o * w + j] = x.scalars[o * full + start + j] } }
-        let input = self
+        let input = handle
         return tape.record(Tensor(shape: shape, scalars: out), inputs: [input]) { g, tape in
             tape.accumulate(input) { dx in
                 for o in 0..<outer { for j in 0..<w { dx[o * full + start + j] += g.scalars[o * w + j] } }
@@ -84,7 +85,7 @@ extension Variable {
                 }
             }
         }
-        let input = self
+        let input = handle
         return tape.record(out, inputs: [input]) { g, tape in
             g.withUnsafeBufferPointer { pg in
                 tape.accumulate(input) { dx in
@@ -110,7 +111,7 @@ extension Variable {
                 Self.transpose(dst.baseAddress!, src.baseAddress!, batches: batches, rows: m, columns: n, accumulate: false)
             }
         }
-        let input = self
+        let input = handle
         return tape.record(out, inputs: [input]) { g, tape in
             g.withUnsafeBufferPointer { pg in
                 tape.accumulate(input) { dx in
@@ -162,7 +163,7 @@ extension Variable {
                 for j in 0..<width { out[b * width + j] += weights[t] * x.scalars[t * width + j] }
             }
         }
-        let input = self
+        let input = handle
         return tape.record(Tensor(shape: [segments.count, width], scalars: out), inputs: [input]) { g, tape in
             tape.accumulate(input) { dx in
                 for b in 0..<segments.count {

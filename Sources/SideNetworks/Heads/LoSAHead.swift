@@ -96,16 +96,214 @@ public final class LoSAHead: Head, HeadKind {
 
     /// g(u) = t′ + c′: token mixing along positions, then channel mixing of u + t′.
     func update(_ u: Variable, _ m: Mixer, _ padding: Padding, _ n: Int) -> Variable {
-        let tape = u.tape, d = u.shape[1], b = padding.examples
-        let t = padding.pad(m.tokenNorm(u, parameters))                        // [B·n, D], padding rows zero
-            .reshaped([b, n, d]).transposed()                                    // [B, D, n]
-        let down = tape.parameter(parameters, m.tokenDown.weight).slice(0..<n, axis: 1)
-        let up = tape.parameter(parameters, m.tokenUp.weight).slice(0..<n, axis: 0)
-        let upBias = tape.parameter(parameters, m.tokenUp.bias!).slice(0..<n, axis: 0)
-        let mixed = t.linear(down, tape.parameter(parameters, m.tokenDown.bias!)).gelu().linear(up, upBias)  // [B, D, n]
-        let tokenUpdate = padding.unpad(mixed.transposed().reshaped([b * n, d]))  // [T, D]
+        let tape = u.tape
+        let tokenUpdate = mixTokens(m.tokenNorm(u, parameters), padding: padding, n: n,
+                                    down: tape.parameter(parameters, m.tokenDown.weight), downBias: tape.parameter(parameters, m.tokenDown.bias!),
+                                    up: tape.parameter(parameters, m.tokenUp.weight), upBias: tape.parameter(parameters, m.tokenUp.bias!))
         let v = u + tokenUpdate
         let channelUpdate = m.channelUp(m.channelDown(m.channelNorm(v, parameters), parameters).gelu(), parameters)
         return tokenUpdate + channelUpdate
     }
+
+    /// The token-mixing MLP along positions as one tape node: each example's rows x [T, D] padded
+    /// to n positions and transposed to [B, D, n], h = t·V[:, :n]ᵀ + b_V, GELU, then
+    /// m = GELU(h)·U[:n]ᵀ + b_U[:n], transposed back and unpadded to [T, D]. The same kernels on
+    /// the same operands as recording pad, transpose, linear, GELU, linear, transpose and unpad
+    /// one by one, so the same bits; but the node keeps only h and GELU(h) ([B·D, r]) for the
+    /// backward and rebuilds the padded input there, where the chain of nodes kept four padded
+    /// [B·n, D] tensors and their gradients.
+    func mixTokens(_ x: Variable, padding: Padding, n: Int, down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
+        let tape = x.tape
+        let d = x.shape[1], b = padding.examples, rows = b * d
+        let r = down.shape[0], positions = down.shape[1]
+        precondition(padding.length == n && n <= positions && up.shape == [positions, r] && upBias.shape == [positions] && downBias.shape == [r],
+                     "losa token mixing: \(n) positions with V \(down.shape), U \(up.shape)")
+        let offsets = padding.segments.offsets, realRows = padding.segments.totalRows
+        let xValue = x.value, uValue = up.value, upBiasValue = upBias.value, downBiasValue = downBias.value
+        // V[:, :n] as its own [r, n] matrix (the slice the linear reads).
+        let vSlice = Tensor(uninitialized: [r, n]) { dst in
+            down.value.withUnsafeBufferPointer { pv in
+                for o in 0..<r { for j in 0..<n { dst[o * n + j] = pv[o * positions + j] } }
+            }
+        }
+        /// t [B, D, n]: t[b, c, p] = x[row of (b, p), c], zero past the example's length.
+        func paddedTransposed() -> Tensor {
+            Tensor(uninitialized: [b, d, n]) { pt in
+                xValue.withUnsafeBufferPointer { px in
+                    Self.toColumns(pt.baseAddress!, px.baseAddress!, offsets: offsets, width: d, positions: n,
+                                   addingToZero: false)
+                }
+            }
+        }
+        let h: Tensor, g: Tensor, out: Tensor
+        if rows == 0 || realRows == 0 {
+            (h, g, out) = (Tensor(zeros: [rows, r]), Tensor(zeros: [rows, r]), Tensor(zeros: [realRows, d]))
+        } else {
+            let t = paddedTransposed()
+            // Both linears start from their bias rows (LinearKernel.forward), so nothing is zeroed.
+            h = Tensor(uninitialized: [rows, r]) { ph in
+                t.withUnsafeBufferPointer { pt in
+                    vSlice.withUnsafeBufferPointer { pv in
+                        downBiasValue.withUnsafeBufferPointer { pb in
+                            LinearKernel.forward(y: ph.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!, bias: pb.baseAddress!,
+                                                 rows: rows, inFeatures: n, outFeatures: r)
+                        }
+                    }
+                }
+            }
+            g = Tensor(uninitialized: [rows, r]) { pg in
+                h.withUnsafeBufferPointer { ph in ActivationKernel.forward(.gelu, out: pg.baseAddress!, x: ph.baseAddress!, count: rows * r) }
+            }
+            let mixed = Tensor(uninitialized: [rows, n]) { pm in
+                g.withUnsafeBufferPointer { pg in
+                    uValue.withUnsafeBufferPointer { pu in
+                        upBiasValue.withUnsafeBufferPointer { pb in
+                            LinearKernel.forward(y: pm.baseAddress!, x: pg.baseAddress!, weight: pu.baseAddress!, bias: pb.baseAddress!,
+                                                 rows: rows, inFeatures: r, outFeatures: n)
+                        }
+                    }
+                }
+            }
+            out = Tensor(uninitialized: [realRows, d]) { po in
+                mixed.withUnsafeBufferPointer { pm in
+                    Self.fromColumns(po.baseAddress!, pm.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: false)
+                }
+            }
+        }
+        let (hidden, activated) = (h, g)
+        let (x, down, downBias, up, upBias) = (x.handle, down.handle, downBias.handle, up.handle, upBias.handle)
+        return tape.record(out, inputs: [x, down, downBias, up, upBias]) { gradOut, tape in
+            guard rows > 0 && realRows > 0 else { return }
+            // Gradients are added into zero buffers, as the chain of nodes did (0 + g, not g: the
+            // same bits down to the sign of a zero).
+            let gradMixed = Tensor(uninitialized: [rows, n]) { pm in
+                gradOut.withUnsafeBufferPointer { pg in
+                    Self.toColumns(pm.baseAddress!, pg.baseAddress!, offsets: offsets, width: d, positions: n,
+                                   addingToZero: true)
+                }
+            }
+            var gradActivated = Tensor(zeros: [rows, r]), gradU = Tensor(zeros: [n, r]), gradUpBias = Tensor(zeros: [n])
+            gradMixed.withUnsafeBufferPointer { dm in
+                activated.withUnsafeBufferPointer { pg in
+                    uValue.withUnsafeBufferPointer { pu in
+                        gradActivated.withUnsafeMutableBufferPointer { dg in
+                            gradU.withUnsafeMutableBufferPointer { du in
+                                gradUpBias.withUnsafeMutableBufferPointer { db in
+                                    LinearKernel.backward(gradX: dg.baseAddress!, gradWeight: du.baseAddress!, gradBias: db.baseAddress!,
+                                                          gradY: dm.baseAddress!, x: pg.baseAddress!, weight: pu.baseAddress!,
+                                                          rows: rows, inFeatures: r, outFeatures: n)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            var gradHidden = Tensor(zeros: [rows, r])
+            gradActivated.withUnsafeBufferPointer { dg in
+                hidden.withUnsafeBufferPointer { ph in
+                    activated.withUnsafeBufferPointer { pg in
+                        gradHidden.withUnsafeMutableBufferPointer { dh in
+                            ActivationKernel.backward(.gelu, gradX: dh.baseAddress!, gradOut: dg.baseAddress!, x: ph.baseAddress!,
+                                                      y: pg.baseAddress!, count: rows * r)
+                        }
+                    }
+                }
+            }
+            let needX = tape.needsGradient(x)
+            var gradT = needX ? Tensor(zeros: [rows, n]) : nil
+            var gradV = Tensor(zeros: [r, n]), gradDownBias = Tensor(zeros: [r])
+            let t = paddedTransposed()
+            gradHidden.withUnsafeBufferPointer { dh in
+                t.withUnsafeBufferPointer { pt in
+                    vSlice.withUnsafeBufferPointer { pv in
+                        withOptionalMutablePointer(&gradT) { dt in
+                            gradV.withUnsafeMutableBufferPointer { dv in
+                                gradDownBias.withUnsafeMutableBufferPointer { db in
+                                    LinearKernel.backward(gradX: dt, gradWeight: dv.baseAddress!, gradBias: db.baseAddress!,
+                                                          gradY: dh.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!,
+                                                          rows: rows, inFeatures: n, outFeatures: r)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let gradT {
+                gradT.withUnsafeBufferPointer { dt in
+                    tape.accumulate(x) { dx in
+                        Self.fromColumns(dx.baseAddress!, dt.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: true)
+                    }
+                }
+            }
+            gradV.withUnsafeBufferPointer { dv in
+                tape.accumulate(down) { dst in
+                    for o in 0..<r { for j in 0..<n { dst[o * positions + j] += dv[o * n + j] } }
+                }
+            }
+            tape.accumulate(downBias, gradDownBias)
+            gradU.withUnsafeBufferPointer { du in
+                tape.accumulate(up) { dst in for i in 0..<(n * r) { dst[i] += du[i] } }
+            }
+            gradUpBias.withUnsafeBufferPointer { db in
+                tape.accumulate(upBias) { dst in for j in 0..<n { dst[j] += db[j] } }
+            }
+        }
+    }
+}
+
+extension LoSAHead {
+    /// Channels of a tile of the transposes: a tile's rows of n positions stay in L1 while its
+    /// columns are written.
+    static let tile = 32
+
+    /// dst [B, D, n] ← packed rows src [T, D]: dst[e, c, p] = src[first row of e + p, c] (0 + that
+    /// with `addingToZero`) for p below e's length, 0 past it; every element of dst is written.
+    static func toColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, offsets: [Int],
+                          width d: Int, positions n: Int, addingToZero: Bool) {
+        for e in 0..<(offsets.count - 1) {
+            let first = offsets[e], length = offsets[e + 1] - first
+            let block = dst + e * d * n
+            for c0 in stride(from: 0, to: d, by: tile) {
+                let cw = min(tile, d - c0)
+                for p in 0..<length {
+                    let from = src + (first + p) * d + c0, column = block + c0 * n + p
+                    if addingToZero {
+                        for k in 0..<cw { column[k * n] = 0 + from[k] }
+                    } else {
+                        for k in 0..<cw { column[k * n] = from[k] }
+                    }
+                }
+            }
+            if length < n {
+                for c in 0..<d { (block + c * n + length).update(repeating: 0, count: n - length) }
+            }
+        }
+    }
+
+    /// Packed rows dst [T, D] (=|+=) src [B, D, n] at the real positions: dst[first row of e + p, c]
+    /// from src[e, c, p].
+    static func fromColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, offsets: [Int],
+                            width d: Int, positions n: Int, accumulate: Bool) {
+        for e in 0..<(offsets.count - 1) {
+            let first = offsets[e], length = offsets[e + 1] - first
+            let block = src + e * d * n
+            for c0 in stride(from: 0, to: d, by: tile) {
+                let cw = min(tile, d - c0)
+                for p in 0..<length {
+                    let to = dst + (first + p) * d + c0, column = block + c0 * n + p
+                    if accumulate {
+                        for k in 0..<cw { to[k] += column[k * n] }
+                    } else {
+                        for k in 0..<cw { to[k] = column[k * n] }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Calls `body` with the tensor's mutable base address, or nil when there is no tensor.
+private func withOptionalMutablePointer<R>(_ t: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
+    guard t != nil else { return body(nil) }
+    return t!.withUnsafeMutableBufferPointer { body($0.baseAddress) }
 }
