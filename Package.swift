@@ -54,7 +54,7 @@ let package = Package(
 
         // Stage two: side networks on the cache, and the trainer that streams batches from it.
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
-        .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "CMalloc"],
+        .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors"],
                 swiftSettings: numericCode),
         // Sweeps: a TOML spec expanded into trials, grouped into shared passes, sharded for job arrays;
         // their results files and the report (HTML + inline SVG).

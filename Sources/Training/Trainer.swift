@@ -6,9 +6,6 @@
 // to the same head trained alone.
 import ActivationStore
 import Autodiff
-#if canImport(Glibc)
-import CMalloc
-#endif
 import Dispatch
 import Foundation
 import SideNetworks
@@ -386,23 +383,6 @@ private final class Counter: @unchecked Sendable {
         value += 1
         return value - 1
     }
-}
-
-/// Every step allocates and frees the same few hundred tensors; by default glibc maps large ones
-/// fresh and unmaps them on free, so each step page-faults its whole working set again (a sixth
-/// of LoSA's time). Keeping freed memory in the heap for reuse removes that; the working set of
-/// one step bounds what is kept.
-///
-/// One arena for every thread: glibc gives each new thread its own, and the parts of a batch run
-/// on whichever pooled threads claim them, so every arena that ever ran a part kept that part's
-/// whole working set free for itself alone (LoSA: 211 MiB resident for 23 MiB in use between
-/// batches). The few hundred tensor allocations per step hardly contend for its lock.
-func keepFreedMemory() {
-    #if canImport(Glibc)
-    mallopt(M_MMAP_THRESHOLD, 256 << 20)
-    mallopt(M_TRIM_THRESHOLD, 512 << 20)
-    mallopt(M_ARENA_MAX, 1)
-    #endif
 }
 
 /// Resident memory that is not a file mapping (heap, stacks, anonymous maps) right now, from
