@@ -51,6 +51,10 @@ import TensorCore
             v[0].layerNorm(gain: v[1], bias: v[2])
         }
         checkGradients("layerNorm plain", inputs: [randomInput([4, 6], seed: 8)]) { _, v in v[0].layerNorm(eps: 1e-12) }
+        // 40 columns: two 16-lane steps and a tail in the kernel's forward and backward.
+        checkGradients("layerNorm affine, 40 wide", inputs: [randomInput([3, 40], seed: 11), randomInput([40], seed: 12), randomInput([40], seed: 13)]) { _, v in
+            v[0].layerNorm(gain: v[1], bias: v[2])
+        }
     }
 
     @Test func softmaxAndLogSoftmax() {
