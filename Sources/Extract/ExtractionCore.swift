@@ -199,19 +199,24 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
                                       seconds: (ContinuousClock.now - started).inSeconds, resumedFrom: resumedFrom))
             onItsWay = nil
         }
-        while state.written < part.count {
-            let start = part.lowerBound + state.written
-            let chunk = start..<min(start + chunkSize, part.upperBound)
-            var records = try parallelMap(work.batches(chunk), workers: workers) { batch in
-                let encoder = RecordEncoder(storage: settings.storage, zstdLevel: Int32(settings.zstdLevel),
-                                            shuffle: settings.shuffle, int8Scales: scalesNow)
-                return try work.compute(batch).map { example in
-                    (index: example.index, bytes: try withBlockPointers(example.blocks) { pointers in
-                        try encoder.encode(label: example.label, rows: example.rows, width: width,
-                                           blocks: zip(keys, pointers).map { RecordEncoder.Block(layer: $0.layer, stream: $0.stream, values: $1) })
-                    })
-                }
-            }.flatMap { $0 }
+        // Chunks as an uninterrupted run cuts them; their batches go to the workers with no pause
+        // between chunks (a chunk of a few batches would otherwise leave a core idle at its end).
+        let chunks = stride(from: part.lowerBound + state.written, to: part.upperBound, by: chunkSize).map {
+            $0..<min($0 + chunkSize, part.upperBound)
+        }
+        let pipeline = ChunkPipeline(batches: chunks.map(work.batches), workers: workers) { batch in
+            let encoder = RecordEncoder(storage: settings.storage, zstdLevel: Int32(settings.zstdLevel),
+                                        shuffle: settings.shuffle, int8Scales: scalesNow)
+            return try work.compute(batch).map { example in
+                (index: example.index, bytes: try withBlockPointers(example.blocks) { pointers in
+                    try encoder.encode(label: example.label, rows: example.rows, width: width,
+                                       blocks: zip(keys, pointers).map { RecordEncoder.Block(layer: $0.layer, stream: $0.stream, values: $1) })
+                })
+            }
+        }
+        defer { pipeline.stop() }
+        for (position, chunk) in chunks.enumerated() {
+            var records = try pipeline.take(position).flatMap { $0 }
             records.sort { $0.index < $1.index }
             tokens += work.tokens(chunk)
             state.written = chunk.upperBound - part.lowerBound
@@ -224,6 +229,90 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
         try reportWritten()
     }
     return cache
+}
+
+/// Computes the batches of consecutive chunks on `workers` threads while the caller takes whole
+/// chunks in order. A thread that finishes one chunk's last batch starts on the next chunk; at most
+/// one chunk past the one being taken is started, which bounds what is held. After a failed batch
+/// no more are started and `take` throws its error.
+private final class ChunkPipeline<R: Sendable>: @unchecked Sendable {
+    private let condition = NSCondition()
+    /// Every batch, chunk by chunk; `firstBatch[c]` is chunk c's first.
+    private let batches: [[Int]]
+    private let chunkOf: [Int]
+    private let firstBatch: [Int]
+    // Guarded by `condition`.
+    private var results: [R?]
+    private var pending: [Int]
+    private var next = 0
+    private var taken = 0
+    private var failure: (any Error)?
+    private var stopped = false
+    private let threads = DispatchGroup()
+
+    init(batches perChunk: [[[Int]]], workers: Int, _ transform: @escaping @Sendable ([Int]) throws -> R) {
+        batches = perChunk.flatMap { $0 }
+        chunkOf = perChunk.enumerated().flatMap { chunk, its in Array(repeating: chunk, count: its.count) }
+        firstBatch = perChunk.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        results = Array(repeating: nil, count: batches.count)
+        pending = perChunk.map(\.count)
+        // Threads of their own: a pooled thread waiting for the next chunk could starve the pool.
+        for _ in 0..<max(1, workers) {
+            threads.enter()
+            Thread { [self] in
+                while let i = claim() { done(i, Result { try transform(batches[i]) }) }
+                threads.leave()
+            }.start()
+        }
+    }
+
+    private func claim() -> Int? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if stopped || failure != nil || next == batches.count { return nil }
+            if chunkOf[next] <= taken + 1 {
+                next += 1
+                return next - 1
+            }
+            condition.wait()
+        }
+    }
+
+    private func done(_ i: Int, _ result: Result<R, any Error>) {
+        condition.lock()
+        defer { condition.unlock() }
+        switch result {
+        case .success(let value): results[i] = value
+        case .failure(let error): failure = failure ?? error
+        }
+        pending[chunkOf[i]] -= 1
+        condition.broadcast()
+    }
+
+    /// Chunk `chunk`'s results in batch order, once all are computed; chunks are taken in order.
+    func take(_ chunk: Int) throws -> [R] {
+        condition.lock()
+        defer { condition.unlock() }
+        precondition(chunk == taken, "ChunkPipeline: chunk \(chunk) taken out of order")
+        while pending[chunk] > 0 && failure == nil { condition.wait() }
+        if let failure { throw failure }
+        let range = firstBatch[chunk]..<firstBatch[chunk + 1]
+        let out = range.map { results[$0]! }
+        for i in range { results[i] = nil }
+        taken += 1
+        condition.broadcast()
+        return out
+    }
+
+    /// Starts no more batches and waits for the threads to finish theirs.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+        threads.wait()
+    }
 }
 
 /// Runs appends one after another on a queue of their own, so the next chunk computes meanwhile.
