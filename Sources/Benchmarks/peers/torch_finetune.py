@@ -9,7 +9,8 @@ The bench calls
     torch_finetune.py --data DATASET_DIR --model MODEL_DIR --threads 2 --batch-size 32 [--examples 640]
 with DATASET_DIR holding train.jsonl ({"text", "label"} per line) and MODEL_DIR the local model
 folder (config.json, model.safetensors, vocab.txt); nothing is downloaded. It prints one JSON line:
-texts_per_s, seconds_per_epoch, peak_rss_bytes, train_examples.
+texts_per_s, seconds_per_epoch, peak_rss_bytes, peak_anonymous_bytes (RssAnon, sampled after
+each step, as `sidecar fit` samples its own between batches), train_examples.
 """
 import argparse
 import json
@@ -35,6 +36,16 @@ class Classifier(nn.Module):
         # Mean over real tokens, the pooling all-MiniLM-L6-v2 was trained with.
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
         return self.classifier(pooled)
+
+
+def anonymous_bytes():
+    """Resident memory that is not a file mapping (RssAnon in /proc/self/status): without the
+    pages of torch's shared libraries, as Sidecar's figure is without its cache's."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def main():
@@ -72,12 +83,16 @@ def main():
     for i in range(0, len(subset), args.batch_size):
         batches.append((encoded[i:i + args.batch_size], labels[i:i + args.batch_size]))
 
+    peak_anonymous = 0
+
     def step(ids, y):
+        nonlocal peak_anonymous
         padded = tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         loss = F.cross_entropy(model(padded["input_ids"], padded["attention_mask"]), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        peak_anonymous = max(peak_anonymous, anonymous_bytes())
 
     # The first step allocates the optimiser state and warms the kernels; it is not timed.
     step(*batches[0])
@@ -91,6 +106,7 @@ def main():
         "texts_per_s": round(texts_per_s, 2),
         "seconds_per_epoch": round(len(rows) / texts_per_s, 1),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_anonymous_bytes": peak_anonymous,
         "train_examples": len(rows),
     }))
 
