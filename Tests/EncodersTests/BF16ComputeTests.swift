@@ -96,19 +96,25 @@ struct BF16ComputeTests {
 
     @Test(arguments: ["native", "interpolated"])
     func tinyViTHiddenStatesAgreeWithF32(_ case: String) throws {
-        let folder = encoderFixtures.appendingPathComponent("tiny_vit")
-        let reference = try ViTEncoder(folder: folder, compute: .f32)
-        let reduced = try ViTEncoder(folder: folder, compute: .bf16)
-        let pixels = try SafeTensorsFile(path: folder.appendingPathComponent("expected.safetensors").path).tensor("\(`case`).pixel_values")
-        let layers = Set(0...reference.config.layerCount)
-        let expected = try reference.hiddenStates(pixels: pixels, layers: layers)
-        let actual = try reduced.hiddenStates(pixels: pixels, layers: layers)
-        for layer in layers.sorted() {
-            let cosine = worstTokenCosine(try #require(actual[layer]), expected[layer]!, width: reference.config.hiddenSize)
-            let worst = zip(actual[layer]!.scalars, expected[layer]!.scalars).map { abs($0 - $1) }.max()!
-            print("tiny ViT (\(`case`)) layer \(layer), bf16 vs f32: worst per-token cosine \(cosine), max |Δ| \(worst)")
-            #expect(cosine >= 0.999, "layer \(layer)")
-            #expect(worst > 0, "layer \(layer) is not computed in bf16")
-        }
+        try expectBF16AgreesWithF32(folder: encoderFixtures.appendingPathComponent("tiny_vit"), name: "tiny ViT", case: `case`)
+    }
+}
+
+/// An image encoder's bf16 hidden states against its f32 ones on the fixture's pixels for `case`:
+/// per-token cosine ≥ 0.999 on every layer, and every layer (0 included: it goes through the bf16
+/// patch projection) visibly rounded.
+func expectBF16AgreesWithF32(folder: URL, name: String, case: String) throws {
+    let reference = try ViTEncoder(folder: folder, compute: .f32)
+    let reduced = try ViTEncoder(folder: folder, compute: .bf16)
+    let pixels = try SafeTensorsFile(path: folder.appendingPathComponent("expected.safetensors").path).tensor("\(`case`).pixel_values")
+    let layers = Set(0...reference.config.layerCount)
+    let expected = try reference.hiddenStates(pixels: pixels, layers: layers)
+    let actual = try reduced.hiddenStates(pixels: pixels, layers: layers)
+    for layer in layers.sorted() {
+        let cosine = worstTokenCosine(try #require(actual[layer]), expected[layer]!, width: reference.config.hiddenSize)
+        let worst = zip(actual[layer]!.scalars, expected[layer]!.scalars).map { abs($0 - $1) }.max()!
+        print("\(name) (\(`case`)) layer \(layer), bf16 vs f32: worst per-token cosine \(cosine), max |Δ| \(worst)")
+        #expect(cosine >= 0.999, "layer \(layer)")
+        #expect(worst > 0, "layer \(layer) is not computed in bf16")
     }
 }

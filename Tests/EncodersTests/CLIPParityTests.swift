@@ -189,19 +189,6 @@ func rewriteWeights(_ folder: URL, _ edit: ([(name: String, tensor: Tensor)]) ->
 struct CLIPBF16Tests {
     @Test(arguments: ["native", "interpolated"])
     func tinyCLIPHiddenStatesAgreeWithF32(_ case: String) throws {
-        let reference = try ViTEncoder(folder: tinyCLIP, compute: .f32)
-        let reduced = try ViTEncoder(folder: tinyCLIP, compute: .bf16)
-        let pixels = try CLIPParityTests.expected().tensor("\(`case`).pixel_values")
-        let layers = Set(0...reference.config.layerCount)
-        let expected = try reference.hiddenStates(pixels: pixels, layers: layers)
-        let actual = try reduced.hiddenStates(pixels: pixels, layers: layers)
-        for layer in layers.sorted() {
-            let cosine = worstTokenCosine(try #require(actual[layer]), expected[layer]!, width: reference.config.hiddenSize)
-            let worst = zip(actual[layer]!.scalars, expected[layer]!.scalars).map { abs($0 - $1) }.max()!
-            print("tiny CLIP (\(`case`)) layer \(layer), bf16 vs f32: worst per-token cosine \(cosine), max |Δ| \(worst)")
-            #expect(cosine >= 0.999, "layer \(layer)")
-            // Even layer 0 goes through the bf16 patch projection.
-            #expect(worst > 0, "layer \(layer) is not computed in bf16")
-        }
+        try expectBF16AgreesWithF32(folder: tinyCLIP, name: "tiny CLIP", case: `case`)
     }
 }

@@ -141,29 +141,23 @@ public final class LoSAHead: Head, HeadKind {
         } else {
             let t = paddedTransposed()
             // Both linears start from their bias rows (LinearKernel.forward), so nothing is zeroed.
-            h = Tensor(uninitialized: [rows, r]) { ph in
-                t.withUnsafeBufferPointer { pt in
-                    vSlice.withUnsafeBufferPointer { pv in
-                        downBiasValue.withUnsafeBufferPointer { pb in
-                            LinearKernel.forward(y: ph.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!, bias: pb.baseAddress!,
-                                                 rows: rows, inFeatures: n, outFeatures: r)
+            func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor, inFeatures: Int, outFeatures: Int) -> Tensor {
+                Tensor(uninitialized: [rows, outFeatures]) { py in
+                    x.withUnsafeBufferPointer { px in
+                        weight.withUnsafeBufferPointer { pw in
+                            bias.withUnsafeBufferPointer { pb in
+                                LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!,
+                                                     rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+                            }
                         }
                     }
                 }
             }
+            h = linear(t, vSlice, downBiasValue, inFeatures: n, outFeatures: r)
             g = Tensor(uninitialized: [rows, r]) { pg in
                 h.withUnsafeBufferPointer { ph in ActivationKernel.forward(.gelu, out: pg.baseAddress!, x: ph.baseAddress!, count: rows * r) }
             }
-            let mixed = Tensor(uninitialized: [rows, n]) { pm in
-                g.withUnsafeBufferPointer { pg in
-                    uValue.withUnsafeBufferPointer { pu in
-                        upBiasValue.withUnsafeBufferPointer { pb in
-                            LinearKernel.forward(y: pm.baseAddress!, x: pg.baseAddress!, weight: pu.baseAddress!, bias: pb.baseAddress!,
-                                                 rows: rows, inFeatures: r, outFeatures: n)
-                        }
-                    }
-                }
-            }
+            let mixed = linear(g, uValue, upBiasValue, inFeatures: r, outFeatures: n)
             out = Tensor(uninitialized: [realRows, d]) { po in
                 mixed.withUnsafeBufferPointer { pm in
                     Self.fromColumns(po.baseAddress!, pm.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: false)
