@@ -146,8 +146,12 @@ func lastJSON(_ out: String) throws -> [String: Any] {
         while (try? String(contentsOfFile: out + "/writer.lock", encoding: .utf8))?.isEmpty ?? true, first.isRunning, Date() < deadline {
             Thread.sleep(forTimeInterval: 0.02)
         }
+        // Paused while the second tries, so that a fast first run cannot end (and free the cache)
+        // before the second asks for the lock.
+        kill(first.processIdentifier, SIGSTOP)
         try #require(first.isRunning, "the first extraction ended before a second could start")
         let second = try runSidecar(arguments)
+        kill(first.processIdentifier, SIGCONT)
         #expect(second.status != 0)
         #expect(second.err.contains("another sidecar extract is writing \(out) (pid \(first.processIdentifier)); wait for it to end or use another --out folder"),
                 "\(second.err)")
