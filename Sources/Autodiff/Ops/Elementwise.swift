@@ -5,7 +5,7 @@ extension Variable {
     /// a ∘ b with NumPy broadcasting; gradients are summed over broadcast dimensions.
     public func binary(_ operation: BinaryOperation, _ other: Variable) -> Variable {
         let a = value, b = other.value
-        guard let geometry = Broadcast(a.shape, b.shape) else {
+        guard Broadcast(a.shape, b.shape) != nil else {
             preconditionFailure("\(operation): shapes \(a.shape) and \(other.shape) do not broadcast")
         }
         let out = Self.fast(operation, a, b) ?? Tensor.binary(operation, a, b)
@@ -132,54 +132,5 @@ extension Variable {
         return tape.record(value.reshaped(shape), inputs: [input]) { g, tape in
             tape.accumulate(input, g)
         }
-    }
-}
-
-extension Tensor {
-    /// Sums over the dimensions along which `shape` broadcasts to this tensor's shape: the gradient
-    /// of an input that was broadcast. Rows go in order, each into a contiguous target row or, for
-    /// a target of one element per row, through a local sum.
-    func summed(to target: [Int]) -> Tensor {
-        let rank = shape.count
-        precondition(target.count <= rank, "summed: \(target) has more dimensions than \(shape)")
-        let padded = Array(repeating: 1, count: rank - target.count) + target
-        precondition(zip(padded, shape).allSatisfy { $0 == $1 || $0 == 1 }, "summed: \(target) does not broadcast to \(shape)")
-        var strides = [Int](repeating: 0, count: rank)
-        var step = 1
-        for d in stride(from: rank - 1, through: 0, by: -1) {
-            strides[d] = padded[d] == 1 ? 0 : step
-            step *= padded[d]
-        }
-        var out = Tensor(zeros: target)
-        guard count > 0 else { return out }
-        let inner = shape[rank - 1], contiguous = strides[rank - 1] == 1
-        let rows = count / inner
-        var index = [Int](repeating: 0, count: max(rank - 1, 0))
-        withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                let s = src.baseAddress!, t = dst.baseAddress!
-                var offset = 0
-                for row in 0..<rows {
-                    let from = s + row * inner, to = t + offset
-                    if contiguous {
-                        for j in 0..<inner { to[j] += from[j] }
-                    } else {
-                        var sum: Float = 0
-                        for j in 0..<inner { sum += from[j] }
-                        to[0] += sum
-                    }
-                    var d = rank - 2
-                    while d >= 0 {
-                        index[d] += 1
-                        offset += strides[d]
-                        if index[d] < shape[d] { break }
-                        offset -= strides[d] * shape[d]
-                        index[d] = 0
-                        d -= 1
-                    }
-                }
-            }
-        }
-        return out
     }
 }

@@ -1,6 +1,7 @@
-// Element-wise binary operations with NumPy broadcasting, forward and backward. One strided loop
-// serves every case (a broadcast dimension has stride 0); the innermost dimension runs as a plain
-// loop so the common shapes ([B, N, D] with [D], equal shapes) vectorise.
+// Element-wise binary operations with NumPy broadcasting, and the sum back to a broadcast operand's
+// shape that their backward needs. One strided loop serves every case (a broadcast dimension has
+// stride 0); the innermost dimension runs as a plain loop so the common shapes ([B, N, D] with
+// [D], equal shapes) vectorise.
 
 /// The binary element-wise operations with broadcasting.
 public enum BinaryOperation: Sendable {
@@ -89,27 +90,6 @@ public enum BinaryKernel {
             }
         }
     }
-
-    /// Adds dL/da into gradA and dL/db into gradB (either may be nil), summing over broadcast
-    /// dimensions. `a` and `b` are needed only for multiply.
-    public static func backward(
-        _ operation: BinaryOperation, gradA: UnsafeMutablePointer<Float>?, gradB: UnsafeMutablePointer<Float>?,
-        gradOut: UnsafePointer<Float>, a: UnsafePointer<Float>, b: UnsafePointer<Float>, broadcast: Broadcast
-    ) {
-        broadcast.forEachRow { o, ia, ib, n, sa, sb in
-            switch operation {
-            case .add, .subtract:
-                if let gradA { for j in 0..<n { gradA[ia + j * sa] += gradOut[o + j] } }
-                if let gradB {
-                    let sign: Float = operation == .add ? 1 : -1
-                    for j in 0..<n { gradB[ib + j * sb] += sign * gradOut[o + j] }
-                }
-            case .multiply:
-                if let gradA { for j in 0..<n { gradA[ia + j * sa] += gradOut[o + j] * b[ib + j * sb] } }
-                if let gradB { for j in 0..<n { gradB[ib + j * sb] += gradOut[o + j] * a[ia + j * sa] } }
-            }
-        }
-    }
 }
 
 extension Tensor {
@@ -133,6 +113,32 @@ extension Tensor {
     public static func + (a: Tensor, b: Tensor) -> Tensor { binary(.add, a, b) }
     public static func - (a: Tensor, b: Tensor) -> Tensor { binary(.subtract, a, b) }
     public static func * (a: Tensor, b: Tensor) -> Tensor { binary(.multiply, a, b) }
+
+    /// Sums over the dimensions along which `target` broadcasts to this tensor's shape: the
+    /// gradient of an operand that was broadcast. Rows go in order, each added into a contiguous
+    /// target row or, where the target has one element per row, through a local sum first.
+    public func summed(to target: [Int]) -> Tensor {
+        guard let geometry = Broadcast(target, shape), geometry.shape == shape else {
+            preconditionFailure("summed: \(target) does not broadcast to \(shape)")
+        }
+        var out = Tensor(zeros: target)
+        guard count > 0 else { return out }
+        withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                let s = src.baseAddress!, t = dst.baseAddress!
+                geometry.forEachRow { o, it, _, n, step, _ in
+                    if step == 1 {
+                        for j in 0..<n { t[it + j] += s[o + j] }
+                    } else {
+                        var sum: Float = 0
+                        for j in 0..<n { sum += s[o + j] }
+                        t[it] += sum
+                    }
+                }
+            }
+        }
+        return out
+    }
 
     /// Every element times `factor`.
     public func scaled(by factor: Float) -> Tensor {
