@@ -197,11 +197,11 @@ public final class Trainer {
     /// The damaged records left out of every split (with `skipCorrupt`), in split then key order.
     public var skippedRecords: [CorruptRecord] { [train, val, test].compactMap { $0 }.flatMap(\.skipped) }
 
-    /// Runs `body` on every (head, part) of a batch, on as many cores as there are (or
-    /// `parallelHeads`). Each item writes only its own head's part state, so the order in which
-    /// the items run changes nothing.
-    private func forEachPart(_ states: [HeadState], _ body: @escaping @Sendable (HeadState, Int) -> Void) {
-        let items = states.flatMap { s in (0..<s.sharded.parts).map { (s, $0) } }
+    /// Runs `body(i, part)` on every part of every head `states[i]` of a batch, on as many cores as
+    /// there are (or `parallelHeads`). Each item writes only its own head's part state, so the
+    /// order in which the items run changes nothing.
+    private func forEachPart(_ states: [HeadState], _ body: @escaping @Sendable (_ state: Int, _ part: Int) -> Void) {
+        let items = states.indices.flatMap { i in (0..<states[i].sharded.parts).map { (i, $0) } }
         let workers = min(items.count, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
         if workers <= 1 {
             items.forEach(body)
@@ -242,7 +242,8 @@ public final class Trainer {
                 let training = active.filter { $0.failure == nil }
                 let parts = BatchParts(decoded, partCounts: Set(training.map(\.sharded.parts)))
                 let count = parts.count
-                forEachPart(training) { s, part in
+                forEachPart(training) { i, part in
+                    let s = training[i]
                     s.sharded.forwardBackward(part: part, parts.part(part, of: s.sharded.parts), batchCount: count,
                                               labelSmoothing: opts.labelSmoothing)
                 }
@@ -323,10 +324,9 @@ public final class Trainer {
             let parts = BatchParts(decoded, partCounts: Set(states.map(\.sharded.parts)))
             labels += parts.labels
             let logits = states.map { s in (0..<s.sharded.parts).map { _ in PartLogits() } }
-            let slots = Dictionary(uniqueKeysWithValues: zip(states.map(ObjectIdentifier.init), logits))
-            forEachPart(states) { s, part in
-                let rows = parts.part(part, of: s.sharded.parts)
-                if rows.count > 0 { slots[ObjectIdentifier(s)]![part].logits = s.sharded.predict(part: part, rows) }
+            forEachPart(states) { i, part in
+                let s = states[i], rows = parts.part(part, of: s.sharded.parts)
+                if rows.count > 0 { logits[i][part].logits = s.sharded.predict(part: part, rows) }
             }
             for (c, l) in zip(collected, logits) {
                 for (part, slot) in l.enumerated() {
