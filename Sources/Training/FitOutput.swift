@@ -54,7 +54,7 @@ public enum FitOutput {
                                     to: url.appendingPathComponent("head.safetensors").path)
         let settings = cache.manifest.settings
         var blobMetadata: [String: [String: String]] = [:]
-        for name in settings.blobs ?? [] { blobMetadata[name] = try cache.blob(name)?.metadata }
+        for name in settings.blobs ?? [] { blobMetadata[name] = try cache.blobMetadata(name) }
         let config = Config(head: result.head, hyperparameters: result.hyperparameters, training: options,
                             learningRate: result.learningRate, cache: cache.path, cacheManifestHash: result.cacheManifestHash,
                             labels: result.labels, features: head.features.map(\.description),

@@ -297,12 +297,22 @@ public final class ActivationCache: @unchecked Sendable {
 
     /// The blob `name`, or nil when the cache has none of that name.
     public func blob(_ name: String) throws -> Blob? {
-        guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.blobKey(name), in: meta) }) else { return nil }
-        do {
-            let file = try SafeTensorsFile(bytes: bytes, source: "\(path)/blob:\(name)")
+        try withBlobFile(name) { file in
             var tensors: [String: Tensor] = [:]
             for tensorName in file.names { tensors[tensorName] = try file.tensor(tensorName) }
             return Blob(tensors: tensors, metadata: file.metadata)
+        }
+    }
+
+    /// A blob's metadata alone (its header is parsed, its tensors are not decoded), or nil.
+    public func blobMetadata(_ name: String) throws -> [String: String]? {
+        try withBlobFile(name) { $0.metadata }
+    }
+
+    private func withBlobFile<R>(_ name: String, _ body: (SafeTensorsFile) throws -> R) throws -> R? {
+        guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.blobKey(name), in: meta) }) else { return nil }
+        do {
+            return try body(try SafeTensorsFile(bytes: bytes, source: "\(path)/blob:\(name)"))
         } catch {
             throw CacheError("\(path): blob \(name) is unreadable (\(error))")
         }
