@@ -89,7 +89,7 @@ public struct SweepPlan: Sendable {
         }
         let examples = s.splits.reduce(0) { $0 + (s.splitCounts[$1] ?? 0) }
         let cost = CostModel(examples: examples, trainExamples: s.splitCounts["train"] ?? 0, tokens: tokens,
-                             bytesPerExample: Double(cacheDataBytes(cache.path)) / Double(max(examples, 1)))
+                             bytesPerExample: Double(LMDBEnvironment.dataFileSize(cache.path) ?? 0) / Double(max(examples, 1)))
         return SweepPlan(groups: group(planned, limits: limits, cost: cost), limits: limits)
     }
 
@@ -179,10 +179,4 @@ struct CostModel: Sendable {
         }
         return decode + compute
     }
-}
-
-/// Bytes of the cache's LMDB data file (0 when unreadable).
-func cacheDataBytes(_ path: String) -> Int {
-    let attributes = try? FileManager.default.attributesOfItem(atPath: URL(fileURLWithPath: path).appendingPathComponent("data.mdb").path)
-    return (attributes?[.size] as? NSNumber)?.intValue ?? 0
 }

@@ -102,6 +102,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
     }
 
+    /// Bytes of the data file (data.mdb) of the environment at `path`, or nil when unreadable.
+    public static func dataFileSize(_ path: String) -> Int? { fileSize(path + "/data.mdb") }
+
     private static func fileSize(_ file: String) -> Int? {
         (try? FileManager.default.attributesOfItem(atPath: file))?[.size].flatMap { ($0 as? NSNumber)?.intValue }
     }
