@@ -37,6 +37,14 @@ public struct Dense: Sendable {
         let tape = x.tape
         return x.linear(tape.parameter(set, weight), bias.map { tape.parameter(set, $0) })
     }
+
+    /// self(norm(x)) as one node that keeps x rather than the norm's output (FoldedLayerNorm),
+    /// for a norm nothing else reads.
+    public func callAsFunction(_ x: Variable, normalizedBy norm: Norm, _ set: ParameterSet) -> Variable {
+        let tape = x.tape
+        return x.layerNormLinear(gain: tape.parameter(set, norm.gain), bias: tape.parameter(set, norm.bias), eps: norm.eps,
+                                 weight: tape.parameter(set, weight), linearBias: bias.map { tape.parameter(set, $0) })
+    }
 }
 
 /// Layer norm over the last dimension with a trainable gain and bias.

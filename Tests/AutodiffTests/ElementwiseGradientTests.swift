@@ -57,6 +57,32 @@ import TensorCore
         }
     }
 
+    @Test func layerNormLinear() {
+        checkGradients("layerNormLinear", inputs: [randomInput([5, 40], seed: 21), randomInput([40], seed: 22), randomInput([40], seed: 23),
+                                                   randomInput([6, 40], seed: 24), randomInput([6], seed: 25)]) { _, v in
+            v[0].layerNormLinear(gain: v[1], bias: v[2], weight: v[3], linearBias: v[4])
+        }
+    }
+
+    /// The folded norm recomputes its output in the backward: output and every gradient must be
+    /// the bits of a layer norm and a linear recorded one after the other.
+    @Test func layerNormLinearGivesTheChainsBits() {
+        let inputs = [randomInput([9, 37], seed: 31), randomInput([37], seed: 32), randomInput([37], seed: 33),
+                      randomInput([5, 37], seed: 34), randomInput([5], seed: 35)]
+        let projection = randomInput([9, 5], seed: 36)
+        func run(folded: Bool) -> [Tensor] {
+            let tape = Tape()
+            let v = inputs.map { tape.leaf($0) }
+            let out = folded ? v[0].layerNormLinear(gain: v[1], bias: v[2], weight: v[3], linearBias: v[4])
+                : v[0].layerNorm(gain: v[1], bias: v[2]).linear(v[3], v[4])
+            tape.backward(from: (out * tape.constant(projection)).sum())
+            return [out.value] + v.map { $0.gradient ?? Tensor(zeros: $0.shape) }
+        }
+        let chain = run(folded: false), folded = run(folded: true)
+        #expect(folded == chain)
+        #expect(folded.allSatisfy { $0.scalars.contains { $0 != 0 } })
+    }
+
     @Test func softmaxAndLogSoftmax() {
         checkGradients("softmax", inputs: [randomInput([3, 7], seed: 9, scale: 2)]) { _, v in v[0].softmax() }
         checkGradients("logSoftmax", inputs: [randomInput([3, 7], seed: 10, scale: 2)]) { _, v in v[0].logSoftmax() }

@@ -1,5 +1,6 @@
-// LoSA's token mixing is one tape node that keeps only its hidden layer, and claims the same bits
-// as the chain of ops it replaced (pad, transpose, linear, GELU, linear, transpose back, unpad):
+// LoSA's token norm and mixing are one tape node that keeps only its input and hidden layer, and
+// claims the same bits as the chain of ops it replaced (layer norm, pad, transpose, linear, GELU,
+// linear, transpose back, unpad):
 // its output and every gradient must be equal to the last bit, on ragged examples where the
 // padding matters.
 import Autodiff
@@ -25,12 +26,15 @@ import TensorCore
             let padding = Padding(segments, length: n)
             let down = tape.parameter(set, mixer.tokenDown.weight), downBias = tape.parameter(set, mixer.tokenDown.bias!)
             let up = tape.parameter(set, mixer.tokenUp.weight), upBias = tape.parameter(set, mixer.tokenUp.bias!)
+            let gain = tape.parameter(set, mixer.tokenNorm.gain), normBias = tape.parameter(set, mixer.tokenNorm.bias)
             let out: Variable
             if oneNode {
-                out = head.mixTokens(input, padding: padding, n: n, down: down, downBias: downBias, up: up, upBias: upBias)
+                out = head.mixTokens(input, normGain: gain, normBias: normBias, eps: mixer.tokenNorm.eps, padding: padding, n: n,
+                                     down: down, downBias: downBias, up: up, upBias: upBias)
             } else {
                 let b = segments.count
-                let t = padding.pad(input).reshaped([b, n, d]).transposed()
+                let normalized = input.layerNorm(gain: gain, bias: normBias, eps: mixer.tokenNorm.eps)
+                let t = padding.pad(normalized).reshaped([b, n, d]).transposed()
                 let mixed = t.linear(down.slice(0..<n, axis: 1), downBias).gelu()
                     .linear(up.slice(0..<n, axis: 0), upBias.slice(0..<n, axis: 0))
                 out = padding.unpad(mixed.transposed().reshaped([b * n, d]))
@@ -44,7 +48,7 @@ import TensorCore
         #expect(one.out == chain.out)
         #expect(one.dx == chain.dx)
         #expect(one.parameters == chain.parameters)
-        let touched = [mixer.tokenDown.weight, mixer.tokenDown.bias!, mixer.tokenUp.weight, mixer.tokenUp.bias!]
+        let touched = [mixer.tokenNorm.gain, mixer.tokenNorm.bias, mixer.tokenDown.weight, mixer.tokenDown.bias!, mixer.tokenUp.weight, mixer.tokenUp.bias!]
         for id in touched { #expect(set.gradient(id).scalars.contains { $0 != 0 }, "\(set.entry(id).name) got no gradient") }
         #expect(one.dx.scalars.contains { $0 != 0 })
     }

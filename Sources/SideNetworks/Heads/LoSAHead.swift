@@ -97,29 +97,33 @@ public final class LoSAHead: Head, HeadKind {
     /// g(u) = t′ + c′: token mixing along positions, then channel mixing of u + t′.
     func update(_ u: Variable, _ m: Mixer, _ padding: Padding, _ n: Int) -> Variable {
         let tape = u.tape
-        let tokenUpdate = mixTokens(m.tokenNorm(u, parameters), padding: padding, n: n,
+        let tokenUpdate = mixTokens(u, normGain: tape.parameter(parameters, m.tokenNorm.gain), normBias: tape.parameter(parameters, m.tokenNorm.bias),
+                                    eps: m.tokenNorm.eps, padding: padding, n: n,
                                     down: tape.parameter(parameters, m.tokenDown.weight), downBias: tape.parameter(parameters, m.tokenDown.bias!),
                                     up: tape.parameter(parameters, m.tokenUp.weight), upBias: tape.parameter(parameters, m.tokenUp.bias!))
         let v = u + tokenUpdate
-        let channelUpdate = m.channelUp(m.channelDown(m.channelNorm(v, parameters), parameters).gelu(), parameters)
+        let channelUpdate = m.channelUp(m.channelDown(v, normalizedBy: m.channelNorm, parameters).gelu(), parameters)
         return tokenUpdate + channelUpdate
     }
 
-    /// The token-mixing MLP along positions as one tape node: each example's rows x [T, D] padded
-    /// to n positions and transposed to [B, D, n], h = t·V[:, :n]ᵀ + b_V, GELU, then
-    /// m = GELU(h)·U[:n]ᵀ + b_U[:n], transposed back and unpadded to [T, D]. The same kernels on
-    /// the same operands as recording pad, transpose, linear, GELU, linear, transpose and unpad
-    /// one by one, so the same bits; but the node keeps only h and GELU(h) ([B·D, r]) for the
-    /// backward and rebuilds the padded input there, where the chain of nodes kept four padded
-    /// [B·n, D] tensors and their gradients.
-    func mixTokens(_ x: Variable, padding: Padding, n: Int, down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
-        let tape = x.tape
-        let d = x.shape[1], b = padding.examples, rows = b * d
+    /// The token norm and the token-mixing MLP along positions as one tape node: x = LN(u) [T, D],
+    /// each example's rows padded to n positions and transposed to [B, D, n], h = t·V[:, :n]ᵀ + b_V,
+    /// GELU, then m = GELU(h)·U[:n]ᵀ + b_U[:n], transposed back and unpadded to [T, D]. The same
+    /// kernels on the same operands as recording the norm, pad, transpose, linear, GELU, linear,
+    /// transpose and unpad one by one, so the same bits; but the node keeps only u, h and GELU(h)
+    /// ([B·D, r]) for the backward and rebuilds x and the padded input there, where the chain of
+    /// nodes kept x and four padded [B·n, D] tensors and their gradients.
+    func mixTokens(_ u: Variable, normGain: Variable, normBias: Variable, eps: Float, padding: Padding, n: Int,
+                   down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
+        let tape = u.tape
+        // The token norm is folded in: the node keeps u, not its normalised copy x.
+        let (norm, xValue) = FoldedLayerNorm.forward(u, gain: normGain, bias: normBias, eps: eps)
+        let d = u.shape[1], b = padding.examples, rows = b * d
         let r = down.shape[0], positions = down.shape[1]
         precondition(padding.length == n && n <= positions && up.shape == [positions, r] && upBias.shape == [positions] && downBias.shape == [r],
                      "losa token mixing: \(n) positions with V \(down.shape), U \(up.shape)")
         let offsets = padding.segments.offsets, realRows = padding.segments.totalRows
-        let xValue = x.value, uValue = up.value, upBiasValue = upBias.value, downBiasValue = downBias.value
+        let uValue = up.value, upBiasValue = upBias.value, downBiasValue = downBias.value
         // V[:, :n] as its own [r, n] matrix (the slice the linear reads).
         let vSlice = Tensor(uninitialized: [r, n]) { dst in
             down.value.withUnsafeBufferPointer { pv in
@@ -127,9 +131,9 @@ public final class LoSAHead: Head, HeadKind {
             }
         }
         /// t [B, D, n]: t[b, c, p] = x[row of (b, p), c], zero past the example's length.
-        func paddedTransposed() -> Tensor {
+        func paddedTransposed(_ x: Tensor) -> Tensor {
             Tensor(uninitialized: [b, d, n]) { pt in
-                xValue.withUnsafeBufferPointer { px in
+                x.withUnsafeBufferPointer { px in
                     Self.toColumns(pt.baseAddress!, px.baseAddress!, offsets: offsets, width: d, positions: n,
                                    addingToZero: false)
                 }
@@ -139,7 +143,7 @@ public final class LoSAHead: Head, HeadKind {
         if rows == 0 || realRows == 0 {
             (h, g, out) = (Tensor(zeros: [rows, r]), Tensor(zeros: [rows, r]), Tensor(zeros: [realRows, d]))
         } else {
-            let t = paddedTransposed()
+            let t = paddedTransposed(xValue)
             // Both linears start from their bias rows (LinearKernel.forward), so nothing is zeroed.
             func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor, inFeatures: Int, outFeatures: Int) -> Tensor {
                 Tensor(uninitialized: [rows, outFeatures]) { py in
@@ -165,8 +169,8 @@ public final class LoSAHead: Head, HeadKind {
             }
         }
         let (hidden, activated) = (h, g)
-        let (x, down, downBias, up, upBias) = (x.handle, down.handle, downBias.handle, up.handle, upBias.handle)
-        return tape.record(out, inputs: [x, down, downBias, up, upBias]) { gradOut, tape in
+        let (down, downBias, up, upBias) = (down.handle, downBias.handle, up.handle, upBias.handle)
+        return tape.record(out, inputs: norm.inputs + [down, downBias, up, upBias]) { gradOut, tape in
             guard rows > 0 && realRows > 0 else { return }
             // Gradients are added into zero buffers, as the chain of nodes did (0 + g, not g: the
             // same bits down to the sign of a zero).
@@ -203,17 +207,16 @@ public final class LoSAHead: Head, HeadKind {
                     }
                 }
             }
-            let needX = tape.needsGradient(x)
-            var gradT = needX ? Tensor(zeros: [rows, n]) : nil
+            var gradT = Tensor(zeros: [rows, n])
             var gradV = Tensor(zeros: [r, n]), gradDownBias = Tensor(zeros: [r])
-            let t = paddedTransposed()
+            let t = paddedTransposed(norm.recompute())
             gradHidden.withUnsafeBufferPointer { dh in
                 t.withUnsafeBufferPointer { pt in
                     vSlice.withUnsafeBufferPointer { pv in
-                        withOptionalMutablePointer(&gradT) { dt in
+                        gradT.withUnsafeMutableBufferPointer { dt in
                             gradV.withUnsafeMutableBufferPointer { dv in
                                 gradDownBias.withUnsafeMutableBufferPointer { db in
-                                    LinearKernel.backward(gradX: dt, gradWeight: dv.baseAddress!, gradBias: db.baseAddress!,
+                                    LinearKernel.backward(gradX: dt.baseAddress!, gradWeight: dv.baseAddress!, gradBias: db.baseAddress!,
                                                           gradY: dh.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!,
                                                           rows: rows, inFeatures: n, outFeatures: r)
                                 }
@@ -222,11 +225,10 @@ public final class LoSAHead: Head, HeadKind {
                     }
                 }
             }
-            if let gradT {
-                gradT.withUnsafeBufferPointer { dt in
-                    tape.accumulate(x) { dx in
-                        Self.fromColumns(dx.baseAddress!, dt.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: true)
-                    }
+            var gradX = Tensor(zeros: [realRows, d])
+            gradT.withUnsafeBufferPointer { dt in
+                gradX.withUnsafeMutableBufferPointer { dx in
+                    Self.fromColumns(dx.baseAddress!, dt.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: true)
                 }
             }
             gradV.withUnsafeBufferPointer { dv in
@@ -241,6 +243,7 @@ public final class LoSAHead: Head, HeadKind {
             gradUpBias.withUnsafeBufferPointer { db in
                 tape.accumulate(upBias) { dst in for j in 0..<n { dst[j] += db[j] } }
             }
+            norm.backward(gradX, on: tape)
         }
     }
 }
@@ -294,10 +297,4 @@ extension LoSAHead {
             }
         }
     }
-}
-
-/// Calls `body` with the tensor's mutable base address, or nil when there is no tensor.
-private func withOptionalMutablePointer<R>(_ t: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
-    guard t != nil else { return body(nil) }
-    return t!.withUnsafeMutableBufferPointer { body($0.baseAddress) }
 }

@@ -1,0 +1,128 @@
+// A layer norm folded into the op that reads its output. A plain layer norm keeps its input for
+// the backward and its reader keeps the output: two [rows, cols] tensors per norm for as long as
+// the step lives. Folded, the reader keeps only the norm's input (and each row's mean and rstd),
+// recomputes the output in its own backward, and passes the output's gradient back here. The
+// recomputed output is the same kernel on the same operands, so training gets the same bits.
+import TensorCore
+
+public struct FoldedLayerNorm {
+    let input: Variable, gain: Variable?, bias: Variable?
+    let x: Tensor, gainValue: Tensor?, biasValue: Tensor?
+    let eps: Float
+    let mean: [Float], rstd: [Float]
+
+    /// Normalises `x` over its last dimension; returns the norm, to be captured by the reader's
+    /// backward, and its output, for the reader's forward only.
+    public static func forward(_ x: Variable, gain: Variable?, bias: Variable?, eps: Float = 1e-5) -> (FoldedLayerNorm, Tensor) {
+        let value = x.value
+        let rows = value.rowCount, cols = value.columnCount
+        if let gain { precondition(gain.shape == [cols], "layerNorm: gain \(gain.shape) for input \(value.shape)") }
+        if let bias { precondition(bias.shape == [cols], "layerNorm: bias \(bias.shape) for input \(value.shape)") }
+        var mean = [Float](repeating: 0, count: rows), rstd = [Float](repeating: 0, count: rows)
+        let (gainValue, biasValue) = (gain?.value, bias?.value)
+        let y = normalize(value, gainValue, biasValue, eps, mean: &mean, rstd: &rstd)
+        let norm = FoldedLayerNorm(input: x.handle, gain: gain?.handle, bias: bias?.handle, x: value, gainValue: gainValue,
+                                   biasValue: biasValue, eps: eps, mean: mean, rstd: rstd)
+        return (norm, y)
+    }
+
+    /// The inputs the reader's tape node lists besides its own.
+    public var inputs: [Variable] { [input] + [gain, bias].compactMap { $0 } }
+
+    /// The output again, for the reader's backward.
+    public func recompute() -> Tensor {
+        var mean = [Float](repeating: 0, count: x.rowCount), rstd = mean
+        return Self.normalize(x, gainValue, biasValue, eps, mean: &mean, rstd: &rstd)
+    }
+
+    /// Adds the gradients of the input, gain and bias, given the output's gradient.
+    public func backward(_ gradOut: Tensor, on tape: Tape) {
+        let rows = x.rowCount, cols = x.columnCount
+        guard rows > 0 else { return }
+        var gradX = tape.needsGradient(input) ? Tensor(zeros: x.shape) : nil
+        var gradGain = gain.map { tape.needsGradient($0) } == true ? Tensor(zeros: [cols]) : nil
+        var gradBias = bias.map { tape.needsGradient($0) } == true ? Tensor(zeros: [cols]) : nil
+        gradOut.withUnsafeBufferPointer { pg in
+            x.withUnsafeBufferPointer { px in
+                withOptionalPointer(gainValue) { gainPointer in
+                    withOptionalMutablePointer(&gradX) { dx in
+                        withOptionalMutablePointer(&gradGain) { dg in
+                            withOptionalMutablePointer(&gradBias) { db in
+                                LayerNormKernel.backward(gradX: dx, gradGain: dg, gradBias: db, gradOut: pg.baseAddress!,
+                                                         x: px.baseAddress!, gain: gainPointer, mean: mean, rstd: rstd,
+                                                         rows: rows, cols: cols)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let gradX { tape.accumulate(input, gradX) }
+        if let gradGain, let gain { tape.accumulate(gain, gradGain) }
+        if let gradBias, let bias { tape.accumulate(bias, gradBias) }
+    }
+
+    private static func normalize(_ x: Tensor, _ gain: Tensor?, _ bias: Tensor?, _ eps: Float,
+                                  mean: inout [Float], rstd: inout [Float]) -> Tensor {
+        Tensor(uninitialized: x.shape) { py in
+            x.withUnsafeBufferPointer { px in
+                withOptionalPointer(gain) { pg in
+                    withOptionalPointer(bias) { pb in
+                        LayerNormKernel.forward(out: py.baseAddress!, mean: &mean, rstd: &rstd, x: px.baseAddress!,
+                                                gain: pg, bias: pb, rows: x.rowCount, cols: x.columnCount, eps: eps)
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Variable {
+    /// linear(layerNorm(self)) as one node that keeps the norm's input, not its output (see
+    /// FoldedLayerNorm): for a norm read by nothing but this product.
+    public func layerNormLinear(gain: Variable?, bias: Variable?, eps: Float = 1e-5, weight: Variable, linearBias: Variable?) -> Variable {
+        let (norm, normalized) = FoldedLayerNorm.forward(self, gain: gain, bias: bias, eps: eps)
+        let w = weight.value
+        precondition(w.rank == 2 && normalized.columnCount == w.shape[1],
+                     "linear: input \(normalized.shape) does not match weight \(w.shape) ([out, in])")
+        let outFeatures = w.shape[0], inFeatures = w.shape[1], rows = normalized.rowCount
+        if let linearBias { precondition(linearBias.shape == [outFeatures], "linear: bias \(linearBias.shape) for weight \(w.shape)") }
+        let biasValue = linearBias?.value
+        let y = Tensor(uninitialized: Array(normalized.shape.dropLast()) + [outFeatures]) { py in
+            normalized.withUnsafeBufferPointer { px in
+                w.withUnsafeBufferPointer { pw in
+                    withOptionalPointer(biasValue) { pb in
+                        LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
+                                             bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+                    }
+                }
+            }
+        }
+        let (weight, linearBias) = (weight.handle, linearBias?.handle)
+        return tape.record(y, inputs: norm.inputs + [weight] + (linearBias.map { [$0] } ?? [])) { gradY, tape in
+            guard rows > 0 else { return }
+            let x = norm.recompute()
+            var gradX = Tensor(zeros: x.shape)
+            var gradW = tape.needsGradient(weight) ? Tensor(zeros: w.shape) : nil
+            var gradB = linearBias.map { tape.needsGradient($0) } == true ? Tensor(zeros: [outFeatures]) : nil
+            gradY.withUnsafeBufferPointer { dy in
+                x.withUnsafeBufferPointer { px in
+                    w.withUnsafeBufferPointer { pw in
+                        gradX.withUnsafeMutableBufferPointer { dx in
+                            withOptionalMutablePointer(&gradW) { dw in
+                                withOptionalMutablePointer(&gradB) { db in
+                                    LinearKernel.backward(gradX: dx.baseAddress!, gradWeight: dw, gradBias: db, gradY: dy.baseAddress!,
+                                                          x: px.baseAddress!, weight: pw.baseAddress!, rows: rows,
+                                                          inFeatures: inFeatures, outFeatures: outFeatures)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if let gradW { tape.accumulate(weight, gradW) }
+            if let gradB, let linearBias { tape.accumulate(linearBias, gradB) }
+            norm.backward(gradX, on: tape)
+        }
+    }
+}
