@@ -72,13 +72,11 @@ public final class UniPTHead: Head, HeadKind {
         let anchor = reduced.last!
         let anchorPadded = padding.pad(anchor).reshaped([b, n, m])
         let anchorMean = anchor.pooled(.mean, segments: batch.segments)                           // a [B, m]
-        let keyMask = tape.constant(Tensor(shape: [b, 1, n], scalars: padding.mask.map { $0 ? 1 : 0 }))
         var interacted: [Variable] = []
         var confidences: [Variable] = []
         for f in reduced.dropLast() {
             let fp = padding.pad(f).reshaped([b, n, m])
-            let similarity = anchorPadded.matmul(fp, transposeOther: true) * keyMask              // [B, n, n]
-            let mixing = similarity.relu().l1Normalized()
+            let mixing = Self.interactionWeights(anchorPadded.matmul(fp, transposeOther: true), realKeys: padding.mask)  // [B, n, n]
             interacted.append(mixing.matmul(fp) + fp)                                             // (M + I)·F_i
             confidences.append(gate(anchorMean * f.pooled(.mean, segments: batch.segments), parameters))  // [B, 1]
         }
@@ -95,4 +93,52 @@ public final class UniPTHead: Head, HeadKind {
     }
 
     var upsampleWidth: Int { parameters.entry(upsample.weight).shape[0] }
+}
+
+extension UniPTHead {
+    /// M = l1-normalised rows of ReLU(S) with the padded keys zeroed, as one tape node: the same
+    /// arithmetic as S · keyMask, ReLU and l1Normalized recorded one by one, so the same values,
+    /// but only M and the row norms are kept for the backward. The chain kept S · keyMask, its
+    /// ReLU and the mask besides M: three [B, n, n] tensors more per layer, the largest of a step.
+    static func interactionWeights(_ s: Variable, realKeys mask: [Bool], eps: Float = 1e-6) -> Variable {
+        let shape = s.shape
+        let b = shape[0], n = shape[1]
+        precondition(shape == [b, n, n] && mask.count == b * n, "unipt interaction: similarity \(shape) with \(mask.count) key flags")
+        var norms = [Float](repeating: 0, count: b * n)
+        let m = Tensor(uninitialized: shape) { pm in
+            s.value.withUnsafeBufferPointer { ps in
+                for e in 0..<b {
+                    for q in 0..<n {
+                        let row = (e * n + q) * n
+                        var sum: Float = 0
+                        for k in 0..<n {
+                            let v = mask[e * n + k] && ps[row + k] > 0 ? ps[row + k] : 0
+                            pm[row + k] = v
+                            sum += v
+                        }
+                        let norm = sum + eps
+                        norms[e * n + q] = norm
+                        for k in 0..<n { pm[row + k] /= norm }
+                    }
+                }
+            }
+        }
+        let input = s.handle
+        return s.tape.record(m, inputs: [input]) { g, tape in
+            // Through the l1 norm: (g_k − Σ_j g_j·M_j) / norm; through the ReLU and the mask: only
+            // where the entry was kept, which is where M_k > 0 (norm is finite and positive).
+            tape.accumulate(input) { ds in
+                g.withUnsafeBufferPointer { pg in
+                    m.withUnsafeBufferPointer { pm in
+                        for r in 0..<(b * n) {
+                            let row = r * n
+                            var dot: Float = 0
+                            for j in 0..<n { dot += pg[row + j] * pm[row + j] }
+                            for k in 0..<n where pm[row + k] > 0 { ds[row + k] += (pg[row + k] - dot) / norms[r] }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
