@@ -32,6 +32,25 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         #expect(abs(x.applying(.tanh).scalars[5] - 0.96402758) < 1e-6)
     }
 
+    /// The bias rows are filled by doubling copies: every row count, power of two or not, gets the
+    /// bias in every row.
+    @Test(arguments: [1, 2, 3, 5, 8, 13])
+    func linearAddsTheBiasToEveryRow(rows: Int) {
+        let inFeatures = 3, outFeatures = 5
+        let x = (0..<(rows * inFeatures)).map { Float($0 % 7) - 3 }
+        let weight = (0..<(outFeatures * inFeatures)).map { Float($0 % 5) * 0.5 - 1 }
+        let bias = (0..<outFeatures).map { Float($0) + 0.25 }
+        var y = [Float](repeating: .nan, count: rows * outFeatures)
+        LinearKernel.forward(y: &y, x: x, weight: weight, bias: bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+        var expected: [Float] = []
+        for r in 0..<rows {
+            for o in 0..<outFeatures {
+                expected.append(bias[o] + (0..<inFeatures).reduce(Float(0)) { $0 + x[r * inFeatures + $1] * weight[o * inFeatures + $1] })
+            }
+        }
+        expectClose(y, expected, tolerance: 1e-5, "linear, \(rows) rows")
+    }
+
     @Test func layerNormMatchesPyTorch() {
         let a: [Float] = [1, 2, 4, -1, 0.5, 0.5, 0.5, 3.5]
         let gain: [Float] = [1, 0.5, 2, -1], bias: [Float] = [0, 0.1, 0.2, 0.3]

@@ -63,9 +63,16 @@ public enum LinearKernel {
         y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, rows: Int, inFeatures: Int, outFeatures: Int
     ) {
-        if let bias {
-            for r in 0..<rows {
-                (y + r * outFeatures).update(from: bias, count: outFeatures)
+        if let bias, rows > 0 {
+            // The bias in the first row, then copies of the rows filled so far, doubling: a copy
+            // per row cost more than the product when rows are short (a side network's 16 or 32
+            // outputs over thousands of rows).
+            y.update(from: bias, count: outFeatures)
+            var filled = 1
+            while filled < rows {
+                let count = min(filled, rows - filled)
+                (y + filled * outFeatures).update(from: y, count: count * outFeatures)
+                filled += count
             }
         }
         BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: outFeatures, k: inFeatures,
