@@ -29,10 +29,18 @@ public struct FoldedLayerNorm {
     /// The inputs the reader's tape node lists besides its own.
     public var inputs: [Variable] { [input] + [gain, bias].compactMap { $0 } }
 
-    /// The output again, for the reader's backward.
+    /// The output again, for the reader's backward (from the kept row statistics).
     public func recompute() -> Tensor {
-        var mean = [Float](repeating: 0, count: x.rowCount), rstd = mean
-        return Self.normalize(x, gainValue, biasValue, eps, mean: &mean, rstd: &rstd)
+        Tensor(uninitialized: x.shape) { py in
+            x.withUnsafeBufferPointer { px in
+                withOptionalPointer(gainValue) { pg in
+                    withOptionalPointer(biasValue) { pb in
+                        LayerNormKernel.apply(out: py.baseAddress!, x: px.baseAddress!, gain: pg, bias: pb, mean: mean, rstd: rstd,
+                                              rows: x.rowCount, cols: x.columnCount)
+                    }
+                }
+            }
+        }
     }
 
     /// Adds the gradients of the input, gain and bias, given the output's gradient.

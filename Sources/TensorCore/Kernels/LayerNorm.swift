@@ -19,23 +19,38 @@ public enum LayerNormKernel {
             let s = 1 / (laneSum(xr, count: cols) { ($0 - mu) * ($0 - mu) } / n + eps).squareRoot()
             mean?[r] = mu
             rstd?[r] = s
-            switch (gain, bias) {
-            case let (g?, b?):
-                // In 16-lane steps by hand: out may equal x, and the compiler's overlap check then
-                // takes its scalar loop.
-                var j = 0
-                while j + 16 <= cols {
-                    let v = UnsafeRawPointer(xr + j).loadUnaligned(as: SIMD16<Float>.self)
-                    let gain = UnsafeRawPointer(g + j).loadUnaligned(as: SIMD16<Float>.self)
-                    let shift = UnsafeRawPointer(b + j).loadUnaligned(as: SIMD16<Float>.self)
-                    UnsafeMutableRawPointer(yr + j).storeBytes(of: (v - mu) * s * gain + shift, as: SIMD16<Float>.self)
-                    j += 16
-                }
-                while j < cols { yr[j] = (xr[j] - mu) * s * g[j] + b[j]; j += 1 }
-            case let (g?, nil): for j in 0..<cols { yr[j] = (xr[j] - mu) * s * g[j] }
-            case let (nil, b?): for j in 0..<cols { yr[j] = (xr[j] - mu) * s + b[j] }
-            case (nil, nil): for j in 0..<cols { yr[j] = (xr[j] - mu) * s }
+            normalizeRow(yr, xr, mu, s, gain, bias, cols)
+        }
+    }
+
+    /// out[r, :] = (x[r, :] − mean_r) · rstd_r · gain + bias with the statistics a forward gave:
+    /// the forward's output again, bit for bit, without its two passes over each row.
+    public static func apply(
+        out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, gain: UnsafePointer<Float>?, bias: UnsafePointer<Float>?,
+        mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows: Int, cols: Int
+    ) {
+        for r in 0..<rows { normalizeRow(out + r * cols, x + r * cols, mean[r], rstd[r], gain, bias, cols) }
+    }
+
+    @inline(__always)
+    static func normalizeRow(_ yr: UnsafeMutablePointer<Float>, _ xr: UnsafePointer<Float>, _ mu: Float, _ s: Float,
+                             _ gain: UnsafePointer<Float>?, _ bias: UnsafePointer<Float>?, _ cols: Int) {
+        switch (gain, bias) {
+        case let (g?, b?):
+            // In 16-lane steps by hand: out may equal x, and the compiler's overlap check then
+            // takes its scalar loop.
+            var j = 0
+            while j + 16 <= cols {
+                let v = UnsafeRawPointer(xr + j).loadUnaligned(as: SIMD16<Float>.self)
+                let gain = UnsafeRawPointer(g + j).loadUnaligned(as: SIMD16<Float>.self)
+                let shift = UnsafeRawPointer(b + j).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(yr + j).storeBytes(of: (v - mu) * s * gain + shift, as: SIMD16<Float>.self)
+                j += 16
             }
+            while j < cols { yr[j] = (xr[j] - mu) * s * g[j] + b[j]; j += 1 }
+        case let (g?, nil): for j in 0..<cols { yr[j] = (xr[j] - mu) * s * g[j] }
+        case let (nil, b?): for j in 0..<cols { yr[j] = (xr[j] - mu) * s + b[j] }
+        case (nil, nil): for j in 0..<cols { yr[j] = (xr[j] - mu) * s }
         }
     }
 
