@@ -53,7 +53,11 @@ extension Variable {
         guard tape.isTraining, p > 0 else { return self }
         let keep = 1 - p, scale = 1 / (1 - p)
         var mask = [Float](repeating: 0, count: value.count)
-        for i in mask.indices where tape.rng.nextUniform() < keep { mask[i] = scale }
+        // The generator is drawn from a local copy: through the tape's property every draw paid
+        // for an exclusivity check (4% of an LST step).
+        var rng = tape.rng
+        for i in mask.indices where rng.nextUniform() < keep { mask[i] = scale }
+        tape.rng = rng
         var y = value
         y.withUnsafeMutableBufferPointer { py in
             for i in 0..<py.count { py[i] *= mask[i] }
