@@ -38,7 +38,7 @@ public struct Dense: Sendable {
         return x.linear(tape.parameter(set, weight), bias.map { tape.parameter(set, $0) })
     }
 
-    /// self(norm(x)) as one node that keeps x rather than the norm's output (FoldedLayerNorm),
+    /// self(norm(x)) as one node that keeps x rather than the norm's output (SavedLayerNorm),
     /// for a norm nothing else reads.
     public func callAsFunction(_ x: Variable, normalizedBy norm: Norm, _ set: ParameterSet) -> Variable {
         let tape = x.tape

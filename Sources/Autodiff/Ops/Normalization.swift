@@ -5,49 +5,8 @@ import TensorCore
 extension Variable {
     /// Layer norm over the last dimension with optional gain and bias, each [cols].
     public func layerNorm(gain: Variable? = nil, bias: Variable? = nil, eps: Float = 1e-5) -> Variable {
-        let x = value
-        let rows = x.rowCount, cols = x.columnCount
-        if let gain { precondition(gain.shape == [cols], "layerNorm: gain \(gain.shape) for input \(x.shape)") }
-        if let bias { precondition(bias.shape == [cols], "layerNorm: bias \(bias.shape) for input \(x.shape)") }
-        let gainValue = gain?.value, biasValue = bias?.value
-        var mean = [Float](repeating: 0, count: rows), rstd = [Float](repeating: 0, count: rows)
-        // The kernel writes every element of every row.
-        let y = Tensor(uninitialized: x.shape) { py in
-            x.withUnsafeBufferPointer { px in
-                withOptionalPointer(gainValue) { pg in
-                    withOptionalPointer(biasValue) { pb in
-                        LayerNormKernel.forward(out: py.baseAddress!, mean: &mean, rstd: &rstd, x: px.baseAddress!,
-                                                gain: pg, bias: pb, rows: rows, cols: cols, eps: eps)
-                    }
-                }
-            }
-        }
-        let (input, gain, bias) = (handle, gain?.handle, bias?.handle)
-        let inputs = [input] + [gain, bias].compactMap { $0 }
-        return tape.record(y, inputs: inputs) { g, tape in
-            guard g.count > 0 else { return }
-            var gradX = tape.needsGradient(input) ? Tensor(zeros: x.shape) : nil
-            var gradGain = gain.map { tape.needsGradient($0) } == true ? Tensor(zeros: [cols]) : nil
-            var gradBias = bias.map { tape.needsGradient($0) } == true ? Tensor(zeros: [cols]) : nil
-            g.withUnsafeBufferPointer { pg in
-                x.withUnsafeBufferPointer { px in
-                    withOptionalPointer(gainValue) { gainPointer in
-                        withOptionalMutablePointer(&gradX) { dx in
-                            withOptionalMutablePointer(&gradGain) { dg in
-                                withOptionalMutablePointer(&gradBias) { db in
-                                    LayerNormKernel.backward(gradX: dx, gradGain: dg, gradBias: db, gradOut: pg.baseAddress!,
-                                                             x: px.baseAddress!, gain: gainPointer, mean: mean, rstd: rstd,
-                                                             rows: rows, cols: cols)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if let gradX { tape.accumulate(input, gradX) }
-            if let gradGain, let gain { tape.accumulate(gain, gradGain) }
-            if let gradBias, let bias { tape.accumulate(bias, gradBias) }
-        }
+        let (norm, y) = SavedLayerNorm.forward(self, gain: gain, bias: bias, eps: eps)
+        return tape.record(y, inputs: norm.inputs) { g, tape in norm.backward(g, on: tape) }
     }
 
     /// Softmax over the last dimension.

@@ -117,7 +117,7 @@ public final class LoSAHead: Head, HeadKind {
                    down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
         let tape = u.tape
         // The token norm is folded in: the node keeps u, not its normalised copy x.
-        let (norm, xValue) = FoldedLayerNorm.forward(u, gain: normGain, bias: normBias, eps: eps)
+        let (norm, xValue) = SavedLayerNorm.forward(u, gain: normGain, bias: normBias, eps: eps)
         let d = u.shape[1], b = padding.examples, rows = b * d
         let r = down.shape[0], positions = down.shape[1]
         precondition(padding.length == n && n <= positions && up.shape == [positions, r] && upBias.shape == [positions] && downBias.shape == [r],

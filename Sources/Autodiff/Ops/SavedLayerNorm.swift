@@ -1,11 +1,12 @@
-// A layer norm folded into the op that reads its output. A plain layer norm keeps its input for
-// the backward and its reader keeps the output: two [rows, cols] tensors per norm for as long as
-// the step lives. Folded, the reader keeps only the norm's input (and each row's mean and rstd),
-// recomputes the output in its own backward, and passes the output's gradient back here. The
-// recomputed output is the same kernel on the same operands, so training gets the same bits.
+// What a layer norm's backward needs: its input, gain, bias and each row's mean and rstd. The
+// norm op records its output beside it; an op that reads a norm's output can instead fold the norm
+// in. A plain norm keeps its input for the backward and its reader keeps the output: two
+// [rows, cols] tensors per norm for as long as the step lives. Folded, the reader keeps only this,
+// recomputes the output in its own backward (the forward's last pass, from the kept statistics,
+// so the same bits) and passes the output's gradient back here.
 import TensorCore
 
-public struct FoldedLayerNorm {
+public struct SavedLayerNorm {
     let input: Variable, gain: Variable?, bias: Variable?
     let x: Tensor, gainValue: Tensor?, biasValue: Tensor?
     let eps: Float
@@ -13,7 +14,7 @@ public struct FoldedLayerNorm {
 
     /// Normalises `x` over its last dimension; returns the norm, to be captured by the reader's
     /// backward, and its output, for the reader's forward only.
-    public static func forward(_ x: Variable, gain: Variable?, bias: Variable?, eps: Float = 1e-5) -> (FoldedLayerNorm, Tensor) {
+    public static func forward(_ x: Variable, gain: Variable?, bias: Variable?, eps: Float = 1e-5) -> (SavedLayerNorm, Tensor) {
         let value = x.value
         let rows = value.rowCount, cols = value.columnCount
         if let gain { precondition(gain.shape == [cols], "layerNorm: gain \(gain.shape) for input \(value.shape)") }
@@ -21,8 +22,8 @@ public struct FoldedLayerNorm {
         var mean = [Float](repeating: 0, count: rows), rstd = [Float](repeating: 0, count: rows)
         let (gainValue, biasValue) = (gain?.value, bias?.value)
         let y = normalize(value, gainValue, biasValue, eps, mean: &mean, rstd: &rstd)
-        let norm = FoldedLayerNorm(input: x.handle, gain: gain?.handle, bias: bias?.handle, x: value, gainValue: gainValue,
-                                   biasValue: biasValue, eps: eps, mean: mean, rstd: rstd)
+        let norm = SavedLayerNorm(input: x.handle, gain: gain?.handle, bias: bias?.handle, x: value, gainValue: gainValue,
+                                  biasValue: biasValue, eps: eps, mean: mean, rstd: rstd)
         return (norm, y)
     }
 
@@ -86,10 +87,10 @@ public struct FoldedLayerNorm {
 }
 
 extension Variable {
-    /// linear(layerNorm(self)) as one node that keeps the norm's input, not its output (see
-    /// FoldedLayerNorm): for a norm read by nothing but this product.
+    /// linear(layerNorm(self)) as one node that keeps the norm's input, not its output (the norm
+    /// folded in, see SavedLayerNorm): for a norm read by nothing but this product.
     public func layerNormLinear(gain: Variable?, bias: Variable?, eps: Float = 1e-5, weight: Variable, linearBias: Variable?) -> Variable {
-        let (norm, normalized) = FoldedLayerNorm.forward(self, gain: gain, bias: bias, eps: eps)
+        let (norm, normalized) = SavedLayerNorm.forward(self, gain: gain, bias: bias, eps: eps)
         let w = weight.value
         precondition(w.rank == 2 && normalized.columnCount == w.shape[1],
                      "linear: input \(normalized.shape) does not match weight \(w.shape) ([out, in])")
