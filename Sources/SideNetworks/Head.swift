@@ -173,7 +173,7 @@ extension Head where Self: HeadKind {
 }
 
 /// A head kind as the registry knows it.
-public protocol HeadKind {
+public protocol HeadKind: SendableMetatype {
     static var name: String { get }
     /// One line for `sidecar fit --help` and `sidecar heads`.
     static var summary: String { get }
