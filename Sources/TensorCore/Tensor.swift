@@ -89,3 +89,20 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
         return "Tensor(shape: \(shape), [\(head)\(count > 8 ? ", …" : "")])"
     }
 }
+
+/// Calls `body` with each tensor's first element, read-only, in order: one closure where nested
+/// withUnsafeBufferPointer calls would go as deep as the list is long (a fused op's backward reads
+/// half a dozen tensors). No tensor may be empty.
+public func withBaseAddresses<R>(_ tensors: [Tensor], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+    var pointers: [UnsafePointer<Float>] = []
+    pointers.reserveCapacity(tensors.count)
+    func next(_ i: Int) -> R {
+        if i == tensors.count { return body(pointers) }
+        return tensors[i].withUnsafeBufferPointer { p in
+            precondition(p.count > 0, "withBaseAddresses: tensor \(i) of shape \(tensors[i].shape) is empty")
+            pointers.append(p.baseAddress!)
+            return next(i + 1)
+        }
+    }
+    return next(0)
+}

@@ -78,15 +78,11 @@ public final class LoSAHead: Head, HeadKind {
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
         let longest = batch.segments.lengths.max() ?? 0
         precondition(longest <= maxTokens, "losa: a sequence of \(longest) tokens is longer than the cache's N_max \(maxTokens)")
-        // Positions past the batch's longest sequence are zero in every example, so their slice of
-        // the token-mixing weights contributes nothing: mix over n = longest positions only.
-        let n = max(longest, 1)
-        let padding = Padding(batch.segments, length: n)
         var a: Variable? = nil
         for mixer in mixers {
             let z = tape.constant(batch.tensor(.hidden(mixer.layer)))
             let u = a.map { z + $0 } ?? z
-            a = a.map { $0 + update(u, mixer, padding, n) } ?? update(u, mixer, padding, n)
+            a = a.map { $0 + update(u, mixer, batch.segments) } ?? update(u, mixer, batch.segments)
         }
         let zL = tape.constant(batch.tensor(.hidden(lastLayer)))
         let f = a.map { zL + $0 } ?? zL
@@ -95,10 +91,10 @@ public final class LoSAHead: Head, HeadKind {
     }
 
     /// g(u) = t′ + c′: token mixing along positions, then channel mixing of u + t′.
-    func update(_ u: Variable, _ m: Mixer, _ padding: Padding, _ n: Int) -> Variable {
+    func update(_ u: Variable, _ m: Mixer, _ segments: Segments) -> Variable {
         let tape = u.tape
         let tokenUpdate = mixTokens(u, normGain: tape.parameter(parameters, m.tokenNorm.gain), normBias: tape.parameter(parameters, m.tokenNorm.bias),
-                                    eps: m.tokenNorm.eps, padding: padding, n: n,
+                                    eps: m.tokenNorm.eps, segments: segments,
                                     down: tape.parameter(parameters, m.tokenDown.weight), downBias: tape.parameter(parameters, m.tokenDown.bias!),
                                     up: tape.parameter(parameters, m.tokenUp.weight), upBias: tape.parameter(parameters, m.tokenUp.bias!))
         let v = u + tokenUpdate
@@ -106,195 +102,125 @@ public final class LoSAHead: Head, HeadKind {
         return tokenUpdate + channelUpdate
     }
 
-    /// The token norm and the token-mixing MLP along positions as one tape node: x = LN(u) [T, D],
-    /// each example's rows padded to n positions and transposed to [B, D, n], h = t·V[:, :n]ᵀ + b_V,
-    /// GELU, then m = GELU(h)·U[:n]ᵀ + b_U[:n], transposed back and unpadded to [T, D]. The same
-    /// kernels on the same operands as recording the norm, pad, transpose, linear, GELU, linear,
-    /// transpose and unpad one by one, so the same bits; but the node keeps only u, h and GELU(h)
-    /// ([B·D, r]) for the backward and rebuilds x and the padded input there, where the chain of
-    /// nodes kept x and four padded [B·n, D] tensors and their gradients.
-    func mixTokens(_ u: Variable, normGain: Variable, normBias: Variable, eps: Float, padding: Padding, n: Int,
+    /// The token norm and the token-mixing MLP along positions as one tape node, example by
+    /// example: with X = LN(u) of example e [L, D], H = V[:, :L]·X + b_V [r, D], G = GELU(H) and
+    /// the update U[:L]·G + b_U[:L] [L, D]. This is the MLP over each channel's vector of positions
+    /// (zero-padded to N_max, as the paper's sequences are) without padding or transposing: a
+    /// position past L is zero, so its columns of V add nothing and its rows of U are not read.
+    /// The node keeps u, H and G ([B·r, D]) and recomputes X in its backward.
+    func mixTokens(_ u: Variable, normGain: Variable, normBias: Variable, eps: Float, segments: Segments,
                    down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
         let tape = u.tape
-        // The token norm is folded in: the node keeps u, not its normalised copy x.
-        let (norm, xValue) = SavedLayerNorm.forward(u, gain: normGain, bias: normBias, eps: eps)
-        let d = u.shape[1], b = padding.examples, rows = b * d
+        let d = u.shape[1], b = segments.count
         let r = down.shape[0], positions = down.shape[1]
-        precondition(padding.length == n && n <= positions && up.shape == [positions, r] && upBias.shape == [positions] && downBias.shape == [r],
-                     "losa token mixing: \(n) positions with V \(down.shape), U \(up.shape)")
-        let offsets = padding.segments.offsets, realRows = padding.segments.totalRows
-        let uValue = up.value, upBiasValue = upBias.value, downBiasValue = downBias.value
-        // V[:, :n] as its own [r, n] matrix (the slice the linear reads).
-        let vSlice = Tensor(uninitialized: [r, n]) { dst in
-            down.value.withUnsafeBufferPointer { pv in
-                for o in 0..<r { for j in 0..<n { dst[o * n + j] = pv[o * positions + j] } }
-            }
-        }
-        /// t [B, D, n]: t[b, c, p] = x[row of (b, p), c], zero past the example's length.
-        func paddedTransposed(_ x: Tensor) -> Tensor {
-            Tensor(uninitialized: [b, d, n]) { pt in
-                x.withUnsafeBufferPointer { px in
-                    Self.toColumns(pt.baseAddress!, px.baseAddress!, offsets: offsets, width: d, positions: n,
-                                   addingToZero: false)
+        precondition(up.shape == [positions, r] && upBias.shape == [positions] && downBias.shape == [r]
+                     && segments.lengths.allSatisfy { $0 <= positions },
+                     "losa token mixing: examples of \(segments.lengths.max() ?? 0) tokens with V \(down.shape), U \(up.shape)")
+        let offsets = segments.offsets, rows = segments.totalRows
+        // An empty part of a split batch: nothing to mix, nothing to learn from.
+        guard rows > 0 else { return tape.constant(Tensor(zeros: [0, d])) }
+        let (norm, x) = SavedLayerNorm.forward(u, gain: normGain, bias: normBias, eps: eps)
+        let (v, vBias, uWeight, uBias) = (down.value, downBias.value, up.value, upBias.value)
+        // H starts from its bias rows, then adds V[:, :L]·X (nothing for an empty example).
+        let h = Tensor(uninitialized: [b * r, d]) { ph in
+            withBaseAddresses([x, v, vBias]) { p in
+                let (px, pv, pb) = (p[0], p[1], p[2])
+                for e in 0..<b {
+                    let block = ph.baseAddress! + e * r * d
+                    for o in 0..<r { (block + o * d).update(repeating: pb[o], count: d) }
+                    let first = offsets[e], length = offsets[e + 1] - first
+                    BLAS.gemm(transposeA: false, transposeB: false, m: r, n: d, k: length, a: pv, lda: positions,
+                              b: px + first * d, beta: 1, c: block)
                 }
             }
         }
-        let h: Tensor, g: Tensor, out: Tensor
-        if rows == 0 || realRows == 0 {
-            (h, g, out) = (Tensor(zeros: [rows, r]), Tensor(zeros: [rows, r]), Tensor(zeros: [realRows, d]))
-        } else {
-            let t = paddedTransposed(xValue)
-            // Both linears start from their bias rows (LinearKernel.forward), so nothing is zeroed.
-            func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor, inFeatures: Int, outFeatures: Int) -> Tensor {
-                Tensor(uninitialized: [rows, outFeatures]) { py in
-                    x.withUnsafeBufferPointer { px in
-                        weight.withUnsafeBufferPointer { pw in
-                            bias.withUnsafeBufferPointer { pb in
-                                LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!, bias: pb.baseAddress!,
-                                                     rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
-                            }
-                        }
-                    }
-                }
-            }
-            h = linear(t, vSlice, downBiasValue, inFeatures: n, outFeatures: r)
-            g = Tensor(uninitialized: [rows, r]) { pg in
-                h.withUnsafeBufferPointer { ph in ActivationKernel.forward(.gelu, out: pg.baseAddress!, x: ph.baseAddress!, count: rows * r) }
-            }
-            let mixed = linear(g, uValue, upBiasValue, inFeatures: r, outFeatures: n)
-            out = Tensor(uninitialized: [realRows, d]) { po in
-                mixed.withUnsafeBufferPointer { pm in
-                    Self.fromColumns(po.baseAddress!, pm.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: false)
+        let g = Tensor(uninitialized: [b * r, d]) { pg in
+            h.withUnsafeBufferPointer { ph in ActivationKernel.forward(.gelu, out: pg.baseAddress!, x: ph.baseAddress!, count: b * r * d) }
+        }
+        // The update starts from b_U[p] along each row p, then adds U[:L]·G.
+        let out = Tensor(uninitialized: [rows, d]) { po in
+            withBaseAddresses([g, uWeight, uBias]) { p in
+                let (pg, pu, pb) = (p[0], p[1], p[2])
+                for e in 0..<b {
+                    let first = offsets[e], length = offsets[e + 1] - first
+                    guard length > 0 else { continue }
+                    let block = po.baseAddress! + first * d
+                    for q in 0..<length { (block + q * d).update(repeating: pb[q], count: d) }
+                    BLAS.gemm(transposeA: false, transposeB: false, m: length, n: d, k: r, a: pu, lda: r,
+                              b: pg + e * r * d, beta: 1, c: block)
                 }
             }
         }
-        let (hidden, activated) = (h, g)
         let (down, downBias, up, upBias) = (down.handle, downBias.handle, up.handle, upBias.handle)
         return tape.record(out, inputs: norm.inputs + [down, downBias, up, upBias]) { gradOut, tape in
-            guard rows > 0 && realRows > 0 else { return }
-            // Gradients are added into zero buffers, as the chain of nodes did (0 + g, not g: the
-            // same bits down to the sign of a zero).
-            let gradMixed = Tensor(uninitialized: [rows, n]) { pm in
-                gradOut.withUnsafeBufferPointer { pg in
-                    Self.toColumns(pm.baseAddress!, pg.baseAddress!, offsets: offsets, width: d, positions: n,
-                                   addingToZero: true)
-                }
-            }
-            var gradActivated = Tensor(zeros: [rows, r]), gradU = Tensor(zeros: [n, r]), gradUpBias = Tensor(zeros: [n])
-            gradMixed.withUnsafeBufferPointer { dm in
-                activated.withUnsafeBufferPointer { pg in
-                    uValue.withUnsafeBufferPointer { pu in
-                        gradActivated.withUnsafeMutableBufferPointer { dg in
-                            gradU.withUnsafeMutableBufferPointer { du in
-                                gradUpBias.withUnsafeMutableBufferPointer { db in
-                                    LinearKernel.backward(gradX: dg.baseAddress!, gradWeight: du.baseAddress!, gradBias: db.baseAddress!,
-                                                          gradY: dm.baseAddress!, x: pg.baseAddress!, weight: pu.baseAddress!,
-                                                          rows: rows, inFeatures: r, outFeatures: n)
-                                }
+            // Through the up-projection: dU[:L] += dM·Gᵀ, db_U[:L] += dM's rows, dG = U[:L]ᵀ·dM.
+            var gradU = Tensor(zeros: [positions, r]), gradUBias = Tensor(zeros: [positions]), gradG = Tensor(zeros: [b * r, d])
+            withBaseAddresses([gradOut, g, uWeight]) { p in
+                let (dOut, pg, pu) = (p[0], p[1], p[2])
+                gradU.withUnsafeMutableBufferPointer { du in
+                    gradUBias.withUnsafeMutableBufferPointer { dub in
+                        gradG.withUnsafeMutableBufferPointer { dg in
+                            for e in 0..<b {
+                                let first = offsets[e], length = offsets[e + 1] - first
+                                guard length > 0 else { continue }
+                                let dm = dOut + first * d
+                                BLAS.gemm(transposeA: false, transposeB: true, m: length, n: r, k: d, a: dm, b: pg + e * r * d,
+                                          beta: 1, c: du.baseAddress!)
+                                for q in 0..<length { dub[q] += rowSum(dm + q * d, d) }
+                                BLAS.gemm(transposeA: true, transposeB: false, m: r, n: d, k: length, a: pu, lda: r, b: dm,
+                                          beta: 0, c: dg.baseAddress! + e * r * d)
                             }
                         }
                     }
                 }
             }
-            var gradHidden = Tensor(zeros: [rows, r])
-            gradActivated.withUnsafeBufferPointer { dg in
-                hidden.withUnsafeBufferPointer { ph in
-                    activated.withUnsafeBufferPointer { pg in
-                        gradHidden.withUnsafeMutableBufferPointer { dh in
-                            ActivationKernel.backward(.gelu, gradX: dh.baseAddress!, gradOut: dg.baseAddress!, x: ph.baseAddress!,
-                                                      y: pg.baseAddress!, count: rows * r)
-                        }
-                    }
+            // Through the GELU.
+            var gradH = Tensor(zeros: [b * r, d])
+            withBaseAddresses([gradG, h, g]) { p in
+                gradH.withUnsafeMutableBufferPointer { dh in
+                    ActivationKernel.backward(.gelu, gradX: dh.baseAddress!, gradOut: p[0], x: p[1], y: p[2], count: b * r * d)
                 }
             }
-            var gradT = Tensor(zeros: [rows, n])
-            var gradV = Tensor(zeros: [r, n]), gradDownBias = Tensor(zeros: [r])
-            let t = paddedTransposed(norm.recompute())
-            gradHidden.withUnsafeBufferPointer { dh in
-                t.withUnsafeBufferPointer { pt in
-                    vSlice.withUnsafeBufferPointer { pv in
-                        gradT.withUnsafeMutableBufferPointer { dt in
-                            gradV.withUnsafeMutableBufferPointer { dv in
-                                gradDownBias.withUnsafeMutableBufferPointer { db in
-                                    LinearKernel.backward(gradX: dt.baseAddress!, gradWeight: dv.baseAddress!, gradBias: db.baseAddress!,
-                                                          gradY: dh.baseAddress!, x: pt.baseAddress!, weight: pv.baseAddress!,
-                                                          rows: rows, inFeatures: n, outFeatures: r)
-                                }
+            // Through the down-projection: dV[:, :L] += dH·Xᵀ, db_V += dH's rows, dX = V[:, :L]ᵀ·dH.
+            var gradV = Tensor(zeros: [r, positions]), gradVBias = Tensor(zeros: [r])
+            let gradX = Tensor(uninitialized: [rows, d]) { dx in
+                withBaseAddresses([gradH, norm.recompute(), v]) { p in
+                    let (dh, px, pv) = (p[0], p[1], p[2])
+                    gradV.withUnsafeMutableBufferPointer { dv in
+                        gradVBias.withUnsafeMutableBufferPointer { dvb in
+                            for e in 0..<b {
+                                let first = offsets[e], length = offsets[e + 1] - first
+                                guard length > 0 else { continue }
+                                let dhe = dh + e * r * d
+                                BLAS.gemm(transposeA: false, transposeB: true, m: r, n: length, k: d, a: dhe, b: px + first * d,
+                                          beta: 1, c: dv.baseAddress!, ldc: positions)
+                                for o in 0..<r { dvb[o] += rowSum(dhe + o * d, d) }
+                                // Every row belongs to an example of length > 0, so dX is written whole.
+                                BLAS.gemm(transposeA: true, transposeB: false, m: length, n: d, k: r, a: pv, lda: positions,
+                                          b: dhe, beta: 0, c: dx.baseAddress! + first * d)
                             }
                         }
                     }
                 }
             }
-            var gradX = Tensor(zeros: [realRows, d])
-            gradT.withUnsafeBufferPointer { dt in
-                gradX.withUnsafeMutableBufferPointer { dx in
-                    Self.fromColumns(dx.baseAddress!, dt.baseAddress!, offsets: offsets, width: d, positions: n, accumulate: true)
-                }
-            }
-            gradV.withUnsafeBufferPointer { dv in
-                tape.accumulate(down) { dst in
-                    for o in 0..<r { for j in 0..<n { dst[o * positions + j] += dv[o * n + j] } }
-                }
-            }
-            tape.accumulate(downBias, gradDownBias)
-            gradU.withUnsafeBufferPointer { du in
-                tape.accumulate(up) { dst in for i in 0..<(n * r) { dst[i] += du[i] } }
-            }
-            gradUpBias.withUnsafeBufferPointer { db in
-                tape.accumulate(upBias) { dst in for j in 0..<n { dst[j] += db[j] } }
-            }
+            tape.accumulate(up, gradU)
+            tape.accumulate(upBias, gradUBias)
+            tape.accumulate(down, gradV)
+            tape.accumulate(downBias, gradVBias)
             norm.backward(gradX, on: tape)
         }
     }
 }
 
-extension LoSAHead {
-    /// Channels of a tile of the transposes: a tile's rows of n positions stay in L1 while its
-    /// columns are written.
-    static let tile = 32
-
-    /// dst [B, D, n] ← packed rows src [T, D]: dst[e, c, p] = src[first row of e + p, c] (0 + that
-    /// with `addingToZero`) for p below e's length, 0 past it; every element of dst is written.
-    static func toColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, offsets: [Int],
-                          width d: Int, positions n: Int, addingToZero: Bool) {
-        for e in 0..<(offsets.count - 1) {
-            let first = offsets[e], length = offsets[e + 1] - first
-            let block = dst + e * d * n
-            for c0 in stride(from: 0, to: d, by: tile) {
-                let cw = min(tile, d - c0)
-                for p in 0..<length {
-                    let from = src + (first + p) * d + c0, column = block + c0 * n + p
-                    if addingToZero {
-                        for k in 0..<cw { column[k * n] = 0 + from[k] }
-                    } else {
-                        for k in 0..<cw { column[k * n] = from[k] }
-                    }
-                }
-            }
-            if length < n {
-                for c in 0..<d { (block + c * n + length).update(repeating: 0, count: n - length) }
-            }
-        }
+/// Σ of `count` floats on 16 lanes.
+private func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
+    var acc = SIMD16<Float>()
+    var j = 0
+    while j + 16 <= count {
+        acc += UnsafeRawPointer(p + j).loadUnaligned(as: SIMD16<Float>.self)
+        j += 16
     }
-
-    /// Packed rows dst [T, D] (=|+=) src [B, D, n] at the real positions: dst[first row of e + p, c]
-    /// from src[e, c, p].
-    static func fromColumns(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, offsets: [Int],
-                            width d: Int, positions n: Int, accumulate: Bool) {
-        for e in 0..<(offsets.count - 1) {
-            let first = offsets[e], length = offsets[e + 1] - first
-            let block = src + e * d * n
-            for c0 in stride(from: 0, to: d, by: tile) {
-                let cw = min(tile, d - c0)
-                for p in 0..<length {
-                    let to = dst + (first + p) * d + c0, column = block + c0 * n + p
-                    if accumulate {
-                        for k in 0..<cw { to[k] += column[k * n] }
-                    } else {
-                        for k in 0..<cw { to[k] = column[k * n] }
-                    }
-                }
-            }
-        }
-    }
+    var sum = acc.sum()
+    while j < count { sum += p[j]; j += 1 }
+    return sum
 }
