@@ -62,83 +62,120 @@ public final class UniPTHead: Head, HeadKind {
     }
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
-        let b = batch.count
-        let n = max(batch.segments.lengths.max() ?? 0, 1)
-        let padding = Padding(batch.segments, length: n)
+        let segments = batch.segments
         let reduced = zip(layers, downsamples).map { l, down in
             down.norm(down.dense(tape.constant(batch.tensor(.hidden(l))), parameters), parameters)   // F_i [T, m]
         }
-        let m = reduced[0].shape[1]
         let anchor = reduced.last!
-        let anchorPadded = padding.pad(anchor).reshaped([b, n, m])
-        let anchorMean = anchor.pooled(.mean, segments: batch.segments)                           // a [B, m]
+        let anchorMean = anchor.pooled(.mean, segments: segments)                                // a [B, m]
         var interacted: [Variable] = []
         var confidences: [Variable] = []
         for f in reduced.dropLast() {
-            let fp = padding.pad(f).reshaped([b, n, m])
-            let mixing = Self.interactionWeights(anchorPadded.matmul(fp, transposeOther: true), realKeys: padding.mask)  // [B, n, n]
-            interacted.append(mixing.matmul(fp) + fp)                                             // (M + I)·F_i
-            confidences.append(gate(anchorMean * f.pooled(.mean, segments: batch.segments), parameters))  // [B, 1]
+            interacted.append(Self.interact(anchor, f, segments: segments))                      // (M + I)·F_i [T, m]
+            confidences.append(gate(anchorMean * f.pooled(.mean, segments: segments), parameters))  // [B, 1]
         }
-        let weights = Variable.concat(confidences, axis: 1).softmax()                            // [B, layers−1]
+        // Each example's softmax over layers, spread over its rows.
+        let exampleOfRow = segments.lengths.enumerated().flatMap { e, length in repeatElement(e, count: length) }
+        let weights = Variable.concat(confidences, axis: 1).softmax().gather(rows: exampleOfRow)  // [T, layers−1]
         var aggregated: Variable? = nil
         for (i, f) in interacted.enumerated() {
-            let term = weights.slice(i..<(i + 1), axis: 1).reshaped([b, 1, 1]) * f
+            let term = weights.slice(i..<(i + 1), axis: 1) * f
             aggregated = aggregated.map { $0 + term } ?? term
         }
+        // Row-wise from here on, so only the real tokens are computed.
         let projected = projectNorm(projectDown(projectUp(aggregated!, parameters).relu(), parameters), parameters)
-        let out = upsample(anchorPadded + projected, parameters).reshaped([b * n, upsampleWidth])
-        let tokens = padding.unpad(out)
+        let tokens = upsample(anchor + projected, parameters)
         return classifier(pool(tokens, batch, pooling).dropout(dropout), parameters)
     }
-
-    var upsampleWidth: Int { parameters.entry(upsample.weight).shape[0] }
 }
 
 extension UniPTHead {
-    /// M = l1-normalised rows of ReLU(S) with the padded keys zeroed, as one tape node: the same
-    /// arithmetic as S · keyMask, ReLU and l1Normalized recorded one by one, so the same values,
-    /// but only M and the row norms are kept for the backward. The chain kept S · keyMask, its
-    /// ReLU and the mask besides M: three [B, n, n] tensors more per layer, the largest of a step.
-    static func interactionWeights(_ s: Variable, realKeys mask: [Bool], eps: Float = 1e-6) -> Variable {
-        let shape = s.shape
-        let b = shape[0], n = shape[1]
-        precondition(shape == [b, n, n] && mask.count == b * n, "unipt interaction: similarity \(shape) with \(mask.count) key flags")
-        var norms = [Float](repeating: 0, count: b * n)
-        let m = Tensor(uninitialized: shape) { pm in
-            s.value.withUnsafeBufferPointer { ps in
-                for e in 0..<b {
-                    for q in 0..<n {
-                        let row = (e * n + q) * n
+    /// (M + I)·F for each example as one tape node, M = the rows of ReLU(A·Fᵀ) [L, L] each divided
+    /// by its L1 norm (+ 1e-6): the interaction of the anchor A with a layer F, on each example's
+    /// own tokens. Padding every example to the batch's longest would only add zero keys and
+    /// query rows that are dropped, at the cost of n² per example. Keeps M (Σ L² floats) and the
+    /// row norms; A and F are kept by the nodes that made them.
+    static func interact(_ anchor: Variable, _ layer: Variable, segments: Segments, eps: Float = 1e-6) -> Variable {
+        let a = anchor.value, f = layer.value
+        let rows = segments.totalRows, width = a.columnCount
+        precondition(a.shape == [rows, width] && f.shape == a.shape, "unipt interaction: anchor \(a.shape), layer \(f.shape), \(rows) rows")
+        guard rows > 0 else { return anchor.tape.constant(Tensor(zeros: [0, width])) }
+        let offsets = segments.offsets, lengths = segments.lengths
+        // Example e's L×L block of M starts at squareOffsets[e].
+        var squareOffsets = [0]
+        for length in lengths { squareOffsets.append(squareOffsets.last! + length * length) }
+        var norms = [Float](repeating: 0, count: rows)
+        let m = Tensor(uninitialized: [squareOffsets.last!]) { pm in
+            withBaseAddresses([a, f]) { p in
+                for (e, length) in lengths.enumerated() where length > 0 {
+                    let first = offsets[e], block = pm.baseAddress! + squareOffsets[e]
+                    BLAS.gemm(transposeA: false, transposeB: true, m: length, n: length, k: width, a: p[0] + first * width,
+                              b: p[1] + first * width, c: block)
+                    for q in 0..<length {
+                        let row = block + q * length
                         var sum: Float = 0
-                        for k in 0..<n {
-                            let v = mask[e * n + k] && ps[row + k] > 0 ? ps[row + k] : 0
-                            pm[row + k] = v
+                        for k in 0..<length {
+                            let v = max(row[k], 0)
+                            row[k] = v
                             sum += v
                         }
                         let norm = sum + eps
-                        norms[e * n + q] = norm
-                        for k in 0..<n { pm[row + k] /= norm }
+                        norms[first + q] = norm
+                        for k in 0..<length { row[k] /= norm }
                     }
                 }
             }
         }
-        let input = s.handle
-        return s.tape.record(m, inputs: [input]) { g, tape in
-            // Through the l1 norm: (g_k − Σ_j g_j·M_j) / norm; through the ReLU and the mask: only
-            // where the entry was kept, which is where M_k > 0 (norm is finite and positive).
-            tape.accumulate(input) { ds in
-                g.withUnsafeBufferPointer { pg in
-                    m.withUnsafeBufferPointer { pm in
-                        for r in 0..<(b * n) {
-                            let row = r * n
-                            var dot: Float = 0
-                            for j in 0..<n { dot += pg[row + j] * pm[row + j] }
-                            for k in 0..<n where pm[row + k] > 0 { ds[row + k] += (pg[row + k] - dot) / norms[r] }
+        // F, then M·F added.
+        var out = f
+        withBaseAddresses([m, f]) { p in
+            out.withUnsafeMutableBufferPointer { po in
+                for (e, length) in lengths.enumerated() where length > 0 {
+                    let first = offsets[e]
+                    BLAS.gemm(transposeA: false, transposeB: false, m: length, n: width, k: length, a: p[0] + squareOffsets[e],
+                              b: p[1] + first * width, beta: 1, c: po.baseAddress! + first * width)
+                }
+            }
+        }
+        let (anchorHandle, layerHandle) = (anchor.handle, layer.handle)
+        return anchor.tape.record(out, inputs: [anchorHandle, layerHandle]) { g, tape in
+            let longest = lengths.max()!
+            var scratch = [Float](repeating: 0, count: longest * longest)
+            // Through the identity, then the rest of each example's terms. Every row belongs to a
+            // non-empty example, so dA is written whole.
+            var gradF = g
+            let gradA = Tensor(uninitialized: a.shape) { da in
+                withBaseAddresses([g, m, a, f]) { p in
+                    let (pg, pm, pa, pf) = (p[0], p[1], p[2], p[3])
+                    gradF.withUnsafeMutableBufferPointer { df in
+                        scratch.withUnsafeMutableBufferPointer { ds in
+                            for (e, length) in lengths.enumerated() where length > 0 {
+                                let first = offsets[e] * width, me = pm + squareOffsets[e], dsm = ds.baseAddress!
+                                // dF += Mᵀ·G; dM = G·Fᵀ.
+                                BLAS.gemm(transposeA: true, transposeB: false, m: length, n: width, k: length, a: me, b: pg + first,
+                                          beta: 1, c: df.baseAddress! + first)
+                                BLAS.gemm(transposeA: false, transposeB: true, m: length, n: length, k: width, a: pg + first,
+                                          b: pf + first, c: dsm)
+                                // Through the L1 norm, (dM_k − Σ_j dM_j·M_j) / norm, and the ReLU: only where M_k > 0.
+                                for q in 0..<length {
+                                    let row = dsm + q * length, mrow = me + q * length
+                                    var dot: Float = 0
+                                    for j in 0..<length { dot += row[j] * mrow[j] }
+                                    let norm = norms[offsets[e] + q]
+                                    for k in 0..<length { row[k] = mrow[k] > 0 ? (row[k] - dot) / norm : 0 }
+                                }
+                                // dA = dS·F; dF += dSᵀ·A.
+                                BLAS.gemm(transposeA: false, transposeB: false, m: length, n: width, k: length, a: dsm, b: pf + first,
+                                          c: da.baseAddress! + first)
+                                BLAS.gemm(transposeA: true, transposeB: false, m: length, n: width, k: length, a: dsm, b: pa + first,
+                                          beta: 1, c: df.baseAddress! + first)
+                            }
                         }
                     }
                 }
             }
+            tape.accumulate(anchorHandle, gradA)
+            tape.accumulate(layerHandle, gradF)
         }
     }
 }
