@@ -1,5 +1,5 @@
-// Small building blocks the heads share: a dense layer, a layer norm, pooling over packed rows, and
-// the padded view that token-mixing heads need. Each holds parameter IDs into its head's set.
+// Small building blocks the heads share: a dense layer, a layer norm and pooling over packed rows.
+// Each holds parameter IDs into its head's set.
 import Autodiff
 import TensorCore
 
@@ -86,60 +86,4 @@ public func pool(_ x: Variable, _ batch: Batch, _ mode: PoolingMode) -> Variable
         case .mean: return x.pooled(.mean, segments: batch.segments)
         }
     }
-}
-
-/// The padded view [B·N, ·] of packed token rows: example b's token p sits at row b·N + p, and
-/// the rows past its length are zero. Used by heads that mix tokens by position (LoSA) or build
-/// N×N interactions per example (UniPT).
-public struct Padding: Sendable {
-    public let examples: Int
-    /// Rows per example (N).
-    public let length: Int
-    /// For each padded row, its packed row, or `packedRows` (an appended zero row) when padding.
-    public let sourceRows: [Int]
-    /// For each packed row, its padded row.
-    public let paddedRows: [Int]
-    /// true for real rows of the padded layout.
-    public let mask: [Bool]
-    public let segments: Segments
-
-    public init(_ segments: Segments, length: Int) {
-        precondition(segments.lengths.allSatisfy { $0 <= length }, "a sequence of \(segments.lengths.max() ?? 0) rows is longer than \(length)")
-        examples = segments.count
-        self.length = length
-        self.segments = segments
-        var source = [Int](repeating: segments.totalRows, count: segments.count * length)
-        var padded = [Int](repeating: 0, count: segments.totalRows)
-        var mask = [Bool](repeating: false, count: segments.count * length)
-        for b in 0..<segments.count {
-            for (p, row) in segments.range(b).enumerated() {
-                source[b * length + p] = row
-                padded[row] = b * length + p
-                mask[b * length + p] = true
-            }
-        }
-        sourceRows = source
-        paddedRows = padded
-        self.mask = mask
-    }
-
-    /// Packed [T, W] → padded [B·N, W] with zero rows for padding (differentiable).
-    public func pad(_ x: Variable) -> Variable {
-        let width = x.shape[1]
-        let zero = x.tape.constant(Tensor(zeros: [1, width]))
-        return Variable.concat([x, zero], axis: 0).gather(rows: sourceRows)
-    }
-
-    /// Padded [B·N, W] → packed [T, W] (differentiable).
-    public func unpad(_ x: Variable) -> Variable {
-        x.gather(rows: paddedRows)
-    }
-
-    /// A [B·N, 1] constant of 1 on real rows and 0 on padding, for masking by broadcast.
-    public func maskColumn(_ tape: Tape) -> Variable {
-        tape.constant(Tensor(shape: [mask.count, 1], scalars: mask.map { $0 ? 1 : 0 }))
-    }
-
-    /// Segments of the padded layout: N rows per example.
-    public var paddedSegments: Segments { Segments(lengths: Array(repeating: length, count: examples)) }
 }

@@ -1,9 +1,9 @@
 // LoSA (Mercea et al., CVPR 2024): a side stream refined layer by layer by low-rank mixers that read
 // the frozen features, a_l = a_{l−1} + g_l(z_l + a_{l−1}), f = z_L + a_L. There is no public code;
 // this follows the reconstruction in methods-reference §1.2: g = low-rank token mixing along the
-// position axis (tied to positions, so sequences are re-padded to N_max), then low-rank channel
-// mixing. The up-projections start at zero, so training starts exactly as a linear probe on z_L
-// behind a layer norm.
+// position axis (tied to positions: the weights span N_max, and a sequence of L tokens reads the
+// first L), then low-rank channel mixing. The up-projections start at zero, so training starts
+// exactly as a linear probe on z_L behind a layer norm.
 import Autodiff
 import TensorCore
 
