@@ -24,8 +24,8 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     /// Decode the needed features once and keep them in memory.
     public var inMemory = false
     /// Batches decoded ahead on the prefetch thread. One is enough to keep the cores busy (the
-    /// thread decodes the next batch while a step runs), and each more holds a decoded batch: 11 MB
-    /// of LoSA's 58 on the demo cache with two.
+    /// thread decodes the next batch while a step runs), and each more holds one more decoded
+    /// batch (11 MB for LoSA on the demo cache).
     public var prefetch = 1
     /// Threads training at once: heads, and the batch parts of heads that split their batches
     /// (nil: one per core). The results are the same for every value.
