@@ -119,10 +119,26 @@ public struct Batch: Sendable {
                   features: features, layout: first.layout)
     }
 
-    /// Example ranges of `shards` fixed parts of a batch of `count` examples: shard i holds
-    /// examples i·count/shards ..< (i+1)·count/shards, so the parts depend on nothing but the batch.
-    public static func shardRanges(count: Int, shards: Int) -> [Range<Int>] {
-        (0..<shards).map { (($0 * count) / shards)..<((($0 + 1) * count) / shards) }
+    /// Example ranges of `shards` fixed parts of a batch whose examples have `lengths` rows:
+    /// consecutive examples, split where the rows run closest to an equal share, since a part's
+    /// work is about proportional to its rows (halves by example count kept one core waiting for
+    /// the other a quarter of a step). The parts depend on nothing but the batch. The last part
+    /// holds at least one example when there is one; a tie goes to the earlier boundary.
+    public static func shardRanges(lengths: [Int], shards: Int) -> [Range<Int>] {
+        var prefix = [0]
+        for length in lengths { prefix.append(prefix.last! + length) }
+        let count = lengths.count, total = prefix.last!
+        var bounds = [0]
+        for k in 1..<max(shards, 1) {
+            // The first boundary at or past k/shards of the rows, or the one before it if closer.
+            let target = k * total
+            var i = bounds.last!
+            while i < count && prefix[i] * shards < target { i += 1 }
+            if i > bounds.last!, abs(prefix[i - 1] * shards - target) <= abs(prefix[i] * shards - target) { i -= 1 }
+            bounds.append(min(i, max(count - 1, 0)))
+        }
+        bounds.append(count)
+        return (0..<max(shards, 1)).map { bounds[$0]..<max(bounds[$0], bounds[$0 + 1]) }
     }
 }
 

@@ -1,5 +1,5 @@
 // Data parallelism inside one head: a batch is split into a fixed number of parts (the head kind's
-// `batchShards`: first half, second half), each part's forward and backward runs on its own tape,
+// `batchShards`: consecutive examples, about equal in rows), each part's forward and backward runs on its own tape,
 // possibly on its own core, into its own gradient buffer, and the buffers are summed in part order.
 // The parts and their order depend only on the batch, never on the cores or the other heads of a
 // pass, so a step gives the same bits wherever it runs.
@@ -126,6 +126,6 @@ public final class BatchParts: @unchecked Sendable {
         let all = whole.get { Batch(concatenating: decoded) }
         if count == 1 { return all }
         guard let slot = sliced[count]?[part] else { preconditionFailure("parts of \(count) were not announced") }
-        return slot.get { all.slice(Batch.shardRanges(count: all.count, shards: count)[part]) }
+        return slot.get { all.slice(Batch.shardRanges(lengths: all.segments.lengths, shards: count)[part]) }
     }
 }

@@ -162,6 +162,12 @@ public final class CacheDataset: @unchecked Sendable {
         return out
     }
 
+    /// The rows of each of the examples `indices`, from the record headers (nothing is decoded).
+    public func rowCounts(_ indices: [Int]) throws -> [Int] {
+        if let memory { return indices.map { memory[$0].rows } }
+        return try cache.withRecords(split: split, indices: intact == nil ? indices : indices.map(stored)) { views in views.map(\.rows) }
+    }
+
     /// The examples `indices` as one packed batch.
     public func batch(_ indices: [Int], decoder: RecordDecoder) throws -> Batch {
         var labels: [Int] = []
@@ -234,7 +240,7 @@ public final class Prefetcher: @unchecked Sendable {
                 condition.unlock()
                 if stop { break }
                 let result = Result {
-                    let ranges = Batch.shardRanges(count: indices.count, shards: parts)
+                    let ranges = parts == 1 ? [indices.indices] : Batch.shardRanges(lengths: try dataset.rowCounts(indices), shards: parts)
                     // The last part is never empty; an empty one is an empty slice of it.
                     let last = try dataset.batch(Array(indices[ranges[parts - 1]]), decoder: decoder.value)
                     return try ranges.dropLast().map { range in

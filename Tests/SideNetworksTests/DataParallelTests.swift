@@ -41,10 +41,17 @@ import TensorCore
         #expect(HeadRegistry.kinds.allSatisfy { $0.batchShards == 1 || $0.batchShards == 2 })
     }
 
-    @Test func partsAreFixedHalvesOfTheBatch() {
-        #expect(Batch.shardRanges(count: 7, shards: 2) == [0..<3, 3..<7])
-        #expect(Batch.shardRanges(count: 8, shards: 2) == [0..<4, 4..<8])
-        #expect(Batch.shardRanges(count: 1, shards: 2) == [0..<0, 0..<1])
+    @Test func partsAreConsecutiveExamplesAboutEqualInRows() {
+        // Equal lengths: halves by count, the odd example in the second part.
+        #expect(Batch.shardRanges(lengths: Array(repeating: 3, count: 7), shards: 2) == [0..<3, 3..<7])
+        #expect(Batch.shardRanges(lengths: Array(repeating: 3, count: 8), shards: 2) == [0..<4, 4..<8])
+        // Ragged: the boundary where the rows are closest to half (4 | 10 rather than 3 | 11 or 14 | 0).
+        #expect(Batch.shardRanges(lengths: [1, 1, 1, 1, 10], shards: 2) == [0..<4, 4..<5])
+        #expect(Batch.shardRanges(lengths: [10, 1, 1, 1, 1], shards: 2) == [0..<1, 1..<5])
+        #expect(Batch.shardRanges(lengths: [2, 6, 1, 2, 3], shards: 3) == [0..<1, 1..<3, 3..<5])
+        // One example: the first part is empty, never the last.
+        #expect(Batch.shardRanges(lengths: [5], shards: 2) == [0..<0, 0..<1])
+        #expect(Batch.shardRanges(lengths: [], shards: 2) == [0..<0, 0..<0])
         let batch = Tiny.batch(lengths: Self.lengths)
         let second = batch.slice(3..<7)
         #expect(second.labels == Array(batch.labels[3..<7]))
@@ -62,7 +69,7 @@ import TensorCore
         let whole = head.logits(batch, on: Tape(training: false)).value
         let classes = whole.shape[1]
         var offset = 0
-        for range in Batch.shardRanges(count: batch.count, shards: 2) {
+        for range in Batch.shardRanges(lengths: batch.segments.lengths, shards: 2) {
             let part = head.logits(batch.slice(range), on: Tape(training: false)).value
             let expected = Array(whole.scalars[(range.lowerBound * classes)..<(range.upperBound * classes)])
             for (a, b) in zip(part.scalars, expected) {
