@@ -4,6 +4,9 @@
 // the needed features are decoded once and kept.
 import ActivationStore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SideNetworks
 import TensorCore
 
@@ -230,6 +233,12 @@ public final class Prefetcher: @unchecked Sendable {
         let decoder = UncheckedBox(try dataset.cache.makeDecoder())
         let parts = max(parts, 1)
         let thread = Thread { [self] in
+            // Below the training threads: decoding the next batch took a core from a step's
+            // second part just as the step began (a 1.6 ms late start per LoSA step, 14% of it).
+            // At a lower priority it runs in the cores' gaps; a step now and then waits for it
+            // instead, and an epoch is 4–9% shorter for LoSA and UniPT on the demo cache.
+            // (Linux keeps a nice value per thread, and who = 0 is the calling thread.)
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
             for indices in batches {
                 // A slot first, then the decoding: a batch decoded while the queue is full would
                 // wait fully decoded, one more batch held than `depth` (E3VA's 13 features
