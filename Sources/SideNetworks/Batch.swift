@@ -121,9 +121,9 @@ public struct Batch: Sendable {
 
     /// Example ranges of `shards` fixed parts of a batch whose examples have `lengths` rows:
     /// consecutive examples, split where the rows run closest to an equal share, since a part's
-    /// work is about proportional to its rows (halves by example count kept one core waiting for
-    /// the other a quarter of a step). The parts depend on nothing but the batch. The last part
-    /// holds at least one example when there is one; a tie goes to the earlier boundary.
+    /// work is about proportional to its rows (halves by example count could give one part far
+    /// more tokens while the other core waited). The parts depend on nothing but the batch. The
+    /// last part holds at least one example when there is one; a tie goes to the earlier boundary.
     public static func shardRanges(lengths: [Int], shards: Int) -> [Range<Int>] {
         var prefix = [0]
         for length in lengths { prefix.append(prefix.last! + length) }

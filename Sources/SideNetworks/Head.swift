@@ -182,10 +182,10 @@ public protocol HeadKind: SendableMetatype {
     static var defaultLearningRate: Float { get }
     /// Builds the head for a cache; throws HeadError when the cache lacks what it reads.
     static func make(_ hyperparameters: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head
-    /// How many fixed parts (first half, second half, …) the trainer splits each batch into, each
-    /// part's forward and backward on its own tape, possibly on its own core; the gradients are
-    /// summed in part order. A property of the head kind, never of the machine, so that a fit's
-    /// numbers are the same on any core count. Splitting only pays where a step's compute is large
+    /// How many fixed parts (consecutive examples, about equal in rows) the trainer splits each
+    /// batch into, each part's forward and backward on its own tape, possibly on its own core; the
+    /// gradients are summed in part order. A property of the head kind, never of the machine, so
+    /// that a fit's numbers are the same on any core count. Splitting only pays where a step's compute is large
     /// against the cost of slicing the batch and summing a second gradient (not for probes).
     /// A head that splits must compute each example alone: nothing may mix examples in a batch.
     static var batchShards: Int { get }
