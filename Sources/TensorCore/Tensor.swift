@@ -90,6 +90,18 @@ public struct Tensor: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+extension Tensor {
+    /// A tensor whose every element `fill` writes: nothing is zeroed first, for outputs a kernel
+    /// overwrites whole (zeroing them was a tenth of LoSA's step).
+    public init(uninitialized shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
+        let count = shape.reduce(1, *)
+        self.init(shape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { fill(buffer) }
+            initialized = count
+        })
+    }
+}
+
 /// Calls `body` with each tensor's first element, read-only, in order: one closure where nested
 /// withUnsafeBufferPointer calls would go as deep as the list is long (a fused op's backward reads
 /// half a dozen tensors). No tensor may be empty.

@@ -32,6 +32,22 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         #expect(abs(x.applying(.tanh).scalars[5] - 0.96402758) < 1e-6)
     }
 
+    /// Same-shape and one-value-per-row operands take their own paths in Tensor.binary; they must
+    /// give the general broadcast kernel's bits (37 columns: a row is not a whole number of 16-lane
+    /// vectors).
+    @Test func binaryFastPathsGiveTheBroadcastKernelsBits() {
+        var rng = SeededGenerator(seed: 1)
+        let a = Tensor.randomNormal([7, 37], using: &rng)
+        for other in [Tensor.randomNormal([7, 37], using: &rng), Tensor.randomNormal([7, 1], using: &rng)] {
+            for operation in [BinaryOperation.add, .subtract, .multiply] {
+                let geometry = Broadcast(a.shape, other.shape)!
+                var general = [Float](repeating: 0, count: a.count)
+                BinaryKernel.forward(operation, out: &general, a: a.scalars, b: other.scalars, broadcast: geometry)
+                #expect(Tensor.binary(operation, a, other).scalars == general, "\(operation) with \(other.shape)")
+            }
+        }
+    }
+
     /// The bias rows are filled by doubling copies: every row count, power of two or not, gets the
     /// bias in every row.
     @Test(arguments: [1, 2, 3, 5, 8, 13])

@@ -100,18 +100,6 @@ extension Variable {
     }
 }
 
-extension Tensor {
-    /// A tensor whose every element `fill` writes: nothing is zeroed first, for outputs a kernel
-    /// overwrites whole (zeroing them was a tenth of LoSA's step).
-    public init(uninitialized shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
-        let count = shape.reduce(1, *)
-        self.init(shape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if count > 0 { fill(buffer) }
-            initialized = count
-        })
-    }
-}
-
 /// Calls `body` with the tensor's base address, or nil when there is no tensor.
 @inlinable
 func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> R {
