@@ -165,40 +165,39 @@ public final class CacheDataset: @unchecked Sendable {
         return out
     }
 
-    /// The rows of each of the examples `indices`, from the record headers (nothing is decoded).
-    public func rowCounts(_ indices: [Int]) throws -> [Int] {
-        if let memory { return indices.map { memory[$0].rows } }
-        return try cache.withRecords(split: split, indices: intact == nil ? indices : indices.map(stored)) { views in views.map(\.rows) }
-    }
-
     /// The examples `indices` as one packed batch.
     public func batch(_ indices: [Int], decoder: RecordDecoder) throws -> Batch {
-        var labels: [Int] = []
-        labels.reserveCapacity(indices.count)
-        var lengths: [Int] = []
-        lengths.reserveCapacity(indices.count)
-        var buffers = [[Float]](repeating: [], count: features.count)
+        try parts(indices, shards: 1, decoder: decoder)[0]
+    }
+
+    /// The examples `indices` as `shards` packed batches, split by `Batch.shardRanges`
+    /// (consecutive examples, about equal in rows). One read transaction serves the whole batch:
+    /// each record's header is read once, for the split and for the decoding.
+    public func parts(_ indices: [Int], shards: Int, decoder: RecordDecoder) throws -> [Batch] {
         if let memory {
-            for i in indices {
-                let example = memory[i]
-                labels.append(example.label)
-                lengths.append(example.rows)
-                for f in features.indices { buffers[f].append(contentsOf: example.values[f]) }
+            let ranges = Batch.shardRanges(lengths: indices.map { memory[$0].rows }, shards: shards)
+            return ranges.map { range in
+                let examples = indices[range].map { memory[$0] }
+                let buffers = features.indices.map { f in examples.flatMap { $0.values[f] } }
+                return packed(labels: examples.map(\.label), lengths: examples.map(\.rows), buffers: buffers)
             }
-        } else {
-            // One read transaction per batch; each block decompresses straight into its place in
-            // the batch tensor, which is sized from the record headers first.
-            try cache.withRecords(split: split, indices: intact == nil ? indices : indices.map(stored)) { views in
-                for view in views {
-                    guard view.width == width else { throw CacheError("record \(view.key) is damaged: width \(view.width), the manifest says \(width)") }
-                    labels.append(try Self.label(of: view))
-                    lengths.append(view.rows)
-                }
-                let total = lengths.reduce(0, +) * width
-                for (f, feature) in features.enumerated() {
-                    buffers[f] = try [Float](unsafeUninitializedCapacity: total) { all, count in
+        }
+        return try cache.withRecords(split: split, indices: intact == nil ? indices : indices.map(stored)) { views in
+            var labels: [Int] = []
+            labels.reserveCapacity(views.count)
+            for view in views {
+                guard view.width == width else { throw CacheError("record \(view.key) is damaged: width \(view.width), the manifest says \(width)") }
+                labels.append(try Self.label(of: view))
+            }
+            let lengths = views.map(\.rows)
+            return try Batch.shardRanges(lengths: lengths, shards: shards).map { range in
+                // Each block decompresses straight into its place in the part's tensor, sized from
+                // the record headers first.
+                let total = lengths[range].reduce(0, +) * width
+                let buffers = try features.map { feature in
+                    try [Float](unsafeUninitializedCapacity: total) { all, count in
                         var offset = 0
-                        for view in views {
+                        for view in views[range] {
                             let n = view.rows * view.width
                             try decoder.decode(view, layer: feature.layer, stream: Self.stream(of: feature),
                                                into: UnsafeMutableBufferPointer(rebasing: all[offset..<(offset + n)]))
@@ -207,8 +206,13 @@ public final class CacheDataset: @unchecked Sendable {
                         count = total
                     }
                 }
+                return packed(labels: Array(labels[range]), lengths: Array(lengths[range]), buffers: buffers)
             }
         }
+    }
+
+    /// A batch from its examples' labels, row counts and, per feature, their rows back to back.
+    private func packed(labels: [Int], lengths: [Int], buffers: [[Float]]) -> Batch {
         let segments = Segments(lengths: lengths)
         var tensors: [Feature: Tensor] = [:]
         for (f, feature) in features.enumerated() {
@@ -248,14 +252,7 @@ public final class Prefetcher: @unchecked Sendable {
                 let stop = cancelled
                 condition.unlock()
                 if stop { break }
-                let result = Result {
-                    let ranges = parts == 1 ? [indices.indices] : Batch.shardRanges(lengths: try dataset.rowCounts(indices), shards: parts)
-                    // The last part is never empty; an empty one is an empty slice of it.
-                    let last = try dataset.batch(Array(indices[ranges[parts - 1]]), decoder: decoder.value)
-                    return try ranges.dropLast().map { range in
-                        range.isEmpty ? last.slice(0..<0) : try dataset.batch(Array(indices[range]), decoder: decoder.value)
-                    } + [last]
-                }
+                let result = Result { try dataset.parts(indices, shards: parts, decoder: decoder.value) }
                 condition.lock()
                 if cancelled { condition.unlock(); break }
                 queue.append(result)
