@@ -166,7 +166,7 @@ public final class LoSAHead: Head, HeadKind {
                                 let dm = dOut + first * d
                                 BLAS.gemm(transposeA: false, transposeB: true, m: length, n: r, k: d, a: dm, b: pg + e * r * d,
                                           beta: 1, c: du.baseAddress!)
-                                for q in 0..<length { dub[q] += rowSum(dm + q * d, d) }
+                                for q in 0..<length { dub[q] += laneSum(dm + q * d, count: d) }
                                 BLAS.gemm(transposeA: true, transposeB: false, m: r, n: d, k: length, a: pu, lda: r, b: dm,
                                           beta: 0, c: dg.baseAddress! + e * r * d)
                             }
@@ -194,7 +194,7 @@ public final class LoSAHead: Head, HeadKind {
                                 let dhe = dh + e * r * d
                                 BLAS.gemm(transposeA: false, transposeB: true, m: r, n: length, k: d, a: dhe, b: px + first * d,
                                           beta: 1, c: dv.baseAddress!, ldc: positions)
-                                for o in 0..<r { dvb[o] += rowSum(dhe + o * d, d) }
+                                for o in 0..<r { dvb[o] += laneSum(dhe + o * d, count: d) }
                                 // Every row belongs to an example of length > 0, so dX is written whole.
                                 BLAS.gemm(transposeA: true, transposeB: false, m: length, n: d, k: r, a: pv, lda: positions,
                                           b: dhe, beta: 0, c: dx.baseAddress! + first * d)
@@ -210,17 +210,4 @@ public final class LoSAHead: Head, HeadKind {
             norm.backward(gradX, on: tape)
         }
     }
-}
-
-/// Σ of `count` floats on 16 lanes.
-private func rowSum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
-    var acc = SIMD16<Float>()
-    var j = 0
-    while j + 16 <= count {
-        acc += UnsafeRawPointer(p + j).loadUnaligned(as: SIMD16<Float>.self)
-        j += 16
-    }
-    var sum = acc.sum()
-    while j < count { sum += p[j]; j += 1 }
-    return sum
 }

@@ -54,24 +54,6 @@ public enum LayerNormKernel {
         }
     }
 
-    /// Σ_j f(x[j]) on 16 lanes, then the lanes' sum and the tail: a scalar sum is one chain of
-    /// dependent adds, and a backbone normalises every token twice per block.
-    @inline(__always)
-    static func laneSum(_ x: UnsafePointer<Float>, count: Int, _ f: (SIMD16<Float>) -> SIMD16<Float>) -> Float {
-        var acc = SIMD16<Float>()
-        var j = 0
-        while j + 16 <= count {
-            acc += f(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self))
-            j += 16
-        }
-        var sum = acc.sum()
-        while j < count {
-            sum += f(SIMD16(repeating: x[j]))[0]
-            j += 1
-        }
-        return sum
-    }
-
     /// Adds dx, dgain, dbias (each may be nil) given dy, using the forward's mean and rstd.
     ///
     /// With x̂ = (x − μ)·rstd: dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)), dx̂ = dy · gain.
