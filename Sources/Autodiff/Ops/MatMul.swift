@@ -39,47 +39,13 @@ extension Variable {
     /// x · Wᵀ + b over the last dimension: self [..., in], weight [out, in], bias [out].
     public func linear(_ weight: Variable, _ bias: Variable? = nil) -> Variable {
         let x = value, w = weight.value
-        precondition(w.rank == 2 && x.columnCount == w.shape[1],
-                     "linear: input \(x.shape) does not match weight \(w.shape) ([out, in])")
-        let outFeatures = w.shape[0], inFeatures = w.shape[1], rows = x.rowCount
-        if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(w.shape)") }
-        let biasValue = bias?.value
-        // The kernel writes every row: the bias, then the product added (or the product alone);
-        // an empty product (no inputs) leaves zeros.
-        let outShape = Array(x.shape.dropLast()) + [outFeatures]
-        let y = inFeatures == 0 ? Tensor(zeros: outShape) : Tensor(uninitialized: outShape) { py in
-            x.withUnsafeBufferPointer { px in
-                w.withUnsafeBufferPointer { pw in
-                    withOptionalPointer(biasValue) { pb in
-                        LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
-                                             bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
-                    }
-                }
-            }
-        }
+        let y = LinearOp.forward(x, w, bias?.value)
         let (input, weight, bias) = (handle, weight.handle, bias?.handle)
         let inputs = [input, weight] + (bias.map { [$0] } ?? [])
         return tape.record(y, inputs: inputs) { gradY, tape in
-            guard rows > 0 else { return }
-            var gradX = tape.needsGradient(input) ? Tensor(zeros: x.shape) : nil
-            var gradW = tape.needsGradient(weight) ? Tensor(zeros: w.shape) : nil
-            var gradB = bias.map { tape.needsGradient($0) } == true ? Tensor(zeros: [outFeatures]) : nil
-            gradY.withUnsafeBufferPointer { dy in
-                x.withUnsafeBufferPointer { px in
-                    w.withUnsafeBufferPointer { pw in
-                        withOptionalMutablePointer(&gradX) { dx in
-                            withOptionalMutablePointer(&gradW) { dw in
-                                withOptionalMutablePointer(&gradB) { db in
-                                    LinearKernel.backward(
-                                        gradX: dx, gradWeight: dw, gradBias: db, gradY: dy.baseAddress!,
-                                        x: px.baseAddress!, weight: pw.baseAddress!, rows: rows,
-                                        inFeatures: inFeatures, outFeatures: outFeatures)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let (gradX, gradW, gradB) = LinearOp.backward(gradY, x: x, weight: w, wantX: tape.needsGradient(input),
+                                                          wantWeight: tape.needsGradient(weight),
+                                                          wantBias: bias.map { tape.needsGradient($0) } == true)
             if let gradX { tape.accumulate(input, gradX) }
             if let gradW { tape.accumulate(weight, gradW) }
             if let gradB, let bias { tape.accumulate(bias, gradB) }
@@ -112,4 +78,56 @@ func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) 
 func withOptionalMutablePointer<R>(_ t: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
     guard t != nil else { return body(nil) }
     return t!.withUnsafeMutableBufferPointer { body($0.baseAddress) }
+}
+
+/// The linear op's two halves on tensors, shared by the ops that contain a linear (linear itself,
+/// a layer norm folded into one).
+enum LinearOp {
+    /// x · Wᵀ + b over the last dimension: x [..., in], weight [out, in], bias [out].
+    static func forward(_ x: Tensor, _ w: Tensor, _ bias: Tensor?) -> Tensor {
+        precondition(w.rank == 2 && x.columnCount == w.shape[1],
+                     "linear: input \(x.shape) does not match weight \(w.shape) ([out, in])")
+        let outFeatures = w.shape[0], inFeatures = w.shape[1], rows = x.rowCount
+        if let bias { precondition(bias.shape == [outFeatures], "linear: bias \(bias.shape) for weight \(w.shape)") }
+        // The kernel writes every row: the bias, then the product added (or the product alone);
+        // an empty product (no inputs) leaves zeros.
+        let outShape = Array(x.shape.dropLast()) + [outFeatures]
+        return inFeatures == 0 ? Tensor(zeros: outShape) : Tensor(uninitialized: outShape) { py in
+            x.withUnsafeBufferPointer { px in
+                w.withUnsafeBufferPointer { pw in
+                    withOptionalPointer(bias) { pb in
+                        LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
+                                             bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The gradients of x, W and b that are wanted (nil for the others, and for no rows).
+    static func backward(_ gradY: Tensor, x: Tensor, weight w: Tensor, wantX: Bool, wantWeight: Bool,
+                         wantBias: Bool) -> (x: Tensor?, weight: Tensor?, bias: Tensor?) {
+        let outFeatures = w.shape[0], inFeatures = w.shape[1], rows = x.rowCount
+        guard rows > 0 else { return (nil, nil, nil) }
+        var gradX = wantX ? Tensor(zeros: x.shape) : nil
+        var gradW = wantWeight ? Tensor(zeros: w.shape) : nil
+        var gradB = wantBias ? Tensor(zeros: [outFeatures]) : nil
+        gradY.withUnsafeBufferPointer { dy in
+            x.withUnsafeBufferPointer { px in
+                w.withUnsafeBufferPointer { pw in
+                    withOptionalMutablePointer(&gradX) { dx in
+                        withOptionalMutablePointer(&gradW) { dw in
+                            withOptionalMutablePointer(&gradB) { db in
+                                LinearKernel.backward(
+                                    gradX: dx, gradWeight: dw, gradBias: db, gradY: dy.baseAddress!,
+                                    x: px.baseAddress!, weight: pw.baseAddress!, rows: rows,
+                                    inFeatures: inFeatures, outFeatures: outFeatures)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (gradX, gradW, gradB)
+    }
 }

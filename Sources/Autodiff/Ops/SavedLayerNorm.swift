@@ -92,46 +92,15 @@ extension Variable {
     public func layerNormLinear(gain: Variable?, bias: Variable?, eps: Float = 1e-5, weight: Variable, linearBias: Variable?) -> Variable {
         let (norm, normalized) = SavedLayerNorm.forward(self, gain: gain, bias: bias, eps: eps)
         let w = weight.value
-        precondition(w.rank == 2 && normalized.columnCount == w.shape[1],
-                     "linear: input \(normalized.shape) does not match weight \(w.shape) ([out, in])")
-        let outFeatures = w.shape[0], inFeatures = w.shape[1], rows = normalized.rowCount
-        if let linearBias { precondition(linearBias.shape == [outFeatures], "linear: bias \(linearBias.shape) for weight \(w.shape)") }
-        let biasValue = linearBias?.value
-        let y = Tensor(uninitialized: Array(normalized.shape.dropLast()) + [outFeatures]) { py in
-            normalized.withUnsafeBufferPointer { px in
-                w.withUnsafeBufferPointer { pw in
-                    withOptionalPointer(biasValue) { pb in
-                        LinearKernel.forward(y: py.baseAddress!, x: px.baseAddress!, weight: pw.baseAddress!,
-                                             bias: pb, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures)
-                    }
-                }
-            }
-        }
+        let y = LinearOp.forward(normalized, w, linearBias?.value)
         let (weight, linearBias) = (weight.handle, linearBias?.handle)
         return tape.record(y, inputs: norm.inputs + [weight] + (linearBias.map { [$0] } ?? [])) { gradY, tape in
-            guard rows > 0 else { return }
-            let x = norm.recompute()
-            var gradX = Tensor(zeros: x.shape)
-            var gradW = tape.needsGradient(weight) ? Tensor(zeros: w.shape) : nil
-            var gradB = linearBias.map { tape.needsGradient($0) } == true ? Tensor(zeros: [outFeatures]) : nil
-            gradY.withUnsafeBufferPointer { dy in
-                x.withUnsafeBufferPointer { px in
-                    w.withUnsafeBufferPointer { pw in
-                        gradX.withUnsafeMutableBufferPointer { dx in
-                            withOptionalMutablePointer(&gradW) { dw in
-                                withOptionalMutablePointer(&gradB) { db in
-                                    LinearKernel.backward(gradX: dx.baseAddress!, gradWeight: dw, gradBias: db, gradY: dy.baseAddress!,
-                                                          x: px.baseAddress!, weight: pw.baseAddress!, rows: rows,
-                                                          inFeatures: inFeatures, outFeatures: outFeatures)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let (gradX, gradW, gradB) = LinearOp.backward(gradY, x: norm.recompute(), weight: w, wantX: true,
+                                                          wantWeight: tape.needsGradient(weight),
+                                                          wantBias: linearBias.map { tape.needsGradient($0) } == true)
             if let gradW { tape.accumulate(weight, gradW) }
             if let gradB, let linearBias { tape.accumulate(linearBias, gradB) }
-            norm.backward(gradX, on: tape)
+            if let gradX { norm.backward(gradX, on: tape) }
         }
     }
 }
