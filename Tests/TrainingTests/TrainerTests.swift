@@ -126,7 +126,7 @@ import Training
         let batches = [[5, 3, 9, 0, 7], [11], [2, 4]]
         let whole = try Prefetcher(dataset: dataset, batches: batches)
         let split = try Prefetcher(dataset: dataset, batches: batches, parts: 2)
-        for indices in batches {
+        for _ in batches {
             let batch = try #require(try whole.next())
             let parts = try #require(try split.nextParts())
             let ranges = Batch.shardRanges(lengths: batch.segments.lengths, shards: 2)
