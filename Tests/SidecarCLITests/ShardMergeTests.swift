@@ -181,6 +181,11 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         try refused([shards[0], chunks8, shards[2]], "chunk size: 8 in \(chunks8), 4 in \(shards[0])")
     }
 
+    /// The train split of `cache` as `sidecar inspect --json` reports it, or nil before it can be read.
+    private func trainSplit(_ cache: String) -> [String: Any]? {
+        (try? inspectReport(cache)).flatMap { ($0["splits"] as? [[String: Any]])?.first }
+    }
+
     /// A shard killed mid-extraction is refused by merge; resumed, it merges.
     @Test func anIncompleteShardIsRefusedUntilResumed() throws {
         let dataset = try makeDataset(count: 600)
@@ -189,26 +194,31 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         let first = try runSidecar(arguments + ["--shard", "0/2", "--out", shards[0]])
         #expect(first.status == 0, "\(first.err)")
 
-        let process = Process()
-        process.executableURL = sidecarBinary()
-        process.arguments = arguments + ["--shard", "1/2", "--out", shards[1]]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // Kill it once its first chunks are committed and before it finishes.
+        // Stop the run once its first chunks are committed, confirm from the stopped run's folder
+        // that the shard is still incomplete, then kill it. A run that finished between the look
+        // and the stop (a loaded machine) is retried in a fresh folder.
         var partial = false
-        let deadline = Date().addingTimeInterval(120)
-        while process.isRunning && Date() < deadline {
-            if let report = try? inspectReport(shards[1]), let train = (report["splits"] as? [[String: Any]])?.first,
-               (train["written"] as? Int ?? 0) > 0, train["complete"] as? Bool == false {
-                kill(process.processIdentifier, SIGKILL)
-                partial = true
-                break
+        for _ in 0..<5 where !partial {
+            try? FileManager.default.removeItem(atPath: shards[1])
+            let process = Process()
+            process.executableURL = sidecarBinary()
+            process.arguments = arguments + ["--shard", "1/2", "--out", shards[1]]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(120)
+            while process.isRunning && Date() < deadline {
+                if let train = trainSplit(shards[1]), (train["written"] as? Int ?? 0) > 0, train["complete"] as? Bool == false {
+                    kill(process.processIdentifier, SIGSTOP)
+                    partial = trainSplit(shards[1])?["complete"] as? Bool == false
+                    kill(process.processIdentifier, partial ? SIGKILL : SIGCONT)
+                    break
+                }
+                Thread.sleep(forTimeInterval: 0.02)
             }
-            Thread.sleep(forTimeInterval: 0.02)
+            process.waitUntilExit()
         }
-        process.waitUntilExit()
-        try #require(partial, "the shard extraction finished before it could be killed part way")
+        try #require(partial, "five shard extractions finished before they could be killed part way")
 
         let out = temporaryCache("merge-incomplete")
         let refused = try runSidecar(["merge", shards[0], shards[1], "--out", out])
