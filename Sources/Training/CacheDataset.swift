@@ -4,9 +4,6 @@
 // the needed features are decoded once and kept.
 import ActivationStore
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import SideNetworks
 import TensorCore
 
@@ -165,22 +162,19 @@ public final class CacheDataset: @unchecked Sendable {
         return out
     }
 
-    /// The examples `indices` as one packed batch.
-    public func batch(_ indices: [Int], decoder: RecordDecoder) throws -> Batch {
-        try parts(indices, shards: 1, decoder: decoder)[0]
+    /// The rows of each example `indices`, from the record headers.
+    public func rowCounts(_ indices: [Int]) throws -> [Int] {
+        if let memory { return indices.map { memory[$0].rows } }
+        return try cache.withRecords(split: split, indices: intact == nil ? indices : indices.map(stored)) { $0.map(\.rows) }
     }
 
-    /// The examples `indices` as `shards` packed batches, split by `Batch.shardRanges`
-    /// (consecutive examples, about equal in rows). One read transaction serves the whole batch:
-    /// each record's header is read once, for the split and for the decoding.
-    public func parts(_ indices: [Int], shards: Int, decoder: RecordDecoder) throws -> [Batch] {
+    /// The examples `indices` as one packed batch. Each block decompresses straight into its place
+    /// in the batch's tensor, sized from the record headers first.
+    public func batch(_ indices: [Int], decoder: RecordDecoder) throws -> Batch {
         if let memory {
-            let ranges = Batch.shardRanges(lengths: indices.map { memory[$0].rows }, shards: shards)
-            return ranges.map { range in
-                let examples = indices[range].map { memory[$0] }
-                let buffers = features.indices.map { f in examples.flatMap { $0.values[f] } }
-                return packed(labels: examples.map(\.label), lengths: examples.map(\.rows), buffers: buffers)
-            }
+            let examples = indices.map { memory[$0] }
+            let buffers = features.indices.map { f in examples.flatMap { $0.values[f] } }
+            return packed(labels: examples.map(\.label), lengths: examples.map(\.rows), buffers: buffers)
         }
         return try cache.withRecords(split: split, indices: intact == nil ? indices : indices.map(stored)) { views in
             var labels: [Int] = []
@@ -190,24 +184,20 @@ public final class CacheDataset: @unchecked Sendable {
                 labels.append(try Self.label(of: view))
             }
             let lengths = views.map(\.rows)
-            return try Batch.shardRanges(lengths: lengths, shards: shards).map { range in
-                // Each block decompresses straight into its place in the part's tensor, sized from
-                // the record headers first.
-                let total = lengths[range].reduce(0, +) * width
-                let buffers = try features.map { feature in
-                    try [Float](unsafeUninitializedCapacity: total) { all, count in
-                        var offset = 0
-                        for view in views[range] {
-                            let n = view.rows * view.width
-                            try decoder.decode(view, layer: feature.layer, stream: Self.stream(of: feature),
-                                               into: UnsafeMutableBufferPointer(rebasing: all[offset..<(offset + n)]))
-                            offset += n
-                        }
-                        count = total
+            let total = lengths.reduce(0, +) * width
+            let buffers = try features.map { feature in
+                try [Float](unsafeUninitializedCapacity: total) { all, count in
+                    var offset = 0
+                    for view in views {
+                        let n = view.rows * view.width
+                        try decoder.decode(view, layer: feature.layer, stream: Self.stream(of: feature),
+                                           into: UnsafeMutableBufferPointer(rebasing: all[offset..<(offset + n)]))
+                        offset += n
                     }
+                    count = total
                 }
-                return packed(labels: Array(labels[range]), lengths: Array(lengths[range]), buffers: buffers)
             }
+            return packed(labels: labels, lengths: lengths, buffers: buffers)
         }
     }
 
@@ -222,37 +212,29 @@ public final class CacheDataset: @unchecked Sendable {
     }
 }
 
-/// Batches produced on a background thread, at most `depth` ahead of the consumer, so decoding
-/// overlaps training. With `parts` > 1, each batch is decoded as its fixed parts
-/// (`Batch.shardRanges`) for heads that split batches, which then use the parts as decoded.
+/// Batches decoded on a background thread, at most `depth` ahead of the consumer, so decoding
+/// overlaps a consumer that uses one core (`sidecar eval`). Training decodes on its own threads
+/// instead (`NextBatch`).
 public final class Prefetcher: @unchecked Sendable {
     private let condition = NSCondition()
-    private var queue: [Result<[Batch], Error>] = []
+    private var queue: [Result<Batch, Error>] = []
     private var finished = false
     private var cancelled = false
     private let depth: Int
 
-    public init(dataset: CacheDataset, batches: [[Int]], depth: Int = 2, parts: Int = 1) throws {
+    public init(dataset: CacheDataset, batches: [[Int]], depth: Int = 2) throws {
         self.depth = max(1, depth)
         let decoder = UncheckedBox(try dataset.cache.makeDecoder())
-        let parts = max(parts, 1)
         let thread = Thread { [self] in
-            // Below the training threads: decoding the next batch took a core from a step's
-            // second part just as the step began (a 1.6 ms late start per LoSA step, 14% of it).
-            // At a lower priority it runs in the cores' gaps; a step now and then waits for it
-            // instead, and an epoch is 4–9% shorter for LoSA and UniPT on the demo cache.
-            // (Linux keeps a nice value per thread, and who = 0 is the calling thread.)
-            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
             for indices in batches {
                 // A slot first, then the decoding: a batch decoded while the queue is full would
-                // wait fully decoded, one more batch held than `depth` (E3VA's 13 features
-                // make that 8 MB).
+                // wait fully decoded, one more batch held than `depth`.
                 condition.lock()
                 while queue.count >= self.depth && !cancelled { condition.wait() }
                 let stop = cancelled
                 condition.unlock()
                 if stop { break }
-                let result = Result { try dataset.parts(indices, shards: parts, decoder: decoder.value) }
+                let result = Result { try dataset.batch(indices, decoder: decoder.value) }
                 condition.lock()
                 if cancelled { condition.unlock(); break }
                 queue.append(result)
@@ -271,11 +253,6 @@ public final class Prefetcher: @unchecked Sendable {
 
     /// The next batch, or nil after the last.
     public func next() throws -> Batch? {
-        try nextParts().map { $0.count == 1 ? $0[0] : Batch(concatenating: $0) }
-    }
-
-    /// The next batch as its parts, or nil after the last.
-    public func nextParts() throws -> [Batch]? {
         condition.lock()
         defer { condition.unlock() }
         while queue.isEmpty && !finished { condition.wait() }
@@ -296,6 +273,54 @@ public final class Prefetcher: @unchecked Sendable {
 
     deinit {
         cancel()
+    }
+}
+
+/// The next batch of a pass, decoded in parts (`Batch.shardRanges`) by the training threads
+/// themselves: each part is one work item, queued behind the items of the step in progress, so
+/// the cores decode in the step's gaps. (A decoding thread of its own either took a core from the
+/// step, or, below the step's priority, lagged behind it and made the next step wait.) One
+/// decoder per part, reused from batch to batch.
+public final class NextBatch: @unchecked Sendable {
+    public let dataset: CacheDataset
+    private let decoders: [RecordDecoder]
+    private var indices: [Int] = []
+    private var ranges: [Range<Int>] = []
+    /// One slot per part, each written by the one thread that decodes that part.
+    private let decoded: [Slot]
+
+    private final class Slot: @unchecked Sendable {
+        var result: Result<Batch, Error>?
+    }
+
+    /// Decodes batches as `parts` parts.
+    public init(dataset: CacheDataset, parts: Int) throws {
+        self.dataset = dataset
+        decoders = try (0..<max(parts, 1)).map { _ in try dataset.cache.makeDecoder() }
+        decoded = decoders.map { _ in Slot() }
+    }
+
+    /// Parts of a batch.
+    public var parts: Int { decoders.count }
+
+    /// Starts batch `indices`: splits it from its record headers; `decode(part:)` then decodes each
+    /// part, on any thread, one thread per part.
+    public func start(_ indices: [Int]) throws {
+        self.indices = indices
+        ranges = Batch.shardRanges(lengths: try dataset.rowCounts(indices), shards: parts)
+    }
+
+    public func decode(part: Int) {
+        decoded[part].result = Result { try dataset.batch(Array(indices[ranges[part]]), decoder: decoders[part]) }
+    }
+
+    /// The started batch's parts once every one is decoded; the first part's error otherwise.
+    public func take() throws -> [Batch] {
+        try decoded.map { slot in
+            defer { slot.result = nil }
+            guard let result = slot.result else { preconditionFailure("a part of the next batch was never decoded") }
+            return try result.get()
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 // The training loop for one or many heads on one cache. Each batch is decoded once and every head
 // steps on it, so K heads cost one pass of decoding. Heavy heads split each batch into fixed parts
-// (ShardedStep); the (head, part) items of a batch run on all the cores. Every head has its own
+// (ShardedStep); the (head, part) items of a batch run on all the cores, followed by the parts of
+// the next batch's decoding (NextBatch). Every head has its own
 // parameters, optimiser, schedule, tapes and generators, all derived from the one seed and never
 // from its position in the group or the core count: a head trained in a group ends bit-identical
 // to the same head trained alone.
@@ -197,20 +198,40 @@ public final class Trainer {
     /// The damaged records left out of every split (with `skipCorrupt`), in split then key order.
     public var skippedRecords: [CorruptRecord] { [train, val, test].compactMap { $0 }.flatMap(\.skipped) }
 
-    /// Runs `body(i, part)` on every part of every head `states[i]` of a batch, on as many cores as
-    /// there are (or `parallelHeads`). Each item writes only its own head's part state, so the
-    /// order in which the items run changes nothing.
-    private func forEachPart(_ states: [HeadState], _ body: @escaping @Sendable (_ state: Int, _ part: Int) -> Void) {
+    /// Runs `body(i, part)` on every part of every head `states[i]` of a batch, then decodes the
+    /// parts of `next`'s batch, on as many cores as there are (or `parallelHeads`). Each item
+    /// writes only its own head's part state or its own decoded part, so the order in which the
+    /// items run changes nothing.
+    private func forEachPart(_ states: [HeadState], then next: NextBatch? = nil,
+                             _ body: @escaping @Sendable (_ state: Int, _ part: Int) -> Void) {
         let items = states.indices.flatMap { i in (0..<states[i].sharded.parts).map { (i, $0) } }
-        let workers = min(items.count, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let decoding = next?.parts ?? 0
+        let run: @Sendable (Int) -> Void = { k in
+            if k < items.count { body(items[k].0, items[k].1) } else { next!.decode(part: k - items.count) }
+        }
+        let total = items.count + decoding
+        let workers = min(total, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
         if workers <= 1 {
-            items.forEach(body)
+            (0..<total).forEach(run)
             return
         }
-        let next = Counter()
+        let claimed = Counter()
         DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while let i = next.claim(below: items.count) { body(items[i].0, items[i].1) }
+            while let k = claimed.claim(below: total) { run(k) }
         }
+    }
+
+    /// The parts a batch is decoded in: one per worker at least, so that a head whose step is
+    /// shorter than decoding (a probe) is not held to one core's decoding speed.
+    private func decodedParts(_ states: [HeadState]) -> Int {
+        max(states.map(\.sharded.parts).max() ?? 1, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Batch `indices` as `next`'s parts, decoded on the cores (before a pass's first step).
+    private func decode(_ indices: [Int], with next: NextBatch) throws -> [Batch] {
+        try next.start(indices)
+        forEachPart([], then: next) { _, _ in }
+        return try next.take()
     }
 
     /// Trains, evaluates each epoch on val (early stopping, best parameters kept), then evaluates
@@ -234,24 +255,25 @@ public final class Trainer {
             order.shuffle(using: &rng)
             let batches = stride(from: 0, to: order.count, by: options.batchSize).map { Array(order[$0..<min($0 + options.batchSize, order.count)]) }
             for s in active { s.lossSum = 0; s.lossCount = 0 }
-            let prefetcher = try Prefetcher(dataset: train, batches: batches, depth: options.prefetch,
-                                            parts: active.map(\.sharded.parts).max()!)
-            var done = 0
+            let next = try NextBatch(dataset: train, parts: decodedParts(active))
+            var decoded = try decode(batches[0], with: next)
             let opts = options
-            while let decoded = try prefetcher.nextParts() {
+            for done in batches.indices {
                 let training = active.filter { $0.failure == nil }
                 let parts = BatchParts(decoded, partCounts: Set(training.map(\.sharded.parts)))
                 let count = parts.count
-                forEachPart(training) { i, part in
+                let more = done + 1 < batches.count
+                if more { try next.start(batches[done + 1]) }
+                forEachPart(training, then: more ? next : nil) { i, part in
                     let s = training[i]
                     s.sharded.forwardBackward(part: part, parts.part(part, of: s.sharded.parts), batchCount: count,
                                               labelSmoothing: opts.labelSmoothing)
                 }
                 for s in training { s.finishStep(batchCount: count, options: opts, epoch: epoch) }
                 if shouldStop?() == true { throw TrainingCancelled() }
-                done += 1
-                if done % 8 == 1 { samplePeakMemory() }
-                events(.batch(epoch: epoch, done: done, of: stepsPerEpoch))
+                if done % 8 == 0 { samplePeakMemory() }
+                events(.batch(epoch: epoch, done: done + 1, of: stepsPerEpoch))
+                if more { decoded = try next.take() }
             }
             let seconds = Date().timeIntervalSince(epochStart)
             let valMetrics = try val.map { try evaluate($0, active.filter { $0.failure == nil }) }
@@ -315,16 +337,18 @@ public final class Trainer {
     /// Loss, accuracy, macro-F1 and confusion of each head on a split, in eval mode.
     func evaluate(_ dataset: CacheDataset, _ states: [HeadState]) throws -> [ObjectIdentifier: ClassificationMetrics] {
         let batches = stride(from: 0, to: dataset.count, by: options.batchSize).map { Array($0..<min($0 + options.batchSize, dataset.count)) }
-        let prefetcher = try Prefetcher(dataset: dataset, batches: batches, depth: options.prefetch,
-                                        parts: states.map(\.sharded.parts).max() ?? 1)
+        let next = try NextBatch(dataset: dataset, parts: decodedParts(states))
         let collected = states.map { _ in Collected() }
         var labels: [Int] = []
-        while let decoded = try prefetcher.nextParts() {
+        var decoded = batches.isEmpty ? [] : try decode(batches[0], with: next)
+        for done in batches.indices {
             if shouldStop?() == true { throw TrainingCancelled() }
             let parts = BatchParts(decoded, partCounts: Set(states.map(\.sharded.parts)))
             labels += parts.labels
             let logits = states.map { s in (0..<s.sharded.parts).map { _ in PartLogits() } }
-            forEachPart(states) { i, part in
+            let more = done + 1 < batches.count
+            if more { try next.start(batches[done + 1]) }
+            forEachPart(states, then: more ? next : nil) { i, part in
                 let s = states[i], rows = parts.part(part, of: s.sharded.parts)
                 if rows.count > 0 { logits[i][part].logits = s.sharded.predict(part: part, rows) }
             }
@@ -333,6 +357,7 @@ public final class Trainer {
                     if let partLogits = slot.logits { c.add(logits: partLogits, labels: parts.part(part, of: l.count).labels) }
                 }
             }
+            if more { decoded = try next.take() }
         }
         var out: [ObjectIdentifier: ClassificationMetrics] = [:]
         for (s, c) in zip(states, collected) {

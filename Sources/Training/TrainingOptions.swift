@@ -23,10 +23,6 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Decode the needed features once and keep them in memory.
     public var inMemory = false
-    /// Batches decoded ahead on the prefetch thread. One is enough to keep the cores busy (the
-    /// thread decodes the next batch while a step runs), and each more holds one more decoded
-    /// batch (11 MB for LoSA on the demo cache).
-    public var prefetch = 1
     /// Threads training at once: heads, and the batch parts of heads that split their batches
     /// (nil: one per core). The results are the same for every value.
     public var parallelHeads: Int? = nil
@@ -35,7 +31,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var skipCorrupt = false
 
     enum CodingKeys: String, CodingKey {
-        case epochs, optimizer, momentum, warmup, patience, seed, prefetch
+        case epochs, optimizer, momentum, warmup, patience, seed
         case batchSize = "batch_size", learningRate = "lr", weightDecay = "weight_decay"
         case finalLearningRate = "final_lr_fraction", labelSmoothing = "label_smoothing", clipNorm = "clip_norm"
         case inMemory = "in_memory", parallelHeads = "parallel_heads"

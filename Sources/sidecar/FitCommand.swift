@@ -63,9 +63,6 @@ struct FitCommand: ParsableCommand {
     @Flag(help: "Decode the needed features once and keep them in memory (when they fit).")
     var inMemory = false
 
-    @Option(help: "Batches decoded ahead of training on a second thread. One keeps the cores busy when a step takes longer than decoding a batch; each more holds one more decoded batch in memory.")
-    var prefetch = TrainingOptions().prefetch
-
     @Flag(help: "Check every record's checksums first and leave damaged ones out of training and evaluation, counting them (skipped_corrupt in result.json). Without it a damaged record stops the fit, naming its key.")
     var skipCorrupt = false
 
@@ -85,7 +82,6 @@ struct FitCommand: ParsableCommand {
         if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number, got \(lr)") }
         if !(0...1).contains(warmup) { throw ValidationError("--warmup must be a fraction in 0...1, got \(warmup)") }
         if !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1), got \(labelSmoothing)") }
-        if prefetch < 1 { throw ValidationError("--prefetch must be at least 1, got \(prefetch)") }
         if weightDecay < 0 || clipNorm < 0 || patience < 0 { throw ValidationError("--weight-decay, --clip-norm and --patience cannot be negative") }
     }
 
@@ -113,7 +109,6 @@ struct FitCommand: ParsableCommand {
         options.clipNorm = clipNorm
         options.patience = patience
         options.inMemory = inMemory
-        options.prefetch = prefetch
         options.skipCorrupt = skipCorrupt
         let trainer = try Trainer(cache: opened, requests: requests, options: options)
         let log: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }

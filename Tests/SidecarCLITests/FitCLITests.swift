@@ -70,7 +70,6 @@ import Testing
             (["--head", "lst", "--set", "reduction=4"], "--lst-reductions 4"),
             (["--head", "consolidator", "--set", "K=2"], "--top-blocks 2"),
             (["--head", "linear", "--epochs", "0"], "--epochs"),
-            (["--head", "linear", "--prefetch", "0"], "--prefetch must be at least 1, got 0"),
         ]
         for (arguments, expected) in cases {
             let result = try runSidecar(["fit", "--cache", cache, "--out", cache + "-bad"] + arguments)
