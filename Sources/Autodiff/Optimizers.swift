@@ -46,32 +46,34 @@ public struct AdamW: Optimizer {
                 m.withUnsafeMutableBufferPointer { m in
                     v.withUnsafeMutableBufferPointer { v in
                         decayMask.withUnsafeBufferPointer { mask in
-                            // Eight lanes at a time (the scalar loop did not vectorise: 6% of
-                            // UniPT's step), then the tail; each lane does the scalar operations in
-                            // the same order, so the result is the same to the bit.
-                            typealias Lanes = SIMD8<Float>
                             let (pp, gp, mp, vp, kp) = (p.baseAddress!, g.baseAddress!, m.baseAddress!, v.baseAddress!, mask.baseAddress!)
-                            func load(_ base: UnsafePointer<Float>, _ i: Int) -> Lanes { UnsafeRawPointer(base + i).loadUnaligned(as: Lanes.self) }
-                            func store(_ x: Lanes, _ base: UnsafeMutablePointer<Float>, _ i: Int) {
-                                UnsafeMutableRawPointer(base + i).storeBytes(of: x, as: Lanes.self)
-                            }
-                            var i = 0
-                            while i + Lanes.scalarCount <= p.count {
-                                let gi = load(gp, i)
-                                var pi = load(pp, i), mi = load(mp, i), vi = load(vp, i)
-                                pi *= 1 - decay * load(kp, i)
-                                mi += (1 - b1) * (gi - mi)
-                                vi = b2 * vi + (1 - b2) * gi * gi
-                                pi -= stepSize * mi / (vi.squareRoot() / sqrtCorrection2 + eps)
-                                store(pi, pp, i); store(mi, mp, i); store(vi, vp, i)
-                                i += Lanes.scalarCount
-                            }
-                            for i in i..<p.count {
-                                // The same operation order as PyTorch's, so results agree to rounding.
-                                p[i] *= 1 - decay * mask[i]
-                                m[i] += (1 - b1) * (g[i] - m[i])
-                                v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                                p[i] -= stepSize * m[i] / (v[i].squareRoot() / sqrtCorrection2 + eps)
+                            forEachChunk(of: p.count) { chunk in
+                                // Eight lanes at a time (the scalar loop did not vectorise: 6% of
+                                // UniPT's step), then the tail; each lane does the scalar
+                                // operations in the same order, so the result is the same to the bit.
+                                typealias Lanes = SIMD8<Float>
+                                func load(_ base: UnsafePointer<Float>, _ i: Int) -> Lanes { UnsafeRawPointer(base + i).loadUnaligned(as: Lanes.self) }
+                                func store(_ x: Lanes, _ base: UnsafeMutablePointer<Float>, _ i: Int) {
+                                    UnsafeMutableRawPointer(base + i).storeBytes(of: x, as: Lanes.self)
+                                }
+                                var i = chunk.lowerBound
+                                while i + Lanes.scalarCount <= chunk.upperBound {
+                                    let gi = load(gp, i)
+                                    var pi = load(pp, i), mi = load(mp, i), vi = load(vp, i)
+                                    pi *= 1 - decay * load(kp, i)
+                                    mi += (1 - b1) * (gi - mi)
+                                    vi = b2 * vi + (1 - b2) * gi * gi
+                                    pi -= stepSize * mi / (vi.squareRoot() / sqrtCorrection2 + eps)
+                                    store(pi, pp, i); store(mi, mp, i); store(vi, vp, i)
+                                    i += Lanes.scalarCount
+                                }
+                                for i in i..<chunk.upperBound {
+                                    // The same operation order as PyTorch's, so results agree to rounding.
+                                    pp[i] *= 1 - decay * kp[i]
+                                    mp[i] += (1 - b1) * (gp[i] - mp[i])
+                                    vp[i] = b2 * vp[i] + (1 - b2) * gp[i] * gp[i]
+                                    pp[i] -= stepSize * mp[i] / (vp[i].squareRoot() / sqrtCorrection2 + eps)
+                                }
                             }
                         }
                     }
@@ -109,10 +111,13 @@ public struct SGD: Optimizer {
             parameters.gradients.withUnsafeBufferPointer { g in
                 buffer.withUnsafeMutableBufferPointer { b in
                     decayMask.withUnsafeBufferPointer { mask in
-                        for i in 0..<p.count {
-                            let d = g[i] + wd * mask[i] * p[i]
-                            b[i] = first ? d : mu * b[i] + d
-                            p[i] -= learningRate * (nesterov ? d + mu * b[i] : b[i])
+                        let (pp, gp, bp, kp) = (p.baseAddress!, g.baseAddress!, b.baseAddress!, mask.baseAddress!)
+                        forEachChunk(of: p.count) { chunk in
+                            for i in chunk {
+                                let d = gp[i] + wd * kp[i] * pp[i]
+                                bp[i] = first ? d : mu * bp[i] + d
+                                pp[i] -= learningRate * (nesterov ? d + mu * bp[i] : bp[i])
+                            }
                         }
                     }
                 }
@@ -134,12 +139,33 @@ extension ParameterSet {
     /// Scales all gradients so their global L2 norm is at most `maxNorm`; returns the norm before.
     @discardableResult
     public func clipGradientNorm(_ maxNorm: Float) -> Float {
-        var squares: Double = 0
-        for g in gradients { squares += Double(g) * Double(g) }
-        let norm = Float(squares.squareRoot())
+        let chunks = (count + parameterChunk - 1) / parameterChunk
+        var partial = [Double](repeating: 0, count: chunks)
+        gradients.withUnsafeMutableBufferPointer { g in
+            partial.withUnsafeMutableBufferPointer { partial in
+                let (gp, sums) = (g.baseAddress!, partial.baseAddress!)
+                forEachChunk(of: g.count) { chunk in
+                    // Four sums in Double, so the adds are not one chain each waiting on the last.
+                    var lanes = SIMD4<Double>()
+                    var i = chunk.lowerBound
+                    while i + 4 <= chunk.upperBound {
+                        let x = SIMD4<Double>(Double(gp[i]), Double(gp[i + 1]), Double(gp[i + 2]), Double(gp[i + 3]))
+                        lanes += x * x
+                        i += 4
+                    }
+                    var sum = lanes.sum()
+                    for i in i..<chunk.upperBound { sum += Double(gp[i]) * Double(gp[i]) }
+                    sums[chunk.lowerBound / parameterChunk] = sum
+                }
+            }
+        }
+        let norm = Float(partial.reduce(0, +).squareRoot())
         if norm > maxNorm {
             let scale = maxNorm / (norm + 1e-6)
-            gradients.withUnsafeMutableBufferPointer { g in for i in 0..<g.count { g[i] *= scale } }
+            gradients.withUnsafeMutableBufferPointer { g in
+                let gp = g.baseAddress!
+                forEachChunk(of: g.count) { chunk in for i in chunk { gp[i] *= scale } }
+            }
         }
         return norm
     }

@@ -1,6 +1,8 @@
-// Optimisers against torch.optim on the same problem, the schedule's three cases, and the
-// determinism of a whole training run under one seed.
+// Optimisers against torch.optim on the same problem and against their update written out, over
+// one and several chunks; clipping; the schedule's three cases; and the determinism of a whole
+// training run under one seed.
 import Autodiff
+import Foundation
 import Testing
 import TensorCore
 
@@ -32,17 +34,20 @@ import TensorCore
         expectMatches(train(&adam), [0.931082904, -0.475922942, 1.41702092, 0.541350961, 0.253450662], "AdamW")
     }
 
-    @Test func adamWLanesEqualTheScalarUpdate() {
-        // 21 scalars: two runs of eight lanes and a tail of five, against the update written out.
+    /// 21 scalars: two runs of eight lanes and a tail of five; 100,011: four chunks run on the
+    /// cores, each ending in a tail. Against the update written out.
+    @Test(arguments: [(13, 8), (70_000, 30_011)])
+    func adamWLanesAndChunksEqualTheScalarUpdate(decaying: Int, fixed: Int) {
+        let n = decaying + fixed
         let parameters = ParameterSet()
         var rng = SeededGenerator(seed: 2)
-        parameters.add("w", Tensor.randomNormal([13], using: &rng))
-        parameters.add("b", Tensor.randomNormal([8], using: &rng), decays: false)
+        parameters.add("w", Tensor.randomNormal([decaying], using: &rng))
+        parameters.add("b", Tensor.randomNormal([fixed], using: &rng), decays: false)
         var adam = AdamW(weightDecay: 0.1)
-        var p = parameters.values, m = [Float](repeating: 0, count: 21), v = m
-        let decays = (0..<21).map { $0 < 13 }
+        var p = parameters.values, m = [Float](repeating: 0, count: n), v = m
+        let decays = (0..<n).map { $0 < decaying }
         for step in 1...3 {
-            let g = (0..<21).map { _ in rng.nextNormal() }
+            let g = (0..<n).map { _ in rng.nextNormal() }
             parameters.gradients = g
             adam.step(parameters, learningRate: 0.05)
             let (lr, b1, b2, decay): (Float, Float, Float, Float) = (0.05, 0.9, 0.999, 0.1)
@@ -50,7 +55,7 @@ import TensorCore
             for _ in 0..<step { power1 *= Double(b1); power2 *= Double(b2) }
             let stepSize = Float(Double(lr) / (1 - power1))
             let sqrtCorrection2 = Float((1 - power2).squareRoot())
-            for i in 0..<21 {
+            for i in 0..<n {
                 p[i] *= 1 - lr * decay * (decays[i] ? 1 : 0)
                 m[i] += (1 - b1) * (g[i] - m[i])
                 v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
@@ -78,6 +83,32 @@ import TensorCore
         parameters.gradients = [0.3, 0.4]
         parameters.clipGradientNorm(1)
         #expect(parameters.gradients == [0.3, 0.4])
+    }
+
+    @Test func chunksCoverEachIndexOnceAndDependOnlyOnTheLength() {
+        final class Seen: @unchecked Sendable {
+            let lock = NSLock()
+            var ranges: [Range<Int>] = []
+        }
+        for count in [0, 1, parameterChunk, parameterChunk + 1, 3 * parameterChunk + 77] {
+            let seen = Seen()
+            forEachChunk(of: count) { range in seen.lock.lock(); seen.ranges.append(range); seen.lock.unlock() }
+            let expected = stride(from: 0, to: count, by: parameterChunk).map { $0..<min($0 + parameterChunk, count) }
+            #expect(seen.ranges.sorted { $0.lowerBound < $1.lowerBound } == expected, "\(count) scalars")
+        }
+    }
+
+    @Test func clippingOverManyChunksUsesTheWholeNorm() {
+        let parameters = ParameterSet()
+        var rng = SeededGenerator(seed: 5)
+        parameters.add("w", Tensor.randomNormal([3 * parameterChunk + 77], using: &rng))
+        let g = (0..<parameters.count).map { _ in rng.nextNormal() }
+        parameters.gradients = g
+        let norm = parameters.clipGradientNorm(1)
+        let expected = g.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        #expect(abs(Double(norm) - expected) < 1e-6 * expected)
+        let scale = 1 / (norm + 1e-6)
+        #expect(parameters.gradients == g.map { $0 * scale })
     }
 
     @Test func scheduleWarmsUpThenDecaysToTheFloor() {
