@@ -99,10 +99,11 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         expectClose(inPlace, expected, tolerance: 1e-5, "layer norm in place, 40 columns")
     }
 
-    /// Attention's short-segment loops (16 keys per step, a head size with a scalar tail) and its
-    /// BLAS path (segments over 48 tokens), reading q, k, v from one stacked [T, 3·width] buffer,
-    /// against per-element loops in Double.
-    @Test(arguments: [32, 20])
+    /// Attention's short-segment loops (16 keys per step, softmax rows shorter than, equal to and
+    /// past 16 keys, head sizes on 16 lanes, 4 lanes and a scalar tail) and its BLAS path
+    /// (segments over 48 tokens), reading q, k, v from one stacked [T, 3·width] buffer, against
+    /// per-element loops in Double.
+    @Test(arguments: [32, 20, 4, 6])
     func attentionMatchesNaiveLoops(headSize: Int) {
         let lengths = [1, 15, 16, 17, 33, 48, 49, 70], heads = 3, width = heads * headSize
         let segments = Segments(lengths: lengths), rows = lengths.reduce(0, +)

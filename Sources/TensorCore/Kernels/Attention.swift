@@ -93,41 +93,61 @@ public enum AttentionKernel {
         }
     }
 
-    /// out[0..<width] = Σ_j weights[j] · rows[j·stride ..< j·stride + width], each lane summed in j
-    /// order; `out` is written once, not read.
+    /// out[0..<width] = Σ_j weights[j·weightStride] · rows[j·stride ..< j·stride + width] (times
+    /// `scale`, added to `out` when `accumulate`), each lane summed in j order. What is left of
+    /// the width below 16 (a side network's heads of 4 or 8) runs on 4 lanes rather than one.
     @inline(__always)
-    static func weightedSum(_ out: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>, rows: UnsafePointer<Float>,
-                            stride: Int, count: Int, width: Int) {
+    static func weightedSum(_ out: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>, weightStride: Int = 1,
+                            rows: UnsafePointer<Float>, stride: Int, count: Int, width: Int,
+                            scale: Float = 1, accumulate: Bool = false) {
         var d = 0
         while d + 16 <= width {
             var acc = SIMD16<Float>()
             for j in 0..<count {
-                acc += SIMD16(repeating: weights[j]) * UnsafeRawPointer(rows + j * stride + d).loadUnaligned(as: SIMD16<Float>.self)
+                acc += SIMD16(repeating: weights[j * weightStride]) * UnsafeRawPointer(rows + j * stride + d).loadUnaligned(as: SIMD16<Float>.self)
             }
+            acc *= scale
+            if accumulate { acc += UnsafeRawPointer(out + d).loadUnaligned(as: SIMD16<Float>.self) }
             UnsafeMutableRawPointer(out + d).storeBytes(of: acc, as: SIMD16<Float>.self)
             d += 16
         }
+        while d + 4 <= width {
+            var acc = SIMD4<Float>()
+            for j in 0..<count {
+                acc += SIMD4(repeating: weights[j * weightStride]) * UnsafeRawPointer(rows + j * stride + d).loadUnaligned(as: SIMD4<Float>.self)
+            }
+            acc *= scale
+            if accumulate { acc += UnsafeRawPointer(out + d).loadUnaligned(as: SIMD4<Float>.self) }
+            UnsafeMutableRawPointer(out + d).storeBytes(of: acc, as: SIMD4<Float>.self)
+            d += 4
+        }
         while d < width {
             var acc: Float = 0
-            for j in 0..<count { acc += weights[j] * rows[j * stride + d] }
-            out[d] = acc
+            for j in 0..<count { acc += weights[j * weightStride] * rows[j * stride + d] }
+            out[d] = accumulate ? out[d] + scale * acc : scale * acc
             d += 1
         }
     }
 
     /// Row-wise softmax of p [n, n] in place; masked keys get probability 0, a fully masked row all 0.
+    /// Without a mask, 16 keys at a time through `fastExp` (libm's expf, one key at a time, was 4% of
+    /// LST's step and the mask tests another 3%).
     static func maskedSoftmaxRows(_ p: UnsafeMutablePointer<Float>, n: Int, keyMask: UnsafePointer<Bool>?) {
+        guard let keyMask else {
+            for i in 0..<n { softmaxRow(p + i * n, n: n) }
+            return
+        }
         for i in 0..<n {
             let row = p + i * n
             var m = -Float.infinity
-            for j in 0..<n where keyMask?[j] ?? true { m = max(m, row[j]) }
+            for j in 0..<n where keyMask[j] { m = max(m, row[j]) }
             if m == -Float.infinity {
                 for j in 0..<n { row[j] = 0 }
                 continue
             }
             var sum: Float = 0
             for j in 0..<n {
-                if keyMask?[j] ?? true {
+                if keyMask[j] {
                     let e = expf(row[j] - m)
                     row[j] = e
                     sum += e
@@ -138,6 +158,78 @@ public enum AttentionKernel {
             let inv = 1 / sum
             for j in 0..<n { row[j] *= inv }
         }
+    }
+
+    /// Softmax of one unmasked row of n scores in place. A row of 16 or more runs wholly on 16
+    /// lanes: its last, partial chunk is the row's last 16 scores, overlapping the chunk before,
+    /// whose lanes it writes with the same values and leaves out of the sum.
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, n: Int) {
+        typealias Lanes = SIMD16<Float>
+        func load(_ j: Int) -> Lanes { UnsafeRawPointer(row + j).loadUnaligned(as: Lanes.self) }
+        func store(_ x: Lanes, _ j: Int) { UnsafeMutableRawPointer(row + j).storeBytes(of: x, as: Lanes.self) }
+        guard n >= 16 else { return shortSoftmaxRow(row, n: n) }
+        let whole = n / 16 * 16, tail = n - whole
+        var top = load(0)
+        for j in stride(from: 16, to: whole, by: 16) {
+            let x = load(j)
+            top.replace(with: x, where: x .> top)
+        }
+        if tail > 0 {
+            let x = load(n - 16)
+            top.replace(with: x, where: x .> top)
+        }
+        let m = largestLane(top)
+        let last = tail > 0 ? fastExp(load(n - 16) - m) : Lanes()
+        var sums = Lanes()
+        for j in stride(from: 0, to: whole, by: 16) {
+            let e = fastExp(load(j) - m)
+            store(e, j)
+            sums += e
+        }
+        if tail > 0 {
+            var fresh = last
+            fresh.replace(with: 0, where: laneNumbers .< Float(16 - tail))
+            sums += fresh
+        }
+        let inv = 1 / laneTotal(sums)
+        for j in stride(from: 0, to: whole, by: 16) { store(load(j) * inv, j) }
+        if tail > 0 { store(last * inv, n - 16) }
+    }
+
+    /// 0 to 15, as floats: a comparison of Int32 lanes went one lane at a time through memory.
+    static let laneNumbers = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+    /// Softmax of a row of fewer than 16 scores, through the same exp, padded with −∞.
+    static func shortSoftmaxRow(_ row: UnsafeMutablePointer<Float>, n: Int) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { buffer in
+            let t = buffer.baseAddress!
+            t.initialize(repeating: -.infinity, count: 16)
+            t.update(from: row, count: n)
+            let x = UnsafeRawPointer(t).loadUnaligned(as: SIMD16<Float>.self)
+            var e = fastExp(x - largestLane(x))
+            e.replace(with: 0, where: laneNumbers .>= Float(n))
+            e *= 1 / laneTotal(e)
+            UnsafeMutableRawPointer(t).storeBytes(of: e, as: SIMD16<Float>.self)
+            row.update(from: t, count: n)
+        }
+    }
+
+    /// The largest of 16 lanes and their sum, by halving (the standard library's reductions go
+    /// one lane at a time through memory, which cost more than a short row's exps).
+    @inline(__always)
+    static func largestLane(_ v: SIMD16<Float>) -> Float {
+        var a = v.lowHalf
+        a.replace(with: v.highHalf, where: v.highHalf .> a)
+        var b = a.lowHalf
+        b.replace(with: a.highHalf, where: a.highHalf .> b)
+        return max(max(b[0], b[1]), max(b[2], b[3]))
+    }
+
+    @inline(__always)
+    static func laneTotal(_ v: SIMD16<Float>) -> Float {
+        let a = v.lowHalf + v.highHalf, b = a.lowHalf + a.highHalf, c = b.lowHalf + b.highHalf
+        return c[0] + c[1]
     }
 
     /// Adds dq, dk, dv (each [T, heads·dh], any may be nil) given dout, using the forward's
@@ -153,6 +245,9 @@ public enum AttentionKernel {
         let scale = 1 / Float(headSize).squareRoot()
         let longest = segments.lengths.max() ?? 0
         var dsBuffer = [Float](repeating: 0, count: longest * longest)
+        // Values of one head transposed, for the short-segment loops (as the forward's keys).
+        let valuesT = UnsafeMutablePointer<Float>.allocate(capacity: headSize * ((min(longest, smallSegment) + 15) / 16 * 16))
+        defer { valuesT.deallocate() }
         var probabilityOffset = 0
         dsBuffer.withUnsafeMutableBufferPointer { dsPointer in
             let ds = dsPointer.baseAddress!
@@ -163,6 +258,14 @@ public enum AttentionKernel {
                     let p = probabilities + probabilityOffset
                     probabilityOffset += n * n
                     let column = start * width + h * headSize
+                    if n <= smallSegment {
+                        // Short sequences: loops, as in the forward; four BLAS calls per head cost
+                        // more than their products (LST's heads are 4 wide).
+                        shortBackward(gradQ: gradQ.map { $0 + column }, gradK: gradK.map { $0 + column }, gradV: gradV.map { $0 + column },
+                                      gradOut: gradOut + column, q: q + column, k: k + column, v: v + column, p: p, ds: ds,
+                                      n: n, width: width, headSize: headSize, scale: scale, valuesT: valuesT)
+                        continue
+                    }
                     if let gradV {
                         BLAS.gemm(transposeA: true, transposeB: false, m: n, n: headSize, k: n,
                                   a: p, b: gradOut + column, ldb: width, beta: 1, c: gradV + column, ldc: width)
@@ -186,6 +289,45 @@ public enum AttentionKernel {
                                   a: ds, b: q + column, ldb: width, beta: 1, c: gradK + column, ldc: width)
                     }
                 }
+            }
+        }
+    }
+
+    /// The backward of one head of one segment of n ≤ smallSegment tokens, every pointer at the
+    /// segment's first row of the head's columns (rows `width` apart); `ds` holds n² floats.
+    @inline(__always)
+    static func shortBackward(
+        gradQ: UnsafeMutablePointer<Float>?, gradK: UnsafeMutablePointer<Float>?, gradV: UnsafeMutablePointer<Float>?,
+        gradOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        p: UnsafePointer<Float>, ds: UnsafeMutablePointer<Float>, n: Int, width: Int, headSize: Int, scale: Float,
+        valuesT: UnsafeMutablePointer<Float>
+    ) {
+        if let gradV {
+            // dv_j += Σ_i p[i, j] · dout_i: column j of p as the weights.
+            for j in 0..<n {
+                weightedSum(gradV + j * width, weights: p + j, weightStride: n, rows: gradOut, stride: width,
+                            count: n, width: headSize, accumulate: true)
+            }
+        }
+        guard gradQ != nil || gradK != nil else { return }
+        // ds = dout · vᵀ (the forward's scores, values for keys), then the softmax backward in place.
+        scores(ds, q: gradOut, keys: v, stride: width, n: n, headSize: headSize, scale: 1, keysT: valuesT)
+        for i in 0..<n {
+            let pr = p + i * n, dr = ds + i * n
+            var dot: Float = 0
+            for j in 0..<n { dot += pr[j] * dr[j] }
+            for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
+        }
+        if let gradQ {
+            for i in 0..<n {
+                weightedSum(gradQ + i * width, weights: ds + i * n, rows: k, stride: width, count: n, width: headSize,
+                            scale: scale, accumulate: true)
+            }
+        }
+        if let gradK {
+            for j in 0..<n {
+                weightedSum(gradK + j * width, weights: ds + j, weightStride: n, rows: q, stride: width, count: n, width: headSize,
+                            scale: scale, accumulate: true)
             }
         }
     }
