@@ -149,7 +149,10 @@ public func fastErf(_ value: Float) -> Float {
 /// `fastErf` on 16 lanes.
 @inline(__always)
 public func fastErf(_ value: SIMD16<Float>) -> SIMD16<Float> {
-    let x = clamped(value, -4, 4)
+    // Clamped by compare and blend, as in fastExp.
+    var x = value
+    x.replace(with: -4, where: x .< -4)
+    x.replace(with: 4, where: x .> 4)
     let x2 = x * x
     var p = SIMD16<Float>(repeating: -2.72614225801306e-10)
     p = p * x2 + 2.77068142495902e-08
@@ -166,23 +169,17 @@ public func fastErf(_ value: SIMD16<Float>) -> SIMD16<Float> {
     return x * p / q
 }
 
-/// `value` limited to low...high on 16 lanes, as compares and blends (NaN stays NaN): the
-/// standard library's pointwiseMin and pointwiseMax went one lane at a time through memory wherever
-/// they were not inlined into a vectorised loop, and in attention's softmax they were 16% of LST.
-@inline(__always)
-func clamped(_ value: SIMD16<Float>, _ low: Float, _ high: Float) -> SIMD16<Float> {
-    var x = value
-    x.replace(with: low, where: x .< low)
-    x.replace(with: high, where: x .> high)
-    return x
-}
-
 /// eˣ on 16 lanes: 2ⁿ·e^r with n = round(x/ln 2) and a degree-6 polynomial for e^r on
 /// |r| ≤ ln 2 / 2 (Cephes' coefficients), relative error about 2e-7. Inputs below −87 give 0's
 /// neighbourhood (clamped), above 88 are clamped too.
 @inline(__always)
 public func fastExp(_ value: SIMD16<Float>) -> SIMD16<Float> {
-    let x = clamped(value, -87, 88)
+    // Clamped by compare and blend, written out here: pointwiseMin and pointwiseMax went one lane
+    // at a time through memory where they were not inlined (16% of LST in attention's softmax),
+    // and a helper function for the clamp kept this function from being inlined.
+    var x = value
+    x.replace(with: -87, where: x .< -87)
+    x.replace(with: 88, where: x .> 88)
     let n = (x * 1.442_695_040_888_963_4).rounded(.toNearestOrEven)
     // r = x − n·ln 2 with ln 2 split in two, so r keeps its low bits.
     let r = x - n * 0.693_359_375 + n * 2.121_944_4e-4
