@@ -54,3 +54,19 @@ import TensorCore
         }
     }
 }
+
+@Suite struct ActivationBackwardTests {
+    /// With `overwrite`, every activation's backward writes what it adds to zeros otherwise, over
+    /// the 16-lane blocks and the tail, whatever gradX held before.
+    @Test(arguments: Activation.allCases)
+    func overwritingEqualsAddingToZeros(_ f: Activation) {
+        let x = QuickGeluTests.inputs.map { $0 / 10 }
+        let y = Tensor(shape: [x.count], scalars: x).applying(f).scalars
+        let gradOut = x.indices.map { Float($0 % 5) * 0.5 - 1 }
+        var added = [Float](repeating: 0, count: x.count), written = [Float](repeating: .nan, count: x.count)
+        ActivationKernel.backward(f, gradX: &added, gradOut: gradOut, x: x, y: y, count: x.count)
+        ActivationKernel.backward(f, gradX: &written, gradOut: gradOut, x: x, y: y, count: x.count, overwrite: true)
+        #expect(written == added, "\(f)")
+        #expect(added.contains { $0 != 0 }, "\(f)")
+    }
+}

@@ -154,15 +154,20 @@ public final class LoSAHead: Head, HeadKind {
         let (down, downBias, up, upBias) = (down.handle, downBias.handle, up.handle, upBias.handle)
         return tape.record(out, inputs: norm.inputs + [down, downBias, up, upBias]) { gradOut, tape in
             // Through the up-projection: dU[:L] += dM·Gᵀ, db_U[:L] += dM's rows, dG = U[:L]ᵀ·dM.
-            var gradU = Tensor(zeros: [positions, r]), gradUBias = Tensor(zeros: [positions]), gradG = Tensor(zeros: [b * r, d])
-            withBaseAddresses([gradOut, g, uWeight]) { p in
-                let (dOut, pg, pu) = (p[0], p[1], p[2])
-                gradU.withUnsafeMutableBufferPointer { du in
-                    gradUBias.withUnsafeMutableBufferPointer { dub in
-                        gradG.withUnsafeMutableBufferPointer { dg in
+            // dG and dH are written whole, each example's block by its product (zero for an empty
+            // example), so they start uninitialised: zero-filling them was 1.6% of LoSA's step.
+            var gradU = Tensor(zeros: [positions, r]), gradUBias = Tensor(zeros: [positions])
+            let gradG = Tensor(uninitialized: [b * r, d]) { dg in
+                withBaseAddresses([gradOut, g, uWeight]) { p in
+                    let (dOut, pg, pu) = (p[0], p[1], p[2])
+                    gradU.withUnsafeMutableBufferPointer { du in
+                        gradUBias.withUnsafeMutableBufferPointer { dub in
                             for e in 0..<b {
                                 let first = offsets[e], length = offsets[e + 1] - first
-                                guard length > 0 else { continue }
+                                guard length > 0 else {
+                                    (dg.baseAddress! + e * r * d).update(repeating: 0, count: r * d)
+                                    continue
+                                }
                                 let dm = dOut + first * d
                                 BLAS.gemm(transposeA: false, transposeB: true, m: length, n: r, k: d, a: dm, b: pg + e * r * d,
                                           beta: 1, c: du.baseAddress!)
@@ -175,10 +180,9 @@ public final class LoSAHead: Head, HeadKind {
                 }
             }
             // Through the GELU.
-            var gradH = Tensor(zeros: [b * r, d])
-            withBaseAddresses([gradG, h, g]) { p in
-                gradH.withUnsafeMutableBufferPointer { dh in
-                    ActivationKernel.backward(.gelu, gradX: dh.baseAddress!, gradOut: p[0], x: p[1], y: p[2], count: b * r * d)
+            let gradH = Tensor(uninitialized: [b * r, d]) { dh in
+                withBaseAddresses([gradG, h, g]) { p in
+                    ActivationKernel.backward(.gelu, gradX: dh.baseAddress!, gradOut: p[0], x: p[1], y: p[2], count: b * r * d, overwrite: true)
                 }
             }
             // Through the down-projection: dV[:, :L] += dH·Xᵀ, db_V += dH's rows, dX = V[:, :L]ᵀ·dH.

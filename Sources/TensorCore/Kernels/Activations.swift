@@ -64,11 +64,13 @@ public enum ActivationKernel {
         }
     }
 
-    /// gradX[i] += f′(x[i]) · gradOut[i]. `x` is the forward input and `y` its output.
+    /// gradX[i] += f′(x[i]) · gradOut[i], or with `overwrite` gradX[i] = f′(x[i]) · gradOut[i]
+    /// (gradX need not be initialised then). `x` is the forward input and `y` its output.
     public static func backward(
         _ f: Activation, gradX: UnsafeMutablePointer<Float>, gradOut: UnsafePointer<Float>,
-        x: UnsafePointer<Float>, y: UnsafePointer<Float>, count: Int
+        x: UnsafePointer<Float>, y: UnsafePointer<Float>, count: Int, overwrite: Bool = false
     ) {
+        if overwrite && f != .gelu { gradX.update(repeating: 0, count: count) }
         switch f {
         case .gelu:
             // d/dx x·Φ(x) = Φ(x) + x·φ(x); 16 lanes at a time, as the forward (training a side
@@ -79,7 +81,7 @@ public enum ActivationKernel {
                 let g = UnsafeRawPointer(gradOut + i).loadUnaligned(as: SIMD16<Float>.self)
                 let cdf = 0.5 * (1 + fastErf(v * sqrtHalf))
                 let pdf = inverseSqrtTwoPi * fastExp(-0.5 * v * v)
-                let old = UnsafeRawPointer(gradX + i).loadUnaligned(as: SIMD16<Float>.self)
+                let old = overwrite ? SIMD16() : UnsafeRawPointer(gradX + i).loadUnaligned(as: SIMD16<Float>.self)
                 UnsafeMutableRawPointer(gradX + i).storeBytes(of: old + g * (cdf + v * pdf), as: SIMD16<Float>.self)
                 i += 16
             }
@@ -87,7 +89,7 @@ public enum ActivationKernel {
                 let v = x[i]
                 let cdf = 0.5 * (1 + fastErf(v * sqrtHalf))
                 let pdf = inverseSqrtTwoPi * expf(-0.5 * v * v)
-                gradX[i] += gradOut[i] * (cdf + v * pdf)
+                gradX[i] = (overwrite ? 0 : gradX[i]) + gradOut[i] * (cdf + v * pdf)
             }
         case .geluTanh:
             for i in 0..<count {
