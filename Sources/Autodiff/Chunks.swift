@@ -1,9 +1,8 @@
 // The optimiser's element-wise passes over a head's flat parameter buffers (summing the parts'
 // gradients, the clipping norm, the update) ran on one core while the other waited for the next
 // step (3% of LoSA's samples in a profile, so about 6% of its epoch). They run in fixed chunks on
-// all the cores instead. The chunks
-// depend only on the buffer's length, and a reduction adds its chunks' partial sums in chunk
-// order, so the result is the same on any number of cores.
+// all the cores instead. The chunks depend only on the buffer's length, and a reduction adds its
+// chunks' partial sums in chunk order, so the result is the same on any number of cores.
 import Dispatch
 
 /// Scalars per chunk: large enough that a chunk outweighs handing it to a thread.

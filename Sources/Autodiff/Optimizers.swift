@@ -28,6 +28,7 @@ public struct AdamW: Optimizer {
     }
 
     public mutating func step(_ parameters: ParameterSet, learningRate: Float) {
+        guard parameters.count > 0 else { return }
         if m.count != parameters.count {
             m = [Float](repeating: 0, count: parameters.count)
             v = m
@@ -100,6 +101,7 @@ public struct SGD: Optimizer {
     }
 
     public mutating func step(_ parameters: ParameterSet, learningRate: Float) {
+        guard parameters.count > 0 else { return }
         if buffer.count != parameters.count {
             buffer = [Float](repeating: 0, count: parameters.count)
             decayMask = parameters.decayMask()
@@ -139,6 +141,7 @@ extension ParameterSet {
     /// Scales all gradients so their global L2 norm is at most `maxNorm`; returns the norm before.
     @discardableResult
     public func clipGradientNorm(_ maxNorm: Float) -> Float {
+        guard count > 0 else { return 0 }
         let chunks = (count + parameterChunk - 1) / parameterChunk
         var partial = [Double](repeating: 0, count: chunks)
         gradients.withUnsafeMutableBufferPointer { g in

@@ -212,70 +212,6 @@ public final class CacheDataset: @unchecked Sendable {
     }
 }
 
-/// Batches decoded on a background thread, at most `depth` ahead of the consumer, so decoding
-/// overlaps a consumer that uses one core (`sidecar eval`). Training decodes on its own threads
-/// instead (`NextBatch`).
-public final class Prefetcher: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var queue: [Result<Batch, Error>] = []
-    private var finished = false
-    private var cancelled = false
-    private let depth: Int
-
-    public init(dataset: CacheDataset, batches: [[Int]], depth: Int = 2) throws {
-        self.depth = max(1, depth)
-        let decoder = UncheckedBox(try dataset.cache.makeDecoder())
-        let thread = Thread { [self] in
-            for indices in batches {
-                // A slot first, then the decoding: a batch decoded while the queue is full would
-                // wait fully decoded, one more batch held than `depth`.
-                condition.lock()
-                while queue.count >= self.depth && !cancelled { condition.wait() }
-                let stop = cancelled
-                condition.unlock()
-                if stop { break }
-                let result = Result { try dataset.batch(indices, decoder: decoder.value) }
-                condition.lock()
-                if cancelled { condition.unlock(); break }
-                queue.append(result)
-                condition.broadcast()
-                condition.unlock()
-                if case .failure = result { break }
-            }
-            condition.lock()
-            finished = true
-            condition.broadcast()
-            condition.unlock()
-        }
-        thread.stackSize = 4 << 20
-        thread.start()
-    }
-
-    /// The next batch, or nil after the last.
-    public func next() throws -> Batch? {
-        condition.lock()
-        defer { condition.unlock() }
-        while queue.isEmpty && !finished { condition.wait() }
-        guard !queue.isEmpty else { return nil }
-        let result = queue.removeFirst()
-        condition.broadcast()
-        return try result.get()
-    }
-
-    /// Stops the producer (after an error in the consumer) and waits for it to notice.
-    public func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        while !finished { condition.wait() }
-        condition.unlock()
-    }
-
-    deinit {
-        cancel()
-    }
-}
-
 /// The next batch of a pass, decoded in parts (`Batch.shardRanges`) by the training threads
 /// themselves: each part is one work item, queued behind the items of the step in progress, so
 /// the cores decode in the step's gaps. (A decoding thread of its own either took a core from the
@@ -304,7 +240,8 @@ public final class NextBatch: @unchecked Sendable {
     public var parts: Int { decoders.count }
 
     /// Starts batch `indices`: splits it from its record headers; `decode(part:)` then decodes each
-    /// part, on any thread, one thread per part.
+    /// part, on any thread, one thread per part. (Each part's decoding reads its headers again:
+    /// one lookup per record, next to decompressing all of its blocks.)
     public func start(_ indices: [Int]) throws {
         self.indices = indices
         ranges = Batch.shardRanges(lengths: try dataset.rowCounts(indices), shards: parts)
@@ -322,10 +259,4 @@ public final class NextBatch: @unchecked Sendable {
             return try result.get()
         }
     }
-}
-
-/// Hands a non-Sendable value to the one thread that will use it from then on.
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

@@ -198,40 +198,25 @@ public final class Trainer {
     /// The damaged records left out of every split (with `skipCorrupt`), in split then key order.
     public var skippedRecords: [CorruptRecord] { [train, val, test].compactMap { $0 }.flatMap(\.skipped) }
 
+    /// Threads training at once.
+    private var workers: Int { options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount }
+
     /// Runs `body(i, part)` on every part of every head `states[i]` of a batch, then decodes the
     /// parts of `next`'s batch, on as many cores as there are (or `parallelHeads`). Each item
     /// writes only its own head's part state or its own decoded part, so the order in which the
     /// items run changes nothing.
-    private func forEachPart(_ states: [HeadState], then next: NextBatch? = nil,
+    private func forEachPart(_ states: [HeadState], then next: NextBatch?,
                              _ body: @escaping @Sendable (_ state: Int, _ part: Int) -> Void) {
         let items = states.indices.flatMap { i in (0..<states[i].sharded.parts).map { (i, $0) } }
-        let decoding = next?.parts ?? 0
-        let run: @Sendable (Int) -> Void = { k in
+        runItems(items.count + (next?.parts ?? 0), workers: workers) { k in
             if k < items.count { body(items[k].0, items[k].1) } else { next!.decode(part: k - items.count) }
-        }
-        let total = items.count + decoding
-        let workers = min(total, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
-        if workers <= 1 {
-            (0..<total).forEach(run)
-            return
-        }
-        let claimed = Counter()
-        DispatchQueue.concurrentPerform(iterations: workers) { _ in
-            while let k = claimed.claim(below: total) { run(k) }
         }
     }
 
     /// The parts a batch is decoded in: one per worker at least, so that a head whose step is
     /// shorter than decoding (a probe) is not held to one core's decoding speed.
     private func decodedParts(_ states: [HeadState]) -> Int {
-        max(states.map(\.sharded.parts).max() ?? 1, options.parallelHeads ?? ProcessInfo.processInfo.activeProcessorCount)
-    }
-
-    /// Batch `indices` as `next`'s parts, decoded on the cores (before a pass's first step).
-    private func decode(_ indices: [Int], with next: NextBatch) throws -> [Batch] {
-        try next.start(indices)
-        forEachPart([], then: next) { _, _ in }
-        return try next.take()
+        max(states.map(\.sharded.parts).max() ?? 1, workers)
     }
 
     /// Trains, evaluates each epoch on val (early stopping, best parameters kept), then evaluates
@@ -256,7 +241,7 @@ public final class Trainer {
             let batches = stride(from: 0, to: order.count, by: options.batchSize).map { Array(order[$0..<min($0 + options.batchSize, order.count)]) }
             for s in active { s.lossSum = 0; s.lossCount = 0 }
             let next = try NextBatch(dataset: train, parts: decodedParts(active))
-            var decoded = try decode(batches[0], with: next)
+            var decoded = try next.decodeNow(batches[0], workers: workers)
             let opts = options
             for done in batches.indices {
                 let training = active.filter { $0.failure == nil }
@@ -340,7 +325,7 @@ public final class Trainer {
         let next = try NextBatch(dataset: dataset, parts: decodedParts(states))
         let collected = states.map { _ in Collected() }
         var labels: [Int] = []
-        var decoded = batches.isEmpty ? [] : try decode(batches[0], with: next)
+        var decoded = batches.isEmpty ? [] : try next.decodeNow(batches[0], workers: workers)
         for done in batches.indices {
             if shouldStop?() == true { throw TrainingCancelled() }
             let parts = BatchParts(decoded, partCounts: Set(states.map(\.sharded.parts)))
@@ -388,25 +373,6 @@ final class Collected: @unchecked Sendable {
             let logSum = Double(top) + log(row.reduce(0.0) { $0 + exp(Double($1 - top)) })
             lossSum += logSum - Double(row[b * classes + label])
         }
-    }
-}
-
-/// The logits of one part of one batch for one head, written by the one thread that runs it.
-private final class PartLogits: @unchecked Sendable {
-    var logits: Tensor?
-}
-
-/// Hands out indices to worker threads.
-private final class Counter: @unchecked Sendable {
-    private var value = 0
-    private let lock = NSLock()
-
-    func claim(below limit: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard value < limit else { return nil }
-        value += 1
-        return value - 1
     }
 }
 

@@ -2,6 +2,7 @@
 // one pass exactly as it trains each alone, streams and in-memory agree, and it refuses caches it
 // cannot use with the reason.
 import ActivationStore
+import Autodiff
 import Dispatch
 import Foundation
 import SafeTensors
@@ -112,8 +113,30 @@ import Training
         #expect(result.failure == nil && result.history.allSatisfy { $0.trainLoss.isFinite })
         let test = try #require(result.test)
         #expect(test.confusion.flatMap { $0 }.reduce(0, +) == 40 && result.val!.confusion.flatMap { $0 }.reduce(0, +) == 40)
-        // `sidecar eval` runs the whole batch on one tape: the same predictions, the same loss.
-        let evaluation = try Evaluation.run(trainer.heads[0], cache: cache, split: "test", batchSize: 7)
+        // The whole batches on one tape: the same predictions, the same loss.
+        let head = trainer.heads[0]
+        let dataset = try CacheDataset(cache: cache, split: "test", features: head.features)
+        let decoder = try cache.makeDecoder()
+        let tape = Tape(training: false)
+        var predictions: [Int] = [], truth: [Int] = [], lossSum = 0.0
+        for start in stride(from: 0, to: dataset.count, by: 7) {
+            let batch = try dataset.batch(Array(start..<min(start + 7, dataset.count)), decoder: decoder)
+            tape.reset()
+            let logits = head.logits(batch, on: tape)
+            lossSum += Double(logits.crossEntropy(labels: batch.labels).value.scalar) * Double(batch.count)
+            let classes = logits.shape[1], scalars = logits.value.scalars
+            for b in batch.labels.indices {
+                let row = Array(scalars[(b * classes)..<((b + 1) * classes)])
+                predictions.append(row.firstIndex(of: row.max()!)!)
+            }
+            truth += batch.labels
+        }
+        let unsplit = ClassificationMetrics(predictions: predictions, labels: truth, classes: test.confusion.count,
+                                            loss: lossSum / Double(truth.count))
+        #expect(unsplit.confusion == test.confusion)
+        #expect(abs(unsplit.loss - test.loss) < 1e-5)
+        // `sidecar eval` splits its batches as training does.
+        let evaluation = try Evaluation.run(head, cache: cache, split: "test", batchSize: 7)
         #expect(evaluation.metrics.confusion == test.confusion)
         #expect(abs(evaluation.metrics.loss - test.loss) < 1e-5)
     }
@@ -125,10 +148,10 @@ import Training
         let cache = try ActivationCache.open(path: path)
         let dataset = try CacheDataset(cache: cache, split: "train", features: [.hidden(0), .hidden(2)], inMemory: inMemory)
         let batches = [[5, 3, 9, 0, 7], [11], [2, 4]]
-        let whole = try Prefetcher(dataset: dataset, batches: batches)
+        let decoder = try cache.makeDecoder()
         let next = try NextBatch(dataset: dataset, parts: 2)
         for indices in batches {
-            let batch = try #require(try whole.next())
+            let batch = try dataset.batch(indices, decoder: decoder)
             try next.start(indices)
             // The parts decoded out of order and on two threads, as the trainer's items may be.
             DispatchQueue.concurrentPerform(iterations: 2) { next.decode(part: 1 - $0) }
@@ -142,7 +165,6 @@ import Training
             let joined = Batch(concatenating: parts)
             #expect(joined.labels == batch.labels && joined.segments == batch.segments && joined.features == batch.features)
         }
-        #expect(try whole.next() == nil)
     }
 
     @Test func inMemoryEqualsStreaming() throws {
