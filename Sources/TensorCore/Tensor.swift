@@ -95,8 +95,15 @@ extension Tensor {
     /// overwrites whole (zeroing them was a tenth of LoSA's step).
     public init(uninitialized shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) -> Void) {
         let count = shape.reduce(1, *)
+        // No array of capacity 0 through unsafeUninitializedCapacity: it sets the count of the
+        // standard library's shared empty-array storage, a write that threads building empty
+        // tensors at once race on (ThreadSanitizer reports it).
+        guard count > 0 else {
+            self.init(shape: shape, scalars: [])
+            return
+        }
         self.init(shape: shape, scalars: [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if count > 0 { fill(buffer) }
+            fill(buffer)
             initialized = count
         })
     }

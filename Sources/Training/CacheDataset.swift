@@ -185,8 +185,9 @@ public final class CacheDataset: @unchecked Sendable {
             }
             let lengths = views.map(\.rows)
             let total = lengths.reduce(0, +) * width
+            // An empty part gets plain empty buffers (see Tensor(uninitialized:)).
             let buffers = try features.map { feature in
-                try [Float](unsafeUninitializedCapacity: total) { all, count in
+                total == 0 ? [] : try [Float](unsafeUninitializedCapacity: total) { all, count in
                     var offset = 0
                     for view in views {
                         let n = view.rows * view.width
