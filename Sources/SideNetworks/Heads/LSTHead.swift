@@ -106,7 +106,9 @@ public final class LSTHead: Head, HeadKind {
                                  norm: { name, x in norms[name]!(x, parameters) })
         }
         if let finalNorm { s = finalNorm(s, parameters) }
-        let y = upsample(s.dropout(dropout), parameters)
-        return classifier(pool(y, batch, pooling).dropout(dropout), parameters)
+        // Pooled, then upsampled: the same as upsampling every token and pooling (pooling averages
+        // or picks rows, and the upsample is linear), without the upsample's product per token.
+        let y = upsample(pool(s.dropout(dropout), batch, pooling), parameters)
+        return classifier(y.dropout(dropout), parameters)
     }
 }

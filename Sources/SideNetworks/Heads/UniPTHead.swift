@@ -84,8 +84,10 @@ public final class UniPTHead: Head, HeadKind {
         }
         // Row-wise from here on, so only the real tokens are computed.
         let projected = projectNorm(projectDown(projectUp(aggregated!, parameters).relu(), parameters), parameters)
-        let tokens = upsample(anchor + projected, parameters)
-        return classifier(pool(tokens, batch, pooling).dropout(dropout), parameters)
+        // Pooled, then upsampled: the same as upsampling every token and pooling (pooling averages
+        // or picks rows, and the upsample is linear), without the upsample's product per token.
+        let pooled = upsample(pool(anchor + projected, batch, pooling), parameters)
+        return classifier(pooled.dropout(dropout), parameters)
     }
 }
 
