@@ -1,10 +1,9 @@
 // The training loop for one or many heads on one cache. Each batch is decoded once and every head
 // steps on it, so K heads cost one pass of decoding. Heavy heads split each batch into fixed parts
 // (ShardedStep); the (head, part) items of a batch run on all the cores, followed by the parts of
-// the next batch's decoding (NextBatch). Every head has its own
-// parameters, optimiser, schedule, tapes and generators, all derived from the one seed and never
-// from its position in the group or the core count: a head trained in a group ends bit-identical
-// to the same head trained alone.
+// the next batch's decoding (NextBatch). Every head has its own parameters, optimiser, schedule,
+// tapes and generators, all derived from the one seed and never from its position in the group or
+// the core count: a head trained in a group ends bit-identical to the same head trained alone.
 import ActivationStore
 import Autodiff
 import Dispatch
