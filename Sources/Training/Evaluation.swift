@@ -1,7 +1,6 @@
 // A trained head scored on one split of a cache (`sidecar eval`): logits in index order, the
 // split's metrics and per-class precision and recall.
 import ActivationStore
-import Autodiff
 import Foundation
 import SideNetworks
 import TensorCore
