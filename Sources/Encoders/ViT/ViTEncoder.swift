@@ -140,11 +140,12 @@ public final class ViTEncoder: Sendable {
         if keep.contains(0) { out.hidden[0] = x }
         let segments = Segments(lengths: Array(repeating: rowsPerImage, count: batch))
         let (rows, d) = (x.rowCount, config.hiddenSize)
+        var scratch = Scratch(rows: rows, width: d, intermediate: config.intermediateSize)
         for l in 0..<deepest {
             if streams.isEmpty || !keep.contains(l + 1) {
-                block(layers[l], x: &x, segments: segments, capture: nil)
+                block(layers[l], x: &x, segments: segments, scratch: &scratch, capture: nil)
             } else {
-                block(layers[l], x: &x, segments: segments) { stream, values in
+                block(layers[l], x: &x, segments: segments, scratch: &scratch) { stream, values in
                     guard streams.contains(stream) else { return }
                     out.streams[stream, default: [:]][l + 1] = Tensor(shape: [rows, d], scalars: Array(UnsafeBufferPointer(start: values, count: rows * d)))
                 }
@@ -242,38 +243,50 @@ public final class ViTEncoder: Sendable {
         return out
     }
 
+    /// Buffers reused by every block of a batch (each block overwrites what it reads of them).
+    private struct Scratch {
+        /// [T, 3·D]: each row's query, key and value.
+        var queryKeyValue: [Float]
+        var normed, context, projected: [Float]
+        var inner: [Float]
+        init(rows: Int, width: Int, intermediate: Int) {
+            queryKeyValue = [Float](repeating: 0, count: rows * 3 * width)
+            normed = [Float](repeating: 0, count: rows * width)
+            context = normed
+            projected = normed
+            inner = [Float](repeating: 0, count: rows * intermediate)
+        }
+    }
+
     /// One pre-LN block, in place on x [T, D]; `capture` sees each branch output [T, D] before its
     /// residual add.
-    private func block(_ layer: Layer, x: inout Tensor, segments: Segments, capture: ((EncoderStream, UnsafePointer<Float>) -> Void)?) {
+    private func block(_ layer: Layer, x: inout Tensor, segments: Segments, scratch: inout Scratch,
+                       capture: ((EncoderStream, UnsafePointer<Float>) -> Void)?) {
         let rows = x.rowCount, d = config.hiddenSize, eps = config.layerNormEpsilon
-        var normed = [Float](repeating: 0, count: rows * d)
-        var context = normed, projected = normed
-        var queryKeyValue = [Float](repeating: 0, count: rows * 3 * d)
-        var inner = [Float](repeating: 0, count: rows * config.intermediateSize)
         x.withUnsafeMutableBufferPointer { xb in
             let xp = xb.baseAddress!
-            normed.withUnsafeMutableBufferPointer { n in
+            scratch.normed.withUnsafeMutableBufferPointer { n in
                 layer.normBefore.apply(n.baseAddress!, xp, rows: rows, eps: eps)
-                queryKeyValue.withUnsafeMutableBufferPointer { layer.queryKeyValue.apply($0.baseAddress!, n.baseAddress!, rows: rows) }
+                scratch.queryKeyValue.withUnsafeMutableBufferPointer { layer.queryKeyValue.apply($0.baseAddress!, n.baseAddress!, rows: rows) }
             }
-            context.withUnsafeMutableBufferPointer { ctx in
-                queryKeyValue.withUnsafeBufferPointer { qkv in
+            scratch.context.withUnsafeMutableBufferPointer { ctx in
+                scratch.queryKeyValue.withUnsafeBufferPointer { qkv in
                     let q = qkv.baseAddress!
                     AttentionKernel.forward(out: ctx.baseAddress!, probabilities: nil, q: q, k: q + d, v: q + 2 * d, inputStride: 3 * d,
                                             segments: segments, heads: config.headCount, headSize: d / config.headCount, keyMask: nil)
                 }
-                projected.withUnsafeMutableBufferPointer { proj in
+                scratch.projected.withUnsafeMutableBufferPointer { proj in
                     layer.attentionOutput.apply(proj.baseAddress!, ctx.baseAddress!, rows: rows)
                     capture?(.attention, proj.baseAddress!)
                     for i in 0..<(rows * d) { xp[i] += proj[i] }
                 }
             }
-            normed.withUnsafeMutableBufferPointer { n in
+            scratch.normed.withUnsafeMutableBufferPointer { n in
                 layer.normAfter.apply(n.baseAddress!, xp, rows: rows, eps: eps)
-                inner.withUnsafeMutableBufferPointer { h in
+                scratch.inner.withUnsafeMutableBufferPointer { h in
                     layer.intermediate.apply(h.baseAddress!, n.baseAddress!, rows: rows)
                     ActivationKernel.forward(activation, out: h.baseAddress!, x: h.baseAddress!, count: h.count)
-                    projected.withUnsafeMutableBufferPointer { proj in
+                    scratch.projected.withUnsafeMutableBufferPointer { proj in
                         layer.output.apply(proj.baseAddress!, h.baseAddress!, rows: rows)
                         capture?(.mlp, proj.baseAddress!)
                         for i in 0..<(rows * d) { xp[i] += proj[i] }
