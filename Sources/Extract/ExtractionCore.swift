@@ -204,9 +204,12 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
         let chunks = stride(from: part.lowerBound + state.written, to: part.upperBound, by: chunkSize).map {
             $0..<min($0 + chunkSize, part.upperBound)
         }
-        let pipeline = ChunkPipeline(batches: chunks.map(work.batches), workers: workers) { batch in
-            let encoder = RecordEncoder(storage: settings.storage, zstdLevel: Int32(settings.zstdLevel),
-                                        shuffle: settings.shuffle, int8Scales: scalesNow)
+        // One encoder (a zstd context and its buffers) per worker thread, kept for all its batches.
+        let encoders = PerWorker((0..<max(1, workers)).map { _ in
+            RecordEncoder(storage: settings.storage, zstdLevel: Int32(settings.zstdLevel), shuffle: settings.shuffle, int8Scales: scalesNow)
+        })
+        let pipeline = ChunkPipeline(batches: chunks.map(work.batches), workers: workers) { batch, worker in
+            let encoder = encoders.values[worker]
             return try work.compute(batch).map { example in
                 (index: example.index, bytes: try withBlockPointers(example.blocks) { pointers in
                     try encoder.encode(label: example.label, rows: example.rows, width: width,
@@ -250,17 +253,18 @@ private final class ChunkPipeline<R: Sendable>: @unchecked Sendable {
     private var stopped = false
     private let threads = DispatchGroup()
 
-    init(batches perChunk: [[[Int]]], workers: Int, _ transform: @escaping @Sendable ([Int]) throws -> R) {
+    /// `transform(batch, worker)` runs on worker thread `worker` (0..<max(1, workers)).
+    init(batches perChunk: [[[Int]]], workers: Int, _ transform: @escaping @Sendable ([Int], Int) throws -> R) {
         batches = perChunk.flatMap { $0 }
         chunkOf = perChunk.enumerated().flatMap { chunk, its in Array(repeating: chunk, count: its.count) }
         firstBatch = perChunk.reduce(into: [0]) { $0.append($0.last! + $1.count) }
         results = Array(repeating: nil, count: batches.count)
         pending = perChunk.map(\.count)
         // Threads of their own: a pooled thread waiting for the next chunk could starve the pool.
-        for _ in 0..<max(1, workers) {
+        for worker in 0..<max(1, workers) {
             threads.enter()
             Thread { [self] in
-                while let i = claim() { done(i, Result { try transform(batches[i]) }) }
+                while let i = claim() { done(i, Result { try transform(batches[i], worker) }) }
                 threads.leave()
             }.start()
         }
@@ -313,6 +317,12 @@ private final class ChunkPipeline<R: Sendable>: @unchecked Sendable {
         condition.unlock()
         threads.wait()
     }
+}
+
+/// Values indexed by worker thread, each used by its own thread only.
+private struct PerWorker<T>: @unchecked Sendable {
+    let values: [T]
+    init(_ values: [T]) { self.values = values }
 }
 
 /// Runs appends one after another on a queue of their own, so the next chunk computes meanwhile.
