@@ -34,38 +34,20 @@ public struct Evaluation: Codable, Sendable {
     public static func run(_ head: any Head, cache: ActivationCache, split: String, batchSize: Int = 64) throws -> Evaluation {
         let dataset = try CacheDataset(cache: cache, split: split, features: head.features)
         let labels = cache.manifest.settings.labels
-        let batches = stride(from: 0, to: dataset.count, by: batchSize).map { Array($0..<min($0 + batchSize, dataset.count)) }
         // Eval mode draws nothing from the stream.
         let sharded = ShardedStep(head: head, rng: SeededGenerator(seed: 0))
-        let workers = ProcessInfo.processInfo.activeProcessorCount
-        let next = try NextBatch(dataset: dataset, parts: max(sharded.parts, workers))
         // One BLAS thread, as in training: the cores run the parts instead.
         let previousThreads = BLAS.threadCount
         BLAS.setThreadCount(1)
         defer { BLAS.setThreadCount(previousThreads) }
         let collected = Collected()
-        var logits: [[Float]] = [], truth: [Int] = []
+        var logits: [[Float]] = []
         logits.reserveCapacity(dataset.count)
-        var decoded = batches.isEmpty ? [] : try next.decodeNow(batches[0], workers: workers)
-        for done in batches.indices {
-            let parts = BatchParts(decoded, partCounts: [sharded.parts])
-            let outputs = (0..<sharded.parts).map { _ in PartLogits() }
-            let more = done + 1 < batches.count
-            if more { try next.start(batches[done + 1]) }
-            runItems(sharded.parts + (more ? next.parts : 0), workers: workers) { k in
-                guard k < sharded.parts else { return next.decode(part: k - sharded.parts) }
-                let rows = parts.part(k, of: sharded.parts)
-                if rows.count > 0 { outputs[k].logits = sharded.predict(part: k, rows) }
-            }
-            for (k, output) in outputs.enumerated() {
-                guard let out = output.logits else { continue }
-                let partLabels = parts.part(k, of: sharded.parts).labels
-                collected.add(logits: out, labels: partLabels)
-                let classes = out.shape[1]
-                for b in partLabels.indices { logits.append(Array(out.scalars[(b * classes)..<((b + 1) * classes)])) }
-                truth += partLabels
-            }
-            if more { decoded = try next.take() }
+        let truth = try predictSplit(dataset, steps: [sharded], batchSize: batchSize,
+                                     workers: ProcessInfo.processInfo.activeProcessorCount) { _, out, partLabels in
+            collected.add(logits: out, labels: partLabels)
+            let classes = out.shape[1]
+            for b in partLabels.indices { logits.append(Array(out.scalars[(b * classes)..<((b + 1) * classes)])) }
         }
         let metrics = ClassificationMetrics(predictions: collected.predictions, labels: truth, classes: labels.count,
                                             loss: collected.lossSum / Double(max(truth.count, 1)))

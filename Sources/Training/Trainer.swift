@@ -320,28 +320,10 @@ public final class Trainer {
 
     /// Loss, accuracy, macro-F1 and confusion of each head on a split, in eval mode.
     func evaluate(_ dataset: CacheDataset, _ states: [HeadState]) throws -> [ObjectIdentifier: ClassificationMetrics] {
-        let batches = stride(from: 0, to: dataset.count, by: options.batchSize).map { Array($0..<min($0 + options.batchSize, dataset.count)) }
-        let next = try NextBatch(dataset: dataset, parts: decodedParts(states))
         let collected = states.map { _ in Collected() }
-        var labels: [Int] = []
-        var decoded = batches.isEmpty ? [] : try next.decodeNow(batches[0], workers: workers)
-        for done in batches.indices {
-            if shouldStop?() == true { throw TrainingCancelled() }
-            let parts = BatchParts(decoded, partCounts: Set(states.map(\.sharded.parts)))
-            labels += parts.labels
-            let logits = states.map { s in (0..<s.sharded.parts).map { _ in PartLogits() } }
-            let more = done + 1 < batches.count
-            if more { try next.start(batches[done + 1]) }
-            forEachPart(states, then: more ? next : nil) { i, part in
-                let s = states[i], rows = parts.part(part, of: s.sharded.parts)
-                if rows.count > 0 { logits[i][part].logits = s.sharded.predict(part: part, rows) }
-            }
-            for (c, l) in zip(collected, logits) {
-                for (part, slot) in l.enumerated() {
-                    if let partLogits = slot.logits { c.add(logits: partLogits, labels: parts.part(part, of: l.count).labels) }
-                }
-            }
-            if more { decoded = try next.take() }
+        let labels = try predictSplit(dataset, steps: states.map(\.sharded), batchSize: options.batchSize, workers: workers,
+                                      stop: { if self.shouldStop?() == true { throw TrainingCancelled() } }) { i, logits, labels in
+            collected[i].add(logits: logits, labels: labels)
         }
         var out: [ObjectIdentifier: ClassificationMetrics] = [:]
         for (s, c) in zip(states, collected) {

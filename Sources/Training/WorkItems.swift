@@ -1,5 +1,6 @@
 // The work items of one step (each head's parts, then the next batch's decoding) run on the cores,
-// shared by training, its evaluations and `sidecar eval`.
+// and the eval-mode pass over a split built on them, shared by training's evaluations and
+// `sidecar eval`.
 import Dispatch
 import Foundation
 import SideNetworks
@@ -26,6 +27,38 @@ extension NextBatch {
         runItems(parts, workers: workers) { self.decode(part: $0) }
         return try take()
     }
+}
+
+/// Every example of `dataset`, in batches of `batchSize`, through each of `steps` in eval mode, as
+/// training runs: the steps' parts on up to `workers` threads, the next batch decoded in their
+/// gaps. `collect(i, logits, labels)` gets step i's logits for each non-empty part, in batch order;
+/// returns every example's label in that order. `stop` runs before each batch and may throw.
+func predictSplit(_ dataset: CacheDataset, steps: [ShardedStep], batchSize: Int, workers: Int,
+                  stop: () throws -> Void = {}, collect: (Int, Tensor, [Int]) -> Void) throws -> [Int] {
+    let batches = stride(from: 0, to: dataset.count, by: batchSize).map { Array($0..<min($0 + batchSize, dataset.count)) }
+    let partCounts = Set(steps.map(\.parts))
+    let next = try NextBatch(dataset: dataset, parts: max(partCounts.max() ?? 1, workers))
+    let items = steps.indices.flatMap { i in (0..<steps[i].parts).map { (i, $0) } }
+    var labels: [Int] = []
+    var decoded = batches.isEmpty ? [] : try next.decodeNow(batches[0], workers: workers)
+    for done in batches.indices {
+        try stop()
+        let parts = BatchParts(decoded, partCounts: partCounts)
+        labels += parts.labels
+        let logits = items.map { _ in PartLogits() }
+        let more = done + 1 < batches.count
+        if more { try next.start(batches[done + 1]) }
+        runItems(items.count + (more ? next.parts : 0), workers: workers) { k in
+            guard k < items.count else { return next.decode(part: k - items.count) }
+            let (i, part) = items[k], rows = parts.part(part, of: steps[i].parts)
+            if rows.count > 0 { logits[k].logits = steps[i].predict(part: part, rows) }
+        }
+        for (k, (i, part)) in items.enumerated() {
+            if let out = logits[k].logits { collect(i, out, parts.part(part, of: steps[i].parts).labels) }
+        }
+        if more { decoded = try next.take() }
+    }
+    return labels
 }
 
 /// The logits of one part of one batch for one head, written by the one thread that runs it.
