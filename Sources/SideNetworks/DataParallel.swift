@@ -71,26 +71,19 @@ public final class ShardedStep: @unchecked Sendable {
         var loss: Float = 0
         for p in state { loss += p.loss }
         guard loss.isFinite, parts > 1 else { return loss }
-        withPartGradients { sources in
-            head.parameters.gradients.withUnsafeMutableBufferPointer { dst in
-                let out = dst.baseAddress!
-                forEachChunk(of: dst.count) { chunk in
-                    // Part 0's gradient, then each other part's added in part order.
-                    for i in chunk { out[i] = sources[0][i] }
-                    for src in sources.dropFirst() { for i in chunk { out[i] += src[i] } }
+        // Part 0's gradient, then each other part's added, in part order.
+        head.parameters.gradients.withUnsafeMutableBufferPointer { dst in
+            let out = dst.baseAddress!
+            for (k, part) in state.enumerated() {
+                part.gradients.withUnsafeBufferPointer { src in
+                    let from = src.baseAddress!
+                    forEachChunk(of: dst.count) { chunk in
+                        if k == 0 { for i in chunk { out[i] = from[i] } } else { for i in chunk { out[i] += from[i] } }
+                    }
                 }
             }
         }
         return loss
-    }
-
-    /// `body` with every part's gradient buffer, in part order.
-    private func withPartGradients(_ body: ([UnsafePointer<Float>]) -> Void) {
-        func nest(_ i: Int, _ open: [UnsafePointer<Float>]) {
-            if i == state.count { return body(open) }
-            state[i].gradients.withUnsafeBufferPointer { nest(i + 1, open + [$0.baseAddress!]) }
-        }
-        nest(0, [])
     }
 
     /// Eval-mode logits [B, C] of one part, on that part's tape.
