@@ -185,8 +185,9 @@ public protocol HeadKind: SendableMetatype {
     /// How many fixed parts (consecutive examples, about equal in rows) the trainer splits each
     /// batch into, each part's forward and backward on its own tape, possibly on its own core; the
     /// gradients are summed in part order. A property of the head kind, never of the machine, so
-    /// that a fit's numbers are the same on any core count. Splitting only pays where a step's compute is large
-    /// against the cost of slicing the batch and summing a second gradient (not for probes).
+    /// that a fit's numbers are the same on any core count. Splitting only pays where a step's
+    /// compute is large against the cost of slicing the batch and summing a second gradient (not
+    /// for probes).
     /// A head that splits must compute each example alone: nothing may mix examples in a batch.
     static var batchShards: Int { get }
 }

@@ -117,7 +117,6 @@ extension Tensor {
     /// drop spent 3% of its step in the general walk).
     static func perRow(_ operation: BinaryOperation, _ a: Tensor, _ b: Tensor) -> Tensor {
         let cols = a.columnCount, rows = a.rowCount
-        guard a.count > 0 else { return Tensor(zeros: a.shape) }
         return Tensor(uninitialized: a.shape) { out in
             a.withUnsafeBufferPointer { pa in
                 b.withUnsafeBufferPointer { pb in
@@ -140,7 +139,6 @@ extension Tensor {
     /// operation either way, so the same bits.
     static func elementwise(_ operation: BinaryOperation, _ a: Tensor, _ b: Tensor) -> Tensor {
         let n = a.count
-        guard n > 0 else { return Tensor(zeros: a.shape) }
         return Tensor(uninitialized: a.shape) { buffer in
             a.withUnsafeBufferPointer { pa in
                 b.withUnsafeBufferPointer { pb in
