@@ -31,6 +31,22 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         Float(next() >> 40) * (1.0 / 16_777_216.0)
     }
 
+    /// Sets each element of `out` to `value` with probability `p`, else to 0 (a dropout mask).
+    /// Each 64-bit draw gives two 24-bit uniforms, high bits then middle bits: one draw per
+    /// element was a third of dropout's time in LST.
+    public mutating func fillBernoulli(_ out: UnsafeMutableBufferPointer<Float>, probability p: Float, value: Float) {
+        // u = k·2⁻²⁴ < p exactly when k < p·2²⁴ (scaling by a power of two is exact).
+        let threshold = p * 16_777_216
+        var i = 0
+        while i + 1 < out.count {
+            let r = next()
+            out[i] = Float(r >> 40) < threshold ? value : 0
+            out[i + 1] = Float((r >> 16) & 0xFF_FFFF) < threshold ? value : 0
+            i += 2
+        }
+        if i < out.count { out[i] = Float(next() >> 40) < threshold ? value : 0 }
+    }
+
     /// Standard normal deviate (Box–Muller).
     public mutating func nextNormal() -> Float {
         if let spare = spareNormal {

@@ -50,13 +50,16 @@ extension Variable {
     /// The identity when the tape is not training or p is 0. The mask comes from `tape.rng`.
     public func dropout(_ p: Float) -> Variable {
         precondition(p >= 0 && p < 1, "dropout probability \(p) is outside [0, 1)")
-        guard tape.isTraining, p > 0 else { return self }
+        // (Empty values return early too: see Tensor(uninitialized:) on empty arrays.)
+        guard tape.isTraining, p > 0, value.count > 0 else { return self }
         let keep = 1 - p, scale = 1 / (1 - p)
-        var mask = [Float](repeating: 0, count: value.count)
         // The generator is drawn from a local copy: through the tape's property every draw paid
         // for an exclusivity check (4% of an LST step).
         var rng = tape.rng
-        for i in mask.indices where rng.nextUniform() < keep { mask[i] = scale }
+        let mask = [Float](unsafeUninitializedCapacity: value.count) { m, count in
+            rng.fillBernoulli(m, probability: keep, value: scale)
+            count = m.count
+        }
         tape.rng = rng
         var y = value
         y.withUnsafeMutableBufferPointer { py in
