@@ -53,8 +53,8 @@ let package = Package(
         .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "TensorCore", "OneDNN"]),
 
         // Stage two: side networks on the cache, and the trainer that streams batches from it.
-        .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore"], swiftSettings: numericCode),
-        .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors"],
+        .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore", "OneDNN"], swiftSettings: numericCode),
+        .target(name: "Training", dependencies: ["SideNetworks", "Autodiff", "TensorCore", "ActivationStore", "SafeTensors", "OneDNN"],
                 swiftSettings: numericCode),
         // Sweeps: a TOML spec expanded into trials, grouped into shared passes, sharded for job arrays;
         // their results files and the report (HTML + inline SVG).
@@ -92,7 +92,7 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "EncodersTests", dependencies: ["Encoders", "TensorCore", "OneDNN"], exclude: ["Fixtures"]),
         .testTarget(name: "ExtractTests", dependencies: ["Extract", "ActivationStore", "Encoders", "Datasets", "TensorCore", "OneDNN"]),
-        .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore"]),
+        .testTarget(name: "SideNetworksTests", dependencies: ["SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "OneDNN"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SideNetworks", "ActivationStore", "Autodiff", "TensorCore", "SafeTensors", "sidecar"]),
         .testTarget(name: "SidecarCLITests", dependencies: ["sidecar", "Encoders", "CPNG", "ActivationStore", "TensorCore", "OneDNN"]),
         .testTarget(name: "SweepTests", dependencies: ["Sweep", "Training", "SideNetworks", "ActivationStore", "TensorCore", "Datasets", "sidecar"]),

@@ -5,6 +5,7 @@
 import ActivationStore
 import Autodiff
 import Foundation
+import OneDNN
 import TensorCore
 
 // Blobs (ActivationStore.Blob) are named tensors computed from the backbone's weights at
@@ -45,13 +46,16 @@ public struct HeadContext: Sendable {
     public var maxTokens: Int?
     /// The backbone's attention head count (for side blocks of the backbone's own type).
     public var backboneHeads: Int?
+    /// The arithmetic the backbone ran with for this cache; heads that re-run its frozen blocks
+    /// (the consolidator) use the same by default.
+    public var compute: ComputePath
     /// Names of the weight blobs stored in the cache.
     public var blobNames: [String]
     /// Loads a blob by name.
     public var loadBlob: @Sendable (String) throws -> Blob?
 
     public init(width: Int, layerCount: Int, layers: [Int], streams: [String] = [], layout: RowLayout, pooling: PoolingMode,
-                classes: Int, maxTokens: Int? = nil, backboneHeads: Int? = nil, blobNames: [String] = [],
+                classes: Int, maxTokens: Int? = nil, backboneHeads: Int? = nil, compute: ComputePath = .f32, blobNames: [String] = [],
                 loadBlob: @escaping @Sendable (String) throws -> Blob? = { _ in nil }) {
         self.width = width
         self.layerCount = layerCount
@@ -62,6 +66,7 @@ public struct HeadContext: Sendable {
         self.classes = classes
         self.maxTokens = maxTokens
         self.backboneHeads = backboneHeads
+        self.compute = compute
         self.blobNames = blobNames
         self.loadBlob = loadBlob
     }

@@ -5,6 +5,7 @@
 // from the file.
 import ActivationStore
 import Foundation
+import OneDNN
 import SafeTensors
 import SideNetworks
 import TensorCore
@@ -118,7 +119,7 @@ extension ExtractionSettings {
         return HeadContext(
             width: backbone.hiddenSize, layerCount: backbone.layerCount, layers: layers, streams: streams ?? [],
             layout: layout, pooling: pooling, classes: labels.count, maxTokens: maxTokens,
-            backboneHeads: nil, blobNames: blobs ?? [], loadBlob: loadBlob)
+            backboneHeads: nil, compute: try ComputePath.recorded(compute), blobNames: blobs ?? [], loadBlob: loadBlob)
     }
 }
 

@@ -4,9 +4,11 @@
 // drop) beside every linear layer, and their layer norms and linear biases tuned, as the official
 // code tunes them. Only those K blocks are backpropagated through. After training the branches
 // consolidate into the frozen matrices (W′ = W + Σ_j dense(branch_j)), so the deployed blocks are
-// plain linears with no extra cost.
+// plain linears with no extra cost. The frozen products run in the arithmetic the backbone ran
+// with for the cache (bf16 through oneDNN for a bf16 cache, where the CPU has bf16 instructions).
 import ActivationStore
 import Autodiff
+import OneDNN
 import TensorCore
 
 public final class ConsolidatorHead: Head, HeadKind {
@@ -19,6 +21,8 @@ public final class ConsolidatorHead: Head, HeadKind {
         Hyperparameter("groups", .ints(1...65536), default: "48", "group count of each branch (several: one branch each)"),
         Hyperparameter("shuffle", .bool, default: "false", "channel shuffle before each grouped branch"),
         Hyperparameter("branch_drop", .float(0...0.95), default: "0.1", "probability of dropping a branch per example"),
+        Hyperparameter("compute", .choice(["auto", "f32", "bf16"]), default: "auto",
+                       "the frozen products; auto = the cache's compute path (bf16 only where this CPU has bf16 instructions)"),
         .pool,
         .dropout("0"),
     ]
@@ -28,6 +32,7 @@ public final class ConsolidatorHead: Head, HeadKind {
     /// One frozen linear with its trainable bias and grouped branches.
     struct Consolidated {
         let frozen: Tensor                 // W [out, in]
+        let bf16: BF16FrozenLinear?        // W's products in bf16, when the head computes in bf16
         let bias: ParameterSet.ID          // b, tuned
         let branches: [(weight: ParameterSet.ID, bias: ParameterSet.ID, permutation: [Int]?)]
     }
@@ -43,8 +48,12 @@ public final class ConsolidatorHead: Head, HeadKind {
     let pooling: PoolingMode
     let branchDrop: Float
     let dropout: Float
-    /// The merged block linears, once loaded from an exported head (training never sets it).
+    /// Whether the frozen products run in bf16.
+    let bf16: Bool
+    /// The merged block linears, once loaded from an exported head (training never sets it), and
+    /// their bf16 products when the head computes in bf16.
     private var deployed: [String: Tensor]?
+    private var deployedBF16: [String: BF16FrozenLinear]?
 
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         try context.requireAllTokens(head: name)
@@ -55,13 +64,24 @@ public final class ConsolidatorHead: Head, HeadKind {
             throw HeadError("--set K=\(k) for head consolidator: the cache stores only the top \(stored) blocks; extract again with --top-blocks \(k)")
         }
         try context.requireLayers([context.layerCount - k], head: name)
-        return try ConsolidatorHead(blob: blob, blocks: Array((context.layerCount - k + 1)...context.layerCount),
-                                    groups: h.ints("groups"), shuffle: h.bool("shuffle"), branchDrop: h.float("branch_drop"),
-                                    pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
+        let bf16 = switch h.string("compute") {
+        case "f32": false
+        case "bf16": true
+        // A bf16 cache on a CPU without bf16 instructions trains in f32: emulated bf16 is slower.
+        default: context.compute == .bf16 && OneDNN.hasBF16Instructions
+        }
+        do {
+            return try ConsolidatorHead(blob: blob, blocks: Array((context.layerCount - k + 1)...context.layerCount),
+                                        groups: h.ints("groups"), shuffle: h.bool("shuffle"), branchDrop: h.float("branch_drop"),
+                                        pooling: poolingMode(h, context), dropout: h.float("dropout"), bf16: bf16,
+                                        context: context, seed: seed)
+        } catch let error as OneDNNError {
+            throw HeadError("--set compute=\(h.string("compute")) for head consolidator: bf16 products: \(error)")
+        }
     }
 
     init(blob: Blob, blocks: [Int], groups: [Int], shuffle: Bool, branchDrop: Float, pooling: PoolingMode,
-         dropout: Float, context: HeadContext, seed: UInt64) throws {
+         dropout: Float, bf16: Bool = false, context: HeadContext, seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let width = context.width
         shape = try BlockShape(blob: blob, name: "top_blocks")
@@ -69,6 +89,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         self.pooling = pooling
         self.branchDrop = branchDrop
         self.dropout = dropout
+        self.bf16 = bf16
         features = [.hidden(blocks[0] - 1)]
         for l in blocks {
             for linear in blockLinearNames(l) {
@@ -89,7 +110,8 @@ public final class ConsolidatorHead: Head, HeadKind {
                                               Tensor.randomUniform([out], low: -bound, high: bound, using: &rng), decays: false)
                     branches.append((weight, bias, shuffle ? Self.shufflePermutation(channels: inputs, groups: g) : nil))
                 }
-                linears[linear] = Consolidated(frozen: w, bias: parameters.add(linear + ".bias", b, decays: false),
+                linears[linear] = Consolidated(frozen: w, bf16: bf16 ? try BF16FrozenLinear(w) : nil,
+                                               bias: parameters.add(linear + ".bias", b, decays: false),
                                                branches: branches.map { (weight: $0.0, bias: $0.1, permutation: $0.2) })
             }
             let (n1, n2) = shape.layout.normNames(l)
@@ -118,12 +140,13 @@ public final class ConsolidatorHead: Head, HeadKind {
     }
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
-        logits(batch, on: tape, merged: deployed)
+        logits(batch, on: tape, merged: deployed, mergedBF16: deployedBF16)
     }
 
     /// With `merged` (from `mergedWeights()`), runs the consolidated blocks instead: one plain
-    /// linear per layer and no branches, which must give the same eval-mode logits.
-    func logits(_ batch: Batch, on tape: Tape, merged: [String: Tensor]?) -> Variable {
+    /// linear per layer and no branches, which must give the same eval-mode logits (up to bf16's
+    /// rounding of W + branches against W's, with `mergedBF16`: their products in bf16).
+    func logits(_ batch: Batch, on tape: Tape, merged: [String: Tensor]?, mergedBF16: [String: BF16FrozenLinear]? = nil) -> Variable {
         // Branch drop is per example: every token of an example sees the same branch kept or dropped.
         let segments = batch.segments
         func drop(_ y: Variable) -> Variable {
@@ -137,9 +160,12 @@ public final class ConsolidatorHead: Head, HeadKind {
         func linear(_ name: String, _ x: Variable) -> Variable {
             let layer = linears[name]!
             if let merged {
-                return x.linear(tape.constant(merged[name + ".weight"]!), tape.constant(merged[name + ".bias"]!))
+                let bias = tape.constant(merged[name + ".bias"]!)
+                if let product = mergedBF16?[name] { return product(x, bias: bias) }
+                return x.linear(tape.constant(merged[name + ".weight"]!), bias)
             }
-            var y = x.linear(tape.constant(layer.frozen), tape.parameter(parameters, layer.bias))
+            let bias = tape.parameter(parameters, layer.bias)
+            var y = layer.bf16.map { $0(x, bias: bias) } ?? x.linear(tape.constant(layer.frozen), bias)
             for branch in layer.branches {
                 y = y + drop(x.groupedLinear(tape.parameter(parameters, branch.weight), tape.parameter(parameters, branch.bias),
                                              permutation: branch.permutation))
@@ -212,6 +238,9 @@ public final class ConsolidatorHead: Head, HeadKind {
         if let extra = rest.keys.sorted().first(where: { name in parameters.id(named: name).map { isFolded(parameters.entry($0).name) } ?? true }) {
             throw HeadError("\(source): tensor \(extra) is not part of a merged consolidator")
         }
+        deployedBF16 = bf16 ? try merged.filter { $0.key.hasSuffix(".weight") }.reduce(into: [:]) { products, entry in
+            products[String(entry.key.dropLast(".weight".count))] = try BF16FrozenLinear(entry.value)
+        } : nil
         deployed = merged
     }
 }

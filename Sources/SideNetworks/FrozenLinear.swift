@@ -1,0 +1,66 @@
+// A frozen matrix whose products run in bf16 through oneDNN, for heads that re-run the backbone's
+// own blocks (the consolidator) on a cache the backbone computed in bf16: the same arithmetic as
+// the extraction, at about 1.8× OpenBLAS's sgemm per product here (AVX512-BF16) and more with AMX.
+// Inputs are rounded to bf16 and products accumulate in f32, as under PyTorch's bf16 autocast.
+import Autodiff
+import OneDNN
+import TensorCore
+
+/// W [out, in], frozen: x·Wᵀ + b on a tape, with the input's gradient dY·W; W gets none.
+final class BF16FrozenLinear: @unchecked Sendable {
+    let inFeatures: Int
+    let outFeatures: Int
+    /// W and Wᵀ, each converted and packed once (`BF16Linear` is safe to call from several threads).
+    private let product: BF16Linear
+    private let transposedProduct: BF16Linear
+
+    /// Throws when oneDNN has no bf16 products on this CPU.
+    init(_ w: Tensor) throws {
+        precondition(w.rank == 2, "frozen linear: weight \(w.shape) is not [out, in]")
+        (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
+        let (out, inputs) = (outFeatures, inFeatures)
+        product = try w.withUnsafeBufferPointer {
+            try BF16Linear(weight: $0.baseAddress!, bias: nil, inFeatures: inputs, outFeatures: out)
+        }
+        // dX [rows, in] = dY [rows, out] · W: a product with the weight [in, out], i.e. Wᵀ.
+        let transposed = Tensor(uninitialized: [inputs, out]) { t in
+            w.withUnsafeBufferPointer { pw in
+                for o in 0..<out { for i in 0..<inputs { t[i * out + o] = pw[o * inputs + i] } }
+            }
+        }
+        transposedProduct = try transposed.withUnsafeBufferPointer {
+            try BF16Linear(weight: $0.baseAddress!, bias: nil, inFeatures: out, outFeatures: inputs)
+        }
+    }
+
+    /// x [rows, in] · Wᵀ + bias [out]. The bias is added in f32 in the same pass over y, and its
+    /// gradient is the column sum of dY.
+    func callAsFunction(_ x: Variable, bias: Variable) -> Variable {
+        let input = x.value, b = bias.value
+        precondition(input.rank == 2 && input.shape[1] == inFeatures && b.shape == [outFeatures],
+                     "frozen linear \(outFeatures)×\(inFeatures): input \(input.shape), bias \(b.shape)")
+        let rows = input.shape[0], out = outFeatures, inputs = inFeatures
+        let y = Tensor(uninitialized: [rows, out]) { py in
+            guard rows > 0 else { return }
+            input.withUnsafeBufferPointer { px in product.forward(y: py.baseAddress!, x: px.baseAddress!, rows: rows) }
+            b.withUnsafeBufferPointer { pb in
+                for r in 0..<rows { for j in 0..<out { py[r * out + j] += pb[j] } }
+            }
+        }
+        let (xHandle, biasHandle, transposedProduct) = (x.handle, bias.handle, transposedProduct)
+        return x.tape.record(y, inputs: [xHandle, biasHandle]) { gradY, tape in
+            guard rows > 0 else { return }
+            if tape.needsGradient(xHandle) {
+                let gradX = Tensor(uninitialized: [rows, inputs]) { dx in
+                    gradY.withUnsafeBufferPointer { dy in transposedProduct.forward(y: dx.baseAddress!, x: dy.baseAddress!, rows: rows) }
+                }
+                tape.accumulate(xHandle, gradX)
+            }
+            gradY.withUnsafeBufferPointer { dy in
+                tape.accumulate(biasHandle) { db in
+                    for r in 0..<rows { for j in 0..<out { db[j] += dy[r * out + j] } }
+                }
+            }
+        }
+    }
+}
