@@ -9,6 +9,7 @@
 import ActivationStore
 import Encoders
 import Foundation
+import OneDNN
 import SideNetworks
 import Training
 
@@ -194,11 +195,21 @@ func comparePeers(cache: ActivationCache, dataset data: String, ours: [String: (
     let environment = ["OMP_WAIT_POLICY": "PASSIVE"]
     print("\nthe same heads in PyTorch on \(examples) examples' activations held in RAM (padded to \(tokens) tokens), \(threads) threads")
     print("head                   PyTorch ex/s   Sidecar ex/s   Sidecar / PyTorch   PyTorch peak RSS MB")
+    // On a bf16 cache the Swift consolidator's frozen products run in bf16; its peer then runs both
+    // ways and the faster counts (autocast's casts can cost PyTorch more than bf16 saves).
+    let frozenBF16 = try ComputePath.recorded(settings.compute) == .bf16 && OneDNN.hasBF16Instructions
     for head in HeadRegistry.names where streams.contains("attn") || head != "e3va" {
-        let (status, out) = try runProcess(python, [peers.appendingPathComponent("torch_heads.py").path, "--data", folder.path, "--head", head,
-                                                    "--threads", threads, "--epochs", "1"], environment: environment)
-        guard status == 0, let line = out.split(separator: "\n").last,
-              let r = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        var runs: [[String: Any]] = []
+        for variant in head == "consolidator" && frozenBF16 ? [[], ["--frozen-bf16"]] : [[]] {
+            let (status, out) = try runProcess(python, [peers.appendingPathComponent("torch_heads.py").path, "--data", folder.path, "--head", head,
+                                                        "--threads", threads, "--epochs", "1"] + variant, environment: environment)
+            if status == 0, let line = out.split(separator: "\n").last,
+               let r = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], r["examples_per_s"] is Double {
+                runs.append(r)
+            }
+        }
+        if runs.count == 2 { print("  (\(head) peer: \(runs[0]["examples_per_s"]!) ex/s in f32, \(runs[1]["examples_per_s"]!) with bf16 frozen products)") }
+        guard let r = runs.max(by: { ($0["examples_per_s"] as! Double) < ($1["examples_per_s"] as! Double) }),
               let rate = r["examples_per_s"] as? Double, let mine = ours[head] else { print("\(head): peer failed"); continue }
         let ourRate = Double(trainCount) / mine.seconds
         print(head.padding(toLength: 22, withPad: " ", startingAt: 0)

@@ -6,8 +6,10 @@ cached activations held in RAM, on the same thread count. It measures training t
 
 The bench writes a folder DIR (meta.json, z{l}.npy [N, T, D] zero-padded, attn{l}.npy and
 mlp{l}.npy when the cache has streams, mask.npy uint8 [N, T], labels.npy int64 [N]) and calls
-    torch_heads.py --data DIR --head NAME --threads 2 --epochs 1 --batch-size 32 [--lr X]
-with NAME one of linear, mlp, losa, lst, unipt, e3va, consolidator. It prints one JSON line:
+    torch_heads.py --data DIR --head NAME --threads 2 --epochs 1 --batch-size 32 [--lr X] [--frozen-bf16]
+with NAME one of linear, mlp, losa, lst, unipt, e3va, consolidator (--frozen-bf16: the consolidator's
+frozen products in bf16 under autocast, as the Swift head computes them on a bf16 cache where the
+CPU has bf16 instructions). It prints one JSON line:
 head, parameters (trainable), examples, epochs, seconds_per_epoch, examples_per_s,
 peak_rss_bytes, data_bytes (bytes of the arrays held in RAM: the ones the head reads).
 
@@ -32,7 +34,7 @@ BERT_EPS = 1e-12  # MiniLM's layer_norm_eps, which the cached block copies carry
 LAYERS = 6
 
 # The Swift heads' default learning rates (defaultLearningRate in each head).
-DEFAULT_LR = {"linear": 1e-2, "mlp": 1e-3, "losa": 1e-3, "lst": 3e-3, "unipt": 5e-4, "e3va": 1e-3, "consolidator": 2e-3}
+DEFAULT_LR = {"linear": 1e-2, "mlp": 1e-3, "losa": 1e-3, "lst": 1e-3, "unipt": 5e-4, "e3va": 1e-3, "consolidator": 5e-3}
 
 
 def masked_mean(x, mask):
@@ -244,10 +246,11 @@ class ConsolidatedLinear(nn.Module):
     """A frozen weight with a tuned bias plus grouped-connection branches, each dropped per
     example with probability branch_drop (inverted scaling, as the Swift head)."""
 
-    def __init__(self, inputs, out, groups, branch_drop):
+    def __init__(self, inputs, out, groups, branch_drop, frozen_bf16=False):
         super().__init__()
         frozen = nn.Linear(inputs, out)
         self.register_buffer("weight", frozen.weight.detach().clone())
+        self.frozen_bf16 = frozen_bf16
         self.bias = nn.Parameter(frozen.bias.detach().clone())
         self.groups = [groups] if isinstance(groups, int) else list(groups)
         self.branch_weights = nn.ParameterList(
@@ -256,7 +259,12 @@ class ConsolidatedLinear(nn.Module):
         self.branch_drop = branch_drop
 
     def forward(self, x):
-        y = F.linear(x, self.weight, self.bias)
+        if self.frozen_bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = F.linear(x, self.weight)
+            y = y.float() + self.bias
+        else:
+            y = F.linear(x, self.weight, self.bias)
         for g, w, b in zip(self.groups, self.branch_weights, self.branch_biases):
             branch = torch.einsum("bngi,goi->bngo", x.unflatten(-1, (g, -1)), w).flatten(-2) + b
             if self.training and self.branch_drop > 0:
@@ -268,13 +276,14 @@ class ConsolidatedLinear(nn.Module):
 
 class Consolidator(nn.Module):
     """Top-1 consolidator: the cache's z_5 goes through a copy of block 6 whose six linears are
-    frozen with grouped branches (192 groups, branch drop 0.1) and whose biases and norms are tuned.
+    frozen with grouped branches (48 groups, branch drop 0.1) and whose biases and norms are tuned.
     The Swift head loads the block from the cache; random frozen weights cost the same."""
     reads = ["z5"]
 
-    def __init__(self, classes, tokens, groups=192, branch_drop=0.1, dropout=0.0):
+    def __init__(self, classes, tokens, groups=48, branch_drop=0.1, dropout=0.0, frozen_bf16=False):
         super().__init__()
-        self.block = PostLNBlock(WIDTH, HEADS, 4 * WIDTH, linear=lambda i, o: ConsolidatedLinear(i, o, groups, branch_drop))
+        self.block = PostLNBlock(WIDTH, HEADS, 4 * WIDTH,
+                                 linear=lambda i, o: ConsolidatedLinear(i, o, groups, branch_drop, frozen_bf16))
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(WIDTH, classes)
 
@@ -336,7 +345,7 @@ def train(args):
     lengths = mask.sum(1)
     n_examples, tokens = mask.shape
 
-    model = head_type(meta["classes"], tokens)
+    model = head_type(meta["classes"], tokens, **({"frozen_bf16": True} if args.frozen_bf16 and head_type is Consolidator else {}))
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.head]
     optimizer = torch.optim.AdamW(decay_groups(model, 0.01), lr=lr)
@@ -383,6 +392,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frozen-bf16", action="store_true")
     parser.add_argument("--make-fake", metavar="DIR")
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--tokens", type=int, default=64)
