@@ -33,8 +33,8 @@ final class BF16FrozenLinear: @unchecked Sendable {
         }
     }
 
-    /// x [rows, in] · Wᵀ + bias [out]. The bias is added in f32 in the same pass over y, and its
-    /// gradient is the column sum of dY.
+    /// x [rows, in] · Wᵀ + bias [out]. oneDNN adds the bias in f32 as it writes y; its gradient is
+    /// the column sum of dY.
     func callAsFunction(_ x: Variable, bias: Variable) -> Variable {
         let input = x.value, b = bias.value
         precondition(input.rank == 2 && input.shape[1] == inFeatures && b.shape == [outFeatures],
@@ -42,9 +42,10 @@ final class BF16FrozenLinear: @unchecked Sendable {
         let rows = input.shape[0], out = outFeatures, inputs = inFeatures
         let y = Tensor(uninitialized: [rows, out]) { py in
             guard rows > 0 else { return }
-            input.withUnsafeBufferPointer { px in product.forward(y: py.baseAddress!, x: px.baseAddress!, rows: rows) }
-            b.withUnsafeBufferPointer { pb in
-                for r in 0..<rows { for j in 0..<out { py[r * out + j] += pb[j] } }
+            input.withUnsafeBufferPointer { px in
+                b.withUnsafeBufferPointer { pb in
+                    product.forward(y: py.baseAddress!, x: px.baseAddress!, rows: rows, bias: pb.baseAddress!)
+                }
             }
         }
         let (xHandle, biasHandle, transposedProduct) = (x.handle, bias.handle, transposedProduct)
