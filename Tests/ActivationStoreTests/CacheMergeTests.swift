@@ -140,14 +140,21 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
     @Test(arguments: [StorageType.int8, .bf16])
     func shardsMergeIntoWhatOneWriterWrites(storage: StorageType) throws {
         let settings = shardableSettings(storage: storage)
-        let whole = try writeSyntheticCache(temporaryFolder("whole"), settings: settings, shard: nil)
+        var made: [String] = []
+        defer { made.forEach(removeFolder) }
+        let wholePath = temporaryFolder("whole")
+        made.append(wholePath)
+        let whole = try writeSyntheticCache(wholePath, settings: settings, shard: nil)
         // Four shards of 10 + 3 chunks: val leaves one shard empty.
         let shards = try (0..<4).map { i in
             let path = temporaryFolder("shard\(i)")
+            made.append(path)
             try writeSyntheticCache(path, settings: settings, shard: try Shard(index: i, count: 4))
             return path
         }
-        let output = temporaryFolder("merged") + "/cache"
+        let mergedPath = temporaryFolder("merged")
+        made.append(mergedPath)
+        let output = mergedPath + "/cache"
         let merged = try CacheMerge.merge(shards: shards.reversed(), into: output)
         #expect(merged.manifest == whole.manifest)
         for split in settings.splits {
@@ -161,14 +168,20 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
 
     @Test func aKilledMergeNeverLooksCompleteAndResumes() throws {
         let settings = shardableSettings()
-        let whole = try writeSyntheticCache(temporaryFolder("whole"), settings: settings, shard: nil)
+        var made: [String] = []
+        defer { made.forEach(removeFolder) }
+        let wholePath = temporaryFolder("whole")
+        made.append(wholePath)
+        let whole = try writeSyntheticCache(wholePath, settings: settings, shard: nil)
         let shards = try (0..<3).map { i in
             let path = temporaryFolder("shard\(i)")
+            made.append(path)
             try writeSyntheticCache(path, settings: settings, shard: try Shard(index: i, count: 3))
             return path
         }
         // What a merge killed part way leaves: the manifest and a prefix of train, none complete.
         let output = temporaryFolder("merged")
+        made.append(output)
         do {
             var manifestSettings = settings
             manifestSettings.shard = nil
@@ -186,15 +199,20 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
 
     @Test func refusalsNameTheShardAndWriteNothing() throws {
         let settings = shardableSettings()
+        var made: [String] = []
+        defer { made.forEach(removeFolder) }
         func shard(_ i: Int, of n: Int = 3, settings: ExtractionSettings? = nil, chunkSize: Int = 4, stopAfter: Int? = nil, damage: Int? = nil) throws -> String {
             let path = temporaryFolder("shard\(i)")
+            made.append(path)
             try writeSyntheticCache(path, settings: settings ?? shardableSettings(), shard: try Shard(index: i, count: n),
                                     chunkSize: chunkSize, stopAfter: stopAfter, damage: damage)
             return path
         }
         let good = try (0..<3).map { try shard($0) }
         func refused(_ paths: [String], _ message: String, sourceLocation: SourceLocation = #_sourceLocation) {
-            let output = temporaryFolder("refused") + "/cache"
+            let folder = temporaryFolder("refused")
+            defer { removeFolder(folder) }
+            let output = folder + "/cache"
             #expect(sourceLocation: sourceLocation) { try CacheMerge.merge(shards: paths, into: output) } throws: { "\($0)".contains(message) }
             #expect(!FileManager.default.fileExists(atPath: output), "a refused merge wrote \(output)", sourceLocation: sourceLocation)
         }
@@ -207,6 +225,7 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
         refused([good[0], good[1]], "shard 2/3 missing")
         refused([good[0], good[1], try shard(1), good[2]], "are both shard 1/3")
         let unsharded = temporaryFolder("whole")
+        made.append(unsharded)
         try writeSyntheticCache(unsharded, settings: settings, shard: nil)
         refused([good[0], unsharded], "\(unsharded): not a shard")
         refused([], "no shard caches given")
@@ -214,6 +233,7 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
         // A damaged record is found while copying: reported by key, and the output is left incomplete.
         let damaged = try shard(1, damage: 17)
         let output = temporaryFolder("damaged")
+        made.append(output)
         #expect { try CacheMerge.merge(shards: [good[0], damaged, good[2]], into: output) } throws: {
             "\($0)" == "record train:17 is damaged: checksum mismatch in layer 2"
         }
@@ -221,6 +241,7 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
         #expect(try left.progress(of: "train").complete == false && left.progress(of: "val").complete == false)
         // Another blob under the same name means a damaged shard.
         let otherBlob = temporaryFolder("shard-blob")
+        made.append(otherBlob)
         do {
             var s = settings
             s.shard = ShardInfo(try Shard(index: 2, count: 3), chunkSize: 4, splitCounts: s.splitCounts)

@@ -34,6 +34,7 @@ func flipStoredByte(cache path: String, split: String, index: Int, offset: (Int)
 @Suite struct CorruptionTests {
     @Test func everyRecordWithAFlippedByteIsNamed() throws {
         let path = temporaryFolder("flipped")
+        defer { removeFolder(path) }
         try writeSyntheticCache(path, settings: shardableSettings(storage: .f16), shard: nil)
         #expect(try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: false).damaged == [])
         // Header (the label field), the first block's first byte, the last block's last byte, a
@@ -58,6 +59,7 @@ func flipStoredByte(cache path: String, split: String, index: Int, offset: (Int)
     @Test(arguments: [0.5, 0.9])
     func aTruncatedDataFileIsRefusedNamingIt(keptFraction: Double) throws {
         let path = temporaryFolder("truncated")
+        defer { removeFolder(path) }
         try writeSyntheticCache(path, settings: shardableSettings(counts: ["train": 400, "val": 40], storage: .f32), shard: nil)
         let file = path + "/data.mdb"
         let size = try #require(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
@@ -77,6 +79,7 @@ func flipStoredByte(cache path: String, split: String, index: Int, offset: (Int)
     @Test(arguments: [0, 100, 4096])
     func aDataFileShorterThanItsMetaPagesIsRefused(kept: Int) throws {
         let path = temporaryFolder("stub")
+        defer { removeFolder(path) }
         try writeSyntheticCache(path, settings: shardableSettings(), shard: nil)
         let file = path + "/data.mdb"
         #expect(truncate(file, off_t(kept)) == 0)
@@ -87,6 +90,7 @@ func flipStoredByte(cache path: String, split: String, index: Int, offset: (Int)
 
     @Test func aSecondWriterIsRefusedNamingTheFirst() throws {
         let path = temporaryFolder("writers")
+        defer { removeFolder(path) }
         do {
             let first = try ActivationCache.openForWriting(path: path, settings: shardableSettings(), blobs: [mergeBlob])
             // flock locks belong to an open file, so a second open in this process is refused as

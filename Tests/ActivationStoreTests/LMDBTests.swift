@@ -12,6 +12,10 @@ func temporaryFolder(_ name: String = "lmdb") -> String {
     return path
 }
 
+func removeFolder(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
+}
+
 /// A 4-byte big-endian key, so numeric order is key order.
 func key(_ index: Int) -> [UInt8] { withUnsafeBytes(of: UInt32(index).bigEndian) { [UInt8]($0) } }
 
@@ -20,6 +24,7 @@ struct Boom: Error {}
 @Suite struct LMDBTests {
     @Test func putGetDeleteAndPersistence() throws {
         let path = temporaryFolder()
+        defer { removeFolder(path) }
         do {
             let env = try LMDBEnvironment(path: path)
             try env.write { txn throws in
@@ -50,7 +55,9 @@ struct Boom: Error {}
     }
 
     @Test func aThrowingWriteLeavesNothingBehind() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder())
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
         try env.write { txn throws in try txn.put("kept", [1]) }
         #expect(throws: Boom.self) {
             try env.write { txn throws in
@@ -70,7 +77,9 @@ struct Boom: Error {}
     }
 
     @Test func cursorsWalkKeysInOrderFromAKeyAndScanPrefixes() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder())
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
         let keys = ["b/2", "a/1", "b/1", "c/9", "b/10"]
         try env.write { txn throws in for k in keys { try txn.put(k, Array(k.utf8)) } }
         func strings(_ scan: (borrowing LMDBTransaction, (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws -> Void) throws -> [String] {
@@ -110,7 +119,9 @@ struct Boom: Error {}
                 #expect(text(try cursor.seek(atLeast: "c/99")) == nil)
             }
         }
-        let empty = try LMDBEnvironment(path: temporaryFolder())
+        let emptyFolder = temporaryFolder()
+        defer { removeFolder(emptyFolder) }
+        let empty = try LMDBEnvironment(path: emptyFolder)
         try empty.read { txn throws in
             try txn.withCursor { cursor throws in
                 #expect(try cursor.first() == nil)
@@ -121,7 +132,9 @@ struct Boom: Error {}
 
     /// (Named databases are keys of the main one, so data lives in named databases only.)
     @Test func appendRefusesOutOfOrderKeysAndNamedDatabasesAreSeparate() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder())
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
         let meta = try env.openDatabase("meta", create: true)
         let records = try env.openDatabase("records", create: true)
         #expect(meta != records && meta != .main)
@@ -157,6 +170,7 @@ struct Boom: Error {}
 
     @Test func writingToAReadOnlyEnvironmentIsAClearError() throws {
         let path = temporaryFolder()
+        defer { removeFolder(path) }
         _ = try LMDBEnvironment(path: path)
         let env = try LMDBEnvironment(path: path, options: .init(readOnly: true))
         do {
@@ -166,7 +180,9 @@ struct Boom: Error {}
             #expect(error.description.contains(path) && error.description.contains("read-only"))
         }
         // Writing inside a read transaction of a writable environment: refused the same way.
-        let writable = try LMDBEnvironment(path: temporaryFolder())
+        let writableFolder = temporaryFolder()
+        defer { removeFolder(writableFolder) }
+        let writable = try LMDBEnvironment(path: writableFolder)
         try writable.read { txn throws in
             #expect(throws: LMDBError.self) { try txn.put("k", [1]) }
             #expect(throws: LMDBError.self) { try txn.delete("k") }
@@ -183,11 +199,15 @@ struct Boom: Error {}
             #expect("\(error)" == "opening /nonexistent/cache: No such file or directory")
         }
         // Read-only needs an existing environment, not just a folder.
-        #expect(throws: LMDBError.self) { try LMDBEnvironment(path: temporaryFolder(), options: .init(readOnly: true)) }
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        #expect(throws: LMDBError.self) { try LMDBEnvironment(path: folder, options: .init(readOnly: true)) }
     }
 
     @Test func badKeysAreErrors() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder())
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
         let tooLong = [UInt8](repeating: 1, count: env.maxKeySize + 1)
         try env.write { txn throws in
             #expect(throws: LMDBError.self) { try txn.put([UInt8](), [1]) }
@@ -201,7 +221,9 @@ struct Boom: Error {}
     }
 
     @Test func aFullMapIsRecognisedAndGrown() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder(), options: .init(mapSize: 64 << 10))
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder, options: .init(mapSize: 64 << 10))
         let value = [UInt8](repeating: 3, count: 4000)
         do {
             try env.write { txn throws in for i in 0..<100 { try txn.put(key(i), value) } }
@@ -224,7 +246,9 @@ struct Boom: Error {}
     /// LMDB does not check that no transaction is open when the map is resized (the remap would
     /// leave its values dangling); the wrapper does, and says so.
     @Test func resizingUnderAnOpenTransactionIsRefused() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder())
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
         try env.write { txn throws in try txn.put("k", [1]) }
         let before = env.mapSize
         try env.read { txn throws in
@@ -242,7 +266,9 @@ struct Boom: Error {}
     }
 
     @Test func concurrentReadersSeeTheirSnapshot() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder())
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
         try env.write { txn throws in for i in 0..<256 { try txn.put(key(i), key(i)) } }
         let failures = Failures()
         DispatchQueue.concurrentPerform(iterations: 16) { worker in
@@ -261,7 +287,9 @@ struct Boom: Error {}
     }
 
     @Test func reservedPutsWriteInPlace() throws {
-        let env = try LMDBEnvironment(path: temporaryFolder())
+        let folder = temporaryFolder()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
         try env.write { txn throws in
             try txn.put([5], reserving: 4) { buffer in buffer.copyBytes(from: [9, 8, 7, 6]) }
         }

@@ -61,6 +61,7 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
 
     @Test func blobsRoundTripThroughACache() throws {
         let path = temporaryFolder("blob-cache")
+        defer { removeFolder(path) }
         let weight = Tensor(shape: [2, 3], scalars: [1, -2, 3.5, 0, .leastNonzeroMagnitude, -7])
         let kept = Tensor(shape: [2], scalars: [0, 3])
         let created = BlobContent(name: "lst.r2", tensors: [("block.1.attention.query.weight", weight), ("embeddings.kept", kept)],

@@ -17,7 +17,12 @@ let tinyCLIPModel = encoderFixtures.appendingPathComponent("tiny_clip_model")
 /// A scratch copy of `folder` (its files, not linked), removed by the caller.
 func scratchCopy(of folder: URL) throws -> URL {
     let copy = FileManager.default.temporaryDirectory.appendingPathComponent("clip-\(UUID().uuidString)")
-    try FileManager.default.copyItem(at: folder, to: copy)
+    do {
+        try FileManager.default.copyItem(at: folder, to: copy)
+    } catch {
+        try? FileManager.default.removeItem(at: copy)
+        throw error
+    }
     return copy
 }
 

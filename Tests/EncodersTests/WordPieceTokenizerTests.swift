@@ -107,8 +107,13 @@ import Testing
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("sidecar-tokenizer-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        for (name, contents) in files {
-            try Data(contents.utf8).write(to: directory.appendingPathComponent(name))
+        do {
+            for (name, contents) in files {
+                try Data(contents.utf8).write(to: directory.appendingPathComponent(name))
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            throw error
         }
         return directory
     }

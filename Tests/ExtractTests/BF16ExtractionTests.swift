@@ -29,7 +29,9 @@ private func worstTokenCosine(_ a: [Float], _ b: [Float], width: Int) -> Double 
 struct BF16ExtractionTests {
     @Test func textRecordsHoldTheBF16EncoderStates() throws {
         let folder = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.layers = "all"
         request.options.storage = .f32
         request.options.chunkSize = 7
@@ -38,7 +40,6 @@ struct BF16ExtractionTests {
         request.options.lstReductions = []
         request.options.topBlocks = 0
         let cache = try TextExtractor(request).run()
-        defer { try? FileManager.default.removeItem(atPath: request.output) }
         #expect(cache.manifest.settings.compute == "bf16")
 
         let reduced = try BertEncoder(folder: folder, compute: .bf16)
@@ -68,15 +69,16 @@ struct BF16ExtractionTests {
 
     @Test func imageRecordsHoldTheBF16EncoderStates() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("idx-bf16-\(UUID().uuidString)").path
+        defer { removeFolder(data) }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: data) }
         let train = try writeIDX(data, split: "train", count: 12, seed: 3)
-        var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: output)
         request.options.storage = .f32
         request.options.batchTokens = 17 * 4
         request.options.compute = .bf16
         let cache = try ImageExtractor(request).run()
-        defer { try? FileManager.default.removeItem(atPath: request.output) }
         #expect(cache.manifest.settings.compute == "bf16")
 
         let reduced = try ViTEncoder(folder: URL(fileURLWithPath: tinyViT), compute: .bf16)

@@ -16,12 +16,13 @@ let tinyCLIP = repositoryRoot.appendingPathComponent("Tests/EncodersTests/Fixtur
 @Suite struct CLIPExtractionTests {
     @Test func idxImagesThroughTheTinyCLIP() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("idx-\(UUID().uuidString)").path
+        defer { removeFolder(data) }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: data) }
         let train = try writeIDX(data, split: "train", count: 10, seed: 3)
         _ = try writeIDX(data, split: "test", count: 4, seed: 7)
-        var request = ImageExtractionRequest(dataset: data, backbone: tinyCLIP, output: temporaryCache())
-        defer { try? FileManager.default.removeItem(atPath: request.output) }
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = ImageExtractionRequest(dataset: data, backbone: tinyCLIP, output: output)
         request.options.storage = .f32
         request.options.chunkSize = 4
         request.options.batchTokens = 17 * 3   // three images per batch
@@ -70,12 +71,14 @@ let tinyCLIP = repositoryRoot.appendingPathComponent("Tests/EncodersTests/Fixtur
     /// file hashes differ.
     @Test func fullCLIPModelFolderExtractsTheSameRows() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("idx-\(UUID().uuidString)").path
+        defer { removeFolder(data) }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: data) }
         _ = try writeIDX(data, split: "train", count: 5, seed: 11)
         var caches: [ActivationCache] = []
-        for backbone in [tinyCLIP, tinyCLIP + "_model"] {
-            var request = ImageExtractionRequest(dataset: data, backbone: backbone, output: temporaryCache())
+        let outputs = [temporaryCache(), temporaryCache()]
+        defer { outputs.forEach(removeFolder) }
+        for (backbone, output) in zip([tinyCLIP, tinyCLIP + "_model"], outputs) {
+            var request = ImageExtractionRequest(dataset: data, backbone: backbone, output: output)
             request.options.storage = .f32
             request.options.layers = "2"
             request.options.lstReductions = []
@@ -87,6 +90,5 @@ let tinyCLIP = repositoryRoot.appendingPathComponent("Tests/EncodersTests/Fixtur
         for index in 0..<5 {
             #expect(try storedRows(caches[0], "train", index, layer: 2).values == (try storedRows(caches[1], "train", index, layer: 2).values))
         }
-        for cache in caches { try? FileManager.default.removeItem(atPath: cache.path) }
     }
 }

@@ -12,8 +12,13 @@ import TensorCore
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let tinyDataset = repositoryRoot.appendingPathComponent("datasets/tiny").path
 
+/// A fresh path for a cache, not yet created; the caller removes it with `removeFolder`.
 func temporaryCache() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("cache-\(UUID().uuidString)").path
+}
+
+func removeFolder(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
 }
 
 /// Decoded rows of one layer of one stored example.
@@ -29,7 +34,9 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
 @Suite(.serialized) struct ExtractionTests {
     @Test func recordsHoldWhatTheEncoderComputes() throws {
         let folder = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.layers = "0,1,2"
         request.options.storage = .f32
         request.options.chunkSize = 7          // several transactions per split
@@ -64,13 +71,17 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
 
     @Test func tokenPoliciesPoolTheStoredTokens() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var all = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var all = TextExtractionRequest(dataset: tinyDataset, output: output)
         all.options.layers = "2"
         all.options.storage = .f32
         let full = try TextExtractor(all).run()
         for policy in [TokenPolicy.cls, .mean, .clsAndMean] {
             var request = all
-            request.output = temporaryCache()
+            let otherOutput = temporaryCache()
+            defer { removeFolder(otherOutput) }
+            request.output = otherOutput
             request.options.tokens = policy
             let pooled = try TextExtractor(request).run()
             let tokens = try storedRows(full, "val", 3, layer: 2)
@@ -87,7 +98,9 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
 
     @Test func otherSettingsOnAnExistingCacheAreRefused() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.layers = "1"
         try TextExtractor(request).run()
         request.options.layers = "2"
@@ -111,11 +124,15 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
     /// largest values of the first chunk; here the chunk is the whole train split).
     @Test func int8RecordsAreWithinHalfAStepOfFloat32() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.layers = "0,2"
         request.options.storage = .f32
         let reference = try TextExtractor(request).run()
-        request.output = temporaryCache()
+        let otherOutput = temporaryCache()
+        defer { removeFolder(otherOutput) }
+        request.output = otherOutput
         request.options.storage = .int8
         let quantised = try TextExtractor(request).run()
         let scales = try #require(try quantised.int8Scales())

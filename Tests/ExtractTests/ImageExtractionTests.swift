@@ -27,10 +27,13 @@ func writeIDX(_ folder: String, split: String, count: Int, seed: Int) throws -> 
 @Suite struct ImageExtractionTests {
     @Test func idxImagesThroughTheTinyViT() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("idx-\(UUID().uuidString)").path
+        defer { removeFolder(data) }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let train = try writeIDX(data, split: "train", count: 24, seed: 1)
         _ = try writeIDX(data, split: "test", count: 8, seed: 5)
-        var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: output)
         request.options.storage = .f32
         request.options.chunkSize = 10
         request.options.batchTokens = 17 * 4   // four images per batch

@@ -9,11 +9,15 @@ import Testing
 @Suite struct ShardExtractionTests {
     @Test func int8ImageShardsMergeIntoTheUnshardedCache() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("idx-shards-\(UUID().uuidString)").path
+        defer { removeFolder(data) }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         _ = try writeIDX(data, split: "train", count: 23, seed: 2)
         _ = try writeIDX(data, split: "test", count: 5, seed: 7)
+        var outputs: [String] = []
+        defer { outputs.forEach(removeFolder) }
         func request(_ shard: Shard?) -> ImageExtractionRequest {
-            var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: temporaryCache())
+            outputs.append(temporaryCache())
+            var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: outputs.last!)
             request.options.storage = .int8
             request.options.chunkSize = 4
             request.options.batchTokens = 17 * 3
@@ -28,7 +32,8 @@ import Testing
         #expect(try shards[0].progress(of: "test") == SplitProgress(written: 0, complete: true))
         for shard in shards { #expect(try shard.int8Scales() == whole.int8Scales()) }
 
-        let merged = try CacheMerge.merge(shards: shards.map(\.path), into: temporaryCache())
+        outputs.append(temporaryCache())
+        let merged = try CacheMerge.merge(shards: shards.map(\.path), into: outputs.last!)
         #expect(merged.manifest == whole.manifest)
         let a = try CacheReport.make(merged, verify: true, digest: true), b = try CacheReport.make(whole, verify: true, digest: true)
         #expect(a.damaged == [] && a.splits.map(\.digest) == b.splits.map(\.digest))

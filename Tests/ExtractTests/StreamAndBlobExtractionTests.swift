@@ -22,7 +22,9 @@ func storedBlock(_ cache: ActivationCache, _ split: String, _ index: Int, layer:
 @Suite(.serialized) struct StreamAndBlobExtractionTests {
     @Test func textStreamsAndBlobsAreStoredAndRecorded() throws {
         let folder = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.layers = "0,2"
         request.options.storage = .f32
         request.options.streams = [.mlp, .attention]
@@ -65,7 +67,9 @@ func storedBlock(_ cache: ActivationCache, _ split: String, _ index: Int, layer:
 
     @Test func resumingWithOtherStreamOrBlobFlagsIsRefused() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.layers = "6"
         try TextExtractor(request).run()
         request.options.lstReductions = [4]
@@ -97,7 +101,9 @@ func storedBlock(_ cache: ActivationCache, _ split: String, _ index: Int, layer:
             #expect(throws: ExtractError.self, "\(bad)") { try ReductionSelection.parse(bad) }
         }
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
-        var request = TextExtractionRequest(dataset: tinyDataset, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.lstReductions = [5]
         #expect { try TextExtractor(request) } throws: { "\($0)".hasPrefix("--lst-reductions 5:") }
         request.options.lstReductions = [8]
@@ -111,9 +117,12 @@ func storedBlock(_ cache: ActivationCache, _ split: String, _ index: Int, layer:
 
     @Test func imageStreamsWithClsRows() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("idx-\(UUID().uuidString)").path
+        defer { removeFolder(data) }
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let train = try writeIDX(data, split: "train", count: 6, seed: 2)
-        var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: temporaryCache())
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = ImageExtractionRequest(dataset: data, backbone: tinyViT, output: output)
         request.options.storage = .f32
         request.options.tokens = .cls
         request.options.streams = [.attention, .mlp]

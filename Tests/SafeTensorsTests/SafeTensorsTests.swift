@@ -13,6 +13,11 @@ func temporaryPath(_ name: String) -> String {
     return folder.appendingPathComponent(name).path
 }
 
+/// Removes the folder `temporaryPath` made for `path`.
+func removeTemporary(_ path: String) {
+    try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent)
+}
+
 /// A file made of a header length, header text and data bytes, exactly as given.
 func craft(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) -> String {
     let path = temporaryPath("crafted.safetensors")
@@ -24,6 +29,10 @@ func craft(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) ->
 }
 
 func expectFault(_ path: String, _ fragments: String..., sourceLocation: SourceLocation = #_sourceLocation) {
+    expectFault(path, fragments: fragments, sourceLocation: sourceLocation)
+}
+
+func expectFault(_ path: String, fragments: [String], sourceLocation: SourceLocation) {
     do {
         _ = try SafeTensorsFile(path: path)
         Issue.record("opened a malformed file without error", sourceLocation: sourceLocation)
@@ -36,6 +45,14 @@ func expectFault(_ path: String, _ fragments: String..., sourceLocation: SourceL
     } catch {
         Issue.record("unexpected error type \(error)", sourceLocation: sourceLocation)
     }
+}
+
+/// `expectFault` on a file crafted from `header`, `data` and `declaredLength`, removed afterwards.
+func expectCraftedFault(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil, _ fragments: String...,
+                        sourceLocation: SourceLocation = #_sourceLocation) {
+    let path = craft(header: header, data: data, declaredLength: declaredLength)
+    defer { removeTemporary(path) }
+    expectFault(path, fragments: fragments, sourceLocation: sourceLocation)
 }
 
 @Suite struct SafeTensorsReaderTests {
@@ -67,6 +84,7 @@ func expectFault(_ path: String, _ fragments: String..., sourceLocation: SourceL
         let expected = try JSONDecoder().decode([String: [UInt32]].self, from: Data(contentsOf: fixtures.appendingPathComponent("expected.json")))
         let source = Tensor(shape: [13], scalars: expected["weights.f32"]!.map { Float(bitPattern: $0) })
         let path = temporaryPath("rounded.safetensors")
+        defer { removeTemporary(path) }
         try SafeTensorsWriter.write([("x", source)], to: path, storage: storage)
         let back = try SafeTensorsFile(path: path).tensor("x")
         let reference = expected[storage == .f16 ? "weights.f16" : "weights.bf16"]!
@@ -80,6 +98,7 @@ func expectFault(_ path: String, _ fragments: String..., sourceLocation: SourceL
             ("empty", Tensor(zeros: [0, 4])), ("scalar", Tensor(scalar: 7)),
         ]
         let path = temporaryPath("model.safetensors")
+        defer { removeTemporary(path) }
         try SafeTensorsWriter.write(tensors, metadata: ["format": "pt"], to: path)
         let file = try SafeTensorsFile(path: path)
         #expect(Set(file.names) == Set(tensors.map(\.name)))
@@ -114,57 +133,61 @@ func expectFault(_ path: String, _ fragments: String..., sourceLocation: SourceL
 
     @Test func shortFile() {
         let path = temporaryPath("short.safetensors")
+        defer { removeTemporary(path) }
         _ = FileManager.default.createFile(atPath: path, contents: Data([1, 2, 3]))
         expectFault(path, "shorter than the 8-byte header length")
         let empty = temporaryPath("empty.safetensors")
+        defer { removeTemporary(empty) }
         _ = FileManager.default.createFile(atPath: empty, contents: Data())
         expectFault(empty, "0 bytes")
     }
 
     @Test func headerLengthBeyondFile() {
-        expectFault(craft(header: goodHeader, data: [UInt8](repeating: 0, count: 8), declaredLength: 4096), "runs past the end")
-        expectFault(craft(header: goodHeader, declaredLength: UInt64.max), "over the")
-        expectFault(craft(header: goodHeader, declaredLength: UInt64(Int.max) - 3), "over the")
+        expectCraftedFault(header: goodHeader, data: [UInt8](repeating: 0, count: 8), declaredLength: 4096, "runs past the end")
+        expectCraftedFault(header: goodHeader, declaredLength: UInt64.max, "over the")
+        expectCraftedFault(header: goodHeader, declaredLength: UInt64(Int.max) - 3, "over the")
     }
 
     @Test func invalidJSON() {
-        expectFault(craft(header: #"{"t": {"dtype": "F32", "#, data: []), "not valid JSON")
-        expectFault(craft(header: "[1, 2]"), "JSON object")
-        expectFault(craft(header: "\u{FF}garbage"), "JSON object")
+        expectCraftedFault(header: #"{"t": {"dtype": "F32", "#, data: [], "not valid JSON")
+        expectCraftedFault(header: "[1, 2]", "JSON object")
+        expectCraftedFault(header: "\u{FF}garbage", "JSON object")
     }
 
     @Test func unknownDtypeAndWrongTypes() {
-        expectFault(craft(header: #"{"t":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8)), "\"t\"", "unknown dtype \"F33\"")
-        expectFault(craft(header: #"{"t":{"dtype":4,"shape":[2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8)), "dtype")
-        expectFault(craft(header: #"{"t":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}"#, data: .init(repeating: 0, count: 4)), "shape")
-        expectFault(craft(header: #"{"t":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8)), "shape")
-        expectFault(craft(header: #"{"t":{"dtype":"F32","shape":[2]}}"#, data: .init(repeating: 0, count: 8)), "data_offsets")
-        expectFault(craft(header: #"{"t":[1,2]}"#), "not an object")
-        expectFault(craft(header: #"{"__metadata__":{"k":1}}"#), "__metadata__")
-        expectFault(craft(header: #"{"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8)), "negative")
+        expectCraftedFault(header: #"{"t":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8), "\"t\"", "unknown dtype \"F33\"")
+        expectCraftedFault(header: #"{"t":{"dtype":4,"shape":[2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8), "dtype")
+        expectCraftedFault(header: #"{"t":{"dtype":"F32","shape":[true],"data_offsets":[0,4]}}"#, data: .init(repeating: 0, count: 4), "shape")
+        expectCraftedFault(header: #"{"t":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8), "shape")
+        expectCraftedFault(header: #"{"t":{"dtype":"F32","shape":[2]}}"#, data: .init(repeating: 0, count: 8), "data_offsets")
+        expectCraftedFault(header: #"{"t":[1,2]}"#, "not an object")
+        expectCraftedFault(header: #"{"__metadata__":{"k":1}}"#, "__metadata__")
+        expectCraftedFault(header: #"{"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8), "negative")
     }
 
     @Test func offsetsOutOfRangeOrOverlapping() {
-        expectFault(craft(header: #"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#, data: .init(repeating: 0, count: 8)), "\"t\"", "run past the 8-byte data buffer")
-        expectFault(craft(header: #"{"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: .init(repeating: 0, count: 8)), "not an ordered pair")
-        expectFault(craft(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
-                          data: .init(repeating: 0, count: 12)), "overlap")
-        expectFault(craft(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: .init(repeating: 0, count: 8)), "belong to no tensor")
-        expectFault(craft(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: .init(repeating: 0, count: 8)), "cover 4")
+        expectCraftedFault(header: #"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#, data: .init(repeating: 0, count: 8), "\"t\"", "run past the 8-byte data buffer")
+        expectCraftedFault(header: #"{"t":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: .init(repeating: 0, count: 8), "not an ordered pair")
+        expectCraftedFault(header: #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
+                           data: .init(repeating: 0, count: 12), "overlap")
+        expectCraftedFault(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, data: .init(repeating: 0, count: 8), "belong to no tensor")
+        expectCraftedFault(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, data: .init(repeating: 0, count: 8), "cover 4")
     }
 
     @Test func shapeBytesMismatch() {
-        expectFault(craft(header: #"{"w":{"dtype":"F32","shape":[5,6],"data_offsets":[0,100]}}"#, data: .init(repeating: 0, count: 100)),
-                    "\"w\"", "hold 100 bytes but F32 [5, 6] needs 120")
-        expectFault(craft(header: #"{"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8)), "overflows")
+        expectCraftedFault(header: #"{"w":{"dtype":"F32","shape":[5,6],"data_offsets":[0,100]}}"#, data: .init(repeating: 0, count: 100),
+                           "\"w\"", "hold 100 bytes but F32 [5, 6] needs 120")
+        expectCraftedFault(header: #"{"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}"#, data: .init(repeating: 0, count: 8), "overflows")
     }
 
     /// Every truncation of a valid file and random header corruption: an error or a valid file, never a crash.
     @Test func truncationsAndCorruptionNeverCrash() throws {
         let path = temporaryPath("valid.safetensors")
+        defer { removeTemporary(path) }
         try SafeTensorsWriter.write([("a", Tensor(repeating: 1, shape: [3, 2])), ("b", Tensor(repeating: 2, shape: [4]))], metadata: ["k": "v"], to: path)
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         let cut = temporaryPath("cut.safetensors")
+        defer { removeTemporary(cut) }
         for length in 0..<bytes.count {
             _ = FileManager.default.createFile(atPath: cut, contents: Data(bytes[..<length]))
             #expect(throws: SafeTensorsError.self) { try SafeTensorsFile(path: cut) }

@@ -28,6 +28,7 @@ import Testing
 @Suite struct ExtractStreamFlagTests {
     @Test func streamsAndBlobFlagsReachTheManifest() throws {
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("cli-streams-\(UUID().uuidString)").path
+        defer { for path in [cache, cache + "-bad"] { removeFolder(path) } }
         let dataset = repository.appendingPathComponent("datasets/tiny").path
         let result = try runSidecar(["extract", "--dataset", dataset, "--out", cache, "--layers", "0,1", "--tokens", "cls",
                                      "--streams", "attn,mlp", "--lst-reductions", "4,8", "--top-blocks", "1"])

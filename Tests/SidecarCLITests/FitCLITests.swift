@@ -11,6 +11,8 @@ import Testing
     static let cache: Result<String, Error> = Result {
         let fm = FileManager.default
         let temp = fm.temporaryDirectory.appendingPathComponent("fit-cli-\(UUID().uuidString)")
+        // temp also holds the --out folders the tests put beside the cache.
+        removeAtExit(temp.path)
         let backbone = temp.appendingPathComponent("backbone")
         try fm.createDirectory(at: temp, withIntermediateDirectories: true)
         try fm.copyItem(at: try BackboneFolder.resolve("minilm"), to: backbone)

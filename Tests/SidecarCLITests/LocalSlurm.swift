@@ -61,59 +61,65 @@ final class LocalSlurm {
     private init() throws {
         // Short: the munge socket path must fit in a sockaddr_un (108 bytes).
         folder = URL(fileURLWithPath: "/tmp/sidecar-slurm-\(UUID().uuidString.prefix(8))")
-        for sub in ["munge", "key", "state", "spool", "log", "jobs"] {
-            try FileManager.default.createDirectory(at: folder.appendingPathComponent(sub), withIntermediateDirectories: true)
+        do {
+            for sub in ["munge", "key", "state", "spool", "log", "jobs"] {
+                try FileManager.default.createDirectory(at: folder.appendingPathComponent(sub), withIntermediateDirectories: true)
+            }
+            // munged refuses a key others can read, and a socket folder others cannot enter.
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: folder.appendingPathComponent("key").path)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder.appendingPathComponent("munge").path)
+            var key = [UInt8](repeating: 0, count: 1024)
+            var generator = SystemRandomNumberGenerator()
+            for i in key.indices { key[i] = UInt8.random(in: 0...255, using: &generator) }
+            let keyFile = folder.appendingPathComponent("key/munge.key")
+            try Data(key).write(to: keyFile)
+            try FileManager.default.setAttributes([.posixPermissions: 0o400], ofItemAtPath: keyFile.path)
+
+            var name = [CChar](repeating: 0, count: 256)
+            gethostname(&name, name.count)
+            // slurmctld checks SlurmctldHost against its own short host name.
+            let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            node = host.split(separator: ".").first.map(String.init) ?? "localhost"
+            let ports = try Self.freePorts(2)
+            let conf = """
+                ClusterName=sidecartest
+                SlurmctldHost=\(node)(127.0.0.1)
+                SlurmctldPort=\(ports[0])
+                SlurmdPort=\(ports[1])
+                AuthType=auth/munge
+                CredType=cred/munge
+                AuthInfo=socket=\(folder.path)/munge/munge.socket
+                # No cgroups (containers and CI have no usable cgroup tree): plain process tracking.
+                ProctrackType=proctrack/linuxproc
+                TaskPlugin=task/none
+                JobAcctGatherType=jobacct_gather/none
+                AccountingStorageType=accounting_storage/none
+                MpiDefault=none
+                SlurmUser=root
+                SlurmdUser=root
+                StateSaveLocation=\(folder.path)/state
+                SlurmdSpoolDir=\(folder.path)/spool
+                SlurmctldPidFile=\(folder.path)/slurmctld.pid
+                SlurmdPidFile=\(folder.path)/slurmd.pid
+                SlurmctldLogFile=\(folder.path)/log/slurmctld.log
+                SlurmdLogFile=\(folder.path)/log/slurmd.log
+                SelectType=select/cons_tres
+                SelectTypeParameters=CR_Core
+                ReturnToService=2
+                NodeName=\(node) NodeAddr=127.0.0.1 CPUs=\(ProcessInfo.processInfo.activeProcessorCount) State=UNKNOWN
+                PartitionName=debug Nodes=\(node) Default=YES MaxTime=INFINITE State=UP
+
+                """
+            try conf.write(to: folder.appendingPathComponent("slurm.conf"), atomically: true, encoding: .utf8)
+            environment = ProcessInfo.processInfo.environment
+            environment["SLURM_CONF"] = folder.appendingPathComponent("slurm.conf").path
+            // A test run inside a Slurm job must not hand its own job's variables to sbatch.
+            for name in environment.keys where name.hasPrefix("SLURM_") && name != "SLURM_CONF" { environment[name] = nil }
+        } catch {
+            // Not started, so no stop() or deinit: the folder goes here.
+            try? FileManager.default.removeItem(at: folder)
+            throw error
         }
-        // munged refuses a key others can read, and a socket folder others cannot enter.
-        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: folder.appendingPathComponent("key").path)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder.appendingPathComponent("munge").path)
-        var key = [UInt8](repeating: 0, count: 1024)
-        var generator = SystemRandomNumberGenerator()
-        for i in key.indices { key[i] = UInt8.random(in: 0...255, using: &generator) }
-        let keyFile = folder.appendingPathComponent("key/munge.key")
-        try Data(key).write(to: keyFile)
-        try FileManager.default.setAttributes([.posixPermissions: 0o400], ofItemAtPath: keyFile.path)
-
-        var name = [CChar](repeating: 0, count: 256)
-        gethostname(&name, name.count)
-        // slurmctld checks SlurmctldHost against its own short host name.
-        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        node = host.split(separator: ".").first.map(String.init) ?? "localhost"
-        let ports = try Self.freePorts(2)
-        let conf = """
-            ClusterName=sidecartest
-            SlurmctldHost=\(node)(127.0.0.1)
-            SlurmctldPort=\(ports[0])
-            SlurmdPort=\(ports[1])
-            AuthType=auth/munge
-            CredType=cred/munge
-            AuthInfo=socket=\(folder.path)/munge/munge.socket
-            # No cgroups (containers and CI have no usable cgroup tree): plain process tracking.
-            ProctrackType=proctrack/linuxproc
-            TaskPlugin=task/none
-            JobAcctGatherType=jobacct_gather/none
-            AccountingStorageType=accounting_storage/none
-            MpiDefault=none
-            SlurmUser=root
-            SlurmdUser=root
-            StateSaveLocation=\(folder.path)/state
-            SlurmdSpoolDir=\(folder.path)/spool
-            SlurmctldPidFile=\(folder.path)/slurmctld.pid
-            SlurmdPidFile=\(folder.path)/slurmd.pid
-            SlurmctldLogFile=\(folder.path)/log/slurmctld.log
-            SlurmdLogFile=\(folder.path)/log/slurmd.log
-            SelectType=select/cons_tres
-            SelectTypeParameters=CR_Core
-            ReturnToService=2
-            NodeName=\(node) NodeAddr=127.0.0.1 CPUs=\(ProcessInfo.processInfo.activeProcessorCount) State=UNKNOWN
-            PartitionName=debug Nodes=\(node) Default=YES MaxTime=INFINITE State=UP
-
-            """
-        try conf.write(to: folder.appendingPathComponent("slurm.conf"), atomically: true, encoding: .utf8)
-        environment = ProcessInfo.processInfo.environment
-        environment["SLURM_CONF"] = folder.appendingPathComponent("slurm.conf").path
-        // A test run inside a Slurm job must not hand its own job's variables to sbatch.
-        for name in environment.keys where name.hasPrefix("SLURM_") && name != "SLURM_CONF" { environment[name] = nil }
     }
 
     deinit { stop() }
@@ -230,6 +236,8 @@ final class LocalSlurm {
     /// Cancels what is still queued or running, stops the daemons this object started (SIGTERM,
     /// then SIGKILL after 10 s) and removes the folder. Safe to call twice.
     func stop() {
+        // A launch that failed before its first daemon still made the folder.
+        defer { try? FileManager.default.removeItem(at: folder) }
         guard !daemons.isEmpty else { return }
         // Every job on this private controller is this object's: cancel them and let slurmd end
         // their processes before it stops.
@@ -245,7 +253,6 @@ final class LocalSlurm {
         // Reverse order: slurmd, slurmctld, then munged, which they authenticate through.
         for (_, process) in daemons.reversed() { process.stop() }
         daemons = []
-        try? FileManager.default.removeItem(at: folder)
     }
 
     /// The last lines of every daemon's log, for a failure or skip message.

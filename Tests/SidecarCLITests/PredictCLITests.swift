@@ -13,6 +13,8 @@ import Testing
     /// An f32 cache of datasets/tiny with every stream and blob.
     static let cache: Result<String, Error> = Result {
         let temp = FileManager.default.temporaryDirectory.appendingPathComponent("predict-cli-\(UUID().uuidString)")
+        // temp also holds the heads `fit(_:)` puts beside the cache.
+        removeAtExit(temp.path)
         try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
         let cache = temp.appendingPathComponent("cache").path
         let result = try runSidecar(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", cache,

@@ -24,6 +24,7 @@ func lastJSON(_ out: String) throws -> [String: Any] {
 @Suite(.serialized) struct ReliabilityTests {
     static let tinyCache: Result<String, Error> = Result {
         let cache = temporaryPath("reliability-tiny")
+        removeAtExit(cache)
         let result = try runSidecar(tinyExtractArguments + ["--out", cache])
         guard result.status == 0 else { throw CacheError("extract failed: \(result.err)") }
         return cache
@@ -31,7 +32,12 @@ func lastJSON(_ out: String) throws -> [String: Any] {
 
     static func copyOfTinyCache(_ name: String) throws -> String {
         let copy = temporaryPath(name)
-        try FileManager.default.copyItem(atPath: try tinyCache.get(), toPath: copy)
+        do {
+            try FileManager.default.copyItem(atPath: try tinyCache.get(), toPath: copy)
+        } catch {
+            removeFolder(copy)
+            throw error
+        }
         return copy
     }
 
@@ -73,7 +79,7 @@ func lastJSON(_ out: String) throws -> [String: Any] {
     @Test(arguments: [0.6, 0.95])
     func aTruncatedDataFileIsAnErrorNamingIt(keptFraction: Double) throws {
         let cache = try Self.copyOfTinyCache("truncated")
-        defer { try? FileManager.default.removeItem(atPath: cache) }
+        defer { for path in [cache, cache + "-head"] { removeFolder(path) } }
         let file = cache + "/data.mdb"
         let size = try #require(try FileManager.default.attributesOfItem(atPath: file)[.size] as? Int)
         let kept = Int(Double(size) * keptFraction) / 4096 * 4096
@@ -92,10 +98,10 @@ func lastJSON(_ out: String) throws -> [String: Any] {
         let cache = try Self.tinyCache.get()
         let common = ["fit", "--cache", cache, "--head", "losa", "--epochs", "6", "--patience", "0", "--batch-size", "8", "--seed", "7"]
         let alone = temporaryPath("fit-alone")
-        let reference = try runSidecar(common + ["--out", alone])
-        #expect(reference.status == 0, "\(reference.err)")
         let outs = (0..<8).map { _ in temporaryPath("fit-concurrent") }
         defer { for folder in outs + [alone] { try? FileManager.default.removeItem(atPath: folder) } }
+        let reference = try runSidecar(common + ["--out", alone])
+        #expect(reference.status == 0, "\(reference.err)")
         let processes = try outs.enumerated().map { i, out in
             let process = Process()
             process.executableURL = sidecarBinary()

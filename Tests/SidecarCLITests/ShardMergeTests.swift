@@ -28,22 +28,33 @@ struct CLIFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Extracts shards `indices` of `count` with `extra` arguments into fresh folders; returns them.
+/// Extracts shards `indices` of `count` with `extra` arguments into fresh folders; returns them
+/// for the caller to remove (on failure, none is left).
 func extractShards(_ indices: [Int], of count: Int, _ extra: [String] = []) throws -> [String] {
-    try indices.map { i in
-        let out = temporaryCache("shard\(i)of\(count)")
-        let result = try runSidecar(["extract"] + shardArguments + extra + ["--shard", "\(i)/\(count)", "--out", out])
-        guard result.status == 0 else { throw CLIFailure("extract --shard \(i)/\(count) failed: \(result.err)") }
-        return out
+    var made: [String] = []
+    do {
+        for i in indices {
+            let out = temporaryCache("shard\(i)of\(count)")
+            made.append(out)
+            let result = try runSidecar(["extract"] + shardArguments + extra + ["--shard", "\(i)/\(count)", "--out", out])
+            guard result.status == 0 else { throw CLIFailure("extract --shard \(i)/\(count) failed: \(result.err)") }
+        }
+        return made
+    } catch {
+        made.forEach(removeFolder)
+        throw error
     }
 }
 
 /// One reference extraction and its three shards, made once for the suite.
 let referenceAndShards: Result<(local: String, shards: [String]), Error> = Result {
     let local = temporaryCache("shard-local")
+    removeAtExit(local)
     let result = try runSidecar(["extract"] + shardArguments + ["--out", local])
     guard result.status == 0 else { throw CLIFailure("local extract failed: \(result.err)") }
-    return (local, try extractShards([0, 1, 2], of: 3))
+    let shards = try extractShards([0, 1, 2], of: 3)
+    shards.forEach(removeAtExit)
+    return (local, shards)
 }
 
 @Suite(.serialized) struct ShardMergeTests {
@@ -69,6 +80,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         #expect(held == ["train": 40, "val": 10, "test": 10])
 
         let merged = temporaryCache("shard-merged")
+        defer { removeFolder(merged) }
         let result = try runSidecar(["merge", shards[2], shards[0], shards[1], "--out", merged])
         #expect(result.status == 0, "\(result.err)")
         #expect(result.out.contains("merged 3 shards: train 40, val 10, test 10 into \(merged)"), "\(result.out)")
@@ -90,6 +102,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
     @Test func shardAutoReadsTheSlurmArrayVariables() throws {
         let (_, shards) = try referenceAndShards.get()
         let out = temporaryCache("shard-auto")
+        defer { removeFolder(out) }
         var environment = ProcessInfo.processInfo.environment
         // An array submitted as --array=1-3: task 2 is the second of three.
         environment["SLURM_ARRAY_TASK_ID"] = "2"
@@ -102,6 +115,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         #expect(try digests(out) == digests(shards[1]))
         // Without --shard, the same environment extracts everything (nothing is taken silently).
         let plain = temporaryCache("shard-plain")
+        defer { removeFolder(plain) }
         let whole = try runSidecar(["extract"] + shardArguments + ["--layers", "0", "--out", plain], environment: environment)
         #expect(whole.status == 0 && whole.out.contains("extracted train 40, val 10, test 10"), "\(whole.out) \(whole.err)")
     }
@@ -113,7 +127,9 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         #expect(merge.status == 0 && merge.out.contains("USAGE: sidecar merge [<shards> ...] --out <out>"), "\(merge.out)")
         let extract = try runSidecar(["extract", "--help"])
         #expect(extract.out.contains("--shard <shard>") && extract.out.contains("SLURM_ARRAY_TASK_ID"), "\(extract.out)")
-        let none = try runSidecar(["merge", "--out", temporaryCache("merge-none")])
+        let noneOut = temporaryCache("merge-none")
+        defer { removeFolder(noneOut) }
+        let none = try runSidecar(["merge", "--out", noneOut])
         #expect(none.status != 0 && none.err.contains("give the shard caches to merge"), "\(none.err)")
     }
 
@@ -133,6 +149,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         }
         for (value, message) in cases {
             let out = temporaryCache("shard-bad")
+            defer { removeFolder(out) }
             let result = try runSidecar(["extract"] + shardArguments + ["--shard=\(value)", "--out", out], environment: environment)
             #expect(result.status != 0 && result.err.contains(message), "--shard \(value): \(result.err)")
             #expect(!FileManager.default.fileExists(atPath: out), "--shard \(value) created \(out)")
@@ -141,7 +158,9 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         environment["SLURM_ARRAY_TASK_ID"] = "2"
         environment["SLURM_ARRAY_TASK_COUNT"] = "3"
         environment["SLURM_ARRAY_TASK_MAX"] = "4"
-        let stepped = try runSidecar(["extract"] + shardArguments + ["--shard", "auto", "--out", temporaryCache("shard-bad")], environment: environment)
+        let steppedOut = temporaryCache("shard-bad")
+        defer { removeFolder(steppedOut) }
+        let stepped = try runSidecar(["extract"] + shardArguments + ["--shard", "auto", "--out", steppedOut], environment: environment)
         #expect(stepped.status != 0 && stepped.err.contains("the job array 0-4 has 3 tasks"), "\(stepped.err)")
     }
 
@@ -152,7 +171,9 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         let whole = try runSidecar(["extract"] + shardArguments + ["--out", shards[0]])
         #expect(whole.status != 0 && whole.err.contains("shard: none (whole dataset) requested, 0/3 (chunks of 4) in the cache"), "\(whole.err)")
         // A shard is not a cache to train on.
-        let fit = try runSidecar(["fit", "--cache", shards[0], "--head", "linear", "--epochs", "1", "--out", temporaryCache("shard-fit")])
+        let fitOut = temporaryCache("shard-fit")
+        defer { removeFolder(fitOut) }
+        let fit = try runSidecar(["fit", "--cache", shards[0], "--head", "linear", "--epochs", "1", "--out", fitOut])
         #expect(fit.status != 0 && fit.err.contains("is shard 0/3 of an extraction; join all shards with sidecar merge"), "\(fit.err)")
     }
 
@@ -160,6 +181,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         let (local, shards) = try referenceAndShards.get()
         func refused(_ arguments: [String], _ message: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
             let out = temporaryCache("merge-refused")
+            defer { removeFolder(out) }
             let result = try runSidecar(["merge"] + arguments + ["--out", out])
             #expect(result.status != 0, "merge \(arguments) succeeded", sourceLocation: sourceLocation)
             #expect(result.err.contains(message), "\(result.err)", sourceLocation: sourceLocation)
@@ -168,16 +190,20 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         try refused([shards[0], shards[2]], "shard 1/3 missing: got 0/3 (\(shards[0])), 2/3 (\(shards[2])); merge needs all 3")
         try refused([shards[0], shards[1], shards[2], shards[1]], "\(shards[1]): named twice")
         let copy = temporaryCache("shard-copy")
+        defer { removeFolder(copy) }
         try FileManager.default.copyItem(atPath: shards[1], toPath: copy)
         try refused([shards[0], shards[1], copy, shards[2]], "\(shards[1]) and \(copy) are both shard 1/3; give each shard once")
         try refused([shards[0], shards[1], shards[2], local], "\(local): not a shard (its manifest records no shard)")
 
         // Other settings: the two folders and every differing field are named.
         let f16 = try extractShards([1], of: 3, ["--dtype", "f16"])[0]
+        defer { removeFolder(f16) }
         try refused([shards[0], f16, shards[2]], "\(f16) and \(shards[0]) are not shards of one extraction:\n  dtype: f16 in \(f16), bf16 in \(shards[0])")
         let quarters = try extractShards([1], of: 4)[0]
+        defer { removeFolder(quarters) }
         try refused([shards[0], quarters, shards[2]], "shard count: 4 in \(quarters), 3 in \(shards[0])")
         let chunks8 = try extractShards([1], of: 3, ["--chunk-size", "8"])[0]
+        defer { removeFolder(chunks8) }
         try refused([shards[0], chunks8, shards[2]], "chunk size: 8 in \(chunks8), 4 in \(shards[0])")
     }
 
@@ -189,8 +215,10 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
     /// A shard killed mid-extraction is refused by merge; resumed, it merges.
     @Test func anIncompleteShardIsRefusedUntilResumed() throws {
         let dataset = try makeDataset(count: 600)
+        defer { removeFolder(dataset) }
         let arguments = ["extract", "--dataset", dataset, "--layers", "0-2", "--chunk-size", "16", "--batch-tokens", "256"]
         let shards = (0..<2).map { _ in temporaryCache("shard-kill") }
+        defer { shards.forEach(removeFolder) }
         let first = try runSidecar(arguments + ["--shard", "0/2", "--out", shards[0]])
         #expect(first.status == 0, "\(first.err)")
 
@@ -221,6 +249,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         try #require(partial, "five shard extractions finished before they could be killed part way")
 
         let out = temporaryCache("merge-incomplete")
+        defer { removeFolder(out) }
         let refused = try runSidecar(["merge", shards[0], shards[1], "--out", out])
         #expect(refused.status != 0, "merge of an incomplete shard succeeded")
         #expect(refused.err.contains("\(shards[1]): shard 1/2 is incomplete (train "), "\(refused.err)")
@@ -232,6 +261,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
         let merged = try runSidecar(["merge", shards[0], shards[1], "--out", out])
         #expect(merged.status == 0, "\(merged.err)")
         let local = temporaryCache("shard-kill-local")
+        defer { removeFolder(local) }
         #expect(try runSidecar(arguments + ["--out", local]).status == 0)
         #expect(try digests(out) == digests(local))
     }

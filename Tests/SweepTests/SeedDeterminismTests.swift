@@ -53,6 +53,7 @@ private func weights(_ folder: String) throws -> Data {
             seed = [0, 1]
             lr = [0.001, 0.003]
             """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let one = scratchPath("determinism-jobs1"), two = scratchPath("determinism-jobs2")
         defer { for f in [one, two] { try? FileManager.default.removeItem(atPath: f) } }
         for (folder, jobs) in [(one, "1"), (two, "2")] {

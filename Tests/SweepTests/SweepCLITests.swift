@@ -24,7 +24,9 @@ func writeSpec(_ text: String) throws -> String {
     @Test func dryRunPrintsThePlanAndTrainsNothing() throws {
         let cache = try sharedCache.get()
         let spec = try writeSpec(Self.spec)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("dry")
+        defer { try? FileManager.default.removeItem(atPath: results) }
         let r = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--dry-run"])
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out.contains("12 trial(s)") && r.out.contains("3 pass(es) sharing data"), "\(r.out)")
@@ -33,6 +35,7 @@ func writeSpec(_ text: String) throws -> String {
         #expect(!FileManager.default.fileExists(atPath: results + "/trials-0-of-1.jsonl"))
         // A bad spec is refused before the cache is touched, with the file and key named.
         let bad = try writeSpec(Self.spec.replacingOccurrences(of: "epochs = 2", with: "epochs = 0"))
+        defer { try? FileManager.default.removeItem(atPath: bad) }
         let refused = try runSidecar(["sweep", "--spec", bad, "--cache", "/nonexistent", "--results", results])
         #expect(refused.status != 0 && refused.err.contains("\(bad): [base.training] epochs: expected an integer of at least 1"), "\(refused.err)")
     }
@@ -40,7 +43,9 @@ func writeSpec(_ text: String) throws -> String {
     /// A bad shard, from the flag or the environment, is a usage error (exit 64) naming what is wrong.
     @Test func badShardsAreUsageErrors() throws {
         let spec = try writeSpec(Self.spec)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("bad-shard")
+        defer { try? FileManager.default.removeItem(atPath: results) }
         let flag = try runSidecar(["sweep", "--spec", spec, "--cache", "/nonexistent", "--results", results, "--shard", "2/2"])
         #expect(flag.status == 64 && flag.err.contains("--shard 2/2: the index must be in 0...1"), "\(flag.status) \(flag.err)")
         var environment = ProcessInfo.processInfo.environment
@@ -55,6 +60,7 @@ func writeSpec(_ text: String) throws -> String {
     @Test func jobsRunPassesInParallelProcessesAndShardsSplitTheWork() throws {
         let cache = try sharedCache.get()
         let spec = try writeSpec(Self.spec)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("jobs")
         defer { try? FileManager.default.removeItem(atPath: results) }
         let r = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--jobs", "2", "--shard", "0/2"])
@@ -79,11 +85,13 @@ func writeSpec(_ text: String) throws -> String {
     }
 
     @Test func shardedRunsOpenTheCacheWithoutALockFile() throws {
-        let cache = try SyntheticCache.make(at: SyntheticCache.temporaryPath("nolock"), counts: ["train": 32, "val": 8])
+        let cache = SyntheticCache.temporaryPath("nolock")
         defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, counts: ["train": 32, "val": 8])
         let lock = cache + "/lock.mdb"
         try? FileManager.default.removeItem(atPath: lock)
         let spec = try writeSpec("[base.training]\nepochs = 1\n[[grid]]\nhead = \"linear\"\n[grid.training]\nseed = [0, 1, 2]\n")
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("nolock")
         defer { try? FileManager.default.removeItem(atPath: results) }
         var environment = ProcessInfo.processInfo.environment
@@ -113,6 +121,7 @@ func writeSpec(_ text: String) throws -> String {
             [grid.training]
             lr = [0.01, 1e30]
             """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("retry")
         defer { try? FileManager.default.removeItem(atPath: results) }
         let first = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
@@ -128,6 +137,7 @@ func writeSpec(_ text: String) throws -> String {
 
     @Test func emittedSlurmScriptAndKubernetesJobAreFilledIn() throws {
         let spec = try writeSpec(Self.spec)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let folder = scratchPath("emit")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -161,8 +171,9 @@ func writeSpec(_ text: String) throws -> String {
 
     @Test func ctrlCStopsCleanlyAndARerunResumes() throws {
         // Enough work that the interrupt lands mid-pass: a larger cache and more epochs.
-        let cache = try SyntheticCache.make(at: SyntheticCache.temporaryPath("sigint"), counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
+        let cache = SyntheticCache.temporaryPath("sigint")
         defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
         let spec = try writeSpec("""
             [base.training]
             epochs = 30
@@ -172,6 +183,7 @@ func writeSpec(_ text: String) throws -> String {
             [grid.training]
             seed = [0, 1]
             """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("sigint")
         defer { try? FileManager.default.removeItem(atPath: results) }
         let process = Process()

@@ -24,10 +24,11 @@ private func trialIDs(_ folder: String, sourceLocation: SourceLocation = #_sourc
         """
 
     @Test func killedSweepsResumeWithExactlyOneLinePerTrial() throws {
-        let cache = try SyntheticCache.make(at: SyntheticCache.temporaryPath("crash"), counts: ["train": 800, "val": 40, "test": 40],
-                                            width: 32, maxTokens: 12)
+        let cache = SyntheticCache.temporaryPath("crash")
         defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, counts: ["train": 800, "val": 40, "test": 40], width: 32, maxTokens: 12)
         let spec = try writeSpec(Self.spec)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("crash")
         defer { try? FileManager.default.removeItem(atPath: results) }
         let arguments = ["sweep", "--spec", spec, "--cache", cache, "--results", results]
@@ -90,6 +91,7 @@ private func trialIDs(_ folder: String, sourceLocation: SourceLocation = #_sourc
             [grid.training]
             seed = [0, 1, 2]
             """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("torn")
         defer { try? FileManager.default.removeItem(atPath: results) }
         let arguments = ["sweep", "--spec", spec, "--cache", cache, "--results", results]

@@ -8,9 +8,13 @@ import Sweep
 import Testing
 import Training
 
-/// One small cache shared by the tests of this file (built once).
+private let sharedCachePath = SyntheticCache.temporaryPath("shared")
+
+/// One small cache shared by the tests of this target (built once); tests share it until the
+/// process ends, so it is removed then.
 let sharedCache: Result<String, Error> = Result {
-    try SyntheticCache.make(at: SyntheticCache.temporaryPath("shared"), counts: ["train": 64, "val": 24, "test": 24])
+    atexit { try? FileManager.default.removeItem(atPath: sharedCachePath) }
+    return try SyntheticCache.make(at: sharedCachePath, counts: ["train": 64, "val": 24, "test": 24])
 }
 
 func scratchPath(_ name: String) -> String {

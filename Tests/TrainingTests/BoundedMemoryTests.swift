@@ -32,12 +32,12 @@ import Testing
     func streamingHoldsLessThanTheDecodedData() throws {
         let width = 256, maxTokens = 128
         let counts = ["train": 3000, "val": 200, "test": 200]
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("bounded"), counts: counts, width: width,
-                                           layers: [0, 1], maxTokens: maxTokens, storage: .bf16)
+        let path = SyntheticCache.temporaryPath("bounded")
         defer {
             try? FileManager.default.removeItem(atPath: path)
             try? FileManager.default.removeItem(atPath: path + "-head")
         }
+        try SyntheticCache.make(at: path, counts: counts, width: width, layers: [0, 1], maxTokens: maxTokens, storage: .bf16)
         // Tokens average (2 + 128) / 2 per example; linear reads z_1 only.
         let decoded = counts.values.reduce(0, +) * (2 + maxTokens) / 2 * width * 4
         let budget = 96 << 20

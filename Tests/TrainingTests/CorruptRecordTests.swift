@@ -18,7 +18,9 @@ import Training
     }
 
     @Test func aDamagedRecordStopsTheFitNamingIt() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("damaged-fit"))
+        let path = SyntheticCache.temporaryPath("damaged-fit")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         // The last byte of the record: the last layer's block, the one a linear probe reads.
         try damageStoredRecord(path, split: "train", index: 17) { $0 - 1 }
         let trainer = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: Self.options(skip: false))
@@ -31,7 +33,9 @@ import Training
 
     @Test(arguments: [false, true])
     func skipCorruptLeavesOutAndCountsEveryDamagedRecord(inMemory: Bool) throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("skip-corrupt"))
+        let path = SyntheticCache.temporaryPath("skip-corrupt")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         try damageStoredRecord(path, split: "train", index: 0) { _ in 5 }
         try damageStoredRecord(path, split: "train", index: 17) { $0 - 1 }
         try damageStoredRecord(path, split: "train", index: 119) { $0 / 2 }
@@ -53,7 +57,9 @@ import Training
     }
 
     @Test func skippingAnIntactCacheChangesNothing() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("skip-intact"))
+        let path = SyntheticCache.temporaryPath("skip-intact")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         let plain = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: Self.options(skip: false)).run()[0]
         let skipping = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: Self.options(skip: true))
         #expect(skipping.skippedRecords.isEmpty)

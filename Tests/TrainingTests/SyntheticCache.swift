@@ -5,6 +5,8 @@ import Foundation
 import TensorCore
 
 enum SyntheticCache {
+    /// A fresh path for `make`, not yet created; the caller removes it (with a `defer` made before
+    /// `make`, which can fail half-way).
     static func temporaryPath(_ name: String) -> String {
         let path = NSTemporaryDirectory() + "sidecar-training-\(name)-\(UUID().uuidString)"
         return path

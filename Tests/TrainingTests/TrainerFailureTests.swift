@@ -19,8 +19,9 @@ import Training
     }
 
     @Test func aDivergingHeadFailsAloneAndItsPeersMatchTrainingAlone() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("diverge"))
+        let path = SyntheticCache.temporaryPath("diverge")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         let cache = try ActivationCache.open(path: path)
         let healthy = HeadRequest(head: "linear", learningRate: 0.05)
         let together = try Trainer(cache: cache, requests: [HeadRequest(head: "linear", learningRate: 1e30), healthy], options: options()).run()
@@ -34,8 +35,9 @@ import Training
 
     @Test func parametersThatOverflowAfterTheLastStepAreCaughtByTheValidationLoss() throws {
         // Two steps: the second step's loss is still finite (huge logits), its update is not.
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("overflow"))
+        let path = SyntheticCache.temporaryPath("overflow")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         var o = options()
         o.epochs = 1
         o.batchSize = 60
@@ -45,8 +47,9 @@ import Training
     }
 
     @Test func aStopRequestEndsTheRunAfterTheCurrentBatch() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("stop"))
+        let path = SyntheticCache.temporaryPath("stop")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         let trainer = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: options())
         var batches = 0
         trainer.shouldStop = { true }

@@ -22,8 +22,9 @@ import Training
     }
 
     @Test func linearProbeLearnsAndWritesItsFolder() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("linear"))
+        let path = SyntheticCache.temporaryPath("linear")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         let cache = try ActivationCache.open(path: path)
         let trainer = try Trainer(cache: cache, requests: [HeadRequest(head: "linear", settings: ["layers": "all"])], options: options(epochs: 8))
         var epochs = 0
@@ -59,8 +60,9 @@ import Training
     }
 
     @Test func aDamagedHeadFolderIsRefusedNamingTheTensor() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("reload"))
+        let path = SyntheticCache.temporaryPath("reload")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         let cache = try ActivationCache.open(path: path)
         let trainer = try Trainer(cache: cache, requests: [HeadRequest(head: "mlp", settings: ["hidden": "8"])], options: options(epochs: 1))
         let result = try trainer.run()[0]
@@ -82,8 +84,9 @@ import Training
     }
 
     @Test func severalHeadsInOnePassEqualEachAlone() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("group"), streams: ["attn", "mlp"])
+        let path = SyntheticCache.temporaryPath("group")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path, streams: ["attn", "mlp"])
         let cache = try ActivationCache.open(path: path)
         let requests = [HeadRequest(head: "linear"), HeadRequest(head: "mlp", settings: ["hidden": "12"]),
                         HeadRequest(head: "losa", settings: ["rank_tokens": "2", "rank_channels": "4"]),
@@ -102,8 +105,9 @@ import Training
 
     @Test func aSplittingHeadScoresEveryExampleAsAnUnsplitEvaluation() throws {
         // Batches of 39: the last val and test batches hold one example, so their first part is empty.
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("parts"))
+        let path = SyntheticCache.temporaryPath("parts")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         let cache = try ActivationCache.open(path: path)
         var o = options(epochs: 2)
         o.batchSize = 39
@@ -143,8 +147,9 @@ import Training
 
     @Test(arguments: [false, true])
     func decodedPartsAreThePartsOfTheWholeBatch(inMemory: Bool) throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("parts"))
+        let path = SyntheticCache.temporaryPath("parts")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
         let cache = try ActivationCache.open(path: path)
         let dataset = try CacheDataset(cache: cache, split: "train", features: [.hidden(0), .hidden(2)], inMemory: inMemory)
         let batches = [[5, 3, 9, 0, 7], [11], [2, 4]]
@@ -168,8 +173,9 @@ import Training
     }
 
     @Test func inMemoryEqualsStreaming() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("memory"), storage: .bf16)
+        let path = SyntheticCache.temporaryPath("memory")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path, storage: .bf16)
         let cache = try ActivationCache.open(path: path)
         var o = options(epochs: 2)
         let streamed = try Trainer(cache: cache, requests: [HeadRequest(head: "mlp")], options: o)
@@ -181,8 +187,9 @@ import Training
     }
 
     @Test func earlyStoppingKeepsTheBestEpoch() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("early"), signal: 0.3)
+        let path = SyntheticCache.temporaryPath("early")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path, signal: 0.3)
         var o = options(epochs: 30)
         o.patience = 2
         o.learningRate = 0.5
@@ -197,8 +204,9 @@ import Training
     }
 
     @Test func unusableCachesAreRefusedWithTheReason() throws {
-        let path = try SyntheticCache.make(at: SyntheticCache.temporaryPath("refuse"), tokens: .mean, incomplete: "val")
+        let path = SyntheticCache.temporaryPath("refuse")
         defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path, tokens: .mean, incomplete: "val")
         let cache = try ActivationCache.open(path: path)
         func message(_ request: HeadRequest) -> String {
             do {
