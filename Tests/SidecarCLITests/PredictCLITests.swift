@@ -5,6 +5,7 @@
 import CPNG
 import Encoders
 import Foundation
+import OneDNN
 import Testing
 
 @Suite(.serialized) struct PredictCLITests {
@@ -81,7 +82,10 @@ import Testing
         #expect(export.status == 0, "\(export.err)")
         let cache = try Self.cache.get()
         let difference = Self.maxDifference(try Self.evalLogits(file, cache: cache), try Self.evalLogits(folder, cache: cache))
-        #expect(difference <= 1e-4, "\(head): exported logits differ by \(difference)")
+        // Where the cache was computed in bf16 the consolidator's frozen products run in bf16, and
+        // bf16(W + branches) is not bf16(W) plus the branches: the two agree to bf16's rounding.
+        let tolerance = head == "consolidator" && OneDNN.hasBF16Instructions ? 1e-3 : 1e-4
+        #expect(difference <= tolerance, "\(head): exported logits differ by \(difference)")
         if head == "consolidator" {
             // Consolidated: no branch survives in the file.
             let header = try Data(contentsOf: URL(fileURLWithPath: file)).prefix(200_000)
