@@ -148,13 +148,14 @@ extension Head {
     public var parameterCount: Int { parameters.count }
 }
 extension ParameterSet {
-    /// Overwrites every parameter from `tensors` by name; the names must match exactly.
-    public func load(_ tensors: [String: Tensor], source: String) throws {
-        let names = Set(entries.map(\.name))
+    /// Overwrites every parameter from `tensors` by name; the names must match exactly. Parameters
+    /// named in `leaving` are neither read nor accepted (a form that folded them into others).
+    public func load(_ tensors: [String: Tensor], source: String, leaving: (String) -> Bool = { _ in false }) throws {
+        let names = Set(entries.map(\.name).filter { !leaving($0) })
         if let extra = tensors.keys.sorted().first(where: { !names.contains($0) }) {
             throw HeadError("\(source): tensor \(extra) is not a parameter of this head")
         }
-        for id in ids {
+        for id in ids where names.contains(entry(id).name) {
             let entry = entry(id)
             guard let t = tensors[entry.name] else { throw HeadError("\(source): parameter \(entry.name) is missing") }
             guard t.shape == entry.shape else {

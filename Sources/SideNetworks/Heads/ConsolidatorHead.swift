@@ -228,16 +228,7 @@ public final class ConsolidatorHead: Head, HeadKind {
                 merged[name + suffix] = t
             }
         }
-        let rest = tensors.filter { merged[$0.key] == nil }
-        for id in parameters.ids where !isFolded(parameters.entry(id).name) {
-            let entry = parameters.entry(id)
-            guard let t = rest[entry.name] else { throw HeadError("\(source): parameter \(entry.name) is missing") }
-            guard t.shape == entry.shape else { throw HeadError("\(source): \(entry.name) has shape \(t.shape), the head expects \(entry.shape)") }
-            parameters.set(id, t)
-        }
-        if let extra = rest.keys.sorted().first(where: { name in parameters.id(named: name).map { isFolded(parameters.entry($0).name) } ?? true }) {
-            throw HeadError("\(source): tensor \(extra) is not part of a merged consolidator")
-        }
+        try parameters.load(tensors.filter { merged[$0.key] == nil }, source: source, leaving: isFolded)
         deployedBF16 = bf16 ? try merged.filter { $0.key.hasSuffix(".weight") }.reduce(into: [:]) { products, entry in
             products[String(entry.key.dropLast(".weight".count))] = try BF16FrozenLinear(entry.value)
         } : nil
