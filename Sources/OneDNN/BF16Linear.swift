@@ -1,9 +1,8 @@
 // A dense layer y = x·Wᵀ + b computed by oneDNN in bfloat16: W is rounded to bf16 and reordered
 // into the layout oneDNN's kernels want once, when the layer is built; each call rounds x to bf16
-// and accumulates in f32, with the bias added in f32. Frozen matrices only: the encoders' products,
-// and the consolidator's re-run blocks (which take an input gradient from a second layer built on
-// Wᵀ). Results differ from the f32 path by bf16's rounding of the inputs, never by more; the f32
-// path (OpenBLAS) stays the reference.
+// and accumulates in f32, with the bias added in f32. Only the frozen encoders' products use it
+// (inference only: there is no backward). Results differ from the f32 path by bf16's rounding of
+// the inputs, never by more; the f32 path (OpenBLAS) stays the reference.
 import CDNNL
 import TensorCore
 
@@ -59,12 +58,10 @@ public final class BF16Linear: @unchecked Sendable {
         bias?.deallocate()
     }
 
-    /// y[rows, outFeatures] = x[rows, inFeatures] · Wᵀ + b, with `bias` [outFeatures] instead of
-    /// the layer's own when given (a trainable bias beside a frozen W). Runs on as many threads as
-    /// OpenBLAS is set to use (`BLAS.setThreadCount`), so the two paths share cores the same way.
-    public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows: Int, bias: UnsafePointer<Float>? = nil) {
+    /// y[rows, outFeatures] = x[rows, inFeatures] · Wᵀ + b. Runs on as many threads as OpenBLAS is
+    /// set to use (`BLAS.setThreadCount`), so the two paths share cores the same way.
+    public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows: Int) {
         if rows == 0 { return }
-        let bias = bias ?? self.bias.map { UnsafePointer($0) }
         let activations = UnsafeMutablePointer<UInt16>.allocate(capacity: rows * inFeatures)
         defer { activations.deallocate() }
         OneDNN.withThreads {
@@ -93,7 +90,7 @@ public final class BF16Linear: @unchecked Sendable {
                 ]
                 var biasMemory: dnnl_memory_t?
                 if let bias {
-                    biasMemory = try OneDNN.memory(&biasDescriptor, UnsafeMutablePointer(mutating: bias), engine: engine)
+                    biasMemory = try OneDNN.memory(&biasDescriptor, bias, engine: engine)
                     arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: biasMemory))
                 }
                 defer { if let biasMemory { dnnl_memory_destroy(biasMemory) } }
@@ -106,7 +103,7 @@ public final class BF16Linear: @unchecked Sendable {
     }
 
     /// The matmul primitive descriptor for [rows, in] · [in, out] + [1, out] → [rows, out].
-    private static func matmulDescriptor(rows: Int, inFeatures: Int, outFeatures: Int, weights: dnnl_memory_desc_t,
+    static func matmulDescriptor(rows: Int, inFeatures: Int, outFeatures: Int, weights: dnnl_memory_desc_t,
                                          hasBias: Bool, engine: dnnl_engine_t) throws -> dnnl_primitive_desc_t {
         var source = OneDNN.descriptor([rows, inFeatures], dnnl_bf16, dnnl_ab)
         var weights = weights
@@ -117,11 +114,7 @@ public final class BF16Linear: @unchecked Sendable {
                                  : dnnl_matmul_desc_init(&operation, &source, &weights, nil, &output), "describing the matmul")
         var descriptor: dnnl_primitive_desc_t?
         let status = dnnl_primitive_desc_create(&descriptor, &operation, nil, engine, nil)
-        if status == dnnl_unimplemented {
-            throw OneDNNError("oneDNN \(OneDNN.version) has no bf16 matrix product for this CPU (its instruction set as oneDNN "
-                              + "sees it: \(OneDNN.instructionSet)); bf16 needs AVX-512 (native with AVX512-BF16 or AMX, "
-                              + "emulated and slower with plain AVX-512); use --compute f32")
-        }
+        if status == dnnl_unimplemented { throw OneDNN.noBF16Products() }
         try OneDNN.check(status, "creating the bf16 matmul for \(rows)×\(inFeatures) · \(inFeatures)×\(outFeatures)")
         return descriptor!
     }

@@ -46,6 +46,13 @@ public enum OneDNN {
         return (try? BF16Linear(weight: &one, bias: nil, inFeatures: 1, outFeatures: 1)) != nil
     }()
 
+    /// The error for a CPU where oneDNN has no bf16 matrix product.
+    static func noBF16Products() -> OneDNNError {
+        OneDNNError("oneDNN \(version) has no bf16 matrix product for this CPU (its instruction set as oneDNN sees it: "
+                    + "\(instructionSet)); bf16 needs AVX-512 (native with AVX512-BF16 or AMX, emulated and slower with "
+                    + "plain AVX-512); use --compute f32")
+    }
+
     /// The process's CPU engine.
     static func engine() throws -> dnnl_engine_t {
         switch sharedEngine {

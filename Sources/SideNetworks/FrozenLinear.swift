@@ -10,9 +10,9 @@ import TensorCore
 final class BF16FrozenLinear: @unchecked Sendable {
     let inFeatures: Int
     let outFeatures: Int
-    /// W and Wᵀ, each converted and packed once (`BF16Linear` is safe to call from several threads).
-    private let product: BF16Linear
-    private let transposedProduct: BF16Linear
+    /// W and Wᵀ, each converted once (safe to call from several threads).
+    private let product: BF16RowsProduct
+    private let transposedProduct: BF16RowsProduct
 
     /// Throws when oneDNN has no bf16 products on this CPU.
     init(_ w: Tensor) throws {
@@ -20,7 +20,7 @@ final class BF16FrozenLinear: @unchecked Sendable {
         (outFeatures, inFeatures) = (w.shape[0], w.shape[1])
         let (out, inputs) = (outFeatures, inFeatures)
         product = try w.withUnsafeBufferPointer {
-            try BF16Linear(weight: $0.baseAddress!, bias: nil, inFeatures: inputs, outFeatures: out)
+            try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: inputs, outFeatures: out, hasBias: true)
         }
         // dX [rows, in] = dY [rows, out] · W: a product with the weight [in, out], i.e. Wᵀ.
         let transposed = Tensor(uninitialized: [inputs, out]) { t in
@@ -29,7 +29,7 @@ final class BF16FrozenLinear: @unchecked Sendable {
             }
         }
         transposedProduct = try transposed.withUnsafeBufferPointer {
-            try BF16Linear(weight: $0.baseAddress!, bias: nil, inFeatures: out, outFeatures: inputs)
+            try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: out, outFeatures: inputs, hasBias: false)
         }
     }
 

@@ -18,6 +18,26 @@ public enum HalfPrecision {
         return UInt16((bits &+ rounding) >> 16)
     }
 
+    /// `bfloat16FromFloat` over a buffer, 16 lanes at a time (the bf16 products round every input
+    /// row on every call).
+    public static func bfloat16FromFloat(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<UInt16>, count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            let values = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD16<Float>.self)
+            let bits = unsafeBitCast(values, to: SIMD16<UInt32>.self)
+            var rounded = (bits &+ (0x7FFF &+ ((bits &>> 16) & 1))) &>> 16
+            // NaN found by a float compare: an integer lane compare here went one lane at a time
+            // through memory (two thirds of a bf16 product's time).
+            rounded.replace(with: (bits &>> 16) | 0x0040, where: values .!= values)
+            UnsafeMutableRawPointer(target + i).storeBytes(of: SIMD16<UInt16>(truncatingIfNeeded: rounded), as: SIMD16<UInt16>.self)
+            i += 16
+        }
+        while i < count {
+            target[i] = bfloat16FromFloat(source[i])
+            i += 1
+        }
+    }
+
     /// IEEE binary16 bits → Float32, with subnormals, infinities and NaN.
     @inlinable
     public static func floatFromFloat16(_ h: UInt16) -> Float {

@@ -34,3 +34,23 @@ import TensorCore
         #expect(mask.allSatisfy { $0 == 2 })
     }
 }
+
+@Suite struct BFloat16ConversionTests {
+    @Test func bulkRoundingEqualsTheScalarOne() {
+        var rng = SeededGenerator(seed: 11)
+        var bits: [UInt32] = (0..<4001).map { _ in UInt32(truncatingIfNeeded: rng.next()) }
+        // Ties in both directions, the largest finite value, infinities, NaNs whose payload sits
+        // only in the low half, zeros and subnormals.
+        bits += [0x3F80_8000, 0x3F81_8000, 0x3F80_7FFF, 0x7F7F_FFFF, 0x7F80_0000, 0xFF80_0000,
+                 0x7F80_0001, 0xFFC0_0000, 0x7FBF_0000, 0, 0x8000_0000, 0x0000_8000, 0x0001_7FFF]
+        let values = bits.map { Float(bitPattern: $0) } + [1, -2.5, 3.1415927]  // 4017: the tail path runs too
+        var bulk = [UInt16](repeating: 0, count: values.count)
+        values.withUnsafeBufferPointer { v in
+            bulk.withUnsafeMutableBufferPointer { HalfPrecision.bfloat16FromFloat(v.baseAddress!, into: $0.baseAddress!, count: v.count) }
+        }
+        let scalar = values.map(HalfPrecision.bfloat16FromFloat)
+        let mismatches = values.indices.filter { bulk[$0] != scalar[$0] }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(5).map { String(values[$0].bitPattern, radix: 16) })")
+        #expect(values.count % 16 != 0)
+    }
+}

@@ -1,0 +1,111 @@
+// y = bf16(x)·bf16(W)ᵀ (+ b) for callers whose row count changes on every call (a training
+// batch's tokens). oneDNN builds a kernel per row count and its primitive cache keeps them all:
+// fine for extraction's few batch shapes (BF16Linear), but an epoch of training has hundreds of
+// row counts, whose kernels held 17 MB more than the whole f32 consolidator head. Leaving the rows
+// to run time swaps oneDNN's brgemm kernels for its gemm ones, which held 20 MB more again. So
+// the rows go in chunks of `chunk`, the last one padded to a multiple of `step`: at most
+// chunk/step + 1 row counts ever reach oneDNN.
+import CDNNL
+import TensorCore
+
+/// W [out, in] frozen, rounded to bf16 and packed once; each call rounds x to bf16 and
+/// accumulates in f32, adding in f32 a bias given per call (with `hasBias`).
+public final class BF16RowsProduct: @unchecked Sendable {
+    // Immutable after init; oneDNN primitives and memory objects may be used from several threads
+    // at once for execution.
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let hasBias: Bool
+    private let packed: dnnl_memory_t
+    private var packedDescriptor: dnnl_memory_desc_t
+    private let engine: dnnl_engine_t
+    static let chunk = 256, step = 16
+
+    /// Converts and packs `weight` [outFeatures, inFeatures] (PyTorch's layout) once. Throws when
+    /// oneDNN cannot compute bf16 products on this CPU.
+    public init(weight: UnsafePointer<Float>, inFeatures: Int, outFeatures: Int, hasBias: Bool) throws {
+        precondition(inFeatures > 0 && outFeatures > 0, "BF16RowsProduct: \(outFeatures)×\(inFeatures) weight")
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        self.hasBias = hasBias
+        let engine = try OneDNN.engine()
+        self.engine = engine
+        // As in BF16Linear: the packed layout depends on N and K only; any row count shows it.
+        let reference = try OneDNN.withThreads {
+            try BF16Linear.matmulDescriptor(rows: Self.chunk, inFeatures: inFeatures, outFeatures: outFeatures,
+                                            weights: OneDNN.descriptor([inFeatures, outFeatures], dnnl_bf16, dnnl_format_tag_any),
+                                            hasBias: hasBias, engine: engine)
+        }
+        defer { dnnl_primitive_desc_destroy(reference) }
+        packedDescriptor = dnnl_primitive_desc_query_md(reference, dnnl_query_weights_md, 0)!.pointee
+        var memory: dnnl_memory_t?
+        try OneDNN.check(dnnl_memory_create(&memory, &packedDescriptor, engine, OneDNN.allocate), "allocating packed weights")
+        packed = memory!
+        // W stored [out, in] row-major is the matrix [in, out] (K × N) in column-major order: tag "ba".
+        var plain = OneDNN.descriptor([inFeatures, outFeatures], dnnl_f32, dnnl_ba)
+        do {
+            try OneDNN.reorder(from: &plain, UnsafeMutableRawPointer(mutating: weight), to: packed, engine: engine)
+        } catch {
+            dnnl_memory_destroy(packed)
+            throw error
+        }
+    }
+
+    deinit { dnnl_memory_destroy(packed) }
+
+    /// y[rows, outFeatures] = x[rows, inFeatures] · Wᵀ (+ bias [outFeatures], given exactly when
+    /// `hasBias`). Runs on as many threads as OpenBLAS is set to use.
+    public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows: Int, bias: UnsafePointer<Float>? = nil) {
+        precondition((bias != nil) == hasBias, "BF16RowsProduct \(outFeatures)×\(inFeatures): bias given \(bias != nil), built for \(hasBias)")
+        if rows == 0 { return }
+        let (k, n) = (inFeatures, outFeatures)
+        let padded = (rows + Self.step - 1) / Self.step * Self.step
+        // x rounded, with zero rows up to the padded count (their outputs are dropped).
+        let rounded = UnsafeMutablePointer<UInt16>.allocate(capacity: padded * k)
+        defer { rounded.deallocate() }
+        HalfPrecision.bfloat16FromFloat(x, into: rounded, count: rows * k)
+        (rounded + rows * k).initialize(repeating: 0, count: (padded - rows) * k)
+        let tail = padded > rows ? UnsafeMutablePointer<Float>.allocate(capacity: Self.chunk * n) : nil
+        defer { tail?.deallocate() }
+        OneDNN.withThreads {
+            do {
+                for start in stride(from: 0, to: rows, by: Self.chunk) {
+                    let count = min(Self.chunk, padded - start)
+                    // The last chunk writes its padded rows to `tail`, then copies the real ones.
+                    let target = start + count > rows ? tail! : y + start * n
+                    try run(rows: count, x: rounded + start * k, y: target, bias: bias)
+                    if target != y + start * n { (y + start * n).update(from: target, count: (rows - start) * n) }
+                }
+            } catch {
+                // init built this very product for another row count, so this is a oneDNN fault.
+                preconditionFailure("BF16RowsProduct \(outFeatures)×\(inFeatures), \(rows) rows: \(error)")
+            }
+        }
+    }
+
+    private func run(rows: Int, x: UnsafeMutablePointer<UInt16>, y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?) throws {
+        var source = OneDNN.descriptor([rows, inFeatures], dnnl_bf16, dnnl_ab)
+        var output = OneDNN.descriptor([rows, outFeatures], dnnl_f32, dnnl_ab)
+        var biasDescriptor = OneDNN.descriptor([1, outFeatures], dnnl_f32, dnnl_ab)
+        // From oneDNN's primitive cache after the first call for this row count.
+        let descriptor = try BF16Linear.matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
+                                                         weights: packedDescriptor, hasBias: hasBias, engine: engine)
+        defer { dnnl_primitive_desc_destroy(descriptor) }
+        var primitive: dnnl_primitive_t?
+        try OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating the matmul")
+        defer { dnnl_primitive_destroy(primitive) }
+        let sourceMemory = try OneDNN.memory(&source, x, engine: engine)
+        defer { dnnl_memory_destroy(sourceMemory) }
+        let outputMemory = try OneDNN.memory(&output, y, engine: engine)
+        defer { dnnl_memory_destroy(outputMemory) }
+        var arguments = [
+            dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: sourceMemory),
+            dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: packed),
+            dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: outputMemory),
+        ]
+        let biasMemory = try bias.map { try OneDNN.memory(&biasDescriptor, UnsafeMutablePointer(mutating: $0), engine: engine) }
+        defer { if let biasMemory { dnnl_memory_destroy(biasMemory) } }
+        if let biasMemory { arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: biasMemory)) }
+        try OneDNN.execute(primitive!, arguments, engine: engine)
+    }
+}
