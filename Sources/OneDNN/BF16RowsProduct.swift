@@ -1,9 +1,9 @@
 // y = bf16(x)·bf16(W)ᵀ (+ b) for callers whose row count changes on every call (a training
 // batch's tokens). oneDNN builds a kernel per row count and its primitive cache keeps them all:
 // fine for extraction's few batch shapes (BF16Linear), but an epoch of training has hundreds of
-// row counts, whose kernels held 17 MB more than the whole f32 consolidator head. Leaving the rows
-// to run time swaps oneDNN's brgemm kernels for its gemm ones, which held 20 MB more again. So
-// the rows go in chunks of `chunk`, the last one padded to a multiple of `step`: at most
+// row counts, and their kernels held 17 MB, a third of the whole f32 consolidator head. A primitive
+// with the rows left to run time gets oneDNN's gemm kernels instead of brgemm, and held 15-20 MB
+// more. So the rows go in chunks of `chunk`, the last one padded to a multiple of `step`: at most
 // chunk/step + 1 row counts ever reach oneDNN.
 import CDNNL
 import TensorCore

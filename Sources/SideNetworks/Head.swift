@@ -131,7 +131,7 @@ public protocol Head: AnyObject {
     /// switch off when `tape.isTraining` is false.
     func logits(_ batch: Batch, on tape: Tape) -> Variable
     /// The deployable tensors `sidecar export` writes (default: the parameters as named).
-    func exportedTensors() -> [(String, Tensor)]
+    func exportedTensors() throws -> [(String, Tensor)]
     /// Loads what `exportedTensors` wrote (default: the parameters by name).
     func loadExported(_ tensors: [String: Tensor], source: String) throws
     /// The fixed number of parts each batch is split into for training and evaluation (see

@@ -57,13 +57,13 @@ import TensorCore
         let consolidator = try #require(head as? ConsolidatorHead)
         let batch = Tiny.batch()
         let branched = head.logits(batch, on: Tape(training: false)).value
-        let merged = consolidator.mergedLogits(batch)
-        let frozenOnly = consolidator.mergedLogits(batch, includeBranches: false)
+        let merged = try consolidator.mergedLogits(batch)
+        let frozenOnly = try consolidator.mergedLogits(batch, includeBranches: false)
         let difference = zip(branched.scalars, merged.scalars).map { abs($0 - $1) }.max()!
         #expect(difference < 1e-4, "merged differs by \(difference)")
         #expect(zip(branched.scalars, frozenOnly.scalars).map { abs($0 - $1) }.max()! > 1e-2, "the branches changed nothing")
         // The exported head holds one plain matrix per linear, no branches.
-        let names = head.exportedTensors().map(\.0)
+        let names = try head.exportedTensors().map(\.0)
         #expect(!names.contains { $0.contains("branch") })
         #expect(names.contains("block.2.attention.query.weight"))
     }

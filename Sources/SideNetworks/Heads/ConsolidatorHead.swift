@@ -31,8 +31,11 @@ public final class ConsolidatorHead: Head, HeadKind {
 
     /// One frozen linear with its trainable bias and grouped branches.
     struct Consolidated {
-        let frozen: Tensor                 // W [out, in]
-        let bf16: BF16FrozenLinear?        // W's products in bf16, when the head computes in bf16
+        /// W [out, in] in f32, or nil when its products run in bf16: the f32 matrices then stay in
+        /// the cache until a merge reads them (7 MB for one MiniLM block, against the head's 50).
+        let frozen: Tensor?
+        let shape: [Int]
+        let bf16: BF16FrozenLinear?
         let bias: ParameterSet.ID          // b, tuned
         let branches: [(weight: ParameterSet.ID, bias: ParameterSet.ID, permutation: [Int]?)]
     }
@@ -54,11 +57,14 @@ public final class ConsolidatorHead: Head, HeadKind {
     /// their bf16 products when the head computes in bf16.
     private var deployed: [String: Tensor]?
     private var deployedBF16: [String: BF16FrozenLinear]?
+    /// The cache's top-blocks blob again, for a merge in bf16 mode.
+    private let reloadBlob: () throws -> Blob
 
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         try context.requireAllTokens(head: name)
         let k = h.int("K")
-        let blob = try context.requireBlob("top_blocks", head: name, flag: "--top-blocks \(k)")
+        let reload = { try context.requireBlob("top_blocks", head: name, flag: "--top-blocks \(k)") }
+        let blob = try reload()
         let stored = try blob.int("count", blob: "top_blocks")
         guard k <= stored else {
             throw HeadError("--set K=\(k) for head consolidator: the cache stores only the top \(stored) blocks; extract again with --top-blocks \(k)")
@@ -74,14 +80,14 @@ public final class ConsolidatorHead: Head, HeadKind {
             return try ConsolidatorHead(blob: blob, blocks: Array((context.layerCount - k + 1)...context.layerCount),
                                         groups: h.ints("groups"), shuffle: h.bool("shuffle"), branchDrop: h.float("branch_drop"),
                                         pooling: poolingMode(h, context), dropout: h.float("dropout"), bf16: bf16,
-                                        context: context, seed: seed)
+                                        reloadBlob: reload, context: context, seed: seed)
         } catch let error as OneDNNError {
             throw HeadError("--set compute=\(h.string("compute")) for head consolidator: bf16 products: \(error)")
         }
     }
 
     init(blob: Blob, blocks: [Int], groups: [Int], shuffle: Bool, branchDrop: Float, pooling: PoolingMode,
-         dropout: Float, bf16: Bool = false, context: HeadContext, seed: UInt64) throws {
+         dropout: Float, bf16: Bool, reloadBlob: @escaping () throws -> Blob, context: HeadContext, seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let width = context.width
         shape = try BlockShape(blob: blob, name: "top_blocks")
@@ -90,6 +96,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         self.branchDrop = branchDrop
         self.dropout = dropout
         self.bf16 = bf16
+        self.reloadBlob = reloadBlob
         features = [.hidden(blocks[0] - 1)]
         for l in blocks {
             for linear in blockLinearNames(l) {
@@ -110,7 +117,7 @@ public final class ConsolidatorHead: Head, HeadKind {
                                               Tensor.randomUniform([out], low: -bound, high: bound, using: &rng), decays: false)
                     branches.append((weight, bias, shuffle ? Self.shufflePermutation(channels: inputs, groups: g) : nil))
                 }
-                linears[linear] = Consolidated(frozen: w, bf16: bf16 ? try BF16FrozenLinear(w) : nil,
+                linears[linear] = Consolidated(frozen: bf16 ? nil : w, shape: w.shape, bf16: bf16 ? try BF16FrozenLinear(w) : nil,
                                                bias: parameters.add(linear + ".bias", b, decays: false),
                                                branches: branches.map { (weight: $0.0, bias: $0.1, permutation: $0.2) })
             }
@@ -165,7 +172,7 @@ public final class ConsolidatorHead: Head, HeadKind {
                 return x.linear(tape.constant(merged[name + ".weight"]!), bias)
             }
             let bias = tape.parameter(parameters, layer.bias)
-            var y = layer.bf16.map { $0(x, bias: bias) } ?? x.linear(tape.constant(layer.frozen), bias)
+            var y = layer.bf16.map { $0(x, bias: bias) } ?? x.linear(tape.constant(layer.frozen!), bias)
             for branch in layer.branches {
                 y = y + drop(x.groupedLinear(tape.parameter(parameters, branch.weight), tape.parameter(parameters, branch.bias),
                                              permutation: branch.permutation))
@@ -183,16 +190,19 @@ public final class ConsolidatorHead: Head, HeadKind {
 
     /// Eval-mode logits through the consolidated blocks (plain linears, no branches); with
     /// `includeBranches: false`, through the frozen matrices with the tuned biases only.
-    public func mergedLogits(_ batch: Batch, includeBranches: Bool = true) -> Tensor {
+    public func mergedLogits(_ batch: Batch, includeBranches: Bool = true) throws -> Tensor {
         let tape = Tape(training: false)
-        return logits(batch, on: tape, merged: mergedWeights(includeBranches: includeBranches)).value
+        return logits(batch, on: tape, merged: try mergedWeights(includeBranches: includeBranches)).value
     }
 
     /// Consolidation: each linear's branches folded into its frozen matrix and bias.
-    public func mergedWeights(includeBranches: Bool = true) -> [String: Tensor] {
+    public func mergedWeights(includeBranches: Bool = true) throws -> [String: Tensor] {
+        let blob = linears.values.contains { $0.frozen == nil } ? try reloadBlob() : nil
         var out: [String: Tensor] = [:]
         for (name, layer) in linears {
-            var w = layer.frozen
+            guard var w = layer.frozen ?? blob?.tensors[name + ".weight"], w.shape == layer.shape else {
+                throw HeadError("cache blob top_blocks no longer holds \(name).weight of shape \(layer.shape)")
+            }
             var b = parameters.tensor(layer.bias)
             for branch in layer.branches where includeBranches {
                 let dense = GroupedLinearKernel.denseWeight(parameters.tensor(branch.weight), permutation: branch.permutation)
@@ -207,8 +217,8 @@ public final class ConsolidatorHead: Head, HeadKind {
     }
 
     /// The deployable form: merged block linears, tuned norms, the classifier.
-    public func exportedTensors() -> [(String, Tensor)] {
-        let merged = mergedWeights().sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    public func exportedTensors() throws -> [(String, Tensor)] {
+        let merged = try mergedWeights().sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         let rest = parameters.ids.map { (parameters.entry($0).name, parameters.tensor($0)) }.filter { !isFolded($0.0) }
         return merged + rest
     }
@@ -222,7 +232,7 @@ public final class ConsolidatorHead: Head, HeadKind {
     public func loadExported(_ tensors: [String: Tensor], source: String) throws {
         var merged: [String: Tensor] = [:]
         for (name, layer) in linears {
-            for (suffix, shape) in [(".weight", layer.frozen.shape), (".bias", [layer.frozen.shape[0]])] {
+            for (suffix, shape) in [(".weight", layer.shape), (".bias", [layer.shape[0]])] {
                 guard let t = tensors[name + suffix] else { throw HeadError("\(source): merged tensor \(name + suffix) is missing") }
                 guard t.shape == shape else { throw HeadError("\(source): \(name + suffix) has shape \(t.shape), the head expects \(shape)") }
                 merged[name + suffix] = t
