@@ -26,26 +26,8 @@ public final class BF16Linear: @unchecked Sendable {
         self.outFeatures = outFeatures
         let engine = try OneDNN.engine()
         self.engine = engine
-        // The kernels pick the weights' packed layout from N and K (checked for M = 1 to 4096 on
-        // oneDNN 2.6); any M shows it. Every later primitive is then asked for exactly this layout.
-        let reference = try OneDNN.withThreads {
-            try Self.matmulDescriptor(rows: 1024, inFeatures: inFeatures, outFeatures: outFeatures,
-                                      weights: OneDNN.descriptor([inFeatures, outFeatures], dnnl_bf16, dnnl_format_tag_any),
-                                      hasBias: bias != nil, engine: engine)
-        }
-        defer { dnnl_primitive_desc_destroy(reference) }
-        packedDescriptor = dnnl_primitive_desc_query_md(reference, dnnl_query_weights_md, 0)!.pointee
-        var memory: dnnl_memory_t?
-        try OneDNN.check(dnnl_memory_create(&memory, &packedDescriptor, engine, OneDNN.allocate), "allocating packed weights")
-        packed = memory!
-        // W stored [out, in] row-major is the matrix [in, out] (K × N) in column-major order: tag "ba".
-        var plain = OneDNN.descriptor([inFeatures, outFeatures], dnnl_f32, dnnl_ba)
-        do {
-            try OneDNN.reorder(from: &plain, UnsafeMutableRawPointer(mutating: weight), to: packed, engine: engine)
-        } catch {
-            dnnl_memory_destroy(packed)
-            throw error
-        }
+        (packed, packedDescriptor) = try Self.pack(weight, inFeatures: inFeatures, outFeatures: outFeatures, hasBias: bias != nil,
+                                                   engine: engine)
         self.bias = bias.map { source in
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: outFeatures)
             copy.initialize(from: source, count: outFeatures)
@@ -100,6 +82,32 @@ public final class BF16Linear: @unchecked Sendable {
                 preconditionFailure("BF16Linear \(outFeatures)×\(inFeatures), \(rows) rows: \(error)")
             }
         }
+    }
+
+    /// W [out, in] in f32 converted to bf16 and reordered into the layout oneDNN's kernels want,
+    /// with that layout's descriptor.
+    static func pack(_ weight: UnsafePointer<Float>, inFeatures: Int, outFeatures: Int, hasBias: Bool,
+                     engine: dnnl_engine_t) throws -> (dnnl_memory_t, dnnl_memory_desc_t) {
+        // The kernels pick the weights' packed layout from N and K (checked for M = 1 to 4096 on
+        // oneDNN 2.6); any M shows it. Every later primitive is then asked for exactly this layout.
+        let reference = try OneDNN.withThreads {
+            try matmulDescriptor(rows: 1024, inFeatures: inFeatures, outFeatures: outFeatures,
+                                 weights: OneDNN.descriptor([inFeatures, outFeatures], dnnl_bf16, dnnl_format_tag_any),
+                                 hasBias: hasBias, engine: engine)
+        }
+        defer { dnnl_primitive_desc_destroy(reference) }
+        var descriptor = dnnl_primitive_desc_query_md(reference, dnnl_query_weights_md, 0)!.pointee
+        var memory: dnnl_memory_t?
+        try OneDNN.check(dnnl_memory_create(&memory, &descriptor, engine, OneDNN.allocate), "allocating packed weights")
+        // W stored [out, in] row-major is the matrix [in, out] (K × N) in column-major order: tag "ba".
+        var plain = OneDNN.descriptor([inFeatures, outFeatures], dnnl_f32, dnnl_ba)
+        do {
+            try OneDNN.reorder(from: &plain, UnsafeMutableRawPointer(mutating: weight), to: memory!, engine: engine)
+        } catch {
+            dnnl_memory_destroy(memory)
+            throw error
+        }
+        return (memory!, descriptor)
     }
 
     /// The matmul primitive descriptor for [rows, in] · [in, out] + [1, out] → [rows, out].

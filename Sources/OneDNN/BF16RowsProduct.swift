@@ -30,25 +30,8 @@ public final class BF16RowsProduct: @unchecked Sendable {
         self.hasBias = hasBias
         let engine = try OneDNN.engine()
         self.engine = engine
-        // As in BF16Linear: the packed layout depends on N and K only; any row count shows it.
-        let reference = try OneDNN.withThreads {
-            try BF16Linear.matmulDescriptor(rows: Self.chunk, inFeatures: inFeatures, outFeatures: outFeatures,
-                                            weights: OneDNN.descriptor([inFeatures, outFeatures], dnnl_bf16, dnnl_format_tag_any),
-                                            hasBias: hasBias, engine: engine)
-        }
-        defer { dnnl_primitive_desc_destroy(reference) }
-        packedDescriptor = dnnl_primitive_desc_query_md(reference, dnnl_query_weights_md, 0)!.pointee
-        var memory: dnnl_memory_t?
-        try OneDNN.check(dnnl_memory_create(&memory, &packedDescriptor, engine, OneDNN.allocate), "allocating packed weights")
-        packed = memory!
-        // W stored [out, in] row-major is the matrix [in, out] (K × N) in column-major order: tag "ba".
-        var plain = OneDNN.descriptor([inFeatures, outFeatures], dnnl_f32, dnnl_ba)
-        do {
-            try OneDNN.reorder(from: &plain, UnsafeMutableRawPointer(mutating: weight), to: packed, engine: engine)
-        } catch {
-            dnnl_memory_destroy(packed)
-            throw error
-        }
+        (packed, packedDescriptor) = try BF16Linear.pack(weight, inFeatures: inFeatures, outFeatures: outFeatures,
+                                                         hasBias: hasBias, engine: engine)
     }
 
     deinit { dnnl_memory_destroy(packed) }
