@@ -27,7 +27,7 @@ public enum HalfPrecision {
             let bits = unsafeBitCast(values, to: SIMD16<UInt32>.self)
             var rounded = (bits &+ (0x7FFF &+ ((bits &>> 16) & 1))) &>> 16
             // NaN found by a float compare: an integer lane compare here went one lane at a time
-            // through memory (two thirds of a bf16 product's time).
+            // through memory (37% of a consolidator epoch).
             rounded.replace(with: (bits &>> 16) | 0x0040, where: values .!= values)
             UnsafeMutableRawPointer(target + i).storeBytes(of: SIMD16<UInt16>(truncatingIfNeeded: rounded), as: SIMD16<UInt16>.self)
             i += 16
