@@ -49,34 +49,12 @@ public final class BF16Linear: @unchecked Sendable {
         OneDNN.withThreads {
             var source = OneDNN.descriptor([rows, inFeatures], dnnl_f32, dnnl_ab)
             var rounded = OneDNN.descriptor([rows, inFeatures], dnnl_bf16, dnnl_ab)
-            var output = OneDNN.descriptor([rows, outFeatures], dnnl_f32, dnnl_ab)
-            var biasDescriptor = OneDNN.descriptor([1, outFeatures], dnnl_f32, dnnl_ab)
             do {
                 let roundedMemory = try OneDNN.memory(&rounded, activations, engine: engine)
                 defer { dnnl_memory_destroy(roundedMemory) }
                 try OneDNN.reorder(from: &source, UnsafeMutableRawPointer(mutating: x), to: roundedMemory, engine: engine)
-                // The primitive for this M comes from oneDNN's primitive cache after the first call
-                // (about 2 µs against 100-250 µs to generate the kernel).
-                let descriptor = try Self.matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
-                                                           weights: packedDescriptor, hasBias: bias != nil, engine: engine)
-                defer { dnnl_primitive_desc_destroy(descriptor) }
-                var primitive: dnnl_primitive_t?
-                try OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating the matmul")
-                defer { dnnl_primitive_destroy(primitive) }
-                let outputMemory = try OneDNN.memory(&output, y, engine: engine)
-                defer { dnnl_memory_destroy(outputMemory) }
-                var arguments = [
-                    dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: roundedMemory),
-                    dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: packed),
-                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: outputMemory),
-                ]
-                var biasMemory: dnnl_memory_t?
-                if let bias {
-                    biasMemory = try OneDNN.memory(&biasDescriptor, bias, engine: engine)
-                    arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: biasMemory))
-                }
-                defer { if let biasMemory { dnnl_memory_destroy(biasMemory) } }
-                try OneDNN.execute(primitive!, arguments, engine: engine)
+                try Self.multiply(rows: rows, rounded: activations, packed: packed, packedDescriptor: packedDescriptor,
+                                  inFeatures: inFeatures, outFeatures: outFeatures, bias: bias.map { UnsafePointer($0) }, y: y, engine: engine)
             } catch {
                 // init built this very product for another M, so this is a oneDNN fault, not the input's.
                 preconditionFailure("BF16Linear \(outFeatures)×\(inFeatures), \(rows) rows: \(error)")
@@ -108,6 +86,36 @@ public final class BF16Linear: @unchecked Sendable {
             throw error
         }
         return (memory!, descriptor)
+    }
+
+    /// y[rows, out] = rounded[rows, in] (bf16) · packed W (+ bias), on this thread's OpenMP team.
+    /// The primitive for this row count comes from oneDNN's primitive cache after the first call
+    /// (about 2 µs against 100-250 µs to generate the kernel).
+    static func multiply(rows: Int, rounded: UnsafeMutablePointer<UInt16>, packed: dnnl_memory_t, packedDescriptor: dnnl_memory_desc_t,
+                         inFeatures: Int, outFeatures: Int, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                         engine: dnnl_engine_t) throws {
+        var source = OneDNN.descriptor([rows, inFeatures], dnnl_bf16, dnnl_ab)
+        var output = OneDNN.descriptor([rows, outFeatures], dnnl_f32, dnnl_ab)
+        var biasDescriptor = OneDNN.descriptor([1, outFeatures], dnnl_f32, dnnl_ab)
+        let descriptor = try matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
+                                              weights: packedDescriptor, hasBias: bias != nil, engine: engine)
+        defer { dnnl_primitive_desc_destroy(descriptor) }
+        var primitive: dnnl_primitive_t?
+        try OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating the matmul")
+        defer { dnnl_primitive_destroy(primitive) }
+        let sourceMemory = try OneDNN.memory(&source, rounded, engine: engine)
+        defer { dnnl_memory_destroy(sourceMemory) }
+        let outputMemory = try OneDNN.memory(&output, y, engine: engine)
+        defer { dnnl_memory_destroy(outputMemory) }
+        var arguments = [
+            dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: sourceMemory),
+            dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: packed),
+            dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: outputMemory),
+        ]
+        let biasMemory = try bias.map { try OneDNN.memory(&biasDescriptor, UnsafeMutablePointer(mutating: $0), engine: engine) }
+        defer { if let biasMemory { dnnl_memory_destroy(biasMemory) } }
+        if let biasMemory { arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: biasMemory)) }
+        try OneDNN.execute(primitive!, arguments, engine: engine)
     }
 
     /// The matmul primitive descriptor for [rows, in] · [in, out] + [1, out] → [rows, out].

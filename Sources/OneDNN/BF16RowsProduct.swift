@@ -56,7 +56,8 @@ public final class BF16RowsProduct: @unchecked Sendable {
                     let count = min(Self.chunk, padded - start)
                     // The last chunk writes its padded rows to `tail`, then copies the real ones.
                     let target = start + count > rows ? tail! : y + start * n
-                    try run(rows: count, x: rounded + start * k, y: target, bias: bias)
+                    try BF16Linear.multiply(rows: count, rounded: rounded + start * k, packed: packed, packedDescriptor: packedDescriptor,
+                                            inFeatures: k, outFeatures: n, bias: bias, y: target, engine: engine)
                     if target != y + start * n { (y + start * n).update(from: target, count: (rows - start) * n) }
                 }
             } catch {
@@ -64,31 +65,5 @@ public final class BF16RowsProduct: @unchecked Sendable {
                 preconditionFailure("BF16RowsProduct \(outFeatures)×\(inFeatures), \(rows) rows: \(error)")
             }
         }
-    }
-
-    private func run(rows: Int, x: UnsafeMutablePointer<UInt16>, y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?) throws {
-        var source = OneDNN.descriptor([rows, inFeatures], dnnl_bf16, dnnl_ab)
-        var output = OneDNN.descriptor([rows, outFeatures], dnnl_f32, dnnl_ab)
-        var biasDescriptor = OneDNN.descriptor([1, outFeatures], dnnl_f32, dnnl_ab)
-        // From oneDNN's primitive cache after the first call for this row count.
-        let descriptor = try BF16Linear.matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
-                                                         weights: packedDescriptor, hasBias: hasBias, engine: engine)
-        defer { dnnl_primitive_desc_destroy(descriptor) }
-        var primitive: dnnl_primitive_t?
-        try OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating the matmul")
-        defer { dnnl_primitive_destroy(primitive) }
-        let sourceMemory = try OneDNN.memory(&source, x, engine: engine)
-        defer { dnnl_memory_destroy(sourceMemory) }
-        let outputMemory = try OneDNN.memory(&output, y, engine: engine)
-        defer { dnnl_memory_destroy(outputMemory) }
-        var arguments = [
-            dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: sourceMemory),
-            dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: packed),
-            dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: outputMemory),
-        ]
-        let biasMemory = try bias.map { try OneDNN.memory(&biasDescriptor, UnsafeMutablePointer(mutating: $0), engine: engine) }
-        defer { if let biasMemory { dnnl_memory_destroy(biasMemory) } }
-        if let biasMemory { arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: biasMemory)) }
-        try OneDNN.execute(primitive!, arguments, engine: engine)
     }
 }
