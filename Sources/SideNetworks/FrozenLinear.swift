@@ -23,11 +23,7 @@ final class BF16FrozenLinear: @unchecked Sendable {
             try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: inputs, outFeatures: out, hasBias: true)
         }
         // dX [rows, in] = dY [rows, out] · W: a product with the weight [in, out], i.e. Wᵀ.
-        let transposed = Tensor(uninitialized: [inputs, out]) { t in
-            w.withUnsafeBufferPointer { pw in
-                for o in 0..<out { for i in 0..<inputs { t[i * out + o] = pw[o * inputs + i] } }
-            }
-        }
+        let transposed = Tape(training: false).constant(w).transposed().value
         transposedProduct = try transposed.withUnsafeBufferPointer {
             try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: out, outFeatures: inputs, hasBias: false)
         }
