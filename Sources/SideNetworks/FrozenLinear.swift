@@ -61,3 +61,22 @@ final class BF16FrozenLinear: @unchecked Sendable {
         }
     }
 }
+
+/// A frozen matrix W [out, in] as a head applies it: x·Wᵀ + b in f32 on the tape, or in bf16.
+enum FrozenMatrix {
+    case f32(Tensor)
+    case bf16(BF16FrozenLinear)
+
+    /// W held for products in bf16 when `bf16`, else as it is.
+    init(_ w: Tensor, bf16: Bool) throws {
+        self = bf16 ? .bf16(try BF16FrozenLinear(w)) : .f32(w)
+    }
+
+    /// x·Wᵀ + bias on `x`'s tape.
+    func callAsFunction(_ x: Variable, bias: Variable) -> Variable {
+        switch self {
+        case .f32(let w): x.linear(x.tape.constant(w), bias)
+        case .bf16(let product): product(x, bias: bias)
+        }
+    }
+}

@@ -31,11 +31,10 @@ public final class ConsolidatorHead: Head, HeadKind {
 
     /// One frozen linear with its trainable bias and grouped branches.
     struct Consolidated {
-        /// W [out, in] in f32, or nil when its products run in bf16: the f32 matrices then stay in
-        /// the cache until a merge reads them (7 MB for one MiniLM block, against the head's 50).
-        let frozen: Tensor?
+        /// W [out, in]. In bf16 no f32 copy is kept: the f32 matrices stay in the cache until a
+        /// merge reads them (7 MB for one MiniLM block, against the head's 50).
+        let frozen: FrozenMatrix
         let shape: [Int]
-        let bf16: BF16FrozenLinear?
         let bias: ParameterSet.ID          // b, tuned
         let branches: [(weight: ParameterSet.ID, bias: ParameterSet.ID, permutation: [Int]?)]
     }
@@ -53,10 +52,9 @@ public final class ConsolidatorHead: Head, HeadKind {
     let dropout: Float
     /// Whether the frozen products run in bf16.
     let bf16: Bool
-    /// The merged block linears, once loaded from an exported head (training never sets it), and
-    /// their bf16 products when the head computes in bf16.
-    private var deployed: [String: Tensor]?
-    private var deployedBF16: [String: BF16FrozenLinear]?
+    /// The merged block linears and biases, once loaded from an exported head (training never
+    /// sets it).
+    private var deployed: [String: (weight: FrozenMatrix, bias: Tensor)]?
     /// The cache's top-blocks blob again, for a merge in bf16 mode.
     private let reloadBlob: () throws -> Blob
 
@@ -117,7 +115,7 @@ public final class ConsolidatorHead: Head, HeadKind {
                                               Tensor.randomUniform([out], low: -bound, high: bound, using: &rng), decays: false)
                     branches.append((weight, bias, shuffle ? Self.shufflePermutation(channels: inputs, groups: g) : nil))
                 }
-                linears[linear] = Consolidated(frozen: bf16 ? nil : w, shape: w.shape, bf16: bf16 ? try BF16FrozenLinear(w) : nil,
+                linears[linear] = Consolidated(frozen: try FrozenMatrix(w, bf16: bf16), shape: w.shape,
                                                bias: parameters.add(linear + ".bias", b, decays: false),
                                                branches: branches.map { (weight: $0.0, bias: $0.1, permutation: $0.2) })
             }
@@ -147,13 +145,13 @@ public final class ConsolidatorHead: Head, HeadKind {
     }
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
-        logits(batch, on: tape, merged: deployed, mergedBF16: deployedBF16)
+        logits(batch, on: tape, merged: deployed)
     }
 
     /// With `merged` (from `mergedWeights()`), runs the consolidated blocks instead: one plain
     /// linear per layer and no branches, which must give the same eval-mode logits (up to bf16's
-    /// rounding of W + branches against W's, with `mergedBF16`: their products in bf16).
-    func logits(_ batch: Batch, on tape: Tape, merged: [String: Tensor]?, mergedBF16: [String: BF16FrozenLinear]? = nil) -> Variable {
+    /// rounding of W + branches against W's, where the merged products run in bf16).
+    func logits(_ batch: Batch, on tape: Tape, merged: [String: (weight: FrozenMatrix, bias: Tensor)]?) -> Variable {
         // Branch drop is per example: every token of an example sees the same branch kept or dropped.
         let segments = batch.segments
         func drop(_ y: Variable) -> Variable {
@@ -167,12 +165,10 @@ public final class ConsolidatorHead: Head, HeadKind {
         func linear(_ name: String, _ x: Variable) -> Variable {
             let layer = linears[name]!
             if let merged {
-                let bias = tape.constant(merged[name + ".bias"]!)
-                if let product = mergedBF16?[name] { return product(x, bias: bias) }
-                return x.linear(tape.constant(merged[name + ".weight"]!), bias)
+                let (weight, bias) = merged[name]!
+                return weight(x, bias: tape.constant(bias))
             }
-            let bias = tape.parameter(parameters, layer.bias)
-            var y = layer.bf16.map { $0(x, bias: bias) } ?? x.linear(tape.constant(layer.frozen!), bias)
+            var y = layer.frozen(x, bias: tape.parameter(parameters, layer.bias))
             for branch in layer.branches {
                 y = y + drop(x.groupedLinear(tape.parameter(parameters, branch.weight), tape.parameter(parameters, branch.bias),
                                              permutation: branch.permutation))
@@ -192,15 +188,20 @@ public final class ConsolidatorHead: Head, HeadKind {
     /// `includeBranches: false`, through the frozen matrices with the tuned biases only.
     public func mergedLogits(_ batch: Batch, includeBranches: Bool = true) throws -> Tensor {
         let tape = Tape(training: false)
-        return logits(batch, on: tape, merged: try mergedWeights(includeBranches: includeBranches)).value
+        let merged = try mergedWeights(includeBranches: includeBranches)
+        return logits(batch, on: tape, merged: linears.keys.reduce(into: [:]) { out, name in
+            out[name] = (.f32(merged[name + ".weight"]!), merged[name + ".bias"]!)
+        }).value
     }
 
     /// Consolidation: each linear's branches folded into its frozen matrix and bias.
     public func mergedWeights(includeBranches: Bool = true) throws -> [String: Tensor] {
-        let blob = linears.values.contains { $0.frozen == nil } ? try reloadBlob() : nil
+        let blob = bf16 ? try reloadBlob() : nil
         var out: [String: Tensor] = [:]
         for (name, layer) in linears {
-            guard var w = layer.frozen ?? blob?.tensors[name + ".weight"], w.shape == layer.shape else {
+            var stored: Tensor?
+            if case .f32(let w) = layer.frozen { stored = w }
+            guard var w = stored ?? blob?.tensors[name + ".weight"], w.shape == layer.shape else {
                 throw HeadError("cache blob top_blocks no longer holds \(name).weight of shape \(layer.shape)")
             }
             var b = parameters.tensor(layer.bias)
@@ -239,9 +240,8 @@ public final class ConsolidatorHead: Head, HeadKind {
             }
         }
         try parameters.load(tensors.filter { merged[$0.key] == nil }, source: source, leaving: isFolded)
-        deployedBF16 = bf16 ? try merged.filter { $0.key.hasSuffix(".weight") }.reduce(into: [:]) { products, entry in
-            products[String(entry.key.dropLast(".weight".count))] = try BF16FrozenLinear(entry.value)
-        } : nil
-        deployed = merged
+        deployed = try linears.keys.reduce(into: [:]) { out, name in
+            out[name] = (try FrozenMatrix(merged[name + ".weight"]!, bf16: bf16), merged[name + ".bias"]!)
+        }
     }
 }
