@@ -181,6 +181,25 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         print("fastErf: max |error| \(worst)")
         #expect(worst < 5e-7)
     }
+
+    /// The 16-lane form (what GELU runs) holds the same bound, lane by lane, and agrees with the
+    /// scalar form used for a row's tail.
+    @Test func sixteenLanesAreAsAccurate() {
+        var worst = 0.0, apart: Float = 0
+        var x: Float = -9
+        while x < 9 {
+            var lanes = SIMD16<Float>()
+            for i in 0..<16 { lanes[i] = x + Float(i) * 0.000_37 }
+            let y = fastErf(lanes)
+            for i in 0..<16 {
+                worst = max(worst, abs(Double(y[i]) - erf(Double(lanes[i]))))
+                apart = max(apart, abs(y[i] - fastErf(lanes[i])))
+            }
+            x += 16 * 0.000_37
+        }
+        #expect(worst < 5e-7, "worst |error| \(worst)")
+        #expect(apart < 1e-7, "lanes and scalar \(apart) apart")
+    }
 }
 
 @Suite struct FastExpTests {
@@ -198,5 +217,28 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
             x += 0.219
         }
         #expect(worst < 5e-7, "worst relative error \(worst)")
+    }
+}
+
+@Suite struct LaneSumTests {
+    /// Row sums (layer norm's statistics, bias gradients) against a Double sum, for rows shorter
+    /// than the lanes, a whole number of them, and with a tail.
+    @Test(arguments: [0, 1, 5, 16, 17, 31, 384, 391])
+    func sumsARow(count: Int) {
+        var rng = SeededGenerator(seed: UInt64(count) + 7)
+        let row = (0..<count).map { _ in Float.random(in: -3...3, using: &rng) }
+        let exact = row.reduce(0.0) { $0 + Double($1) }
+        let absolute = row.reduce(0.0) { $0 + abs(Double($1)) }
+        row.withUnsafeBufferPointer { p in
+            let base = p.baseAddress ?? UnsafePointer(bitPattern: 16)!
+            #expect(abs(Double(laneSum(base, count: count)) - exact) <= 1e-6 * max(absolute, 1))
+            let squares = row.reduce(0.0) { $0 + Double($1) * Double($1) }
+            #expect(abs(Double(laneSum(base, count: count) { $0 * $0 }) - squares) <= 1e-6 * max(squares, 1))
+        }
+    }
+
+    @Test func totalsSixteenLanes() {
+        let lanes = SIMD16<Float>((0..<16).map { Float($0) * 0.5 - 3 })
+        #expect(laneTotal(lanes) == (0..<16).reduce(Float(0)) { $0 + lanes[$1] })
     }
 }

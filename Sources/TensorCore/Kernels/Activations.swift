@@ -134,17 +134,17 @@ public func fastErf(_ value: Float) -> Float {
     let x = min(max(value, -4), 4)
     let x2 = x * x
     var p: Float = -2.72614225801306e-10
-    p = p * x2 + 2.77068142495902e-08
-    p = p * x2 - 2.10102402082508e-06
-    p = p * x2 - 5.69250639462346e-05
-    p = p * x2 - 7.34990630326855e-04
-    p = p * x2 - 2.95459980854025e-03
-    p = p * x2 - 1.60960333262415e-02
+    p = fused(p, x2, 2.77068142495902e-08)
+    p = fused(p, x2, -2.10102402082508e-06)
+    p = fused(p, x2, -5.69250639462346e-05)
+    p = fused(p, x2, -7.34990630326855e-04)
+    p = fused(p, x2, -2.95459980854025e-03)
+    p = fused(p, x2, -1.60960333262415e-02)
     var q: Float = -1.45660718464996e-05
-    q = q * x2 - 2.13374055278905e-04
-    q = q * x2 - 1.68282697438203e-03
-    q = q * x2 - 7.37332916720468e-03
-    q = q * x2 - 1.42647390514189e-02
+    q = fused(q, x2, -2.13374055278905e-04)
+    q = fused(q, x2, -1.68282697438203e-03)
+    q = fused(q, x2, -7.37332916720468e-03)
+    q = fused(q, x2, -1.42647390514189e-02)
     return x * p / q
 }
 
@@ -157,17 +157,17 @@ public func fastErf(_ value: SIMD16<Float>) -> SIMD16<Float> {
     x.replace(with: 4, where: x .> 4)
     let x2 = x * x
     var p = SIMD16<Float>(repeating: -2.72614225801306e-10)
-    p = p * x2 + 2.77068142495902e-08
-    p = p * x2 - 2.10102402082508e-06
-    p = p * x2 - 5.69250639462346e-05
-    p = p * x2 - 7.34990630326855e-04
-    p = p * x2 - 2.95459980854025e-03
-    p = p * x2 - 1.60960333262415e-02
+    p = fused(p, x2, 2.77068142495902e-08)
+    p = fused(p, x2, -2.10102402082508e-06)
+    p = fused(p, x2, -5.69250639462346e-05)
+    p = fused(p, x2, -7.34990630326855e-04)
+    p = fused(p, x2, -2.95459980854025e-03)
+    p = fused(p, x2, -1.60960333262415e-02)
     var q = SIMD16<Float>(repeating: -1.45660718464996e-05)
-    q = q * x2 - 2.13374055278905e-04
-    q = q * x2 - 1.68282697438203e-03
-    q = q * x2 - 7.37332916720468e-03
-    q = q * x2 - 1.42647390514189e-02
+    q = fused(q, x2, -2.13374055278905e-04)
+    q = fused(q, x2, -1.68282697438203e-03)
+    q = fused(q, x2, -7.37332916720468e-03)
+    q = fused(q, x2, -1.42647390514189e-02)
     return x * p / q
 }
 
@@ -184,14 +184,14 @@ public func fastExp(_ value: SIMD16<Float>) -> SIMD16<Float> {
     x.replace(with: 88, where: x .> 88)
     let n = (x * 1.442_695_040_888_963_4).rounded(.toNearestOrEven)
     // r = x − n·ln 2 with ln 2 split in two, so r keeps its low bits.
-    let r = x - n * 0.693_359_375 + n * 2.121_944_4e-4
+    let r = fused(n, SIMD16(repeating: 2.121_944_4e-4), fused(n, SIMD16(repeating: -0.693_359_375), x))
     var p = SIMD16<Float>(repeating: 1.987_569_1e-4)
-    p = p * r + 1.398_199_9e-3
-    p = p * r + 8.333_451_9e-3
-    p = p * r + 4.166_579_6e-2
-    p = p * r + 1.666_666_5e-1
-    p = p * r + 5e-1
-    p = p * r * r + r + 1
+    p = fused(p, r, 1.398_199_9e-3)
+    p = fused(p, r, 8.333_451_9e-3)
+    p = fused(p, r, 4.166_579_6e-2)
+    p = fused(p, r, 1.666_666_5e-1)
+    p = fused(p, r, 5e-1)
+    p = fused(p, r * r, r + 1)
     // 2ⁿ from the bits: adding 2²³ puts the integer n + 127 in the low mantissa bits (a float→int
     // conversion here compiled to a generic, unvectorised call).
     let shifted = unsafeBitCast(n + (8_388_608 + 127), to: SIMD16<UInt32>.self) &- 0x4B00_0000
@@ -211,3 +211,15 @@ extension Tensor {
         return out
     }
 }
+
+/// a·b + c with one rounding, as one FMA instruction: Swift does not contract `a * b + c` on its
+/// own, and the polynomials above are chains of them (GELU's erf and its backward's exp were a
+/// tenth of LoSA's step as separate multiplies and adds).
+@inline(__always)
+func fused(_ a: Float, _ b: Float, _ c: Float) -> Float { c.addingProduct(a, b) }
+
+@inline(__always)
+func fused(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: Float) -> SIMD16<Float> { SIMD16(repeating: c).addingProduct(a, b) }
+
+@inline(__always)
+func fused(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: SIMD16<Float>) -> SIMD16<Float> { c.addingProduct(a, b) }

@@ -217,8 +217,8 @@ public enum AttentionKernel {
         }
     }
 
-    /// The largest of 16 lanes and their sum, by halving (the standard library's reductions go
-    /// one lane at a time through memory, which cost more than a short row's exps).
+    /// The largest of 16 lanes, by halving (the standard library's reductions go one lane at a
+    /// time through memory, which cost more than a short row's exps).
     @inline(__always)
     static func largestLane(_ v: SIMD16<Float>) -> Float {
         var a = v.lowHalf
@@ -226,12 +226,6 @@ public enum AttentionKernel {
         var b = a.lowHalf
         b.replace(with: a.highHalf, where: a.highHalf .> b)
         return max(max(b[0], b[1]), max(b[2], b[3]))
-    }
-
-    @inline(__always)
-    static func laneTotal(_ v: SIMD16<Float>) -> Float {
-        let a = v.lowHalf + v.highHalf, b = a.lowHalf + a.highHalf, c = b.lowHalf + b.highHalf
-        return c[0] + c[1]
     }
 
     /// Adds dq, dk, dv (each [T, heads·dh], any may be nil) given dout, using the forward's

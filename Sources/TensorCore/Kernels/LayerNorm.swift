@@ -81,7 +81,7 @@ public enum LayerNormKernel {
                 if let gradBias { store(load(gradBias + j) + g, gradBias + j) }
                 j += 16
             }
-            var meanDxhat = sumDxhat.sum(), meanDxhatXhat = sumDxhatXhat.sum()
+            var meanDxhat = laneTotal(sumDxhat), meanDxhatXhat = laneTotal(sumDxhatXhat)
             for j in j..<cols {
                 let xhat = (xr[j] - mu) * s
                 let dxhat = gr[j] * (gain?[j] ?? 1)
