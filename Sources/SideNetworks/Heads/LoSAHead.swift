@@ -107,7 +107,7 @@ public final class LoSAHead: Head, HeadKind {
     /// the update U[:L]·G + b_U[:L] [L, D]. This is the MLP over each channel's vector of positions
     /// (zero-padded to N_max, as the paper's sequences are) without padding or transposing: a
     /// position past L is zero, so its columns of V add nothing and its rows of U are not read.
-    /// The node keeps u, H and G ([B·r, D]) and recomputes X in its backward.
+    /// The node keeps u, G and GELU′(H) ([B·r, D]) and recomputes X in its backward.
     func mixTokens(_ u: Variable, normGain: Variable, normBias: Variable, eps: Float, segments: Segments,
                    down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
         let tape = u.tape
@@ -121,22 +121,26 @@ public final class LoSAHead: Head, HeadKind {
         guard rows > 0 else { return tape.constant(Tensor(zeros: [0, d])) }
         let (norm, x) = SavedLayerNorm.forward(u, gain: normGain, bias: normBias, eps: eps)
         let (v, vBias, uWeight, uBias) = (down.value, downBias.value, up.value, upBias.value)
-        // H starts from its bias rows, then adds V[:, :L]·X (nothing for an empty example).
-        let h = Tensor(uninitialized: [b * r, d]) { ph in
+        // H starts from its bias rows, then adds V[:, :L]·X (nothing for an empty example); each
+        // example's block then gives G = GELU(H) while it is in cache, and is overwritten by
+        // GELU′(H), all the backward needs of H.
+        var gelu = Tensor(uninitialized: [b * r, d]) { _ in }
+        let slope = Tensor(uninitialized: [b * r, d]) { ph in
             withBaseAddresses([x, v, vBias]) { p in
                 let (px, pv, pb) = (p[0], p[1], p[2])
-                for e in 0..<b {
-                    let block = ph.baseAddress! + e * r * d
-                    for o in 0..<r { (block + o * d).update(repeating: pb[o], count: d) }
-                    let first = offsets[e], length = offsets[e + 1] - first
-                    BLAS.gemm(transposeA: false, transposeB: false, m: r, n: d, k: length, a: pv, lda: positions,
-                              b: px + first * d, beta: 1, c: block)
+                gelu.withUnsafeMutableBufferPointer { pg in
+                    for e in 0..<b {
+                        let block = ph.baseAddress! + e * r * d
+                        for o in 0..<r { (block + o * d).update(repeating: pb[o], count: d) }
+                        let first = offsets[e], length = offsets[e + 1] - first
+                        BLAS.gemm(transposeA: false, transposeB: false, m: r, n: d, k: length, a: pv, lda: positions,
+                                  b: px + first * d, beta: 1, c: block)
+                        ActivationKernel.geluAndSlope(out: pg.baseAddress! + e * r * d, slope: block, x: block, count: r * d)
+                    }
                 }
             }
         }
-        let g = Tensor(uninitialized: [b * r, d]) { pg in
-            h.withUnsafeBufferPointer { ph in ActivationKernel.forward(.gelu, out: pg.baseAddress!, x: ph.baseAddress!, count: b * r * d) }
-        }
+        let g = gelu
         // The update starts from b_U[p] along each row p, then adds U[:L]·G.
         let out = Tensor(uninitialized: [rows, d]) { po in
             withBaseAddresses([g, uWeight, uBias]) { p in
@@ -154,35 +158,33 @@ public final class LoSAHead: Head, HeadKind {
         let (down, downBias, up, upBias) = (down.handle, downBias.handle, up.handle, upBias.handle)
         return tape.record(out, inputs: norm.inputs + [down, downBias, up, upBias]) { gradOut, tape in
             // Through the up-projection: dU[:L] += dM·Gᵀ, db_U[:L] += dM's rows, dG = U[:L]ᵀ·dM.
-            // dG and dH are written whole, each example's block by its product (zero for an empty
-            // example), so they start uninitialised: zero-filling them was 1.6% of LoSA's step.
+            // Then through the GELU, dH = dG ⊙ GELU′(H), block by block while dG is in cache. dH is
+            // written whole, each example's block by its product (zero for an empty example), so
+            // it starts uninitialised: zero-filling it was 1.6% of LoSA's step.
             var gradU = Tensor(zeros: [positions, r]), gradUBias = Tensor(zeros: [positions])
-            let gradG = Tensor(uninitialized: [b * r, d]) { dg in
-                withBaseAddresses([gradOut, g, uWeight]) { p in
-                    let (dOut, pg, pu) = (p[0], p[1], p[2])
+            let gradH = Tensor(uninitialized: [b * r, d]) { dh in
+                withBaseAddresses([gradOut, g, uWeight, slope]) { p in
+                    let (dOut, pg, pu, ps) = (p[0], p[1], p[2], p[3])
                     gradU.withUnsafeMutableBufferPointer { du in
                         gradUBias.withUnsafeMutableBufferPointer { dub in
                             for e in 0..<b {
                                 let first = offsets[e], length = offsets[e + 1] - first
                                 guard length > 0 else {
-                                    (dg.baseAddress! + e * r * d).update(repeating: 0, count: r * d)
+                                    (dh.baseAddress! + e * r * d).update(repeating: 0, count: r * d)
                                     continue
                                 }
                                 let dm = dOut + first * d
                                 BLAS.gemm(transposeA: false, transposeB: true, m: length, n: r, k: d, a: dm, b: pg + e * r * d,
                                           beta: 1, c: du.baseAddress!)
                                 for q in 0..<length { dub[q] += laneSum(dm + q * d, count: d) }
+                                let block = dh.baseAddress! + e * r * d
                                 BLAS.gemm(transposeA: true, transposeB: false, m: r, n: d, k: length, a: pu, lda: r, b: dm,
-                                          beta: 0, c: dg.baseAddress! + e * r * d)
+                                          beta: 0, c: block)
+                                let blockSlope = ps + e * r * d
+                                for i in 0..<(r * d) { block[i] *= blockSlope[i] }
                             }
                         }
                     }
-                }
-            }
-            // Through the GELU.
-            let gradH = Tensor(uninitialized: [b * r, d]) { dh in
-                withBaseAddresses([gradG, h, g]) { p in
-                    ActivationKernel.backward(.gelu, gradX: dh.baseAddress!, gradOut: p[0], x: p[1], y: p[2], count: b * r * d, overwrite: true)
                 }
             }
             // Through the down-projection: dV[:, :L] += dH·Xᵀ, db_V += dH's rows, dX = V[:, :L]ᵀ·dH.

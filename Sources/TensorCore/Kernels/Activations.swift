@@ -64,6 +64,29 @@ public enum ActivationKernel {
         }
     }
 
+    /// out[i] = GELU(x[i]) and slope[i] = GELU′(x[i]) in one pass, for a caller that keeps the
+    /// slope for its backward instead of the input (the backward is then one multiply, not erf
+    /// and exp again). `slope` may equal `x`.
+    public static func geluAndSlope(out: UnsafeMutablePointer<Float>, slope: UnsafeMutablePointer<Float>,
+                                    x: UnsafePointer<Float>, count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            let cdf = 0.5 * (1 + fastErf(v * sqrtHalf))
+            let pdf = inverseSqrtTwoPi * fastExp(-0.5 * v * v)
+            UnsafeMutableRawPointer(out + i).storeBytes(of: v * cdf, as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(slope + i).storeBytes(of: fused(v, pdf, cdf), as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < count {
+            let v = x[i]
+            let cdf = 0.5 * (1 + fastErf(v * sqrtHalf))
+            out[i] = v * cdf
+            slope[i] = cdf + v * inverseSqrtTwoPi * expf(-0.5 * v * v)
+            i += 1
+        }
+    }
+
     /// gradX[i] += f′(x[i]) · gradOut[i], or with `overwrite` gradX[i] = f′(x[i]) · gradOut[i]
     /// (gradX need not be initialised then). `x` is the forward input and `y` its output.
     public static func backward(
