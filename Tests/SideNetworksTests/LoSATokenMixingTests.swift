@@ -1,8 +1,8 @@
 // LoSA's token norm and mixing are one tape node that mixes each example's own positions, with
 // no padding or transposes. It claims the values of the paper's form as a chain of ops: layer norm,
-// pad to N positions, transpose, linear, GELU, linear over positions, transpose back, unpad. Output
-// and every gradient must agree on ragged examples, where the padding would matter if the node
-// got it wrong; only the order of the sums differs.
+// pad to N positions, transpose, linear, GELU, linear over positions, transpose back, unpad, and
+// the residual input added. Output and every gradient must agree on ragged examples, where the
+// padding would matter if the node got it wrong; only the order of the sums differs.
 import Autodiff
 @testable import SideNetworks
 import Testing
@@ -37,7 +37,7 @@ import TensorCore
                 let t = padding.pad(normalized).reshaped([b, n, d]).transposed()
                 let mixed = t.linear(down.slice(0..<n, axis: 1), downBias).gelu()
                     .linear(up.slice(0..<n, axis: 0), upBias.slice(0..<n, axis: 0))
-                out = padding.unpad(mixed.transposed().reshaped([b * n, d]))
+                out = input + padding.unpad(mixed.transposed().reshaped([b * n, d]))
             }
             let loss = (out * tape.constant(projection)).sum()
             set.zeroGradients()

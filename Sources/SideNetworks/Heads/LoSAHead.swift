@@ -80,9 +80,9 @@ public final class LoSAHead: Head, HeadKind {
         precondition(longest <= maxTokens, "losa: a sequence of \(longest) tokens is longer than the cache's N_max \(maxTokens)")
         var a: Variable? = nil
         for mixer in mixers {
-            let z = tape.constant(batch.tensor(.hidden(mixer.layer)))
-            let u = a.map { z + $0 } ?? z
-            a = a.map { $0 + update(u, mixer, batch.segments) } ?? update(u, mixer, batch.segments)
+            let z = batch.tensor(.hidden(mixer.layer))
+            let u = a.map { tape.constant(z) + $0 } ?? tape.constant(z)
+            a = step(u, z: z, mixer, batch.segments)
         }
         let zL = tape.constant(batch.tensor(.hidden(lastLayer)))
         let f = a.map { zL + $0 } ?? zL
@@ -90,21 +90,33 @@ public final class LoSAHead: Head, HeadKind {
         return classifier(pooled.dropout(dropout), parameters)
     }
 
-    /// g(u) = t′ + c′: token mixing along positions, then channel mixing of u + t′.
-    func update(_ u: Variable, _ m: Mixer, _ segments: Segments) -> Variable {
+    /// a_l = a_{l−1} + g(u) with u = z_l + a_{l−1} and g(u) = t′ + c′: token mixing along
+    /// positions, then channel mixing of v = u + t′. The token mixer gives v itself, and
+    /// a_l = v + c′ − z_l is one pass: as written in the paper, the residual adds were four
+    /// passes over [rows, D] per layer, 6% of the step.
+    func step(_ u: Variable, z: Tensor, _ m: Mixer, _ segments: Segments) -> Variable {
         let tape = u.tape
-        let tokenUpdate = mixTokens(u, normGain: tape.parameter(parameters, m.tokenNorm.gain), normBias: tape.parameter(parameters, m.tokenNorm.bias),
-                                    eps: m.tokenNorm.eps, segments: segments,
-                                    down: tape.parameter(parameters, m.tokenDown.weight), downBias: tape.parameter(parameters, m.tokenDown.bias!),
-                                    up: tape.parameter(parameters, m.tokenUp.weight), upBias: tape.parameter(parameters, m.tokenUp.bias!))
-        let v = u + tokenUpdate
-        let channelUpdate = m.channelUp(m.channelDown(v, normalizedBy: m.channelNorm, parameters).gelu(), parameters)
-        return tokenUpdate + channelUpdate
+        let v = mixTokens(u, normGain: tape.parameter(parameters, m.tokenNorm.gain), normBias: tape.parameter(parameters, m.tokenNorm.bias),
+                          eps: m.tokenNorm.eps, segments: segments,
+                          down: tape.parameter(parameters, m.tokenDown.weight), downBias: tape.parameter(parameters, m.tokenDown.bias!),
+                          up: tape.parameter(parameters, m.tokenUp.weight), upBias: tape.parameter(parameters, m.tokenUp.bias!))
+        let c = m.channelUp(m.channelDown(v, normalizedBy: m.channelNorm, parameters).gelu(), parameters)
+        let out = Tensor(uninitialized: v.shape) { po in
+            withBaseAddresses([v.value, c.value, z]) { p in
+                let (pv, pc, pz, o) = (p[0], p[1], p[2], po.baseAddress!)
+                for i in 0..<po.count { o[i] = pv[i] + pc[i] - pz[i] }
+            }
+        }
+        let (vh, ch) = (v.handle, c.handle)
+        return tape.record(out, inputs: [vh, ch]) { gradOut, tape in
+            tape.accumulate(vh, gradOut)
+            tape.accumulate(ch, gradOut)
+        }
     }
 
-    /// The token norm and the token-mixing MLP along positions as one tape node, example by
-    /// example: with X = LN(u) of example e [L, D], H = V[:, :L]·X + b_V [r, D], G = GELU(H) and
-    /// the update U[:L]·G + b_U[:L] [L, D]. This is the MLP over each channel's vector of positions
+    /// u + t′, the token norm and the token-mixing MLP along positions with its residual, as one
+    /// tape node, example by example: with X = LN(u) of example e [L, D], H = V[:, :L]·X + b_V
+    /// [r, D], G = GELU(H) and the update t′ = U[:L]·G + b_U[:L] [L, D]. This is the MLP over each channel's vector of positions
     /// (zero-padded to N_max, as the paper's sequences are) without padding or transposing: a
     /// position past L is zero, so its columns of V add nothing and its rows of U are not read.
     /// The node keeps u, G and GELU′(H) ([B·r, D]) and recomputes X in its backward.
@@ -118,7 +130,7 @@ public final class LoSAHead: Head, HeadKind {
                      "losa token mixing: examples of \(segments.lengths.max() ?? 0) tokens with V \(down.shape), U \(up.shape)")
         let offsets = segments.offsets, rows = segments.totalRows
         // An empty part of a split batch: nothing to mix, nothing to learn from.
-        guard rows > 0 else { return tape.constant(Tensor(zeros: [0, d])) }
+        guard rows > 0 else { return u }
         let (norm, x) = SavedLayerNorm.forward(u, gain: normGain, bias: normBias, eps: eps)
         let (v, vBias, uWeight, uBias) = (down.value, downBias.value, up.value, upBias.value)
         // H starts from its bias rows, then adds V[:, :L]·X (nothing for an empty example); each
@@ -141,21 +153,24 @@ public final class LoSAHead: Head, HeadKind {
             }
         }
         let g = gelu
-        // The update starts from b_U[p] along each row p, then adds U[:L]·G.
+        // The output starts from u + b_U[p] along each row p, then adds U[:L]·G.
         let out = Tensor(uninitialized: [rows, d]) { po in
-            withBaseAddresses([g, uWeight, uBias]) { p in
-                let (pg, pu, pb) = (p[0], p[1], p[2])
+            withBaseAddresses([g, uWeight, uBias, u.value]) { p in
+                let (pg, pu, pb, pin) = (p[0], p[1], p[2], p[3])
                 for e in 0..<b {
                     let first = offsets[e], length = offsets[e + 1] - first
                     guard length > 0 else { continue }
-                    let block = po.baseAddress! + first * d
-                    for q in 0..<length { (block + q * d).update(repeating: pb[q], count: d) }
+                    let block = po.baseAddress! + first * d, input = pin + first * d
+                    for q in 0..<length {
+                        let shift = pb[q]
+                        for j in q * d..<(q + 1) * d { block[j] = input[j] + shift }
+                    }
                     BLAS.gemm(transposeA: false, transposeB: false, m: length, n: d, k: r, a: pu, lda: r,
                               b: pg + e * r * d, beta: 1, c: block)
                 }
             }
         }
-        let (down, downBias, up, upBias) = (down.handle, downBias.handle, up.handle, upBias.handle)
+        let (input, down, downBias, up, upBias) = (u.handle, down.handle, downBias.handle, up.handle, upBias.handle)
         return tape.record(out, inputs: norm.inputs + [down, downBias, up, upBias]) { gradOut, tape in
             // Through the up-projection: dU[:L] += dM·Gᵀ, db_U[:L] += dM's rows, dG = U[:L]ᵀ·dM.
             // Then through the GELU, dH = dG ⊙ GELU′(H), block by block while dG is in cache. dH is
@@ -214,6 +229,8 @@ public final class LoSAHead: Head, HeadKind {
             tape.accumulate(down, gradV)
             tape.accumulate(downBias, gradVBias)
             norm.backward(gradX, on: tape)
+            // The residual's share, added to the norm's (which came first, so no copy is made).
+            tape.accumulate(input, gradOut)
         }
     }
 }
