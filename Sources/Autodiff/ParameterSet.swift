@@ -76,9 +76,13 @@ public final class ParameterSet {
     public func addGradient(_ g: Tensor, to id: ID, in buffer: inout [Float]) {
         let e = entries[id.rawValue]
         precondition(g.count == e.count, "gradient for \(e.name): expected \(e.shape), got \(g.shape)")
+        guard e.count > 0 else { return }
         buffer.withUnsafeMutableBufferPointer { dst in
             g.withUnsafeBufferPointer { src in
-                for i in 0..<e.count { dst[e.offset + i] += src[i] }
+                // From the slice's own base: indexing by `e.offset + i` kept an overflow check in
+                // the loop, which then ran one scalar at a time (2% of UniPT's step).
+                let (to, from) = (dst.baseAddress! + e.offset, src.baseAddress!)
+                for i in 0..<e.count { to[i] += from[i] }
             }
         }
     }
