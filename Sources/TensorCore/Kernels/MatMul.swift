@@ -79,23 +79,29 @@ public enum LinearKernel {
                   a: x, b: weight, beta: bias == nil ? 0 : 1, c: y)
     }
 
-    /// Adds dx (x's shape), dW ([out, in]) and db ([out]) given dy: [rows, outFeatures].
+    /// Adds dx (x's shape), dW ([out, in]) and db ([out]) given dy: [rows, outFeatures]; with
+    /// `overwrite` writes them instead (they need not be initialised then; rows, inFeatures and
+    /// outFeatures must be positive).
     public static func backward(
         gradX: UnsafeMutablePointer<Float>?, gradWeight: UnsafeMutablePointer<Float>?,
         gradBias: UnsafeMutablePointer<Float>?, gradY: UnsafePointer<Float>,
-        x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int
+        x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows: Int, inFeatures: Int, outFeatures: Int,
+        overwrite: Bool = false
     ) {
+        precondition(!overwrite || (rows > 0 && inFeatures > 0 && outFeatures > 0), "linear backward overwrites an empty product")
+        let beta: Float = overwrite ? 0 : 1
         if let gradX {
             // dx[rows, in] += dy[rows, out] · W[out, in]
             BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: inFeatures, k: outFeatures,
-                      a: gradY, b: weight, beta: 1, c: gradX)
+                      a: gradY, b: weight, beta: beta, c: gradX)
         }
         if let gradWeight {
             // dW[out, in] += dyᵀ[out, rows] · x[rows, in]
             BLAS.gemm(transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: rows,
-                      a: gradY, b: x, beta: 1, c: gradWeight)
+                      a: gradY, b: x, beta: beta, c: gradWeight)
         }
         if let gradBias {
+            if overwrite { gradBias.update(repeating: 0, count: outFeatures) }
             for r in 0..<rows {
                 let row = gradY + r * outFeatures
                 for j in 0..<outFeatures { gradBias[j] += row[j] }
