@@ -55,7 +55,13 @@ public final class ZstdCompressor {
 public final class ZstdDecompressor {
     private let context: OpaquePointer
 
-    public init() { context = ZSTD_createDCtx() }
+    /// `checkingContent: false` skips the check of each frame's content checksum (an XXH64 of
+    /// the decompressed bytes), for a reader that has already checked the compressed bytes
+    /// against a checksum of its own.
+    public init(checkingContent: Bool = true) {
+        context = ZSTD_createDCtx()
+        if !checkingContent { _ = sidecar_zstd_ignore_content_checksum(context) }
+    }
     deinit { ZSTD_freeDCtx(context) }
 
     /// The decompressed size recorded in a frame's header; nil when the header does not record it

@@ -141,7 +141,7 @@ public final class CacheDataset: @unchecked Sendable {
     }
 
     private func decodeAll() throws -> [(rows: Int, label: Int, values: [[Float]])] {
-        let decoder = try cache.makeDecoder()
+        let decoder = try cache.makeDecoder(checkingContent: false)
         var out: [(rows: Int, label: Int, values: [[Float]])] = []
         out.reserveCapacity(count)
         let keep = intact.map(Set.init)
@@ -233,7 +233,7 @@ public final class NextBatch: @unchecked Sendable {
     /// Decodes batches as `parts` parts.
     public init(dataset: CacheDataset, parts: Int) throws {
         self.dataset = dataset
-        decoders = try (0..<max(parts, 1)).map { _ in try dataset.cache.makeDecoder() }
+        decoders = try (0..<max(parts, 1)).map { _ in try dataset.cache.makeDecoder(checkingContent: false) }
         decoded = decoders.map { _ in Slot() }
     }
 

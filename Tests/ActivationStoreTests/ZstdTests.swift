@@ -83,4 +83,22 @@ import Testing
         #expect(try decompress(frame) == data.count && out == data)
         #expect(!ZstdDecompressor.version.isEmpty)
     }
+
+    /// A decompressor told not to check content skips only the frame's final checksum: a frame
+    /// whose last four bytes (that checksum) are wrong still gives the data, which the checking
+    /// one refuses; a damaged block is still an error.
+    @Test func withoutTheContentCheckOnlyTheChecksumIsSkipped() throws {
+        let data = (0..<10_000).map { UInt8($0 % 251) }
+        let frame = try compressed(data)
+        var wrongSum = frame
+        wrongSum[frame.count - 1] ^= 0x5A
+        var out = [UInt8](repeating: 0, count: data.count)
+        func decompress(_ input: [UInt8], _ decompressor: ZstdDecompressor) throws -> Int {
+            try input.withUnsafeBytes { source in try out.withUnsafeMutableBytes { try decompressor.decompress(source, into: $0) } }
+        }
+        #expect(throws: ZstdError.self) { try decompress(wrongSum, ZstdDecompressor()) }
+        out = [UInt8](repeating: 0, count: data.count)
+        #expect(try decompress(wrongSum, ZstdDecompressor(checkingContent: false)) == data.count && out == data)
+        #expect(throws: ZstdError.self) { try decompress(Array(frame[..<(frame.count / 2)]), ZstdDecompressor(checkingContent: false)) }
+    }
 }

@@ -318,9 +318,10 @@ public final class ActivationCache: @unchecked Sendable {
         }
     }
 
-    /// A decoder for this cache's records (with its int8 scales); one per thread.
-    public func makeDecoder() throws -> RecordDecoder {
-        RecordDecoder(int8Scales: try int8Scales() ?? [:])
+    /// A decoder for this cache's records (with its int8 scales); one per thread. See
+    /// `RecordDecoder` for `checkingContent`.
+    public func makeDecoder(checkingContent: Bool = true) throws -> RecordDecoder {
+        RecordDecoder(int8Scales: try int8Scales() ?? [:], checkingContent: checkingContent)
     }
 
     // MARK: Reading

@@ -325,12 +325,17 @@ public struct RecordView {
 /// Decodes blocks of one cache's records: holds the decompressor, scratch space and the cache's
 /// int8 scales. One per thread.
 public final class RecordDecoder {
-    let decompressor = ZstdDecompressor()
+    let decompressor: ZstdDecompressor
     var scratch: [UInt8] = []
     let int8Scales: [Int: [Float]]
 
-    public init(int8Scales: [Int: [Float]] = [:]) {
+    /// `checkingContent: false` leaves out zstd's own checksum of the decompressed bytes: every
+    /// block's stored bytes are checked against the record's XXH64 before they are decompressed
+    /// either way, and the second hash, over the decompressed bytes, is for training's reads a cost
+    /// with nothing left to catch. `inspect --verify` keeps both.
+    public init(int8Scales: [Int: [Float]] = [:], checkingContent: Bool = true) {
         self.int8Scales = int8Scales
+        decompressor = ZstdDecompressor(checkingContent: checkingContent)
     }
 
     /// Decodes one block of `record` into `destination` (rows × width floats).
