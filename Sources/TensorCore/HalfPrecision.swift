@@ -80,4 +80,14 @@ public enum HalfPrecision {
         if remainder > 0x1000 || (remainder == 0x1000 && half & 1 == 1) { half += 1 }  // may carry into ∞: correct
         return sign | UInt16(half)
     }
+
+    /// Floats from bfloat16 values stored as two byte planes (all low bytes, then all high
+    /// bytes: a byte-shuffled cache block), which are each float's top two bytes. Written as a
+    /// loop over UInt32 so that it vectorises (the scalar float form did not: 4% of LoSA's step).
+    public static func floatsFromBFloat16Planes(low: UnsafePointer<UInt8>, high: UnsafePointer<UInt8>,
+                                                into target: UnsafeMutablePointer<Float>, count: Int) {
+        target.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+            for i in 0..<count { bits[i] = UInt32(low[i]) &<< 16 | UInt32(high[i]) &<< 24 }
+        }
+    }
 }

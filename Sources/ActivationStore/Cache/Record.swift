@@ -292,6 +292,9 @@ public struct RecordView {
                         | UInt32(source[2 * count + i]) << 16 | UInt32(source[3 * count + i]) << 24
                     destination[i] = Float(bitPattern: bits)
                 }
+            case .bf16 where lanes:
+                // The stage-two cache's usual form.
+                HalfPrecision.floatsFromBFloat16Planes(low: source, high: source + count, into: destination.baseAddress!, count: count)
             case .f16, .bf16:
                 let half = storage == .f16
                 for i in 0..<count {

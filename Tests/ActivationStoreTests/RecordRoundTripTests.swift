@@ -1,0 +1,41 @@
+// What a record's block decodes to, for every float storage type with and without the byte
+// shuffle: the value rounded to the storage type, bit for bit, including the signs of zero,
+// infinities, NaN and subnormals, and on a count that is not a multiple of the decoder's lanes.
+import ActivationStore
+import Testing
+import TensorCore
+
+@Suite struct RecordRoundTripTests {
+    static let values: [Float] = {
+        var rng = SeededGenerator(seed: 5)
+        let specials: [Float] = [0, -0.0, .infinity, -.infinity, .nan, 1e-40, -1e-40, .greatestFiniteMagnitude, 3.140625, -65504]
+        return specials + (0..<(7 * 37 - specials.count)).map { _ in rng.nextNormal() * 4 }
+    }()
+
+    static func rounded(_ value: Float, to storage: StorageType) -> Float {
+        switch storage {
+        case .f32: value
+        case .f16: HalfPrecision.floatFromFloat16(HalfPrecision.float16FromFloat(value))
+        case .bf16: HalfPrecision.floatFromBFloat16(HalfPrecision.bfloat16FromFloat(value))
+        case .int8: preconditionFailure("int8 is scaled, not rounded")
+        }
+    }
+
+    @Test(arguments: [StorageType.f32, .f16, .bf16], [true, false])
+    func aBlockDecodesToItsRoundedValues(storage: StorageType, shuffle: Bool) throws {
+        let values = Self.values, rows = 7, width = 37
+        let bytes = try values.withUnsafeBufferPointer {
+            try RecordEncoder(storage: storage, shuffle: shuffle).encode(label: 0, rows: rows, width: width, blocks: [.init(layer: 1, values: $0)])
+        }
+        var decoded = [Float](repeating: -1, count: values.count)
+        try bytes.withUnsafeBytes { raw in
+            let record = try RecordView(raw, key: "k")
+            try decoded.withUnsafeMutableBufferPointer { try RecordDecoder(checkingContent: false).decode(record, layer: 1, into: $0) }
+        }
+        for (i, value) in values.enumerated() {
+            let expected = Self.rounded(value, to: storage)
+            #expect(decoded[i].bitPattern == expected.bitPattern || (decoded[i].isNaN && expected.isNaN),
+                    "value \(i): \(value) decoded as \(decoded[i]), expected \(expected)")
+        }
+    }
+}
