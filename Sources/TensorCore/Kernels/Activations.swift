@@ -154,21 +154,8 @@ public enum ActivationKernel {
 /// `generic_fast_erf_float`.
 @inline(__always)
 public func fastErf(_ value: Float) -> Float {
-    let x = min(max(value, -4), 4)
-    let x2 = x * x
-    var p: Float = -2.72614225801306e-10
-    p = fused(p, x2, 2.77068142495902e-08)
-    p = fused(p, x2, -2.10102402082508e-06)
-    p = fused(p, x2, -5.69250639462346e-05)
-    p = fused(p, x2, -7.34990630326855e-04)
-    p = fused(p, x2, -2.95459980854025e-03)
-    p = fused(p, x2, -1.60960333262415e-02)
-    var q: Float = -1.45660718464996e-05
-    q = fused(q, x2, -2.13374055278905e-04)
-    q = fused(q, x2, -1.68282697438203e-03)
-    q = fused(q, x2, -7.37332916720468e-03)
-    q = fused(q, x2, -1.42647390514189e-02)
-    return x * p / q
+    // One lane of the vector form, so that a row's tail gets the same values as its body.
+    fastErf(SIMD16(repeating: value))[0]
 }
 
 /// `fastErf` on 16 lanes.
@@ -238,9 +225,6 @@ extension Tensor {
 /// a·b + c with one rounding, as one FMA instruction: Swift does not contract `a * b + c` on its
 /// own, and the polynomials above are chains of them (GELU's erf and its backward's exp were a
 /// tenth of LoSA's step as separate multiplies and adds).
-@inline(__always)
-func fused(_ a: Float, _ b: Float, _ c: Float) -> Float { c.addingProduct(a, b) }
-
 @inline(__always)
 func fused(_ a: SIMD16<Float>, _ b: SIMD16<Float>, _ c: Float) -> SIMD16<Float> { SIMD16(repeating: c).addingProduct(a, b) }
 
