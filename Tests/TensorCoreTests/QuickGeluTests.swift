@@ -70,3 +70,25 @@ import TensorCore
         #expect(added.contains { $0 != 0 }, "\(f)")
     }
 }
+
+@Suite struct GeluAndSlopeTests {
+    /// One pass gives what GELU's forward gives and, as the slope, what its backward gives for an
+    /// incoming gradient of one, over the 16-lane blocks and the tail; in place too.
+    @Test func matchesTheForwardAndTheBackward() {
+        let x = QuickGeluTests.inputs.map { $0 / 10 }
+        precondition(x.count % 16 != 0, "the inputs should leave a tail")
+        var forward = [Float](repeating: 0, count: x.count), derivative = [Float](repeating: 0, count: x.count)
+        ActivationKernel.forward(.gelu, out: &forward, x: x, count: x.count)
+        ActivationKernel.backward(.gelu, gradX: &derivative, gradOut: [Float](repeating: 1, count: x.count), x: x, y: forward, count: x.count)
+        var out = [Float](repeating: .nan, count: x.count), slope = [Float](repeating: .nan, count: x.count)
+        ActivationKernel.geluAndSlope(out: &out, slope: &slope, x: x, count: x.count)
+        let worst = zip(slope, derivative).map { abs($0 - $1) }.max()!
+        #expect(out == forward)
+        #expect(worst <= 1e-6, "slope \(worst) from the backward's derivative")
+        var inPlace = x, inPlaceOut = [Float](repeating: 0, count: x.count)
+        inPlace.withUnsafeMutableBufferPointer { p in
+            ActivationKernel.geluAndSlope(out: &inPlaceOut, slope: p.baseAddress!, x: p.baseAddress!, count: x.count)
+        }
+        #expect(inPlace == slope && inPlaceOut == out)
+    }
+}

@@ -116,9 +116,10 @@ public final class LoSAHead: Head, HeadKind {
 
     /// u + t′, the token norm and the token-mixing MLP along positions with its residual, as one
     /// tape node, example by example: with X = LN(u) of example e [L, D], H = V[:, :L]·X + b_V
-    /// [r, D], G = GELU(H) and the update t′ = U[:L]·G + b_U[:L] [L, D]. This is the MLP over each channel's vector of positions
-    /// (zero-padded to N_max, as the paper's sequences are) without padding or transposing: a
-    /// position past L is zero, so its columns of V add nothing and its rows of U are not read.
+    /// [r, D], G = GELU(H) and the update t′ = U[:L]·G + b_U[:L] [L, D]. This is the MLP over
+    /// each channel's vector of positions (zero-padded to N_max, as the paper's sequences are)
+    /// without padding or transposing: a position past L is zero, so its columns of V add nothing
+    /// and its rows of U are not read.
     /// The node keeps u, G and GELU′(H) ([B·r, D]) and recomputes X in its backward.
     func mixTokens(_ u: Variable, normGain: Variable, normBias: Variable, eps: Float, segments: Segments,
                    down: Variable, downBias: Variable, up: Variable, upBias: Variable) -> Variable {
