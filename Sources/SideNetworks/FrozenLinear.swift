@@ -23,8 +23,7 @@ final class BF16FrozenLinear: @unchecked Sendable {
             try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: inputs, outFeatures: out, hasBias: true)
         }
         // dX [rows, in] = dY [rows, out] · W: a product with the weight [in, out], i.e. Wᵀ.
-        let transposed = Tape(training: false).constant(w).transposed().value
-        transposedProduct = try transposed.withUnsafeBufferPointer {
+        transposedProduct = try w.transposed().withUnsafeBufferPointer {
             try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: out, outFeatures: inputs, hasBias: false)
         }
     }

@@ -100,41 +100,13 @@ extension Variable {
 
     /// Swaps the last two dimensions.
     public func transposed() -> Variable {
-        let x = value
-        precondition(x.rank >= 2, "transposed() needs rank ≥ 2, got \(x.shape)")
+        let x = value, out = x.transposed()
         let m = x.shape[x.rank - 2], n = x.shape[x.rank - 1], batches = x.count / max(m * n, 1)
-        var shape = x.shape
-        shape.swapAt(x.rank - 2, x.rank - 1)
-        var out = Tensor(zeros: shape)
-        x.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                Self.transpose(dst.baseAddress!, src.baseAddress!, batches: batches, rows: m, columns: n, accumulate: false)
-            }
-        }
         let input = handle
         return tape.record(out, inputs: [input]) { g, tape in
             g.withUnsafeBufferPointer { pg in
                 tape.accumulate(input) { dx in
-                    Self.transpose(dx.baseAddress!, pg.baseAddress!, batches: batches, rows: n, columns: m, accumulate: true)
-                }
-            }
-        }
-    }
-
-    /// dst[b, j, i] (=|+=) src[b, i, j] for src [batches, rows, columns], in tiles so both sides
-    /// stay in cache.
-    static func transpose(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, batches: Int, rows: Int, columns: Int,
-                          accumulate: Bool) {
-        let tile = 32
-        for b in 0..<batches {
-            let s = src + b * rows * columns, d = dst + b * rows * columns
-            for i0 in stride(from: 0, to: rows, by: tile) {
-                for j0 in stride(from: 0, to: columns, by: tile) {
-                    for i in i0..<min(i0 + tile, rows) {
-                        for j in j0..<min(j0 + tile, columns) {
-                            if accumulate { d[j * rows + i] += s[i * columns + j] } else { d[j * rows + i] = s[i * columns + j] }
-                        }
-                    }
+                    TransposeKernel.transpose(dx.baseAddress!, pg.baseAddress!, batches: batches, rows: n, columns: m, accumulate: true)
                 }
             }
         }
