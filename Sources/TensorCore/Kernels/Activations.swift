@@ -211,14 +211,11 @@ public func fastExp(_ value: SIMD16<Float>) -> SIMD16<Float> {
 extension Tensor {
     /// f applied to every element.
     public func applying(_ f: Activation) -> Tensor {
-        var out = self
-        if count == 0 { return out }
-        withUnsafeBufferPointer { x in
-            out.withUnsafeMutableBufferPointer { o in
-                ActivationKernel.forward(f, out: o.baseAddress!, x: x.baseAddress!, count: count)
-            }
+        // Written into a fresh buffer: a copy of self made unique first cost a pass over it.
+        Tensor(uninitialized: shape) { o in
+            guard let po = o.baseAddress else { return }
+            withUnsafeBufferPointer { x in ActivationKernel.forward(f, out: po, x: x.baseAddress!, count: count) }
         }
-        return out
     }
 }
 
