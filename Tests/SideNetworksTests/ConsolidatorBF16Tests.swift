@@ -11,7 +11,8 @@ import TensorCore
 struct ConsolidatorBF16Tests {
     func rounded(_ v: Float) -> Double { Double(HalfPrecision.floatFromBFloat16(HalfPrecision.bfloat16FromFloat(v))) }
 
-    // Rows past one 256-row chunk, a padded last chunk (600) and whole chunks only (512).
+    // Rows past one 256-row chunk ending in a partial step of 16 (600), whole chunks only (512),
+    // and fewer rows than one step (1).
     @Test(arguments: [(1, 8, 8), (37, 24, 40), (130, 96, 384), (600, 24, 40), (512, 16, 8)])
     func frozenLinearIsTheProductOfRoundedOperands(_ shape: (rows: Int, out: Int, in: Int)) throws {
         var rng = SeededGenerator(seed: UInt64(shape.rows * 7 + shape.in))
