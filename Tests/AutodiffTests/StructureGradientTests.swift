@@ -125,4 +125,30 @@ import TensorCore
         let worst = zip(grouped.scalars, dense.scalars).map { abs($0 - $1) }.max()!
         #expect(worst < 1e-5, "grouped vs materialised dense weight: \(worst)")
     }
+
+    /// A branch added into a frozen output, with rows dropped and the rest scaled: gradients
+    /// against finite differences, and the value against the grouped linear, the row scaling and
+    /// the add as three ops.
+    @Test(arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func addingGroupedLinear(permuted: Bool, scaled: Bool) {
+        var rng = SeededGenerator(seed: 20)
+        let permutation: [Int]? = permuted ? Array(0..<6).shuffled(using: &rng) : nil
+        // Row 1 dropped, the others kept at 1 / (1 − 0.25), as branch drop does.
+        let scales: [Float]? = scaled ? [4 / 3, 0, 4 / 3, 4 / 3] : nil
+        let base = randomInput([4, 12], seed: 21), x = randomInput([4, 6], seed: 22)
+        let w = randomInput([3, 4, 2], seed: 23), b = randomInput([12], seed: 24)
+        checkGradients("addingGroupedLinear permuted=\(permuted) scaled=\(scaled)", inputs: [base, x, w, b]) { _, v in
+            v[0].addingGroupedLinear(v[1], v[2], v[3], permutation: permutation, rowScale: scales)
+        }
+        let tape = Tape()
+        let fused = tape.constant(base).addingGroupedLinear(tape.constant(x), tape.constant(w), tape.constant(b),
+                                                            permutation: permutation, rowScale: scales).value
+        var branch = tape.constant(x).groupedLinear(tape.constant(w), tape.constant(b), permutation: permutation)
+        if let scales { branch = branch * tape.constant(Tensor(shape: [4, 1], scalars: scales)) }
+        let separate = (tape.constant(base) + branch).value
+        let worst = zip(fused.scalars, separate.scalars).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-5, "fused vs grouped linear, scaling and add: \(worst)")
+        // A dropped row is the base row unchanged.
+        if scaled { #expect(Array(fused.scalars[12..<24]) == Array(base.scalars[12..<24])) }
+    }
 }

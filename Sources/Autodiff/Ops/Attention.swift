@@ -59,6 +59,118 @@ extension Variable {
         }
     }
 
+    /// self + s ⊙ (x′·W_gᵀ + bias) with x′ = x permuted, s one scale per row (nil: 1): a grouped
+    /// linear added into self, as Consolidator adds a branch, with per-example branch drop as
+    /// `rowScale`, beside a frozen linear. One op where a grouped linear, a row scaling and an add
+    /// each filled a fresh tensor (an eighth of a consolidator step went to those passes). The
+    /// rows of x′ are scaled before the product, so a dropped row costs nothing in the gradient.
+    public func addingGroupedLinear(_ x: Variable, _ weight: Variable, _ bias: Variable?, permutation: [Int]? = nil,
+                                    rowScale: [Float]? = nil) -> Variable {
+        let base = value, input = x.value, w = weight.value
+        precondition(w.rank == 3 && input.columnCount == w.shape[0] * w.shape[2],
+                     "addingGroupedLinear: input \(input.shape) does not match weight \(w.shape) ([G, O, I])")
+        let (groups, outPerGroup, inPerGroup) = (w.shape[0], w.shape[1], w.shape[2])
+        let (rows, inWidth, outWidth) = (input.rowCount, groups * inPerGroup, groups * outPerGroup)
+        precondition(base.shape == Array(input.shape.dropLast()) + [outWidth],
+                     "addingGroupedLinear: base \(base.shape) for input \(input.shape) and weight \(w.shape)")
+        if let permutation {
+            precondition(permutation.count == inWidth && Set(permutation) == Set(0..<inWidth),
+                         "addingGroupedLinear: permutation is not a permutation of 0..<\(inWidth)")
+        }
+        precondition(rowScale == nil || rowScale!.count == rows, "addingGroupedLinear: \(rowScale!.count) row scales for \(rows) rows")
+        if let bias { precondition(bias.shape == [outWidth], "addingGroupedLinear: bias \(bias.shape) for weight \(w.shape)") }
+        let biasValue = bias?.value
+        // What the branch multiplies: x permuted and its rows scaled (x itself when neither).
+        let source = permutation == nil && rowScale == nil ? input : Tensor(uninitialized: input.shape) { ps in
+            input.withUnsafeBufferPointer { px in
+                for r in 0..<rows {
+                    let s = rowScale?[r] ?? 1
+                    let from = px.baseAddress! + r * inWidth, to = ps.baseAddress! + r * inWidth
+                    if let permutation {
+                        for c in 0..<inWidth { to[c] = s * from[permutation[c]] }
+                    } else {
+                        for c in 0..<inWidth { to[c] = s * from[c] }
+                    }
+                }
+            }
+        }
+        var out = base
+        if rows > 0 && outWidth > 0 {
+            out.withUnsafeMutableBufferPointer { po in
+                let y = po.baseAddress!
+                if let biasValue {
+                    biasValue.withUnsafeBufferPointer { pb in
+                        for r in 0..<rows {
+                            let s = rowScale?[r] ?? 1, row = y + r * outWidth
+                            if s != 0 { for j in 0..<outWidth { row[j] += s * pb[j] } }
+                        }
+                    }
+                }
+                if inPerGroup > 0 {
+                    source.withUnsafeBufferPointer { ps in
+                        w.withUnsafeBufferPointer { pw in
+                            GroupedLinearKernel.forward(y: y, x: ps.baseAddress!, weight: pw.baseAddress!, bias: nil, permutation: nil,
+                                                        permuted: nil, rows: rows, groups: groups, inPerGroup: inPerGroup,
+                                                        outPerGroup: outPerGroup, accumulate: true)
+                        }
+                    }
+                }
+            }
+        }
+        let (baseHandle, inputHandle, weightHandle, biasHandle) = (handle, x.handle, weight.handle, bias?.handle)
+        let inputs = [baseHandle, inputHandle, weightHandle] + (biasHandle.map { [$0] } ?? [])
+        return tape.record(out, inputs: inputs) { g, tape in
+            tape.accumulate(baseHandle, g)
+            guard rows > 0, outWidth > 0, inPerGroup > 0 else { return }
+            if let biasHandle, tape.needsGradient(biasHandle) {
+                g.withUnsafeBufferPointer { pg in
+                    tape.accumulate(biasHandle) { db in
+                        for r in 0..<rows {
+                            let s = rowScale?[r] ?? 1, row = pg.baseAddress! + r * outWidth
+                            if s != 0 { for j in 0..<outWidth { db[j] += s * row[j] } }
+                        }
+                    }
+                }
+            }
+            let wantX = tape.needsGradient(inputHandle), wantWeight = tape.needsGradient(weightHandle)
+            guard wantX || wantWeight else { return }
+            // The gradient of the scaled, permuted source, mapped back to x's columns below.
+            var gradSource = wantX ? Tensor(zeros: input.shape) : nil
+            var gradW = wantWeight ? Tensor(zeros: w.shape) : nil
+            g.withUnsafeBufferPointer { pg in
+                source.withUnsafeBufferPointer { ps in
+                    w.withUnsafeBufferPointer { pw in
+                        withOptionalMutablePointer(&gradSource) { dx in
+                            withOptionalMutablePointer(&gradW) { dw in
+                                GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: nil, gradY: pg.baseAddress!,
+                                                             source: ps.baseAddress!, weight: pw.baseAddress!, permutation: nil,
+                                                             scratch: nil, rows: rows, groups: groups, inPerGroup: inPerGroup,
+                                                             outPerGroup: outPerGroup)
+                            }
+                        }
+                    }
+                }
+            }
+            if let gradW { tape.accumulate(weightHandle, gradW) }
+            guard let gradSource else { return }
+            if permutation == nil && rowScale == nil { return tape.accumulate(inputHandle, gradSource) }
+            gradSource.withUnsafeBufferPointer { pd in
+                tape.accumulate(inputHandle) { dx in
+                    for r in 0..<rows {
+                        let s = rowScale?[r] ?? 1
+                        if s == 0 { continue }
+                        let from = pd.baseAddress! + r * inWidth, to = dx.baseAddress! + r * inWidth
+                        if let permutation {
+                            for c in 0..<inWidth { to[permutation[c]] += s * from[c] }
+                        } else {
+                            for c in 0..<inWidth { to[c] += s * from[c] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Block-diagonal linear layer: self [..., G·I], weight [G, O, I], bias [G·O]; the input's
     /// channels are first reordered by `permutation` (x′[c] = x[permutation[c]]) when given.
     public func groupedLinear(_ weight: Variable, _ bias: Variable? = nil, permutation: [Int]? = nil) -> Variable {

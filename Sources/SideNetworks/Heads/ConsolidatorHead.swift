@@ -154,13 +154,13 @@ public final class ConsolidatorHead: Head, HeadKind {
     func logits(_ batch: Batch, on tape: Tape, merged: [String: (weight: FrozenMatrix, bias: Tensor)]?) -> Variable {
         // Branch drop is per example: every token of an example sees the same branch kept or dropped.
         let segments = batch.segments
-        func drop(_ y: Variable) -> Variable {
-            guard tape.isTraining, branchDrop > 0 else { return y }
+        func dropScales() -> [Float]? {
+            guard tape.isTraining, branchDrop > 0 else { return nil }
             var mask = [Float](repeating: 0, count: segments.totalRows)
             for b in 0..<segments.count where tape.rng.nextUniform() >= branchDrop {
                 for t in segments.range(b) { mask[t] = 1 / (1 - branchDrop) }
             }
-            return y * tape.constant(Tensor(shape: [segments.totalRows, 1], scalars: mask))
+            return mask
         }
         func linear(_ name: String, _ x: Variable) -> Variable {
             let layer = linears[name]!
@@ -170,8 +170,8 @@ public final class ConsolidatorHead: Head, HeadKind {
             }
             var y = layer.frozen(x, bias: tape.parameter(parameters, layer.bias))
             for branch in layer.branches {
-                y = y + drop(x.groupedLinear(tape.parameter(parameters, branch.weight), tape.parameter(parameters, branch.bias),
-                                             permutation: branch.permutation))
+                y = y.addingGroupedLinear(x, tape.parameter(parameters, branch.weight), tape.parameter(parameters, branch.bias),
+                                          permutation: branch.permutation, rowScale: dropScales())
             }
             return y
         }

@@ -6,11 +6,14 @@ public enum GroupedLinearKernel {
     /// y[r, g·O + o] = Σ_i W[g, o, i] · x′[r, g·I + i] + bias, with x′[r, c] = x[r, permutation[c]].
     ///
     /// y: [rows, G·O]; x: [rows, G·I]; weight: [G, O, I]; bias: [G·O]?; permuted: scratch
-    /// [rows, G·I] used when `permutation` is given.
+    /// [rows, G·I] used when `permutation` is given. With `accumulate` (and no bias) the product
+    /// is added into y.
     public static func forward(
         y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        permutation: [Int]?, permuted: UnsafeMutablePointer<Float>?, rows: Int, groups: Int, inPerGroup: Int, outPerGroup: Int
+        permutation: [Int]?, permuted: UnsafeMutablePointer<Float>?, rows: Int, groups: Int, inPerGroup: Int, outPerGroup: Int,
+        accumulate: Bool = false
     ) {
+        precondition(!accumulate || bias == nil, "grouped linear: a bias is not added into an accumulated output")
         let inWidth = groups * inPerGroup, outWidth = groups * outPerGroup
         let source: UnsafePointer<Float>
         if let permutation, let permuted {
@@ -27,7 +30,7 @@ public enum GroupedLinearKernel {
         for g in 0..<groups {
             BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: outPerGroup, k: inPerGroup,
                       a: source + g * inPerGroup, lda: inWidth, b: weight + g * outPerGroup * inPerGroup,
-                      beta: bias == nil ? 0 : 1, c: y + g * outPerGroup, ldc: outWidth)
+                      beta: bias == nil && !accumulate ? 0 : 1, c: y + g * outPerGroup, ldc: outWidth)
         }
     }
 
