@@ -54,7 +54,7 @@ final class BF16FrozenLinear: @unchecked Sendable {
             }
             gradY.withUnsafeBufferPointer { dy in
                 tape.accumulate(biasHandle) { db in
-                    for r in 0..<rows { for j in 0..<out { db[j] += dy[r * out + j] } }
+                    LinearKernel.addColumnSums(dy.baseAddress!, rows: rows, columns: out, into: db.baseAddress!)
                 }
             }
         }

@@ -237,6 +237,27 @@ func expectClose(_ actual: [Float], _ expected: [Float], tolerance: Float = 1e-6
         }
     }
 
+    /// A bias gradient's column sums, added into what is there: each column must be the scalar
+    /// sum in row order to the bit (16 columns at a time, then a tail).
+    @Test(arguments: [(0, 5), (1, 16), (7, 1), (7, 17), (33, 40), (200, 1536)])
+    func addsColumnSums(rows: Int, columns: Int) {
+        var rng = SeededGenerator(seed: UInt64(rows * 10_007 + columns))
+        let x = (0..<(rows * columns)).map { _ in Float.random(in: -3...3, using: &rng) }
+        let start = (0..<columns).map { _ in Float.random(in: -1...1, using: &rng) }
+        var sums = start
+        x.withUnsafeBufferPointer { px in
+            sums.withUnsafeMutableBufferPointer { ps in
+                LinearKernel.addColumnSums(px.baseAddress ?? UnsafePointer(bitPattern: 16)!, rows: rows, columns: columns,
+                                           into: ps.baseAddress!)
+            }
+        }
+        for j in 0..<columns {
+            var expected = start[j]
+            for r in 0..<rows { expected += x[r * columns + j] }
+            #expect(sums[j] == expected, "column \(j) of \(columns), \(rows) rows")
+        }
+    }
+
     @Test func totalsSixteenLanes() {
         let lanes = SIMD16<Float>((0..<16).map { Float($0) * 0.5 - 3 })
         #expect(laneTotal(lanes) == (0..<16).reduce(Float(0)) { $0 + lanes[$1] })

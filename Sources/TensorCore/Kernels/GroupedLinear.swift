@@ -44,7 +44,7 @@ public enum GroupedLinearKernel {
     ) {
         let inWidth = groups * inPerGroup, outWidth = groups * outPerGroup
         if let gradBias {
-            for r in 0..<rows { for j in 0..<outWidth { gradBias[j] += gradY[r * outWidth + j] } }
+            LinearKernel.addColumnSums(gradY, rows: rows, columns: outWidth, into: gradBias)
         }
         for g in 0..<groups {
             if let gradWeight {
