@@ -1,5 +1,6 @@
 // Parameters, gradients and optimiser state as one flat buffer each, with named views. The
 // optimiser, zero-grad, gradient clipping and saving are single loops over the flat buffers.
+import Foundation
 import TensorCore
 
 /// A named collection of trainable tensors stored contiguously.
@@ -20,11 +21,21 @@ public final class ParameterSet {
     }
 
     public private(set) var entries: [Entry] = []
-    /// All parameter values, entry after entry.
-    public var values: [Float] = []
+    /// All parameter values, entry after entry. Any change, in place or whole (the optimisers
+    /// write here), retires the tensors `tensor(_:)` has handed out.
+    public var values: [Float] = [] { didSet { generation &+= 1 } }
     /// Gradients with the same layout as `values`.
     public var gradients: [Float] = []
     private var byName: [String: ID] = [:]
+    /// Counts changes of `values`; a didSet that does not read the old value lets in-place
+    /// mutation stay in place.
+    private var generation = 0
+    /// `tensor(_:)`'s copies of the current values, made on first request and then shared: every
+    /// part's tape asked for a fresh copy of every parameter on every step (2% of LST's). The
+    /// parts of a step ask from several threads at once.
+    private var snapshots: [Tensor?] = []
+    private var snapshotGeneration = -1
+    private let snapshotLock = NSLock()
 
     public init() {}
 
@@ -48,10 +59,19 @@ public final class ParameterSet {
     public var ids: [ID] { entries.indices.map { ID(rawValue: $0) } }
     public func entry(_ id: ID) -> Entry { entries[id.rawValue] }
 
-    /// A copy of the parameter's current value.
+    /// The parameter's current value (a copy: later changes of `values` do not reach it).
     public func tensor(_ id: ID) -> Tensor {
+        snapshotLock.lock()
+        defer { snapshotLock.unlock() }
+        if snapshotGeneration != generation || snapshots.count != entries.count {
+            snapshots = Array(repeating: nil, count: entries.count)
+            snapshotGeneration = generation
+        }
+        if let t = snapshots[id.rawValue] { return t }
         let e = entries[id.rawValue]
-        return Tensor(shape: e.shape, scalars: Array(values[e.offset..<(e.offset + e.count)]))
+        let t = Tensor(shape: e.shape, scalars: Array(values[e.offset..<(e.offset + e.count)]))
+        snapshots[id.rawValue] = t
+        return t
     }
 
     /// Overwrites a parameter's value (shapes must match).
@@ -72,8 +92,9 @@ public final class ParameterSet {
         addGradient(g, to: id, in: &gradients)
     }
 
-    /// Adds `g` into the parameter's slice of `buffer`, a flat array laid out as `gradients`.
-    public func addGradient(_ g: Tensor, to id: ID, in buffer: inout [Float]) {
+    /// Adds `g` into the parameter's slice of `buffer`, a flat array laid out as `gradients`, or
+    /// with `overwrite` writes it there.
+    public func addGradient(_ g: Tensor, to id: ID, in buffer: inout [Float], overwrite: Bool = false) {
         let e = entries[id.rawValue]
         precondition(g.count == e.count, "gradient for \(e.name): expected \(e.shape), got \(g.shape)")
         guard e.count > 0 else { return }
@@ -82,7 +103,11 @@ public final class ParameterSet {
                 // From the slice's own base: indexing by `e.offset + i` kept an overflow check in
                 // the loop, which then ran one scalar at a time (2% of UniPT's step).
                 let (to, from) = (dst.baseAddress! + e.offset, src.baseAddress!)
-                for i in 0..<e.count { to[i] += from[i] }
+                if overwrite {
+                    to.update(from: from, count: e.count)
+                } else {
+                    for i in 0..<e.count { to[i] += from[i] }
+                }
             }
         }
     }

@@ -160,15 +160,26 @@ public final class Tape {
         }
     }
 
-    /// `backward`, but the parameter gradients are added into `buffer`, laid out as `set.gradients`,
-    /// instead of into the set: tapes running at once on parts of one batch each keep their own
-    /// buffer, and the caller sums them. Every parameter leaf must belong to `set`.
+    /// `backward`, but the parameter gradients are written into `buffer`, laid out as
+    /// `set.gradients`, instead of added into the set: tapes running at once on parts of one
+    /// batch each keep their own buffer, and the caller sums them. A parameter no gradient
+    /// reaches gets zeros; the buffer is not zeroed whole first (a pass over every parameter per
+    /// part and step). Every parameter leaf must belong to `set`.
     public func backward(from output: Variable, into buffer: inout [Float], of set: ParameterSet, releasing: Bool = false) {
         precondition(buffer.count == set.count, "gradient buffer of \(buffer.count) for a set of \(set.count)")
         propagate(from: output, releasing: releasing)
+        var written = [Bool](repeating: false, count: set.entries.count)
         for leaf in parameterLeaves {
             precondition(leaf.set === set, "parameter leaf from another set")
-            if let g = gradients[leaf.node] { set.addGradient(g, to: leaf.id, in: &buffer) }
+            if let g = gradients[leaf.node] {
+                set.addGradient(g, to: leaf.id, in: &buffer, overwrite: !written[leaf.id.rawValue])
+                written[leaf.id.rawValue] = true
+            }
+        }
+        buffer.withUnsafeMutableBufferPointer { b in
+            for (e, done) in zip(set.entries, written) where !done && e.count > 0 {
+                (b.baseAddress! + e.offset).update(repeating: 0, count: e.count)
+            }
         }
     }
 

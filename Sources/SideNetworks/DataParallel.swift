@@ -51,12 +51,13 @@ public final class ShardedStep: @unchecked Sendable {
         defer { p.tape.reset() }
         p.tape.isTraining = true
         // An empty part (the first half of a batch of one) adds nothing: no stale gradient either.
-        if parts > 1 { p.gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
-        guard batch.count > 0 else { p.loss = 0; return }
+        // A backward writes the whole buffer, so it is zeroed only when there is none.
+        func clearGradients() { if parts > 1 { p.gradients.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } } }
+        guard batch.count > 0 else { p.loss = 0; clearGradients(); return }
         let mean = head.logits(batch, on: p.tape).crossEntropy(labels: batch.labels, smoothing: labelSmoothing)
         let loss = parts == 1 ? mean : mean.scaled(by: Float(batch.count) / Float(batchCount))
         p.loss = loss.value.scalar
-        guard p.loss.isFinite else { return }
+        guard p.loss.isFinite else { clearGradients(); return }
         if parts == 1 {
             head.parameters.zeroGradients()
             p.tape.backward(from: loss, releasing: true)

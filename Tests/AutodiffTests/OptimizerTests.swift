@@ -29,6 +29,49 @@ import TensorCore
         #expect(worst < 2e-6, "\(name): \(actual) vs PyTorch \(expected)")
     }
 
+    /// `tensor(_:)` shares one copy per parameter until the values change, however they change:
+    /// in place, through a pointer (as the optimisers write), by `set`, or whole.
+    @Test func parameterTensorsFollowEveryChangeOfTheValues() {
+        let parameters = ParameterSet()
+        let a = parameters.add("a", Tensor(shape: [2], scalars: [1, 2]))
+        let b = parameters.add("b", Tensor(shape: [1], scalars: [3]))
+        let before = parameters.tensor(a)
+        parameters.values[0] = 5
+        #expect(parameters.tensor(a).scalars == [5, 2] && before.scalars == [1, 2])
+        parameters.values.withUnsafeMutableBufferPointer { $0[1] = 7 }
+        #expect(parameters.tensor(a).scalars == [5, 7])
+        parameters.set(b, Tensor(shape: [1], scalars: [-1]))
+        #expect(parameters.tensor(b).scalars == [-1])
+        parameters.gradients = [1, 1, 1]
+        var adam = AdamW(weightDecay: 0)
+        adam.step(parameters, learningRate: 0.5)
+        #expect(parameters.tensor(a).scalars == Array(parameters.values[0..<2]) && parameters.tensor(a).scalars != [5, 7])
+        parameters.values = [0, 0, 0]
+        #expect(parameters.tensor(a).scalars == [0, 0] && parameters.tensor(b).scalars == [0])
+    }
+
+    /// A backward into a part's buffer writes every parameter's slice, whatever the buffer held:
+    /// the sum over a parameter's uses, and zeros for one no gradient reaches.
+    @Test func backwardIntoABufferOverwritesIt() {
+        let parameters = ParameterSet()
+        let a = parameters.add("a", Tensor(shape: [2], scalars: [1, 2]))
+        let b = parameters.add("b", Tensor(shape: [2], scalars: [3, 4]))
+        parameters.add("unused", Tensor(shape: [3], scalars: [5, 6, 7]))
+        func loss(_ tape: Tape) -> Variable {
+            let (x, y) = (tape.parameter(parameters, a), tape.parameter(parameters, b))
+            return ((x * y).sum() + (x * x).sum() + tape.parameter(parameters, a).sum())
+        }
+        var buffer = [Float](repeating: 9, count: parameters.count)
+        let tape = Tape()
+        tape.backward(from: loss(tape), into: &buffer, of: parameters)
+        // d/da = b + 2a + 1, d/db = a.
+        #expect(buffer == [6, 9, 1, 2, 0, 0, 0])
+        parameters.zeroGradients()
+        let reference = Tape()
+        reference.backward(from: loss(reference))
+        #expect(parameters.gradients == buffer)
+    }
+
     @Test func adamWMatchesPyTorch() {
         var adam = AdamW(weightDecay: 0.1)
         expectMatches(train(&adam), [0.931082904, -0.475922942, 1.41702092, 0.541350961, 0.253450662], "AdamW")
