@@ -16,8 +16,8 @@ public enum AttentionKernel {
     ///
     /// out: [T, heads·dh]; q, k, v: T rows of heads·dh floats, `inputStride` floats apart (nil:
     /// heads·dh; an encoder's stacked query-key-value product gives 3·heads·dh); probabilities:
-    /// Σ_b heads·n_b² floats (per example, per head, [n_b, n_b] row-major, examples in order) kept
-    /// for the backward, or nil for inference (then `scratch` of max n_b² floats is used).
+    /// `probabilityCount` floats (per example, per head, [n_b, n_b] row-major, examples in order,
+    /// then room for the last rows' spill) kept for the backward, or nil for inference.
     /// keyMask: [T] (false = never attended) or nil. A query whose every key is masked gets a zero
     /// output.
     public static func forward(
@@ -31,7 +31,7 @@ public enum AttentionKernel {
         // Keys of one head transposed, [dh, padded n], zero past n, for the short-segment loops.
         let keysT = UnsafeMutablePointer<Float>.allocate(capacity: headSize * ((min(longest, smallSegment) + 15) / 16 * 16))
         defer { keysT.deallocate() }
-        var scratch = probabilities == nil ? [Float](repeating: 0, count: longest * longest) : []
+        var scratch = probabilities == nil ? [Float](repeating: 0, count: longest * longest + spill) : []
         var probabilityOffset = 0
         scratch.withUnsafeMutableBufferPointer { scratchBuffer in
             for b in 0..<segments.count {
@@ -45,9 +45,14 @@ public enum AttentionKernel {
                         // Short sequences: loops beat two BLAS calls per head, whose fixed cost
                         // (and thread wake-ups) dominates products this small. Scores run on 16
                         // keys at a time against the transposed keys, with no lane sums.
-                        scores(p, q: q + inputColumn, keys: k + inputColumn, stride: stride, n: n, headSize: headSize,
-                               scale: scale, keysT: keysT)
-                        maskedSoftmaxRows(p, n: n, keyMask: keyMask.map { $0 + start })
+                        if n <= 16 && keyMask == nil {
+                            shortScoresSoftmax(p, q: q + inputColumn, keys: k + inputColumn, stride: stride, n: n,
+                                               headSize: headSize, scale: scale, keysT: keysT)
+                        } else {
+                            scores(p, q: q + inputColumn, keys: k + inputColumn, stride: stride, n: n, headSize: headSize,
+                                   scale: scale, keysT: keysT)
+                            maskedSoftmaxRows(p, n: n, keyMask: keyMask.map { $0 + start })
+                        }
                         for i in 0..<n {
                             weightedSum(out + column + i * width, weights: p + i * n, rows: v + inputColumn, stride: stride,
                                         count: n, width: headSize)
@@ -90,6 +95,40 @@ public enum AttentionKernel {
                 for lane in 0..<min(16, n - chunk) { p[i * n + chunk + lane] = acc[lane] }
                 chunk += 16
             }
+        }
+    }
+
+    /// Floats written past a block of probabilities by `shortScoresSoftmax`'s last row.
+    static let spill = 16
+
+    /// `scores` then the softmax of each row, for n ≤ 16 keys and no mask: a query's 16 scores
+    /// stay in registers through the softmax (stored as scores and read back, they stalled on
+    /// store forwarding, a tenth of LST's attention) and are stored once, 16 lanes wide. The
+    /// lanes past n spill onto the next rows, which are stored after, and past the last row
+    /// into the next block or the `spill` floats after the last block, written or unused later.
+    @inline(__always)
+    static func shortScoresSoftmax(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                                   stride: Int, n: Int, headSize: Int, scale: Float, keysT: UnsafeMutablePointer<Float>) {
+        typealias Lanes = SIMD16<Float>
+        for d in 0..<headSize {
+            let row = keysT + d * 16
+            for j in 0..<n { row[j] = keys[j * stride + d] }
+            for j in n..<16 { row[j] = 0 }
+        }
+        let past = laneNumbers .>= Float(n)
+        for i in 0..<n {
+            let qi = q + i * stride
+            var acc = Lanes()
+            for d in 0..<headSize {
+                acc += Lanes(repeating: qi[d]) * UnsafeRawPointer(keysT + d * 16).loadUnaligned(as: Lanes.self)
+            }
+            // The same operations as `scores` and `shortSoftmaxRow`, so the same bits.
+            acc *= scale
+            acc.replace(with: -.infinity, where: past)
+            var e = fastExp(acc - largestLane(acc))
+            e.replace(with: 0, where: past)
+            e *= 1 / laneTotal(e)
+            UnsafeMutableRawPointer(p + i * n).storeBytes(of: e, as: Lanes.self)
         }
     }
 
@@ -328,8 +367,8 @@ public enum AttentionKernel {
         }
     }
 
-    /// Floats needed for the probabilities of a batch.
+    /// Floats needed for the probabilities of a batch, with room for the forward's spill.
     public static func probabilityCount(_ segments: Segments, heads: Int) -> Int {
-        segments.lengths.reduce(0) { $0 + $1 * $1 } * heads
+        segments.lengths.reduce(0) { $0 + $1 * $1 } * heads + spill
     }
 }
