@@ -281,7 +281,9 @@ public enum AttentionKernel {
         let longest = segments.lengths.max() ?? 0
         var dsBuffer = [Float](repeating: 0, count: longest * longest)
         // Values of one head transposed, for the short-segment loops (as the forward's keys).
-        let valuesT = UnsafeMutablePointer<Float>.allocate(capacity: headSize * ((min(longest, smallSegment) + 15) / 16 * 16))
+        // (and room for `tinyHeadBackward`'s keys, values and sums, transposed).
+        let valuesT = UnsafeMutablePointer<Float>.allocate(capacity: max(headSize * ((min(longest, smallSegment) + 15) / 16 * 16),
+                                                                         4 * tinyHead * 16))
         defer { valuesT.deallocate() }
         var probabilityOffset = 0
         dsBuffer.withUnsafeMutableBufferPointer { dsPointer in
@@ -293,6 +295,13 @@ public enum AttentionKernel {
                     let p = probabilities + probabilityOffset
                     probabilityOffset += n * n
                     let column = start * width + h * headSize
+                    if n <= 16 && headSize <= tinyHead {
+                        tinyHeadBackward(gradQ: gradQ.map { $0 + column }, gradK: gradK.map { $0 + column },
+                                         gradV: gradV.map { $0 + column }, gradOut: gradOut + column, q: q + column, k: k + column,
+                                         v: v + column, p: p, n: n, width: width, headSize: headSize, scale: scale,
+                                         transposed: valuesT)
+                        continue
+                    }
                     if n <= smallSegment {
                         // Short sequences: loops, as in the forward; four BLAS calls per head cost
                         // more than their products (LST's heads are 4 wide).
@@ -324,6 +333,66 @@ public enum AttentionKernel {
                                   a: ds, b: q + column, ldb: width, beta: 1, c: gradK + column, ldc: width)
                     }
                 }
+            }
+        }
+    }
+
+    /// Heads up to this wide, over up to 16 keys, take `tinyHeadBackward`.
+    static let tinyHead = 8
+
+    /// The backward of one head (headSize ≤ tinyHead) of one segment of n ≤ 16 tokens, every
+    /// pointer at the segment's first row of the head's columns (rows `width` apart), with the 16
+    /// keys on the lanes: per query row i, dp_i = dout_i·vᵀ, ds_i = p_i ⊙ (dp_i − ⟨p_i, dp_i⟩),
+    /// dq_i = scale·ds_i·k, and over the rows dvᵀ = Σ_i dout_iᵀ·p_i, dkᵀ = scale·Σ_i q_iᵀ·ds_i.
+    /// A head of 4 (LST's) ran `shortBackward` as n² four-lane steps per product.
+    /// `transposed` holds 4·tinyHead·16 floats. p's rows are read 16 wide: past a block's end
+    /// are the next block's or the forward's spill.
+    @inline(__always)
+    static func tinyHeadBackward(
+        gradQ: UnsafeMutablePointer<Float>?, gradK: UnsafeMutablePointer<Float>?, gradV: UnsafeMutablePointer<Float>?,
+        gradOut: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+        p: UnsafePointer<Float>, n: Int, width: Int, headSize: Int, scale: Float, transposed: UnsafeMutablePointer<Float>
+    ) {
+        typealias Lanes = SIMD16<Float>
+        func load(_ x: UnsafePointer<Float>) -> Lanes { UnsafeRawPointer(x).loadUnaligned(as: Lanes.self) }
+        func store(_ x: Lanes, _ to: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(to).storeBytes(of: x, as: Lanes.self) }
+        // [headSize, 16] each: keys and values with the tokens on the lanes (zero past n), and the
+        // sums of dkᵀ and dvᵀ.
+        let (keysT, valuesT) = (transposed, transposed + tinyHead * 16)
+        let (sumK, sumV) = (transposed + 2 * tinyHead * 16, transposed + 3 * tinyHead * 16)
+        for d in 0..<headSize {
+            for j in 0..<16 {
+                keysT[d * 16 + j] = j < n ? k[j * width + d] : 0
+                valuesT[d * 16 + j] = j < n ? v[j * width + d] : 0
+            }
+            store(Lanes(), sumK + d * 16)
+            store(Lanes(), sumV + d * 16)
+        }
+        let past = laneNumbers .>= Float(n)
+        let needScores = gradQ != nil || gradK != nil
+        for i in 0..<n {
+            var pi = load(p + i * n)
+            pi.replace(with: 0, where: past)
+            let douti = gradOut + i * width
+            if gradV != nil {
+                for d in 0..<headSize { store(load(sumV + d * 16) + Lanes(repeating: douti[d]) * pi, sumV + d * 16) }
+            }
+            guard needScores else { continue }
+            var dp = Lanes()
+            for d in 0..<headSize { dp += Lanes(repeating: douti[d]) * load(valuesT + d * 16) }
+            let ds = pi * (dp - laneTotal(pi * dp))
+            if let gradQ {
+                for d in 0..<headSize { gradQ[i * width + d] += scale * laneTotal(ds * load(keysT + d * 16)) }
+            }
+            if gradK != nil {
+                let qi = q + i * width
+                for d in 0..<headSize { store(load(sumK + d * 16) + Lanes(repeating: qi[d]) * ds, sumK + d * 16) }
+            }
+        }
+        for j in 0..<n {
+            for d in 0..<headSize {
+                gradV?[j * width + d] += sumV[d * 16 + j]
+                gradK?[j * width + d] += scale * sumK[d * 16 + j]
             }
         }
     }
