@@ -110,4 +110,15 @@ import TensorCore
         let x = randomInput([5], seed: 15)
         #expect(evaluation.constant(x).dropout(0.5).value == x)
     }
+
+    /// LST's gated mix: gradients against finite differences, and the value against the same
+    /// mix as broadcast ops.
+    @Test func mixedByAOneElementWeight() {
+        let a = randomInput([3, 4], seed: 16), b = randomInput([3, 4], seed: 17), w = Tensor(shape: [1], scalars: [0.3])
+        checkGradients("mixed", inputs: [a, b, w]) { _, v in v[0].mixed(with: v[1], weight: v[2]) }
+        let tape = Tape()
+        let (x, y, weight) = (tape.constant(a), tape.constant(b), tape.constant(w))
+        let separate = weight * x + (tape.constant(Tensor(repeating: 1, shape: [1])) - weight) * y
+        #expect(x.mixed(with: y, weight: weight).value == separate.value)
+    }
 }

@@ -38,6 +38,41 @@ extension Variable {
     public static func - (a: Variable, b: Variable) -> Variable { a.binary(.subtract, b) }
     public static func * (a: Variable, b: Variable) -> Variable { a.binary(.multiply, b) }
 
+    /// w·self + (1 − w)·other for a weight w of one element (Ladder Side-Tuning's gate), in one
+    /// pass: as a broadcast multiply, a subtraction, another multiply and an add it was four
+    /// passes over the side state per layer. Gradients: w·g to self, (1 − w)·g to other, and
+    /// Σ g ⊙ (self − other) to w.
+    public func mixed(with other: Variable, weight: Variable) -> Variable {
+        let a = value, b = other.value
+        precondition(a.shape == b.shape && weight.value.count == 1,
+                     "mixed: \(a.shape) with \(b.shape) by a weight of shape \(weight.shape)")
+        let w = weight.value.scalars[0]
+        let out = Tensor(uninitialized: a.shape) { o in
+            guard let po = o.baseAddress else { return }
+            withBaseAddresses([a, b]) { p in
+                let (pa, pb) = (p[0], p[1])
+                for i in 0..<o.count { po[i] = w * pa[i] + (1 - w) * pb[i] }
+            }
+        }
+        let (lhs, rhs, weightHandle) = (handle, other.handle, weight.handle)
+        return tape.record(out, inputs: [lhs, rhs, weightHandle]) { g, tape in
+            guard g.count > 0 else { return }
+            g.withUnsafeBufferPointer { pg in
+                let dy = pg.baseAddress!
+                tape.accumulate(lhs) { dx in for i in 0..<dx.count { dx[i] += w * dy[i] } }
+                tape.accumulate(rhs) { dx in for i in 0..<dx.count { dx[i] += (1 - w) * dy[i] } }
+                guard tape.needsGradient(weightHandle) else { return }
+                let sum = withBaseAddresses([a, b]) { p in
+                    let (pa, pb) = (p[0], p[1])
+                    var total: Float = 0
+                    for i in 0..<g.count { total += dy[i] * (pa[i] - pb[i]) }
+                    return total
+                }
+                tape.accumulate(weightHandle) { dw in dw[0] += sum }
+            }
+        }
+    }
+
     /// Every element times a constant.
     public func scaled(by factor: Float) -> Variable {
         let input = handle

@@ -96,11 +96,10 @@ public final class LSTHead: Head, HeadKind {
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
         var s = first(tape.constant(batch.tensor(.hidden(0))).dropout(dropout), parameters)
-        let one = tape.constant(Tensor(repeating: 1, shape: [1]))
         for l in sideLayers {
             let mu = tape.parameter(parameters, gates[l]!).scaled(by: 1 / temperature).sigmoid()
             let ladder = ladders[l]!(tape.constant(batch.tensor(.hidden(l))), parameters)
-            s = mu * s + (one - mu) * ladder
+            s = s.mixed(with: ladder, weight: mu)
             s = transformerBlock(s, block: l, shape: shape, segments: batch.segments,
                                  linear: { name, x in linears[name]!(x, parameters) },
                                  norm: { name, x in norms[name]!(x, parameters) })
