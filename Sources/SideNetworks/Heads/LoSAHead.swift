@@ -78,23 +78,22 @@ public final class LoSAHead: Head, HeadKind {
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
         let longest = batch.segments.lengths.max() ?? 0
         precondition(longest <= maxTokens, "losa: a sequence of \(longest) tokens is longer than the cache's N_max \(maxTokens)")
-        var a: Variable? = nil
-        for mixer in mixers {
-            let z = batch.tensor(.hidden(mixer.layer))
-            let u = a.map { tape.constant(z) + $0 } ?? tape.constant(z)
-            a = step(u, z: z, mixer, batch.segments)
+        // u_l = z_l + a_{l−1}, and f = z_L + a of the last mixer: each step adds the next input
+        // itself, so a is never a tensor of its own.
+        var f = tape.constant(batch.tensor(.hidden(mixers.first?.layer ?? lastLayer)))
+        for (i, mixer) in mixers.enumerated() {
+            let next = batch.tensor(.hidden(i + 1 < mixers.count ? mixers[i + 1].layer : lastLayer))
+            f = step(f, z: batch.tensor(.hidden(mixer.layer)), next: next, mixer, batch.segments)
         }
-        let zL = tape.constant(batch.tensor(.hidden(lastLayer)))
-        let f = a.map { zL + $0 } ?? zL
         let pooled = pool(headNorm(f, parameters), batch, pooling)
         return classifier(pooled.dropout(dropout), parameters)
     }
 
-    /// a_l = a_{l−1} + g(u) with u = z_l + a_{l−1} and g(u) = t′ + c′: token mixing along
-    /// positions, then channel mixing of v = u + t′. The token mixer gives v itself, and
-    /// a_l = v + c′ − z_l is one pass: as written in the paper, the residual adds were four
-    /// passes over [rows, D] per layer, 6% of the step.
-    func step(_ u: Variable, z: Tensor, _ m: Mixer, _ segments: Segments) -> Variable {
+    /// The next input, `next` + a_l, where a_l = a_{l−1} + g(u) with u = z_l + a_{l−1} and
+    /// g(u) = t′ + c′: token mixing along positions, then channel mixing of v = u + t′. The token
+    /// mixer gives v itself, and next + a_l = v + c′ − z_l + next is one pass: as written in the
+    /// paper, the residual adds were five passes over [rows, D] per layer, 6% of the step.
+    func step(_ u: Variable, z: Tensor, next: Tensor, _ m: Mixer, _ segments: Segments) -> Variable {
         let tape = u.tape
         let v = mixTokens(u, normGain: tape.parameter(parameters, m.tokenNorm.gain), normBias: tape.parameter(parameters, m.tokenNorm.bias),
                           eps: m.tokenNorm.eps, segments: segments,
@@ -102,9 +101,9 @@ public final class LoSAHead: Head, HeadKind {
                           up: tape.parameter(parameters, m.tokenUp.weight), upBias: tape.parameter(parameters, m.tokenUp.bias!))
         let c = m.channelUp(m.channelDown(v, normalizedBy: m.channelNorm, parameters).gelu(), parameters)
         let out = Tensor(uninitialized: v.shape) { po in
-            withBaseAddresses([v.value, c.value, z]) { p in
-                let (pv, pc, pz, o) = (p[0], p[1], p[2], po.baseAddress!)
-                for i in 0..<po.count { o[i] = pv[i] + pc[i] - pz[i] }
+            withBaseAddresses([v.value, c.value, z, next]) { p in
+                let (pv, pc, pz, pn, o) = (p[0], p[1], p[2], p[3], po.baseAddress!)
+                for i in 0..<po.count { o[i] = pv[i] + pc[i] - pz[i] + pn[i] }
             }
         }
         let (vh, ch) = (v.handle, c.handle)
