@@ -135,22 +135,8 @@ extension Variable {
             let wantX = tape.needsGradient(inputHandle), wantWeight = tape.needsGradient(weightHandle)
             guard wantX || wantWeight else { return }
             // The gradient of the scaled, permuted source, mapped back to x's columns below.
-            var gradSource = wantX ? Tensor(zeros: input.shape) : nil
-            var gradW = wantWeight ? Tensor(zeros: w.shape) : nil
-            g.withUnsafeBufferPointer { pg in
-                source.withUnsafeBufferPointer { ps in
-                    w.withUnsafeBufferPointer { pw in
-                        withOptionalMutablePointer(&gradSource) { dx in
-                            withOptionalMutablePointer(&gradW) { dw in
-                                GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: nil, gradY: pg.baseAddress!,
-                                                             source: ps.baseAddress!, weight: pw.baseAddress!, permutation: nil,
-                                                             scratch: nil, rows: rows, groups: groups, inPerGroup: inPerGroup,
-                                                             outPerGroup: outPerGroup)
-                            }
-                        }
-                    }
-                }
-            }
+            let (gradSource, gradW, _) = groupedLinearGradients(g, source: source, weight: w, wantX: wantX, wantWeight: wantWeight,
+                                                                wantBias: false, permutation: nil)
             if let gradW { tape.accumulate(weightHandle, gradW) }
             guard let gradSource else { return }
             if permutation == nil && rowScale == nil { return tape.accumulate(inputHandle, gradSource) }
@@ -207,28 +193,10 @@ extension Variable {
         let inputs = [input, weight] + (bias.map { [$0] } ?? [])
         return tape.record(y, inputs: inputs) { g, tape in
             guard rows > 0 else { return }
-            var gradX = tape.needsGradient(input) ? Tensor(zeros: x.shape) : nil
-            var gradW = tape.needsGradient(weight) ? Tensor(zeros: w.shape) : nil
-            var gradB = bias.map { tape.needsGradient($0) } == true ? Tensor(zeros: [groups * outPerGroup]) : nil
-            var scratch: Tensor? = permutation != nil && gradX != nil ? Tensor(zeros: x.shape) : nil
-            g.withUnsafeBufferPointer { pg in
-                permutedInput.withUnsafeBufferPointer { ps in
-                    w.withUnsafeBufferPointer { pw in
-                        withOptionalMutablePointer(&gradX) { dx in
-                            withOptionalMutablePointer(&gradW) { dw in
-                                withOptionalMutablePointer(&gradB) { db in
-                                    withOptionalMutablePointer(&scratch) { sp in
-                                        GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: db, gradY: pg.baseAddress!,
-                                                                     source: ps.baseAddress!, weight: pw.baseAddress!, permutation: permutation,
-                                                                     scratch: sp, rows: rows, groups: groups, inPerGroup: inPerGroup,
-                                                                     outPerGroup: outPerGroup)
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let (gradX, gradW, gradB) = groupedLinearGradients(g, source: permutedInput, weight: w, wantX: tape.needsGradient(input),
+                                                               wantWeight: tape.needsGradient(weight),
+                                                               wantBias: bias.map { tape.needsGradient($0) } == true,
+                                                               permutation: permutation)
             if let gradX { tape.accumulate(input, gradX) }
             if let gradW { tape.accumulate(weight, gradW) }
             if let gradB, let bias { tape.accumulate(bias, gradB) }
@@ -240,4 +208,31 @@ extension Variable {
 func withOptionalArray<T, R>(_ array: [T]?, _ body: (UnsafePointer<T>?) -> R) -> R {
     guard let array else { return body(nil) }
     return array.withUnsafeBufferPointer { body($0.baseAddress) }
+}
+
+/// A grouped linear layer's gradients given dy (`g`), in fresh buffers for those wanted: x's (in
+/// x's column order), W's and the bias's. `source` is the permuted input the forward multiplied.
+private func groupedLinearGradients(_ g: Tensor, source: Tensor, weight w: Tensor, wantX: Bool, wantWeight: Bool, wantBias: Bool,
+                                    permutation: [Int]?) -> (x: Tensor?, weight: Tensor?, bias: Tensor?) {
+    let (groups, outPerGroup, inPerGroup) = (w.shape[0], w.shape[1], w.shape[2])
+    var gradX = wantX ? Tensor(zeros: source.shape) : nil
+    var gradW = wantWeight ? Tensor(zeros: w.shape) : nil
+    var gradB = wantBias ? Tensor(zeros: [groups * outPerGroup]) : nil
+    // An empty product (no channels or no outputs) passes nothing back: zeros.
+    guard g.count > 0, source.count > 0, w.count > 0 else { return (gradX, gradW, gradB) }
+    var scratch: Tensor? = permutation != nil && wantX ? Tensor(zeros: source.shape) : nil
+    withBaseAddresses([g, source, w]) { p in
+        withOptionalMutablePointer(&gradX) { dx in
+            withOptionalMutablePointer(&gradW) { dw in
+                withOptionalMutablePointer(&gradB) { db in
+                    withOptionalMutablePointer(&scratch) { sp in
+                        GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: db, gradY: p[0], source: p[1], weight: p[2],
+                                                     permutation: permutation, scratch: sp, rows: source.rowCount, groups: groups,
+                                                     inPerGroup: inPerGroup, outPerGroup: outPerGroup)
+                    }
+                }
+            }
+        }
+    }
+    return (gradX, gradW, gradB)
 }
