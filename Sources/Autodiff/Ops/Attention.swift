@@ -62,8 +62,8 @@ extension Variable {
     /// self + s ⊙ (x′·W_gᵀ + bias) with x′ = x permuted, s one scale per row (nil: 1): a grouped
     /// linear added into self, as Consolidator adds a branch, with per-example branch drop as
     /// `rowScale`, beside a frozen linear. One op where a grouped linear, a row scaling and an add
-    /// each filled a fresh tensor (an eighth of a consolidator step went to those passes). The
-    /// rows of x′ are scaled before the product, so a dropped row costs nothing in the gradient.
+    /// each filled a fresh tensor (8% of a consolidator step went to those passes). The rows of x′
+    /// are scaled before the product, so the weight's gradient needs no scaled copy of dy.
     public func addingGroupedLinear(_ x: Variable, _ weight: Variable, _ bias: Variable?, permutation: [Int]? = nil,
                                     rowScale: [Float]? = nil) -> Variable {
         let base = value, input = x.value, w = weight.value
