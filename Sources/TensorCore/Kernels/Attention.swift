@@ -78,24 +78,49 @@ public enum AttentionKernel {
     static func scores(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>, stride: Int,
                        n: Int, headSize: Int, scale: Float, keysT: UnsafeMutablePointer<Float>) {
         let padded = (n + 15) / 16 * 16
+        transposeHead(keys, stride: stride, n: n, headSize: headSize, padded: padded, into: keysT)
+        for i in 0..<n {
+            var chunk = 0
+            while chunk < padded {
+                let acc = scoreLanes(q + i * stride, keysT: keysT, padded: padded, chunk: chunk, headSize: headSize, scale: scale)
+                for lane in 0..<min(16, n - chunk) { p[i * n + chunk + lane] = acc[lane] }
+                chunk += 16
+            }
+        }
+    }
+
+    /// keysT[d, j] = keys[j·stride + d] for j < n, zero from n to `padded`: one head's keys (or
+    /// values) with the tokens along the rows, for 16-lane products over tokens.
+    @inline(__always)
+    static func transposeHead(_ keys: UnsafePointer<Float>, stride: Int, n: Int, headSize: Int, padded: Int,
+                              into keysT: UnsafeMutablePointer<Float>) {
         for d in 0..<headSize {
             let row = keysT + d * padded
             for j in 0..<n { row[j] = keys[j * stride + d] }
             for j in n..<padded { row[j] = 0 }
         }
-        for i in 0..<n {
-            let qi = q + i * stride
-            var chunk = 0
-            while chunk < padded {
-                var acc = SIMD16<Float>()
-                for d in 0..<headSize {
-                    acc += SIMD16(repeating: qi[d]) * UnsafeRawPointer(keysT + d * padded + chunk).loadUnaligned(as: SIMD16<Float>.self)
-                }
-                acc *= scale
-                for lane in 0..<min(16, n - chunk) { p[i * n + chunk + lane] = acc[lane] }
-                chunk += 16
-            }
+    }
+
+    /// One query's scores against the 16 keys from `chunk` of the transposed keys, times `scale`.
+    @inline(__always)
+    static func scoreLanes(_ qi: UnsafePointer<Float>, keysT: UnsafePointer<Float>, padded: Int, chunk: Int, headSize: Int,
+                           scale: Float) -> SIMD16<Float> {
+        var acc = SIMD16<Float>()
+        for d in 0..<headSize {
+            acc += SIMD16(repeating: qi[d]) * UnsafeRawPointer(keysT + d * padded + chunk).loadUnaligned(as: SIMD16<Float>.self)
         }
+        return acc * scale
+    }
+
+    /// The softmax of the first n ≤ 16 lanes; the lanes past n come out 0.
+    @inline(__always)
+    static func softmaxLanes(_ x: SIMD16<Float>, n: Int) -> SIMD16<Float> {
+        let past = laneNumbers .>= Float(n)
+        var x = x
+        x.replace(with: -.infinity, where: past)
+        var e = fastExp(x - largestLane(x))
+        e.replace(with: 0, where: past)
+        return e * (1 / laneTotal(e))
     }
 
     /// Floats written past a block of probabilities by `shortScoresSoftmax`'s last row.
@@ -109,26 +134,10 @@ public enum AttentionKernel {
     @inline(__always)
     static func shortScoresSoftmax(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
                                    stride: Int, n: Int, headSize: Int, scale: Float, keysT: UnsafeMutablePointer<Float>) {
-        typealias Lanes = SIMD16<Float>
-        for d in 0..<headSize {
-            let row = keysT + d * 16
-            for j in 0..<n { row[j] = keys[j * stride + d] }
-            for j in n..<16 { row[j] = 0 }
-        }
-        let past = laneNumbers .>= Float(n)
+        transposeHead(keys, stride: stride, n: n, headSize: headSize, padded: 16, into: keysT)
         for i in 0..<n {
-            let qi = q + i * stride
-            var acc = Lanes()
-            for d in 0..<headSize {
-                acc += Lanes(repeating: qi[d]) * UnsafeRawPointer(keysT + d * 16).loadUnaligned(as: Lanes.self)
-            }
-            // The same operations as `scores` and `shortSoftmaxRow`, so the same bits.
-            acc *= scale
-            acc.replace(with: -.infinity, where: past)
-            var e = fastExp(acc - largestLane(acc))
-            e.replace(with: 0, where: past)
-            e *= 1 / laneTotal(e)
-            UnsafeMutableRawPointer(p + i * n).storeBytes(of: e, as: Lanes.self)
+            let scores = scoreLanes(q + i * stride, keysT: keysT, padded: 16, chunk: 0, headSize: headSize, scale: scale)
+            UnsafeMutableRawPointer(p + i * n).storeBytes(of: softmaxLanes(scores, n: n), as: SIMD16<Float>.self)
         }
     }
 
@@ -248,10 +257,7 @@ public enum AttentionKernel {
             t.initialize(repeating: -.infinity, count: 16)
             t.update(from: row, count: n)
             let x = UnsafeRawPointer(t).loadUnaligned(as: SIMD16<Float>.self)
-            var e = fastExp(x - largestLane(x))
-            e.replace(with: 0, where: laneNumbers .>= Float(n))
-            e *= 1 / laneTotal(e)
-            UnsafeMutableRawPointer(t).storeBytes(of: e, as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(t).storeBytes(of: softmaxLanes(x, n: n), as: SIMD16<Float>.self)
             row.update(from: t, count: n)
         }
     }
@@ -360,11 +366,9 @@ public enum AttentionKernel {
         // sums of dkᵀ and dvᵀ.
         let (keysT, valuesT) = (transposed, transposed + tinyHead * 16)
         let (sumK, sumV) = (transposed + 2 * tinyHead * 16, transposed + 3 * tinyHead * 16)
+        transposeHead(k, stride: width, n: n, headSize: headSize, padded: 16, into: keysT)
+        transposeHead(v, stride: width, n: n, headSize: headSize, padded: 16, into: valuesT)
         for d in 0..<headSize {
-            for j in 0..<16 {
-                keysT[d * 16 + j] = j < n ? k[j * width + d] : 0
-                valuesT[d * 16 + j] = j < n ? v[j * width + d] : 0
-            }
             store(Lanes(), sumK + d * 16)
             store(Lanes(), sumV + d * 16)
         }
