@@ -87,7 +87,17 @@ public struct SweepRunner {
                 trainer = try Trainer(cache: cache, requests: requests, options: options)
                 let stop = self.stop
                 trainer.shouldStop = { stop.isSet }
-                results = try trainer.run()
+                // One line per epoch of the pass, with the time left at the rate measured so far: the
+                // plan's estimate comes from assumed rates, and a pass of heavy heads can run for hours.
+                var logged = 0
+                results = try trainer.run { event in
+                    guard case .epoch(_, _, let record, _) = event, record.epoch > logged else { return }
+                    logged = record.epoch
+                    let elapsed = Date().timeIntervalSince(started)
+                    let left = elapsed / Double(record.epoch) * Double(t.epochs - record.epoch)
+                    log("  group \(group.id): epoch \(record.epoch)/\(t.epochs) after \(roughDuration(elapsed))"
+                        + (record.epoch < t.epochs ? "; at most about \(roughDuration(left)) left in this pass (early stopping may end it sooner)" : ""))
+                }
             } catch is TrainingCancelled {
                 throw SweepInterrupted(finished: ok + failed)
             } catch {
@@ -128,4 +138,11 @@ public struct SweepRunner {
         }
         return (ok, failed)
     }
+}
+
+/// A duration as a person reads an estimate: seconds, minutes or hours, never more precise.
+public func roughDuration(_ seconds: Double) -> String {
+    if seconds < 90 { return String(format: "%.0f s", seconds) }
+    if seconds < 5400 { return String(format: "%.0f min", seconds / 60) }
+    return String(format: "%.1f h", seconds / 3600)
 }

@@ -171,13 +171,13 @@ struct SweepCommand: ParsableCommand {
         let parallel = max(1, min(jobs, pending.count))
         let serial = pending.reduce(0.0) { $0 + $1.estimatedSeconds }
         let longest = pending.map(\.estimatedSeconds).max() ?? 0
-        out(String(format: "estimated time: about %@ (a rough estimate from the cache's size and the heads' sizes at fixed assumed rates, not a measurement)",
-                   Self.duration(max(serial / Double(parallel), longest))))
+        out(String(format: "estimated time: about %@ (a rough estimate from the cache's size and the heads' parameter counts at rates assumed for probes, not a measurement; side networks that run over every token can take many times longer, and each pass prints the time left at its measured rate after every epoch)",
+                   roughDuration(max(serial / Double(parallel), longest))))
         if dryRun {
             for g in pending {
                 let heads = Dictionary(grouping: g.members, by: \.trial.head).map { "\($1.count) \($0)" }.sorted().joined(separator: ", ")
                 out(String(format: "  pass %@: %@; epochs %d, batch %d, seed %d; ~%@, ~%.0f MiB", g.id, heads, g.training.epochs, g.training.batchSize,
-                           g.training.seed, Self.duration(g.estimatedSeconds), Double(g.memoryBytes) / 1048576))
+                           g.training.seed, roughDuration(g.estimatedSeconds), Double(g.memoryBytes) / 1048576))
             }
             return
         }
@@ -279,12 +279,6 @@ struct SweepCommand: ParsableCommand {
 
     static func selfPath() -> String {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-    }
-
-    static func duration(_ seconds: Double) -> String {
-        if seconds < 90 { return String(format: "%.0f s", seconds) }
-        if seconds < 5400 { return String(format: "%.0f min", seconds / 60) }
-        return String(format: "%.1f h", seconds / 3600)
     }
 
     /// SIGINT/SIGTERM: the first asks for a clean stop (after the current batch) and is passed on to

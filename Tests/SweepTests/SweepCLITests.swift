@@ -75,6 +75,10 @@ func writeSpec(_ text: String) throws -> String {
         environment["SIDECAR_SHARD_COUNT"] = "2"
         let second = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results], environment: environment)
         #expect(second.status == 0, "\(second.err)")
+        // Each pass reports its epochs as they end, with the time left at the rate measured so far.
+        let epochLines = second.out.split(separator: "\n").filter { $0.contains(": epoch ") }
+        #expect(epochLines.contains { $0.contains("epoch 1/2 after") && $0.contains("left in this pass") }, "\(second.out)")
+        #expect(epochLines.contains { $0.contains("epoch 2/2 after") && !$0.contains("left") }, "\(second.out)")
         #expect(FileManager.default.fileExists(atPath: results + "/trials-1-of-2.jsonl"))
         let all = try resultLines(results)
         #expect(all.count == 12 && Set(all.map { $0["trial"] as! String }).count == 12)
