@@ -77,6 +77,7 @@ public struct SweepRunner {
             options.labelSmoothing = Float(t.labelSmoothing)
             options.clipNorm = Float(t.clipNorm)
             options.patience = t.patience
+            options.emaDecay = t.emaDecay.map(Float.init)
             options.parallelHeads = parallelHeads
             options.inMemory = inMemory
             let requests = members.map { HeadRequest(head: $0.trial.head, settings: $0.trial.settings, learningRate: Float($0.trial.training.lr)) }

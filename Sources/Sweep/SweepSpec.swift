@@ -6,7 +6,7 @@
 //   [base]                      # what every trial starts from
 //   head = "linear"             # the head when a block names none
 //   [base.training]             # epochs lr batch_size seed optimizer weight_decay warmup
-//   epochs = 4                  #   label_smoothing clip_norm patience (lr absent: the head's own)
+//   epochs = 4                  #   label_smoothing clip_norm patience ema_decay (lr absent: the head's own)
 //   [base.set]                  # hyperparameters; each must exist on every head it reaches
 //   pool = "mean"
 //
@@ -100,13 +100,18 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
     public var labelSmoothing = 0.0
     public var clipNorm = 1.0
     public var patience = 4
+    /// The weight average's decay; nil (off) is left out of the encoding, so the ids of trials
+    /// without one stay what they were before the option existed.
+    public var emaDecay: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case epochs, lr, seed, optimizer, warmup, patience
         case batchSize = "batch_size", weightDecay = "weight_decay", labelSmoothing = "label_smoothing", clipNorm = "clip_norm"
+        case emaDecay = "ema_decay"
     }
 
-    public static let keys = ["epochs", "lr", "batch_size", "seed", "optimizer", "weight_decay", "warmup", "label_smoothing", "clip_norm", "patience"]
+    public static let keys = ["epochs", "lr", "batch_size", "seed", "optimizer", "weight_decay", "warmup", "label_smoothing", "clip_norm", "patience",
+                              "ema_decay"]
 
     public init() {}
 
@@ -133,6 +138,7 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
         case "label_smoothing": labelSmoothing = try number({ $0 >= 0 && $0 < 1 }, "a number in [0, 1)")
         case "clip_norm": clipNorm = try number({ $0 >= 0 }, "a non-negative number (0: off)")
         case "patience": patience = try integer(0, "a non-negative integer (0: never stop early)")
+        case "ema_decay": emaDecay = try number({ (0..<1).contains($0) }, "a number in [0, 1)")
         default: throw SweepError("unknown training option; the options are \(Self.keys.joined(separator: ", "))")
         }
     }

@@ -104,6 +104,8 @@ final class HeadState: @unchecked Sendable {
     /// Set when the loss stops being finite; the head then stops while the others go on.
     var failure: String? = nil
     var history: [EpochRecord] = []
+    /// The moving average of the weights, with `TrainingOptions.emaDecay`.
+    var averaged: [Float]? = nil
 
     init(request: HeadRequest, hyperparameters: Hyperparameters, head: any Head, optimizer: any Optimizer,
          schedule: LearningRateSchedule, seed: UInt64) {
@@ -125,9 +127,23 @@ final class HeadState: @unchecked Sendable {
         }
         if options.clipNorm > 0 { _ = head.parameters.clipGradientNorm(options.clipNorm) }
         optimizer.step(head.parameters, learningRate: schedule.rate(at: step))
+        if let decay = options.emaDecay { average(decay: decay) }
         step += 1
         lossSum += Double(value) * Double(batchCount)
         lossCount += batchCount
+    }
+
+    /// Moves the average towards the weights after a step. The decay starts low,
+    /// min(decay, (1 + n) / (10 + n)) at step n, as in TensorFlow's and timm's averages with
+    /// warmup: otherwise the initial weights would weigh on the average for thousands of steps.
+    func average(decay: Float) {
+        precondition(averaged != nil, "the weight average starts when the trainer is built")
+        let rate = 1 - min(decay, Float(1 + step) / Float(10 + step))
+        head.parameters.values.withUnsafeBufferPointer { v in
+            averaged!.withUnsafeMutableBufferPointer { a in
+                for i in a.indices { a[i] += rate * (v[i] - a[i]) }
+            }
+        }
     }
 }
 
@@ -174,6 +190,8 @@ public final class Trainer {
         guard train.count > 0 else { throw CacheError("\(cache.path): the train split is empty") }
         let total = (train.count + options.batchSize - 1) / options.batchSize * options.epochs
         for s in states {
+            // The average starts at the initial weights, as timm's does.
+            if options.emaDecay != nil { s.averaged = s.head.parameters.values }
             let rate = s.schedule.peak
             s.schedule = LearningRateSchedule(peak: rate, warmupSteps: Int((Float(total) * options.warmup).rounded()),
                                               totalSteps: total, floor: rate * options.finalLearningRate)
@@ -260,7 +278,7 @@ public final class Trainer {
                 if more { decoded = try next.take() }
             }
             let seconds = Date().timeIntervalSince(epochStart)
-            let valMetrics = try val.map { try evaluate($0, active.filter { $0.failure == nil }) }
+            let valMetrics = try val.map { try evaluate($0, active.filter { $0.failure == nil }, averaged: true) }
             samplePeakMemory()
             for (i, s) in states.enumerated() where !s.stopped {
                 let metrics = valMetrics?[ObjectIdentifier(s)]
@@ -283,7 +301,7 @@ public final class Trainer {
                     s.bestAccuracy = accuracy
                     s.bestLoss = loss
                     s.bestEpoch = epoch
-                    s.best = s.head.parameters.values
+                    s.best = s.averaged ?? s.head.parameters.values
                     s.sinceBest = 0
                 } else {
                     s.sinceBest += 1
@@ -318,8 +336,13 @@ public final class Trainer {
         }
     }
 
-    /// Loss, accuracy, macro-F1 and confusion of each head on a split, in eval mode.
-    func evaluate(_ dataset: CacheDataset, _ states: [HeadState]) throws -> [ObjectIdentifier: ClassificationMetrics] {
+    /// Loss, accuracy, macro-F1 and confusion of each head on a split, in eval mode; with
+    /// `averaged`, of the heads' weight averages where they keep one.
+    func evaluate(_ dataset: CacheDataset, _ states: [HeadState], averaged: Bool = false) throws -> [ObjectIdentifier: ClassificationMetrics] {
+        let swapped = averaged ? states.filter { $0.averaged != nil } : []
+        let trained = swapped.map { $0.head.parameters.values }
+        for s in swapped { s.head.parameters.values = s.averaged! }
+        defer { for (s, values) in zip(swapped, trained) { s.head.parameters.values = values } }
         let collected = states.map { _ in Collected() }
         let labels = try predictSplit(dataset, steps: states.map(\.sharded), batchSize: options.batchSize, workers: workers,
                                       stop: { if self.shouldStop?() == true { throw TrainingCancelled() } }) { i, logits, labels in

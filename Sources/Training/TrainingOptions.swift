@@ -20,6 +20,10 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
     public var clipNorm: Float = 1
     /// Epochs without a better validation accuracy before a head stops (0: never stop early).
     public var patience = 4
+    /// Decay of an exponential moving average of the weights (timm's model EMA), which is then
+    /// what is evaluated, kept as best and saved; nil: off. Optional so that config.json files
+    /// written before it still read.
+    public var emaDecay: Float? = nil
     public var seed: UInt64 = 0
     /// Decode the needed features once and keep them in memory.
     public var inMemory = false
@@ -34,7 +38,7 @@ public struct TrainingOptions: Codable, Sendable, Equatable {
         case epochs, optimizer, momentum, warmup, patience, seed
         case batchSize = "batch_size", learningRate = "lr", weightDecay = "weight_decay"
         case finalLearningRate = "final_lr_fraction", labelSmoothing = "label_smoothing", clipNorm = "clip_norm"
-        case inMemory = "in_memory", parallelHeads = "parallel_heads"
+        case inMemory = "in_memory", parallelHeads = "parallel_heads", emaDecay = "ema_decay"
     }
 
     public init() {}

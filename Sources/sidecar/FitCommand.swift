@@ -60,6 +60,9 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Stop a head after this many epochs without a better validation accuracy (0: never).")
     var patience = 4
 
+    @Option(help: "Keep an exponential moving average of each head's weights with this decay (e.g. 0.999; timm's model EMA); the average is what is evaluated, kept as best and saved. Off unless given.")
+    var emaDecay: Float?
+
     @Flag(help: "Decode the needed features once and keep them in memory (when they fit).")
     var inMemory = false
 
@@ -82,6 +85,7 @@ struct FitCommand: ParsableCommand {
         if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number, got \(lr)") }
         if !(0...1).contains(warmup) { throw ValidationError("--warmup must be a fraction in 0...1, got \(warmup)") }
         if !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1), got \(labelSmoothing)") }
+        if let emaDecay, !(0..<1).contains(emaDecay) { throw ValidationError("--ema-decay must be in [0, 1), got \(emaDecay)") }
         if weightDecay < 0 || clipNorm < 0 || patience < 0 { throw ValidationError("--weight-decay, --clip-norm and --patience cannot be negative") }
     }
 
@@ -108,6 +112,7 @@ struct FitCommand: ParsableCommand {
         options.labelSmoothing = labelSmoothing
         options.clipNorm = clipNorm
         options.patience = patience
+        options.emaDecay = emaDecay
         options.inMemory = inMemory
         options.skipCorrupt = skipCorrupt
         let trainer = try Trainer(cache: opened, requests: requests, options: options)
