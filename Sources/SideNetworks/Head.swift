@@ -137,9 +137,35 @@ public protocol Head: AnyObject {
     /// The fixed number of parts each batch is split into for training and evaluation (see
     /// `HeadKind.batchShards`).
     var batchShards: Int { get }
+    /// The floating-point operations of one training step per example, forward and backward, for
+    /// a sweep's time estimate; `tokens` is the cache's mean rows per example. The default counts
+    /// each parameter once per example (a probe on pooled features).
+    func stepFlops(tokens: Double) -> StepFlops
+}
+
+/// Operations of a training step, by the arithmetic that runs them.
+public struct StepFlops: Sendable, Equatable {
+    public var f32: Double
+    /// Products run in bf16 (oneDNN), several times faster than f32 ones.
+    public var bf16: Double
+
+    public init(f32: Double, bf16: Double = 0) {
+        self.f32 = f32
+        self.bf16 = bf16
+    }
+
+    /// Every parameter in one multiply-add per token forward and two backward (the input's and
+    /// its own gradient): the side networks' linears, which dominate their steps.
+    public static func perToken(parameters: Int, tokens: Double) -> StepFlops {
+        StepFlops(f32: 6 * Double(parameters) * tokens)
+    }
 }
 
 extension Head {
+    public func stepFlops(tokens: Double) -> StepFlops {
+        StepFlops(f32: 6 * Double(parameterCount))
+    }
+
     public func exportedTensors() -> [(String, Tensor)] {
         parameters.ids.map { (parameters.entry($0).name, parameters.tensor($0)) }
     }

@@ -38,6 +38,8 @@ public struct PlannedTrial: Sendable {
     public var trial: Trial
     /// Trainable parameters of the built head (nil when it could not be built).
     public var parameters: Int?
+    /// A training step's operations per example (zero when the head could not be built).
+    public var flops = StepFlops(f32: 0)
     public var features: [String]
     /// Bytes this head adds to a pass (weights, gradients, optimiser state, activations): an estimate.
     public var memoryBytes: Int
@@ -74,6 +76,7 @@ public struct SweepPlan: Sendable {
         let s = cache.manifest.settings
         let tokens = s.maxTokens ?? 128
         let width = s.backbone.hiddenSize
+        let meanTokens = meanRows(cache) ?? Double(tokens) / 4
         var planned: [PlannedTrial] = []
         for trial in trials {
             do {
@@ -82,15 +85,28 @@ public struct SweepPlan: Sendable {
                 // Weights, gradients and two AdamW moments; the tape keeps a few activations of the
                 // batch per feature read.
                 let memory = head.parameterCount * 4 * 4 + trial.training.batchSize * tokens * width * 4 * max(features.count, 1) * 6
-                planned.append(PlannedTrial(trial: trial, parameters: head.parameterCount, features: features, memoryBytes: memory))
+                planned.append(PlannedTrial(trial: trial, parameters: head.parameterCount, flops: head.stepFlops(tokens: meanTokens),
+                                            features: features, memoryBytes: memory))
             } catch {
                 planned.append(PlannedTrial(trial: trial, parameters: nil, features: [], memoryBytes: 0, lateError: "\(error)"))
             }
         }
         let examples = s.splits.reduce(0) { $0 + (s.splitCounts[$1] ?? 0) }
-        let cost = CostModel(examples: examples, trainExamples: s.splitCounts["train"] ?? 0, tokens: tokens,
-                             bytesPerExample: Double(LMDBEnvironment.dataFileSize(cache.path) ?? 0) / Double(max(examples, 1)))
+        // Hidden states of every stored layer, and each stream of every layer after the embedding.
+        let storedFeatures = s.layers.count + (s.streams ?? []).count * s.layers.filter { $0 > 0 }.count
+        let cost = CostModel(examples: examples, trainExamples: s.splitCounts["train"] ?? 0,
+                             bytesPerFeature: Double(LMDBEnvironment.dataFileSize(cache.path) ?? 0) / Double(max(examples, 1) * max(storedFeatures, 1)))
         return SweepPlan(groups: group(planned, limits: limits, cost: cost), limits: limits)
+    }
+
+    /// The mean rows per example of up to 256 train records spread over the split (nil when they
+    /// cannot be read: the trainer will say why).
+    static func meanRows(_ cache: ActivationCache) -> Double? {
+        let count = cache.manifest.settings.splitCounts["train"] ?? 0
+        guard count > 0 else { return nil }
+        let sample = Array(stride(from: 0, to: count, by: max(1, count / 256)))
+        guard let rows = try? cache.withRecords(split: "train", indices: sample, { $0.map(\.rows) }) else { return nil }
+        return Double(rows.reduce(0, +)) / Double(rows.count)
     }
 
     static func group(_ planned: [PlannedTrial], limits: PlanLimits, cost: CostModel) -> [TrialGroup] {
@@ -156,26 +172,30 @@ public struct SweepPlan: Sendable {
     }
 }
 
-/// The plan's time estimate: decoding each example's stored bytes once per pass and epoch, plus for
-/// each head a fixed cost per example (pooling, the tape) and 6 floating-point operations per
-/// parameter per training example, evaluation at a third of that. The rates were measured once on
-/// a 2-core x86 machine (linear probes and MLPs on the MiniLM debian-sections cache); they are
-/// assumptions here, not a measurement of this machine.
+/// The plan's time estimate: decoding the features a pass reads, once per pass and epoch, plus for
+/// each head a fixed cost per example (pooling, the tape) and its step's operations
+/// (`Head.stepFlops`), evaluation at a third of a training step. The rates are assumptions
+/// measured once on a 2-core x86 machine with AVX512-BF16 (8-epoch runs on the MiniLM
+/// debian-sections cache): by this count LoSA, LST, UniPT and E3VA trained at 54–119 GFLOP/s in
+/// f32 and the consolidator's bf16 products ran at 235–248 (K = 1 and K = 4); probes were
+/// dominated by the fixed cost. They are not a measurement of this machine.
 struct CostModel: Sendable {
     var examples: Int
     var trainExamples: Int
-    var tokens: Int
-    var bytesPerExample: Double
+    /// Stored bytes of one feature (a layer's hidden states or one stream) of one example.
+    var bytesPerFeature: Double
     static let decodeBytesPerSecond = 400e6
     static let secondsPerHeadExample = 2e-5
-    static let flopsPerSecond = 25e9
+    static let f32FlopsPerSecond = 70e9
+    static let bf16FlopsPerSecond = 240e9
 
     func seconds(_ members: [PlannedTrial]) -> Double {
         let epochs = Double(members[0].trial.training.epochs)
-        let decode = bytesPerExample * Double(examples) * epochs / Self.decodeBytesPerSecond
+        let features = Set(members.flatMap(\.features)).count
+        let decode = bytesPerFeature * Double(features * examples) * epochs / Self.decodeBytesPerSecond
         let seen = (Double(trainExamples) + Double(examples - trainExamples) / 3) * epochs
         let compute = members.reduce(0.0) { sum, p in
-            sum + seen * (Self.secondsPerHeadExample + 6 * Double(p.parameters ?? 0) / Self.flopsPerSecond)
+            sum + seen * (Self.secondsPerHeadExample + p.flops.f32 / Self.f32FlopsPerSecond + p.flops.bf16 / Self.bf16FlopsPerSecond)
         }
         return decode + compute
     }

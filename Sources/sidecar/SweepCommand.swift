@@ -171,7 +171,7 @@ struct SweepCommand: ParsableCommand {
         let parallel = max(1, min(jobs, pending.count))
         let serial = pending.reduce(0.0) { $0 + $1.estimatedSeconds }
         let longest = pending.map(\.estimatedSeconds).max() ?? 0
-        out(String(format: "estimated time: about %@ (a rough estimate from the cache's size and the heads' parameter counts at rates assumed for probes, not a measurement; side networks that run over every token can take many times longer, and each pass prints the time left at its measured rate after every epoch)",
+        out(String(format: "estimated time: about %@ (a rough estimate from the features the heads read and each head's operations per example, at rates measured once on another machine; each pass prints the time left at its own measured rate after every epoch)",
                    roughDuration(max(serial / Double(parallel), longest))))
         if dryRun {
             for g in pending {

@@ -68,6 +68,22 @@ import TensorCore
         #expect(names.contains("block.2.attention.query.weight"))
     }
 
+    @Test func stepCostsCountTheOperationsOfAStep() throws {
+        // A probe: each parameter once per example, whatever the token count.
+        let probe = try Tiny.head("linear", Tiny.settings["linear"]!)
+        #expect(probe.stepFlops(tokens: 10) == StepFlops(f32: 6 * Double(probe.parameterCount)))
+        // A side network: each parameter once per token.
+        let losa = try Tiny.head("losa", Tiny.settings["losa"]!)
+        #expect(losa.stepFlops(tokens: 10) == StepFlops(f32: 60 * Double(losa.parameterCount)))
+        // The consolidator adds its frozen products, in f32 on this context: per token, 512
+        // multiply-adds a block (Q, K, V and O 8×8, the FFN 8×16 and 16×8), forward in both blocks
+        // and backward for the inputs except the first block's Q, K and V (192), which read the cache.
+        let consolidator = try Tiny.head("consolidator", Tiny.settings["consolidator"]!)
+        let forward: Double = 2 * 512 * 2, backward: Double = 2 * 512 + 2 * (512 - 192)
+        let trained = 6 * Double(consolidator.parameterCount)
+        #expect(consolidator.stepFlops(tokens: 10) == StepFlops(f32: 10 * trained + 10 * (forward + backward)))
+    }
+
     @Test func pooledCachesAreRefusedByTokenMixingHeads() throws {
         for name in ["losa", "lst", "unipt", "consolidator"] {
             #expect(throws: HeadError.self) { try Tiny.head(name, Tiny.settings[name]!, context: Tiny.context(layout: .cls)) }

@@ -136,6 +136,20 @@ public final class ConsolidatorHead: Head, HeadKind {
         classifier = Dense(parameters, "classifier", in: width, out: context.classes, rng: &rng)
     }
 
+    /// The frozen products forward, and backward for their inputs' gradients except where the input
+    /// is the cache's own rows (the first block's Q, K and V in a post-LN block); the branches,
+    /// norms and biases per token like any side network's parameters. Attention over a dozen tokens
+    /// is left out: T·D per token, against D² for one product.
+    public func stepFlops(tokens: Double) -> StepFlops {
+        var frozen = 0.0
+        for (name, layer) in linears {
+            let readsCache = shape.layout == .postLN && name.hasPrefix("block.\(blocks[0]).attention.") && !name.hasSuffix(".output")
+            frozen += 2 * Double(layer.shape[0] * layer.shape[1]) * (readsCache ? 1 : 2)
+        }
+        let trained = StepFlops.perToken(parameters: parameterCount, tokens: tokens)
+        return bf16 ? StepFlops(f32: trained.f32, bf16: frozen * tokens) : StepFlops(f32: trained.f32 + frozen * tokens)
+    }
+
     /// ShuffleNet's channel shuffle as an input permutation: x′[j·g + i] = x[i·(C/g) + j].
     static func shufflePermutation(channels: Int, groups g: Int) -> [Int] {
         let per = channels / g

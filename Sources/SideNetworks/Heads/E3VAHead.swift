@@ -19,6 +19,8 @@ public final class E3VAHead: Head, HeadKind {
     public static let defaultLearningRate: Float = 1e-3
     public static let batchShards = 2
 
+    public func stepFlops(tokens: Double) -> StepFlops { .perToken(parameters: parameterCount, tokens: tokens) }
+
     /// E(x) = GELU(x·W_d + b_d)·W_u + b_u, each projection optionally through an inner rank.
     struct Adapter {
         let feature: Feature

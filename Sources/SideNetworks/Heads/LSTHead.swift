@@ -21,6 +21,8 @@ public final class LSTHead: Head, HeadKind {
     public static let defaultLearningRate: Float = 1e-3
     public static let batchShards = 2
 
+    public func stepFlops(tokens: Double) -> StepFlops { .perToken(parameters: parameterCount, tokens: tokens) }
+
     public let parameters = ParameterSet()
     public let features: [Feature]
     let sideLayers: [Int]

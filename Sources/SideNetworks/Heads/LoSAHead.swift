@@ -20,6 +20,8 @@ public final class LoSAHead: Head, HeadKind {
     public static let defaultLearningRate: Float = 1e-3
     public static let batchShards = 2
 
+    public func stepFlops(tokens: Double) -> StepFlops { .perToken(parameters: parameterCount, tokens: tokens) }
+
     struct Mixer {
         let layer: Int
         let tokenNorm: Norm

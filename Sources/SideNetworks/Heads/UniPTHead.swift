@@ -20,6 +20,8 @@ public final class UniPTHead: Head, HeadKind {
     public static let defaultLearningRate: Float = 5e-4
     public static let batchShards = 2
 
+    public func stepFlops(tokens: Double) -> StepFlops { .perToken(parameters: parameterCount, tokens: tokens) }
+
     public let parameters = ParameterSet()
     public let features: [Feature]
     let layers: [Int]
