@@ -150,5 +150,10 @@ import TensorCore
         #expect(worst < 1e-5, "fused vs grouped linear, scaling and add: \(worst)")
         // A dropped row is the base row unchanged.
         if scaled { #expect(Array(fused.scalars[12..<24]) == Array(base.scalars[12..<24])) }
+        // The op consumes its base; a caller that keeps a handle on it (here the only owner of
+        // its buffer) still reads the value it had: the branch went into a copy.
+        let kept = tape.constant(Tensor(shape: base.shape, scalars: base.scalars))
+        let added = kept.addingGroupedLinear(tape.constant(x), tape.constant(w), tape.constant(b), permutation: permutation, rowScale: scales)
+        #expect(kept.value == base && added.value == fused)
     }
 }

@@ -64,9 +64,13 @@ extension Variable {
     /// `rowScale`, beside a frozen linear. One op where a grouped linear, a row scaling and an add
     /// each filled a fresh tensor (8% of a consolidator step went to those passes). The rows of x′
     /// are scaled before the product, so the weight's gradient needs no scaled copy of dy.
-    public func addingGroupedLinear(_ x: Variable, _ weight: Variable, _ bias: Variable?, permutation: [Int]? = nil,
-                                    rowScale: [Float]? = nil) -> Variable {
-        let base = value, input = x.value, w = weight.value
+    /// Consuming: when the caller gives up its last handle on self's value (`y = y.adding…`) and
+    /// no backward step kept it, the branch is added in place; otherwise into a copy (the copy of
+    /// a frozen product's output was 2.7% of a consolidator epoch).
+    public consuming func addingGroupedLinear(_ x: Variable, _ weight: Variable, _ bias: Variable?, permutation: [Int]? = nil,
+                                              rowScale: [Float]? = nil) -> Variable {
+        let (tape, baseHandle) = (self.tape, handle)
+        let base = (consume self).value, input = x.value, w = weight.value
         precondition(w.rank == 3 && input.columnCount == w.shape[0] * w.shape[2],
                      "addingGroupedLinear: input \(input.shape) does not match weight \(w.shape) ([G, O, I])")
         let (groups, outPerGroup, inPerGroup) = (w.shape[0], w.shape[1], w.shape[2])
@@ -94,7 +98,7 @@ extension Variable {
                 }
             }
         }
-        var out = base
+        var out = consume base
         if rows > 0 && outWidth > 0 {
             out.withUnsafeMutableBufferPointer { po in
                 let y = po.baseAddress!
@@ -117,7 +121,7 @@ extension Variable {
                 }
             }
         }
-        let (baseHandle, inputHandle, weightHandle, biasHandle) = (handle, x.handle, weight.handle, bias?.handle)
+        let (inputHandle, weightHandle, biasHandle) = (x.handle, weight.handle, bias?.handle)
         let inputs = [baseHandle, inputHandle, weightHandle] + (biasHandle.map { [$0] } ?? [])
         return tape.record(out, inputs: inputs) { g, tape in
             tape.accumulate(baseHandle, g)
