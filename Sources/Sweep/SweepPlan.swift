@@ -173,21 +173,22 @@ public struct SweepPlan: Sendable {
 }
 
 /// The plan's time estimate: decoding the features a pass reads, once per pass and epoch, plus for
-/// each head a fixed cost per example (pooling, the tape) and its step's operations
-/// (`Head.stepFlops`), evaluation at a third of a training step. The rates are assumptions
-/// measured once on a 2-core x86 machine with AVX512-BF16 (8-epoch runs on the MiniLM
-/// debian-sections cache): by this count LoSA, LST, UniPT and E3VA trained at 54–119 GFLOP/s in
-/// f32 and the consolidator's bf16 products ran at 235–248 (K = 1 and K = 4); probes were
-/// dominated by the fixed cost. They are not a measurement of this machine.
+/// each head a cost per feature it reads per example (pooling, normalising, the tape) and its
+/// step's operations (`Head.stepFlops`), evaluation at a third of a training step. The rates were
+/// fitted once to epoch times on a 2-core x86 machine with AVX512-BF16 (the MiniLM debian-sections
+/// cache): each head alone (`sidecar-bench fit`), three K=4-6 consolidators in one pass and the
+/// demo's 12 probes in one pass, all within a factor of two, most within 40% (a probe alone decodes
+/// on one core while it trains on the other, which a sum does not see). They are assumptions here,
+/// not a measurement of this machine.
 struct CostModel: Sendable {
     var examples: Int
     var trainExamples: Int
     /// Stored bytes of one feature (a layer's hidden states or one stream) of one example.
     var bytesPerFeature: Double
-    static let decodeBytesPerSecond = 400e6
-    static let secondsPerHeadExample = 2e-5
-    static let f32FlopsPerSecond = 70e9
-    static let bf16FlopsPerSecond = 240e9
+    static let decodeBytesPerSecond = 1e9
+    static let secondsPerFeatureExample = 8e-6
+    static let f32FlopsPerSecond = 150e9
+    static let bf16FlopsPerSecond = 300e9
 
     func seconds(_ members: [PlannedTrial]) -> Double {
         let epochs = Double(members[0].trial.training.epochs)
@@ -195,7 +196,8 @@ struct CostModel: Sendable {
         let decode = bytesPerFeature * Double(features * examples) * epochs / Self.decodeBytesPerSecond
         let seen = (Double(trainExamples) + Double(examples - trainExamples) / 3) * epochs
         let compute = members.reduce(0.0) { sum, p in
-            sum + seen * (Self.secondsPerHeadExample + p.flops.f32 / Self.f32FlopsPerSecond + p.flops.bf16 / Self.bf16FlopsPerSecond)
+            sum + seen * (Self.secondsPerFeatureExample * Double(max(p.features.count, 1)) + p.flops.f32 / Self.f32FlopsPerSecond
+                          + p.flops.bf16 / Self.bf16FlopsPerSecond)
         }
         return decode + compute
     }
