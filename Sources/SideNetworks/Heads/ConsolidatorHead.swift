@@ -141,13 +141,16 @@ public final class ConsolidatorHead: Head, HeadKind {
     /// norms and biases per token like any side network's parameters. Attention over a dozen tokens
     /// is left out: T·D per token, against D² for one product.
     public func stepFlops(tokens: Double) -> StepFlops {
-        var frozen = 0.0
+        // In integers, so that the dictionary's order cannot change the sum (sharded sweeps must
+        // agree on their estimates).
+        var frozen = 0
         for (name, layer) in linears {
             let readsCache = shape.layout == .postLN && name.hasPrefix("block.\(blocks[0]).attention.") && !name.hasSuffix(".output")
-            frozen += 2 * Double(layer.shape[0] * layer.shape[1]) * (readsCache ? 1 : 2)
+            frozen += 2 * layer.shape[0] * layer.shape[1] * (readsCache ? 1 : 2)
         }
         let trained = StepFlops.perToken(parameters: parameterCount, tokens: tokens)
-        return bf16 ? StepFlops(f32: trained.f32, bf16: frozen * tokens) : StepFlops(f32: trained.f32 + frozen * tokens)
+        let perExample = Double(frozen) * tokens
+        return bf16 ? StepFlops(f32: trained.f32, bf16: perExample) : StepFlops(f32: trained.f32 + perExample)
     }
 
     /// ShuffleNet's channel shuffle as an input permutation: x′[j·g + i] = x[i·(C/g) + j].
