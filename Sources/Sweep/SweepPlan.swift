@@ -67,6 +67,7 @@ public struct PlanLimits: Sendable {
 public struct SweepPlan: Sendable {
     public var groups: [TrialGroup]
     public var limits: PlanLimits
+    let cost: CostModel
 
     public var trialCount: Int { groups.reduce(0) { $0 + $1.members.count } }
 
@@ -96,7 +97,17 @@ public struct SweepPlan: Sendable {
         let storedFeatures = s.layers.count + (s.streams ?? []).count * s.layers.filter { $0 > 0 }.count
         let cost = CostModel(examples: examples, trainExamples: s.splitCounts["train"] ?? 0,
                              bytesPerFeature: Double(LMDBEnvironment.dataFileSize(cache.path) ?? 0) / Double(max(examples, 1) * max(storedFeatures, 1)))
-        return SweepPlan(groups: group(planned, limits: limits, cost: cost), limits: limits)
+        return SweepPlan(groups: group(planned, limits: limits, cost: cost), limits: limits, cost: cost)
+    }
+
+    /// `group` with only the members `keep` accepts (the ones a resumed run still has to train), its
+    /// time and memory estimated for those alone; nil when none is left.
+    public func remaining(of group: TrialGroup, keep: (PlannedTrial) -> Bool) -> TrialGroup? {
+        let members = group.members.filter(keep)
+        if members.isEmpty { return nil }
+        var g = Self.makeGroup(members, cost: cost)
+        g.id = group.id
+        return g
     }
 
     /// The mean rows per example of up to 256 train records spread over the split (nil when they

@@ -155,9 +155,7 @@ struct SweepCommand: ParsableCommand {
         }
         let mine = plan.groups(of: shard)
         let pending: [TrialGroup] = mine.compactMap { g in
-            var g = g
-            g.members = g.members.filter { !skip.contains($0.trial.id) && (only?.contains($0.trial.id) ?? true) }
-            return g.members.isEmpty ? nil : g
+            plan.remaining(of: g) { !skip.contains($0.trial.id) && (only?.contains($0.trial.id) ?? true) }
         }
         let mineCount = mine.reduce(0) { $0 + $1.members.count }
         let pendingCount = pending.reduce(0) { $0 + $1.members.count }

@@ -57,6 +57,19 @@ func resultLines(_ folder: String) throws -> [[String: Any]] {
         return (spec, try SweepPlan.make(trials: spec.trials, cache: cache, limits: limits), cache)
     }
 
+    @Test func aResumedPassIsEstimatedForTheTrialsItStillHas() throws {
+        let (_, plan, _) = try plan()
+        let full = try #require(plan.groups.first { $0.members.count == 4 })
+        let left = try #require(plan.remaining(of: full) { $0.trial.id != full.members[0].trial.id })
+        #expect(left.id == full.id && left.members.map(\.trial.id) == full.members.dropFirst().map(\.trial.id))
+        #expect(left.estimatedSeconds > 0 && left.estimatedSeconds < full.estimatedSeconds)
+        #expect(left.memoryBytes == full.memoryBytes - full.members[0].memoryBytes)
+        #expect(plan.remaining(of: full) { _ in false } == nil)
+        // Decoding is per pass, the rest per head: one head's share is less than the whole pass.
+        let alone = try #require(plan.remaining(of: full) { $0.trial.id == full.members[0].trial.id })
+        #expect(alone.estimatedSeconds + left.estimatedSeconds > full.estimatedSeconds)
+    }
+
     @Test func trialsSharingTrainingOptionsShareAPass() throws {
         let (spec, plan, _) = try plan()
         #expect(spec.trials.count == 10)
