@@ -83,7 +83,9 @@ import Training
         #expect(throws: HeadError.self) { try TrainedHead.load(folder) }
     }
 
-    @Test func severalHeadsInOnePassEqualEachAlone() throws {
+    /// Also with weight averages (`emaDecay`), each head keeping its own.
+    @Test(arguments: [nil, 0.9] as [Float?])
+    func severalHeadsInOnePassEqualEachAlone(emaDecay: Float?) throws {
         let path = SyntheticCache.temporaryPath("group")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try SyntheticCache.make(at: path, streams: ["attn", "mlp"])
@@ -92,14 +94,17 @@ import Training
                         HeadRequest(head: "losa", settings: ["rank_tokens": "2", "rank_channels": "4"]),
                         HeadRequest(head: "e3va", settings: ["rank": "4"]),
                         HeadRequest(head: "unipt", settings: ["reduction": "4"])]
-        let together = try Trainer(cache: cache, requests: requests, options: options(epochs: 2))
+        var o = options(epochs: 2)
+        o.emaDecay = emaDecay
+        let together = try Trainer(cache: cache, requests: requests, options: o)
         let groupResults = try together.run()
         for (i, request) in requests.enumerated() {
-            let alone = try Trainer(cache: cache, requests: [request], options: options(epochs: 2))
+            let alone = try Trainer(cache: cache, requests: [request], options: o)
             let result = try alone.run()[0]
             #expect(alone.heads[0].parameters.values == together.heads[i].parameters.values, "\(request.head) differs")
             #expect(result.test == groupResults[i].test)
             #expect(result.history.map(\.trainLoss) == groupResults[i].history.map(\.trainLoss))
+            #expect(result.history.map(\.valAccuracy) == groupResults[i].history.map(\.valAccuracy))
         }
     }
 

@@ -1,5 +1,6 @@
 // The weight average (`TrainingOptions.emaDecay`): it follows the weights of every step with the
-// warmed-up decay, it is what is evaluated and kept, and it changes nothing else.
+// warmed-up decay, it is what is evaluated and kept, and it changes nothing else. (Heads with
+// averages in one pass equal each alone: TrainerTests.severalHeadsInOnePassEqualEachAlone.)
 import ActivationStore
 import Autodiff
 import Foundation
@@ -76,23 +77,5 @@ import Training
         #expect(plain.heads[0].parameters.values == averaged.heads[0].parameters.values)
         #expect(plainResult.history.map(\.valAccuracy) == averagedResult.history.map(\.valAccuracy))
         #expect(plainResult.test == averagedResult.test)
-    }
-
-    @Test func headsWithAverageInOnePassEqualEachAlone() throws {
-        let path = SyntheticCache.temporaryPath("emagroup")
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticCache.make(at: path)
-        let cache = try ActivationCache.open(path: path)
-        var o = options(ema: 0.9)
-        o.epochs = 2
-        let requests = [HeadRequest(head: "linear"), HeadRequest(head: "mlp", settings: ["hidden": "12"])]
-        let together = try Trainer(cache: cache, requests: requests, options: o)
-        let groupResults = try together.run()
-        for (i, request) in requests.enumerated() {
-            let alone = try Trainer(cache: cache, requests: [request], options: o)
-            let result = try alone.run()[0]
-            #expect(alone.heads[0].parameters.values == together.heads[i].parameters.values, "\(request.head) differs")
-            #expect(result.history.map(\.valAccuracy) == groupResults[i].history.map(\.valAccuracy))
-        }
     }
 }
