@@ -134,8 +134,9 @@ final class HeadState: @unchecked Sendable {
     }
 
     /// Moves the average towards the weights after a step. The decay starts low,
-    /// min(decay, (1 + n) / (10 + n)) at step n, as in TensorFlow's and timm's averages with
-    /// warmup: otherwise the initial weights would weigh on the average for thousands of steps.
+    /// min(decay, (1 + n) / (10 + n)) at step n, as TensorFlow's ExponentialMovingAverage does
+    /// given the step count: otherwise the initial weights would weigh on the average for
+    /// thousands of steps.
     func average(decay: Float) {
         precondition(averaged != nil, "the weight average starts when the trainer is built")
         let rate = 1 - min(decay, Float(1 + step) / Float(10 + step))

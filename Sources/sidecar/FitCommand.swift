@@ -60,7 +60,7 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Stop a head after this many epochs without a better validation accuracy (0: never).")
     var patience = 4
 
-    @Option(help: "Keep an exponential moving average of each head's weights with this decay (e.g. 0.999; timm's model EMA), warmed up as min(decay, (1 + n) / (10 + n)) at step n; the average is what is validated, kept as best and saved. Off unless given.")
+    @Option(help: "Keep an exponential moving average of each head's weights with this decay (e.g. 0.999; as timm's model EMA), warmed up as TensorFlow's is, min(decay, (1 + n) / (10 + n)) at step n; the average is what is validated, kept as best and saved. Off unless given.")
     var emaDecay: Float?
 
     @Flag(help: "Decode the needed features once and keep them in memory (when they fit).")
