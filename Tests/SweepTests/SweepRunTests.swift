@@ -65,7 +65,7 @@ func resultLines(_ folder: String) throws -> [[String: Any]] {
         #expect(left.estimatedSeconds > 0 && left.estimatedSeconds < full.estimatedSeconds)
         #expect(left.memoryBytes == full.memoryBytes - full.members[0].memoryBytes)
         #expect(plan.remaining(of: full) { _ in false } == nil)
-        // Decoding is per pass, the rest per head: one head's share is less than the whole pass.
+        // Decoding is counted once per pass, so the pass split in two costs more than whole.
         let alone = try #require(plan.remaining(of: full) { $0.trial.id == full.members[0].trial.id })
         #expect(alone.estimatedSeconds + left.estimatedSeconds > full.estimatedSeconds)
     }
