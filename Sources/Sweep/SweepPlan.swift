@@ -36,8 +36,6 @@ extension Shard {
 /// One trial as planned against a cache.
 public struct PlannedTrial: Sendable {
     public var trial: Trial
-    /// Trainable parameters of the built head (nil when it could not be built).
-    public var parameters: Int?
     /// A training step's operations per example (zero when the head could not be built).
     public var flops = StepFlops(f32: 0)
     public var features: [String]
@@ -86,10 +84,10 @@ public struct SweepPlan: Sendable {
                 // Weights, gradients and two AdamW moments; the tape keeps a few activations of the
                 // batch per feature read.
                 let memory = head.parameterCount * 4 * 4 + trial.training.batchSize * tokens * width * 4 * max(features.count, 1) * 6
-                planned.append(PlannedTrial(trial: trial, parameters: head.parameterCount, flops: head.stepFlops(tokens: meanTokens),
+                planned.append(PlannedTrial(trial: trial, flops: head.stepFlops(tokens: meanTokens),
                                             features: features, memoryBytes: memory))
             } catch {
-                planned.append(PlannedTrial(trial: trial, parameters: nil, features: [], memoryBytes: 0, lateError: "\(error)"))
+                planned.append(PlannedTrial(trial: trial, features: [], memoryBytes: 0, lateError: "\(error)"))
             }
         }
         let examples = s.splits.reduce(0) { $0 + (s.splitCounts[$1] ?? 0) }
