@@ -96,8 +96,11 @@ public struct SweepRunner {
                     logged = record.epoch
                     let elapsed = Date().timeIntervalSince(started)
                     let left = elapsed / Double(record.epoch) * Double(t.epochs - record.epoch)
+                    let remaining = t.patience > 0
+                        ? "at most about \(roughDuration(left)) left in this pass (early stopping may end it sooner)"
+                        : "about \(roughDuration(left)) left in this pass"
                     log("  group \(group.id): epoch \(record.epoch)/\(t.epochs) after \(roughDuration(elapsed))"
-                        + (record.epoch < t.epochs ? "; at most about \(roughDuration(left)) left in this pass (early stopping may end it sooner)" : ""))
+                        + (record.epoch < t.epochs ? "; " + remaining : ""))
                 }
             } catch is TrainingCancelled {
                 throw SweepInterrupted(finished: ok + failed)

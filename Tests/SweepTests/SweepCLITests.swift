@@ -77,7 +77,8 @@ func writeSpec(_ text: String) throws -> String {
         #expect(second.status == 0, "\(second.err)")
         // Each pass reports its epochs as they end, with the time left at the rate measured so far.
         let epochLines = second.out.split(separator: "\n").filter { $0.contains(": epoch ") }
-        #expect(epochLines.contains { $0.contains("epoch 1/2 after") && $0.contains("left in this pass") }, "\(second.out)")
+        #expect(epochLines.contains { $0.contains("epoch 1/2 after") && $0.contains("at most about")
+                && $0.contains("left in this pass (early stopping may end it sooner)") }, "\(second.out)")
         #expect(epochLines.contains { $0.contains("epoch 2/2 after") && !$0.contains("left") }, "\(second.out)")
         #expect(FileManager.default.fileExists(atPath: results + "/trials-1-of-2.jsonl"))
         let all = try resultLines(results)
@@ -86,6 +87,25 @@ func writeSpec(_ text: String) throws -> String {
         let rerun = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--shard", "1/2"])
         #expect(rerun.status == 0 && rerun.out.contains("nothing to do"), "\(rerun.out)")
         #expect(try resultLines(results).count == 12)
+    }
+
+    /// With patience 0 nothing stops a pass early, so its time left is no longer an upper bound.
+    @Test func epochLinesWithoutEarlyStoppingGiveTheTimeLeftPlainly() throws {
+        let cache = try sharedCache.get()
+        let spec = try writeSpec("""
+            [base.training]
+            epochs = 2
+            patience = 0
+            [[grid]]
+            head = "linear"
+            """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let results = scratchPath("patience0")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let r = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(r.status == 0, "\(r.err)")
+        let first = r.out.split(separator: "\n").first { $0.contains(": epoch 1/2 after") }
+        #expect(first.map { $0.contains("; about") && $0.hasSuffix("left in this pass") } == true, "\(r.out)")
     }
 
     @Test func shardedRunsOpenTheCacheWithoutALockFile() throws {
