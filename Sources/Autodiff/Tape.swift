@@ -95,7 +95,8 @@ public final class Tape {
     /// Records an op's output. `backward` receives the output gradient and must add into the
     /// inputs' gradients with `accumulate`; it is dropped when no input needs a gradient. It
     /// should capture the inputs' `handle`s and only the tensors it reads: whatever it captures
-    /// stays alive until it has run.
+    /// stays alive until it has run (with `releasing`) or the tape is reset. Handles hold the
+    /// tape, so a tape whose forward never runs backward must be reset, or it outlives its owner.
     public func record(
         _ value: Tensor, inputs: [Variable], backward: @escaping (_ outputGradient: Tensor, _ tape: Tape) -> Void
     ) -> Variable {

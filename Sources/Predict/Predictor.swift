@@ -63,7 +63,9 @@ public final class Predictor {
             tensors[feature] = Tensor(shape: [segments.totalRows, context.width], scalars: activations.flatMap { $0.blocks[k] })
         }
         let batch = Batch(labels: [Int](repeating: 0, count: inputs.count), segments: segments, features: tensors, layout: context.layout)
-        tape.reset()
+        // Emptied after the forward, not before the next: its backward steps hold the tape and
+        // the batch's activations, which would otherwise outlive the predictor.
+        defer { tape.reset() }
         return head.logits(batch, on: tape).value
     }
 }
