@@ -16,7 +16,8 @@ struct ReportCommand: ParsableCommand {
             killed mid-write) is skipped with a warning; any other malformed line is an error naming file:line. \
             The page is self-contained (inline CSS and SVG, no scripts, nothing fetched): the leaderboard \
             with every trial, accuracy against trainable parameters and against fit time with their Pareto \
-            fronts, and the learning curves of the best trials.
+            fronts, the learning curves of the best trials, and, when some setting ran more than one seed, \
+            the settings ranked by their mean over seeds.
             """)
 
     @Option(help: "The results folder written by sidecar sweep.")
@@ -27,6 +28,13 @@ struct ReportCommand: ParsableCommand {
 
     @Flag(help: "Print the merged trials as a JSON array on stdout, best first, instead of the table.")
     var json = false
+
+    @Flag(help: """
+        Rank settings instead of trials: trials that differ only in their seed make one row, with \
+        their accuracies' mean ± sample standard deviation over the seeds. With --json, prints the \
+        settings instead of the trials.
+        """)
+    var bySetting = false
 
     @Option(help: "How many of the best trials get learning curves.")
     var top = 5
@@ -46,9 +54,10 @@ struct ReportCommand: ParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(board.all.map(\.raw)), as: UTF8.self))
+            let values = bySetting ? board.settings.map(\.json) : board.all.map(\.raw)
+            print(String(decoding: try encoder.encode(values), as: UTF8.self))
         } else {
-            print(board.terminalTable())
+            print(bySetting ? board.settingsTable() : board.terminalTable())
         }
         let destination = out ?? (json ? nil : URL(fileURLWithPath: results).appendingPathComponent("report.html").path)
         guard let destination else { return }

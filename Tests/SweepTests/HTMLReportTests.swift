@@ -63,6 +63,7 @@ final class HTMLReportTests: XCTestCase {
         XCTAssertTrue(html.contains("class=\"front\""))
         XCTAssertTrue(html.contains("Learning curves of the best 5"))
         XCTAssertTrue(html.contains("skipped a torn last line"))
+        XCTAssertFalse(html.contains("Settings over seeds"), "every setting ran one seed: the section would repeat the leaderboard")
     }
 
     func testSmallAndDegenerateSweepsStillGiveAPage() throws {

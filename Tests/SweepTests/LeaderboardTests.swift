@@ -88,4 +88,54 @@ final class LeaderboardTests: XCTestCase {
         XCTAssertTrue(rows.contains { $0.contains("rank=16 lr=0.003") })
         XCTAssertFalse(table.contains("batch_size="))
     }
+
+    /// Seeds of one setting, given out of order, make one row with their mean and sample spread;
+    /// the best setting is not the one with the best single seed.
+    func testSettingsGroupTrialsThatDifferOnlyInTheirSeed() throws {
+        func seeded(_ id: String, head: String = "linear", lr: Double = 0.001, seed: Int, val: Double, test: Double,
+                    status: String = "ok") -> [String: Any] {
+            trialObject(id, head: head, status: status, val: val, test: test,
+                        extra: ["training": ["epochs": 4, "lr": lr, "batch_size": 32, "seed": seed]])
+        }
+        let trials = try records([
+            seeded("a2", seed: 2, val: 0.82, test: 0.78),
+            seeded("b0", lr: 0.003, seed: 0, val: 0.83, test: 0.75),
+            seeded("a0", seed: 0, val: 0.80, test: 0.70),
+            seeded("c0", head: "mlp", seed: 0, val: 0.80, test: 0.71),
+            seeded("a1", seed: 1, val: 0.84, test: 0.74),
+            seeded("f3", seed: 3, val: 0, test: 0, status: "failed"),
+        ])
+        let board = Leaderboard(trials: trials, metric: .valAccuracy)
+        XCTAssertEqual(board.ranked.first?.trial, "a1")
+        XCTAssertEqual(board.settings.map { $0.trials.map(\.trial) }, [["b0"], ["a0", "a1", "a2"], ["c0"]])
+        let a = board.settings[1]
+        XCTAssertEqual(a.seeds, [.number(0), .number(1), .number(2)])
+        XCTAssertNil(a.training["seed"])
+        let val = try XCTUnwrap(a.spread(of: .valAccuracy)), test = try XCTUnwrap(a.spread(of: .testAccuracy))
+        // Worked by hand: deviations ∓0.02, 0 (val) and −0.04, 0, +0.04 (test), over n − 1 = 2.
+        XCTAssertEqual(val.count, 3)
+        XCTAssertEqual(val.mean, 0.82, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(val.standardDeviation), 0.02, accuracy: 1e-12)
+        XCTAssertEqual(test.mean, 0.74, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(test.standardDeviation), 0.04, accuracy: 1e-12)
+        XCTAssertEqual(val.formatted(), "0.8200 ± 0.0200")
+        XCTAssertNil(board.settings[0].spread(of: .valAccuracy)?.standardDeviation, "one seed has no spread")
+        XCTAssertEqual(board.settings[0].spread(of: .valAccuracy)?.formatted(), "0.8300")
+        XCTAssertNil(Spread([]))
+        // By test accuracy: b0's 0.75, then the three seeds' mean 0.74, then c0's 0.71.
+        XCTAssertEqual(Leaderboard(trials: trials, metric: .testAccuracy).settings.map { $0.trials[0].trial }, ["b0", "a0", "c0"])
+
+        XCTAssertEqual(board.keyHyperparameters(of: a), "lr=0.001", "the seed has a column of its own")
+        let table = board.settingsTable().split(separator: "\n").map(String.init)
+        XCTAssertTrue(table[0].hasPrefix("rank  head") && table[0].contains("seeds"), table[0])
+        XCTAssertTrue(table[2].contains("lr=0.001") && table[2].contains("0,1,2") && table[2].contains("0.8200 ± 0.0200")
+                      && table[2].contains("0.7400 ± 0.0400"), table[2])
+        XCTAssertEqual(table.last, "1 failed trial left out (the trial table lists them)")
+
+        guard case .object(let json) = a.json else { return XCTFail("\(a.json)") }
+        XCTAssertEqual(json["trials"], .array([.string("a0"), .string("a1"), .string("a2")]))
+        XCTAssertEqual(json["seeds"], .array([.number(0), .number(1), .number(2)]))
+        guard case .object(let spread) = json["val_accuracy"] else { return XCTFail("\(json)") }
+        XCTAssertEqual(spread["count"], .number(3))
+    }
 }

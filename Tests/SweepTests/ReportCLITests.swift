@@ -46,6 +46,35 @@ final class ReportCLITests: XCTestCase {
                        "--json without --out writes no page")
     }
 
+    func testBySettingRanksSettingsOverTheirSeeds() throws {
+        let folder = try temporaryFolder("cli-settings")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func seeded(_ id: String, lr: Double, seed: Int, val: Double) -> [String: Any] {
+            trialObject(id, val: val, test: val - 0.01, extra: ["training": ["epochs": 4, "lr": lr, "batch_size": 32, "seed": seed]])
+        }
+        let lines = [seeded("s0", lr: 0.001, seed: 0, val: 0.81), seeded("s1", lr: 0.001, seed: 1, val: 0.83),
+                     seeded("t0", lr: 0.003, seed: 0, val: 0.85), seeded("t1", lr: 0.003, seed: 1, val: 0.75)]
+        try (lines.map(resultLine).joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("trials-0-of-1.jsonl"),
+                                                                         atomically: true, encoding: .utf8)
+        let table = try runSidecar(["report", "--results", folder.path, "--by-setting"])
+        XCTAssertEqual(table.status, 0, table.err)
+        let rows = table.out.split(separator: "\n").map(String.init)
+        // t0 is the best trial, but lr 0.003's mean (0.80) is below lr 0.001's (0.82).
+        XCTAssertTrue(rows[1].contains("lr=0.001") && rows[1].contains("0,1") && rows[1].contains("0.8200 ± 0.0141"), table.out)
+        XCTAssertTrue(rows[2].contains("lr=0.003") && rows[2].contains("0.8000 ± 0.0707"), table.out)
+        let html = try String(contentsOfFile: folder.appendingPathComponent("report.html").path, encoding: .utf8)
+        XCTAssertTrue(html.contains("Settings over seeds") && html.contains("0.8200 ± 0.0141"))
+
+        let json = try runSidecar(["report", "--results", folder.path, "--by-setting", "--json"])
+        XCTAssertEqual(json.status, 0, json.err)
+        let settings = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [[String: Any]])
+        XCTAssertEqual(settings.map { $0["trials"] as? [String] }, [["s0", "s1"], ["t0", "t1"]])
+        let spread = try XCTUnwrap(settings[0]["val_accuracy"] as? [String: Double])
+        XCTAssertEqual(try XCTUnwrap(spread["mean"]), 0.82, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(spread["std"]), 0.02.squareRoot() / 10, accuracy: 1e-12)
+        XCTAssertNil((settings[0]["training"] as? [String: Any])?["seed"])
+    }
+
     func testErrorsAreMessagesAndAFailingExit() throws {
         let folder = try temporaryFolder("cli-errors")
         defer { try? FileManager.default.removeItem(at: folder) }

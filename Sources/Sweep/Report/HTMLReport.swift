@@ -71,6 +71,7 @@ public struct HTMLReport: Sendable {
         html += costSection()
         html += curvesSection()
         html += tableSection()
+        html += settingsSection()
         html += "<footer>Written by <code>sidecar report</code> from "
         html += results.files.map { "<code>\(escapeHTML(URL(fileURLWithPath: $0).lastPathComponent))</code>" }.joined(separator: ", ")
         html += ": \(results.recordsRead) record\(results.recordsRead == 1 ? "" : "s"), \(results.duplicatesDropped) superseded by a later or successful run of the same trial.</footer>\n"
@@ -242,6 +243,30 @@ public struct HTMLReport: Sendable {
         s += "</tbody>\n</table>\n"
         s += "<p class=\"note\">Epochs: best epoch / epochs run. Front: on the Pareto front of accuracy against trainable parameters, against fit time.</p>\n"
         return s + "</section>\n"
+    }
+
+    /// The settings ranked by their mean over seeds; only when some setting ran more than one seed
+    /// (otherwise it would repeat the leaderboard).
+    func settingsSection() -> String {
+        let board = leaderboard
+        guard board.settings.contains(where: { $0.trials.count > 1 }) else { return "" }
+        var s = "<section>\n<h2>Settings over seeds</h2>\n"
+        s += "<p class=\"caption\">Trials that differ only in their seed, as one setting, ranked by their mean \(escapeHTML(board.metric.title)); "
+        s += "mean ± sample standard deviation over the seeds. Failed trials are left out.</p>\n"
+        s += "<table class=\"board\">\n<thead><tr><th class=\"num\">#</th><th>Head</th><th>Hyperparameters</th><th>Seeds</th>"
+        s += "<th class=\"num\">Val acc</th><th class=\"num\">Test acc</th><th class=\"num\">Macro F1</th><th class=\"num\">Params</th>"
+        s += "<th>Trials</th></tr></thead>\n<tbody>\n"
+        for (i, setting) in board.settings.enumerated() {
+            s += "<tr><td class=\"num\">\(i + 1)</td><td class=\"nowrap\">\(swatch(setting.head))\(escapeHTML(setting.head))</td>"
+            s += "<td class=\"hp\">\(escapeHTML(board.keyHyperparameters(of: setting)))</td>"
+            s += "<td>\(escapeHTML(setting.seeds.map(\.display).joined(separator: ", ")))</td>"
+            for spread in [setting.spread(of: .valAccuracy), setting.spread(of: .testAccuracy), setting.testMacroF1] {
+                s += "<td class=\"num nowrap\">\(spread.map { escapeHTML($0.formatted()) } ?? "—")</td>"
+            }
+            s += "<td class=\"num\">\(setting.trainableParameters.map { Self.grouped($0) } ?? "—")</td>"
+            s += "<td>\(setting.trials.map { "<code>\(escapeHTML($0.trial))</code>" }.joined(separator: " "))</td></tr>\n"
+        }
+        return s + "</tbody>\n</table>\n</section>\n"
     }
 
     /// 1234567 → "1,234,567" (fixed, not the locale's, so the page does not depend on the machine).

@@ -44,8 +44,29 @@ public struct Leaderboard: Sendable {
     public let parametersFront: Set<String>
     public let secondsFront: Set<String>
 
+    /// The successful trials grouped by everything but their seed, ranked as trials are but by
+    /// their mean accuracies.
+    public let settings: [Setting]
+
     public init(trials: [ReportedTrial], metric: RankingMetric) {
         self.metric = metric
+        ranked = trials.filter { $0.status == .ok }.sorted { a, b in
+            Self.ranksFirst((a.value(of: metric), a.value(of: metric.other), a.trainableParameters, a.trial),
+                            (b.value(of: metric), b.value(of: metric.other), b.trainableParameters, b.trial))
+        }
+        failed = trials.filter { $0.status == .failed }.sorted { ($0.head, $0.trial) < ($1.head, $1.trial) }
+        varyingKeys = Self.varyingKeys(in: trials)
+        parametersFront = Self.front(ranked, metric: metric) { $0.trainableParameters.map(Double.init) }
+        secondsFront = Self.front(ranked, metric: metric) { $0.fitSeconds }
+        settings = Setting.grouping(ranked).sorted { a, b in
+            Self.ranksFirst((a.spread(of: metric)?.mean, a.spread(of: metric.other)?.mean, a.trainableParameters, a.trials[0].trial),
+                            (b.spread(of: metric)?.mean, b.spread(of: metric.other)?.mean, b.trainableParameters, b.trials[0].trial))
+        }
+    }
+
+    /// The ranking: higher accuracy by the metric, then by the other one (absent ones last), then
+    /// fewer parameters, then the id, so that the order never depends on the input's.
+    static func ranksFirst(_ a: (Double?, Double?, Int?, String), _ b: (Double?, Double?, Int?, String)) -> Bool {
         func descending(_ a: Double?, _ b: Double?) -> Bool? {
             switch (a, b) {
             case let (x?, y?) where x != y: return x > y
@@ -54,17 +75,10 @@ public struct Leaderboard: Sendable {
             default: return nil
             }
         }
-        ranked = trials.filter { $0.status == .ok }.sorted { a, b in
-            if let order = descending(a.value(of: metric), b.value(of: metric)) { return order }
-            if let order = descending(a.value(of: metric.other), b.value(of: metric.other)) { return order }
-            // Fewer parameters first on a tie, then the id, so the order never depends on input order.
-            if let order = descending(a.trainableParameters.map { -Double($0) }, b.trainableParameters.map { -Double($0) }) { return order }
-            return a.trial < b.trial
-        }
-        failed = trials.filter { $0.status == .failed }.sorted { ($0.head, $0.trial) < ($1.head, $1.trial) }
-        varyingKeys = Self.varyingKeys(in: trials)
-        parametersFront = Self.front(ranked, metric: metric) { $0.trainableParameters.map(Double.init) }
-        secondsFront = Self.front(ranked, metric: metric) { $0.fitSeconds }
+        if let order = descending(a.0, b.0) { return order }
+        if let order = descending(a.1, b.1) { return order }
+        if let order = descending(a.2.map { -Double($0) }, b.2.map { -Double($0) }) { return order }
+        return a.3 < b.3
     }
 
     /// Every trial: ranked ones first, then failed ones.
@@ -90,8 +104,17 @@ public struct Leaderboard: Sendable {
 
     /// `key=value` for each varying key the trial has.
     public func keyHyperparameters(of trial: ReportedTrial) -> String {
+        keySettings(trial.hyperparameters, trial.training)
+    }
+
+    /// `key=value` for each varying key the setting has (its seeds have a column of their own).
+    public func keyHyperparameters(of setting: Setting) -> String {
+        keySettings(setting.hyperparameters, setting.training)
+    }
+
+    private func keySettings(_ hyperparameters: [String: JSONValue], _ training: [String: JSONValue]) -> String {
         varyingKeys.compactMap { key in
-            let values = key.section == .hyperparameters ? trial.hyperparameters : trial.training
+            let values = key.section == .hyperparameters ? hyperparameters : training
             return values[key.name].map { "\(key.name)=\($0.display)" }
         }.joined(separator: " ")
     }
@@ -118,20 +141,40 @@ public struct Leaderboard: Sendable {
             rows.append(["-", t.trial, t.head, keyHyperparameters(of: t), "-", "-", "-", t.trainableParameters.map(String.init) ?? "-",
                          t.fitSeconds.map { String(format: "%.1f", $0) } ?? "-", "failed"])
         }
-        var widths = headers.map(\.count)
-        for row in rows { for (c, cell) in row.enumerated() { widths[c] = max(widths[c], cell.count) } }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { c, cell in
-                let pad = String(repeating: " ", count: widths[c] - cell.count)
-                return rightAligned.contains(c) ? pad + cell : cell + pad
-            }.joined(separator: "  ").replacingOccurrences(of: " +$", with: "", options: .regularExpression)
-        }
-        var lines = [line(headers)] + rows.map(line)
+        var lines = Self.aligned([headers] + rows, rightAligned: rightAligned)
         if !failed.isEmpty {
             lines.append("")
             lines.append("failed:")
             for t in failed { lines.append("  \(t.trial) \(t.head): \(t.error ?? "no reason recorded")") }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The settings for a terminal: one row per setting, with the seeds that ran it and its
+    /// accuracies' mean ± standard deviation over them.
+    public func settingsTable() -> String {
+        let headers = ["rank", "head", "hyperparameters", "seeds", "val_acc", "test_acc", "macro_f1", "params", "fit_s"]
+        var rows = [headers]
+        for (i, s) in settings.enumerated() {
+            rows.append([String(i + 1), s.head, keyHyperparameters(of: s), s.seeds.map(\.display).joined(separator: ","),
+                         s.spread(of: .valAccuracy)?.formatted() ?? "-", s.spread(of: .testAccuracy)?.formatted() ?? "-",
+                         s.testMacroF1?.formatted() ?? "-", s.trainableParameters.map(String.init) ?? "-",
+                         s.fitSeconds.map { String(format: "%.1f", $0.mean) } ?? "-"])
+        }
+        var lines = Self.aligned(rows, rightAligned: [0, 4, 5, 6, 7, 8])
+        if !failed.isEmpty { lines.append("\n\(failed.count) failed trial\(failed.count == 1 ? "" : "s") left out (the trial table lists them)") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Rows as columns padded to their widest cell, two spaces apart.
+    static func aligned(_ rows: [[String]], rightAligned: Set<Int>) -> [String] {
+        var widths = rows[0].map(\.count)
+        for row in rows { for (c, cell) in row.enumerated() { widths[c] = max(widths[c], cell.count) } }
+        return rows.map { cells in
+            cells.enumerated().map { c, cell in
+                let pad = String(repeating: " ", count: widths[c] - cell.count)
+                return rightAligned.contains(c) ? pad + cell : cell + pad
+            }.joined(separator: "  ").replacingOccurrences(of: " +$", with: "", options: .regularExpression)
+        }
     }
 }
