@@ -64,8 +64,9 @@ public struct Setting: Sendable {
             training["seed"] = nil
             let identity = JSONValue.object(["head": .string(trial.head), "hyperparameters": .object(trial.hyperparameters),
                                              "training": .object(training)])
-            // Sorted keys make the encoding canonical; JSONValue always encodes.
-            let key = String(decoding: try! encoder.encode(identity), as: UTF8.self)
+            // Sorted keys make the encoding canonical. Values decoded from JSON always encode again;
+            // were one not to, its trial would be a setting of its own.
+            let key = (try? encoder.encode(identity)).map { String(decoding: $0, as: UTF8.self) } ?? "trial " + trial.trial
             if members[key] == nil { order.append(key) }
             members[key, default: []].append(trial)
         }
