@@ -78,17 +78,17 @@ func benchmarkFit(arguments: [String]) throws {
     // 1. Accuracy, all heads in one pass (results equal separate runs; see the tests).
     let anchors = [("linear probe, last layer", 0.792), ("linear probe, all layers", 0.841), ("LoRA r=8", 0.853), ("full fine-tuning", 0.880)]
     if !skipAccuracy {
-    print("test accuracy with each head's defaults, up to \(epochs) epochs with early stopping (patience 4)")
-    let all = try fitResults(cachePath, defaultHeads, epochs: epochs)
-    print("head                   trainable   of backbone   best epoch   test acc   macro-F1")
-    for (head, r) in zip(defaultHeads, all) {
-        let fraction = (r["fraction_of_backbone"] as? Double ?? 0) * 100
-        let f1 = (r["test"] as? [String: Any])?["macro_f1"] as? Double ?? 0
-        print(label(head).padding(toLength: 22, withPad: " ", startingAt: 0)
-              + String(format: "%10d %12.2f%% %12d %10.4f %10.4f", r["trainable_parameters"] as? Int ?? 0, fraction, r["best_epoch"] as? Int ?? 0,
-                       testAccuracy(r), f1))
-    }
-    print("anchors (PyTorch, same data and backbone): " + anchors.map { "\($0.0) \($0.1)" }.joined(separator: ", "))
+        print("test accuracy with each head's defaults, up to \(epochs) epochs with early stopping (patience 4)")
+        let all = try fitResults(cachePath, defaultHeads, epochs: epochs)
+        print("head                   trainable   of backbone   best epoch   test acc   macro-F1")
+        for (head, r) in zip(defaultHeads, all) {
+            let fraction = (r["fraction_of_backbone"] as? Double ?? 0) * 100
+            let f1 = (r["test"] as? [String: Any])?["macro_f1"] as? Double ?? 0
+            print(label(head).padding(toLength: 22, withPad: " ", startingAt: 0)
+                  + String(format: "%10d %12.2f%% %12d %10.4f %10.4f", r["trainable_parameters"] as? Int ?? 0, fraction, r["best_epoch"] as? Int ?? 0,
+                           testAccuracy(r), f1))
+        }
+        print("anchors (PyTorch, same data and backbone): " + anchors.map { "\($0.0) \($0.1)" }.joined(separator: ", "))
     }
 
     // 2. Each head alone for one epoch: time and memory. The cache is read once first, so the
@@ -112,12 +112,12 @@ func benchmarkFit(arguments: [String]) throws {
     // The probes read the same features and differ in a setting, as a sweep's would.
     let eightProbes = (0..<8).map { i in ["--head", "linear", "--set", "layers=all", "--set", "dropout=\(Double(i) / 20)"] }
     if !skipAccuracy {
-    let oneLoSA = firstEpochSeconds(try fitResults(cachePath, [losa], epochs: 1)[0])
-    let manyLoSA = firstEpochSeconds(try fitResults(cachePath, eightLoSA, epochs: 1)[0])
-    let oneProbe = firstEpochSeconds(try fitResults(cachePath, [["--head", "linear", "--set", "layers=all"]], epochs: 1)[0])
-    let manyProbes = firstEpochSeconds(try fitResults(cachePath, eightProbes, epochs: 1)[0])
-    print(String(format: "\n8 heads in one pass vs 1: LoSA %.1f s vs %.1f s (%.2f×), linear probes %.1f s vs %.1f s (%.2f×)",
-                 manyLoSA, oneLoSA, manyLoSA / oneLoSA, manyProbes, oneProbe, manyProbes / oneProbe))
+        let oneLoSA = firstEpochSeconds(try fitResults(cachePath, [losa], epochs: 1)[0])
+        let manyLoSA = firstEpochSeconds(try fitResults(cachePath, eightLoSA, epochs: 1)[0])
+        let oneProbe = firstEpochSeconds(try fitResults(cachePath, [["--head", "linear", "--set", "layers=all"]], epochs: 1)[0])
+        let manyProbes = firstEpochSeconds(try fitResults(cachePath, eightProbes, epochs: 1)[0])
+        print(String(format: "\n8 heads in one pass vs 1: LoSA %.1f s vs %.1f s (%.2f×), linear probes %.1f s vs %.1f s (%.2f×)",
+                     manyLoSA, oneLoSA, manyLoSA / oneLoSA, manyProbes, oneProbe, manyProbes / oneProbe))
     }
 
     // 4. PyTorch peers.

@@ -162,6 +162,6 @@ case "sweep":
         exit(1)
     }
 default:
-    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--dataset DIR] [--compare F32CACHE INT8CACHE] | sweep [CACHE] [--epochs N] [--trials N] [--jobs N]\n".utf8))
+    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--dataset DIR] [--skip-accuracy] [--compare F32CACHE INT8CACHE] | sweep [CACHE] [--epochs N] [--trials N] [--jobs N]\n".utf8))
     exit(2)
 }
