@@ -5,7 +5,7 @@ import Foundation
 
 /// Any JSON value, decoded without loss of structure. Numbers are `Double` (JSON has one number
 /// type; the results files hold nothing beyond 2^53).
-public enum JSONValue: Sendable, Equatable, Codable {
+public enum JSONValue: Sendable, Hashable, Codable {
     case null
     case bool(Bool)
     case number(Double)

@@ -52,34 +52,32 @@ public struct Setting: Sendable {
     /// Every seed trains the same parameters.
     public var trainableParameters: Int? { trials.lazy.compactMap(\.trainableParameters).first }
 
+    /// What trials of one setting share.
+    private struct Identity: Hashable {
+        var head: String
+        var hyperparameters: [String: JSONValue]
+        var training: [String: JSONValue]
+    }
+
     /// Groups trials by everything but their seed; the settings come in the order of their first
     /// trial in `trials`.
     static func grouping(_ trials: [ReportedTrial]) -> [Setting] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var order: [String] = []
-        var members: [String: [ReportedTrial]] = [:]
+        var order: [Identity] = []
+        var members: [Identity: [ReportedTrial]] = [:]
         for trial in trials {
-            var training = trial.training
-            training["seed"] = nil
-            let identity = JSONValue.object(["head": .string(trial.head), "hyperparameters": .object(trial.hyperparameters),
-                                             "training": .object(training)])
-            // Sorted keys make the encoding canonical. Values decoded from JSON always encode again;
-            // were one not to, its trial would be a setting of its own.
-            let key = (try? encoder.encode(identity)).map { String(decoding: $0, as: UTF8.self) } ?? "trial " + trial.trial
-            if members[key] == nil { order.append(key) }
-            members[key, default: []].append(trial)
+            var identity = Identity(head: trial.head, hyperparameters: trial.hyperparameters, training: trial.training)
+            identity.training["seed"] = nil
+            if members[identity] == nil { order.append(identity) }
+            members[identity, default: []].append(trial)
         }
-        return order.map { key in
-            let group = members[key]!.sorted { a, b in
+        return order.map { identity in
+            let bySeed = members[identity]!.sorted { a, b in
                 switch (a.training["seed"], b.training["seed"]) {
                 case let (.number(x)?, .number(y)?) where x != y: return x < y
                 default: return a.trial < b.trial
                 }
             }
-            var training = group[0].training
-            training["seed"] = nil
-            return Setting(head: group[0].head, hyperparameters: group[0].hyperparameters, training: training, trials: group)
+            return Setting(head: identity.head, hyperparameters: identity.hyperparameters, training: identity.training, trials: bySeed)
         }
     }
 
