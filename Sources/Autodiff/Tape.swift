@@ -33,9 +33,18 @@ public struct Variable {
     /// gradient is dropped once `backward` has passed it on to the op's inputs).
     public var gradient: Tensor? { tape.gradients[index] }
 
-    /// The node without its value: what a backward step captures to add into the node's gradient,
-    /// so that the step keeps alive only the tensors it captures by name.
-    public var handle: Variable { Variable(tape: tape, index: index, value: nil) }
+    /// The node without its value or its tape: what a backward step captures to add into the
+    /// node's gradient, so that the step keeps alive only the tensors it captures by name. The
+    /// step is handed its tape when it runs; a handle holding the tape would make every tape with
+    /// steps a reference cycle, alive after its owner unless emptied by hand.
+    public var handle: Node { Node(index: index, tape: ObjectIdentifier(tape)) }
+}
+
+/// A node of a tape by index, as backward steps refer to their inputs.
+public struct Node: Sendable {
+    public let index: Int
+    /// The tape's identity, for checks only (it does not keep the tape alive).
+    let tape: ObjectIdentifier
 }
 
 /// Records operations and runs them backwards.
@@ -95,13 +104,12 @@ public final class Tape {
     /// Records an op's output. `backward` receives the output gradient and must add into the
     /// inputs' gradients with `accumulate`; it is dropped when no input needs a gradient. It
     /// should capture the inputs' `handle`s and only the tensors it reads: whatever it captures
-    /// stays alive until it has run (with `releasing`) or the tape is reset. Handles hold the
-    /// tape, so a tape whose forward never runs backward must be reset, or it outlives its owner.
+    /// stays alive until it has run (with `releasing`) or the tape is reset.
     public func record(
-        _ value: Tensor, inputs: [Variable], backward: @escaping (_ outputGradient: Tensor, _ tape: Tape) -> Void
+        _ value: Tensor, inputs: [Node], backward: @escaping (_ outputGradient: Tensor, _ tape: Tape) -> Void
     ) -> Variable {
         for input in inputs {
-            precondition(input.tape === self, "variable from another tape")
+            precondition(input.tape == ObjectIdentifier(self), "variable from another tape")
         }
         let needs = inputs.contains { needsGradient[$0.index] }
         return append(value, needsGradient: needs, backward: needs ? backward : nil)
@@ -116,11 +124,11 @@ public final class Tape {
     }
 
     /// Whether gradients are wanted for this node.
-    public func needsGradient(_ v: Variable) -> Bool { needsGradient[v.index] }
+    public func needsGradient(_ v: Node) -> Bool { needsGradient[v.index] }
 
     /// Adds into `v`'s gradient buffer (created as zeros on first use) through `body`, which must
     /// use `+=`. Does nothing when `v` needs no gradient.
-    public func accumulate(_ v: Variable, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
+    public func accumulate(_ v: Node, _ body: (UnsafeMutableBufferPointer<Float>) -> Void) {
         guard needsGradient[v.index] else { return }
         if gradients[v.index] == nil {
             gradients[v.index] = Tensor(zeros: shapes[v.index])
@@ -130,7 +138,7 @@ public final class Tape {
 
     /// Adds a whole tensor into `v`'s gradient (the first one is kept as it is: no zeroed buffer
     /// to add it into).
-    public func accumulate(_ v: Variable, _ gradient: Tensor) {
+    public func accumulate(_ v: Node, _ gradient: Tensor) {
         let shape = shapes[v.index]
         precondition(gradient.count == shape.reduce(1, *), "gradient \(gradient.shape) for node of shape \(shape)")
         guard needsGradient[v.index] else { return }

@@ -63,8 +63,8 @@ public final class Predictor {
             tensors[feature] = Tensor(shape: [segments.totalRows, context.width], scalars: activations.flatMap { $0.blocks[k] })
         }
         let batch = Batch(labels: [Int](repeating: 0, count: inputs.count), segments: segments, features: tensors, layout: context.layout)
-        // Emptied after the forward, not before the next: its backward steps hold the tape and
-        // the batch's activations, which would otherwise outlive the predictor.
+        // Emptied after the forward, not before the next: its steps hold the batch's activations,
+        // which would otherwise stay until the next call.
         defer { tape.reset() }
         return head.logits(batch, on: tape).value
     }

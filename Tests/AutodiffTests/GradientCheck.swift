@@ -56,8 +56,9 @@ func checkGradients(
     // L = Σ out ⊙ R as a hand-written node, so the harness relies on no op it checks.
     var dot = 0.0
     for (o, r) in zip(out.value.scalars, projection.scalars) { dot += Double(o) * Double(r) }
-    let loss = tape.record(Tensor(scalar: Float(dot)), inputs: [out]) { g, tape in
-        tape.accumulate(out) { dst in
+    let outNode = out.handle
+    let loss = tape.record(Tensor(scalar: Float(dot)), inputs: [outNode]) { g, tape in
+        tape.accumulate(outNode) { dst in
             for i in 0..<dst.count { dst[i] += g.scalar * projection.scalars[i] }
         }
     }

@@ -49,8 +49,8 @@ import TensorCore
     /// The harness must reject a gradient that is 5% off, or no passing check means anything.
     @Test func harnessRejectsWrongGradient() {
         checkGradients("deliberately wrong", inputs: [randomInput([3, 4], seed: 12)], expectFailure: true) { tape, v in
-            let x = v[0]
-            return tape.record(x.value, inputs: [x]) { g, tape in
+            let x = v[0].handle
+            return tape.record(v[0].value, inputs: [x]) { g, tape in
                 var wrong = g
                 for i in 0..<wrong.count { wrong.scalars[i] *= 1.05 }
                 tape.accumulate(x, wrong)

@@ -25,6 +25,21 @@ import TensorCore
         #expect(last < 0.02, "\(name) did not fit 6 examples: loss \(first) → \(last)")
     }
 
+    /// A tape that records a head's forward and loss but never runs backward (evaluation,
+    /// prediction, a non-finite loss) is freed with its last owner: its steps hold their inputs'
+    /// nodes, not the tape, so nothing needs emptying by hand.
+    @Test(arguments: ["linear", "mlp", "losa", "lst", "unipt", "e3va", "consolidator"])
+    func aTapeNotRunBackwardIsFreedWithItsOwner(_ name: String) throws {
+        let head = try Tiny.head(name, Tiny.settings[name]!)
+        weak var recorded: Tape?
+        do {
+            let (tape, l) = loss(head, Tiny.batch())
+            recorded = tape
+            #expect(tape.count > 3 && l.value.scalar.isFinite)
+        }
+        #expect(recorded == nil, "\(name): the tape outlived its owner")
+    }
+
     /// logits = W_c · pool(LN_head(z_L)) + b_c with the head's own head norm and classifier.
     func probeLogits(_ head: any Head, _ batch: Batch) -> Tensor {
         let set = head.parameters

@@ -7,7 +7,7 @@
 import TensorCore
 
 public struct SavedLayerNorm {
-    let input: Variable, gain: Variable?, bias: Variable?
+    let input: Node, gain: Node?, bias: Node?
     let x: Tensor, gainValue: Tensor?, biasValue: Tensor?
     let eps: Float
     let mean: [Float], rstd: [Float]
@@ -28,7 +28,7 @@ public struct SavedLayerNorm {
     }
 
     /// The inputs the reader's tape node lists besides its own.
-    public var inputs: [Variable] { [input] + [gain, bias].compactMap { $0 } }
+    public var inputs: [Node] { [input] + [gain, bias].compactMap { $0 } }
 
     /// The output again, for the reader's backward (from the kept row statistics).
     public func recompute() -> Tensor {

@@ -205,8 +205,6 @@ public final class ConsolidatorHead: Head, HeadKind {
     /// `includeBranches: false`, through the frozen matrices with the tuned biases only.
     public func mergedLogits(_ batch: Batch, includeBranches: Bool = true) throws -> Tensor {
         let tape = Tape(training: false)
-        // The ops' backward steps hold the tape: a tape that never runs backward is emptied by hand.
-        defer { tape.reset() }
         let merged = try mergedWeights(includeBranches: includeBranches)
         return logits(batch, on: tape, merged: linears.keys.reduce(into: [:]) { out, name in
             out[name] = (.f32(merged[name + ".weight"]!), merged[name + ".bias"]!)
