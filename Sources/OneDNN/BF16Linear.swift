@@ -94,15 +94,43 @@ public final class BF16Linear: @unchecked Sendable {
     static func multiply(rows: Int, rounded: UnsafeMutablePointer<UInt16>, packed: dnnl_memory_t, packedDescriptor: dnnl_memory_desc_t,
                          inFeatures: Int, outFeatures: Int, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                          engine: dnnl_engine_t) throws {
+        let matmul = try Matmul(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, weights: packedDescriptor,
+                                hasBias: bias != nil, engine: engine)
+        try run(matmul, rows: rows, rounded: rounded, packed: packed, inFeatures: inFeatures, outFeatures: outFeatures,
+                bias: bias, y: y, engine: engine)
+    }
+
+    /// The matmul primitive for [rows, in] · packed [in, out] (+ [1, out]) → [rows, out], for this
+    /// thread's OpenMP thread count, and the scratchpad each run must be given. With the scratchpad
+    /// the caller's, one primitive can run on any thread, several at once: the library's own is
+    /// shared per thread, so its primitives must run on the thread that created them.
+    final class Matmul: @unchecked Sendable {
+        let primitive: dnnl_primitive_t
+        let scratchpad: dnnl_memory_desc_t
+        let scratchpadBytes: Int
+
+        init(rows: Int, inFeatures: Int, outFeatures: Int, weights: dnnl_memory_desc_t, hasBias: Bool, engine: dnnl_engine_t) throws {
+            let descriptor = try matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
+                                                  weights: weights, hasBias: hasBias, engine: engine)
+            defer { dnnl_primitive_desc_destroy(descriptor) }
+            var scratchpad = dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0)?.pointee ?? dnnl_memory_desc_t()
+            scratchpadBytes = dnnl_memory_desc_get_size(&scratchpad)
+            self.scratchpad = scratchpad
+            var primitive: dnnl_primitive_t?
+            try OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating the matmul")
+            self.primitive = primitive!
+        }
+
+        deinit { dnnl_primitive_destroy(primitive) }
+    }
+
+    /// Runs `matmul` (built for this row count) on rounded x, W and y.
+    static func run(_ matmul: Matmul, rows: Int, rounded: UnsafeMutablePointer<UInt16>, packed: dnnl_memory_t,
+                    inFeatures: Int, outFeatures: Int, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                    engine: dnnl_engine_t) throws {
         var source = OneDNN.descriptor([rows, inFeatures], dnnl_bf16, dnnl_ab)
         var output = OneDNN.descriptor([rows, outFeatures], dnnl_f32, dnnl_ab)
         var biasDescriptor = OneDNN.descriptor([1, outFeatures], dnnl_f32, dnnl_ab)
-        let descriptor = try matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
-                                              weights: packedDescriptor, hasBias: bias != nil, engine: engine)
-        defer { dnnl_primitive_desc_destroy(descriptor) }
-        var primitive: dnnl_primitive_t?
-        try OneDNN.check(dnnl_primitive_create(&primitive, descriptor), "creating the matmul")
-        defer { dnnl_primitive_destroy(primitive) }
         let sourceMemory = try OneDNN.memory(&source, rounded, engine: engine)
         defer { dnnl_memory_destroy(sourceMemory) }
         let outputMemory = try OneDNN.memory(&output, y, engine: engine)
@@ -115,7 +143,13 @@ public final class BF16Linear: @unchecked Sendable {
         let biasMemory = try bias.map { try OneDNN.memory(&biasDescriptor, UnsafeMutablePointer(mutating: $0), engine: engine) }
         defer { if let biasMemory { dnnl_memory_destroy(biasMemory) } }
         if let biasMemory { arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: biasMemory)) }
-        try OneDNN.execute(primitive!, arguments, engine: engine)
+        let scratchpad = matmul.scratchpadBytes > 0 ? UnsafeMutableRawPointer.allocate(byteCount: matmul.scratchpadBytes, alignment: 64) : nil
+        defer { scratchpad?.deallocate() }
+        var scratchpadDescriptor = matmul.scratchpad
+        let scratchpadMemory = try scratchpad.map { try OneDNN.memory(&scratchpadDescriptor, $0, engine: engine) }
+        defer { if let scratchpadMemory { dnnl_memory_destroy(scratchpadMemory) } }
+        if let scratchpadMemory { arguments.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: scratchpadMemory)) }
+        try OneDNN.execute(matmul.primitive, arguments, engine: engine)
     }
 
     /// The matmul primitive descriptor for [rows, in] · [in, out] + [1, out] → [rows, out].
@@ -128,8 +162,12 @@ public final class BF16Linear: @unchecked Sendable {
         var operation = dnnl_matmul_desc_t()
         try OneDNN.check(hasBias ? dnnl_matmul_desc_init(&operation, &source, &weights, &bias, &output)
                                  : dnnl_matmul_desc_init(&operation, &source, &weights, nil, &output), "describing the matmul")
+        var attributes: dnnl_primitive_attr_t?
+        try OneDNN.check(dnnl_primitive_attr_create(&attributes), "creating primitive attributes")
+        defer { dnnl_primitive_attr_destroy(attributes) }
+        try OneDNN.check(dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user), "setting the scratchpad mode")
         var descriptor: dnnl_primitive_desc_t?
-        let status = dnnl_primitive_desc_create(&descriptor, &operation, nil, engine, nil)
+        let status = dnnl_primitive_desc_create(&descriptor, &operation, attributes, engine, nil)
         if status == dnnl_unimplemented { throw OneDNN.noBF16Products() }
         try OneDNN.check(status, "creating the bf16 matmul for \(rows)×\(inFeatures) · \(inFeatures)×\(outFeatures)")
         return descriptor!

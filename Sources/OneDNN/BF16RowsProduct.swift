@@ -6,6 +6,7 @@
 // more. So the rows go in chunks of `chunk`, the last one padded to a multiple of `step`: at most
 // chunk/step + 1 row counts ever reach oneDNN.
 import CDNNL
+import Synchronization
 import TensorCore
 
 /// W [out, in] frozen, rounded to bf16 and packed once; each call rounds x to bf16 and
@@ -20,6 +21,14 @@ public final class BF16RowsProduct: @unchecked Sendable {
     private var packedDescriptor: dnnl_memory_desc_t
     private let engine: dnnl_engine_t
     static let chunk = 256, step = 16
+    /// The matmul primitive of each row count and OpenMP thread count, built on first use and kept:
+    /// building it on every call (its descriptor, oneDNN's search for an implementation, then the
+    /// primitive cache's lookup) was half of libdnnl's 1.5% of a consolidator epoch.
+    private let primitives = Mutex<[PrimitiveKey: BF16Linear.Matmul]>([:])
+
+    private struct PrimitiveKey: Hashable {
+        let rows: Int, threads: Int
+    }
 
     /// Converts and packs `weight` [outFeatures, inFeatures] (PyTorch's layout) once. Throws when
     /// oneDNN cannot compute bf16 products on this CPU.
@@ -35,6 +44,19 @@ public final class BF16RowsProduct: @unchecked Sendable {
     }
 
     deinit { dnnl_memory_destroy(packed) }
+
+    /// The primitive for `rows` rows (a multiple of `step`, at most `chunk`) on this thread's
+    /// OpenMP thread count (set by `OneDNN.withThreads`).
+    private func primitive(rows: Int) throws -> BF16Linear.Matmul {
+        let key = PrimitiveKey(rows: rows, threads: OneDNN.threadCount)
+        return try primitives.withLock { built in
+            if let matmul = built[key] { return matmul }
+            let matmul = try BF16Linear.Matmul(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
+                                               weights: packedDescriptor, hasBias: hasBias, engine: engine)
+            built[key] = matmul
+            return matmul
+        }
+    }
 
     /// y[rows, outFeatures] = x[rows, inFeatures] · Wᵀ (+ bias [outFeatures], given exactly when
     /// `hasBias`). Runs on as many threads as OpenBLAS is set to use.
@@ -57,8 +79,8 @@ public final class BF16RowsProduct: @unchecked Sendable {
         OneDNN.withThreads {
             do {
                 func multiply(_ start: Int, _ count: Int, into target: UnsafeMutablePointer<Float>) throws {
-                    try BF16Linear.multiply(rows: count, rounded: rounded + start * k, packed: packed, packedDescriptor: packedDescriptor,
-                                            inFeatures: k, outFeatures: n, bias: bias, y: target, engine: engine)
+                    try BF16Linear.run(try primitive(rows: count), rows: count, rounded: rounded + start * k, packed: packed,
+                                       inFeatures: k, outFeatures: n, bias: bias, y: target, engine: engine)
                 }
                 for start in stride(from: 0, to: whole, by: Self.chunk) {
                     try multiply(start, min(Self.chunk, whole - start), into: y + start * n)

@@ -133,9 +133,12 @@ public enum OneDNN {
     /// Runs `body` with this thread's OpenMP thread count set to OpenBLAS's. oneDNN reads it when a
     /// primitive is created (its cache keys on it) and runs with that many, so it is set for both.
     static func withThreads<R>(_ body: () throws -> R) rethrows -> R {
-        openMPSetThreads?(Int32(max(1, BLAS.threadCount)))
+        openMPSetThreads?(Int32(threadCount))
         return try body()
     }
+
+    /// The thread count `withThreads` sets.
+    static var threadCount: Int { max(1, BLAS.threadCount) }
 
     private typealias SetThreads = @convention(c) (Int32) -> Void
     /// libgomp's omp_set_num_threads, loaded with libdnnl (Debian ships no unversioned libgomp.so

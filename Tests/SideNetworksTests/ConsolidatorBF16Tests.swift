@@ -2,6 +2,7 @@
 // operands, forward and backward, with the bias exact; the head follows the cache's compute path;
 // and the bf16 head trains and consolidates as the f32 one does, up to bf16's rounding.
 import Autodiff
+import Dispatch
 import OneDNN
 @testable import SideNetworks
 import Testing
@@ -57,6 +58,38 @@ struct ConsolidatorBF16Tests {
         #expect(worstY <= 1e-6)
         #expect(worstX <= 1e-6)
         #expect(worstB <= 1e-6)
+    }
+
+    /// One product's primitives are built once per row count and then run on whatever thread
+    /// calls, several at once (the parts of a batch): each call must give exactly what it gives
+    /// alone. (oneDNN's own scratchpad is shared per thread, and broke exactly this.)
+    @Test func oneProductRunsOnSeveralThreadsAtOnce() throws {
+        let (inputs, outputs, rows) = (384, 1536, 600)
+        var rng = SeededGenerator(seed: 31)
+        let w = Tensor.randomNormal([outputs, inputs], std: 0.05, using: &rng)
+        let bias = Tensor.randomNormal([outputs], using: &rng)
+        let xs = (0..<4).map { _ in Tensor.randomNormal([rows, inputs], using: &rng) }
+        let product = try w.withUnsafeBufferPointer {
+            try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: inputs, outFeatures: outputs, hasBias: true)
+        }
+        @Sendable func multiply(_ x: Tensor, into y: UnsafeMutablePointer<Float>) {
+            x.withUnsafeBufferPointer { px in
+                bias.withUnsafeBufferPointer { pb in product.forward(y: y, x: px.baseAddress!, rows: rows, bias: pb.baseAddress!) }
+            }
+        }
+        let size = rows * outputs, calls = xs.count * 8
+        let alone = UnsafeMutablePointer<Float>.allocate(capacity: xs.count * size)
+        let together = UnsafeMutablePointer<Float>.allocate(capacity: calls * size)
+        defer { alone.deallocate(); together.deallocate() }
+        for (i, x) in xs.enumerated() { multiply(x, into: alone + i * size) }
+        let target = UInt(bitPattern: together)  // each call writes its own slice
+        DispatchQueue.concurrentPerform(iterations: calls) { i in
+            multiply(xs[i % xs.count], into: UnsafeMutablePointer(bitPattern: target)! + i * size)
+        }
+        for i in 0..<calls {
+            let same = (0..<size).allSatisfy { together[i * size + $0] == alone[(i % xs.count) * size + $0] }
+            #expect(same, "call \(i) on several threads differs from the same call alone")
+        }
     }
 
     /// The tiny consolidator with the given compute setting, on a context that records `cache`.
