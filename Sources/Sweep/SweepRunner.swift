@@ -86,6 +86,7 @@ public struct SweepRunner {
             let trainer: Trainer
             do {
                 trainer = try Trainer(cache: cache, requests: requests, options: options)
+                for notice in trainer.notices { log("  " + notice) }
                 let stop = self.stop
                 trainer.shouldStop = { stop.isSet }
                 // One line per epoch of the pass, with the time left at the rate measured so far: the
@@ -116,7 +117,7 @@ public struct SweepRunner {
                 failed += members.count
                 continue
             }
-            var options1 = options
+            var options1 = trainer.options
             for ((p, fit), head) in zip(zip(members, results), trainer.heads) {
                 options1.learningRate = Float(p.trial.training.lr)
                 var result = fit

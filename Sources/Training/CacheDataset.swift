@@ -79,7 +79,19 @@ public final class CacheDataset: @unchecked Sendable {
             skipped = bad
             count = good.count
         }
-        if inMemory { memory = try decodeAll() }
+        if inMemory { try holdInMemory() }
+    }
+
+    /// Decodes the features once and serves every batch from memory from then on.
+    public func holdInMemory() throws {
+        if memory == nil { memory = try decodeAll() }
+    }
+
+    /// What `holdInMemory` would hold: each example's rows of every feature in f32, from the
+    /// record headers (nothing is decompressed).
+    public func decodedBytes() throws -> Int {
+        if let memory { return memory.reduce(0) { $0 + $1.rows * width * 4 * features.count } }
+        return try rowCounts(Array(0..<count)).reduce(0, +) * width * 4 * features.count
     }
 
     /// Checks every stored record of the split without decompressing it: header, block checksums,

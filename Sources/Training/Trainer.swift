@@ -150,8 +150,11 @@ final class HeadState: @unchecked Sendable {
 
 public final class Trainer {
     public let cache: ActivationCache
-    public let options: TrainingOptions
+    /// As given, except `inMemory` when the features did not fit (see `notices`).
+    public private(set) var options: TrainingOptions
     public let description: CacheDescription
+    /// What the trainer changed about the options and why, for the log.
+    public private(set) var notices: [String] = []
     let states: [HeadState]
     let train: CacheDataset
     let val: CacheDataset?
@@ -163,7 +166,9 @@ public final class Trainer {
 
     /// Builds every head and opens the splits; throws on a bad head, key, value or cache before
     /// any training.
-    public init(cache: ActivationCache, requests: [HeadRequest], options: TrainingOptions) throws {
+    /// `availableMemory` is what `inMemory` may fill (tests give a small one).
+    public init(cache: ActivationCache, requests: [HeadRequest], options: TrainingOptions,
+                availableMemory: Int? = availableMemoryBytes()) throws {
         precondition(!requests.isEmpty, "Trainer needs at least one head")
         keepFreedMemory()
         guard options.epochs >= 1, options.batchSize >= 1 else {
@@ -185,10 +190,20 @@ public final class Trainer {
         }
         // Only the union of what the heads read is decoded.
         let features = Array(Set(states.flatMap { $0.head.features })).sorted()
-        train = try CacheDataset(cache: cache, split: "train", features: features, inMemory: options.inMemory, skipCorrupt: options.skipCorrupt)
-        val = splits.contains("val") ? try CacheDataset(cache: cache, split: "val", features: features, inMemory: options.inMemory, skipCorrupt: options.skipCorrupt) : nil
-        test = splits.contains("test") ? try CacheDataset(cache: cache, split: "test", features: features, inMemory: options.inMemory, skipCorrupt: options.skipCorrupt) : nil
+        train = try CacheDataset(cache: cache, split: "train", features: features, skipCorrupt: options.skipCorrupt)
+        val = splits.contains("val") ? try CacheDataset(cache: cache, split: "val", features: features, skipCorrupt: options.skipCorrupt) : nil
+        test = splits.contains("test") ? try CacheDataset(cache: cache, split: "test", features: features, skipCorrupt: options.skipCorrupt) : nil
         guard train.count > 0 else { throw CacheError("\(cache.path): the train split is empty") }
+        if options.inMemory {
+            let splits = [train, val, test].compactMap { $0 }
+            let needed = try splits.reduce(0) { $0 + (try $1.decodedBytes()) }
+            if let refusal = Self.inMemoryRefusal(needed: needed, available: availableMemory) {
+                self.options.inMemory = false
+                notices.append(refusal)
+            } else {
+                for split in splits { try split.holdInMemory() }
+            }
+        }
         let total = (train.count + options.batchSize - 1) / options.batchSize * options.epochs
         for s in states {
             // The average starts at the initial weights, as timm's does.
@@ -198,6 +213,18 @@ public final class Trainer {
                                               totalSteps: total, floor: rate * options.finalLearningRate)
         }
         self.states = states
+    }
+
+    /// Why `inMemory` is declined, or nil when the decoded features take at most three quarters
+    /// of the memory available (the rest is for the heads, their batches and the system), or
+    /// when that cannot be measured.
+    static func inMemoryRefusal(needed: Int, available: Int?) -> String? {
+        guard let available, needed > available / 4 * 3 else { return nil }
+        func size(_ bytes: Int) -> String {
+            bytes < 1_000_000_000 ? String(format: "%.0f MB", Double(bytes) / 1e6) : String(format: "%.1f GB", Double(bytes) / 1e9)
+        }
+        return "--in-memory: the features these heads read take \(size(needed)) decoded, more than three quarters of "
+            + "the \(size(available)) of memory available; streaming them from the cache instead"
     }
 
     func samplePeakMemory() {
@@ -396,4 +423,46 @@ public func peakResidentBytes() -> Int {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Int(usage.ru_maxrss) * 1024
+}
+
+/// Bytes this process could still allocate without swapping or meeting a cgroup's limit: the
+/// kernel's MemAvailable (free memory plus page cache it can drop), or less where the process's
+/// cgroup or one above it (v2 or v1) caps it lower. A cgroup's usage counts the page cache it
+/// touched (a cache's memory map, say), which the kernel drops before failing an allocation, so
+/// that part is not counted as used. Nil when /proc/meminfo cannot be read.
+public func availableMemoryBytes() -> Int? {
+    func read(_ path: String) -> String? {
+        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    /// The number after `key` in a file of "key value" lines (meminfo's are in kB).
+    func field(_ text: String?, _ key: String) -> Int? {
+        guard let line = text?.split(separator: "\n").first(where: { $0.split(separator: " ").first.map(String.init) == key }) else { return nil }
+        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+    }
+    guard let kb = field(read("/proc/meminfo"), "MemAvailable:") else { return nil }
+    var available = kb * 1024
+    // "0::/path" is the v2 hierarchy, "N:…,memory,…:/path" v1's memory controller.
+    for line in (read("/proc/self/cgroup") ?? "").split(separator: "\n") {
+        let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3 else { continue }
+        let v2 = parts[0] == "0" && parts[1].isEmpty
+        guard v2 || parts[1].split(separator: ",").contains("memory") else { continue }
+        let (mount, limit, usage, cached) = v2 ? ("/sys/fs/cgroup", "memory.max", "memory.current", "file")
+                                               : ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache")
+        // The process's group and every group above it; where the mount shows no such path (a
+        // container that sees its own group as the root), the root alone.
+        var path = parts[2]
+        while true {
+            let folder = mount + (path == "/" ? "" : path)
+            // v2 writes "max" for no limit, which does not parse; v1 writes a huge number.
+            if let cap = read(folder + "/" + limit).flatMap({ Int($0) }), let used = read(folder + "/" + usage).flatMap({ Int($0) }) {
+                let droppable = field(read(folder + "/memory.stat"), cached) ?? 0
+                available = min(available, max(0, cap - max(0, used - droppable)))
+            }
+            if path == "/" || path.isEmpty { break }
+            path = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            if path.isEmpty { path = "/" }
+        }
+    }
+    return available
 }

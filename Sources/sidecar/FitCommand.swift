@@ -63,7 +63,7 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Keep an exponential moving average of each head's weights with this decay (e.g. 0.999; as timm's model EMA), warmed up as TensorFlow's is, min(decay, (1 + n) / (10 + n)) at step n; the average is what is validated, kept as best and saved. Off unless given.")
     var emaDecay: Float?
 
-    @Flag(help: "Decode the needed features once and keep them in memory (when they fit).")
+    @Flag(help: "Decode the needed features once and keep them in memory, when they take at most three quarters of the memory available (else fit streams them and says so).")
     var inMemory = false
 
     @Flag(help: "Check every record's checksums first and leave damaged ones out of training and evaluation, counting them (skipped_corrupt in result.json). Without it a damaged record stops the fit, naming its key.")
@@ -118,6 +118,7 @@ struct FitCommand: ParsableCommand {
         let trainer = try Trainer(cache: opened, requests: requests, options: options)
         let log: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
         let bar = EpochProgress()
+        trainer.notices.forEach(log)
         if skipCorrupt {
             let skipped = trainer.skippedRecords
             log(skipped.isEmpty ? "--skip-corrupt: every record's checksums match"
@@ -139,7 +140,7 @@ struct FitCommand: ParsableCommand {
         }
         for (i, (result, head)) in zip(results, trainer.heads).enumerated() {
             let folder = requests.count == 1 ? out : URL(fileURLWithPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, result.head)).path
-            try FitOutput.write(result, head: head, options: options, cache: opened, to: folder)
+            try FitOutput.write(result, head: head, options: trainer.options, cache: opened, to: folder)
         }
         log("")
         log(ResultTable.render(results))

@@ -71,7 +71,7 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Heads trained at once on separate cores in each pass (default: cores / --jobs).")
     var threads: Int?
 
-    @Flag(help: "Decode the needed features once per pass and keep them in memory.")
+    @Flag(help: "Decode the needed features once per pass and keep them in memory, when they take at most three quarters of the memory available (else the pass streams them and says so).")
     var inMemory = false
 
     @Option(help: "slurm or k8s: write a job file that runs the sweep as --shards N tasks, then exit.")

@@ -187,7 +187,35 @@ import Training
         _ = try streamed.run()
         o.inMemory = true
         let held = try Trainer(cache: cache, requests: [HeadRequest(head: "mlp")], options: o)
+        #expect(held.options.inMemory, "\(held.notices)")
         _ = try held.run()
+        #expect(streamed.heads[0].parameters.values == held.heads[0].parameters.values)
+    }
+
+    /// --in-memory holds the features only within three quarters of the memory available; beyond
+    /// that the trainer streams, says so, and records the option as it ran.
+    @Test func inMemoryIsDeclinedWhenTheFeaturesDoNotFit() throws {
+        let path = SyntheticCache.temporaryPath("fits")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path)
+        let cache = try ActivationCache.open(path: path)
+        let request = HeadRequest(head: "linear", settings: ["layers": "0,2"])
+        // Every stored token of the two layers, in f32, over the three splits.
+        var rows = 0
+        for split in ["train", "val", "test"] {
+            try cache.forEachRecord(split: split) { _, record, _ in rows += try record().rows; return true }
+        }
+        let needed = rows * 16 * 4 * 2
+        var o = options(epochs: 2)
+        o.inMemory = true
+        let held = try Trainer(cache: cache, requests: [request], options: o, availableMemory: needed / 3 * 4 + 64)
+        #expect(held.options.inMemory && held.notices.isEmpty)
+        let streamed = try Trainer(cache: cache, requests: [request], options: o, availableMemory: needed / 3 * 4 - 64)
+        #expect(!streamed.options.inMemory)
+        #expect(streamed.notices == ["--in-memory: the features these heads read take 0 MB decoded, more than three quarters of "
+                                     + "the 0 MB of memory available; streaming them from the cache instead"])
+        _ = try held.run()
+        _ = try streamed.run()
         #expect(streamed.heads[0].parameters.values == held.heads[0].parameters.values)
     }
 
