@@ -11,7 +11,7 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: "The cache folder.")
     var cache: String
 
-    @Flag(help: "Check every record's checksums and decode it; list every damaged key (exit status 1 if any).")
+    @Flag(help: "Check every record's and blob's checksums and decode them; list every damaged key (exit status 1 if any).")
     var verify = false
 
     @Flag(help: "Print the report as JSON (with ratio_vs_f32 and a digest per split).")
@@ -108,7 +108,7 @@ struct InspectCommand: ParsableCommand {
         }
         print(String(format: "total %11.2f %13.2f %7.3f   (stored / raw fp32)", Double(r.storedBytes) / 1e6, Double(r.rawFloat32Bytes) / 1e6, r.ratioVsF32))
         if let damaged = r.damaged {
-            print(damaged.isEmpty ? "\nverified: every record's checksums match and every block decodes" : "\n\(damaged.count) damaged records:")
+            print(damaged.isEmpty ? "\nverified: every record's and blob's checksums match and every block decodes" : "\n\(damaged.count) damaged records or blobs:")
             for d in damaged { print("  \(d)") }
         }
     }

@@ -94,5 +94,25 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         } catch {
             #expect("\(error)".contains("blobs: [] requested, [\"lst.r2\"] in the cache"), "\(error)")
         }
+
+        // A flipped byte in a blob's tensor data (in every copy LMDB left in data.mdb) is caught
+        // by the checksum stored with it: on reading, and by inspect --verify.
+        let file = URL(fileURLWithPath: path + "/data.mdb")
+        var data = try Data(contentsOf: file)
+        let needle = weight.scalars.withUnsafeBytes { Data($0) }
+        var flipped = 0, from = data.startIndex
+        while let range = data.range(of: needle, in: from..<data.endIndex) {
+            data[range.upperBound - 1] ^= 0x01
+            from = range.upperBound
+            flipped += 1
+        }
+        #expect(flipped >= 1)
+        try data.write(to: file)
+        let damaged = try ActivationCache.open(path: path)
+        #expect(throws: CacheError("\(path): blob lst.r2 is damaged (its checksum does not match); extract the cache again")) {
+            try damaged.blob("lst.r2")
+        }
+        let report = try CacheReport.make(damaged, verify: true, digest: false)
+        #expect(report.damaged == ["\(path): blob lst.r2 is damaged (its checksum does not match); extract the cache again"])
     }
 }

@@ -53,7 +53,7 @@ func lastJSON(_ out: String) throws -> [String: Any] {
         #expect(listed.count == 3 && listed[0] == "record train:5 is damaged: header checksum mismatch"
                 && listed[1] == "record train:22 is damaged: checksum mismatch in layer 6" && listed[2].hasPrefix("record test:3 is damaged: "),
                 "\(inspected.out)")
-        #expect(inspected.out.contains("3 damaged records:"))
+        #expect(inspected.out.contains("3 damaged records or blobs:"))
 
         let out = temporaryPath("damaged-fit")
         defer { try? FileManager.default.removeItem(atPath: out) }

@@ -56,6 +56,10 @@ public final class ActivationCache: @unchecked Sendable {
     static let int8ScalesKey = Array("int8-scales".utf8)
     static func progressKey(_ split: String) -> [UInt8] { Array("progress/\(split)".utf8) }
     static func blobKey(_ name: String) -> [UInt8] { Array("blob:\(name)".utf8) }
+    /// The XXH64 of a blob's stored bytes, as 16 hex digits, written with the blob (caches from
+    /// before it have none, and their blobs are read unchecked).
+    static func blobChecksumKey(_ name: String) -> [UInt8] { Array("blob-xxh64:\(name)".utf8) }
+    static func checksum(_ bytes: [UInt8]) -> [UInt8] { Array(String(format: "%016llx", XXHash64.hash(bytes)).utf8) }
 
     private init(path: String, manifest: Manifest, environment: LMDBEnvironment, meta: LMDBDatabase, records: LMDBDatabase,
                  writerLock: Int32 = -1) {
@@ -151,7 +155,10 @@ public final class ActivationCache: @unchecked Sendable {
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(manifest)
         try writeReportingFullDisk(environment, path: path, "the manifest and blobs") { txn in
-            for (name, bytes) in blobBytes { try txn.put(blobKey(name), bytes, in: meta) }
+            for (name, bytes) in blobBytes {
+                try txn.put(blobKey(name), bytes, in: meta)
+                try txn.put(blobChecksumKey(name), checksum(bytes), in: meta)
+            }
             try txn.put(manifestKey, data, in: meta)
         }
         return ActivationCache(path: path, manifest: manifest, environment: environment, meta: meta, records: records, writerLock: lock)
@@ -292,7 +299,10 @@ public final class ActivationCache: @unchecked Sendable {
     /// the manifest's `blobs` list stays true; this is for tools that add one later.
     public func storeBlob(_ name: String, tensors: [(String, Tensor)], metadata: [String: String]) throws {
         let bytes = try BlobContent(name: name, tensors: tensors.map { (name: $0.0, tensor: $0.1) }, metadata: metadata).bytes(cache: path)
-        try Self.writeReportingFullDisk(environment, path: path, "blob \(name)") { txn in try txn.put(Self.blobKey(name), bytes, in: meta) }
+        try Self.writeReportingFullDisk(environment, path: path, "blob \(name)") { txn in
+            try txn.put(Self.blobKey(name), bytes, in: meta)
+            try txn.put(Self.blobChecksumKey(name), Self.checksum(bytes), in: meta)
+        }
     }
 
     /// The blob `name`, or nil when the cache has none of that name.
@@ -310,12 +320,25 @@ public final class ActivationCache: @unchecked Sendable {
     }
 
     private func withBlobFile<R>(_ name: String, _ body: (SafeTensorsFile) throws -> R) throws -> R? {
-        guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.blobKey(name), in: meta) }) else { return nil }
+        guard let bytes = try blobBytes(name) else { return nil }
         do {
             return try body(try SafeTensorsFile(bytes: bytes, source: "\(path)/blob:\(name)"))
         } catch {
             throw CacheError("\(path): blob \(name) is unreadable (\(error))")
         }
+    }
+
+    /// The blob's stored bytes, checked against the checksum stored with them; nil when the cache
+    /// has no blob of that name.
+    func blobBytes(_ name: String) throws -> [UInt8]? {
+        let (bytes, sum) = try environment.read { txn in
+            (try txn.value(forKey: Self.blobKey(name), in: meta), try txn.value(forKey: Self.blobChecksumKey(name), in: meta))
+        }
+        guard let bytes else { return nil }
+        if let sum, sum != Self.checksum(bytes) {
+            throw CacheError("\(path): blob \(name) is damaged (its checksum does not match); extract the cache again")
+        }
+        return bytes
     }
 
     /// A decoder for this cache's records (with its int8 scales); one per thread. See

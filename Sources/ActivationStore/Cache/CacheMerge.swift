@@ -163,7 +163,9 @@ public enum CacheMerge {
                                  + "run its sidecar extract --shard \(shard.info.index)/\(count) again to finish it")
             }
         }
-        // Equal settings mean equal blobs and scales; a difference means a damaged shard.
+        // Equal settings mean equal blobs and scales; a difference means a damaged shard, and so
+        // does a blob that fails its own checksum.
+        for shard in shards { for name in settings.blobs ?? [] { _ = try shard.cache.blobBytes(name) } }
         var shared: [[UInt8]: [UInt8]] = [:]
         for key in (settings.blobs ?? []).map(ActivationCache.blobKey) + (settings.storage == .int8 ? [ActivationCache.int8ScalesKey] : []) {
             let name = String(decoding: key, as: UTF8.self)

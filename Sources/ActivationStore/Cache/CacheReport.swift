@@ -93,6 +93,15 @@ public struct CacheReport: Codable, Sendable {
             }
             splits.append(report)
         }
+        if verify {
+            for name in settings.blobs ?? [] {
+                do {
+                    if try cache.blob(name) == nil { damaged.append("\(cache.path): the manifest lists blob \(name), but the cache does not hold it") }
+                } catch {
+                    damaged.append("\(error)")
+                }
+            }
+        }
         var layerReports = settings.layers.compactMap { layers[$0] }
         for i in layerReports.indices where layerReports[i].tokens > 0 {
             layerReports[i].bytesPerToken = Double(layerReports[i].storedBytes) / Double(layerReports[i].tokens)
