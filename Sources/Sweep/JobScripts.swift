@@ -34,6 +34,26 @@ public enum JobScripts {
             ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
+    /// A value for an #SBATCH line: sbatch splits those at white space outside quotes (either
+    /// kind) and takes a backslash anywhere as an escape.
+    static func directive(_ s: String) -> String {
+        guard s.contains(where: { $0.isWhitespace || "\"'\\".contains($0) }) else { return s }
+        return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    /// A Kubernetes object name (an RFC 1123 label): lower-case letters, digits and inner hyphens,
+    /// at most 63 characters.
+    static func kubernetesName(_ s: String) -> String {
+        var name = ""
+        for c in s.lowercased() {
+            let ok = c.isASCII && (c.isLetter || c.isNumber)
+            if ok { name.append(c) } else if !name.isEmpty && name.last != "-" { name.append("-") }
+        }
+        name = String(name.prefix(63))
+        while name.last == "-" { name.removeLast() }
+        return name.isEmpty ? "sidecar-sweep" : name
+    }
+
     /// A Slurm batch script: `sbatch` it; task i runs shard i/N (from SLURM_ARRAY_TASK_ID).
     public static func slurm(_ j: JobSettings) -> String {
         let words = [j.binary, "sweep", "--spec", j.spec, "--cache", j.cache, "--results", j.results] + j.extraArguments
@@ -43,11 +63,11 @@ public enum JobScripts {
             # Array task i runs shard i/\(j.shards) (from SLURM_ARRAY_TASK_ID), opens the cache read-only
             # without a lock file and appends to \(j.results)/trials-<i>-of-\(j.shards).jsonl.
             # Resubmitting the same script resumes: finished trials are skipped.
-            #SBATCH --job-name=\(j.name)
+            #SBATCH --job-name=\(directive(j.name))
             #SBATCH --array=0-\(j.shards - 1)
             #SBATCH --cpus-per-task=\(j.cpus)
             #SBATCH --ntasks=1
-            #SBATCH --output=\(j.results)/slurm-%A_%a.out
+            #SBATCH --output=\(directive(j.results + "/slurm-%A_%a.out"))
             set -euo pipefail
             mkdir -p \(quote(j.results))
             export OPENBLAS_NUM_THREADS=1
@@ -64,7 +84,7 @@ public enum JobScripts {
         func yamlString(_ s: String) -> String {
             "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }
-        let name = j.name.lowercased().map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()
+        let name = kubernetesName(j.name)
         return """
             # Sidecar sweep \(j.name): \(j.shards) shard(s) as a Kubernetes Indexed Job. Apply with `kubectl apply -f FILE`.
             # Pod i reads JOB_COMPLETION_INDEX and runs shard i/\(j.shards). Mount the cache (read-only), the spec and

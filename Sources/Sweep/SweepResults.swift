@@ -176,7 +176,9 @@ public final class ResultsWriter: @unchecked Sendable {
         return info.st_size
     }
 
-    /// Truncates the file after its last newline; returns how many bytes went.
+    /// Truncates the file after its last newline; returns how many bytes went. A last line that is
+    /// a whole record but lacks its newline (the file was written by something else) is ended
+    /// instead: readers already count it as finished.
     private func cutTornTail() throws -> Int {
         let end = try size()
         var position = end
@@ -193,6 +195,14 @@ public final class ResultsWriter: @unchecked Sendable {
             position = start
         }
         guard position < end else { return 0 }
+        var tail = [UInt8](repeating: 0, count: Int(end - position))
+        let read = tail.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, position) }
+        if read == tail.count, (try? JSONDecoder().decode(TrialRecord.self, from: Data(tail))) != nil {
+            guard write(fd, "\n", 1) == 1, fsync(fd) == 0 else {
+                throw SweepError("\(path): ending its last line failed: \(String(cString: strerror(errno)))")
+            }
+            return 0
+        }
         guard ftruncate(fd, position) == 0, fsync(fd) == 0 else {
             throw SweepError("\(path): cutting off a torn last line failed: \(String(cString: strerror(errno)))")
         }
@@ -231,7 +241,8 @@ public struct FinishedTrials: Sendable {
         for name in names.sorted() where name.hasSuffix(".jsonl") {
             let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
             guard let data = fm.contents(atPath: path) else { throw SweepError("\(path): cannot read") }
-            for (n, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
+            // Blank lines kept, so that n + 1 is the line number an editor shows.
+            for (n, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
                       let trial = object["trial"] as? String, let status = object["status"] as? String else {
                     out.skipped.append("\(path):\(n + 1)")

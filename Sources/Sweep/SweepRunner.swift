@@ -53,6 +53,9 @@ public struct SweepRunner {
     @discardableResult
     public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int) {
         let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
+        if writer.cutBytes > 0 {
+            log("\(writer.path): cut off a torn last line (\(writer.cutBytes) bytes) that an interrupted run left")
+        }
         var ok = 0, failed = 0
         for (n, group) in groups.enumerated() {
             if stop.isSet { throw SweepInterrupted(finished: ok + failed) }

@@ -121,15 +121,16 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
             guard let v = value.number, v.isFinite, ok(v) else { throw SweepError("expected \(what), got \(value)") }
             return v
         }
-        func integer(_ minimum: Int, _ what: String) throws -> Int {
-            guard case .int(let v) = value, v >= minimum else { throw SweepError("expected \(what), got \(value)") }
+        func integer(_ range: ClosedRange<Int>, _ what: String) throws -> Int {
+            guard case .int(let v) = value, range.contains(v) else { throw SweepError("expected \(what), got \(value)") }
             return v
         }
         switch key {
-        case "epochs": epochs = try integer(1, "an integer of at least 1")
+        // Bounds far past any real run, so that no step count or memory estimate overflows.
+        case "epochs": epochs = try integer(1...1_000_000, "an integer in 1...1000000")
         case "lr": lr = try number({ $0 > 0 }, "a positive number")
-        case "batch_size": batchSize = try integer(1, "an integer of at least 1")
-        case "seed": seed = try integer(0, "a non-negative integer")
+        case "batch_size": batchSize = try integer(1...1 << 20, "an integer in 1...1048576")
+        case "seed": seed = try integer(0...Int.max, "a non-negative integer")
         case "optimizer":
             guard case .string(let v) = value, ["adamw", "sgd"].contains(v) else { throw SweepError("expected \"adamw\" or \"sgd\", got \(value)") }
             optimizer = v
@@ -137,7 +138,7 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
         case "warmup": warmup = try number({ (0...1).contains($0) }, "a fraction in 0...1")
         case "label_smoothing": labelSmoothing = try number({ $0 >= 0 && $0 < 1 }, "a number in [0, 1)")
         case "clip_norm": clipNorm = try number({ $0 >= 0 }, "a non-negative number (0: off)")
-        case "patience": patience = try integer(0, "a non-negative integer (0: never stop early)")
+        case "patience": patience = try integer(0...Int.max, "a non-negative integer (0: never stop early)")
         case "ema_decay": emaDecay = try number({ (0..<1).contains($0) }, "a number in [0, 1)")
         default: throw SweepError("unknown training option; the options are \(Self.keys.joined(separator: ", "))")
         }
@@ -464,7 +465,10 @@ enum Distribution {
         case .choice(let a): return a[Int(rng.next() % UInt64(a.count))]
         case .uniform(let lo, let hi): return .float(Self.rounded(lo + (hi - lo) * rng.unit()))
         case .logUniform(let lo, let hi): return .float(Self.rounded(exp(log(lo) + (log(hi) - log(lo)) * rng.unit())))
-        case .int(let lo, let hi): return .int(lo + Int(rng.next() % UInt64(hi - lo + 1)))
+        case .int(let lo, let hi):
+            // Unsigned, hi − lo + 1 cannot overflow; it wraps to 0 for the whole Int range, where any draw will do.
+            let span = UInt64(UInt(bitPattern: hi &- lo)) &+ 1
+            return .int(lo &+ Int(bitPattern: UInt(span == 0 ? rng.next() : rng.next() % span)))
         }
     }
 

@@ -112,13 +112,16 @@ struct SweepCommand: ParsableCommand {
     }
 
     func budgetBytes() throws -> Int {
-        let text = memoryBudget.trimmingCharacters(in: .whitespaces).uppercased()
-        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-        var digits = Substring(text), scale = 1
-        if let last = text.last, let u = units[last] { digits = text.dropLast(); scale = u }
-        if digits.hasSuffix("I") || digits.hasSuffix("B") { digits = digits.dropLast() }
-        guard let v = Double(digits), v > 0 else { throw ValidationError("--memory-budget \(memoryBudget): expected bytes, e.g. 4G or 512M") }
-        return Int(v * Double(scale))
+        // 4G, 4GB, 4GiB and 4g are all 4 GiB; a plain number is bytes.
+        var digits = Substring(memoryBudget.trimmingCharacters(in: .whitespaces).uppercased())
+        if digits.hasSuffix("IB") { digits = digits.dropLast(2) } else if digits.hasSuffix("B") { digits = digits.dropLast() }
+        let units: [Character: Double] = ["K": 0x1p10, "M": 0x1p20, "G": 0x1p30, "T": 0x1p40]
+        var scale = 1.0
+        if let last = digits.last, let u = units[last] { digits = digits.dropLast(); scale = u }
+        guard let v = Double(digits), v > 0, v * scale < 0x1p60 else {
+            throw ValidationError("--memory-budget \(memoryBudget): expected a size under 1 EiB, e.g. 4G or 512M")
+        }
+        return Int(v * scale)
     }
 
     func run() throws {
@@ -174,8 +177,8 @@ struct SweepCommand: ParsableCommand {
         if dryRun {
             for g in pending {
                 let heads = Dictionary(grouping: g.members, by: \.trial.head).map { "\($1.count) \($0)" }.sorted().joined(separator: ", ")
-                out(String(format: "  pass %@: %@; epochs %d, batch %d, seed %d; ~%@, ~%.0f MiB", g.id, heads, g.training.epochs, g.training.batchSize,
-                           g.training.seed, roughDuration(g.estimatedSeconds), Double(g.memoryBytes) / 1048576))
+                out("  pass \(g.id): \(heads); epochs \(g.training.epochs), batch \(g.training.batchSize), seed \(g.training.seed); "
+                    + "~\(roughDuration(g.estimatedSeconds)), " + String(format: "~%.0f MiB", Double(g.memoryBytes) / 1048576))
             }
             return
         }

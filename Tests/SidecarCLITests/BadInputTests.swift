@@ -268,7 +268,7 @@ import Testing
         Case(kind: "sweep file", fault: "empty", setup: sweep(""),
              expected: ["$/sweep.toml: [base] head: no head"]),
         Case(kind: "sweep file", fault: "wrong type", setup: sweep("[base.training]\nepochs = \"two\"\n[[grid]]\nhead = \"linear\"\n"),
-             expected: ["$/sweep.toml: [base.training] epochs: expected an integer of at least 1, got \"two\""]),
+             expected: ["$/sweep.toml: [base.training] epochs: expected an integer in 1...1000000, got \"two\""]),
         Case(kind: "sweep file", fault: "unknown key", setup: sweep("[base.training]\nepoch = 3\n[[grid]]\nhead = \"linear\"\n"),
              expected: ["$/sweep.toml: [base.training] epoch: unknown training option"]),
         Case(kind: "sweep file", fault: "huge (10^8 random draws)", setup: sweep("[base]\nhead = \"linear\"\n[[random]]\ntrials = 100000000\n[random.training]\nlr = {log_uniform = [1e-4, 1e-2]}\n"),

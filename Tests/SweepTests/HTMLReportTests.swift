@@ -87,6 +87,9 @@ final class HTMLReportTests: XCTestCase {
         XCTAssertEqual(log.ticks(), [10_000, 100_000, 1_000_000])
         let narrow = ChartAxis(covering: [40_000, 90_000], logarithmic: true)
         XCTAssertEqual(narrow.ticks(), [30_000, 40_000, 50_000, 60_000, 70_000, 80_000, 90_000, 100_000])
+        // A loss of 1e14 that hardly moves: steps below the values' precision end, in at most eight ticks.
+        let flat = ChartAxis(covering: [1e14, 1e14 + 0.02], logarithmic: false)
+        XCTAssertTrue((1...8).contains(flat.ticks().count), "\(flat.ticks())")
         XCTAssertEqual([3_850, 20_000, 1_500_000, 2e9].map(compactNumber), ["3.85k", "20k", "1.5M", "2G"])
         XCTAssertEqual(HTMLReport.grouped(4_284_426), "4,284,426")
     }

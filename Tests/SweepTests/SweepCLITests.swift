@@ -189,6 +189,20 @@ func writeSpec(_ text: String) throws -> String {
                          "\"sweep\", \"--spec\", \"\(spec)\", \"--cache\", \"/shared/cache\", \"--results\", \"/shared/results\"", "\"--shard-count\", \"3\""] {
             #expect(k8s.out.contains(expected), "no \(expected) in\n\(k8s.out)")
         }
+        // Spaces in the names: sbatch splits #SBATCH values at white space unless quoted, and a
+        // Kubernetes name is lower-case letters, digits and inner hyphens.
+        let spaced = folder + "/my sweep_.toml"
+        try FileManager.default.copyItem(atPath: spec, toPath: spaced)
+        let quoted = try runSidecar(["sweep", "--spec", spaced, "--cache", "/shared/cache", "--results", folder + "/res dir",
+                                     "--emit", "slurm", "--shards", "2", "--emit-out", script])
+        #expect(quoted.status == 0, "\(quoted.err)")
+        let quotedText = try String(contentsOfFile: script, encoding: .utf8)
+        for expected in ["#SBATCH --job-name=\"sidecar-sweep-my sweep_\"\n", "#SBATCH --output=\"\(folder)/res dir/slurm-%A_%a.out\"\n"] {
+            #expect(quotedText.contains(expected), "no \(expected) in\n\(quotedText)")
+        }
+        let named = try runSidecar(["sweep", "--spec", spaced, "--cache", "/shared/cache", "--results", "/shared/results", "--emit", "k8s"])
+        #expect(named.out.contains("  name: sidecar-sweep-my-sweep\n"), "\(named.out)")
+
         let bad = try runSidecar(["sweep", "--spec", spec, "--cache", "c", "--results", "r", "--emit", "pbs"])
         #expect(bad.status != 0 && bad.err.contains("--emit pbs: expected slurm or k8s"))
     }

@@ -119,5 +119,12 @@ private func trialIDs(_ folder: String, sourceLocation: SourceLocation = #_sourc
         let writer = try ResultsWriter(folder: results, shard: .whole)
         #expect(writer.cutBytes == 11)
         #expect(try String(contentsOfFile: file, encoding: .utf8) == text)
+
+        // A whole record without its newline (a file another tool rewrote) is a finished trial:
+        // the writer ends its line instead of cutting it.
+        try String(text.dropLast()).write(toFile: file, atomically: false, encoding: .utf8)
+        let ending = try ResultsWriter(folder: results, shard: .whole)
+        #expect(ending.cutBytes == 0)
+        #expect(try String(contentsOfFile: file, encoding: .utf8) == text)
     }
 }

@@ -43,6 +43,20 @@ let exampleSpec = """
     """
 
 @Suite struct SweepSpecTests {
+
+    /// An integer range as wide as Int itself draws without overflowing.
+    @Test func theWidestIntegerRangeDraws() throws {
+        let spec = try SweepSpec.parse("""
+            [[random]]
+            head = "mlp"
+            trials = 3
+            seed = 1
+            [random.training]
+            seed = { int = [0, 9223372036854775807] }
+            """, path: "wide.toml")
+        #expect(spec.trials.count == 3 && spec.trials.allSatisfy { $0.training.seed >= 0 })
+        #expect(Set(spec.trials.map(\.training.seed)).count == 3)
+    }
     @Test func gridsAndDrawsExpandToTheRightTrials() throws {
         let spec = try SweepSpec.parse(exampleSpec, path: "example.toml")
         #expect(spec.trials.count == 13)

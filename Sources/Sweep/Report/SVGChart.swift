@@ -91,11 +91,14 @@ struct ChartAxis {
         let steps = (integral ? [1.0, 2.0, 5.0, 10.0] : [1.0, 2.0, 2.5, 5.0, 10.0]).map { $0 * power }
         var step = steps.first { span / $0 <= 7 } ?? 10 * power
         if integral { step = max(step.rounded(), 1) }
+        // By index, at most eight: adding a step finer than the values' own precision (a loss of
+        // 1e14 that hardly moved) would never get past `high`.
         var values: [Double] = []
-        var v = (low / step).rounded(.up) * step
-        while v <= high + step * 1e-9 {
-            values.append(abs(v) < step * 1e-9 ? 0 : v)
-            v += step
+        let first = (low / step).rounded(.up)
+        for i in 0..<8 {
+            let v = (first + Double(i)) * step
+            guard v <= high + step * 1e-9, v.isFinite else { break }
+            if values.last != v { values.append(abs(v) < step * 1e-9 ? 0 : v) }
         }
         return values
     }
