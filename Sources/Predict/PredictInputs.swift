@@ -11,10 +11,40 @@ public struct PredictInput: Sendable {
     /// The image file, or nil for text.
     public var file: String?
     /// The JSON line's "id", echoed in the output.
-    public var id: String?
+    public var id: InputID?
     public var input: BackboneRunner.Input
     /// The text (for the plain output), or nil for an image.
     public var text: String?
+}
+
+/// A JSON line's "id" as it was written, a string or a number, so that the output echoes the same
+/// JSON value.
+public enum InputID: Sendable, Equatable, Codable {
+    case string(String)
+    case integer(Int64)
+    case number(Double)
+
+    public init(from decoder: any Decoder) throws {
+        let value = try decoder.singleValueContainer()
+        if let s = try? value.decode(String.self) {
+            self = .string(s)
+        } else if let i = try? value.decode(Int64.self) {
+            self = .integer(i)
+        } else if let n = try? value.decode(Double.self) {
+            self = .number(n)
+        } else {
+            throw DecodingError.typeMismatch(InputID.self, .init(codingPath: decoder.codingPath, debugDescription: "not a string or a number"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var out = encoder.singleValueContainer()
+        switch self {
+        case .string(let s): try out.encode(s)
+        case .integer(let i): try out.encode(i)
+        case .number(let n): try out.encode(n)
+        }
+    }
 }
 
 public enum InputFormat: String, CaseIterable, Sendable {
@@ -97,7 +127,11 @@ public final class PredictInputs {
                 guard let s = value as? String else { throw PredictError("\(where_): \"\(pairKey)\" is not a string") }
                 pair = s
             }
-            let id = object["id"].map { "\($0)" }
+            struct Identified: Decodable { let id: InputID? }
+            let id: InputID?
+            do { id = try JSONDecoder().decode(Identified.self, from: Data(line.utf8)).id } catch {
+                throw PredictError("\(where_): \"id\" must be a string or a number")
+            }
             out.append(PredictInput(line: number, file: nil, id: id, input: .text(text, pair: pair), text: text))
         }
         return out

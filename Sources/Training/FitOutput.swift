@@ -1,7 +1,8 @@
 // A trained head's folder: the trainable parameters as safetensors, config.json (exactly what ran,
 // and the cache's extraction settings, so eval and predict can rebuild the head without the
 // cache), log.tsv (one line per epoch) and result.json (metrics, size, cost). Written after
-// training, each file atomically, result.json last: a folder with result.json is complete.
+// training, each file atomically, result.json last: a folder with result.json is complete. A head
+// that failed (diverged) gets no head.safetensors, only the record of why.
 import ActivationStore
 import Foundation
 import SafeTensors
@@ -45,13 +46,6 @@ public enum FitOutput {
 
     /// Writes the folder for one trained head.
     public static func write(_ result: FitResult, head: any Head, options: TrainingOptions, cache: ActivationCache, to folder: String) throws {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let url = URL(fileURLWithPath: folder)
-        let parameters = head.parameters
-        try SafeTensorsWriter.write(parameters.ids.map { (name: parameters.entry($0).name, tensor: parameters.tensor($0)) },
-                                    metadata: ["head": result.head, "format": TrainedHead.fitFormat],
-                                    to: url.appendingPathComponent("head.safetensors").path)
         let settings = cache.manifest.settings
         var blobMetadata: [String: [String: String]] = [:]
         for name in settings.blobs ?? [] { blobMetadata[name] = try cache.blobMetadata(name) }
@@ -59,15 +53,29 @@ public enum FitOutput {
                             learningRate: result.learningRate, cache: cache.path, cacheManifestHash: result.cacheManifestHash,
                             labels: result.labels, features: head.features.map(\.description),
                             extraction: settings, blobMetadata: blobMetadata)
-        try encoder().encode(config).write(to: url.appendingPathComponent("config.json"), options: .atomic)
         var tsv = "epoch\ttrain_loss\tval_loss\tval_accuracy\tlr\texamples_per_s\tseconds\n"
         func cell(_ v: Double?) -> String { v.map { String(format: "%.6f", $0) } ?? "" }
         for r in result.history {
             tsv += "\(r.epoch)\t\(cell(r.trainLoss))\t\(cell(r.valLoss))\t\(cell(r.valAccuracy))\t\(r.learningRate)\t"
                 + String(format: "%.1f\t%.3f\n", r.examplesPerSecond, r.seconds)
         }
+        // Encoded before anything is touched: a value JSON cannot hold fails here, not half-way.
+        let (configData, resultData) = (try encoder().encode(config), try encoder().encode(result))
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let url = URL(fileURLWithPath: folder)
+        // An earlier fit's files may be here: its result.json goes first, so that until the new one
+        // is written the folder reads as incomplete, never as the old head with new weights.
+        let resultURL = url.appendingPathComponent("result.json"), weightsURL = url.appendingPathComponent("head.safetensors")
+        for stale in [resultURL, weightsURL] where fm.fileExists(atPath: stale.path) { try fm.removeItem(at: stale) }
+        if result.failure == nil {
+            let parameters = head.parameters
+            try SafeTensorsWriter.write(parameters.ids.map { (name: parameters.entry($0).name, tensor: parameters.tensor($0)) },
+                                        metadata: ["head": result.head, "format": TrainedHead.fitFormat], to: weightsURL.path)
+        }
+        try configData.write(to: url.appendingPathComponent("config.json"), options: .atomic)
         try Data(tsv.utf8).write(to: url.appendingPathComponent("log.tsv"), options: .atomic)
-        try encoder().encode(result).write(to: url.appendingPathComponent("result.json"), options: .atomic)
+        try resultData.write(to: resultURL, options: .atomic)
     }
 
     /// Writes the deployable form of a head (`sidecar export`): its exported tensors (merged where

@@ -47,6 +47,12 @@ public struct TrainedHead {
             do { config = try JSONDecoder().decode(FitOutput.Config.self, from: data) } catch {
                 throw HeadError("\(configPath): not a head config (\(describeDecoding(error)))")
             }
+            if !FileManager.default.fileExists(atPath: weightsPath) {
+                let result = FileManager.default.contents(atPath: folder.appendingPathComponent("result.json").path)
+                    .flatMap { try? JSONDecoder().decode(FitResult.self, from: $0) }
+                if let failure = result?.failure { throw HeadError("\(path): this head's fit failed (\(failure)); it has no weights") }
+                throw HeadError("\(path): no head.safetensors; the fit that wrote this folder did not finish")
+            }
             let file = try SafeTensorsFile(path: weightsPath)
             guard file.metadata["format"] == fitFormat else {
                 throw HeadError("\(weightsPath): format \(file.metadata["format"] ?? "none"), expected \(fitFormat); fit the head again with this version")
@@ -76,6 +82,14 @@ public struct TrainedHead {
         guard let settings = config.extraction else {
             throw HeadError("\(source): the head records no extraction settings (written by an older version); fit it again")
         }
+        // A hand-edited or damaged config must fail here, not as a shape fault deep in a head.
+        let b = settings.backbone
+        guard b.hiddenSize >= 1, b.layerCount >= 1, settings.layers.allSatisfy({ (0...b.layerCount).contains($0) }) else {
+            throw HeadError("\(source): the recorded backbone (width \(b.hiddenSize), \(b.layerCount) layers, layers \(settings.layers)) is not a real one")
+        }
+        guard !config.labels.isEmpty, config.labels == settings.labels else {
+            throw HeadError("\(source): the config's labels (\(config.labels.count)) differ from those of the cache it was trained on (\(settings.labels.count))")
+        }
         return settings
     }
 
@@ -85,8 +99,13 @@ public struct TrainedHead {
         let kind = try HeadRegistry.kind(named: config.head)
         // JSON does not keep 0.0 apart from 0, so the recorded values are resolved against the
         // schema again, as text, exactly as `--set` values are.
-        let hyperparameters = try Hyperparameters(head: config.head, schema: kind.schema,
+        let hyperparameters: Hyperparameters
+        do {
+            hyperparameters = try Hyperparameters(head: config.head, schema: kind.schema,
                                                   settings: config.hyperparameters.values.mapValues(\.description))
+        } catch let error as HeadError {
+            throw HeadError("\(source): the recorded hyperparameters: \(error)")
+        }
         let head = try kind.make(hyperparameters, context: context, seed: config.training.seed)
         if exported {
             try head.loadExported(tensors, source: source)
@@ -96,11 +115,25 @@ public struct TrainedHead {
         return head
     }
 
-    /// Checks that a cache holds the same backbone and labels as the head was trained with.
+    /// Checks that a cache holds the same backbone, the same kind of features (token policy,
+    /// pooling, tokenizer or image preprocessing) and the same labels as the head was trained with.
+    /// The dataset may differ, and so may the storage type and compute path, which only round.
     public func checkCompatible(with settings: ExtractionSettings, cachePath: String) throws {
         if let trained = config.extraction?.backbone, trained != settings.backbone {
             throw HeadError("\(cachePath) was extracted with backbone \(settings.backbone.name) (weights \(settings.backbone.weightsHash)), "
                             + "but \(source) was trained on \(trained.name) (weights \(trained.weightsHash))")
+        }
+        if let trained = config.extraction {
+            // Where the dataset's columns are and its file format say nothing about the features.
+            func features(_ p: [String: String]) -> [String: String] { p.filter { $0.key != "format" && !$0.key.hasSuffix("_column") } }
+            let (then, now) = (features(trained.preprocessing), features(settings.preprocessing))
+            let compared = [("token policy", trained.tokens.rawValue, settings.tokens.rawValue),
+                            ("pooling", trained.pooling ?? "default", settings.pooling ?? "default")]
+                + Set(then.keys).union(now.keys).sorted().map { ("preprocessing \($0)", then[$0] ?? "unset", now[$0] ?? "unset") }
+            let differences = compared.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.2), trained with \($0.1)" }
+            if !differences.isEmpty {
+                throw HeadError("\(cachePath) holds other features than \(source) was trained on: \(differences.joined(separator: "; "))")
+            }
         }
         guard settings.labels == config.labels else {
             throw HeadError("\(cachePath) has labels \(settings.labels), but \(source) was trained with \(config.labels)")

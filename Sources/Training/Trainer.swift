@@ -204,7 +204,11 @@ public final class Trainer {
                 for split in splits { try split.holdInMemory() }
             }
         }
-        let total = (train.count + options.batchSize - 1) / options.batchSize * options.epochs
+        let (total, overflow) = Self.batchesPerEpoch(train.count, options.batchSize).multipliedReportingOverflow(by: options.epochs)
+        // A bound no real run nears, so that step counts and the schedule's conversions cannot overflow.
+        guard !overflow, total <= 1 << 40 else {
+            throw HeadError("--epochs \(options.epochs) of \(Self.batchesPerEpoch(train.count, options.batchSize)) batches: more than 2^40 steps")
+        }
         for s in states {
             // The average starts at the initial weights, as timm's does.
             if options.emaDecay != nil { s.averaged = s.head.parameters.values }
@@ -225,6 +229,12 @@ public final class Trainer {
         }
         return "--in-memory: the features these heads read take \(size(needed)) decoded, more than three quarters of "
             + "the \(size(available)) of memory available; streaming them from the cache instead"
+    }
+
+    /// Batches of at most `batchSize` in `count` examples (the last one may be smaller), without
+    /// overflowing for any batch size.
+    static func batchesPerEpoch(_ count: Int, _ batchSize: Int) -> Int {
+        count / batchSize + (count % batchSize == 0 ? 0 : 1)
     }
 
     func samplePeakMemory() {
@@ -275,7 +285,7 @@ public final class Trainer {
         let previousThreads = BLAS.threadCount
         BLAS.setThreadCount(1)
         defer { BLAS.setThreadCount(previousThreads) }
-        let stepsPerEpoch = (train.count + options.batchSize - 1) / options.batchSize
+        let stepsPerEpoch = Self.batchesPerEpoch(train.count, options.batchSize)
         for epoch in 1...options.epochs {
             let active = states.filter { !$0.stopped }
             if active.isEmpty { break }
@@ -283,7 +293,8 @@ public final class Trainer {
             var order = Array(0..<train.count)
             var rng = SeededGenerator(seed: options.seed).derived(UInt64(1000 + epoch))
             order.shuffle(using: &rng)
-            let batches = stride(from: 0, to: order.count, by: options.batchSize).map { Array(order[$0..<min($0 + options.batchSize, order.count)]) }
+            let size = min(options.batchSize, order.count)
+            let batches = stride(from: 0, to: order.count, by: size).map { Array(order[$0..<min($0 + size, order.count)]) }
             for s in active { s.lossSum = 0; s.lossCount = 0 }
             let next = try NextBatch(dataset: train, parts: decodedParts(active))
             var decoded = try next.decodeNow(batches[0], workers: workers)

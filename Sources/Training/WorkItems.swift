@@ -35,7 +35,8 @@ extension NextBatch {
 /// returns every example's label in that order. `stop` runs before each batch and may throw.
 func predictSplit(_ dataset: CacheDataset, steps: [ShardedStep], batchSize: Int, workers: Int,
                   stop: () throws -> Void = {}, collect: (Int, Tensor, [Int]) -> Void) throws -> [Int] {
-    let batches = stride(from: 0, to: dataset.count, by: batchSize).map { Array($0..<min($0 + batchSize, dataset.count)) }
+    let size = max(1, min(batchSize, dataset.count))  // $0 + batchSize must not overflow
+    let batches = stride(from: 0, to: dataset.count, by: size).map { Array($0..<min($0 + size, dataset.count)) }
     let partCounts = Set(steps.map(\.parts))
     let next = try NextBatch(dataset: dataset, parts: max(partCounts.max() ?? 1, workers))
     let items = steps.indices.flatMap { i in (0..<steps[i].parts).map { (i, $0) } }

@@ -32,6 +32,11 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         let trained = try TrainedHead.load(head)
         guard !trained.exported else { throw ValidationError("--head \(head) is already an exported file") }
+        let target = URL(fileURLWithPath: out).standardizedFileURL.resolvingSymlinksInPath()
+        if target.deletingLastPathComponent() == URL(fileURLWithPath: head).standardizedFileURL.resolvingSymlinksInPath(),
+           ["head.safetensors", "config.json", "log.tsv", "result.json"].contains(target.lastPathComponent) {
+            throw CommandError("--out \(out) would replace the head folder's own \(target.lastPathComponent); write the export elsewhere")
+        }
         let model: any Head
         if let backbone {
             model = try Predictor(head: head, backbone: backbone).head

@@ -4,6 +4,7 @@ import ActivationStore
 import ArgumentParser
 import Foundation
 import SideNetworks
+import Sweep
 import TensorCore
 import Training
 
@@ -86,7 +87,10 @@ struct FitCommand: ParsableCommand {
         if !(0...1).contains(warmup) { throw ValidationError("--warmup must be a fraction in 0...1, got \(warmup)") }
         if !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1), got \(labelSmoothing)") }
         if let emaDecay, !(0..<1).contains(emaDecay) { throw ValidationError("--ema-decay must be in [0, 1), got \(emaDecay)") }
-        if weightDecay < 0 || clipNorm < 0 || patience < 0 { throw ValidationError("--weight-decay, --clip-norm and --patience cannot be negative") }
+        for (flag, value) in [("--weight-decay", weightDecay), ("--clip-norm", clipNorm)] where !(value >= 0 && value.isFinite) {
+            throw ValidationError("\(flag) must be a finite number of at least 0, got \(value)")
+        }
+        if patience < 0 { throw ValidationError("--patience cannot be negative, got \(patience)") }
     }
 
     func run() throws {
@@ -100,6 +104,11 @@ struct FitCommand: ParsableCommand {
 
     private func fit() throws {
         let requests = try headRequests()
+        let folders = requests.count == 1 ? [out] : requests.enumerated().map { i, request in
+            URL(fileURLWithPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, request.head)).path
+        }
+        // Before any training: a folder that cannot be written would otherwise lose the whole fit.
+        for folder in folders { try Self.checkWritable(folder) }
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         var options = TrainingOptions()
         options.epochs = epochs
@@ -138,12 +147,15 @@ struct FitCommand: ParsableCommand {
                            r.examplesPerSecond, r.seconds) + (stopped ? "  (early stop)" : ""))
             }
         }
-        for (i, (result, head)) in zip(results, trainer.heads).enumerated() {
-            let folder = requests.count == 1 ? out : URL(fileURLWithPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, result.head)).path
+        for ((result, head), folder) in zip(zip(results, trainer.heads), folders) {
             try FitOutput.write(result, head: head, options: trainer.options, cache: opened, to: folder)
         }
         log("")
         log(ResultTable.render(results))
+        let failed = zip(requests.indices, results).filter { $0.1.failure != nil }
+        for (i, result) in failed {
+            log("\(requests.count > 1 ? "\(i + 1):" : "")\(result.head) failed: \(result.failure!) (\(folders[i]) has its result.json, no weights)")
+        }
         if skipCorrupt { log("skipped_corrupt \(trainer.skippedRecords.count) (damaged records left out of training and evaluation)") }
         if json {
             if results.count == 1 {
@@ -151,6 +163,25 @@ struct FitCommand: ParsableCommand {
             } else {
                 print("[" + (try results.map(FitOutput.jsonLine)).joined(separator: ",") + "]")
             }
+        }
+        if !failed.isEmpty { throw ExitCode.failure }
+    }
+
+    /// Checks that `folder` can be made and written: its nearest existing ancestor (itself, when it
+    /// exists) must be a folder this process may write in. Nothing is created yet.
+    static func checkWritable(_ folder: String) throws {
+        let target = URL(fileURLWithPath: folder).standardizedFileURL
+        var url = target
+        while true {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else {
+                    throw CommandError("--out \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
+                }
+                guard access(url.path, W_OK | X_OK) == 0 else { throw CommandError("--out \(folder): cannot write in \(url.path)") }
+                return
+            }
+            url = url.deletingLastPathComponent()
         }
     }
 
@@ -204,24 +235,48 @@ struct FitCommand: ParsableCommand {
     }
 
     static func readHeadsFile(_ path: String) throws -> [HeadRequest] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("--heads-file \(path): cannot read the file") }
-        guard let list = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
-            throw ValidationError("--heads-file \(path): expected a JSON array of {\"head\": NAME, \"set\": {KEY: VALUE}}")
+        let shape = "a JSON array of {\"head\": NAME, \"set\": {KEY: VALUE}}"
+        guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("--heads-file \(path): cannot read the file") }
+        guard let list = try? JSONDecoder().decode([JSONValue].self, from: data) else {
+            throw CommandError("--heads-file \(path): not valid JSON; expected \(shape)")
         }
-        return try list.enumerated().map { i, entry in
-            guard let head = entry["head"] as? String else { throw ValidationError("--heads-file \(path): entry \(i + 1) has no \"head\" name") }
+        guard !list.isEmpty else { throw CommandError("--heads-file \(path): lists no heads; expected \(shape)") }
+        return try list.enumerated().map { i, item in
+            let entry = "--heads-file \(path): entry \(i + 1)"
+            guard case .object(let fields) = item else { throw CommandError("\(entry) is not an object; expected \(shape)") }
+            if let unknown = fields.keys.sorted().first(where: { !["head", "set"].contains($0) }) {
+                throw CommandError("\(entry) has an unknown key \"\(unknown)\" (an entry has \"head\" and \"set\")")
+            }
+            guard case .string(let head) = fields["head"] else { throw CommandError("\(entry) has no \"head\" name") }
             var settings: [String: String] = [:]
-            for (key, value) in (entry["set"] as? [String: Any]) ?? [:] {
-                switch value {
-                case let s as String: settings[key] = s
-                case let a as [Any]: settings[key] = a.map { "\($0)" }.joined(separator: ",")
-                // JSON true/false may come back as a number (1/0), which bool hyperparameters accept.
-                case let n as NSNumber: settings[key] = n.stringValue
-                case let b as Bool: settings[key] = b ? "true" : "false"
-                default: throw ValidationError("--heads-file \(path): entry \(i + 1): \(key) has an unsupported value")
+            switch fields["set"] {
+            case nil: break
+            case .object(let values):
+                for (key, value) in values {
+                    guard let text = settingText(value) else {
+                        throw CommandError("\(entry): \"\(key)\" must be a string, number, true/false or a list of those")
+                    }
+                    settings[key] = text
                 }
+            default: throw CommandError("\(entry): \"set\" must be an object of KEY: VALUE")
             }
             return HeadRequest(head: head, settings: settings)
+        }
+    }
+
+    /// A heads-file value as `--set` would give it: numbers as written (1e3 is 1000), lists
+    /// comma-separated; nil for null and objects.
+    static func settingText(_ value: JSONValue) -> String? {
+        switch value {
+        case .string(let s): s
+        case .bool(let b): b ? "true" : "false"
+        case .number(let n): n.rounded() == n && abs(n) < 1e15 ? String(Int64(n)) : "\(n)"
+        case .array(let items):
+            items.contains { if case .array = $0 { true } else { false } } ? nil : {
+                let texts = items.compactMap(settingText)
+                return texts.count == items.count ? texts.joined(separator: ",") : nil
+            }()
+        case .null, .object: nil
         }
     }
 }

@@ -108,7 +108,7 @@ struct PredictionLine: Encodable {
 
     var line: Int?
     var file: String?
-    var id: String?
+    var id: InputID?
     var label: String
     var probability: Double
     var topK: [Ranked]

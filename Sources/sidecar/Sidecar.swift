@@ -15,3 +15,10 @@ struct Sidecar: ParsableCommand {
         subcommands: [ExtractCommand.self, MergeCommand.self, InspectCommand.self, FitCommand.self, EvalCommand.self, PredictCommand.self,
                       ExportCommand.self, SweepCommand.self, ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
 }
+
+/// A fault found while a command runs (a file it read, a folder it must write): printed as
+/// "Error: …" without the usage text a `ValidationError` brings, since the flags themselves parsed.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -297,7 +297,34 @@ import Testing
              expected: ["--layers \"9\": the backbone has layers 0...6"]),
         Case(kind: "flags", fault: "zero", setup: flags(["sweep", "--spec", "/nonexistent.toml", "--cache", "CACHE", "--results", "OUT", "--jobs", "0"]),
              expected: ["--jobs must be at least 1, got 0"]),
+        Case(kind: "flags", fault: "not a number", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--weight-decay", "nan", "--out", "OUT"]),
+             expected: ["--weight-decay must be a finite number of at least 0, got nan"]),
+        Case(kind: "flags", fault: "too many steps", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--epochs", "9223372036854775807", "--out", "OUT"]),
+             expected: ["--epochs 9223372036854775807 of", "batches: more than 2^40 steps"]),
+        Case(kind: "flags", fault: "--out is a file", setup: { scratch in
+                 let file = scratch.appendingPathComponent("taken").path
+                 try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+                 return (["fit", "--cache", try ReliabilityTests.tinyCache.get(), "--head", "linear", "--out", file], .noFile(file + "/result.json"))
+             },
+             expected: ["--out $/taken: is a file, not a folder"]),
+        // Heads files.
+        Case(kind: "heads file", fault: "empty", setup: headsFile("[]"), expected: ["--heads-file $/heads.json: lists no heads"]),
+        Case(kind: "heads file", fault: "unknown key", setup: headsFile(#"[{"head": "linear", "sets": {"layers": "all"}}]"#),
+             expected: [#"--heads-file $/heads.json: entry 1 has an unknown key "sets""#]),
+        Case(kind: "heads file", fault: "wrong type", setup: headsFile(#"[{"head": "linear", "set": 5}]"#),
+             expected: [#"--heads-file $/heads.json: entry 1: "set" must be an object"#]),
+        Case(kind: "heads file", fault: "malformed", setup: headsFile(#"[{"head": "linear""#), expected: ["--heads-file $/heads.json: not valid JSON"]),
     ]
+
+    static func headsFile(_ text: String) -> @Sendable (URL) throws -> ([String], Leftover) {
+        { scratch in
+            let path = scratch.appendingPathComponent("heads.json")
+            try Data(text.utf8).write(to: path)
+            let out = scratch.appendingPathComponent("out").path
+            return (["fit", "--cache", try ReliabilityTests.tinyCache.get(), "--heads-file", path.path, "--epochs", "1", "--out", out],
+                    .noFile(out + "/result.json"))
+        }
+    }
 
     @Test(arguments: cases)
     func badInputIsRefusedNamingTheFileAndTheFault(_ c: Case) throws {

@@ -62,6 +62,24 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: out + "/02-mlp/result.json"))
     }
 
+    /// A head whose loss diverges: the fit says so and exits non-zero; its folder records why and
+    /// holds no weights (an earlier fit's are removed), so eval refuses it with the reason.
+    @Test func aDivergedHeadIsReportedAndLeavesNoWeights() throws {
+        let cache = try Self.cache.get()
+        let out = cache + "-diverged"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let first = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out])
+        #expect(first.status == 0 && FileManager.default.fileExists(atPath: out + "/head.safetensors"), "\(first.err.suffix(600))")
+        let result = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--lr", "1e30", "--epochs", "1", "--out", out])
+        #expect(result.status == 1)
+        #expect(result.out.contains("linear failed: diverged: "), "\(result.out)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/head.safetensors"))
+        let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/result.json"))) as! [String: Any]
+        #expect((record["failure"] as? String)?.hasPrefix("diverged: ") == true)
+        let eval = try runSidecar(["eval", "--cache", cache, "--head", out])
+        #expect(eval.status != 0 && eval.err.contains("this head's fit failed (diverged: "), "\(eval.err)")
+    }
+
     @Test func badFlagsAreRefusedWithTheFlagNamed() throws {
         let cache = try Self.cache.get()
         let cases: [([String], String)] = [

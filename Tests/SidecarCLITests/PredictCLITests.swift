@@ -127,6 +127,14 @@ import Testing
         // A split the cache lacks is named.
         let split = try runSidecar(["eval", "--cache", try Self.cache.get(), "--head", folder, "--split", "nope"])
         #expect(split.status != 0 && split.err.contains("no nope split"), "\(split.err)")
+        // An id is echoed as the JSON value it was (string or number); anything else is named.
+        try Data(#"{"id": "a-1", "text": "a cat"}\#n{"id": 7, "text": "a dog"}\#n{"id": 2.5, "text": "x"}\#n{"text": "y"}\#n"#.utf8)
+            .write(to: URL(fileURLWithPath: bad))
+        let ids = try Self.predict(folder, input: bad).map { $0["id"] }
+        #expect(ids[0] as? String == "a-1" && ids[1] as? Int == 7 && ids[2] as? Double == 2.5 && ids[3] == nil, "\(ids)")
+        try Data(#"{"id": true, "text": "a cat"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
+        let boolean = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
+        #expect(boolean.status != 0 && boolean.err.contains("\(bad):1: \"id\" must be a string or a number"), "\(boolean.err)")
     }
 
     @Test func plainTextFromStandardInput() throws {

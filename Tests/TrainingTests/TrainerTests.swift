@@ -57,6 +57,31 @@ import Training
         #expect(evaluation.metrics.accuracy == test.accuracy && evaluation.metrics.confusion == test.confusion)
         #expect(abs(evaluation.metrics.loss - test.loss) < 1e-6)
         #expect(evaluation.perClass.map(\.support) == test.confusion.map { $0.reduce(0, +) })
+
+        // Another dataset's cache of the same features is fine; other features are refused.
+        let trained = try TrainedHead.load(folder)
+        var other = cache.manifest.settings
+        other.preprocessing["text_column"] = "body"
+        other.storage = .int8
+        try trained.checkCompatible(with: other, cachePath: "other")
+        other.tokens = .cls
+        other.preprocessing["max_length"] = "64"
+        #expect(throws: HeadError("other holds other features than \(folder) was trained on: token policy cls, trained with all; "
+                                  + "preprocessing max_length 64, trained with unset")) {
+            try trained.checkCompatible(with: other, cachePath: "other")
+        }
+
+        // A config edited by hand into nonsense is refused before any head is built from it.
+        var edited = trained.config
+        edited.labels.removeLast()
+        #expect(throws: HeadError("edited: the config's labels (2) differ from those of the cache it was trained on (3)")) {
+            try TrainedHead(source: "edited", config: edited, tensors: trained.tensors, exported: false).extraction()
+        }
+        edited = trained.config
+        edited.extraction?.backbone.hiddenSize = -5
+        #expect(throws: HeadError("edited: the recorded backbone (width -5, 2 layers, layers [0, 1, 2]) is not a real one")) {
+            try TrainedHead(source: "edited", config: edited, tensors: trained.tensors, exported: false).extraction()
+        }
     }
 
     @Test func aDamagedHeadFolderIsRefusedNamingTheTensor() throws {
