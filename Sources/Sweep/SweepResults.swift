@@ -55,11 +55,13 @@ public struct TrialRecord: Codable, Sendable {
     public var group: String
     public var finished: String
     public var history: [Epoch]
+    /// The manifest hash of the cache the trial ran on (nil in lines written before it was kept).
+    public var cacheManifestHash: String?
 
     enum CodingKeys: String, CodingKey {
         case trial, status, error, head, hyperparameters, training, metrics, host, shard, group, finished, history
         case trainableParameters = "trainable_parameters", fractionOfBackbone = "fraction_of_backbone", fitSeconds = "fit_seconds"
-        case peakRSSBytes = "peak_rss_bytes"
+        case peakRSSBytes = "peak_rss_bytes", cacheManifestHash = "cache_manifest_hash"
     }
 
     /// Every key of the contract is written; `fraction_of_backbone` and `trainable_parameters` as
@@ -82,6 +84,7 @@ public struct TrialRecord: Codable, Sendable {
         try c.encode(group, forKey: .group)
         try c.encode(finished, forKey: .finished)
         try c.encode(history, forKey: .history)
+        try c.encodeIfPresent(cacheManifestHash, forKey: .cacheManifestHash)
     }
 
     /// The line for a trained (or diverged) head.
@@ -233,6 +236,8 @@ public struct FinishedTrials: Sendable {
     public var failed: Set<String> = []
     /// Lines that did not parse (a torn last line of a killed run), as "file:line".
     public var skipped: [String] = []
+    /// The cache manifest hashes the lines record, each with the first "file:line" that has it.
+    public var caches: [String: String] = [:]
 
     public static func read(folder: String) throws -> FinishedTrials {
         var out = FinishedTrials()
@@ -249,6 +254,7 @@ public struct FinishedTrials: Sendable {
                     continue
                 }
                 if status == "ok" { out.ok.insert(trial) } else { out.failed.insert(trial) }
+                if let hash = object["cache_manifest_hash"] as? String, out.caches[hash] == nil { out.caches[hash] = "\(path):\(n + 1)" }
             }
         }
         out.failed.subtract(out.ok)

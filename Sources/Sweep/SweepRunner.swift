@@ -53,6 +53,13 @@ public struct SweepRunner {
     @discardableResult
     public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int) {
         let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
+        let cacheHash = try cache.describe().manifestHash
+        // Every line names the cache it ran on, so that a rerun on another cache is not taken as finished.
+        func append(_ record: TrialRecord) throws {
+            var record = record
+            record.cacheManifestHash = cacheHash
+            try writer.append(record)
+        }
         if writer.cutBytes > 0 {
             log("\(writer.path): cut off a torn last line (\(writer.cutBytes) bytes) that an interrupted run left")
         }
@@ -61,7 +68,7 @@ public struct SweepRunner {
             if stop.isSet { throw SweepInterrupted(finished: ok + failed) }
             let late = group.members.filter { $0.lateError != nil }
             for p in late {
-                try writer.append(TrialRecord(trial: p.trial, error: "config: \(p.lateError!)", shard: shard, group: group.id, fitSeconds: 0,
+                try append(TrialRecord(trial: p.trial, error: "config: \(p.lateError!)", shard: shard, group: group.id, fitSeconds: 0,
                                               peakRSS: peakResidentBytes()))
                 log("  \(p.trial.id) \(p.trial.head): failed: \(p.lateError!)")
                 failed += 1
@@ -113,7 +120,7 @@ public struct SweepRunner {
                 // a rerun retries them.
                 let seconds = Date().timeIntervalSince(started)
                 for p in members {
-                    try writer.append(TrialRecord(trial: p.trial, error: "pass failed: \(error)", shard: shard, group: group.id,
+                    try append(TrialRecord(trial: p.trial, error: "pass failed: \(error)", shard: shard, group: group.id,
                                                   fitSeconds: seconds, peakRSS: peakResidentBytes()))
                 }
                 log("  group \(group.id) failed: \(error)")
@@ -133,7 +140,7 @@ public struct SweepRunner {
                     }
                 }
                 let record = TrialRecord(trial: p.trial, result: result, shard: shard, group: group.id)
-                try writer.append(record)
+                try append(record)
                 if let failure = result.failure {
                     failed += 1
                     log("  \(p.trial.id) \(p.trial.head): failed: \(failure)")

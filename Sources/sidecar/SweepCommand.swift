@@ -142,6 +142,11 @@ struct SweepCommand: ParsableCommand {
         limits.maxHeadsPerGroup = maxHeads
         let plan = try SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits)
         let finished = try FinishedTrials.read(folder: results)
+        let cacheHash = try opened.describe().manifestHash
+        if let (other, line) = finished.caches.first(where: { $0.key != cacheHash }) {
+            throw CommandError("\(line): a trial that ran on another cache (manifest \(other); \(cache) has \(cacheHash)). "
+                               + "Its results would be taken as this cache's; give another --results folder")
+        }
         for line in finished.skipped { FileHandle.standardError.write(Data("warning: \(line): not a complete results line, ignored\n".utf8)) }
         var skip = finished.ok
         if noRetryFailed { skip.formUnion(finished.failed) }

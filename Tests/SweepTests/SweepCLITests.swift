@@ -37,7 +37,25 @@ func writeSpec(_ text: String) throws -> String {
         let bad = try writeSpec(Self.spec.replacingOccurrences(of: "epochs = 2", with: "epochs = 0"))
         defer { try? FileManager.default.removeItem(atPath: bad) }
         let refused = try runSidecar(["sweep", "--spec", bad, "--cache", "/nonexistent", "--results", results])
-        #expect(refused.status != 0 && refused.err.contains("\(bad): [base.training] epochs: expected an integer of at least 1"), "\(refused.err)")
+        #expect(refused.status != 0 && refused.err.contains("\(bad): [base.training] epochs: expected an integer in 1...1000000"), "\(refused.err)")
+    }
+
+    /// Results lines name the cache they ran on: a results folder of another cache is refused
+    /// instead of its trials being skipped as finished.
+    @Test func aResultsFolderOfAnotherCacheIsRefused() throws {
+        let spec = try writeSpec("[base.training]\nepochs = 1\n[[grid]]\nhead = \"linear\"\n")
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let results = scratchPath("other-cache")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let first = try runSidecar(["sweep", "--spec", spec, "--cache", try sharedCache.get(), "--results", results])
+        #expect(first.status == 0, "\(first.err)")
+        let line = try #require(try resultLines(results).first)
+        #expect((line["cache_manifest_hash"] as? String)?.count == 16)
+        let other = SyntheticCache.temporaryPath("other-cache")
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        try SyntheticCache.make(at: other, width: 8)
+        let refused = try runSidecar(["sweep", "--spec", spec, "--cache", other, "--results", results])
+        #expect(refused.status != 0 && refused.err.contains("trials-0-of-1.jsonl:1: a trial that ran on another cache"), "\(refused.err)")
     }
 
     /// A bad shard, from the flag or the environment, is a usage error (exit 64) naming what is wrong.

@@ -142,7 +142,7 @@ let exampleSpec = """
         ("[base]\nhead = \"nope\"", "bad.toml: [base] head: unknown head 'nope'"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [0.1, -1]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got -1"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nepoch = [1]", "bad.toml: [[grid]] 1 training.epoch: unknown training option"),
-        ("[base.training]\nbatch_size = 0", "bad.toml: [base.training] batch_size: expected an integer of at least 1"),
+        ("[base.training]\nbatch_size = 0", "bad.toml: [base.training] batch_size: expected an integer in 1...1048576"),
         ("[base.training]\nema_decay = 1", "bad.toml: [base.training] ema_decay: expected a number in [0, 1), got 1"),
         ("[[grid]]\nhead = \"linear\"\n[[grid]]\nhead = \"mlp\"\n[grid.set]\nhidden = [8, 0]", "bad.toml: [[grid]] 2 set: trial mlp hidden=0: --set hidden=0 for head mlp: outside 1...65536"),
         ("[[grid]]\nhead = \"linear\"\n[grid.set]\nrank = [4]", "bad.toml: [[grid]] 1 set: trial linear rank=4: --set rank: head linear has no hyperparameter rank"),
