@@ -207,11 +207,16 @@ public struct SweepSpec: Sendable {
         let grids = try parser.blocks(root["grid"], name: "grid")
         let randoms = try parser.blocks(root["random"], name: "random")
         var drafts: [Draft] = []
-        for (i, block) in grids.enumerated() { drafts += try parser.expandGrid(block, where: "[[grid]] \(i + 1)") }
-        for (i, block) in randoms.enumerated() { drafts += try parser.expandRandom(block, where: "[[random]] \(i + 1)") }
-        guard drafts.count <= maxTrials else {
-            throw SweepError("\(path): the blocks expand to \(drafts.count) trials, more than the \(maxTrials) a sweep file may have")
+        // Checked after each block: many blocks each just under the limit would otherwise all be
+        // expanded (gigabytes) before the total was refused.
+        func add(_ block: [Draft]) throws {
+            drafts += block
+            guard drafts.count <= maxTrials else {
+                throw SweepError("\(path): the blocks expand to more than the \(maxTrials) trials a sweep file may have")
+            }
         }
+        for (i, block) in grids.enumerated() { try add(try parser.expandGrid(block, where: "[[grid]] \(i + 1)")) }
+        for (i, block) in randoms.enumerated() { try add(try parser.expandRandom(block, where: "[[random]] \(i + 1)")) }
         if grids.isEmpty && randoms.isEmpty { drafts = [Draft(head: parser.baseHead, settings: [:], training: [:], origin: "[base]")] }
         var trials: [Trial] = []
         var seen = Set<String>()

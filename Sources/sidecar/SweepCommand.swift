@@ -264,6 +264,16 @@ struct SweepCommand: ParsableCommand {
         job.extraArguments = ["--memory-budget", memoryBudget, "--max-heads", String(maxHeads)] + (threads.map { ["--threads", String($0)] } ?? [])
             + (noRetryFailed ? ["--no-retry-failed"] : []) + (inMemory ? ["--in-memory"] : [])
         let text = kind == "slurm" ? JobScripts.slurm(job) : JobScripts.kubernetes(job)
+        // Shards take whole passes; where the cache is reachable from here, say when some would idle.
+        if let opened = try? ActivationCache.open(path: cache, noLock: true) {
+            var limits = PlanLimits()
+            limits.memoryBudget = try budgetBytes()
+            limits.maxHeadsPerGroup = maxHeads
+            if let passes = try? SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits).groups.count, passes < shards {
+                FileHandle.standardError.write(Data(("note: the sweep is \(passes) pass(es) over the cache, and a shard runs whole passes: "
+                                                     + "\(shards - passes) of the \(shards) shards will have nothing to do\n").utf8))
+            }
+        }
         // Slurm opens each task's --output file in the results folder before the script runs.
         if kind == "slurm" { try? FileManager.default.createDirectory(atPath: job.results, withIntermediateDirectories: true) }
         if let emitOut {

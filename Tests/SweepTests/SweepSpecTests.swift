@@ -154,6 +154,9 @@ let exampleSpec = """
         ("[base]\nhead = \"linear\"\nepochs = 3", "bad.toml: [base] epochs: unknown key"),
         ("[base\nhead = 1", "bad.toml:1:"),
         ("[[grid]]\nhead = []", "bad.toml: [[grid]] 1 head: an empty list gives no trials"),
+        // Two blocks of 60,000 draws each, refused once the second is added.
+        (String(repeating: "[[random]]\nhead = \"linear\"\ntrials = 60000\n[random.training]\nlr = { uniform = [0.001, 0.01] }\n", count: 2),
+         "bad.toml: the blocks expand to more than the 100000 trials a sweep file may have"),
     ])
     func badSpecsNameTheFileTableAndKey(_ text: String, _ expected: String) {
         do {
