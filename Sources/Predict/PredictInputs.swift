@@ -54,6 +54,8 @@ public enum InputFormat: String, CaseIterable, Sendable {
 public final class PredictInputs {
     public let source: String
     private var lines: LineSource?
+    /// The error of a bad input, thrown by the call after the one that returned the inputs before it.
+    private var deferred: Error?
     private var images: [String]
     private var nextImage = 0
     private let format: InputFormat
@@ -95,9 +97,23 @@ public final class PredictInputs {
     /// Whether the inputs are images.
     public var isImages: Bool { format == .image }
 
-    /// Up to `count` more inputs; empty at the end.
+    /// Up to `count` more inputs; empty at the end. A bad input ends the batch before it: the
+    /// inputs read so far come back, and its error is thrown by the next call, so that everything
+    /// before a bad line is predicted and printed.
     public func next(_ count: Int) throws -> [PredictInput] {
+        if let deferred {
+            self.deferred = nil
+            throw deferred
+        }
         var out: [PredictInput] = []
+        do { try read(count, into: &out) } catch {
+            guard !out.isEmpty else { throw error }
+            deferred = error
+        }
+        return out
+    }
+
+    private func read(_ count: Int, into out: inout [PredictInput]) throws {
         if format == .image {
             while out.count < count && nextImage < images.count {
                 let file = images[nextImage]
@@ -106,9 +122,9 @@ public final class PredictInputs {
                 do { image = try ImageDecoder.decode(file: file) } catch { throw PredictError("\(file): \(error)") }
                 out.append(PredictInput(line: nil, file: file, id: nil, input: .image(image), text: nil))
             }
-            return out
+            return
         }
-        guard let lines else { return [] }
+        guard let lines else { return }
         while out.count < count, let (number, line) = try lines.next() {
             if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
             if format == .text {
@@ -134,7 +150,6 @@ public final class PredictInputs {
             }
             out.append(PredictInput(line: number, file: nil, id: id, input: .text(text, pair: pair), text: text))
         }
-        return out
     }
 
     static func imageFiles(under folder: String) throws -> [String] {
