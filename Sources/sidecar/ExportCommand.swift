@@ -40,16 +40,20 @@ struct ExportCommand: ParsableCommand {
         let model: any Head
         if let backbone {
             model = try Predictor(head: head, backbone: backbone).head
-        } else if let opened = try? ActivationCache.open(path: cache ?? trained.config.cache) {
-            try trained.checkCompatible(with: opened.manifest.settings, cachePath: opened.path)
-            model = try trained.instantiate(context: try opened.describe().context)
         } else {
-            if let cache { _ = try ActivationCache.open(path: cache) }
-            // The training cache is gone: heads that read no weights from it need only its settings.
-            do {
-                model = try trained.instantiate(context: try trained.extraction().headContext(path: head, loadBlob: { _ in nil }))
-            } catch {
-                throw ValidationError("\(error)\n\(trained.config.cache) cannot be opened; give --cache or --backbone for the weights this head reads")
+            let opened: Result<ActivationCache, Error> = Result { try ActivationCache.open(path: cache ?? trained.config.cache) }
+            switch opened {
+            case .success(let opened):
+                try trained.checkCompatible(with: opened.manifest.settings, cachePath: opened.path)
+                model = try trained.instantiate(context: try opened.describe().context)
+            case .failure(let error):
+                if cache != nil { throw error }
+                // The training cache is gone: heads that read no weights from it need only its settings.
+                do {
+                    model = try trained.instantiate(context: try trained.extraction().headContext(path: head, loadBlob: { _ in nil }))
+                } catch let missing {
+                    throw CommandError("\(missing)\nthe training cache cannot be opened (\(error)); give --cache or --backbone for the weights this head reads")
+                }
             }
         }
         try FitOutput.export(model, config: trained.config, to: out)
