@@ -9,6 +9,9 @@ public enum DatasetError: Error, Equatable, Sendable, CustomStringConvertible {
     case missingTrainSplit(directory: String, lookedFor: [String])
     /// More than one train file (e.g. train.jsonl and train.csv) and no format was chosen.
     case ambiguousFormat(directory: String, candidates: [String])
+    /// A val or test file in another format than the train file (e.g. val.csv beside train.jsonl),
+    /// which would otherwise be passed over.
+    case mixedFormats(file: String, trainFile: String)
     /// A split file or folder holds no examples.
     case emptySplit(file: String)
     /// A file or folder could not be opened or listed.
@@ -59,6 +62,8 @@ public enum DatasetError: Error, Equatable, Sendable, CustomStringConvertible {
         case .ambiguousFormat(let directory, let candidates):
             return "\(directory): several train files (\(candidates.joined(separator: ", "))); "
                 + "choose the format explicitly"
+        case .mixedFormats(let file, let trainFile):
+            return "\(file): not in the train file's format (\(trainFile)); give every split in one format"
         case .emptySplit(let file):
             return "\(file): the split holds no examples"
         case .cannotOpen(let file, let reason):

@@ -101,6 +101,16 @@ public struct TextDatasetSource: Sendable, Equatable {
         self.splits = Split.allCases.filter {
             fileManager.fileExists(atPath: Self.join(directory, "\($0.fileStem).\(chosen.fileExtension)"))
         }
+        // Found by the train file's extension, a val.csv beside train.jsonl would be passed over
+        // in silence; a format chosen explicitly says which files are meant.
+        for split in Split.allCases where format == nil && !splits.contains(split) {
+            for other in TextFormat.allCases where other.fileExtension != chosen.fileExtension {
+                let file = Self.join(directory, "\(split.fileStem).\(other.fileExtension)")
+                if fileManager.fileExists(atPath: file) {
+                    throw .mixedFormats(file: file, trainFile: Self.join(directory, "train.\(chosen.fileExtension)"))
+                }
+            }
+        }
     }
 
     /// The path of a split's file (whether or not it exists).

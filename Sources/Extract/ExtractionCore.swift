@@ -47,6 +47,7 @@ public struct CacheOptions: Sendable {
 
     /// Checks the stream and blob flags that do not depend on the backbone.
     func validate() throws {
+        guard (1...22).contains(zstdLevel) else { throw ExtractError("--zstd-level \(zstdLevel): zstd levels are 1...22") }
         if streams.contains(.hidden) { throw ExtractError("--streams: hidden states are always stored; name only attn, mlp") }
         if !streams.isEmpty && storage == .int8 {
             throw ExtractError("--streams with --dtype int8: int8 scales are calibrated per layer of the hidden states only; use f32, f16 or bf16")
@@ -54,6 +55,20 @@ public struct CacheOptions: Sendable {
         if let bad = lstReductions.first(where: { $0 < 1 }) { throw ExtractError("--lst-reductions \(bad): a reduction is at least 1") }
         if topBlocks < 0 { throw ExtractError("--top-blocks \(topBlocks): must be 0 (none) or more") }
     }
+
+    /// The layers to keep, from `layers`; refused where streams are asked for but no kept layer
+    /// has any (layer 0, the embedding output, has no attention or FFN branch).
+    func keptLayers(layerCount: Int) throws -> [Int] {
+        let kept = try LayerSelection.parse(layers, layerCount: layerCount)
+        if !streams.isEmpty && !kept.contains(where: { $0 >= 1 }) {
+            throw ExtractError("--streams \(orderedStreams.map(\.name).joined(separator: ",")) with --layers \(layers): streams are stored for "
+                               + "layers 1 and up only (layer 0 is the embedding output, with no attention or FFN branch)")
+        }
+        return kept
+    }
+
+    /// What the manifest records of the int8 calibration: the examples it reads (see `runChunks`).
+    var int8Calibration: Int? { storage == .int8 ? chunkSize : nil }
 
     /// The blob names these options ask for, in storage order.
     var blobNames: [String] {

@@ -94,12 +94,12 @@ public final class ImageExtractor: Sendable {
             backbone: backboneFiles.identity(name: folder.lastPathComponent, architecture: encoder.config.family.architecture, hiddenSize: encoder.config.hiddenSize,
                                              layerCount: encoder.config.layerCount),
             preprocessing: ["image": preprocessingJSON, "format": format],
-            datasetFiles: files, layers: try LayerSelection.parse(request.options.layers, layerCount: encoder.config.layerCount),
+            datasetFiles: files, layers: try request.options.keptLayers(layerCount: encoder.config.layerCount),
             tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel, shuffle: request.options.shuffle,
             labels: labels.names, splits: splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: maxTokens, pooling: "cls",
             blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts),
-            compute: request.options.compute.rawValue)
+            compute: request.options.compute.rawValue, int8Calibration: request.options.int8Calibration)
         blobs = try request.options.blobs(encoder.sideBlocks)
     }
 

@@ -52,7 +52,6 @@ public final class TextExtractor: Sendable {
     /// Loads the backbone and checks the dataset; nothing is written yet.
     public init(_ request: TextExtractionRequest) throws {
         self.request = request
-        guard (1...22).contains(request.options.zstdLevel) else { throw ExtractError("--zstd-level \(request.options.zstdLevel): zstd levels are 1...22") }
         try request.options.validate()
         guard request.maxLength >= 3 else { throw ExtractError("--max-length \(request.maxLength): must be at least 3 ([CLS] and two [SEP] for pairs)") }
         let folder = try BackboneFolder.resolve(request.backbone)
@@ -63,7 +62,7 @@ public final class TextExtractor: Sendable {
         }
         source = try TextDatasetSource(directory: request.dataset, format: request.format, columns: request.columns)
         labels = try source.labelMap()
-        let layers = try LayerSelection.parse(request.options.layers, layerCount: encoder.config.layerCount)
+        let layers = try request.options.keptLayers(layerCount: encoder.config.layerCount)
 
         var files: [DatasetFile] = []
         var counts: [String: Int] = [:]
@@ -93,7 +92,7 @@ public final class TextExtractor: Sendable {
             shuffle: request.options.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: request.maxLength,
             pooling: "mean", blobs: request.options.blobNames, shard: request.options.shardInfo(splitCounts: counts),
-            compute: request.options.compute.rawValue)
+            compute: request.options.compute.rawValue, int8Calibration: request.options.int8Calibration)
         blobs = try request.options.blobs(encoder.sideBlocks)
     }
 

@@ -109,12 +109,18 @@ struct ExtractCommand: ParsableCommand {
     var shard: String?
 
     func validate() throws {
-        guard chunkSize >= 1 else { throw ValidationError("--chunk-size \(chunkSize) must be at least 1") }
+        // A chunk is one transaction's examples; past a million, resuming would redo too much anyway.
+        guard (1...1_000_000).contains(chunkSize) else { throw ValidationError("--chunk-size \(chunkSize) must be in 1...1000000") }
         if let shard {
             do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
         }
         do { _ = try ComputePath.parse(compute) } catch { throw ValidationError("\(error)") }
         guard batchTokens >= maxLength else { throw ValidationError("--batch-tokens \(batchTokens) must be at least --max-length \(maxLength)") }
+        var isDirectory: ObjCBool = false
+        if out.isEmpty { throw ValidationError("--out is empty; give the cache folder to write") }
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("--out \(out): is a file; a cache is a folder")
+        }
     }
 
     func run() throws {

@@ -23,11 +23,15 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         let tokenizer = try WordPieceTokenizer(directory: try BackboneFolder.resolve(backbone))
+        var isDirectory: ObjCBool = false
+        if input != "-", FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CommandError("--input \(input): is a folder; give a text or JSONL file")
+        }
         guard let handle = input == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: input) else {
-            throw ValidationError("--input \(input): cannot open the file")
+            throw CommandError("--input \(input): cannot open the file")
         }
         let data = handle.readDataToEndOfFile()
-        guard let text = String(data: data, encoding: .utf8) else { throw ValidationError("--input \(input): not UTF-8 text") }
+        guard let text = String(data: data, encoding: .utf8) else { throw CommandError("--input \(input): not UTF-8 text") }
         var lines = text.components(separatedBy: "\n")
         if lines.last == "" { lines.removeLast() }
         for line in lines {

@@ -125,6 +125,14 @@ import Testing
             _ = try TextDatasetSource(directory: folder.path)
         }
         #expect(try TextDatasetSource(directory: folder.path, format: .csv).format == .csv)
+
+        // A split in another format than the train file, found by extension, is named.
+        let mixed = try TemporaryFolder()
+        try mixed.write("train.jsonl", "{\"text\": \"a\", \"label\": \"x\"}\n")
+        try mixed.write("val.csv", "text,label\na,x\n")
+        expectError(.mixedFormats(file: mixed.path + "/val.csv", trainFile: mixed.path + "/train.jsonl"), mentions: "val.csv") {
+            _ = try TextDatasetSource(directory: mixed.path)
+        }
     }
 
     @Test func emptySplit() throws {

@@ -151,6 +151,30 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
         #expect(report.ratioVsF32 < 0.3)
     }
 
+    /// The int8 scales depend on how many examples calibrated them (the chunk size): the manifest
+    /// says how many, and resuming with another chunk size is refused.
+    @Test func int8CachesRecordTheirCalibration() throws {
+        _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
+        request.options.layers = "0"
+        request.options.storage = .int8
+        request.options.chunkSize = 16
+        #expect(try TextExtractor(request).run().manifest.settings.int8Calibration == 16)
+        request.options.chunkSize = 8
+        do {
+            _ = try TextExtractor(request).run()
+            Issue.record("an int8 cache was resumed with another chunk size")
+        } catch {
+            #expect("\(error)".contains("int8 calibration examples (--chunk-size): 8 requested, 16 in the cache"), "\(error)")
+        }
+        request.options.storage = .f32
+        request.output = output + "-f32"
+        defer { removeFolder(output + "-f32") }
+        #expect(try TextExtractor(request).run().manifest.settings.int8Calibration == nil)
+    }
+
     @Test func layerSelections() throws {
         #expect(try LayerSelection.parse("all", layerCount: 6) == [0, 1, 2, 3, 4, 5, 6])
         #expect(try LayerSelection.parse("0,3,6", layerCount: 6) == [0, 3, 6])

@@ -71,7 +71,10 @@ import Testing
                 try FileManager.default.copyItem(at: repository.appendingPathComponent("datasets/tiny/\(split).jsonl"),
                                                  to: data.appendingPathComponent("\(split).jsonl"))
             }
-            if file.hasSuffix(".csv") { try FileManager.default.removeItem(at: data.appendingPathComponent("train.jsonl")) }
+            // A CSV dataset has no JSONL splits beside it (a split in another format is refused).
+            if file.hasSuffix(".csv") {
+                for split in ["train", "val", "test"] { try FileManager.default.removeItem(at: data.appendingPathComponent("\(split).jsonl")) }
+            }
             try text().write(to: data.appendingPathComponent(file))
             let out = scratch.appendingPathComponent("cache").path
             // Every line of every split is read (and every label checked) before a cache is made.
@@ -307,6 +310,24 @@ import Testing
                  return (["fit", "--cache", try ReliabilityTests.tinyCache.get(), "--head", "linear", "--out", file], .noFile(file + "/result.json"))
              },
              expected: ["--out $/taken: is a file, not a folder"]),
+        Case(kind: "flags", fault: "--out is a file", setup: { scratch in
+                 let file = scratch.appendingPathComponent("taken").path
+                 try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+                 return (["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", file] + noBlobs, .noFile(file + "/data.mdb"))
+             },
+             expected: ["--out $/taken: is a file; a cache is a folder"]),
+        Case(kind: "flags", fault: "huge chunk size", setup: flags(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path,
+                                                                  "--chunk-size", "9223372036854775807", "--out", "OUT"] + noBlobs),
+             expected: ["--chunk-size 9223372036854775807 must be in 1...1000000"]),
+        Case(kind: "flags", fault: "streams without a layer that has them", setup: flags(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path,
+                                                                                         "--layers", "0", "--streams", "attn", "--out", "OUT"] + noBlobs),
+             expected: ["--streams attn with --layers 0: streams are stored for layers 1 and up only"]),
+        Case(kind: "flags", fault: "zstd level out of range (images)", setup: { scratch in
+                 let (arguments, leftover) = try extractImages("train/dark/0.png") { validPNG }(scratch)
+                 return (arguments + ["--zstd-level", "0"], leftover)
+             },
+             expected: ["--zstd-level 0: zstd levels are 1...22"]),
+        Case(kind: "flags", fault: "input is a folder", setup: flags(["tokenize", "--input", "/tmp"]), expected: ["--input /tmp: is a folder"]),
         // Heads files.
         Case(kind: "heads file", fault: "empty", setup: headsFile("[]"), expected: ["--heads-file $/heads.json: lists no heads"]),
         Case(kind: "heads file", fault: "unknown key", setup: headsFile(#"[{"head": "linear", "sets": {"layers": "all"}}]"#),

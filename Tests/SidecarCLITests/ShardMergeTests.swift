@@ -136,7 +136,7 @@ let referenceAndShards: Result<(local: String, shards: [String]), Error> = Resul
     @Test func badShardValuesAreFlagErrors() throws {
         let cases: [(String, String)] = [
             ("3/3", "--shard 3/3: the index must be in 0...2"),
-            ("0/0", "--shard 0/0: the count \"0\" is not a positive integer"),
+            ("0/0", "--shard 0/0: the count \"0\" is not an integer in 1...1000000"),
             ("-1/3", "--shard -1/3: the index \"-1\" is not a non-negative integer"),
             ("a/3", "--shard a/3: the index \"a\" is not a non-negative integer"),
             ("1", "--shard 1: expected i/N (e.g. 0/4), auto or auto/N"),

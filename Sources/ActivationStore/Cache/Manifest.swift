@@ -86,11 +86,16 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
     /// The arithmetic of the encoder's dense products: "f32" or "bf16" (`sidecar extract
     /// --compute`). Absent in caches from before it was recorded, which were all f32.
     public var compute: String?
+    /// For int8 storage: the scales were calibrated on this many first examples of the first split
+    /// (the extraction's chunk size), so that two int8 caches with equal settings hold equal
+    /// records, and a resume with another chunk size is refused. Absent otherwise.
+    public var int8Calibration: Int?
 
     public init(backbone: BackboneIdentity, preprocessing: [String: String], datasetFiles: [DatasetFile], layers: [Int],
                 tokens: TokenPolicy, storage: StorageType, zstdLevel: Int, shuffle: Bool, labels: [String],
                 splits: [String], splitCounts: [String: Int], streams: [String]? = nil, maxTokens: Int? = nil,
-                pooling: String? = nil, blobs: [String]? = nil, shard: ShardInfo? = nil, compute: String? = nil) {
+                pooling: String? = nil, blobs: [String]? = nil, shard: ShardInfo? = nil, compute: String? = nil,
+                int8Calibration: Int? = nil) {
         self.backbone = backbone
         self.preprocessing = preprocessing
         self.datasetFiles = datasetFiles
@@ -108,6 +113,7 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         self.blobs = blobs
         self.shard = shard
         self.compute = compute
+        self.int8Calibration = int8Calibration
     }
 
     /// Human-readable differences from `other` ("layers: [0, 6] requested, [0, 1, 2] in the cache");
@@ -134,6 +140,8 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         compare("pooling", pooling ?? "unrecorded", other.pooling ?? "unrecorded")
         compare("blobs", blobs ?? [], other.blobs ?? [])
         compare("compute", compute ?? "f32", other.compute ?? "f32")
+        compare("int8 calibration examples (--chunk-size)", int8Calibration.map(String.init) ?? "unrecorded",
+                other.int8Calibration.map(String.init) ?? "unrecorded")
         compare("shard", shard.map { "\($0)" } ?? "none (whole dataset)", other.shard.map { "\($0)" } ?? "none (whole dataset)")
         return out
     }

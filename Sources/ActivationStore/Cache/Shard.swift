@@ -14,8 +14,11 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     public let index: Int
     public let count: Int
 
+    /// More parts than any job array holds, and few enough that index × chunks cannot overflow.
+    public static let maxCount = 1_000_000
+
     public init(index: Int, count: Int) throws {
-        guard count >= 1 else { throw ShardError("shard \(index)/\(count): the count must be at least 1") }
+        guard (1...Self.maxCount).contains(count) else { throw ShardError("shard \(index)/\(count): the count must be in 1...\(Self.maxCount)") }
         guard (0..<count).contains(index) else {
             throw ShardError("shard \(index)/\(count): the index must be in 0...\(count - 1) (shards count from 0)")
         }
@@ -38,7 +41,7 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
         guard parts.count <= 2 else { throw fail("expected i/N (e.g. 0/4), auto or auto/N") }
         var count: Int?
         if parts.count == 2 {
-            guard let n = Int(parts[1]), n >= 1 else { throw fail("the count \"\(parts[1])\" is not a positive integer") }
+            guard let n = Int(parts[1]), (1...maxCount).contains(n) else { throw fail("the count \"\(parts[1])\" is not an integer in 1...\(maxCount)") }
             count = n
         }
         if parts[0] != "auto" {
@@ -48,17 +51,21 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
             return try Shard(index: index, count: count)
         }
         if let id = environment["SLURM_ARRAY_TASK_ID"] {
+            // Slurm's task ids and counts are non-negative 32-bit numbers; bounding them keeps the
+            // arithmetic below exact.
             func number(_ name: String) throws -> Int? {
                 guard let value = environment[name] else { return nil }
-                guard let n = Int(value) else { throw fail("\(name)=\(value) is not an integer") }
+                guard let n = Int(value), (0...Int(Int32.max)).contains(n) else { throw fail("\(name)=\(value) is not an integer in 0...\(Int32.max)") }
                 return n
             }
-            guard let task = Int(id) else { throw fail("SLURM_ARRAY_TASK_ID=\(id) is not an integer") }
+            guard let task = try number("SLURM_ARRAY_TASK_ID") else { throw fail("SLURM_ARRAY_TASK_ID=\(id) is not an integer") }
             let minimum = try number("SLURM_ARRAY_TASK_MIN") ?? 0
+            guard (0...task).contains(minimum) else { throw fail("SLURM_ARRAY_TASK_MIN=\(minimum) is not a task id at most SLURM_ARRAY_TASK_ID=\(task)") }
             guard let tasks = try number("SLURM_ARRAY_TASK_COUNT") ?? count else {
                 throw fail("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not; give the count as --shard auto/N")
             }
-            if let maximum = try number("SLURM_ARRAY_TASK_MAX"), maximum - minimum + 1 != tasks {
+            guard (1...maxCount).contains(tasks) else { throw fail("SLURM_ARRAY_TASK_COUNT=\(tasks) is not an integer in 1...\(maxCount)") }
+            if let maximum = try number("SLURM_ARRAY_TASK_MAX"), maximum < minimum || maximum - minimum + 1 != tasks {
                 throw fail("the job array \(minimum)-\(maximum) has \(tasks) tasks, not one per index; submit a contiguous array such as --array=0-\(tasks - 1)")
             }
             if let count, count != tasks { throw fail("the Slurm job array has \(tasks) tasks, not \(count)") }
@@ -115,7 +122,7 @@ public struct ShardInfo: Codable, Sendable, Equatable, CustomStringConvertible {
     }
 
     static func range(of shard: Shard, chunkSize: Int, total: Int) -> Range<Int> {
-        let chunks = (total + chunkSize - 1) / chunkSize
+        let chunks = total / chunkSize + (total % chunkSize == 0 ? 0 : 1)
         let first = shard.index * chunks / shard.count, end = (shard.index + 1) * chunks / shard.count
         return min(first * chunkSize, total)..<min(end * chunkSize, total)
     }
