@@ -36,6 +36,8 @@ public enum DatasetError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformedCSV(file: String, line: Int, detail: String)
     /// A column named in the settings is absent from the header row.
     case missingColumn(file: String, column: String, available: [String])
+    /// A column the settings name appears more than once in the header row.
+    case duplicateColumn(file: String, column: String)
     /// A label in a validation or test split that the train split never uses.
     case unknownLabel(file: String, line: Int, label: String, known: [String])
 
@@ -87,6 +89,8 @@ public enum DatasetError: Error, Equatable, Sendable, CustomStringConvertible {
         case .missingColumn(let file, let column, let available):
             return "\(file):1: no column \"\(column)\" in the header (columns: "
                 + "\(available.map { "\"\($0)\"" }.joined(separator: ", ")))"
+        case .duplicateColumn(let file, let column):
+            return "\(file):1: the header names column \"\(column)\" more than once; rename all but one"
         case .unknownLabel(let file, let line, let label, let known):
             return "\(file):\(line): label \"\(label)\" does not occur in the train split "
                 + "(known: \(Self.abbreviated(known)))"

@@ -30,6 +30,8 @@ struct DelimitedTextParser {
             guard let index = header.fields.firstIndex(of: column) else {
                 throw .missingColumn(file: lines.path, column: column, available: header.fields)
             }
+            // Which of two same-named columns is meant cannot be told; taking the first is a guess.
+            guard header.fields.lastIndex(of: column) == index else { throw .duplicateColumn(file: lines.path, column: column) }
             return index
         }
         fieldCount = header.fields.count
@@ -37,7 +39,7 @@ struct DelimitedTextParser {
         labelIndex = try index(of: columns.label)
         if let pair = columns.textPair {
             // The default pair column is optional; one the user named must exist.
-            textPairIndex = pair == TextColumns.defaultTextPair ? header.fields.firstIndex(of: pair) : try index(of: pair)
+            textPairIndex = pair == TextColumns.defaultTextPair && !header.fields.contains(pair) ? nil : try index(of: pair)
         } else {
             textPairIndex = nil
         }

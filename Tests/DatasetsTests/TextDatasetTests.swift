@@ -237,6 +237,11 @@ import Testing
                     mentions: "\"second\"") {
             _ = try TextDatasetSource(directory: folder.path, columns: columns).examples(.train)
         }
+        // Two columns of the name used: which one is meant cannot be told.
+        try folder.write("train.csv", "text,label,label\na,x,y\n")
+        expectError(.duplicateColumn(file: train, column: "label"), mentions: "train.csv:1") {
+            _ = try TextDatasetSource(directory: folder.path).examples(.train)
+        }
         try folder.write("train.csv", "text,label\na,\n")
         expectError(.wrongType(file: train, line: 2, key: "label", expected: "a non-empty string", found: "an empty field"),
                     mentions: "train.csv:2") {
