@@ -230,6 +230,37 @@ public final class ResultsWriter: @unchecked Sendable {
     }
 }
 
+/// Held by the one sweep running a shard into a results folder, for as long as it runs. A second
+/// run of the same shard (another terminal, a job requeued while the first still runs) would train
+/// the same trials and append them twice; it is refused, naming the holder. Worker processes of a
+/// run (--jobs) do not take it. Where the filesystem has no flock, runs go unguarded, as appends do.
+public final class ShardRunLock {
+    private let fd: Int32
+
+    public init(folder: String, shard: Shard) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let path = URL(fileURLWithPath: folder).appendingPathComponent("." + shard.fileName.dropLast(".jsonl".count) + ".lock").path
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SweepError("\(path): cannot open: \(String(cString: strerror(errno)))") }
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let error = errno
+            if error == EINTR { continue }
+            if [ENOSYS, ENOLCK, EOPNOTSUPP, EINVAL].contains(error) { return }
+            var holder = [UInt8](repeating: 0, count: 256)
+            let count = max(0, pread(fd, &holder, holder.count, 0))
+            close(fd)
+            guard error == EWOULDBLOCK else { throw SweepError("\(path): cannot lock: \(String(cString: strerror(error)))") }
+            throw SweepError("\(folder): shard \(shard) is being run by another sweep (\(String(decoding: holder.prefix(count), as: UTF8.self))); "
+                             + "wait for it to end, or stop it")
+        }
+        let me = Array("process \(getpid()) on \(ProcessInfo.processInfo.hostName)".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, me, me.count, 0)
+    }
+
+    deinit { close(fd) }
+}
+
 /// What the results folder already holds: each trial's best status over every shard's file.
 public struct FinishedTrials: Sendable {
     public var ok: Set<String> = []

@@ -140,6 +140,9 @@ struct SweepCommand: ParsableCommand {
             shard = try self.shard.map { try Shard.parse($0) }
                 ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) ?? .whole
         } catch let e as ShardError { throw ValidationError(e.description) }
+        // Held until this run ends (workers run under their parent's).
+        let runLock = worker || dryRun ? nil : try ShardRunLock(folder: results, shard: shard)
+        defer { withExtendedLifetime(runLock) {} }
         let opened = try ActivationCache.open(path: cache, noLock: noLock || shard.count > 1)
         var limits = PlanLimits()
         limits.memoryBudget = try budgetBytes()

@@ -225,6 +225,36 @@ func writeSpec(_ text: String) throws -> String {
         #expect(bad.status != 0 && bad.err.contains("--emit pbs: expected slurm or k8s"))
     }
 
+    /// A second run of a shard that is being run is refused, naming the process that runs it.
+    @Test func aShardRunningElsewhereIsNotRunTwice() throws {
+        let cache = SyntheticCache.temporaryPath("twice")
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
+        let spec = try writeSpec("[base.training]\nepochs = 30\nbatch_size = 8\n[[grid]]\nhead = \"losa\"\n")
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let results = scratchPath("twice")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let first = Process()
+        first.executableURL = sidecarBinary()
+        first.arguments = ["sweep", "--spec", spec, "--cache", cache, "--results", results]
+        let out = Pipe()
+        first.standardOutput = out
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer {
+            kill(first.processIdentifier, SIGINT)
+            first.waitUntilExit()
+        }
+        let started = Date()
+        while Date().timeIntervalSince(started) < 60 {
+            if String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("group ") { break }
+        }
+        let second = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(second.status != 0 && second.err.contains("shard 0/1 is being run by another sweep (process \(first.processIdentifier) on "),
+                "\(second.err)")
+        #expect(first.isRunning)
+    }
+
     @Test func ctrlCStopsCleanlyAndARerunResumes() throws {
         // Enough work that the interrupt lands mid-pass: a larger cache and more epochs.
         let cache = SyntheticCache.temporaryPath("sigint")
