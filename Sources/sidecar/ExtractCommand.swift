@@ -111,6 +111,8 @@ struct ExtractCommand: ParsableCommand {
     func validate() throws {
         // A chunk is one transaction's examples; past a million, resuming would redo too much anyway.
         guard (1...1_000_000).contains(chunkSize) else { throw ValidationError("--chunk-size \(chunkSize) must be in 1...1000000") }
+        // Threads past a thousand would only exhaust the system's limits.
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in 1...1024, got \(threads)") }
         if let shard {
             do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
         }

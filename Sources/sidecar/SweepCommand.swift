@@ -97,11 +97,12 @@ struct SweepCommand: ParsableCommand {
     var worker = false
 
     func validate() throws {
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
+        // Processes and threads past a thousand would only exhaust the system's limits.
+        if !(1...1024).contains(jobs) { throw ValidationError("--jobs must be in 1...1024, got \(jobs)") }
         if maxHeads < 1 { throw ValidationError("--max-heads must be at least 1, got \(maxHeads)") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        if let shardCount, shardCount < 1 { throw ValidationError("--shard-count must be at least 1, got \(shardCount)") }
-        if shards < 1 { throw ValidationError("--shards must be at least 1, got \(shards)") }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in 1...1024, got \(threads)") }
+        if let shardCount, !(1...Shard.maxCount).contains(shardCount) { throw ValidationError("--shard-count must be in 1...\(Shard.maxCount), got \(shardCount)") }
+        if !(1...Shard.maxCount).contains(shards) { throw ValidationError("--shards must be in 1...\(Shard.maxCount), got \(shards)") }
         if cpus < 1 { throw ValidationError("--cpus must be at least 1, got \(cpus)") }
         if let emit, !["slurm", "k8s"].contains(emit) { throw ValidationError("--emit \(emit): expected slurm or k8s") }
         if emitOut != nil && emit == nil { throw ValidationError("--emit-out needs --emit slurm|k8s") }

@@ -299,7 +299,7 @@ import Testing
                                                                      "--layers", "9", "--out", "OUT"] + noBlobs),
              expected: ["--layers \"9\": the backbone has layers 0...6"]),
         Case(kind: "flags", fault: "zero", setup: flags(["sweep", "--spec", "/nonexistent.toml", "--cache", "CACHE", "--results", "OUT", "--jobs", "0"]),
-             expected: ["--jobs must be at least 1, got 0"]),
+             expected: ["--jobs must be in 1...1024, got 0"]),
         Case(kind: "flags", fault: "not a number", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--weight-decay", "nan", "--out", "OUT"]),
              expected: ["--weight-decay must be a finite number of at least 0, got nan"]),
         Case(kind: "flags", fault: "too many steps", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--epochs", "9223372036854775807", "--out", "OUT"]),
