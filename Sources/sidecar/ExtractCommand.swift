@@ -117,7 +117,10 @@ struct ExtractCommand: ParsableCommand {
             do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
         }
         do { _ = try ComputePath.parse(compute) } catch { throw ValidationError("\(error)") }
-        guard batchTokens >= maxLength else { throw ValidationError("--batch-tokens \(batchTokens) must be at least --max-length \(maxLength)") }
+        guard batchTokens >= maxLength else {
+            throw ValidationError("--max-length \(maxLength) is more than --batch-tokens \(batchTokens), and a batch holds at least one whole "
+                                  + "example: lower --max-length (at most the backbone's positions, 512 for MiniLM) or raise --batch-tokens")
+        }
         var isDirectory: ObjCBool = false
         if out.isEmpty { throw ValidationError("--out is empty; give the cache folder to write") }
         if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), !isDirectory.boolValue {
