@@ -11,11 +11,15 @@ public protocol Optimizer {
 /// AdamW (Loshchilov & Hutter), as torch.optim.AdamW: p ← p − lr·wd·p (decaying entries only),
 /// then p ← p − lr · m̂ / (√v̂ + eps) with bias-corrected moments.
 public struct AdamW: Optimizer {
-    public var beta1: Float
-    public var beta2: Float
+    public let beta1: Float
+    public let beta2: Float
     public var epsilon: Float
     public var weightDecay: Float
     public private(set) var stepCount = 0
+    /// beta1^stepCount and beta2^stepCount, one multiplication per step: the same products, in
+    /// the same order, as raising to the step's power each time, which cost O(steps) per step.
+    private var beta1Power: Double = 1
+    private var beta2Power: Double = 1
     private var m: [Float] = []
     private var v: [Float] = []
     private var decayMask: [Float] = []
@@ -35,9 +39,11 @@ public struct AdamW: Optimizer {
             decayMask = parameters.decayMask()
         }
         stepCount += 1
+        beta1Power *= Double(beta1)
+        beta2Power *= Double(beta2)
         // Bias corrections in Double, as PyTorch computes them (Python floats).
-        let correction1 = 1 - Double.pow(Double(beta1), stepCount)
-        let correction2 = 1 - Double.pow(Double(beta2), stepCount)
+        let correction1 = 1 - beta1Power
+        let correction2 = 1 - beta2Power
         let stepSize = Float(Double(learningRate) / correction1)
         let sqrtCorrection2 = Float(correction2.squareRoot())
         let decay = learningRate * weightDecay
@@ -174,10 +180,3 @@ extension ParameterSet {
     }
 }
 
-extension Double {
-    static func pow(_ base: Double, _ exponent: Int) -> Double {
-        var result: Double = 1
-        for _ in 0..<exponent { result *= base }
-        return result
-    }
-}
