@@ -321,10 +321,16 @@ public final class Trainer {
             samplePeakMemory()
             for (i, s) in states.enumerated() where !s.stopped {
                 let metrics = valMetrics?[ObjectIdentifier(s)]
-                // Parameters can overflow on a step whose own loss was still finite.
+                // Parameters can overflow on a step whose own loss was still finite: the val loss
+                // shows it, and where there is no val split the parameters themselves.
                 let trainLoss = s.lossSum / Double(max(s.lossCount, 1))
                 if let bad = [("train", trainLoss), ("val", metrics?.loss ?? 0)].first(where: { !$0.1.isFinite }) {
                     s.failure = "diverged: \(bad.0) loss \(bad.1) at epoch \(epoch)"
+                    s.stopped = true
+                    continue
+                }
+                if metrics == nil, !(s.averaged ?? s.head.parameters.values).allSatisfy(\.isFinite) {
+                    s.failure = "diverged: the parameters are not finite after epoch \(epoch)"
                     s.stopped = true
                     continue
                 }

@@ -46,6 +46,18 @@ import Training
         #expect(results[0].val == nil && results[0].test == nil)
     }
 
+    /// Without a val split there is no val loss to show the overflow: the parameters are checked.
+    @Test func parametersThatOverflowAreCaughtWithoutAValidationSplit() throws {
+        let path = SyntheticCache.temporaryPath("overflow-no-val")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path, counts: ["train": 120])
+        var o = options()
+        o.epochs = 1
+        o.batchSize = 60
+        let results = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear", learningRate: 1e30)], options: o).run()
+        #expect(results[0].failure == "diverged: the parameters are not finite after epoch 1", "\(results[0].failure ?? "no failure")")
+    }
+
     @Test func aStopRequestEndsTheRunAfterTheCurrentBatch() throws {
         let path = SyntheticCache.temporaryPath("stop")
         defer { try? FileManager.default.removeItem(atPath: path) }
