@@ -9,6 +9,23 @@ func writeSpec(_ text: String) throws -> String {
     return path
 }
 
+/// `sidecar sweep ARGUMENTS` started in the background, returned once its first pass is under way
+/// (the pass's group line is printed when it starts), or after a minute.
+func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process {
+    let process = Process()
+    process.executableURL = sidecarBinary()
+    process.arguments = ["sweep"] + arguments
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = stderr ?? FileHandle.nullDevice
+    try process.run()
+    let started = Date()
+    while Date().timeIntervalSince(started) < 60 {
+        if String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("group ") { break }
+    }
+    return process
+}
+
 @Suite(.serialized) struct SweepCLITests {
     static let spec = """
         [base.training]
@@ -234,20 +251,10 @@ func writeSpec(_ text: String) throws -> String {
         defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("twice")
         defer { try? FileManager.default.removeItem(atPath: results) }
-        let first = Process()
-        first.executableURL = sidecarBinary()
-        first.arguments = ["sweep", "--spec", spec, "--cache", cache, "--results", results]
-        let out = Pipe()
-        first.standardOutput = out
-        first.standardError = FileHandle.nullDevice
-        try first.run()
+        let first = try startedSweep(["--spec", spec, "--cache", cache, "--results", results])
         defer {
             kill(first.processIdentifier, SIGINT)
             first.waitUntilExit()
-        }
-        let started = Date()
-        while Date().timeIntervalSince(started) < 60 {
-            if String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("group ") { break }
         }
         let second = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
         #expect(second.status != 0 && second.err.contains("shard 0/1 is being run by another sweep (process \(first.processIdentifier) on "),
@@ -272,18 +279,8 @@ func writeSpec(_ text: String) throws -> String {
         defer { try? FileManager.default.removeItem(atPath: spec) }
         let results = scratchPath("sigint")
         defer { try? FileManager.default.removeItem(atPath: results) }
-        let process = Process()
-        process.executableURL = sidecarBinary()
-        process.arguments = ["sweep", "--spec", spec, "--cache", cache, "--results", results]
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Interrupt once the first pass is under way (its group line is printed when it starts).
-        let started = Date()
-        while Date().timeIntervalSince(started) < 60 {
-            if String(decoding: out.fileHandleForReading.availableData, as: UTF8.self).contains("group ") { break }
-        }
+        let err = Pipe()
+        let process = try startedSweep(["--spec", spec, "--cache", cache, "--results", results], stderr: err)
         Thread.sleep(forTimeInterval: 0.3)
         kill(process.processIdentifier, SIGINT)
         let interrupted = Date()
