@@ -31,7 +31,7 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         let trained = try TrainedHead.load(head)
-        guard !trained.exported else { throw ValidationError("--head \(head) is already an exported file") }
+        guard !trained.exported else { throw CommandError("--head \(head) is already an exported file") }
         let target = URL(fileURLWithPath: out).standardizedFileURL.resolvingSymlinksInPath()
         if target.deletingLastPathComponent() == URL(fileURLWithPath: head).standardizedFileURL.resolvingSymlinksInPath(),
            ["head.safetensors", "config.json", "log.tsv", "result.json"].contains(target.lastPathComponent) {

@@ -66,7 +66,7 @@ struct PredictCommand: ParsableCommand {
         let pairKey = settings.preprocessing["text_pair_column"].flatMap { $0.isEmpty ? nil : $0 }
         let inputs = try PredictInputs(path: input, format: format, textKey: settings.preprocessing["text_column"] ?? "text", pairKey: pairKey)
         if inputs.isImages != predictor.runner.takesImages {
-            throw ValidationError("--input \(input): \(inputs.isImages ? "images" : "text"), but the head's backbone reads \(predictor.runner.takesImages ? "images" : "text")")
+            throw CommandError("--input \(input): \(inputs.isImages ? "images" : "text"), but the head's backbone reads \(predictor.runner.takesImages ? "images" : "text")")
         }
         let labels = predictor.labels
         let k = min(topK, labels.count)

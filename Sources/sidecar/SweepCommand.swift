@@ -131,7 +131,7 @@ struct SweepCommand: ParsableCommand {
 
     func run() throws {
         let sweep: SweepSpec
-        do { sweep = try SweepSpec.load(path: spec) } catch let e as SweepError { throw ValidationError(e.description) }
+        do { sweep = try SweepSpec.load(path: spec) } catch let e as SweepError { throw CommandError(e.description) }
         let quiet = worker
         let out: (String) -> Void = { if !quiet { Self.say($0) } }
         if let emit { return try emitJob(emit, sweep: sweep) }
@@ -164,7 +164,7 @@ struct SweepCommand: ParsableCommand {
             // orphan still training while a rerun starts the same trials would write them twice.
             _ = sidecar_die_with_parent()
             if let parent = ProcessInfo.processInfo.environment["SIDECAR_SWEEP_PARENT"], Int32(parent) != getppid() {
-                throw ValidationError("--worker: the sweep that started this worker (process \(parent)) has exited")
+                throw CommandError("--worker: the sweep that started this worker (process \(parent)) has exited")
             }
             let input = FileHandle.standardInput.readDataToEndOfFile()
             only = Set(String(decoding: input, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init))
@@ -222,7 +222,7 @@ struct SweepCommand: ParsableCommand {
         let ids = Set(pending.flatMap(\.members).map(\.trial.id))
         let okNow = ids.intersection(after.ok).count, failedNow = ids.intersection(after.failed).count
         out("done: \(okNow) ok, \(failedNow) failed; results in \(URL(fileURLWithPath: results).appendingPathComponent(shard.fileName).path)")
-        if okNow + failedNow < ids.count { throw ValidationError("\(ids.count - okNow - failedNow) trial(s) have no results line; see the messages above") }
+        if okNow + failedNow < ids.count { throw CommandError("\(ids.count - okNow - failedNow) trial(s) have no results line; see the messages above") }
     }
 
     /// Splits the pending passes over `parts` worker processes of this same command and waits.
@@ -260,7 +260,7 @@ struct SweepCommand: ParsableCommand {
             let done = (try? FinishedTrials.read(folder: results))?.ok ?? []
             throw SweepInterrupted(finished: pending.flatMap(\.members).filter { done.contains($0.trial.id) }.count)
         }
-        if !failures.isEmpty { throw ValidationError(failures.joined(separator: "; ")) }
+        if !failures.isEmpty { throw CommandError(failures.joined(separator: "; ")) }
     }
 
     func emitJob(_ kind: String, sweep: SweepSpec) throws {
@@ -286,7 +286,7 @@ struct SweepCommand: ParsableCommand {
         if kind == "slurm" { try? FileManager.default.createDirectory(atPath: job.results, withIntermediateDirectories: true) }
         if let emitOut {
             do { try Data(text.utf8).write(to: URL(fileURLWithPath: emitOut), options: .atomic) } catch {
-                throw ValidationError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")
+                throw CommandError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")
             }
             if kind == "slurm" { chmod(emitOut, 0o755) }
             print("wrote \(emitOut): \(sweep.trials.count) trial(s) in \(shards) shard(s); submit with \(kind == "slurm" ? "sbatch" : "kubectl apply -f") \(emitOut)")
