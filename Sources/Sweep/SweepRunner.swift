@@ -69,7 +69,7 @@ public struct SweepRunner {
             let late = group.members.filter { $0.lateError != nil }
             for p in late {
                 try append(TrialRecord(trial: p.trial, error: "config: \(p.lateError!)", shard: shard, group: group.id, fitSeconds: 0,
-                                              peakRSS: peakResidentBytes()))
+                                       peakRSS: peakResidentBytes()))
                 log("  \(p.trial.id) \(p.trial.head): failed: \(p.lateError!)")
                 failed += 1
             }
@@ -121,7 +121,7 @@ public struct SweepRunner {
                 let seconds = Date().timeIntervalSince(started)
                 for p in members {
                     try append(TrialRecord(trial: p.trial, error: "pass failed: \(error)", shard: shard, group: group.id,
-                                                  fitSeconds: seconds, peakRSS: peakResidentBytes()))
+                                           fitSeconds: seconds, peakRSS: peakResidentBytes()))
                 }
                 log("  group \(group.id) failed: \(error)")
                 failed += members.count
