@@ -9,6 +9,13 @@ struct JSONLinesParser {
     let file: String
     let columns: TextColumns
     private let decoder = JSONDecoder()
+    /// The first label's JSON type and line: a file whose labels mix strings and integers is
+    /// refused, since "1" and 1 would otherwise be one class without anyone saying so.
+    private let firstLabel = FirstLabel()
+
+    private final class FirstLabel {
+        var kind: (integer: Bool, line: Int)?
+    }
 
     init(file: String, columns: TextColumns) {
         self.file = file
@@ -73,13 +80,20 @@ struct JSONLinesParser {
         guard let value = object[key] else {
             throw .missingKey(file: file, line: line, key: key)
         }
+        let label: String, integer: Bool
         switch value {
-        case .string(let label) where !label.isEmpty: return label
-        case .integer(let label): return String(label)
+        case .string(let text) where !text.isEmpty: (label, integer) = (text, false)
+        case .integer(let number): (label, integer) = (String(number), true)
         default:
             throw .wrongType(
                 file: file, line: line, key: key, expected: "a non-empty string or an integer", found: value.summary)
         }
+        if let first = firstLabel.kind, first.integer != integer {
+            throw .wrongType(file: file, line: line, key: key, expected: first.integer ? "an integer, as on line \(first.line)" : "a string, as on line \(first.line)",
+                             found: value.summary)
+        }
+        if firstLabel.kind == nil { firstLabel.kind = (integer, line) }
+        return label
     }
 }
 

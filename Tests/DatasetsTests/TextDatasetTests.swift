@@ -207,6 +207,11 @@ import Testing
                 _ = try TextDatasetSource(directory: folder.path).examples(.train)
             }
         }
+        // Labels that mix integers and strings: 1 and "1" would be one class without a word.
+        try folder.write("train.jsonl", "{\"text\": \"a\", \"label\": 1}\n\n{\"text\": \"b\", \"label\": \"1\"}\n")
+        expectError(.wrongType(file: train, line: 3, key: "label", expected: "an integer, as on line 1", found: "a string"), mentions: "train.jsonl:3") {
+            _ = try TextDatasetSource(directory: folder.path).examples(.train)
+        }
     }
 
     @Test func csvFieldCountQuotingAndColumns() throws {
