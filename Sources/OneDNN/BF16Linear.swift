@@ -95,23 +95,26 @@ public final class BF16Linear: @unchecked Sendable {
                          inFeatures: Int, outFeatures: Int, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
                          engine: dnnl_engine_t) throws {
         let matmul = try Matmul(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, weights: packedDescriptor,
-                                hasBias: bias != nil, engine: engine)
+                                hasBias: bias != nil, callerScratchpad: false, engine: engine)
         try run(matmul, rows: rows, rounded: rounded, packed: packed, inFeatures: inFeatures, outFeatures: outFeatures,
                 bias: bias, y: y, engine: engine)
     }
 
     /// The matmul primitive for [rows, in] · packed [in, out] (+ [1, out]) → [rows, out], for this
-    /// thread's OpenMP thread count, and the scratchpad each run must be given. With the scratchpad
-    /// the caller's, one primitive can run on any thread, several at once: the library's own is
-    /// shared per thread, so its primitives must run on the thread that created them.
+    /// thread's OpenMP thread count. With `callerScratchpad`, each run is given its scratchpad, and
+    /// one primitive can run on any thread, several at once: the library's own scratchpad is
+    /// shared per thread, so its primitives must run on the thread that created them (fine for
+    /// one built and run per call, as extraction does).
     final class Matmul: @unchecked Sendable {
         let primitive: dnnl_primitive_t
+        /// Zero-sized with the library's scratchpad.
         let scratchpad: dnnl_memory_desc_t
         let scratchpadBytes: Int
 
-        init(rows: Int, inFeatures: Int, outFeatures: Int, weights: dnnl_memory_desc_t, hasBias: Bool, engine: dnnl_engine_t) throws {
-            let descriptor = try matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
-                                                  weights: weights, hasBias: hasBias, engine: engine)
+        init(rows: Int, inFeatures: Int, outFeatures: Int, weights: dnnl_memory_desc_t, hasBias: Bool, callerScratchpad: Bool,
+             engine: dnnl_engine_t) throws {
+            let descriptor = try matmulDescriptor(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, weights: weights,
+                                                  hasBias: hasBias, callerScratchpad: callerScratchpad, engine: engine)
             defer { dnnl_primitive_desc_destroy(descriptor) }
             var scratchpad = dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0)?.pointee ?? dnnl_memory_desc_t()
             scratchpadBytes = dnnl_memory_desc_get_size(&scratchpad)
@@ -154,7 +157,7 @@ public final class BF16Linear: @unchecked Sendable {
 
     /// The matmul primitive descriptor for [rows, in] · [in, out] + [1, out] → [rows, out].
     static func matmulDescriptor(rows: Int, inFeatures: Int, outFeatures: Int, weights: dnnl_memory_desc_t,
-                                         hasBias: Bool, engine: dnnl_engine_t) throws -> dnnl_primitive_desc_t {
+                                 hasBias: Bool, callerScratchpad: Bool = false, engine: dnnl_engine_t) throws -> dnnl_primitive_desc_t {
         var source = OneDNN.descriptor([rows, inFeatures], dnnl_bf16, dnnl_ab)
         var weights = weights
         var bias = OneDNN.descriptor([1, outFeatures], dnnl_f32, dnnl_ab)
@@ -165,7 +168,9 @@ public final class BF16Linear: @unchecked Sendable {
         var attributes: dnnl_primitive_attr_t?
         try OneDNN.check(dnnl_primitive_attr_create(&attributes), "creating primitive attributes")
         defer { dnnl_primitive_attr_destroy(attributes) }
-        try OneDNN.check(dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user), "setting the scratchpad mode")
+        if callerScratchpad {
+            try OneDNN.check(dnnl_primitive_attr_set_scratchpad_mode(attributes, dnnl_scratchpad_mode_user), "setting the scratchpad mode")
+        }
         var descriptor: dnnl_primitive_desc_t?
         let status = dnnl_primitive_desc_create(&descriptor, &operation, attributes, engine, nil)
         if status == dnnl_unimplemented { throw OneDNN.noBF16Products() }

@@ -52,7 +52,7 @@ public final class BF16RowsProduct: @unchecked Sendable {
         return try primitives.withLock { built in
             if let matmul = built[key] { return matmul }
             let matmul = try BF16Linear.Matmul(rows: rows, inFeatures: inFeatures, outFeatures: outFeatures,
-                                               weights: packedDescriptor, hasBias: hasBias, engine: engine)
+                                               weights: packedDescriptor, hasBias: hasBias, callerScratchpad: true, engine: engine)
             built[key] = matmul
             return matmul
         }
