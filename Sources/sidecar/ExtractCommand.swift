@@ -121,9 +121,8 @@ struct ExtractCommand: ParsableCommand {
             throw ValidationError("--max-length \(maxLength) is more than --batch-tokens \(batchTokens), and a batch holds at least one whole "
                                   + "example: lower --max-length (at most the backbone's positions, 512 for MiniLM) or raise --batch-tokens")
         }
-        var isDirectory: ObjCBool = false
         if out.isEmpty { throw ValidationError("--out is empty; give the cache folder to write") }
-        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), !isDirectory.boolValue {
+        if isFolder(out) == false {
             throw ValidationError("--out \(out): is a file; a cache is a folder")
         }
     }

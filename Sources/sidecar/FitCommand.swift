@@ -172,17 +172,11 @@ struct FitCommand: ParsableCommand {
     static func checkWritable(_ folder: String) throws {
         let target = URL(fileURLWithPath: folder).standardizedFileURL
         var url = target
-        while true {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) {
-                guard isDirectory.boolValue else {
-                    throw CommandError("--out \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
-                }
-                guard access(url.path, W_OK | X_OK) == 0 else { throw CommandError("--out \(folder): cannot write in \(url.path)") }
-                return
-            }
-            url = url.deletingLastPathComponent()
+        while isFolder(url.path) == nil { url = url.deletingLastPathComponent() }
+        guard isFolder(url.path) == true else {
+            throw CommandError("--out \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
         }
+        guard access(url.path, W_OK | X_OK) == 0 else { throw CommandError("--out \(folder): cannot write in \(url.path)") }
     }
 
     /// --head/--set groups in command-line order, plus --heads-file.

@@ -44,8 +44,7 @@ struct ReportCommand: ParsableCommand {
 
     func validate() throws {
         if top < 0 { throw ValidationError("--top must be 0 or more, got \(top)") }
-        var isDirectory: ObjCBool = false
-        if let out, FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+        if let out, isFolder(out) == true {
             throw ValidationError("--out \(out): is a folder; give the HTML file to write")
         }
     }

@@ -1,6 +1,7 @@
 // The `sidecar` command: a thin shell over the library targets. Each subcommand parses its flags,
 // calls the library and prints; no logic lives here that a test of the library could not reach.
 import ArgumentParser
+import Foundation
 
 @main
 struct Sidecar: ParsableCommand {
@@ -14,6 +15,12 @@ struct Sidecar: ParsableCommand {
         version: "0.1.0",
         subcommands: [ExtractCommand.self, MergeCommand.self, InspectCommand.self, FitCommand.self, EvalCommand.self, PredictCommand.self,
                       ExportCommand.self, SweepCommand.self, ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
+}
+
+/// Whether `path` is a folder (true) or another file (false); nil when nothing is there.
+func isFolder(_ path: String) -> Bool? {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) ? isDirectory.boolValue : nil
 }
 
 /// A fault found while a command runs (a file it read, a folder it must write): printed as

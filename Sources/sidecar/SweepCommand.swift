@@ -107,8 +107,7 @@ struct SweepCommand: ParsableCommand {
         if let emit, !["slurm", "k8s"].contains(emit) { throw ValidationError("--emit \(emit): expected slurm or k8s") }
         if emitOut != nil && emit == nil { throw ValidationError("--emit-out needs --emit slurm|k8s") }
         _ = try budgetBytes()
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: results, isDirectory: &isDirectory), !isDirectory.boolValue {
+        if isFolder(results) == false {
             throw ValidationError("--results \(results): is a file; the results go in a folder")
         }
         if let shard {

@@ -23,8 +23,7 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         let tokenizer = try WordPieceTokenizer(directory: try BackboneFolder.resolve(backbone))
-        var isDirectory: ObjCBool = false
-        if input != "-", FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory), isDirectory.boolValue {
+        if input != "-", isFolder(input) == true {
             throw CommandError("--input \(input): is a folder; give a text or JSONL file")
         }
         guard let handle = input == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: input) else {
