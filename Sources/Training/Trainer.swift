@@ -429,10 +429,18 @@ final class Collected: @unchecked Sendable {
 /// /proc/self/status; nil where that file does not exist. LMDB's memory map is file-backed, so this
 /// is what a fit itself holds, apart from the pages of the cache the kernel keeps mapped.
 public func anonymousResidentBytes() -> Int? {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("RssAnon:") }),
-          let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
-    return kb * 1024
+    numberField(of: "/proc/self/status", "RssAnon:").map { $0 * 1024 }
+}
+
+/// The number after `key` on its line of a "key value" file (/proc's status and meminfo, in kB;
+/// a cgroup's memory.stat, in bytes).
+private func numberField(of path: String, _ key: String) -> Int? {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") {
+        let words = line.split(whereSeparator: \.isWhitespace)
+        if words.first.map(String.init) == key { return words.dropFirst().first.flatMap { Int($0) } }
+    }
+    return nil
 }
 
 /// The process's peak resident set size (file-backed pages of the cache included).
@@ -451,12 +459,7 @@ public func availableMemoryBytes() -> Int? {
     func read(_ path: String) -> String? {
         (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
-    /// The number after `key` in a file of "key value" lines (meminfo's are in kB).
-    func field(_ text: String?, _ key: String) -> Int? {
-        guard let line = text?.split(separator: "\n").first(where: { $0.split(separator: " ").first.map(String.init) == key }) else { return nil }
-        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
-    }
-    guard let kb = field(read("/proc/meminfo"), "MemAvailable:") else { return nil }
+    guard let kb = numberField(of: "/proc/meminfo", "MemAvailable:") else { return nil }
     var available = kb * 1024
     // "0::/path" is the v2 hierarchy, "N:…,memory,…:/path" v1's memory controller.
     for line in (read("/proc/self/cgroup") ?? "").split(separator: "\n") {
@@ -473,7 +476,7 @@ public func availableMemoryBytes() -> Int? {
             let folder = mount + (path == "/" ? "" : path)
             // v2 writes "max" for no limit, which does not parse; v1 writes a huge number.
             if let cap = read(folder + "/" + limit).flatMap({ Int($0) }), let used = read(folder + "/" + usage).flatMap({ Int($0) }) {
-                let droppable = field(read(folder + "/memory.stat"), cached) ?? 0
+                let droppable = numberField(of: folder + "/memory.stat", cached) ?? 0
                 available = min(available, max(0, cap - max(0, used - droppable)))
             }
             if path == "/" || path.isEmpty { break }
