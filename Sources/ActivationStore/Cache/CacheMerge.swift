@@ -164,13 +164,17 @@ public enum CacheMerge {
             }
         }
         // Equal settings mean equal blobs and scales; a difference means a damaged shard, and so
-        // does a blob that fails its own checksum.
-        for shard in shards { for name in settings.blobs ?? [] { _ = try shard.cache.blobBytes(name) } }
+        // does a blob that fails its own checksum (blobs are read through it).
         var shared: [[UInt8]: [UInt8]] = [:]
+        let blobs = Dictionary(uniqueKeysWithValues: (settings.blobs ?? []).map { (ActivationCache.blobKey($0), $0) })
+        func value(_ cache: ActivationCache, _ key: [UInt8]) throws -> [UInt8]? {
+            if let name = blobs[key] { return try cache.blobBytes(name) }
+            return try cache.metaValue(key)
+        }
         for key in (settings.blobs ?? []).map(ActivationCache.blobKey) + (settings.storage == .int8 ? [ActivationCache.int8ScalesKey] : []) {
             let name = String(decoding: key, as: UTF8.self)
-            guard let reference = try first.cache.metaValue(key) else { throw CacheError("\(first.path): has no \(name), though its manifest needs it") }
-            for shard in shards.dropFirst() where try shard.cache.metaValue(key) != reference {
+            guard let reference = try value(first.cache, key) else { throw CacheError("\(first.path): has no \(name), though its manifest needs it") }
+            for shard in shards.dropFirst() where try value(shard.cache, key) != reference {
                 throw CacheError("\(shard.path) and \(first.path) hold different \(name); re-extract the damaged shard")
             }
             shared[key] = reference
