@@ -52,8 +52,12 @@ private func trialIDs(_ folder: String, sourceLocation: SourceLocation = #_sourc
             process.arguments = arguments + (attempt % 2 == 1 ? ["--jobs", "2"] : [])
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
+            // Each run resumes, so it has only the unfinished trials to do: the kill is timed
+            // within what is left (timed on the whole sweep, the later runs outran their kills
+            // on a loaded machine).
+            let left = Double(all.count - Set(try trialIDs(results)).count) / Double(all.count)
             try process.run()
-            Thread.sleep(forTimeInterval: duration * (0.1 + 0.3 * random.uniform()))
+            Thread.sleep(forTimeInterval: duration * max(left, 0.1) * (0.1 + 0.3 * random.uniform()))
             guard process.isRunning else {
                 process.waitUntilExit()
                 break
