@@ -1,5 +1,5 @@
 // JSON Lines records: one object per line, {"text": ..., "label": ..., "text_pair": ...}, other
-// keys ignored, blank lines skipped. Deliberately strict about types: a number where text belongs
+// keys ignored, blank lines skipped; a column named twice in one object is refused. Deliberately strict about types: a number where text belongs
 // is an error rather than silently stringified, since it usually means a shifted column.
 
 import Foundation
@@ -17,9 +17,13 @@ struct JSONLinesParser {
         var kind: (integer: Bool, line: Int)?
     }
 
+    /// The keys an example reads.
+    private let readKeys: Set<String>
+
     init(file: String, columns: TextColumns) {
         self.file = file
         self.columns = columns
+        readKeys = Set([columns.text, columns.label] + (columns.textPair.map { [$0] } ?? []))
     }
 
     /// The next non-blank line's example, or nil at the end of the file.
@@ -33,6 +37,9 @@ struct JSONLinesParser {
                 continue
             }
             let object = try decodeObject(bytes, line: line)
+            if let key = Self.repeatedKey(in: bytes, among: readKeys) {
+                throw .invalidJSON(file: file, line: line, detail: "\"\(key)\" appears twice in the object; which value is meant is ambiguous")
+            }
             return ParsedExample(
                 line: line,
                 text: try text(object, key: columns.text, line: line),
@@ -53,6 +60,42 @@ struct JSONLinesParser {
         } catch {
             throw .invalidJSON(file: file, line: line, detail: "\(error)")
         }
+    }
+
+    /// The first of `keys` that the object on this line names twice, if any. The decoder keeps one
+    /// of the values without a word (and other JSON readers keep the other), so a repeated column
+    /// is refused. `bytes` is an object the decoder has accepted; only its top-level keys count.
+    static func repeatedKey(in bytes: [UInt8], among keys: Set<String>) -> String? {
+        var seen = Set<String>()
+        var (i, depth, expectingKey) = (0, 0, false)
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "\""):
+                var end = i + 1
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
+                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                if depth == 1 && expectingKey {
+                    let raw = bytes[(i + 1)..<min(end, bytes.count)]
+                    // A key written with escapes ("te\u0078t") is still "text".
+                    let key = raw.contains(UInt8(ascii: "\\"))
+                        ? (try? JSONDecoder().decode(String.self, from: Data(bytes[i...min(end, bytes.count - 1)])))
+                        : String(decoding: raw, as: UTF8.self)
+                    if let key, keys.contains(key), !seen.insert(key).inserted { return key }
+                    expectingKey = false
+                }
+                i = end
+            case UInt8(ascii: "{"):
+                depth += 1
+                expectingKey = depth == 1
+            case UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            case UInt8(ascii: ","): expectingKey = depth == 1
+            default: break
+            }
+            i += 1
+        }
+        return nil
     }
 
     private func text(_ object: [String: JSONFieldValue], key: String, line: Int) throws(DatasetError) -> String {

@@ -177,6 +177,17 @@ import Testing
             #expect(file == train && line == 2)
             #expect("\(error)".contains("train.jsonl:2: invalid JSON"))
         }
+        // A column named twice: JSONDecoder keeps the first value, Python's json the last.
+        let ambiguous = "\"text\" appears twice in the object; which value is meant is ambiguous"
+        for object in [#"{"text": "a", "label": "x", "text": "b"}"#, #"{"te\u0078t": "a", "label": "x", "text": "b"}"#] {
+            try folder.write("train.jsonl", "{\"text\": \"ok\", \"label\": \"a\"}\n" + object + "\n")
+            expectError(.invalidJSON(file: train, line: 2, detail: ambiguous), mentions: "train.jsonl:2") {
+                _ = try TextDatasetSource(directory: folder.path).examples(.train)
+            }
+        }
+        // The same key inside a nested value, or an unread key twice, is not a repeated column.
+        try folder.write("train.jsonl", #"{"text": "a", "meta": {"text": "b", "x": [{"label": 1}]}, "label": "x", "id": 1, "id": 2}"# + "\n")
+        #expect(try TextDatasetSource(directory: folder.path).examples(.train).map(\.text) == ["a"])
         try folder.write("train.jsonl", "[\"text\", \"label\"]\n")
         expectError(.invalidJSON(file: train, line: 1, detail: "expected an object {…}, found another JSON value"),
                     mentions: "train.jsonl:1") {
