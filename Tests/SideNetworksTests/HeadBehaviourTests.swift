@@ -109,6 +109,13 @@ import TensorCore
         } catch let error as HeadError {
             #expect(error.description.contains("--tokens all"))
         }
+        // A cache of one pooled row per example leaves no pooling to choose: another one asked for
+        // would be recorded and never applied.
+        for (layout, other) in [(RowLayout.cls, "mean"), (.mean, "cls")] {
+            #expect(throws: HeadError.self) { try Tiny.head("linear", ["pool": other], context: Tiny.context(layout: layout)) }
+            _ = try Tiny.head("linear", ["pool": layout.rawValue], context: Tiny.context(layout: layout))
+            _ = try Tiny.head("linear", ["pool": "auto"], context: Tiny.context(layout: layout))
+        }
         // Probes and E3VA (token-wise) work on pooled rows.
         let batch = Tiny.batch(layout: .clsAndMean)
         for name in ["linear", "mlp", "e3va"] {
