@@ -50,7 +50,7 @@ public enum FitOutput {
         var blobMetadata: [String: [String: String]] = [:]
         for name in settings.blobs ?? [] { blobMetadata[name] = try cache.blobMetadata(name) }
         let config = Config(head: result.head, hyperparameters: result.hyperparameters, training: options,
-                            learningRate: result.learningRate, cache: cache.path, cacheManifestHash: result.cacheManifestHash,
+                            learningRate: result.learningRate, cache: URL(fileURLWithPath: cache.path).standardizedFileURL.path, cacheManifestHash: result.cacheManifestHash,
                             labels: result.labels, features: head.features.map(\.description),
                             extraction: settings, blobMetadata: blobMetadata)
         var tsv = "epoch\ttrain_loss\tval_loss\tval_accuracy\tlr\texamples_per_s\tseconds\n"

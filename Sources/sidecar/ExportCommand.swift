@@ -46,13 +46,15 @@ struct ExportCommand: ParsableCommand {
             case .success(let opened):
                 try trained.checkCompatible(with: opened.manifest.settings, cachePath: opened.path)
                 model = try trained.instantiate(context: try opened.describe().context)
-            case .failure(let error):
-                if cache != nil { throw error }
+            case .failure(let openError):
+                if cache != nil { throw openError }
                 // The training cache is gone: heads that read no weights from it need only its settings.
                 do {
                     model = try trained.instantiate(context: try trained.extraction().headContext(path: head, loadBlob: { _ in nil }))
-                } catch let missing {
-                    throw CommandError("\(missing)\nthe training cache cannot be opened (\(error)); give --cache or --backbone for the weights this head reads")
+                } catch {
+                    // Its own message would blame the cache for lacking a blob the config lists.
+                    throw CommandError("head \(trained.config.head) reads weights from its training cache, which cannot be opened (\(openError)); "
+                                       + "give --cache or --backbone")
                 }
             }
         }

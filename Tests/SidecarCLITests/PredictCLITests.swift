@@ -93,6 +93,28 @@ import Testing
         }
     }
 
+    @Test func exportFindsTheTrainingCacheFromAnotherFolder() throws {
+        // Fitted with a relative --cache: the head records where the cache is, wherever it runs next.
+        let cache = URL(fileURLWithPath: try Self.cache.get())
+        let head = cache.path + "-relative-consolidator"
+        let fit = try runSidecar(["fit", "--cache", cache.lastPathComponent, "--head", "consolidator", "--set", "groups=96", "--epochs", "1",
+                                  "--batch-size", "8", "--out", head], directory: cache.deletingLastPathComponent().path)
+        #expect(fit.status == 0, "\(fit.err)")
+        let file = head + ".safetensors"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let export = try runSidecar(["export", "--head", head, "--out", file], directory: "/")
+        #expect(export.status == 0, "\(export.err)")
+        // With the cache gone, the message says so and no more.
+        let configURL = URL(fileURLWithPath: head + "/config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["cache"] = "/nonexistent/cache"
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let gone = try runSidecar(["export", "--head", head, "--out", file])
+        #expect(gone.status != 0 && gone.err.contains("head consolidator reads weights from its training cache, which cannot be opened (/nonexistent/cache"),
+                "\(gone.err)")
+        #expect(!gone.err.contains("lacks"), "\(gone.err)")
+    }
+
     @Test func anotherBackboneIsRefusedUnlessForced() throws {
         let folder = try Self.fit("linear")
         // The same weights under a config.json that differs by one key: another backbone identity.

@@ -9,10 +9,11 @@ func sidecarBinary() -> URL {
 }
 
 /// Runs `sidecar` with arguments; returns exit status, stdout and stderr.
-func runSidecar(_ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
+func runSidecar(_ arguments: [String], environment: [String: String]? = nil, directory: String? = nil) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = sidecarBinary()
     process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     if var environment {
         // `make sanitize` configures the sanitizers through the environment; a replaced
         // environment keeps those settings so the child runs as the test runner does.
