@@ -167,3 +167,28 @@ struct DelimitedTextParser {
         return fields
     }
 }
+
+/// The rows of a CSV or TSV file with a header, for inputs that carry no label (`predict`): the
+/// text column and an optional pair column, by name, read as the dataset reader reads them.
+public final class DelimitedInputs {
+    private let lines: LineReader
+    private let parser: DelimitedTextParser
+
+    /// Reads the header of `path` (tab-separated when `tab`) and locates `text` and `pair`; a pair
+    /// column under the default name may be absent, as in a dataset.
+    public init(path: String, tab: Bool, text: String, pair: String?) throws(DatasetError) {
+        lines = try LineReader(path: path)
+        // The label column is not read: it is looked up as the text column.
+        parser = try DelimitedTextParser(lines: lines, delimiter: tab ? .tab : .comma,
+                                         columns: TextColumns(text: text, label: text, textPair: pair))
+    }
+
+    /// The next row's line, text and pair text, or nil at the end of the file.
+    public func next() throws(DatasetError) -> (line: Int, text: String, pair: String?)? {
+        guard let record = try DelimitedTextParser.nextRecord(from: lines, file: parser.file, delimiter: parser.delimiter) else { return nil }
+        guard record.fields.count == parser.fieldCount else {
+            throw .wrongFieldCount(file: parser.file, line: record.line, expected: parser.fieldCount, found: record.fields.count)
+        }
+        return (record.line, record.fields[parser.textIndex], parser.textPairIndex.map { record.fields[$0] })
+    }
+}

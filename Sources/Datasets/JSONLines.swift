@@ -37,7 +37,7 @@ struct JSONLinesParser {
                 continue
             }
             let object = try decodeObject(bytes, line: line)
-            if let key = Self.repeatedKey(in: bytes, among: readKeys) {
+            if let key = JSONObjectKeys.repeated(in: bytes, among: readKeys) {
                 throw .invalidJSON(file: file, line: line, detail: "\"\(key)\" appears twice in the object; which value is meant is ambiguous")
             }
             return ParsedExample(
@@ -60,42 +60,6 @@ struct JSONLinesParser {
         } catch {
             throw .invalidJSON(file: file, line: line, detail: "\(error)")
         }
-    }
-
-    /// The first of `keys` that the object on this line names twice, if any. The decoder keeps one
-    /// of the values without a word (and other JSON readers keep the other), so a repeated column
-    /// is refused. `bytes` is an object the decoder has accepted; only its top-level keys count.
-    static func repeatedKey(in bytes: [UInt8], among keys: Set<String>) -> String? {
-        var seen = Set<String>()
-        var (i, depth, expectingKey) = (0, 0, false)
-        while i < bytes.count {
-            switch bytes[i] {
-            case UInt8(ascii: "\""):
-                var end = i + 1
-                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
-                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
-                }
-                if depth == 1 && expectingKey {
-                    let raw = bytes[(i + 1)..<min(end, bytes.count)]
-                    // A key written with escapes ("te\u0078t") is still "text".
-                    let key = raw.contains(UInt8(ascii: "\\"))
-                        ? (try? JSONDecoder().decode(String.self, from: Data(bytes[i...min(end, bytes.count - 1)])))
-                        : String(decoding: raw, as: UTF8.self)
-                    if let key, keys.contains(key), !seen.insert(key).inserted { return key }
-                    expectingKey = false
-                }
-                i = end
-            case UInt8(ascii: "{"):
-                depth += 1
-                expectingKey = depth == 1
-            case UInt8(ascii: "["): depth += 1
-            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
-            case UInt8(ascii: ","): expectingKey = depth == 1
-            default: break
-            }
-            i += 1
-        }
-        return nil
     }
 
     private func text(_ object: [String: JSONFieldValue], key: String, line: Int) throws(DatasetError) -> String {
@@ -177,5 +141,44 @@ enum JSONFieldValue: Decodable {
         case .null: return "null"
         case .composite: return "an array or object"
         }
+    }
+}
+
+/// The top-level keys of one JSON object on a line.
+public enum JSONObjectKeys {
+    /// The first of `keys` that the object on this line names twice, if any. The decoder keeps one
+    /// of the values without a word (and other JSON readers keep the other), so a repeated column
+    /// is refused. `bytes` is an object the decoder has accepted; only its top-level keys count.
+    public static func repeated(in bytes: [UInt8], among keys: Set<String>) -> String? {
+        var seen = Set<String>()
+        var (i, depth, expectingKey) = (0, 0, false)
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "\""):
+                var end = i + 1
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
+                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                if depth == 1 && expectingKey {
+                    let raw = bytes[(i + 1)..<min(end, bytes.count)]
+                    // A key written with escapes ("te\u0078t") is still "text".
+                    let key = raw.contains(UInt8(ascii: "\\"))
+                        ? (try? JSONDecoder().decode(String.self, from: Data(bytes[i...min(end, bytes.count - 1)])))
+                        : String(decoding: raw, as: UTF8.self)
+                    if let key, keys.contains(key), !seen.insert(key).inserted { return key }
+                    expectingKey = false
+                }
+                i = end
+            case UInt8(ascii: "{"):
+                depth += 1
+                expectingKey = depth == 1
+            case UInt8(ascii: "["): depth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            case UInt8(ascii: ","): expectingKey = depth == 1
+            default: break
+            }
+            i += 1
+        }
+        return nil
     }
 }

@@ -1,5 +1,6 @@
 // Raw inputs for `sidecar predict`, read lazily so memory stays constant however long the input:
-// plain-text lines, JSON Lines, or image files (one file, or a folder walked in sorted order).
+// plain-text lines, JSON Lines, CSV/TSV with a header, or image files (one file, or a folder
+// walked in sorted order).
 import Datasets
 import Extract
 import Foundation
@@ -48,12 +49,13 @@ public enum InputID: Sendable, Equatable, Codable {
 }
 
 public enum InputFormat: String, CaseIterable, Sendable {
-    case text, jsonl, image
+    case text, jsonl, csv, tsv, image
 }
 
 public final class PredictInputs {
     public let source: String
     private var lines: LineSource?
+    private var rows: DelimitedInputs?
     /// The error of a bad input, thrown by the call after the one that returned the inputs before it.
     private var deferred: Error?
     private var images: [String]
@@ -83,6 +85,13 @@ public final class PredictInputs {
         } else if format == .image || (format == nil && ImageFolderSource.imageExtensions.contains(ext)) {
             self.format = .image
             images = [path]
+        } else if format == .csv || format == .tsv || (format == nil && (ext == "csv" || ext == "tsv")) {
+            // Read as plain lines, a CSV file's header and label column were taken for text.
+            self.format = format ?? (ext == "csv" ? .csv : .tsv)
+            guard path != "-" else { throw PredictError("--input -: CSV and TSV are read from a file, not standard input") }
+            do {
+                rows = try DelimitedInputs(path: path, tab: self.format == .tsv, text: textKey, pair: pairKey)
+            } catch { throw PredictError("\(error)") }  // names the file and line
         } else {
             let reader = try LineSource(path: path)
             var chosen = format ?? (ext == "jsonl" ? .jsonl : .text)
@@ -124,6 +133,12 @@ public final class PredictInputs {
             }
             return
         }
+        if let rows {
+            while out.count < count, let row = try rows.next() {
+                out.append(PredictInput(line: row.line, file: nil, id: nil, input: .text(row.text, pair: row.pair), text: row.text))
+            }
+            return
+        }
         guard let lines else { return }
         while out.count < count, let (number, line) = try lines.next() {
             if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
@@ -134,6 +149,9 @@ public final class PredictInputs {
             let where_ = "\(source):\(number)"
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
                 throw PredictError("\(where_): not a JSON object")
+            }
+            if let key = JSONObjectKeys.repeated(in: Array(line.utf8), among: Set([textKey, "id"] + (pairKey.map { [$0] } ?? []))) {
+                throw PredictError("\(where_): \"\(key)\" appears twice in the object; which value is meant is ambiguous")
             }
             guard let text = object[textKey] as? String else {
                 throw PredictError(object[textKey] == nil ? "\(where_): no \"\(textKey)\" key" : "\(where_): \"\(textKey)\" is not a string")

@@ -14,7 +14,9 @@ struct PredictCommand: ParsableCommand {
         abstract: "Run the frozen backbone and a trained head on raw inputs: one line of output per input.",
         discussion: """
             Inputs: plain-text lines, JSON Lines ({"text": ..., optional "text_pair" and "id"; the keys the \
-            training dataset used}), an image file, or a folder of images (walked in sorted order). Inputs \
+            training dataset used}), CSV or TSV with a header (the text and pair columns the training \
+            dataset used; other columns are ignored), an image file, or a folder of images (walked in \
+            sorted order). Inputs \
             go through the backbone in batches and the output streams in input order; memory does not grow \
             with the input. The backbone must be the one the head was trained on (its config and weights \
             hashes are recorded in the head); it runs only up to the deepest layer the head reads. Blank \
@@ -27,10 +29,10 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "The backbone (\"minilm\" or a folder); default: the built-in MiniLM when the head was trained on it.")
     var backbone: String?
 
-    @Option(help: "Inputs: a text or .jsonl file, an image, a folder of images, or - for standard input.")
+    @Option(help: "Inputs: a text, .jsonl, .csv or .tsv file, an image, a folder of images, or - for standard input.")
     var input: String
 
-    @Option(help: "Input format when not told by the path: text, jsonl, image.")
+    @Option(help: "Input format when not told by the path: text, jsonl, csv, tsv, image.")
     var format: InputFormat?
 
     @Flag(help: "One JSON object per input: line or file, id, label, probability, top_k.")

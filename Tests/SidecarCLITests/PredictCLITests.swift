@@ -135,6 +135,48 @@ import Testing
         #expect(Self.maxDifference(forced.map { $0["logits"] as! [Double] }, normal.map { $0["logits"] as! [Double] }) <= 1e-6)
     }
 
+    @Test func aFolderThatTokenizesOtherwiseIsRefusedUnlessForced() throws {
+        let folder = try Self.fit("linear")
+        // The same config and weights (their hashes pass) with a tokenizer that keeps case.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("minilm-cased-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: copy) }
+        try FileManager.default.copyItem(at: try BackboneFolder.resolve("minilm"), to: copy)
+        let configURL = copy.appendingPathComponent("tokenizer_config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["do_lower_case"] = false
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let refused = try runSidecar(["predict", "--head", folder, "--backbone", copy.path, "--input", Self.testSplit])
+        #expect(refused.status != 0 && refused.out.isEmpty)
+        #expect(refused.err.contains("tokenizes otherwise than the head's cache: lowercase false, trained with true"), "\(refused.err)")
+        let forced = try runSidecar(["predict", "--head", folder, "--backbone", copy.path, "--input", Self.testSplit, "--force"])
+        #expect(forced.status == 0, "\(forced.err)")
+    }
+
+    @Test func csvAndTSVInputsReadTheTrainedColumns() throws {
+        let folder = try Self.fit("linear")
+        let texts = try String(contentsOfFile: Self.testSplit, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("predict-columns-\(UUID().uuidString)").path
+        defer { for ext in ["csv", "tsv"] { try? FileManager.default.removeItem(atPath: base + "." + ext) } }
+        // A label column and a quoted field with a comma: read as lines, both had become text.
+        let csv = "label,text,extra\n" + texts.map { "\($0["label"]!),\"\(($0["text"] as! String).replacingOccurrences(of: "\"", with: "\"\""))\",x,y" }
+            .joined(separator: "\n") + "\n"
+        try Data(csv.replacingOccurrences(of: ",x,y", with: ",\"x,y\"").utf8).write(to: URL(fileURLWithPath: base + ".csv"))
+        let tsv = "text\tlabel\n" + texts.map { "\($0["text"]!)\t\($0["label"]!)" }.joined(separator: "\n") + "\n"
+        try Data(tsv.utf8).write(to: URL(fileURLWithPath: base + ".tsv"))
+        let reference = try Self.predict(folder, input: Self.testSplit).map { $0["logits"] as! [Double] }
+        for ext in ["csv", "tsv"] {
+            let lines = try Self.predict(folder, input: base + "." + ext)
+            #expect(lines.count == texts.count, "\(ext): \(lines.count) outputs for \(texts.count) rows")
+            #expect(lines.first?["line"] as? Int == 2, "\(ext): \(lines.first ?? [:])")
+            #expect(Self.maxDifference(lines.map { $0["logits"] as! [Double] }, reference) <= 1e-6, "\(ext)")
+        }
+        try Data("body,label\nsome text,food\n".utf8).write(to: URL(fileURLWithPath: base + ".csv"))
+        let missing = try runSidecar(["predict", "--head", folder, "--input", base + ".csv"])
+        #expect(missing.status != 0 && missing.err.contains("text") && missing.err.contains(base + ".csv"), "\(missing.err)")
+    }
+
     @Test func badInputsAreNamed() throws {
         let folder = try Self.fit("linear")
         let bad = FileManager.default.temporaryDirectory.appendingPathComponent("predict-bad-\(UUID().uuidString).jsonl").path
@@ -156,6 +198,10 @@ import Testing
             .write(to: URL(fileURLWithPath: bad))
         let ids = try Self.predict(folder, input: bad).map { $0["id"] }
         #expect(ids[0] as? String == "a-1" && ids[1] as? Int == 7 && ids[2] as? Double == 2.5 && ids[3] == nil, "\(ids)")
+        // A key given twice: which value is meant cannot be told (dataset files refuse it too).
+        try Data(#"{"text": "a cat"}\#n{"text": "a dog", "id": 1, "text": "a cow"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
+        let twice = try runSidecar(["predict", "--head", folder, "--input", bad])
+        #expect(twice.status != 0 && twice.err.contains("\(bad):2: \"text\" appears twice"), "\(twice.err)")
         try Data(#"{"id": true, "text": "a cat"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
         let boolean = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
         #expect(boolean.status != 0 && boolean.err.contains("\(bad):1: \"id\" must be a string or a number"), "\(boolean.err)")
