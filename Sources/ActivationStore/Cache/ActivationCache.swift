@@ -145,7 +145,8 @@ public final class ActivationCache: @unchecked Sendable {
                 let stored = try environment.read { txn in try txn.value(forKey: blobKey(blob.name), in: meta) }
                 guard let stored else { throw CacheError("\(path): the manifest lists blob \(blob.name), but the cache does not hold it") }
                 guard stored == blob.bytes else {
-                    throw CacheError("\(path): blob \(blob.name) in the cache differs from \(blobSource)")
+                    throw CacheError("\(path): blob \(blob.name) in the cache differs from \(blobSource) (made with another "
+                                     + "--top-blocks or --lst-reductions?); give the cache's own, or another --out folder")
                 }
             }
             return ActivationCache(path: path, manifest: stored, environment: environment, meta: meta, records: records, writerLock: lock)
