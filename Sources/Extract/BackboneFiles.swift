@@ -16,6 +16,13 @@ struct BackboneFiles {
         weightsBytes = weights.count
     }
 
+    /// The hash of the folder's `vocab.txt`, which its config and weights hashes do not cover: a
+    /// changed vocabulary splits the same text into other ids.
+    static func vocabularyHash(folder: URL) throws -> String {
+        let vocabulary = try Data(contentsOf: folder.appendingPathComponent("vocab.txt"))
+        return String(vocabulary.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
+    }
+
     func identity(name: String, architecture: String, hiddenSize: Int, layerCount: Int) -> BackboneIdentity {
         BackboneIdentity(name: name, architecture: architecture, hiddenSize: hiddenSize, layerCount: layerCount,
                          configHash: configHash, weightsHash: weightsHash, weightsBytes: weightsBytes)

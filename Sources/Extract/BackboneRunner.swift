@@ -73,12 +73,13 @@ public final class BackboneRunner: @unchecked Sendable {
             // The folder's tokenizer settings are not part of its config or weights hashes: a
             // folder that lowercases differently would pass them and split the text otherwise.
             let t = tokenizer.configuration
-            let differing = [("lowercase", String(t.lowercase)), ("strip_accents", t.stripAccents.map(String.init) ?? "default")]
+            let differing = [("lowercase", String(t.lowercase)), ("strip_accents", t.stripAccents.map(String.init) ?? "default"),
+                             ("vocabulary", try BackboneFiles.vocabularyHash(folder: folder))]
                 .filter { key, value in settings.preprocessing[key].map { $0 != value } ?? false }
             if !force && !differing.isEmpty {
                 throw ExtractError("backbone \(folder.path) tokenizes otherwise than the head's cache: "
                                    + differing.map { "\($0.0) \($0.1), trained with \(settings.preprocessing[$0.0]!)" }.joined(separator: "; ")
-                                   + " (its tokenizer_config.json); give the backbone the head was trained on, or --force to run anyway")
+                                   + " (its tokenizer_config.json and vocab.txt); give the backbone the head was trained on, or --force to run anyway")
             }
             vit = nil
             preprocessing = nil

@@ -87,7 +87,7 @@ public final class TextExtractor: Sendable {
             preprocessing: ["tokenizer": "wordpiece", "max_length": String(request.maxLength), "lowercase": String(t.lowercase),
                             "strip_accents": t.stripAccents.map(String.init) ?? "default", "text_column": request.columns.text,
                             "label_column": request.columns.label, "text_pair_column": request.columns.textPair ?? "",
-                            "format": source.format.rawValue],
+                            "format": source.format.rawValue, "vocabulary": try BackboneFiles.vocabularyHash(folder: folder)],
             datasetFiles: files, layers: layers, tokens: request.options.tokens, storage: request.options.storage, zstdLevel: request.options.zstdLevel,
             shuffle: request.options.shuffle, labels: labels.names, splits: source.splits.map(\.rawValue), splitCounts: counts,
             streams: request.options.orderedStreams.map(\.name), maxTokens: request.maxLength,

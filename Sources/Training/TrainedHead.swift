@@ -129,7 +129,9 @@ public struct TrainedHead {
             let (then, now) = (features(trained.preprocessing), features(settings.preprocessing))
             let compared = [("token policy", trained.tokens.rawValue, settings.tokens.rawValue),
                             ("pooling", trained.pooling ?? "default", settings.pooling ?? "default")]
-                + Set(then.keys).union(now.keys).sorted().map { ("preprocessing \($0)", then[$0] ?? "unset", now[$0] ?? "unset") }
+                + Set(then.keys).union(now.keys).sorted()
+                .filter { !ExtractionSettings.laterPreprocessingKeys.contains($0) || (then[$0] != nil && now[$0] != nil) }
+                .map { ("preprocessing \($0)", then[$0] ?? "unset", now[$0] ?? "unset") }
             let differences = compared.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.2), trained with \($0.1)" }
             if !differences.isEmpty {
                 throw HeadError("\(cachePath) holds other features than \(source) was trained on: \(differences.joined(separator: "; "))")

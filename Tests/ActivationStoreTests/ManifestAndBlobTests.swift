@@ -39,6 +39,20 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         #expect(differences.contains("blobs: [\"lst.r8\"] requested, [] in the cache"), "\(differences)")
     }
 
+    /// Preprocessing differs key by key, in a fixed order; a key only later versions record (the
+    /// vocabulary's hash) is compared only when both sides have it.
+    @Test func preprocessingDiffersKeyByKey() throws {
+        var old = sampleSettings()
+        old.preprocessing = ["max_length": "128", "lowercase": "true"]
+        var new = old
+        new.preprocessing = ["max_length": "64", "lowercase": "true", "text_column": "body", "vocabulary": "ab12"]
+        #expect(new.differences(from: old) == ["preprocessing max_length: 64 requested, 128 in the cache",
+                                               "preprocessing text_column: body requested, unset in the cache"])
+        var other = new
+        other.preprocessing["vocabulary"] = "cd34"
+        #expect(other.differences(from: new) == ["preprocessing vocabulary: cd34 requested, ab12 in the cache"])
+    }
+
     /// Caches from before the compute path was recorded were all f32: they resume with f32 and
     /// refuse bf16, and a new f32 cache records "f32".
     @Test func aCacheWithoutAComputePathReadsAsF32() throws {

@@ -96,6 +96,36 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
         }
     }
 
+    @Test func aChangedVocabularyIsRefusedOnResume() throws {
+        // The backbone folder's config and weights stay; its vocab.txt changes between two runs,
+        // which would mix two tokenizers' records in one cache.
+        let minilm = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("minilm-vocabulary-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: copy) }
+        try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+        for file in try FileManager.default.contentsOfDirectory(atPath: minilm.path) where file != "vocab.txt" {
+            try FileManager.default.createSymbolicLink(at: copy.appendingPathComponent(file), withDestinationURL: minilm.appendingPathComponent(file))
+        }
+        let vocabulary = copy.appendingPathComponent("vocab.txt")
+        try FileManager.default.copyItem(at: minilm.appendingPathComponent("vocab.txt"), to: vocabulary)
+        let output = temporaryCache()
+        defer { removeFolder(output) }
+        var request = TextExtractionRequest(dataset: tinyDataset, output: output)
+        request.backbone = copy.path
+        request.options.layers = "1"
+        try TextExtractor(request).run()
+        var words = try String(contentsOf: vocabulary, encoding: .utf8).components(separatedBy: "\n")
+        words.swapAt(words.firstIndex(of: "the")!, words.firstIndex(of: "dog")!)
+        try Data(words.joined(separator: "\n").utf8).write(to: vocabulary)
+        do {
+            try TextExtractor(request).run()
+            Issue.record("a cache was extended through another vocabulary")
+        } catch {
+            let message = "\(error)"
+            #expect(message.contains("preprocessing vocabulary: ") && !message.contains("backbone"), "\(message)")
+        }
+    }
+
     @Test func otherSettingsOnAnExistingCacheAreRefused() throws {
         _ = try #require(try? BackboneFolder.resolve("minilm"), "all-MiniLM-L6-v2 is not installed: run `make setup`")
         let output = temporaryCache()

@@ -150,6 +150,15 @@ import Testing
         #expect(refused.err.contains("tokenizes otherwise than the head's cache: lowercase false, trained with true"), "\(refused.err)")
         let forced = try runSidecar(["predict", "--head", folder, "--backbone", copy.path, "--input", Self.testSplit, "--force"])
         #expect(forced.status == 0, "\(forced.err)")
+        // Lowercasing as trained, with two words' ids swapped in vocab.txt.
+        try JSONSerialization.data(withJSONObject: config.merging(["do_lower_case": true]) { $1 }).write(to: configURL)
+        let vocabulary = copy.appendingPathComponent("vocab.txt")
+        var words = try String(contentsOf: vocabulary, encoding: .utf8).components(separatedBy: "\n")
+        words.swapAt(words.firstIndex(of: "the")!, words.firstIndex(of: "dog")!)
+        try Data(words.joined(separator: "\n").utf8).write(to: vocabulary)
+        let swapped = try runSidecar(["predict", "--head", folder, "--backbone", copy.path, "--input", Self.testSplit])
+        #expect(swapped.status != 0 && swapped.err.contains("tokenizes otherwise than the head's cache: vocabulary "), "\(swapped.err)")
+        #expect(!swapped.err.contains("lowercase"), "\(swapped.err)")
     }
 
     @Test func csvAndTSVInputsReadTheTrainedColumns() throws {

@@ -116,6 +116,10 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         self.int8Calibration = int8Calibration
     }
 
+    /// Preprocessing keys that caches made before they were recorded lack: compared only when both
+    /// sides record them, so that such a cache still resumes and its heads still evaluate.
+    public static let laterPreprocessingKeys: Set<String> = ["vocabulary"]
+
     /// Human-readable differences from `other` ("layers: [0, 6] requested, [0, 1, 2] in the cache");
     /// `mine` and `theirs` say where each side comes from.
     public func differences(from other: ExtractionSettings, mine: String = "requested", theirs: String = "in the cache") -> [String] {
@@ -126,7 +130,12 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         compare("backbone", backbone.name, other.backbone.name)
         compare("backbone config hash", backbone.configHash, other.backbone.configHash)
         compare("backbone weights hash", backbone.weightsHash, other.backbone.weightsHash)
-        compare("preprocessing", preprocessing, other.preprocessing)
+        // Key by key: the whole dictionaries, printed in no fixed order, hid which one differed.
+        for key in Set(preprocessing.keys).union(other.preprocessing.keys).sorted() {
+            let (a, b) = (preprocessing[key], other.preprocessing[key])
+            if Self.laterPreprocessingKeys.contains(key) && (a == nil || b == nil) { continue }
+            compare("preprocessing \(key)", a ?? "unset", b ?? "unset")
+        }
         compare("dataset files", datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" },
                 other.datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" })
         compare("layers", layers, other.layers)
