@@ -62,7 +62,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             try LMDBError.check(mdb_env_set_mapsize(env, options.mapSize), "setting the map size of", path: path)
             var flags = UInt32(MDB_NOTLS)
             if options.readOnly { flags |= UInt32(MDB_RDONLY) }
-            if options.noLock { flags |= UInt32(MDB_NOLOCK) }
+            if options.noLock { flags |= UInt32(MDB_NOLOCK) } else { try Self.backLockFile(path, readers: options.maxReaders) }
             let code = mdb_env_open(env, path, flags, 0o644)
             if code != MDB_SUCCESS, let fault = Self.tooShortForMetaPages(path) { throw LMDBFileTruncated(description: fault) }
             try LMDBError.check(code, "opening", path: path)
@@ -82,6 +82,33 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     deinit {
         mdb_env_close(handle)
+    }
+
+    /// LMDB sizes lock.mdb with ftruncate and writes its reader table through a shared map: on a
+    /// full file system those pages have nothing behind them, and the first write killed the
+    /// process with SIGBUS. Their blocks are allocated first, so that a full disk is ENOSPC here.
+    /// A file this creates gets exactly the size LMDB gives it ((readers − 1) slots of 64 bytes
+    /// after a 192-byte header; LMDB takes the reader count from a file's size, and a size that
+    /// changed under another process's map would break it); an existing one is backed as it is.
+    private static func backLockFile(_ path: String, readers: Int) throws {
+        let file = path + "/lock.mdb"
+        var created = true
+        var fd = open(file, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 && errno == EEXIST {
+            created = false
+            fd = open(file, O_RDWR | O_CLOEXEC)
+        }
+        // A read-only folder and the like: LMDB's own open says what is wrong.
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return }
+        let bytes = created ? (readers - 1) * 64 + 192 : Int(status.st_size)
+        guard bytes > 0 else { return }
+        if posix_fallocate(fd, 0, off_t(bytes)) == ENOSPC {
+            if created { unlink(file) }
+            throw LMDBError(code: ENOSPC, operation: "allocating the lock file (\(bytes) bytes) of", path: path)
+        }
     }
 
     /// LMDB maps data.mdb and trusts its meta page: a file cut shorter than the pages the meta page
