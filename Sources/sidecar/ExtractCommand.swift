@@ -128,6 +128,7 @@ struct ExtractCommand: ParsableCommand {
     }
 
     func run() throws {
+        try checkWritableFolder(out)
         if try isVisionBackbone() {
             try runImages()
             return

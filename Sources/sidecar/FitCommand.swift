@@ -108,7 +108,7 @@ struct FitCommand: ParsableCommand {
             URL(fileURLWithPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, request.head)).path
         }
         // Before any training: a folder that cannot be written would otherwise lose the whole fit.
-        for folder in folders { try Self.checkWritable(folder) }
+        for folder in folders { try checkWritableFolder(folder) }
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         var options = TrainingOptions()
         options.epochs = epochs
@@ -165,18 +165,6 @@ struct FitCommand: ParsableCommand {
             }
         }
         if !failed.isEmpty { throw ExitCode.failure }
-    }
-
-    /// Checks that `folder` can be made and written: its nearest existing ancestor (itself, when it
-    /// exists) must be a folder this process may write in. Nothing is created yet.
-    static func checkWritable(_ folder: String) throws {
-        let target = URL(fileURLWithPath: folder).standardizedFileURL
-        var url = target
-        while isFolder(url.path) == nil { url = url.deletingLastPathComponent() }
-        guard isFolder(url.path) == true else {
-            throw CommandError("--out \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
-        }
-        guard access(url.path, W_OK | X_OK) == 0 else { throw CommandError("--out \(folder): cannot write in \(url.path)") }
     }
 
     /// --head/--set groups in command-line order, plus --heads-file.

@@ -23,6 +23,21 @@ func isFolder(_ path: String) -> Bool? {
     return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) ? isDirectory.boolValue : nil
 }
 
+/// Checks that `folder` can be made and written: its nearest existing ancestor (itself, when it
+/// exists) must be a folder this process may write in (a read-only file system fails here too).
+/// Nothing is created yet, so a refused command leaves nothing behind.
+func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
+    let target = URL(fileURLWithPath: folder).standardizedFileURL
+    var url = target
+    while isFolder(url.path) == nil { url = url.deletingLastPathComponent() }
+    guard isFolder(url.path) == true else {
+        throw CommandError("\(flag) \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
+    }
+    guard access(url.path, W_OK | X_OK) == 0 else {
+        throw CommandError("\(flag) \(folder): cannot write in \(url.path) (\(String(cString: strerror(errno))))")
+    }
+}
+
 /// A fault found while a command runs (a file it read, a folder it must write): printed as
 /// "Error: …" without the usage text a `ValidationError` brings, since the flags themselves parsed.
 struct CommandError: Error, CustomStringConvertible {

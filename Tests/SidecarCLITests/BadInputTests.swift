@@ -316,6 +316,13 @@ import Testing
                  return (["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", file] + noBlobs, .noFile(file + "/data.mdb"))
              },
              expected: ["--out $/taken: is a file; a cache is a folder"]),
+        Case(kind: "flags", fault: "--out under a file", setup: { scratch in
+                 let file = scratch.appendingPathComponent("taken").path
+                 try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+                 return (["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", file + "/cache"] + noBlobs,
+                         .noFile(file + "/cache"))
+             },
+             expected: ["--out $/taken/cache: $/taken is a file, not a folder"]),
         Case(kind: "flags", fault: "huge chunk size", setup: flags(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path,
                                                                   "--chunk-size", "9223372036854775807", "--out", "OUT"] + noBlobs),
              expected: ["--chunk-size 9223372036854775807 must be in 1...1000000"]),
