@@ -129,9 +129,13 @@ public final class ActivationCache: @unchecked Sendable {
 
     private static func openLocked(path: String, settings: ExtractionSettings, blobBytes: [(name: String, bytes: [UInt8])],
                                    blobSource: String, lock: Int32) throws -> ActivationCache {
-        let environment = try LMDBEnvironment(path: path, options: .init(mapSize: initialMapSize))
-        let meta = try environment.openDatabase("meta", create: true)
-        let records = try environment.openDatabase("records", create: true)
+        let (environment, meta, records): (LMDBEnvironment, LMDBDatabase, LMDBDatabase)
+        do {
+            environment = try LMDBEnvironment(path: path, options: .init(mapSize: initialMapSize))
+            (meta, records) = (try environment.openDatabase("meta", create: true), try environment.openDatabase("records", create: true))
+        } catch let error as LMDBError where isOutOfSpace(error, path: path) {
+            throw fullDisk(error, path: path, while: "creating the cache")
+        }
         let existing = try environment.read { txn in try txn.value(forKey: manifestKey, in: meta) }
         if existing != nil {
             let stored = try readManifest(environment, meta, path: path)
@@ -239,10 +243,14 @@ public final class ActivationCache: @unchecked Sendable {
         do {
             return try environment.writeGrowing(body)
         } catch let error as LMDBError where isOutOfSpace(error, path: path) {
-            let cause = error.code == ENOSPC ? error.message : "LMDB's write came up short: \(error.message), with under 1 MB free"
-            throw CacheError("\(path): no space left on device while writing \(what) (\(cause)); the cache holds everything "
-                             + "written before: free space (or move the folder to a larger disk) and run the same command again to resume")
+            throw fullDisk(error, path: path, while: "writing \(what)")
         }
+    }
+
+    static func fullDisk(_ error: LMDBError, path: String, while doing: String) -> CacheError {
+        let cause = error.code == ENOSPC ? error.message : "LMDB's write came up short: \(error.message), with under 1 MB free"
+        return CacheError("\(path): no space left on device while \(doing) (\(cause)); the cache holds everything "
+                          + "written before: free space (or move the folder to a larger disk) and run the same command again to resume")
     }
 
     /// ENOSPC, or the EIO LMDB reports for a short write, which on a file system with (nearly) no

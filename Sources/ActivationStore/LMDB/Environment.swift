@@ -64,7 +64,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
             if options.readOnly { flags |= UInt32(MDB_RDONLY) }
             if options.noLock { flags |= UInt32(MDB_NOLOCK) } else { try Self.backLockFile(path, readers: options.maxReaders) }
             let code = mdb_env_open(env, path, flags, 0o644)
-            if code != MDB_SUCCESS, let fault = Self.tooShortForMetaPages(path) { throw LMDBFileTruncated(description: fault) }
+            // A full disk while a new environment writes its meta pages leaves a short data.mdb
+            // too; that is the disk, not damage (the caller says so).
+            if code != MDB_SUCCESS, code != ENOSPC, code != EIO, let fault = Self.tooShortForMetaPages(path) {
+                throw LMDBFileTruncated(description: fault)
+            }
             try LMDBError.check(code, "opening", path: path)
             try Self.checkLength(env!, path: path)
         } catch {
