@@ -59,7 +59,16 @@ public final class BackboneRunner: @unchecked Sendable {
         if ViTConfig.Family(architecture: recorded.architecture) != nil {
             let encoder = try ViTEncoder(folder: folder, compute: computePath)
             vit = encoder
-            preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
+            let imagePreprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
+            preprocessing = imagePreprocessing
+            // Like the tokenizer's settings, preprocessor_config.json is outside the hashes.
+            let json = JSONEncoder()
+            json.outputFormatting = [.sortedKeys]
+            let now = String(decoding: try json.encode(imagePreprocessing), as: UTF8.self)
+            if !force, let trained = settings.preprocessing["image"], trained != now {
+                throw ExtractError("backbone \(folder.path) preprocesses images otherwise than the head's cache: \(now), trained with \(trained) "
+                                   + "(its preprocessor_config.json); give the backbone the head was trained on, or --force to run anyway")
+            }
             bert = nil
             tokenizer = nil
             maxLength = 0

@@ -320,6 +320,15 @@ import Testing
         // Text into an image head is refused.
         let text = try runSidecar(["predict", "--head", head, "--backbone", tinyViT, "--input", PredictCLITests.testSplit])
         #expect(text.status != 0 && text.err.contains("reads images"), "\(text.err)")
+        // The same config and weights, normalised otherwise: preprocessor_config.json is not hashed.
+        let copy = root.appendingPathComponent("tiny_vit_mean")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: tinyViT), to: copy)
+        let configURL = copy.appendingPathComponent("preprocessor_config.json")
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        config["image_mean"] = [0.4, 0.5, 0.5]
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let other = try runSidecar(["predict", "--head", head, "--backbone", copy.path, "--input", root.appendingPathComponent("data/test").path])
+        #expect(other.status != 0 && other.err.contains("preprocesses images otherwise than the head's cache"), "\(other.err)")
     }
 }
 
