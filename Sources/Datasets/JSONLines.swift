@@ -1,6 +1,7 @@
 // JSON Lines records: one object per line, {"text": ..., "label": ..., "text_pair": ...}, other
-// keys ignored, blank lines skipped; a column named twice in one object is refused. Deliberately strict about types: a number where text belongs
-// is an error rather than silently stringified, since it usually means a shifted column.
+// keys ignored, blank lines skipped; a column named twice in one object is refused. Deliberately
+// strict about types: a number where text belongs is an error rather than silently stringified,
+// since it usually means a shifted column.
 
 import Foundation
 

@@ -49,8 +49,10 @@ public enum FitOutput {
         let settings = cache.manifest.settings
         var blobMetadata: [String: [String: String]] = [:]
         for name in settings.blobs ?? [] { blobMetadata[name] = try cache.blobMetadata(name) }
+        // Absolute: export and eval may run from another folder.
+        let cachePath = URL(fileURLWithPath: cache.path).standardizedFileURL.path
         let config = Config(head: result.head, hyperparameters: result.hyperparameters, training: options,
-                            learningRate: result.learningRate, cache: URL(fileURLWithPath: cache.path).standardizedFileURL.path, cacheManifestHash: result.cacheManifestHash,
+                            learningRate: result.learningRate, cache: cachePath, cacheManifestHash: result.cacheManifestHash,
                             labels: result.labels, features: head.features.map(\.description),
                             extraction: settings, blobMetadata: blobMetadata)
         var tsv = "epoch\ttrain_loss\tval_loss\tval_accuracy\tlr\texamples_per_s\tseconds\n"
