@@ -1,7 +1,8 @@
 // PNG and JPEG files decoded to 8-bit RGB, [height, width, 3], through libpng's simplified API and
 // TurboJPEG: both report errors by return code, where libjpeg's setjmp/longjmp cannot safely cross
 // Swift frames. Grey becomes three equal channels and alpha is dropped, as PIL's convert("RGB")
-// does. Deliberately no other formats, no EXIF rotation and no colour management.
+// does. Deliberately no other formats, no EXIF rotation and no colour management (as in PIL, a
+// PNG's gamma is ignored).
 
 import CPNG
 import CTurboJPEG
@@ -61,10 +62,11 @@ public enum ImageDecoder {
         throw .brokenImage(file: name, detail: "neither a PNG nor a JPEG (unrecognised first bytes)")
     }
 
-    private static func decodePNG(_ bytes: [UInt8], name: String) throws(DatasetError) -> RGBImage {
+    private static func decodePNG(_ file: [UInt8], name: String) throws(DatasetError) -> RGBImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         defer { png_image_free(&image) }
+        let bytes = withoutGammaChunks(file)
         let begun = bytes.withUnsafeBytes { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) }
         guard begun != 0 else {
             throw .brokenImage(file: name, detail: "PNG: \(message(of: image))")
@@ -94,6 +96,31 @@ public enum ImageDecoder {
             decoded = rgb
         }
         return RGBImage(height: height, width: width, pixels: decoded)
+    }
+
+    /// The PNG without its gAMA and cHRM chunks. libpng's simplified API converts a file whose
+    /// gamma is not sRGB's to sRGB (a gamma of 1.0 turned 38 into 107); PIL, whose pixels the
+    /// backbones' processors see, ignores both. Files without them come back as they are.
+    static func withoutGammaChunks(_ png: [UInt8]) -> [UInt8] {
+        func isGamma(_ at: Int) -> Bool {
+            png[at..<at + 4].elementsEqual("gAMA".utf8) || png[at..<at + 4].elementsEqual("cHRM".utf8)
+        }
+        var chunks: [Range<Int>] = []
+        var at = 8
+        while at + 12 <= png.count {
+            let length = png[at..<at + 4].reduce(0) { $0 << 8 | Int($1) }
+            let end = at + 12 + length
+            guard end <= png.count else { break }
+            chunks.append(at..<end)
+            if png[at + 4..<at + 8].elementsEqual("IEND".utf8) { break }
+            at = end
+        }
+        guard chunks.contains(where: { isGamma($0.lowerBound + 4) }) else { return png }
+        var out = Array(png[0..<8])
+        for chunk in chunks where !isGamma(chunk.lowerBound + 4) { out += png[chunk] }
+        // Whatever follows the last whole chunk (a damaged tail) is left for libpng to judge.
+        out += png[(chunks.last?.upperBound ?? 8)...]
+        return out
     }
 
     private static func message(of image: png_image) -> String {

@@ -2,7 +2,7 @@
 // simplified write API, tjCompress2) and on truncated or fake copies of them.
 
 import CTurboJPEG
-import Datasets
+@testable import Datasets
 import Foundation
 import Testing
 
@@ -25,6 +25,31 @@ import Testing
         }
         let alphaPath = try folder.write("alpha.png", encodePNG(rgba, height: 9, width: 13, channels: 4))
         #expect(try ImageDecoder.decode(file: alphaPath) == image)
+    }
+
+    /// A gAMA chunk is ignored, as PIL ignores it: libpng's simplified API had converted a gamma
+    /// of 1.0 to sRGB (38 became 107).
+    @Test func pngGammaIsIgnoredAsInPIL() throws {
+        let folder = try TemporaryFolder()
+        let image = testImage(height: 9, width: 13)
+        let plain = encodePNG(image.pixels, height: 9, width: 13, channels: 3)
+        // After the signature and IHDR (8 + 25 bytes): gAMA 100000 (1.0) and a cHRM of zeros.
+        func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+            let body = Array(type.utf8) + data
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in body {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+            }
+            crc ^= 0xFFFF_FFFF
+            let be = { (v: UInt32) in [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+            return be(UInt32(data.count)) + body + be(crc)
+        }
+        let gamma = Array(plain[0..<33]) + chunk("gAMA", [0, 1, 0x86, 0xA0]) + chunk("cHRM", [UInt8](repeating: 0, count: 32)) + Array(plain[33...])
+        let path = try folder.write("gamma.png", gamma)
+        #expect(try ImageDecoder.decode(file: path) == image)
+        #expect(ImageDecoder.withoutGammaChunks(gamma) == plain)
+        #expect(ImageDecoder.withoutGammaChunks(plain) == plain)
     }
 
     @Test func jpegRGBGreyAndCMYKDecode() throws {
