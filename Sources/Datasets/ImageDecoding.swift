@@ -1,7 +1,7 @@
 // PNG and JPEG files decoded to 8-bit RGB, [height, width, 3], through libpng's simplified API and
 // TurboJPEG: both report errors by return code, where libjpeg's setjmp/longjmp cannot safely cross
 // Swift frames. Grey becomes three equal channels and alpha is dropped, as PIL's convert("RGB")
-// does. Deliberately no other formats, no EXIF rotation and no colour management (as in PIL, a
+// does, or composited onto white for processors with do_convert_rgb (CLIP's). Deliberately no other formats, no EXIF rotation and no colour management (as in PIL, a
 // PNG's gamma is ignored).
 
 import CPNG
@@ -46,15 +46,16 @@ public enum ImageDecoder {
     /// ~179 million pixels); a damaged header can claim 4 billion by 4 billion.
     public static let maximumPixelCount = 1 << 28
 
-    /// Reads and decodes the image at `path`.
-    public static func decode(file path: String) throws(DatasetError) -> RGBImage {
-        try decode(readWholeFile(path), name: path)
+    /// Reads and decodes the image at `path`; with `alphaOnWhite`, a transparent PNG is composited
+    /// onto white (a processor's `do_convert_rgb`), else its alpha is dropped.
+    public static func decode(file path: String, alphaOnWhite: Bool = false) throws(DatasetError) -> RGBImage {
+        try decode(readWholeFile(path), name: path, alphaOnWhite: alphaOnWhite)
     }
 
     /// Decodes an encoded PNG or JPEG; `name` is used in messages.
-    public static func decode(_ bytes: [UInt8], name: String) throws(DatasetError) -> RGBImage {
+    public static func decode(_ bytes: [UInt8], name: String, alphaOnWhite: Bool = false) throws(DatasetError) -> RGBImage {
         if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) {
-            return try decodePNG(bytes, name: name)
+            return try decodePNG(bytes, name: name, alphaOnWhite: alphaOnWhite)
         }
         if bytes.starts(with: [0xFF, 0xD8, 0xFF]) {
             return try decodeJPEG(bytes, name: name)
@@ -62,7 +63,7 @@ public enum ImageDecoder {
         throw .brokenImage(file: name, detail: "neither a PNG nor a JPEG (unrecognised first bytes)")
     }
 
-    private static func decodePNG(_ file: [UInt8], name: String) throws(DatasetError) -> RGBImage {
+    private static func decodePNG(_ file: [UInt8], name: String, alphaOnWhite: Bool) throws(DatasetError) -> RGBImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         defer { png_image_free(&image) }
@@ -89,13 +90,25 @@ public enum ImageDecoder {
         if hasAlpha {
             var rgb = [UInt8](repeating: 0, count: height * width * 3)
             for pixel in 0..<(height * width) {
-                rgb[3 * pixel] = decoded[4 * pixel]
-                rgb[3 * pixel + 1] = decoded[4 * pixel + 1]
-                rgb[3 * pixel + 2] = decoded[4 * pixel + 2]
+                let alpha = UInt32(decoded[4 * pixel + 3])
+                for channel in 0..<3 {
+                    let value = decoded[4 * pixel + channel]
+                    rgb[3 * pixel + channel] = alphaOnWhite ? onWhite(value, alpha: alpha) : value
+                }
             }
             decoded = rgb
         }
         return RGBImage(height: height, width: width, pixels: decoded)
+    }
+
+    /// `value` with opacity `alpha` over opaque white, in PIL's integer arithmetic (its
+    /// alpha_composite with 7 bits of extra precision, the division by 255 as two shifts), which is
+    /// what transformers' convert_to_rgb runs.
+    static func onWhite(_ value: UInt8, alpha: UInt32) -> UInt8 {
+        if alpha == 0 { return 255 }
+        let (sourceWeight, whiteWeight) = (alpha << 7, (255 - alpha) << 7)
+        let sum = UInt32(value) * sourceWeight + 255 * whiteWeight + (0x80 << 7)
+        return UInt8((((sum >> 8) + sum) >> 8) >> 7)
     }
 
     /// The PNG without its gAMA and cHRM chunks. libpng's simplified API converts a file whose

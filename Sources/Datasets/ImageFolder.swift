@@ -13,9 +13,9 @@ public struct ImageItem: Sendable, Equatable {
     public var label: String
     public var labelID: Int
 
-    /// Decodes the file to RGB.
-    public func load() throws(DatasetError) -> RGBImage {
-        try ImageDecoder.decode(file: path)
+    /// Decodes the file to RGB (transparency onto white with `alphaOnWhite`).
+    public func load(alphaOnWhite: Bool = false) throws(DatasetError) -> RGBImage {
+        try ImageDecoder.decode(file: path, alphaOnWhite: alphaOnWhite)
     }
 }
 

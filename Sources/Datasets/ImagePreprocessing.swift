@@ -43,10 +43,14 @@ public struct ImagePreprocessing: Sendable, Equatable, Codable {
     /// Per-channel mean and standard deviation subtracted and divided after rescaling; nil: none.
     public var mean: [Float]?
     public var std: [Float]?
+    /// `do_convert_rgb` (CLIP's processors): a transparent image is composited onto white, as
+    /// transformers' convert_to_rgb does, before anything else; nil: its alpha is dropped (PIL's
+    /// convert("RGB")). Nil rather than false, so that settings without it encode as they did.
+    public var alphaOnWhite: Bool?
 
     public init(
         resize: ResizeTarget?, resample: ResampleFilter = .bilinear, centerCrop: CropSize? = nil,
-        rescaleFactor: Double? = 1.0 / 255.0, mean: [Float]? = nil, std: [Float]? = nil
+        rescaleFactor: Double? = 1.0 / 255.0, mean: [Float]? = nil, std: [Float]? = nil, alphaOnWhite: Bool = false
     ) {
         precondition((mean == nil) == (std == nil), "mean and std are given together")
         precondition(mean.map { $0.count == 3 } ?? true && std.map { $0.count == 3 && !$0.contains(0) } ?? true,
@@ -57,6 +61,7 @@ public struct ImagePreprocessing: Sendable, Equatable, Codable {
         self.rescaleFactor = rescaleFactor
         self.mean = mean
         self.std = std
+        self.alphaOnWhite = alphaOnWhite ? true : nil
     }
 
     /// The height and width an image of `height`×`width` has after resizing.
@@ -135,9 +140,12 @@ extension ImagePreprocessing {
     /// Reads the settings from a preprocessor_config.json's bytes; `file` names it in messages.
     ///
     /// Keys read (others are ignored): do_resize, size, resample, do_center_crop, crop_size,
-    /// do_rescale, rescale_factor, do_normalize, image_mean, image_std, crop_pct, and
-    /// image_processor_type / feature_extractor_type to interpret an old integer `size`.
-    /// A missing `do_*` counts as true except do_center_crop; a step that is on needs its values.
+    /// do_rescale, rescale_factor, do_normalize, image_mean, image_std, crop_pct, do_convert_rgb,
+    /// and image_processor_type / feature_extractor_type to interpret an old integer `size` and
+    /// pick the defaults. A missing `do_*` counts as true except do_center_crop and do_convert_rgb,
+    /// which a CLIP processor turns on (the crop when crop_size is given), and a missing resample
+    /// is bilinear (bicubic for CLIP), as in each processor's class; a step that is on needs its
+    /// values.
     public init(preprocessorConfig bytes: [UInt8], file: String) throws(DatasetError) {
         let config: PreprocessorConfig
         do {
@@ -154,12 +162,13 @@ extension ImagePreprocessing {
         if let cropPercentage = config.cropPercentage, cropPercentage != 1 {
             throw fault("crop_pct \(cropPercentage) (ConvNeXt-style resizing) is not supported")
         }
+        let type = config.imageProcessorType ?? config.featureExtractorType ?? ""
+        let isCLIP = type.hasPrefix("CLIP") || type.hasPrefix("ChineseCLIP")
         var resize: ResizeTarget?
         if config.doResize ?? true {
             guard let size = config.size else { throw fault("do_resize is on but \"size\" is missing") }
-            let type = config.imageProcessorType ?? config.featureExtractorType ?? ""
             switch size {
-            case .square(let edge) where type.hasPrefix("CLIP") || type.hasPrefix("ChineseCLIP"):
+            case .square(let edge) where isCLIP:
                 resize = .shortestEdge(edge)
             case .square(let edge):
                 resize = .size(height: edge, width: edge)
@@ -178,12 +187,12 @@ extension ImagePreprocessing {
             }
             guard sides.allSatisfy({ $0 > 0 }) else { throw fault("size \(sides) must be positive") }
         }
-        let resampleCode = config.resample ?? ResampleFilter.bilinear.rawValue
+        let resampleCode = config.resample ?? (isCLIP ? ResampleFilter.bicubic : ResampleFilter.bilinear).rawValue
         guard let resample = ResampleFilter(rawValue: resampleCode) else {
             throw fault("resample \(resampleCode) is not supported (1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming)")
         }
         var centerCrop: CropSize?
-        if config.doCenterCrop ?? false {
+        if config.doCenterCrop ?? (isCLIP && config.cropSize != nil) {
             guard let crop = config.cropSize else { throw fault("do_center_crop is on but \"crop_size\" is missing") }
             switch crop {
             case .square(let edge):
@@ -210,7 +219,7 @@ extension ImagePreprocessing {
         }
         self.init(
             resize: resize, resample: resample, centerCrop: centerCrop, rescaleFactor: rescaleFactor,
-            mean: mean, std: std)
+            mean: mean, std: std, alphaOnWhite: config.doConvertRGB ?? isCLIP)
     }
 
     private static func keyPath(_ context: DecodingError.Context) -> String {
@@ -270,6 +279,7 @@ private struct PreprocessorConfig: Decodable {
     var imageStd: Channels?
     var imageProcessorType: String?
     var featureExtractorType: String?
+    var doConvertRGB: Bool?
 
     enum CodingKeys: String, CodingKey {
         case doResize = "do_resize"
@@ -285,5 +295,6 @@ private struct PreprocessorConfig: Decodable {
         case imageStd = "image_std"
         case imageProcessorType = "image_processor_type"
         case featureExtractorType = "feature_extractor_type"
+        case doConvertRGB = "do_convert_rgb"
     }
 }

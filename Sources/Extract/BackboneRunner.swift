@@ -105,6 +105,9 @@ public final class BackboneRunner: @unchecked Sendable {
     /// Whether inputs are images (a ViT-family backbone) rather than text.
     public var takesImages: Bool { vit != nil }
 
+    /// Whether the backbone's processor composites transparent images onto white (do_convert_rgb).
+    public var imageAlphaOnWhite: Bool { preprocessing?.alphaOnWhite ?? false }
+
     /// The blocks `keys` (layer, stream) of each input, in input order.
     public func activations(_ inputs: [Input], blocks keys: [(layer: Int, stream: ActivationStore.Stream)]) throws -> [Activations] {
         guard !inputs.isEmpty, !keys.isEmpty else { return inputs.map { _ in Activations(rows: 0, blocks: []) } }

@@ -60,7 +60,10 @@ public final class ImageExtractor: Sendable {
                 files.append(DatasetFile(split: split.rawValue, name: source.path(of: split), bytes: items.count,
                                          hash: String(XXHash64.hash(Array(listing.utf8)), radix: 16)))
             }
-            examples = { split in try source.items(split).map { item in ImageExample(labelID: item.labelID, load: { try item.load() }) } }
+            let alphaOnWhite = preprocessing.alphaOnWhite ?? false
+            examples = { split in
+                try source.items(split).map { item in ImageExample(labelID: item.labelID, load: { try item.load(alphaOnWhite: alphaOnWhite) }) }
+            }
         } else {
             let source = try IDXDatasetSource(directory: request.dataset)
             (splits, labels, format) = (source.splits, source.labels, "idx")

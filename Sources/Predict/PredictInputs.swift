@@ -63,14 +63,17 @@ public final class PredictInputs {
     private let format: InputFormat
     private let textKey: String
     private let pairKey: String?
+    private let alphaOnWhite: Bool
 
     /// `path` is a file, a folder of images, or "-" for standard input. Without `format`, a folder or
     /// an image file is images, a `.jsonl` file (or standard input whose first line opens with `{`)
-    /// is JSON Lines, anything else plain text. JSON lines take their text from `textKey`.
-    public init(path: String, format: InputFormat? = nil, textKey: String = "text", pairKey: String? = nil) throws {
+    /// is JSON Lines, anything else plain text. JSON lines take their text from `textKey`; images
+    /// with transparency are composited onto white with `alphaOnWhite`, as their extraction did.
+    public init(path: String, format: InputFormat? = nil, textKey: String = "text", pairKey: String? = nil, alphaOnWhite: Bool = false) throws {
         source = path == "-" ? "standard input" : path
         self.textKey = textKey
         self.pairKey = pairKey
+        self.alphaOnWhite = alphaOnWhite
         images = []
         var isDirectory: ObjCBool = false
         if path != "-" && !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
@@ -128,7 +131,7 @@ public final class PredictInputs {
                 let file = images[nextImage]
                 nextImage += 1
                 let image: RGBImage
-                do { image = try ImageDecoder.decode(file: file) } catch { throw PredictError("\(file): \(error)") }
+                do { image = try ImageDecoder.decode(file: file, alphaOnWhite: alphaOnWhite) } catch { throw PredictError("\(file): \(error)") }
                 out.append(PredictInput(line: nil, file: file, id: nil, input: .image(image), text: nil))
             }
             return

@@ -66,7 +66,8 @@ struct PredictCommand: ParsableCommand {
         let predictor = try Predictor(head: head, backbone: backbone, force: force, compute: try compute.map { try ComputePath.parse($0) })
         let settings = try predictor.trained.extraction()
         let pairKey = settings.preprocessing["text_pair_column"].flatMap { $0.isEmpty ? nil : $0 }
-        let inputs = try PredictInputs(path: input, format: format, textKey: settings.preprocessing["text_column"] ?? "text", pairKey: pairKey)
+        let inputs = try PredictInputs(path: input, format: format, textKey: settings.preprocessing["text_column"] ?? "text", pairKey: pairKey,
+                                       alphaOnWhite: predictor.runner.imageAlphaOnWhite)
         if inputs.isImages != predictor.runner.takesImages {
             throw CommandError("--input \(input): \(inputs.isImages ? "images" : "text"), but the head's backbone reads \(predictor.runner.takesImages ? "images" : "text")")
         }

@@ -25,6 +25,14 @@ import Testing
         }
         let alphaPath = try folder.write("alpha.png", encodePNG(rgba, height: 9, width: 13, channels: 4))
         #expect(try ImageDecoder.decode(file: alphaPath) == image)
+
+        // For a processor with do_convert_rgb, onto white: values from PIL's alpha_composite over
+        // white (what transformers' convert_to_rgb runs), value and alpha pairs.
+        let pairs: [(UInt8, UInt8)] = [(0, 128), (200, 1), (10, 254), (77, 77), (255, 0), (0, 0), (123, 255), (1, 2)]
+        let composited: [UInt8] = [127, 255, 11, 201, 255, 255, 123, 253]
+        let pairsPath = try folder.write("pairs.png", encodePNG(pairs.flatMap { [$0.0, $0.0, $0.0, $0.1] }, height: 1, width: 8, channels: 4))
+        #expect(try ImageDecoder.decode(file: pairsPath, alphaOnWhite: true) == RGBImage(grey: composited, height: 1, width: 8))
+        #expect(try ImageDecoder.decode(file: pairsPath) == RGBImage(grey: pairs.map(\.0), height: 1, width: 8))
     }
 
     /// A gAMA chunk is ignored, as PIL ignores it: libpng's simplified API had converted a gamma

@@ -120,6 +120,22 @@ func hexBytes(_ hex: String) -> [UInt8] {
         #expect(try ImagePreprocessing(preprocessorConfig: Array(oldCLIP.utf8), file: "c.json").resize == .shortestEdge(224))
     }
 
+    /// Keys a config leaves out take the defaults of its processor's class: CLIPImageProcessor
+    /// resamples bicubic, crops (to its crop_size) and composites transparency onto white;
+    /// ViTImageProcessor resamples bilinear and does none of the others.
+    @Test func missingKeysTakeTheProcessorsDefaults() throws {
+        let bare = #""size": {"shortest_edge": 24}, "crop_size": {"height": 24, "width": 24}, "do_normalize": false"#
+        let clip = try ImagePreprocessing(preprocessorConfig: Array(#"{"image_processor_type": "CLIPImageProcessor", \#(bare)}"#.utf8), file: "c.json")
+        #expect(clip.resample == .bicubic && clip.centerCrop == ImagePreprocessing.CropSize(height: 24, width: 24) && clip.alphaOnWhite == true)
+        let vit = try ImagePreprocessing(preprocessorConfig: Array(#"{"image_processor_type": "ViTImageProcessor", \#(bare)}"#.utf8), file: "v.json")
+        #expect(vit.resample == .bilinear && vit.centerCrop == nil && vit.alphaOnWhite == nil)
+        let told = #"{"image_processor_type": "CLIPImageProcessor", "do_convert_rgb": false, "do_center_crop": false, "resample": 2, \#(bare)}"#
+        let plain = try ImagePreprocessing(preprocessorConfig: Array(told.utf8), file: "t.json")
+        #expect(plain.resample == .bilinear && plain.centerCrop == nil && plain.alphaOnWhite == nil)
+        // Settings without the key encode as they did before it existed (caches compare them).
+        #expect(!String(decoding: try JSONEncoder().encode(vit), as: UTF8.self).contains("alpha"))
+    }
+
     @Test func configFaultsNameTheFile() throws {
         let cases: [(String, String)] = [
             (#"{"do_normalize": false}"#, "do_resize is on but \"size\" is missing"),
