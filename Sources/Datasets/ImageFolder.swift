@@ -90,8 +90,30 @@ public struct ImageFolderSource: Sendable, Equatable {
         left.unicodeScalars.lexicographicallyPrecedes(right.unicodeScalars)
     }
 
+    /// Files under the split's class folders that are not read: neither hidden nor an image by
+    /// their extension (.webp, .bmp, .tif, …), as paths, so that a caller can say they were left out.
+    public func skippedFiles(_ split: Split) throws(DatasetError) -> [String] {
+        let root = path(of: split)
+        var skipped: [String] = []
+        for name in try Self.subfolders(of: root) {
+            let classFolder = TextDatasetSource.join(root, name)
+            skipped += try Self.visibleFiles(in: classFolder).filter { !Self.isImage($0) }.map { TextDatasetSource.join(classFolder, $0) }
+        }
+        return skipped
+    }
+
+    private static func isImage(_ relative: String) -> Bool {
+        imageExtensions.contains((relative as NSString).pathExtension.lowercased())
+    }
+
     /// Image files anywhere below `folder`, as relative paths in code-point order.
     private static func imageFiles(in folder: String) throws(DatasetError) -> [String] {
+        try visibleFiles(in: folder).filter(isImage)
+    }
+
+    /// Files anywhere below `folder` but hidden ones and those inside hidden folders (.git,
+    /// .ipynb_checkpoints), as relative paths in code-point order.
+    private static func visibleFiles(in folder: String) throws(DatasetError) -> [String] {
         let all: [String]
         do {
             all = try FileManager.default.subpathsOfDirectory(atPath: folder)
@@ -99,10 +121,7 @@ public struct ImageFolderSource: Sendable, Equatable {
             throw .cannotOpen(file: folder, reason: error.localizedDescription)
         }
         return all.filter { relative in
-            // Hidden files and anything inside hidden folders (.git, .ipynb_checkpoints) are skipped.
-            !relative.split(separator: "/").contains { $0.hasPrefix(".") }
-                && imageExtensions.contains((relative as NSString).pathExtension.lowercased())
-                && !isDirectory(TextDatasetSource.join(folder, relative))
+            !relative.split(separator: "/").contains { $0.hasPrefix(".") } && !isDirectory(TextDatasetSource.join(folder, relative))
         }.sorted(by: codePointOrder)
     }
 

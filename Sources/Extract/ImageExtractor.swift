@@ -33,6 +33,8 @@ struct ImageExample: Sendable {
 public final class ImageExtractor: Sendable {
     public let request: ImageExtractionRequest
     public let settings: ExtractionSettings
+    /// Files in an ImageFolder's class folders that are not PNG or JPEG, left out of the splits.
+    public let skippedFiles: [String]
     let encoder: ViTEncoder
     let preprocessing: ImagePreprocessing
     let examples: @Sendable (Split) throws -> [ImageExample]
@@ -49,9 +51,11 @@ public final class ImageExtractor: Sendable {
         var files: [DatasetFile] = []
         if FileManager.default.fileExists(atPath: request.dataset + "/train") {
             let source = try ImageFolderSource(directory: request.dataset)
+            var skipped: [String] = []
             (splits, labels, format) = (source.splits, source.labels, "imagefolder")
             for split in splits {
                 let items = try source.items(split)
+                skipped += try source.skippedFiles(split)
                 counts[split.rawValue] = items.count
                 // An image folder is identified by its file list and sizes (hashing every image
                 // would read the dataset twice).
@@ -60,12 +64,14 @@ public final class ImageExtractor: Sendable {
                 files.append(DatasetFile(split: split.rawValue, name: source.path(of: split), bytes: items.count,
                                          hash: String(XXHash64.hash(Array(listing.utf8)), radix: 16)))
             }
+            skippedFiles = skipped
             let alphaOnWhite = preprocessing.alphaOnWhite ?? false
             examples = { split in
                 try source.items(split).map { item in ImageExample(labelID: item.labelID, load: { try item.load(alphaOnWhite: alphaOnWhite) }) }
             }
         } else {
             let source = try IDXDatasetSource(directory: request.dataset)
+            skippedFiles = []
             (splits, labels, format) = (source.splits, source.labels, "idx")
             for split in splits {
                 let loaded = try source.load(split)

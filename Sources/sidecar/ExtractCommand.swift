@@ -174,6 +174,10 @@ struct ExtractCommand: ParsableCommand {
         var request = ImageExtractionRequest(dataset: dataset, backbone: backbone, output: out)
         request.options = try options()
         let extractor = try ImageExtractor(request)
+        if let first = extractor.skippedFiles.first {
+            // torchvision's ImageFolder would read some of them; saying so beats a silently smaller split.
+            FileHandle.standardError.write(Data("note: \(extractor.skippedFiles.count) file(s) in the class folders are not PNG or JPEG and are left out (e.g. \(first))\n".utf8))
+        }
         try execute(extractor.settings) { try extractor.run(progress: $0) }
     }
 
