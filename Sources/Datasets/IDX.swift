@@ -205,13 +205,13 @@ public struct IDXDatasetSource: Sendable, Equatable {
 
     private static func files(_ directory: String, _ split: Split) -> (images: String, labels: String)? {
         let prefixes = split == .test ? ["test", "t10k"] : [split.fileStem]
+        // Each file compressed or not on its own: one of the pair gunzipped is still the pair.
+        func existing(_ name: String) -> String? {
+            ["", ".gz"].map { TextDatasetSource.join(directory, name + $0) }.first { FileManager.default.fileExists(atPath: $0) }
+        }
         for prefix in prefixes {
-            for suffix in ["", ".gz"] {
-                let images = TextDatasetSource.join(directory, "\(prefix)-images-idx3-ubyte\(suffix)")
-                let labels = TextDatasetSource.join(directory, "\(prefix)-labels-idx1-ubyte\(suffix)")
-                if FileManager.default.fileExists(atPath: images) && FileManager.default.fileExists(atPath: labels) {
-                    return (images, labels)
-                }
+            if let images = existing("\(prefix)-images-idx3-ubyte"), let labels = existing("\(prefix)-labels-idx1-ubyte") {
+                return (images, labels)
             }
         }
         return nil

@@ -37,6 +37,12 @@ import Testing
         let second = train.images.rgbImage(at: 1)
         #expect(second[0, 0, 0] == trainPixels[12] && second[0, 0, 2] == trainPixels[12])
         #expect(try source.load(.test).labelIDs == [2, 2])
+
+        // One file of a pair gunzipped, the other not: still the pair.
+        let gunzipped = folder.file("train-images-idx3-ubyte")
+        try Data(idxBytes(dimensions: [5, 4, 3], data: trainPixels)).write(to: URL(fileURLWithPath: gunzipped))
+        try FileManager.default.removeItem(atPath: gunzipped + ".gz")
+        #expect(try IDXDatasetSource(directory: folder.path).load(.train).images.pixels == trainPixels)
     }
 
     @Test func classesFileNamesLabelValues() throws {
