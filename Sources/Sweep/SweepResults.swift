@@ -236,6 +236,8 @@ public final class ResultsWriter: @unchecked Sendable {
 /// run (--jobs) do not take it. Where the filesystem has no flock, runs go unguarded, as appends do.
 public final class ShardRunLock {
     private let fd: Int32
+    /// `.shards-N.lock`, held shared by every run of an N-shard sweep into the folder.
+    private var countLock: Int32 = -1
 
     public init(folder: String, shard: Shard) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -256,9 +258,51 @@ public final class ShardRunLock {
         let me = Array("process \(getpid()) on \(ProcessInfo.processInfo.hostName)".utf8)
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, me, me.count, 0)
+        do { try holdShardCount(folder: folder, count: shard.count) } catch {
+            close(fd)
+            throw error
+        }
     }
 
-    deinit { close(fd) }
+    /// Refuses to run beside a sweep into the same folder in another number of shards: its shard
+    /// files split the trials otherwise, so both would train the same ones (each shard's own lock
+    /// cannot tell). Checked and taken under a short exclusive `.sweep-start.lock`, so that two
+    /// sweeps starting at once cannot both pass.
+    private func holdShardCount(folder: String, count: Int) throws {
+        func lockFile(_ name: String) throws -> Int32 {
+            let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw SweepError("\(path): cannot open: \(String(cString: strerror(errno)))") }
+            return fd
+        }
+        func lock(_ fd: Int32, _ operation: Int32) -> Int32 {
+            while flock(fd, operation) != 0 {
+                if errno != EINTR { return errno }
+            }
+            return 0
+        }
+        let gate = try lockFile(".sweep-start.lock")
+        defer { close(gate) }
+        // Without flock (some network file systems) there is nothing to check against.
+        guard lock(gate, LOCK_EX) == 0 else { return }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        for name in names where name.hasPrefix(".shards-") && name.hasSuffix(".lock") && name != ".shards-\(count).lock" {
+            let other = try lockFile(name)
+            defer { close(other) }
+            if lock(other, LOCK_EX | LOCK_NB) == EWOULDBLOCK {
+                let others = name.dropFirst(".shards-".count).dropLast(".lock".count)
+                throw SweepError("\(folder): a sweep in \(others) shard(s) is writing results here, and one in \(count) would train "
+                                 + "the same trials again: wait for it to end, or give the same shard count")
+            }
+        }
+        countLock = try lockFile(".shards-\(count).lock")
+        _ = lock(countLock, LOCK_SH)
+    }
+
+    deinit {
+        close(fd)
+        if countLock >= 0 { close(countLock) }
+    }
 }
 
 /// What the results folder already holds: each trial's best status over every shard's file.

@@ -259,6 +259,11 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         let second = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
         #expect(second.status != 0 && second.err.contains("shard 0/1 is being run by another sweep (process \(first.processIdentifier) on "),
                 "\(second.err)")
+        // In another number of shards, its shard files would split the same trials otherwise.
+        let split = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--shard", "1/2"])
+        #expect(split.status != 0 && split.err.contains("a sweep in 1 shard(s) is writing results here, and one in 2 would train the same trials"),
+                "\(split.err)")
+        #expect(!FileManager.default.fileExists(atPath: results + "/trials-1-of-2.jsonl"))
         #expect(first.isRunning)
     }
 
