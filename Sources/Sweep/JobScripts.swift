@@ -67,9 +67,12 @@ public enum JobScripts {
             #SBATCH --array=0-\(j.shards - 1)
             #SBATCH --cpus-per-task=\(j.cpus)
             #SBATCH --ntasks=1
-            #SBATCH --output=\(directive(j.results + "/slurm-%A_%a.out"))
             set -euo pipefail
             mkdir -p \(quote(j.results))
+            # The task's log, appended to (a requeued task keeps its first attempt's), is opened
+            # here once the folder exists: as #SBATCH --output, it failed every task of a
+            # resubmission into a removed results folder. Slurm's own messages go to its default file.
+            exec >>\(quote(j.results))/"slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out" 2>&1
             export OPENBLAS_NUM_THREADS=1
             exec \(words.map(quote).joined(separator: " ")) --no-lock --shard "${SLURM_ARRAY_TASK_ID}/\(j.shards)"
 

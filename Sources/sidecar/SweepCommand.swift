@@ -281,8 +281,6 @@ struct SweepCommand: ParsableCommand {
                                                      + "\(shards - passes) of the \(shards) shards will have nothing to do\n").utf8))
             }
         }
-        // Slurm opens each task's --output file in the results folder before the script runs.
-        if kind == "slurm" { try? FileManager.default.createDirectory(atPath: job.results, withIntermediateDirectories: true) }
         if let emitOut {
             do { try Data(text.utf8).write(to: URL(fileURLWithPath: emitOut), options: .atomic) } catch {
                 throw CommandError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")

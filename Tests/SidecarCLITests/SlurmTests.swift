@@ -120,6 +120,12 @@ final class SlurmTests: XCTestCase {
                 XCTAssertEqual(count, byTrial.count, "\(folder): a trial has more than one line")
                 return byTrial
             }
+            // The results folder did not exist when the array was submitted (--emit makes none):
+            // each task made it, then logged there.
+            for i in 0..<2 {
+                let log = (try? String(contentsOfFile: results + "/slurm-\(sweepJob.jobID)_\(i).out", encoding: .utf8)) ?? ""
+                XCTAssertTrue(log.contains("shard \(i)/2"), "task \(i) logged: \(log)")
+            }
             let fromSlurm = try lines(results), fromLocal = try lines(localResults)
             XCTAssertEqual(fromSlurm.count, 6)
             XCTAssertEqual(Set(fromSlurm.keys), Set(fromLocal.keys))

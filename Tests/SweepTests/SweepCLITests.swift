@@ -232,7 +232,8 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
                                      "--emit", "slurm", "--shards", "2", "--emit-out", script])
         #expect(quoted.status == 0, "\(quoted.err)")
         let quotedText = try String(contentsOfFile: script, encoding: .utf8)
-        for expected in ["#SBATCH --job-name=\"sidecar-sweep-my sweep_\"\n", "#SBATCH --output=\"\(folder)/res dir/slurm-%A_%a.out\"\n"] {
+        for expected in ["#SBATCH --job-name=\"sidecar-sweep-my sweep_\"\n", "mkdir -p '\(folder)/res dir'\n",
+                         "exec >>'\(folder)/res dir'/\"slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out\" 2>&1\n"] {
             #expect(quotedText.contains(expected), "no \(expected) in\n\(quotedText)")
         }
         let named = try runSidecar(["sweep", "--spec", spaced, "--cache", "/shared/cache", "--results", "/shared/results", "--emit", "k8s"])
