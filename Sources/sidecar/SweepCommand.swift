@@ -268,7 +268,9 @@ struct SweepCommand: ParsableCommand {
         var job = JobSettings(binary: binary ?? Self.selfPath(), spec: absolute(spec), cache: absolute(cache), results: absolute(results),
                               shards: shards, name: name, cpus: cpus)
         job.image = image
-        job.extraArguments = ["--memory-budget", memoryBudget, "--max-heads", String(maxHeads)] + (threads.map { ["--threads", String($0)] } ?? [])
+        // Threads as many as the cores each task is granted: the machine's count, the default, is
+        // the whole node's where the scheduler does not bind tasks to their cores.
+        job.extraArguments = ["--memory-budget", memoryBudget, "--max-heads", String(maxHeads), "--threads", String(threads ?? cpus)]
             + (noRetryFailed ? ["--no-retry-failed"] : []) + (inMemory ? ["--in-memory"] : [])
         let text = kind == "slurm" ? JobScripts.slurm(job) : JobScripts.kubernetes(job)
         // Shards take whole passes; where the cache is reachable from here, say when some would idle.

@@ -207,7 +207,10 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         let text = try String(contentsOfFile: script, encoding: .utf8)
         #expect(text.hasPrefix("#!/bin/bash\n"))
         for expected in ["#SBATCH --array=0-4\n", "#SBATCH --cpus-per-task=2\n", "#SBATCH --job-name=sidecar-sweep-", " sweep --spec \(spec) --cache /shared/cache --results \(folder)/results ",
-                         "--no-lock --shard \"${SLURM_ARRAY_TASK_ID}/5\"", sidecarBinary().path] {
+                         "--no-lock --shard \"${SLURM_ARRAY_TASK_ID}/5\"", sidecarBinary().path,
+                         // As many threads as the task's cores: where tasks are not bound to them,
+                         // the machine's count (the default) oversubscribes the node.
+                         " --threads 2 "] {
             #expect(text.contains(expected), "no \(expected) in\n\(text)")
         }
         let check = Process()
