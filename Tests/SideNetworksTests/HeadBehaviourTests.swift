@@ -111,10 +111,17 @@ import TensorCore
         }
         // A cache of one pooled row per example leaves no pooling to choose: another one asked for
         // would be recorded and never applied.
+        // Checked before training, not when a head is built: one fitted before the check loads.
+        let schema = try HeadRegistry.kind(named: "linear").schema
         for (layout, other) in [(RowLayout.cls, "mean"), (.mean, "cls")] {
-            #expect(throws: HeadError.self) { try Tiny.head("linear", ["pool": other], context: Tiny.context(layout: layout)) }
-            _ = try Tiny.head("linear", ["pool": layout.rawValue], context: Tiny.context(layout: layout))
-            _ = try Tiny.head("linear", ["pool": "auto"], context: Tiny.context(layout: layout))
+            let context = Tiny.context(layout: layout)
+            #expect(throws: HeadError.self) {
+                try Hyperparameters(head: "linear", schema: schema, settings: ["pool": other]).checkPoolingForTraining(context: context)
+            }
+            for pool in [layout.rawValue, "auto"] {
+                try Hyperparameters(head: "linear", schema: schema, settings: ["pool": pool]).checkPoolingForTraining(context: context)
+            }
+            _ = try Tiny.head("linear", ["pool": other], context: context)
         }
         // Probes and E3VA (token-wise) work on pooled rows.
         let batch = Tiny.batch(layout: .clsAndMean)

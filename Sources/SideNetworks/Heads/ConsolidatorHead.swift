@@ -77,7 +77,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         do {
             return try ConsolidatorHead(blob: blob, blocks: Array((context.layerCount - k + 1)...context.layerCount),
                                         groups: h.ints("groups"), shuffle: h.bool("shuffle"), branchDrop: h.float("branch_drop"),
-                                        pooling: try poolingMode(h, context), dropout: h.float("dropout"), bf16: bf16,
+                                        pooling: poolingMode(h, context), dropout: h.float("dropout"), bf16: bf16,
                                         reloadBlob: reload, context: context, seed: seed)
         } catch let error as OneDNNError {
             throw HeadError("--set compute=\(h.string("compute")) for head consolidator: bf16 products: \(error)")

@@ -43,7 +43,7 @@ public final class E3VAHead: Head, HeadKind {
         guard missing.isEmpty else {
             throw HeadError("head e3va reads each block's attention and MLP branch outputs, but this cache lacks the \(missing.joined(separator: ", ")) stream; extract again with --streams attn,mlp")
         }
-        let pooling = try poolingMode(h, context)
+        let pooling = poolingMode(h, context)
         if pooling == .mean && context.layout == .cls || pooling == .cls && context.layout == .mean {
             throw HeadError("head e3va with \(pooling.rawValue) pooling needs all tokens or \(pooling.rawValue) rows (its adapters are non-linear), but the cache stores '\(context.layout.rawValue)' rows; extract again with --tokens all")
         }

@@ -48,7 +48,7 @@ public final class LSTHead: Head, HeadKind {
         guard !layers.isEmpty else { throw HeadError("head lst needs at least one block in layers") }
         try context.requireLayers([0], head: name)
         return try LSTHead(blob: blob, blobName: blobName, layers: layers, temperature: h.float("gate_temperature"),
-                           pooling: try poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
+                           pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
     }
 
     init(blob: Blob, blobName: String, layers: [Int], temperature: Float, pooling: PoolingMode, dropout: Float,

@@ -22,7 +22,7 @@ public final class LinearHead: Head, HeadKind {
 
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         let layers = try context.resolveLayers(h.string("layers"), head: name)
-        return LinearHead(layers: layers, pooling: try poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
+        return LinearHead(layers: layers, pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
     }
 
     init(layers: [Int], pooling: PoolingMode, dropout: Float, context: HeadContext, seed: UInt64) {
@@ -42,17 +42,22 @@ public final class LinearHead: Head, HeadKind {
 }
 
 /// The `pool` hyperparameter resolved against the backbone's own pooling.
-func poolingMode(_ h: Hyperparameters, _ context: HeadContext) throws -> PoolingMode {
-    let mode: PoolingMode = switch h.string("pool") {
+func poolingMode(_ h: Hyperparameters, _ context: HeadContext) -> PoolingMode {
+    switch h.string("pool") {
     case "cls": .cls
     case "mean": .mean
     default: context.pooling
     }
-    // A cache of one row per example was pooled when it was extracted: another pooling here would
-    // be recorded in the head's config and never applied.
-    if h.string("pool") != "auto", [.cls, .mean].contains(context.layout), mode.rawValue != context.layout.rawValue {
-        throw HeadError("--set pool=\(mode.rawValue): this cache holds one \(context.layout.rawValue) row per example (--tokens \(context.layout.rawValue)); "
+}
+
+extension Hyperparameters {
+    /// Refuses a `pool` other than the cache's own on a cache of one pooled row per example: it
+    /// would be recorded in the head's config and never applied. Checked before training only, so
+    /// that heads fitted before the check still load.
+    public func checkPoolingForTraining(context: HeadContext) throws {
+        guard case .string(let pool) = values["pool"], pool != "auto", [.cls, .mean].contains(context.layout),
+              pool != context.layout.rawValue else { return }
+        throw HeadError("--set pool=\(pool): this cache holds one \(context.layout.rawValue) row per example (--tokens \(context.layout.rawValue)); "
                         + "extract with --tokens all or cls+mean to choose the pooling when fitting")
     }
-    return mode
 }

@@ -50,7 +50,7 @@ public final class LoSAHead: Head, HeadKind {
         let layers = try context.resolveLayers(h.string("layers"), head: name).filter { $0 > 0 }
         try context.requireLayers([context.layerCount], head: name)
         return LoSAHead(layers: layers, maxTokens: maxTokens, rankTokens: h.int("rank_tokens"), rankChannels: h.int("rank_channels"),
-                        pooling: try poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
+                        pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
     }
 
     init(layers: [Int], maxTokens: Int, rankTokens: Int, rankChannels: Int, pooling: PoolingMode, dropout: Float,

@@ -24,7 +24,7 @@ public final class MLPHead: Head, HeadKind {
 
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         let layers = try context.resolveLayers(h.string("layers"), head: name)
-        return MLPHead(layers: layers, pooling: try poolingMode(h, context), hidden: h.int("hidden"), dropout: h.float("dropout"),
+        return MLPHead(layers: layers, pooling: poolingMode(h, context), hidden: h.int("hidden"), dropout: h.float("dropout"),
                        context: context, seed: seed)
     }
 

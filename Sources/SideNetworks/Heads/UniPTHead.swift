@@ -40,7 +40,7 @@ public final class UniPTHead: Head, HeadKind {
         guard layers.count >= 2 else { throw HeadError("head unipt needs at least two layers (an anchor and one to interact with); got \(layers)") }
         let r = h.int("reduction")
         guard context.width % r == 0 else { throw HeadError("--set reduction=\(r) for head unipt: it must divide the width \(context.width)") }
-        return UniPTHead(layers: layers, side: context.width / r, pooling: try poolingMode(h, context), dropout: h.float("dropout"),
+        return UniPTHead(layers: layers, side: context.width / r, pooling: poolingMode(h, context), dropout: h.float("dropout"),
                          context: context, seed: seed)
     }
 
