@@ -20,6 +20,18 @@ final class DiskFullTests: XCTestCase {
         let arguments = ["extract", "--dataset", dataset, "--layers", "all", "--dtype", "f32", "--chunk-size", "8",
                          "--lst-reductions", "none", "--top-blocks", "0"]
         let cache = mountPoint + "/cache"
+        // Room for the lock file (nine pages) but not for data.mdb's two meta pages: LMDB leaves a
+        // short data.mdb, which is the disk, not a damaged cache to restore from a copy.
+        XCTAssertEqual(try shell(["fallocate", "-l", "40960", mountPoint + "/gap"]).status, 0)
+        _ = try shell(["dd", "if=/dev/zero", "of=\(mountPoint)/fill", "bs=4k"])
+        try FileManager.default.removeItem(atPath: mountPoint + "/gap")
+        let short = try runSidecar(arguments + ["--out", mountPoint + "/short"])
+        XCTAssertEqual(short.status, 1, short.err)
+        XCTAssertTrue(short.err.contains("no space left on device while creating the cache"), short.err)
+        XCTAssertFalse(short.err.contains("truncated"), short.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: mountPoint + "/short/lock.mdb"), "the lock file did not fit: nothing tested")
+        for leftover in ["fill", "short"] { try FileManager.default.removeItem(atPath: mountPoint + "/" + leftover) }
+
         let full = try runSidecar(arguments + ["--out", cache])
         XCTAssertNotEqual(full.status, 0, "the extraction fit in 3 MB; make the dataset larger")
         XCTAssertTrue(full.err.contains("\(cache): no space left on device while writing train records "), full.err)
@@ -34,11 +46,11 @@ final class DiskFullTests: XCTestCase {
 
         // With no byte left, a new cache's lock file cannot be backed: an error, not LMDB's SIGBUS
         // on the first write through its map. So for a reader of a cache copied without one.
-        _ = try shell(["dd", "if=/dev/zero", "of=\(mountPoint)/fill", "bs=64k"])
+        _ = try shell(["dd", "if=/dev/zero", "of=\(mountPoint)/fill", "bs=4k"])
         let none = try runSidecar(arguments + ["--out", mountPoint + "/another"])
         XCTAssertEqual(none.status, 1, none.err)
         XCTAssertTrue(none.err.contains("no space left on device while creating the cache"), none.err)
-        XCTAssertFalse(none.err.contains("truncated"), none.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: mountPoint + "/another/lock.mdb"), "an unbacked lock file was left")
         try FileManager.default.removeItem(atPath: cache + "/lock.mdb")
         _ = try shell(["dd", "if=/dev/zero", "of=\(mountPoint)/fill-again", "bs=4k"])
         let reader = try runSidecar(["inspect", cache])

@@ -134,7 +134,7 @@ public final class ActivationCache: @unchecked Sendable {
             environment = try LMDBEnvironment(path: path, options: .init(mapSize: initialMapSize))
             (meta, records) = (try environment.openDatabase("meta", create: true), try environment.openDatabase("records", create: true))
         } catch let error as LMDBError where isOutOfSpace(error, path: path) {
-            throw fullDisk(error, path: path, while: "creating the cache")
+            throw fullDisk(error, path: path, while: "creating the cache", holds: "nothing yet")
         }
         let existing = try environment.read { txn in try txn.value(forKey: manifestKey, in: meta) }
         if existing != nil {
@@ -247,16 +247,17 @@ public final class ActivationCache: @unchecked Sendable {
         }
     }
 
-    static func fullDisk(_ error: LMDBError, path: String, while doing: String) -> CacheError {
-        let cause = error.code == ENOSPC ? error.message : "LMDB's write came up short: \(error.message), with under 1 MB free"
-        return CacheError("\(path): no space left on device while \(doing) (\(cause)); the cache holds everything "
-                          + "written before: free space (or move the folder to a larger disk) and run the same command again to resume")
+    static func fullDisk(_ error: LMDBError, path: String, while doing: String, holds: String = "everything written before") -> CacheError {
+        let cause = error.code != EIO ? error.message : "LMDB's write came up short: \(error.message), with under 1 MB free"
+        return CacheError("\(path): no space left on device while \(doing) (\(cause)); the cache holds \(holds): "
+                          + "free space (or move the folder to a larger disk) and run the same command again to resume")
     }
 
     /// ENOSPC, or the EIO LMDB reports for a short write, which on a file system with (nearly) no
     /// free space is the disk filling up.
     static func isOutOfSpace(_ error: LMDBError, path: String) -> Bool {
-        if error.code == ENOSPC { return true }
+        // A quota is the usual full disk of a cluster's home and project space.
+        if error.code == ENOSPC || error.code == EDQUOT { return true }
         guard error.code == EIO else { return false }
         var info = statvfs()
         guard statvfs(path, &info) == 0 else { return false }

@@ -90,10 +90,13 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// LMDB sizes lock.mdb with ftruncate and writes its reader table through a shared map: on a
     /// full file system those pages have nothing behind them, and the first write killed the
-    /// process with SIGBUS. Their blocks are allocated first, so that a full disk is ENOSPC here.
-    /// A file this creates gets exactly the size LMDB gives it ((readers − 1) slots of 64 bytes
-    /// after a 192-byte header; LMDB takes the reader count from a file's size, and a size that
-    /// changed under another process's map would break it); an existing one is backed as it is.
+    /// process with SIGBUS. Their blocks are allocated first, so that a full disk is an error here.
+    /// A new file gets LMDB's size rounded up to whole pages ((readers − 1) slots of 64 bytes after
+    /// a header of 192 bytes on x86-64, more elsewhere: LMDB takes a larger file as it is and counts
+    /// its reader slots from the size, and nothing resizes it later under another process's map).
+    /// An existing file (sparse when an older version or LMDB itself made it) gets its first page
+    /// backed, the header and the first readers' slots, as much as a reader touches: a read
+    /// that had worked on a full disk still works.
     private static func backLockFile(_ path: String, readers: Int) throws {
         let file = path + "/lock.mdb"
         var created = true
@@ -107,11 +110,13 @@ public final class LMDBEnvironment: @unchecked Sendable {
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0 else { return }
-        let bytes = created ? (readers - 1) * 64 + 192 : Int(status.st_size)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = created ? ((readers - 1) * 64 + 192 + page - 1) / page * page : min(Int(status.st_size), page)
         guard bytes > 0 else { return }
-        if posix_fallocate(fd, 0, off_t(bytes)) == ENOSPC {
+        let code = posix_fallocate(fd, 0, off_t(bytes))
+        if code == ENOSPC || code == EDQUOT {
             if created { unlink(file) }
-            throw LMDBError(code: ENOSPC, operation: "allocating the lock file (\(bytes) bytes) of", path: path)
+            throw LMDBError(code: code, operation: "allocating the lock file (\(bytes) bytes) of", path: path)
         }
     }
 
