@@ -2,6 +2,7 @@
 import ActivationStore
 import ArgumentParser
 import Foundation
+import Synchronization
 import Predict
 import SideNetworks
 import Training
@@ -49,9 +50,13 @@ struct ExportCommand: ParsableCommand {
             case .failure(let openError):
                 if cache != nil { throw openError }
                 // The training cache is gone: heads that read no weights from it need only its settings.
+                let askedForBlob = Mutex(false)
                 do {
-                    model = try trained.instantiate(context: try trained.extraction().headContext(path: head, loadBlob: { _ in nil }))
-                } catch {
+                    model = try trained.instantiate(context: try trained.extraction().headContext(path: head, loadBlob: { _ in
+                        askedForBlob.withLock { $0 = true }
+                        return nil
+                    }))
+                } catch where askedForBlob.withLock({ $0 }) {
                     // Its own message would blame the cache for lacking a blob the config lists.
                     throw CommandError("head \(trained.config.head) reads weights from its training cache, which cannot be opened (\(openError)); "
                                        + "give --cache or --backbone")

@@ -113,6 +113,17 @@ import Testing
         #expect(gone.status != 0 && gone.err.contains("head consolidator reads weights from its training cache, which cannot be opened (/nonexistent/cache"),
                 "\(gone.err)")
         #expect(!gone.err.contains("lacks"), "\(gone.err)")
+        // A head that reads nothing from its cache and cannot be built (a layer its cache settings
+        // lack): its own fault is said, not the cache's.
+        let linear = cache.path + "-linear-damaged"
+        try? FileManager.default.removeItem(atPath: linear)
+        try FileManager.default.copyItem(atPath: try Self.fit("linear"), toPath: linear)
+        var linearConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: linear + "/config.json"))) as! [String: Any]
+        linearConfig["cache"] = "/nonexistent/cache"
+        linearConfig["hyperparameters"] = ["values": ["dropout": 0, "layers": "9", "pool": "auto"]]
+        try JSONSerialization.data(withJSONObject: linearConfig).write(to: URL(fileURLWithPath: linear + "/config.json"))
+        let damaged = try runSidecar(["export", "--head", linear, "--out", file])
+        #expect(damaged.status != 0 && damaged.err.contains("9") && !damaged.err.contains("reads weights from"), "\(damaged.err)")
     }
 
     @Test func anotherBackboneIsRefusedUnlessForced() throws {
