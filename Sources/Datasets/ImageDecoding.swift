@@ -1,8 +1,8 @@
 // PNG and JPEG files decoded to 8-bit RGB, [height, width, 3], through libpng's simplified API and
 // TurboJPEG: both report errors by return code, where libjpeg's setjmp/longjmp cannot safely cross
 // Swift frames. Grey becomes three equal channels and alpha is dropped, as PIL's convert("RGB")
-// does, or composited onto white for processors with do_convert_rgb (CLIP's). Deliberately no other formats, no EXIF rotation and no colour management (as in PIL, a
-// PNG's gamma is ignored).
+// does, or composited onto white for processors with do_convert_rgb (CLIP's). Deliberately no
+// other formats, no EXIF rotation and no colour management (as in PIL, a PNG's gamma is ignored).
 
 import CPNG
 import CTurboJPEG
@@ -78,6 +78,10 @@ public enum ImageDecoder {
         // 16-bit files without gamma information are taken as sRGB (as PIL does), not linear.
         image.flags |= UInt32(PNG_IMAGE_FLAG_16BIT_sRGB)
         let hasAlpha = image.format & UInt32(PNG_FORMAT_FLAG_ALPHA) != 0
+        // An RGB file's tRNS colour key reads as alpha here, but PIL opens it as plain RGB, which
+        // convert_to_rgb leaves alone; grey and palette keys it does composite. IHDR's colour type
+        // is byte 25.
+        let keyedRGB = bytes.count > 25 && bytes[25] == 2
         // With alpha, read RGBA and drop it ourselves: libpng would composite onto a background.
         // (Swift does not import PNG_FORMAT_RGBA, a macro built from other macros.)
         image.format = UInt32(PNG_FORMAT_FLAG_COLOR) | (hasAlpha ? UInt32(PNG_FORMAT_FLAG_ALPHA) : 0)
@@ -93,7 +97,7 @@ public enum ImageDecoder {
                 let alpha = UInt32(decoded[4 * pixel + 3])
                 for channel in 0..<3 {
                     let value = decoded[4 * pixel + channel]
-                    rgb[3 * pixel + channel] = alphaOnWhite ? onWhite(value, alpha: alpha) : value
+                    rgb[3 * pixel + channel] = alphaOnWhite && !keyedRGB ? onWhite(value, alpha: alpha) : value
                 }
             }
             decoded = rgb

@@ -33,6 +33,13 @@ import Testing
         let pairsPath = try folder.write("pairs.png", encodePNG(pairs.flatMap { [$0.0, $0.0, $0.0, $0.1] }, height: 1, width: 8, channels: 4))
         #expect(try ImageDecoder.decode(file: pairsPath, alphaOnWhite: true) == RGBImage(grey: composited, height: 1, width: 8))
         #expect(try ImageDecoder.decode(file: pairsPath) == RGBImage(grey: pairs.map(\.0), height: 1, width: 8))
+
+        // An RGB file's tRNS colour key is left alone: PIL opens it as RGB, which convert_to_rgb
+        // returns unchanged (the key colour here is the first pixel's).
+        let plain = encodePNG(image.pixels, height: 9, width: 13, channels: 3)
+        let key: [UInt8] = image.pixels[0..<3].flatMap { [UInt8(0), $0] }
+        let keyed = try folder.write("keyed.png", Array(plain[0..<33]) + pngChunk("tRNS", key) + Array(plain[33...]))
+        #expect(try ImageDecoder.decode(file: keyed, alphaOnWhite: true) == image)
     }
 
     /// A gAMA chunk is ignored, as PIL ignores it: libpng's simplified API had converted a gamma
@@ -42,18 +49,7 @@ import Testing
         let image = testImage(height: 9, width: 13)
         let plain = encodePNG(image.pixels, height: 9, width: 13, channels: 3)
         // After the signature and IHDR (8 + 25 bytes): gAMA 100000 (1.0) and a cHRM of zeros.
-        func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
-            let body = Array(type.utf8) + data
-            var crc: UInt32 = 0xFFFF_FFFF
-            for byte in body {
-                crc ^= UInt32(byte)
-                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
-            }
-            crc ^= 0xFFFF_FFFF
-            let be = { (v: UInt32) in [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
-            return be(UInt32(data.count)) + body + be(crc)
-        }
-        let gamma = Array(plain[0..<33]) + chunk("gAMA", [0, 1, 0x86, 0xA0]) + chunk("cHRM", [UInt8](repeating: 0, count: 32)) + Array(plain[33...])
+        let gamma = Array(plain[0..<33]) + pngChunk("gAMA", [0, 1, 0x86, 0xA0]) + pngChunk("cHRM", [UInt8](repeating: 0, count: 32)) + Array(plain[33...])
         let path = try folder.write("gamma.png", gamma)
         #expect(try ImageDecoder.decode(file: path) == image)
         #expect(ImageDecoder.withoutGammaChunks(gamma) == plain)
@@ -185,4 +181,17 @@ import Testing
 
 private func * (pattern: [UInt8], count: Int) -> [UInt8] {
     Array([[UInt8]](repeating: pattern, count: count).joined())
+}
+
+/// A PNG chunk: length, type, data and CRC-32.
+func pngChunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
+    let body = Array(type.utf8) + data
+    var crc: UInt32 = 0xFFFF_FFFF
+    for byte in body {
+        crc ^= UInt32(byte)
+        for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+    }
+    crc ^= 0xFFFF_FFFF
+    let be = { (v: UInt32) in [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+    return be(UInt32(data.count)) + body + be(crc)
 }
