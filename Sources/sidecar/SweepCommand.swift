@@ -103,7 +103,8 @@ struct SweepCommand: ParsableCommand {
         if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in 1...1024, got \(threads)") }
         if let shardCount, !(1...Shard.maxCount).contains(shardCount) { throw ValidationError("--shard-count must be in 1...\(Shard.maxCount), got \(shardCount)") }
         if !(1...Shard.maxCount).contains(shards) { throw ValidationError("--shards must be in 1...\(Shard.maxCount), got \(shards)") }
-        if cpus < 1 { throw ValidationError("--cpus must be at least 1, got \(cpus)") }
+        // The emitted jobs run with --threads set to it, which is bounded so.
+        if !(1...1024).contains(cpus) { throw ValidationError("--cpus must be in 1...1024, got \(cpus)") }
         if let emit, !["slurm", "k8s"].contains(emit) { throw ValidationError("--emit \(emit): expected slurm or k8s") }
         if emitOut != nil && emit == nil { throw ValidationError("--emit-out needs --emit slurm|k8s") }
         _ = try budgetBytes()
