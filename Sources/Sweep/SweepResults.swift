@@ -287,7 +287,9 @@ public final class ShardRunLock {
         guard lock(gate, LOCK_EX) == 0 else { return }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         for name in names where name.hasPrefix(".shards-") && name.hasSuffix(".lock") && name != ".shards-\(count).lock" {
-            let other = try lockFile(name)
+            // Read-only: flock needs no more, and another user's stale file must not stop this run.
+            let other = open(URL(fileURLWithPath: folder).appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
+            guard other >= 0 else { continue }
             defer { close(other) }
             if lock(other, LOCK_EX | LOCK_NB) == EWOULDBLOCK {
                 let others = name.dropFirst(".shards-".count).dropLast(".lock".count)
