@@ -126,16 +126,21 @@ import Testing
         #expect(damaged.status != 0 && damaged.err.contains("9") && !damaged.err.contains("reads weights from"), "\(damaged.err)")
     }
 
+    /// A copy of the MiniLM folder whose JSON file `name` has `changes` merged in.
+    static func minilmCopy(editing name: String, _ changes: [String: Any]) throws -> URL {
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("minilm-edited-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: try BackboneFolder.resolve("minilm"), to: copy)
+        let file = copy.appendingPathComponent(name)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as! [String: Any]
+        try JSONSerialization.data(withJSONObject: json.merging(changes) { $1 }).write(to: file)
+        return copy
+    }
+
     @Test func anotherBackboneIsRefusedUnlessForced() throws {
         let folder = try Self.fit("linear")
         // The same weights under a config.json that differs by one key: another backbone identity.
-        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("minilm-edited-\(UUID().uuidString)")
+        let copy = try Self.minilmCopy(editing: "config.json", ["edited_by_test": true])
         defer { try? FileManager.default.removeItem(at: copy) }
-        try FileManager.default.copyItem(at: try BackboneFolder.resolve("minilm"), to: copy)
-        let configURL = copy.appendingPathComponent("config.json")
-        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
-        config["edited_by_test"] = true
-        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
 
         let refused = try runSidecar(["predict", "--head", folder, "--backbone", copy.path, "--input", Self.testSplit])
         #expect(refused.status != 0)
@@ -149,13 +154,10 @@ import Testing
     @Test func aFolderThatTokenizesOtherwiseIsRefusedUnlessForced() throws {
         let folder = try Self.fit("linear")
         // The same config and weights (their hashes pass) with a tokenizer that keeps case.
-        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("minilm-cased-\(UUID().uuidString)")
+        let copy = try Self.minilmCopy(editing: "tokenizer_config.json", ["do_lower_case": false])
         defer { try? FileManager.default.removeItem(at: copy) }
-        try FileManager.default.copyItem(at: try BackboneFolder.resolve("minilm"), to: copy)
         let configURL = copy.appendingPathComponent("tokenizer_config.json")
-        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
-        config["do_lower_case"] = false
-        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
         let refused = try runSidecar(["predict", "--head", folder, "--backbone", copy.path, "--input", Self.testSplit])
         #expect(refused.status != 0 && refused.out.isEmpty)
         #expect(refused.err.contains("tokenizes otherwise than the head's cache: lowercase false, trained with true"), "\(refused.err)")
