@@ -2,9 +2,9 @@
 import ActivationStore
 import ArgumentParser
 import Foundation
-import Synchronization
 import Predict
 import SideNetworks
+import Synchronization
 import Training
 
 struct ExportCommand: ParsableCommand {
