@@ -66,8 +66,10 @@ public final class BackboneRunner: @unchecked Sendable {
             json.outputFormatting = [.sortedKeys]
             let now = String(decoding: try json.encode(imagePreprocessing), as: UTF8.self)
             if !force, let trained = settings.preprocessing["image"], trained != now {
-                throw ExtractError("backbone \(folder.path) preprocesses images otherwise than the head's cache: \(now), trained with \(trained) "
-                                   + "(its preprocessor_config.json); give the backbone the head was trained on, or --force to run anyway")
+                let fields = ExtractionSettings.fieldDifferences(now, trained)?.map { "\($0.field) \($0.a), trained with \($0.b)" }
+                throw ExtractError("backbone \(folder.path) preprocesses images otherwise than the head's cache: "
+                                   + (fields?.joined(separator: "; ") ?? "\(now), trained with \(trained)")
+                                   + " (its preprocessor_config.json); give the backbone the head was trained on, or --force to run anyway")
             }
             bert = nil
             tokenizer = nil

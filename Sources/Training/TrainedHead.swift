@@ -131,7 +131,13 @@ public struct TrainedHead {
                             ("pooling", trained.pooling ?? "default", settings.pooling ?? "default")]
                 + Set(then.keys).union(now.keys).sorted()
                 .filter { !ExtractionSettings.laterPreprocessingKeys.contains($0) || (then[$0] != nil && now[$0] != nil) }
-                .map { ("preprocessing \($0)", then[$0] ?? "unset", now[$0] ?? "unset") }
+                .flatMap { key -> [(String, String, String)] in
+                    // The image settings, a JSON object, differ field by field.
+                    if let a = then[key], let b = now[key], let fields = ExtractionSettings.fieldDifferences(a, b) {
+                        return fields.map { ("preprocessing \(key).\($0.field)", $0.a, $0.b) }
+                    }
+                    return [("preprocessing \(key)", then[key] ?? "unset", now[key] ?? "unset")]
+                }
             let differences = compared.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.2), trained with \($0.1)" }
             if !differences.isEmpty {
                 throw HeadError("\(cachePath) holds other features than \(source) was trained on: \(differences.joined(separator: "; "))")

@@ -51,6 +51,12 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         var other = new
         other.preprocessing["vocabulary"] = "cd34"
         #expect(other.differences(from: new) == ["preprocessing vocabulary: cd34 requested, ab12 in the cache"])
+        // The image settings, a JSON object, differ field by field.
+        var image = old, alpha = old
+        image.preprocessing = ["image": #"{"mean":[0.5,0.5,0.5],"resample":2}"#]
+        alpha.preprocessing = ["image": #"{"alphaOnWhite":true,"mean":[0.5,0.5,0.5],"resample":3}"#]
+        #expect(alpha.differences(from: image) == ["preprocessing image.alphaOnWhite: true requested, unset in the cache",
+                                                   "preprocessing image.resample: 3 requested, 2 in the cache"])
     }
 
     /// Caches from before the compute path was recorded were all f32: they resume with f32 and

@@ -120,6 +120,22 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
     /// sides record them, so that such a cache still resumes and its heads still evaluate.
     public static let laterPreprocessingKeys: Set<String> = ["vocabulary"]
 
+    /// The top-level fields in which two JSON objects differ, each as JSON text ("unset" where one
+    /// lacks it), sorted by name; nil unless both are JSON objects.
+    public static func fieldDifferences(_ a: String, _ b: String) -> [(field: String, a: String, b: String)]? {
+        func object(_ text: String) -> [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] }
+        guard let left = object(a), let right = object(b) else { return nil }
+        func text(_ value: Any?) -> String {
+            guard let value else { return "unset" }
+            guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]) else { return "\(value)" }
+            return String(decoding: data, as: UTF8.self)
+        }
+        return Set(left.keys).union(right.keys).sorted().compactMap { field in
+            let (x, y) = (text(left[field]), text(right[field]))
+            return x == y ? nil : (field, x, y)
+        }
+    }
+
     /// Human-readable differences from `other` ("layers: [0, 6] requested, [0, 1, 2] in the cache");
     /// `mine` and `theirs` say where each side comes from.
     public func differences(from other: ExtractionSettings, mine: String = "requested", theirs: String = "in the cache") -> [String] {
@@ -134,6 +150,11 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         for key in Set(preprocessing.keys).union(other.preprocessing.keys).sorted() {
             let (a, b) = (preprocessing[key], other.preprocessing[key])
             if Self.laterPreprocessingKeys.contains(key) && (a == nil || b == nil) { continue }
+            // A value that is itself a JSON object (the image settings) differs field by field.
+            if let a, let b, a != b, let fields = Self.fieldDifferences(a, b) {
+                for (field, mineValue, theirValue) in fields { compare("preprocessing \(key).\(field)", mineValue, theirValue) }
+                continue
+            }
             compare("preprocessing \(key)", a ?? "unset", b ?? "unset")
         }
         compare("dataset files", datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" },
