@@ -255,13 +255,14 @@ public final class ShardRunLock {
             throw SweepError("\(folder): shard \(shard) is being run by another sweep (\(String(decoding: holder.prefix(count), as: UTF8.self))); "
                              + "wait for it to end, or stop it")
         }
-        let me = Array("process \(getpid()) on \(ProcessInfo.processInfo.hostName)".utf8)
-        _ = ftruncate(fd, 0)
-        _ = pwrite(fd, me, me.count, 0)
+        // The count first: a run refused there leaves the shard's lock naming its last holder.
         do { try holdShardCount(folder: folder, count: shard.count) } catch {
             close(fd)
             throw error
         }
+        let me = Array("process \(getpid()) on \(ProcessInfo.processInfo.hostName)".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, me, me.count, 0)
     }
 
     /// Refuses to run beside a sweep into the same folder in another number of shards: its shard
