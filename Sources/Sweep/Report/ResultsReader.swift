@@ -17,6 +17,8 @@ public enum ReportError: Error, CustomStringConvertible, LocalizedError {
     case noTrials(String, files: Int)
     case malformedLine(file: String, line: Int, fault: String)
     case cannotWrite(String, String)
+    /// Trials that ran on different caches (their lines' cache manifest hashes).
+    case mixedCaches(folder: String, first: (hash: String, file: String), other: (hash: String, file: String))
 
     public var description: String {
         switch self {
@@ -34,6 +36,9 @@ public enum ReportError: Error, CustomStringConvertible, LocalizedError {
             return "\(file):\(line): \(fault) (fix or delete that line; only a torn last line is skipped)"
         case .cannotWrite(let path, let why):
             return "cannot write \(path): \(why)"
+        case .mixedCaches(let folder, let first, let other):
+            return "\(folder) holds trials run on different caches (manifest \(first.hash) in \(first.file), \(other.hash) in \(other.file)); "
+                + "a trial id names the same trial on either, so one result would hide the other: report each cache's results from their own folder"
         }
     }
 
@@ -77,9 +82,16 @@ public enum ResultsReader {
 
         var records: [ReportedTrial] = []
         var warnings: [String] = []
+        // As sweep refuses to resume on another cache, the report refuses to rank across caches.
+        var cache: (hash: String, file: String)?
         for file in files {
             guard let data = FileManager.default.contents(atPath: file) else { throw .unreadable(file, "permission denied or not a regular file") }
             let parsed = try parse(data, name: file)
+            for record in parsed.records {
+                guard case .object(let fields) = record.raw, case .string(let hash) = fields["cache_manifest_hash"] else { continue }
+                if let first = cache, first.hash != hash { throw .mixedCaches(folder: folder, first: first, other: (hash, file)) }
+                cache = cache ?? (hash, file)
+            }
             records += parsed.records
             warnings += parsed.warnings
         }
