@@ -63,7 +63,7 @@ struct ExportCommand: ParsableCommand {
                 }
             }
         }
-        try FitOutput.export(model, config: trained.config, to: out)
+        try FitOutput.export(model, config: trained.config, to: try outputFile(out))
         let count = try model.exportedTensors().reduce(0) { $0 + $1.1.count }
         print("exported \(trained.config.head) (\(count) values, \(model.parameterCount) trained) to \(out)")
     }

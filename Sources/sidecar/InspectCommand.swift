@@ -37,7 +37,7 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         if let example, let npy {
-            try export(opened, example, to: npy)
+            try export(opened, example, to: try outputFile(npy, flag: "--npy"))
             return
         }
         let report = try CacheReport.make(opened, verify: verify, digest: json || verify)

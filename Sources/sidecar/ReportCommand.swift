@@ -64,8 +64,9 @@ struct ReportCommand: ParsableCommand {
         }
         let destination = out ?? (json ? nil : URL(fileURLWithPath: results).appendingPathComponent("report.html").path)
         guard let destination else { return }
+        let file = try outputFile(destination)
         do {
-            try Data(report.render().utf8).write(to: URL(fileURLWithPath: destination), options: .atomic)
+            try Data(report.render().utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
         } catch {
             throw ReportError.cannotWrite(destination, error.localizedDescription)
         }

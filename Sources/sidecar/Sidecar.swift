@@ -38,6 +38,21 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     }
 }
 
+/// The file an output flag names, with symlinks followed: written by a temporary file renamed over
+/// it, the path must be a regular file or nothing. A device, FIFO or socket is refused (renamed
+/// over, `--out /dev/null` had replaced root's /dev/null with a file), and a symlink is written
+/// through to its target rather than replaced.
+func outputFile(_ path: String, flag: String = "--out") throws -> String {
+    let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    var status = stat()
+    guard lstat(resolved, &status) == 0 else { return resolved }
+    switch status.st_mode & S_IFMT {
+    case S_IFREG: return resolved
+    case S_IFDIR: throw CommandError("\(flag) \(path): is a folder; give a file to write")
+    default: throw CommandError("\(flag) \(path): is not a regular file (a device, FIFO or socket); give a file to write")
+    }
+}
+
 /// A fault found while a command runs (a file it read, a folder it must write): printed as
 /// "Error: …" without the usage text a `ValidationError` brings, since the flags themselves parsed.
 struct CommandError: Error, CustomStringConvertible {

@@ -285,10 +285,11 @@ struct SweepCommand: ParsableCommand {
             }
         }
         if let emitOut {
-            do { try Data(text.utf8).write(to: URL(fileURLWithPath: emitOut), options: .atomic) } catch {
+            let file = try outputFile(emitOut, flag: "--emit-out")
+            do { try Data(text.utf8).write(to: URL(fileURLWithPath: file), options: .atomic) } catch {
                 throw CommandError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")
             }
-            if kind == "slurm" { chmod(emitOut, 0o755) }
+            if kind == "slurm" { chmod(file, 0o755) }
             print("wrote \(emitOut): \(sweep.trials.count) trial(s) in \(shards) shard(s); submit with \(kind == "slurm" ? "sbatch" : "kubectl apply -f") \(emitOut)")
         } else {
             print(text, terminator: "")
