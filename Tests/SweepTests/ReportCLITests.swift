@@ -96,5 +96,49 @@ final class ReportCLITests: XCTestCase {
         let badFlag = try runSidecar(["report", "--results", folder.path, "--metric", "f1"])
         XCTAssertNotEqual(badFlag.status, 0)
         XCTAssertTrue(badFlag.err.contains("--metric"), badFlag.err)
+
+        // Two caches' trials in one folder: one id's result would hide the other's.
+        let cacheA = trialObject("a1", val: 0.8, test: 0.8, extra: ["cache_manifest_hash": "aaaa"])
+        let cacheB = trialObject("a1", val: 0.7, test: 0.7, extra: ["cache_manifest_hash": "bbbb"])
+        try (resultLine(cacheA) + "\n").write(to: folder.appendingPathComponent("trials-0-of-1.jsonl"), atomically: true, encoding: .utf8)
+        try (resultLine(cacheB) + "\n").write(to: folder.appendingPathComponent("trials-0-of-2.jsonl"), atomically: true, encoding: .utf8)
+        let mixed = try runSidecar(["report", "--results", folder.path])
+        XCTAssertNotEqual(mixed.status, 0)
+        XCTAssertTrue(mixed.err.contains("holds trials run on different caches (manifest aaaa in ") && mixed.err.contains("bbbb in "), mixed.err)
+    }
+
+    /// Results lines are input: their strings reach neither the terminal's control sequences nor a
+    /// reordering of the page, and --out writes only regular files.
+    func testOddStringsAndOutputPaths() throws {
+        let folder = try temporaryFolder("cli-odd")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let odd = "\u{1B}[31mred\u{07}\r\nnext \u{202E}reversed"
+        let lines = [trialObject("o1", val: 0.8, test: 0.8, extra: ["training": ["epochs": 4, "lr": odd, "batch_size": 32, "seed": 0]]),
+                     trialObject("o2", val: 0.7, test: 0.7, extra: ["training": ["epochs": 4, "lr": 0.1, "batch_size": 32, "seed": 0]])]
+        try (lines.map(resultLine).joined(separator: "\n") + "\n").write(to: folder.appendingPathComponent("trials-0-of-1.jsonl"),
+                                                                         atomically: true, encoding: .utf8)
+        let table = try runSidecar(["report", "--results", folder.path])
+        XCTAssertEqual(table.status, 0, table.err)
+        XCTAssertFalse(table.out.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{07}" || $0 == "\r" || $0 == "\u{202E}" }, table.out)
+        XCTAssertEqual(table.out.split(separator: "\n").filter { $0.contains("o1") }.count, 1, "a value split its row: \(table.out)")
+        let html = try String(contentsOfFile: folder.appendingPathComponent("report.html").path, encoding: .utf8)
+        XCTAssertFalse(html.unicodeScalars.contains("\u{202E}"))
+
+        // A FIFO is refused, not replaced by a file; a link is written through to its target.
+        let fifo = folder.appendingPathComponent("fifo.html").path
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let refused = try runSidecar(["report", "--results", folder.path, "--out", fifo])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.err.contains("is not a regular file"), refused.err)
+        var status = stat()
+        XCTAssertEqual(lstat(fifo, &status), 0)
+        XCTAssertEqual(status.st_mode & S_IFMT, S_IFIFO)
+        let target = folder.appendingPathComponent("target.html").path, link = folder.appendingPathComponent("link.html").path
+        try Data("old".utf8).write(to: URL(fileURLWithPath: target))
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        let through = try runSidecar(["report", "--results", folder.path, "--out", link])
+        XCTAssertEqual(through.status, 0, through.err)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link), target)
+        XCTAssertTrue(try String(contentsOfFile: target, encoding: .utf8).hasSuffix("</html>\n"))
     }
 }
