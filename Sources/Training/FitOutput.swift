@@ -44,6 +44,27 @@ public enum FitOutput {
         return String(decoding: try encoder.encode(result), as: UTF8.self)
     }
 
+    /// Removes an earlier fit's heads from `out` that this fit's `folders` will not replace: the
+    /// `NN-head` sub-folders of a fit of several heads, or the head files of a fit of one. Left,
+    /// they sat beside the new results as if one fit had made them all. Only what a fit writes
+    /// goes: a sub-folder named so that holds a result.json or config.json, and the four files.
+    public static func removeStaleOutputs(in out: String, keeping folders: [String]) throws {
+        let fm = FileManager.default
+        let root = URL(fileURLWithPath: out).standardizedFileURL
+        let kept = Set(folders.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+        if !kept.contains(root.path), fm.fileExists(atPath: root.appendingPathComponent("result.json").path) {
+            for name in ["result.json", "config.json", "head.safetensors", "log.tsv"] {
+                try? fm.removeItem(at: root.appendingPathComponent(name))
+            }
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: root.path)) ?? [] where name.range(of: #"^[0-9]{2}-[A-Za-z0-9_]+$"#, options: .regularExpression) != nil {
+            let folder = root.appendingPathComponent(name)
+            guard !kept.contains(folder.path),
+                  ["result.json", "config.json"].contains(where: { fm.fileExists(atPath: folder.appendingPathComponent($0).path) }) else { continue }
+            try fm.removeItem(at: folder)
+        }
+    }
+
     /// Writes the folder for one trained head.
     public static func write(_ result: FitResult, head: any Head, options: TrainingOptions, cache: ActivationCache, to folder: String) throws {
         let settings = cache.manifest.settings

@@ -46,7 +46,7 @@ struct FitCommand: ParsableCommand {
     @Option(help: "adamw or sgd.")
     var optimizer: TrainingOptions.OptimizerKind = .adamw
 
-    @Option(help: "Decoupled weight decay (not on biases and norms).")
+    @Option(help: "Weight decay (not on biases and norms): decoupled with AdamW; with --optimizer sgd, added to the gradient as torch's SGD does.")
     var weightDecay: Float = 0.01
 
     @Option(help: "Fraction of the steps spent in linear warmup before cosine decay.")
@@ -58,7 +58,7 @@ struct FitCommand: ParsableCommand {
     @Option(help: "Clip the global gradient norm to this (0: off).")
     var clipNorm: Float = 1
 
-    @Option(help: "Stop a head after this many epochs without a better validation accuracy (0: never).")
+    @Option(help: "Stop a head after this many epochs without a better validation accuracy (an equal one with a lower validation loss counts as better; 0: never).")
     var patience = 4
 
     @Option(help: "Keep an exponential moving average of each head's weights with this decay (e.g. 0.999; as timm's model EMA), warmed up as TensorFlow's is, min(decay, (1 + n) / (10 + n)) at step n; the average is what is validated, kept as best and saved. Off unless given.")
@@ -147,6 +147,7 @@ struct FitCommand: ParsableCommand {
                            r.examplesPerSecond, r.seconds) + (stopped ? "  (early stop)" : ""))
             }
         }
+        try FitOutput.removeStaleOutputs(in: out, keeping: folders)
         for ((result, head), folder) in zip(zip(results, trainer.heads), folders) {
             try FitOutput.write(result, head: head, options: trainer.options, cache: opened, to: folder)
         }

@@ -60,6 +60,17 @@ import Testing
         #expect(values[1]["hidden"] as? Int == 16 && values[1]["dropout"] as? Double == 0 && values[1]["layers"] as? String == "last")
         #expect(FileManager.default.fileExists(atPath: out + "/01-linear/result.json"))
         #expect(FileManager.default.fileExists(atPath: out + "/02-mlp/result.json"))
+
+        // Again into the same folder, another fit replaces the whole of the earlier one's results:
+        // one head instead of two, then two other heads (files of the user's own stay).
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: out + "/notes.txt"))
+        let one = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out])
+        #expect(one.status == 0, "\(one.err.suffix(600))")
+        let fm = FileManager.default
+        #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["config.json", "head.safetensors", "log.tsv", "notes.txt", "result.json"])
+        let two = try runSidecar(["fit", "--cache", cache, "--head", "mlp", "--head", "linear", "--epochs", "1", "--out", out])
+        #expect(two.status == 0, "\(two.err.suffix(600))")
+        #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["01-mlp", "02-linear", "notes.txt"])
     }
 
     /// A head whose loss diverges: the fit says so and exits non-zero; its folder records why and
