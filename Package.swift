@@ -50,7 +50,7 @@ let package = Package(
         // The encoders' bf16 products (oneDNN); stage two never links it.
         .target(name: "OneDNN", dependencies: ["TensorCore", "CDNNL"], swiftSettings: numericCode),
         .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors", "OneDNN"], swiftSettings: numericCode),
-        .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "TensorCore", "OneDNN"]),
+        .target(name: "Extract", dependencies: ["Encoders", "Datasets", "ActivationStore", "SafeTensors", "TensorCore", "OneDNN"]),
 
         // Stage two: side networks on the cache, and the trainer that streams batches from it.
         .target(name: "SideNetworks", dependencies: ["TensorCore", "Autodiff", "ActivationStore", "OneDNN"], swiftSettings: numericCode),

@@ -1,5 +1,6 @@
 import ActivationStore
 import Foundation
+import SafeTensors
 
 /// Hashes of a backbone folder's config.json and model.safetensors: what a cache and a head record
 /// to tell one backbone from another.
@@ -7,6 +8,8 @@ struct BackboneFiles {
     let configHash: String
     let weightsHash: String
     let weightsBytes: Int
+    /// Elements of every tensor: weights stored in f16 or bf16 count 2 bytes each, not 4.
+    let parameterCount: Int
 
     init(folder: URL) throws {
         let config = try Data(contentsOf: folder.appendingPathComponent("config.json"))
@@ -14,6 +17,8 @@ struct BackboneFiles {
         configHash = String(config.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
         weightsHash = String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
         weightsBytes = weights.count
+        let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
+        parameterCount = try file.names.reduce(0) { $0 + (try file.info($1).shape.reduce(1, *)) }
     }
 
     /// The hash of the folder's `vocab.txt`, which its config and weights hashes do not cover: a
@@ -25,6 +30,6 @@ struct BackboneFiles {
 
     func identity(name: String, architecture: String, hiddenSize: Int, layerCount: Int) -> BackboneIdentity {
         BackboneIdentity(name: name, architecture: architecture, hiddenSize: hiddenSize, layerCount: layerCount,
-                         configHash: configHash, weightsHash: weightsHash, weightsBytes: weightsBytes)
+                         configHash: configHash, weightsHash: weightsHash, weightsBytes: weightsBytes, parameterCount: parameterCount)
     }
 }

@@ -361,13 +361,13 @@ public final class Trainer {
         let valFinal = try val.map { try evaluate($0, trained) }
         let testFinal = try test.map { try evaluate($0, trained) }
         let wall = Date().timeIntervalSince(start)
-        let weights = cache.manifest.settings.backbone.weightsBytes
+        let backbone = cache.manifest.settings.backbone.parameters
         return states.map { s in
             let rate = s.request.learningRate ?? options.learningRate ?? s.schedule.peak
             var result = FitResult(
                 head: s.request.head, hyperparameters: s.hyperparameters, learningRate: rate,
                 trainableParameters: s.head.parameters.count,
-                fractionOfBackbone: weights > 0 ? Double(s.head.parameters.count) / (Double(weights) / 4) : nil,
+                fractionOfBackbone: backbone > 0 ? Double(s.head.parameters.count) / Double(backbone) : nil,
                 bestEpoch: s.bestEpoch, epochsRun: s.history.count,
                 val: valFinal?[ObjectIdentifier(s)], test: testFinal?[ObjectIdentifier(s)],
                 labels: description.labels, peakRSSBytes: peakResidentBytes(), peakAnonymousBytes: peakAnonymous, wallSeconds: wall,

@@ -44,6 +44,8 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
         let cache = try TextExtractor(request).run()
         #expect(cache.manifest.settings.layers == [0, 1, 2])
         #expect(cache.manifest.settings.splitCounts == ["train": 40, "val": 10, "test": 10])
+        // Summed over the safetensors header's shapes by a separate script: 22,713,728.
+        #expect(cache.manifest.settings.backbone.parameterCount == 22_713_728)
 
         let encoder = try BertEncoder(folder: folder)
         let tokenizer = try WordPieceTokenizer(directory: folder)

@@ -17,11 +17,11 @@ enum SyntheticCache {
     static func make(at path: String, counts: [String: Int] = ["train": 120, "val": 40, "test": 40], width: Int = 16,
                      layers: [Int] = [0, 1, 2], classes: Int = 3, maxTokens: Int = 8, tokens: TokenPolicy = .all,
                      storage: StorageType = .f32, streams: [String] = [], signal: Float = 1.5, seed: UInt64 = 1,
-                     incomplete: String? = nil) throws -> String {
+                     incomplete: String? = nil, backboneParameters: Int? = nil) throws -> String {
         let splits = ["train", "val", "test"].filter { counts[$0] != nil }
         var settings = ExtractionSettings(
             backbone: BackboneIdentity(name: "synthetic", architecture: "bert", hiddenSize: width, layerCount: layers.max()!,
-                                       configHash: "0", weightsHash: "0", weightsBytes: 4_000_000),
+                                       configHash: "0", weightsHash: "0", weightsBytes: 4_000_000, parameterCount: backboneParameters),
             preprocessing: ["source": "synthetic"], datasetFiles: [], layers: layers, tokens: tokens, storage: storage,
             zstdLevel: 1, shuffle: true, labels: (0..<classes).map { "class\($0)" }, splits: splits, splitCounts: counts)
         settings.maxTokens = maxTokens

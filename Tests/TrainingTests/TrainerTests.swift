@@ -84,6 +84,20 @@ import Training
         }
     }
 
+    /// The share of the backbone counts its parameters, not its file's bytes over 4: weights
+    /// stored in bf16 (4 MB for 2 million) had halved the denominator. Caches from before the count
+    /// was recorded keep the old estimate.
+    @Test func theBackbonesShareCountsItsParameters() throws {
+        for (recorded, denominator) in [(2_000_000, 2_000_000.0), (nil, 1_000_000.0)] as [(Int?, Double)] {
+            let path = SyntheticCache.temporaryPath("share")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try SyntheticCache.make(at: path, backboneParameters: recorded)
+            let trainer = try Trainer(cache: try ActivationCache.open(path: path), requests: [HeadRequest(head: "linear")], options: options(epochs: 1))
+            let result = try #require(try trainer.run { _ in }.first)
+            #expect(result.fractionOfBackbone == Double(result.trainableParameters) / denominator, "\(String(describing: recorded))")
+        }
+    }
+
     @Test func aDamagedHeadFolderIsRefusedNamingTheTensor() throws {
         let path = SyntheticCache.temporaryPath("reload")
         defer { try? FileManager.default.removeItem(atPath: path) }

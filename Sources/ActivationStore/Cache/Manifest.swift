@@ -25,8 +25,12 @@ public struct BackboneIdentity: Codable, Sendable, Equatable {
     public var configHash: String
     public var weightsHash: String
     public var weightsBytes: Int
+    /// Elements of every tensor in the weights file, whatever their type; nil in caches made
+    /// before it was recorded (a fraction of the backbone then assumes 4-byte weights).
+    public var parameterCount: Int?
 
-    public init(name: String, architecture: String, hiddenSize: Int, layerCount: Int, configHash: String, weightsHash: String, weightsBytes: Int) {
+    public init(name: String, architecture: String, hiddenSize: Int, layerCount: Int, configHash: String, weightsHash: String, weightsBytes: Int,
+                parameterCount: Int? = nil) {
         self.name = name
         self.architecture = architecture
         self.hiddenSize = hiddenSize
@@ -34,6 +38,17 @@ public struct BackboneIdentity: Codable, Sendable, Equatable {
         self.configHash = configHash
         self.weightsHash = weightsHash
         self.weightsBytes = weightsBytes
+        self.parameterCount = parameterCount
+    }
+
+    /// The backbone's parameters: counted, or for older caches the weights' bytes over 4.
+    public var parameters: Int { parameterCount ?? weightsBytes / 4 }
+
+    /// The same backbone: the count is derived from the weights, whose hash is compared, and older
+    /// caches and heads lack it.
+    public static func == (a: Self, b: Self) -> Bool {
+        (a.name, a.architecture, a.hiddenSize, a.layerCount) == (b.name, b.architecture, b.hiddenSize, b.layerCount)
+            && (a.configHash, a.weightsHash, a.weightsBytes) == (b.configHash, b.weightsHash, b.weightsBytes)
     }
 }
 
