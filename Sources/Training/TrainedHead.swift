@@ -125,19 +125,10 @@ public struct TrainedHead {
         }
         if let trained = config.extraction {
             // Where the dataset's columns are and its file format say nothing about the features.
-            func features(_ p: [String: String]) -> [String: String] { p.filter { $0.key != "format" && !$0.key.hasSuffix("_column") } }
-            let (then, now) = (features(trained.preprocessing), features(settings.preprocessing))
             let compared = [("token policy", trained.tokens.rawValue, settings.tokens.rawValue),
                             ("pooling", trained.pooling ?? "default", settings.pooling ?? "default")]
-                + Set(then.keys).union(now.keys).sorted()
-                .filter { !ExtractionSettings.laterPreprocessingKeys.contains($0) || (then[$0] != nil && now[$0] != nil) }
-                .flatMap { key -> [(String, String, String)] in
-                    // The image settings, a JSON object, differ field by field.
-                    if let a = then[key], let b = now[key], let fields = ExtractionSettings.fieldDifferences(a, b) {
-                        return fields.map { ("preprocessing \(key).\($0.field)", $0.a, $0.b) }
-                    }
-                    return [("preprocessing \(key)", then[key] ?? "unset", now[key] ?? "unset")]
-                }
+                + trained.preprocessingDifferences(from: settings, included: { $0 != "format" && !$0.hasSuffix("_column") })
+                .map { ($0.name, $0.mine, $0.theirs) }
             let differences = compared.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.2), trained with \($0.1)" }
             if !differences.isEmpty {
                 throw HeadError("\(cachePath) holds other features than \(source) was trained on: \(differences.joined(separator: "; "))")

@@ -151,6 +151,26 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         }
     }
 
+    /// The preprocessing entries (of the keys `included` accepts) that differ from `other`'s, as
+    /// ("preprocessing KEY", this side's value, other's), "unset" where a side lacks the key. Key by
+    /// key, sorted (whole dictionaries, printed in no fixed order, hid which one differed); a value
+    /// that is itself a JSON object (the image settings) field by field, as "preprocessing
+    /// KEY.FIELD"; a later key only when both sides record it.
+    public func preprocessingDifferences(from other: ExtractionSettings, included: (String) -> Bool = { _ in true })
+        -> [(name: String, mine: String, theirs: String)] {
+        var out: [(name: String, mine: String, theirs: String)] = []
+        for key in Set(preprocessing.keys).union(other.preprocessing.keys).sorted() where included(key) {
+            let (a, b) = (preprocessing[key], other.preprocessing[key])
+            if a == b || Self.laterPreprocessingKeys.contains(key) && (a == nil || b == nil) { continue }
+            if let a, let b, let fields = Self.fieldDifferences(a, b) {
+                out += fields.map { ("preprocessing \(key).\($0.field)", $0.a, $0.b) }
+            } else {
+                out.append(("preprocessing \(key)", a ?? "unset", b ?? "unset"))
+            }
+        }
+        return out
+    }
+
     /// Human-readable differences from `other` ("layers: [0, 6] requested, [0, 1, 2] in the cache");
     /// `mine` and `theirs` say where each side comes from.
     public func differences(from other: ExtractionSettings, mine: String = "requested", theirs: String = "in the cache") -> [String] {
@@ -161,17 +181,7 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         compare("backbone", backbone.name, other.backbone.name)
         compare("backbone config hash", backbone.configHash, other.backbone.configHash)
         compare("backbone weights hash", backbone.weightsHash, other.backbone.weightsHash)
-        // Key by key: the whole dictionaries, printed in no fixed order, hid which one differed.
-        for key in Set(preprocessing.keys).union(other.preprocessing.keys).sorted() {
-            let (a, b) = (preprocessing[key], other.preprocessing[key])
-            if Self.laterPreprocessingKeys.contains(key) && (a == nil || b == nil) { continue }
-            // A value that is itself a JSON object (the image settings) differs field by field.
-            if let a, let b, a != b, let fields = Self.fieldDifferences(a, b) {
-                for (field, mineValue, theirValue) in fields { compare("preprocessing \(key).\(field)", mineValue, theirValue) }
-                continue
-            }
-            compare("preprocessing \(key)", a ?? "unset", b ?? "unset")
-        }
+        for (name, a, b) in preprocessingDifferences(from: other) { compare(name, a, b) }
         compare("dataset files", datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" },
                 other.datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" })
         compare("layers", layers, other.layers)
