@@ -52,15 +52,25 @@ public struct ImageFolderSource: Sendable, Equatable {
     /// The split's image files. A class folder unknown to train/, or a train class without
     /// images, is an error; so is a split without any image.
     public func items(_ split: Split) throws(DatasetError) -> [ImageItem] {
+        try listing(split).items
+    }
+
+    /// The split's image files as `items` lists them, and the other files under its class folders
+    /// (neither hidden nor an image by their extension: .webp, .bmp, .tif, …), which are not read,
+    /// as paths, so that a caller can say they were left out. One walk of the folders for both.
+    public func listing(_ split: Split) throws(DatasetError) -> (items: [ImageItem], skipped: [String]) {
         let root = path(of: split)
         let classes = try Self.subfolders(of: root)
         for name in classes where labels.id(of: name) == nil {
             throw .unknownClass(directory: TextDatasetSource.join(root, name), className: name, known: labels.names)
         }
         var items: [ImageItem] = []
+        var skipped: [String] = []
         for (labelID, name) in labels.names.enumerated() where classes.contains(name) {
             let classFolder = TextDatasetSource.join(root, name)
-            let files = try Self.imageFiles(in: classFolder)
+            let all = try Self.visibleFiles(in: classFolder)
+            let files = all.filter(Self.isImage)
+            skipped += all.filter { !Self.isImage($0) }.map { TextDatasetSource.join(classFolder, $0) }
             if files.isEmpty && split == .train {
                 throw .emptyClass(directory: classFolder)
             }
@@ -72,7 +82,7 @@ public struct ImageFolderSource: Sendable, Equatable {
         guard !items.isEmpty else {
             throw .emptySplit(file: root)
         }
-        return items
+        return (items, skipped)
     }
 
     private static func isDirectory(_ path: String) -> Bool {
@@ -90,25 +100,8 @@ public struct ImageFolderSource: Sendable, Equatable {
         left.unicodeScalars.lexicographicallyPrecedes(right.unicodeScalars)
     }
 
-    /// Files under the split's class folders that are not read: neither hidden nor an image by
-    /// their extension (.webp, .bmp, .tif, …), as paths, so that a caller can say they were left out.
-    public func skippedFiles(_ split: Split) throws(DatasetError) -> [String] {
-        let root = path(of: split)
-        var skipped: [String] = []
-        for name in try Self.subfolders(of: root) {
-            let classFolder = TextDatasetSource.join(root, name)
-            skipped += try Self.visibleFiles(in: classFolder).filter { !Self.isImage($0) }.map { TextDatasetSource.join(classFolder, $0) }
-        }
-        return skipped
-    }
-
     private static func isImage(_ relative: String) -> Bool {
         imageExtensions.contains((relative as NSString).pathExtension.lowercased())
-    }
-
-    /// Image files anywhere below `folder`, as relative paths in code-point order.
-    private static func imageFiles(in folder: String) throws(DatasetError) -> [String] {
-        try visibleFiles(in: folder).filter(isImage)
     }
 
     /// Files anywhere below `folder` but hidden ones and those inside hidden folders (.git,

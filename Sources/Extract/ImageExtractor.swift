@@ -54,8 +54,8 @@ public final class ImageExtractor: Sendable {
             var skipped: [String] = []
             (splits, labels, format) = (source.splits, source.labels, "imagefolder")
             for split in splits {
-                let items = try source.items(split)
-                skipped += try source.skippedFiles(split)
+                let (items, left) = try source.listing(split)
+                skipped += left
                 counts[split.rawValue] = items.count
                 // An image folder is identified by its file list and sizes (hashing every image
                 // would read the dataset twice).

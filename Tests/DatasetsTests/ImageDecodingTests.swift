@@ -149,8 +149,8 @@ import Testing
         #expect(try items[3].load() == image)
         #expect(try source.items(.validation).map(\.labelID) == [1])
         // What is left out is listed (the hidden file and the README outside the classes are not).
-        #expect(try source.skippedFiles(.train) == [folder.file("train/dog/notes.txt")])
-        #expect(try source.skippedFiles(.validation).isEmpty)
+        #expect(try source.listing(.train).skipped == [folder.file("train/dog/notes.txt")])
+        #expect(try source.listing(.validation).skipped.isEmpty)
 
         // A class folder unknown to train/ in val/.
         try folder.write("val/bird/d.png", png)
