@@ -242,11 +242,9 @@ public final class ShardRunLock {
     public init(folder: String, shard: Shard) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let path = URL(fileURLWithPath: folder).appendingPathComponent("." + shard.fileName.dropLast(".jsonl".count) + ".lock").path
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SweepError("\(path): cannot open: \(String(cString: strerror(errno)))") }
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let error = errno
-            if error == EINTR { continue }
+        fd = try Self.lockFile(path)
+        let error = Self.lock(fd, LOCK_EX | LOCK_NB)
+        if error != 0 {
             if [ENOSYS, ENOLCK, EOPNOTSUPP, EINVAL].contains(error) { return }
             var holder = [UInt8](repeating: 0, count: 256)
             let count = max(0, pread(fd, &holder, holder.count, 0))
@@ -270,18 +268,8 @@ public final class ShardRunLock {
     /// cannot tell). Checked and taken under a short exclusive `.sweep-start.lock`, so that two
     /// sweeps starting at once cannot both pass.
     private func holdShardCount(folder: String, count: Int) throws {
-        func lockFile(_ name: String) throws -> Int32 {
-            let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
-            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw SweepError("\(path): cannot open: \(String(cString: strerror(errno)))") }
-            return fd
-        }
-        func lock(_ fd: Int32, _ operation: Int32) -> Int32 {
-            while flock(fd, operation) != 0 {
-                if errno != EINTR { return errno }
-            }
-            return 0
-        }
+        func lockFile(_ name: String) throws -> Int32 { try Self.lockFile(URL(fileURLWithPath: folder).appendingPathComponent(name).path) }
+        let lock = Self.lock
         let gate = try lockFile(".sweep-start.lock")
         defer { close(gate) }
         // Without flock (some network file systems) there is nothing to check against.
@@ -300,6 +288,21 @@ public final class ShardRunLock {
         }
         countLock = try lockFile(".shards-\(count).lock")
         _ = lock(countLock, LOCK_SH)
+    }
+
+    /// `path` opened for locking, created when absent.
+    private static func lockFile(_ path: String) throws -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SweepError("\(path): cannot open: \(String(cString: strerror(errno)))") }
+        return fd
+    }
+
+    /// flock, retried when a signal interrupts it; 0 or the errno.
+    private static func lock(_ fd: Int32, _ operation: Int32) -> Int32 {
+        while flock(fd, operation) != 0 {
+            if errno != EINTR { return errno }
+        }
+        return 0
     }
 
     deinit {
