@@ -145,14 +145,28 @@ enum JSONFieldValue: Decodable {
     }
 }
 
-/// The top-level keys of one JSON object on a line.
+/// The keys of JSON objects, as the decoder does not report them: a key given twice.
 public enum JSONObjectKeys {
     /// The first of `keys` that the object on this line names twice, if any. The decoder keeps one
     /// of the values without a word (and other JSON readers keep the other), so a repeated column
     /// is refused. `bytes` is an object the decoder has accepted; only its top-level keys count.
     public static func repeated(in bytes: [UInt8], among keys: Set<String>) -> String? {
-        var seen = Set<String>()
-        var (i, depth, expectingKey) = (0, 0, false)
+        firstRepeated(in: bytes) { depth, key in depth == 1 && keys.contains(key) }
+    }
+
+    /// The first key that any object in the document `bytes` names twice, at any depth, if any.
+    /// `bytes` is a document the decoder has accepted.
+    public static func repeatedAnywhere(in bytes: [UInt8]) -> String? {
+        firstRepeated(in: bytes) { _, _ in true }
+    }
+
+    /// The first key, among those `counts(depth, key)` accepts (depth 1 is the outermost), that
+    /// an object names twice.
+    private static func firstRepeated(in bytes: [UInt8], where counts: (Int, String) -> Bool) -> String? {
+        // One entry per open object or array: the object's keys so far (nil for an array).
+        var open: [Set<String>?] = []
+        var expectingKey = false
+        var i = 0
         while i < bytes.count {
             switch bytes[i] {
             case UInt8(ascii: "\""):
@@ -160,26 +174,36 @@ public enum JSONObjectKeys {
                 while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
                     end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
                 }
-                if depth == 1 && expectingKey {
-                    let raw = bytes[(i + 1)..<min(end, bytes.count)]
-                    // A key written with escapes ("te\u0078t") is still "text".
-                    let key = raw.contains(UInt8(ascii: "\\"))
-                        ? (try? JSONDecoder().decode(String.self, from: Data(bytes[i...min(end, bytes.count - 1)])))
-                        : String(decoding: raw, as: UTF8.self)
-                    if let key, keys.contains(key), !seen.insert(key).inserted { return key }
+                if expectingKey, let last = open.indices.last, open[last] != nil {
+                    if let key = decodedKey(bytes, from: i, to: end), counts(open.count, key),
+                       !open[last]!.insert(key).inserted { return key }
                     expectingKey = false
                 }
                 i = end
             case UInt8(ascii: "{"):
-                depth += 1
-                expectingKey = depth == 1
-            case UInt8(ascii: "["): depth += 1
-            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
-            case UInt8(ascii: ","): expectingKey = depth == 1
+                open.append([])
+                expectingKey = true
+            case UInt8(ascii: "["):
+                open.append(nil)
+                expectingKey = false
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                _ = open.popLast()
+                expectingKey = false
+            case UInt8(ascii: ","):
+                expectingKey = open.last.map { $0 != nil } ?? false
             default: break
             }
             i += 1
         }
         return nil
+    }
+
+    /// The key whose quotes are at `start` and `end`: a key written with escapes ("te\u0078t")
+    /// is still "text".
+    private static func decodedKey(_ bytes: [UInt8], from start: Int, to end: Int) -> String? {
+        let raw = bytes[(start + 1)..<min(end, bytes.count)]
+        return raw.contains(UInt8(ascii: "\\"))
+            ? (try? JSONDecoder().decode(String.self, from: Data(bytes[start...min(end, bytes.count - 1)])))
+            : String(decoding: raw, as: UTF8.self)
     }
 }

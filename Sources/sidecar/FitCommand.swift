@@ -2,6 +2,7 @@
 // loaded; everything comes from the cache.
 import ActivationStore
 import ArgumentParser
+import Datasets
 import Foundation
 import SideNetworks
 import Sweep
@@ -224,6 +225,10 @@ struct FitCommand: ParsableCommand {
             throw CommandError("--heads-file \(path): not valid JSON; expected \(shape)")
         }
         guard !list.isEmpty else { throw CommandError("--heads-file \(path): lists no heads; expected \(shape)") }
+        // The decoder keeps one of a repeated key's values without a word.
+        if let key = JSONObjectKeys.repeatedAnywhere(in: [UInt8](data)) {
+            throw CommandError("--heads-file \(path): the key \"\(key)\" is given twice in one object")
+        }
         return try list.enumerated().map { i, item in
             let entry = "--heads-file \(path): entry \(i + 1)"
             guard case .object(let fields) = item else { throw CommandError("\(entry) is not an object; expected \(shape)") }

@@ -195,6 +195,17 @@ import Testing
         }
     }
 
+    @Test func aKeyRepeatedAtAnyDepthIsFound() {
+        func repeated(_ json: String) -> String? { JSONObjectKeys.repeatedAnywhere(in: Array(json.utf8)) }
+        #expect(repeated(#"[{"head": "a", "set": {"x": 1, "y": [1, {"z": 2}], "x": 3}}]"#) == "x")
+        #expect(repeated(#"[{"head": "a"}, {"h\u0065ad": "b", "head": "c"}]"#) == "head")
+        #expect(repeated(#"{"a": {"b": [{"c": 1, "c": 2}]}}"#) == "c")
+        // Keys repeated across objects, strings that look like keys or hold quotes and braces,
+        // and array items are not repeats.
+        #expect(repeated(#"[{"head": "a", "set": {"head": "b"}}, {"head": "c"}]"#) == nil)
+        #expect(repeated(#"{"a": "{\"a\": 1}", "b": ["a", "a"], "c": "}, \"b\""}"#) == nil)
+    }
+
     @Test func missingAndWrongTypedKeys() throws {
         let folder = try TemporaryFolder()
         let train = folder.file("train.jsonl")

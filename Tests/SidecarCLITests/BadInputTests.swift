@@ -342,6 +342,10 @@ import Testing
         Case(kind: "heads file", fault: "wrong type", setup: headsFile(#"[{"head": "linear", "set": 5}]"#),
              expected: [#"--heads-file $/heads.json: entry 1: "set" must be an object"#]),
         Case(kind: "heads file", fault: "malformed", setup: headsFile(#"[{"head": "linear""#), expected: ["--heads-file $/heads.json: not valid JSON"]),
+        Case(kind: "heads file", fault: "a setting given twice", setup: headsFile(#"[{"head": "mlp", "set": {"dropout": 0.1, "dropout": 0.5}}]"#),
+             expected: [#"--heads-file $/heads.json: the key "dropout" is given twice in one object"#]),
+        Case(kind: "heads file", fault: "a head given twice, once escaped", setup: headsFile(#"[{"head": "mlp", "he\u0061d": "linear"}]"#),
+             expected: [#"--heads-file $/heads.json: the key "head" is given twice in one object"#]),
     ]
 
     static func headsFile(_ text: String) -> @Sendable (URL) throws -> ([String], Leftover) {
