@@ -28,6 +28,24 @@ public struct JobSettings: Sendable {
 }
 
 public enum JobScripts {
+    /// A YAML double-quoted scalar. Characters YAML does not print, and its line breaks (which it
+    /// folds into a space), go as escapes.
+    static func yamlString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u.value {
+            case 0x5C: out += "\\\\"
+            case 0x22: out += "\\\""
+            case 0x0A: out += "\\n"
+            case 0x09: out += "\\t"
+            case 0x0D: out += "\\r"
+            case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF: out += String(format: "\\u%04X", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+
     /// Single-quotes a word for bash.
     static func quote(_ s: String) -> String {
         s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-=:,+@%".contains($0) }) && !s.isEmpty
@@ -84,9 +102,6 @@ public enum JobScripts {
     public static func kubernetes(_ j: JobSettings) -> String {
         let command = ["sidecar", "sweep", "--spec", j.spec, "--cache", j.cache, "--results", j.results] + j.extraArguments
             + ["--no-lock", "--shard-count", String(j.shards)]
-        func yamlString(_ s: String) -> String {
-            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }
         let name = kubernetesName(j.name)
         return """
             # Sidecar sweep \(j.name): \(j.shards) shard(s) as a Kubernetes Indexed Job. Apply with `kubectl apply -f FILE`.

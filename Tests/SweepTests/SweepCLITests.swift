@@ -241,6 +241,9 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         }
         let named = try runSidecar(["sweep", "--spec", spaced, "--cache", "/shared/cache", "--results", "/shared/results", "--emit", "k8s"])
         #expect(named.out.contains("  name: sidecar-sweep-my-sweep\n"), "\(named.out)")
+        // YAML folds a line break in a quoted scalar into a space: such characters go as escapes.
+        let odd = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", "/shared/a\nb\tc\u{85}\"d\\", "--emit", "k8s"])
+        #expect(odd.out.contains(#""--results", "/shared/a\nb\tc\u0085\"d\\""#), "\(odd.out)")
 
         let bad = try runSidecar(["sweep", "--spec", spec, "--cache", "c", "--results", "r", "--emit", "pbs"])
         #expect(bad.status != 0 && bad.err.contains("--emit pbs: expected slurm or k8s"))
