@@ -68,7 +68,11 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
             if let maximum = try number("SLURM_ARRAY_TASK_MAX"), maximum < minimum || maximum - minimum + 1 != tasks {
                 throw fail("the job array \(minimum)-\(maximum) has \(tasks) tasks, not one per index; submit a contiguous array such as --array=0-\(tasks - 1)")
             }
-            if let count, count != tasks { throw fail("the Slurm job array has \(tasks) tasks, not \(count)") }
+            if let count, count != tasks {
+                // Typically one failed task resubmitted alone (`--array=5`): an array of one.
+                throw fail("the Slurm job array has \(tasks) tasks, not \(count); to redo some of them, submit the whole array "
+                           + "again (--array=0-\(count - 1)): finished shards are left as they are")
+            }
             guard (0..<tasks).contains(task - minimum) else {
                 throw fail("SLURM_ARRAY_TASK_ID=\(task) is outside the array \(minimum)..<\(minimum + tasks)")
             }
