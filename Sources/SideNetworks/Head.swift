@@ -53,6 +53,10 @@ public struct HeadContext: Sendable {
     public var blobNames: [String]
     /// Loads a blob by name.
     public var loadBlob: @Sendable (String) throws -> Blob?
+    /// The head is built only to plan a sweep (features, parameters, `stepFlops`): what depends on
+    /// this CPU is decided from the cache and the settings alone, and nothing that needs the CPU's
+    /// instructions is built, so that the shards of a job array plan alike on any node.
+    public var planning = false
 
     public init(width: Int, layerCount: Int, layers: [Int], streams: [String] = [], layout: RowLayout, pooling: PoolingMode,
                 classes: Int, maxTokens: Int? = nil, backboneHeads: Int? = nil, compute: ComputePath = .f32, blobNames: [String] = [],

@@ -48,12 +48,20 @@ public struct PlannedTrial: Sendable {
 
 /// Trials sharing one data pass.
 public struct TrialGroup: Sendable {
-    /// Six hex digits, from the member trial ids (stable across runs and resumes).
+    /// Twelve hex digits, from the member trial ids (stable across runs and resumes).
     public var id: String
+    /// The member trial ids, sorted and joined: what `id` hashes, and the order of groups whose
+    /// ids collide (so that every shard sorts them alike).
+    var memberKey: String
     public var members: [PlannedTrial]
     public var training: TrialTraining
     public var estimatedSeconds: Double
     public var memoryBytes: Int
+
+    /// A total order, the same in every process: by id, then by members.
+    static func precedes(_ a: TrialGroup, _ b: TrialGroup) -> Bool {
+        (a.id, a.memberKey) < (b.id, b.memberKey)
+    }
 }
 
 public struct PlanLimits: Sendable {
@@ -76,12 +84,14 @@ public struct SweepPlan: Sendable {
         let tokens = s.maxTokens ?? 128
         let width = s.backbone.hiddenSize
         let meanTokens = meanRows(cache) ?? Double(tokens) / 4
+        var context = description.context
+        context.planning = true
         var planned: [PlannedTrial] = []
         for trial in trials {
             do {
                 let kind = try HeadRegistry.kind(named: trial.head)
-                try Hyperparameters(head: trial.head, schema: kind.schema, settings: trial.settings).checkPoolingForTraining(context: description.context)
-                let head = try HeadRegistry.make(trial.head, settings: trial.settings, context: description.context, seed: UInt64(trial.training.seed))
+                try Hyperparameters(head: trial.head, schema: kind.schema, settings: trial.settings).checkPoolingForTraining(context: context)
+                let head = try HeadRegistry.make(trial.head, settings: trial.settings, context: context, seed: UInt64(trial.training.seed))
                 let features = head.features.map(\.description)
                 // Weights, gradients and two AdamW moments; the tape keeps a few activations of the
                 // batch per feature read.
@@ -106,7 +116,7 @@ public struct SweepPlan: Sendable {
         let members = group.members.filter(keep)
         if members.isEmpty { return nil }
         var g = Self.makeGroup(members, cost: cost)
-        g.id = group.id
+        (g.id, g.memberKey) = (group.id, group.memberKey)
         return g
     }
 
@@ -148,12 +158,13 @@ public struct SweepPlan: Sendable {
             flush()
         }
         groups += lateOnes.map { makeGroup([$0], cost: cost) }
-        return groups.sorted { $0.id < $1.id }
+        return groups.sorted(by: TrialGroup.precedes)
     }
 
     static func makeGroup(_ members: [PlannedTrial], cost: CostModel) -> TrialGroup {
-        let id = shortHash(Data(members.map(\.trial.id).sorted().joined(separator: ",").utf8), hexDigits: 6)
-        return TrialGroup(id: id, members: members, training: members[0].trial.training,
+        let memberKey = members.map(\.trial.id).sorted().joined(separator: ",")
+        return TrialGroup(id: shortHash(Data(memberKey.utf8), hexDigits: 12), memberKey: memberKey,
+                          members: members, training: members[0].trial.training,
                           estimatedSeconds: members[0].lateError != nil ? 0 : cost.seconds(members),
                           memoryBytes: members.reduce(0) { $0 + $1.memoryBytes })
     }
@@ -172,14 +183,14 @@ public struct SweepPlan: Sendable {
         var load = [Int](repeating: 0, count: parts)
         let order = groups.sorted {
             let a = Int($0.estimatedSeconds * 1000), b = Int($1.estimatedSeconds * 1000)
-            return a != b ? a > b : $0.id < $1.id
+            return a != b ? a > b : TrialGroup.precedes($0, $1)
         }
         for g in order {
             let target = load.indices.min { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }!
             out[target].append(g)
             load[target] += max(Int(g.estimatedSeconds * 1000), 1)
         }
-        return out.map { $0.sorted { $0.id < $1.id } }
+        return out.map { $0.sorted(by: TrialGroup.precedes) }
     }
 }
 

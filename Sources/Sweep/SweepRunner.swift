@@ -63,17 +63,29 @@ public struct SweepRunner {
         if writer.cutBytes > 0 {
             log("\(writer.path): cut off a torn last line (\(writer.cutBytes) bytes) that an interrupted run left")
         }
+        let context = try cache.describe().context
         var ok = 0, failed = 0
         for (n, group) in groups.enumerated() {
             if stop.isSet { throw SweepInterrupted(finished: ok + failed) }
-            let late = group.members.filter { $0.lateError != nil }
-            for p in late {
-                try append(TrialRecord(trial: p.trial, error: "config: \(p.lateError!)", shard: shard, group: group.id, fitSeconds: 0,
+            // The plan builds heads without this CPU (every shard must plan alike), so a head it
+            // could build may still fail here (bf16 products on a CPU without them): that trial
+            // fails alone, as one the plan could not build does.
+            var members: [PlannedTrial] = []
+            for p in group.members {
+                var error = p.lateError
+                if error == nil {
+                    do { _ = try HeadRegistry.make(p.trial.head, settings: p.trial.settings, context: context, seed: UInt64(p.trial.training.seed)) }
+                    catch let built { error = "\(built)" }
+                }
+                guard let error else {
+                    members.append(p)
+                    continue
+                }
+                try append(TrialRecord(trial: p.trial, error: "config: \(error)", shard: shard, group: group.id, fitSeconds: 0,
                                        peakRSS: peakResidentBytes()))
-                log("  \(p.trial.id) \(p.trial.head): failed: \(p.lateError!)")
+                log("  \(p.trial.id) \(p.trial.head): failed: \(error)")
                 failed += 1
             }
-            let members = group.members.filter { $0.lateError == nil }
             if members.isEmpty { continue }
             log("group \(group.id) (\(n + 1)/\(groups.count)): \(members.count) head(s), \(group.training.epochs) epoch(s), batch \(group.training.batchSize), seed \(group.training.seed)")
             var options = TrainingOptions()

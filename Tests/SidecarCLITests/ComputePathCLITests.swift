@@ -97,6 +97,68 @@ import Testing
         #expect(refused.err.contains("--compute f32: the head was trained on activations extracted with --compute bf16"), "\(refused.err)")
     }
 
+    /// The shards of a job array plan alone, each on its node: a node without bf16 products
+    /// (simulated) must split the sweep as one with them does, though it would train the
+    /// consolidator in f32 (its estimates had followed the CPU, and the shards overlapped). A
+    /// trial asking for bf16 there fails alone; the rest of its pass trains.
+    @Test(.enabled(if: OneDNN.hasBF16Instructions, "needs a CPU with bf16 instructions to simulate one without"))
+    func sweepShardsAreTheSameOnCPUsWithAndWithoutBF16() throws {
+        let folder = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let cache = folder.appendingPathComponent("cache").path
+        let extract = try runSidecar(["extract", "--dataset", Self.dataset, "--out", cache, "--tokens", "all", "--layers", "5,6",
+                                      "--lst-reductions", "none", "--top-blocks", "1"])
+        #expect(extract.status == 0, "\(extract.err)")
+        let spec = folder.appendingPathComponent("sweep.toml").path
+        // The MLP's pass is estimated between the consolidator's in bf16 and in f32, so the
+        // longest-first partition would order them otherwise on the two CPUs.
+        try Data("""
+            [base.training]
+            epochs = 500
+            [[grid]]
+            head = "consolidator"
+            [grid.training]
+            seed = [0, 1, 2]
+            [[grid]]
+            head = "mlp"
+            [grid.set]
+            hidden = [8192]
+            [grid.training]
+            epochs = 1300
+            """.utf8).write(to: URL(fileURLWithPath: spec))
+        var without = ProcessInfo.processInfo.environment
+        without["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        func passes(_ shard: String, _ environment: [String: String]? = nil) throws -> [String] {
+            let run = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", folder.appendingPathComponent("r").path,
+                                      "--dry-run", "--shard", shard], environment: environment)
+            #expect(run.status == 0, "\(run.err)")
+            return run.out.split(separator: "\n").filter { $0.hasPrefix("  pass ") }.map { String($0.prefix(19)) }
+        }
+        for shard in ["0/2", "1/2"] {
+            let native = try passes(shard)
+            #expect(!native.isEmpty)
+            #expect(try passes(shard, without) == native, "shard \(shard)")
+        }
+
+        try Data("""
+            [base.training]
+            epochs = 1
+            [[grid]]
+            head = "consolidator"
+            [grid.set]
+            compute = "bf16"
+            [[grid]]
+            head = "linear"
+            """.utf8).write(to: URL(fileURLWithPath: spec))
+        let results = folder.appendingPathComponent("run").path
+        let run = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results], environment: without)
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.out.contains("done: 1 ok, 1 failed"), "\(run.out)")
+        let lines = try String(contentsOfFile: results + "/trials-0-of-1.jsonl", encoding: .utf8).split(separator: "\n")
+        let failed = lines.filter { $0.contains("\"consolidator\"") }
+        #expect(failed.count == 1 && failed[0].contains("config: --set compute=bf16 for head consolidator"), "\(lines)")
+    }
+
     /// ONEDNN_MAX_CPU_ISA caps what oneDNN uses, so an AVX2-only CPU (no bf16 product in oneDNN 2.6)
     /// and an AVX-512 CPU without bf16 instructions (emulated) are both reachable here.
     @Test(.enabled(if: OneDNN.supportsBF16, "needs a CPU with AVX-512 to simulate the others"))

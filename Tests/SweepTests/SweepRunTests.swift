@@ -113,6 +113,19 @@ func resultLines(_ folder: String) throws -> [[String: Any]] {
         #expect(plan.groups(of: try Shard(index: 1, count: 3)).map(\.id) == replanned.groups(of: try Shard(index: 1, count: 3)).map(\.id))
     }
 
+    /// Pass ids are hashes and may collide; the partition must not then depend on the order the
+    /// passes came in (a dictionary's, which differs from process to process).
+    @Test func passesWhoseIdsCollideAreSplitAlikeInAnyOrder() throws {
+        let (_, plan, _) = try self.plan(Self.spec + "\n[[random]]\ntrials = 12\nseed = 3\nhead = \"linear\"\n[random.training]\nseed = { int = [0, 5] }\n")
+        let colliding = plan.groups.map { var g = $0; g.id = "000000000000"; g.estimatedSeconds = 1; return g }
+        let members = { (parts: [[TrialGroup]]) in parts.map { $0.map { $0.members.map(\.trial.id).sorted() } } }
+        let expected = members(SweepPlan.partition(colliding, parts: 3))
+        #expect(colliding.count > 3)
+        for _ in 0..<5 {
+            #expect(members(SweepPlan.partition(colliding.shuffled(), parts: 3)) == expected)
+        }
+    }
+
     @Test func shardsComeFromTheJobArrayEnvironment() throws {
         #expect(try Shard.fromEnvironment(["SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "4"], count: nil) == Shard(index: 2, count: 4))
         #expect(try Shard.fromEnvironment(["SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"], count: nil) == Shard(index: 2, count: 4))

@@ -50,7 +50,8 @@ public final class ConsolidatorHead: Head, HeadKind {
     let pooling: PoolingMode
     let branchDrop: Float
     let dropout: Float
-    /// Whether the frozen products run in bf16.
+    /// Whether the frozen products run in bf16 (in a head built for planning, would run: its
+    /// matrices are kept as they are).
     let bf16: Bool
     /// The merged block linears and biases, once loaded from an exported head (training never
     /// sets it).
@@ -72,7 +73,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         case "f32": false
         case "bf16": true
         // A bf16 cache on a CPU without bf16 instructions trains in f32: emulated bf16 is slower.
-        default: context.compute == .bf16 && OneDNN.hasBF16Instructions
+        default: context.compute == .bf16 && (context.planning || OneDNN.hasBF16Instructions)
         }
         do {
             return try ConsolidatorHead(blob: blob, blocks: Array((context.layerCount - k + 1)...context.layerCount),
@@ -115,7 +116,7 @@ public final class ConsolidatorHead: Head, HeadKind {
                                               Tensor.randomUniform([out], low: -bound, high: bound, using: &rng), decays: false)
                     branches.append((weight, bias, shuffle ? Self.shufflePermutation(channels: inputs, groups: g) : nil))
                 }
-                linears[linear] = Consolidated(frozen: try FrozenMatrix(w, bf16: bf16), shape: w.shape,
+                linears[linear] = Consolidated(frozen: try FrozenMatrix(w, bf16: bf16 && !context.planning), shape: w.shape,
                                                bias: parameters.add(linear + ".bias", b, decays: false),
                                                branches: branches.map { (weight: $0.0, bias: $0.1, permutation: $0.2) })
             }
