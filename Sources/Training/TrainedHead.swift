@@ -106,7 +106,17 @@ public struct TrainedHead {
         } catch let error as HeadError {
             throw HeadError("\(source): the recorded hyperparameters: \(error)")
         }
-        let head = try kind.make(hyperparameters, context: context, seed: config.training.seed)
+        // `layers=all` is resolved against the layers of the cache the head was trained on: another
+        // cache's (1,4,6 for 0,3,6) would feed the weights other layers without a word.
+        var trainedContext = context
+        if let trained = config.extraction?.layers { trainedContext.layers = trained }
+        let head = try kind.make(hyperparameters, context: trainedContext, seed: config.training.seed)
+        let unstored = head.features.filter { !context.layers.contains($0.layer) }
+        if !unstored.isEmpty {
+            throw HeadError("\(source) reads \(unstored.map(\.description).joined(separator: " ")), which this cache does not store "
+                            + "(it has layers \(context.layers.map(String.init).joined(separator: ",")); the head was trained on "
+                            + "layers \(trainedContext.layers.map(String.init).joined(separator: ","))); extract with --layers that include them")
+        }
         if exported {
             try head.loadExported(tensors, source: source)
         } else {

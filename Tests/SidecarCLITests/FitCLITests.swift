@@ -91,6 +91,35 @@ import Testing
         #expect(eval.status != 0 && eval.err.contains("this head's fit failed (diverged: "), "\(eval.err)")
     }
 
+    /// `layers=all` means the layers of the cache a head was trained on: evaluated on a cache that
+    /// stores others (1,4,6 for 0,3,6), the weights had been applied to them without a word.
+    @Test func aHeadReadsTheLayersItWasTrainedOnWhateverTheCacheStores() throws {
+        let all = try Self.cache.get()
+        let folder = all + "-layers"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let tiny = repository.appendingPathComponent("datasets/tiny").path
+        for (name, layers) in [("a", "0,3,6"), ("b", "1,4,6")] {
+            let extract = try runSidecar(["extract", "--dataset", tiny, "--out", folder + "/" + name, "--layers", layers,
+                                          "--lst-reductions", "none", "--top-blocks", "0"])
+            #expect(extract.status == 0, "\(extract.err)")
+        }
+        let head = folder + "/head"
+        let fit = try runSidecar(["fit", "--cache", folder + "/a", "--head", "linear", "--set", "layers=all", "--epochs", "2", "--out", head])
+        #expect(fit.status == 0 && fit.out.contains("reads z_0 z_3 z_6"), "\(fit.out)\(fit.err)")
+        let other = try runSidecar(["eval", "--cache", folder + "/b", "--head", head])
+        #expect(other.status != 0)
+        #expect(other.err.contains("reads z_0 z_3, which this cache does not store (it has layers 1,4,6; the head was trained on layers 0,3,6)"),
+                "\(other.err)")
+        // A cache storing every layer serves the head's three, and scores as its own cache does.
+        func logits(_ cache: String) throws -> [[Double]] {
+            let eval = try runSidecar(["eval", "--cache", cache, "--head", head, "--json", "--logits"])
+            #expect(eval.status == 0, "\(eval.err)")
+            return (try JSONSerialization.jsonObject(with: Data(eval.out.utf8)) as? [String: Any])?["logits"] as? [[Double]] ?? []
+        }
+        let own = try logits(folder + "/a"), everyLayer = try logits(all)
+        #expect(!own.isEmpty && own == everyLayer)
+    }
+
     @Test func badFlagsAreRefusedWithTheFlagNamed() throws {
         let cache = try Self.cache.get()
         let cases: [([String], String)] = [
