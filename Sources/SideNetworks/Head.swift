@@ -83,19 +83,37 @@ public struct HeadContext: Sendable {
         case "last": wanted = [layerCount]
         default:
             var out: [Int] = []
-            for part in text.split(separator: ",") {
-                let bounds = part.split(separator: "-", maxSplits: 1).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            // Empty parts are refused, not skipped: "-1" (Python's last) had read layer 1.
+            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let bounds = part.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map {
+                    let digits = $0.trimmingCharacters(in: .whitespaces)
+                    return digits.allSatisfy(\.isASCII) ? Int(digits) : nil
+                }
                 guard bounds.allSatisfy({ $0 != nil }), let first = bounds.first ?? nil else {
                     throw HeadError("--set \(key)=\(text) for head \(head): '\(part)' is not a layer or a range a-b")
                 }
                 let last = bounds.count == 2 ? bounds[1]! : first
                 guard first <= last else { throw HeadError("--set \(key)=\(text) for head \(head): range \(part) is empty") }
+                // Checked before the range is expanded (0-99999999999 had been allocated).
+                guard first >= 0, last <= layerCount else {
+                    throw HeadError("--set \(key)=\(text) for head \(head): '\(part)' is outside the backbone's layers 0-\(layerCount)")
+                }
                 out += Array(first...last)
             }
             wanted = Array(Set(out)).sorted()
         }
         try requireLayers(wanted, head: head)
         return wanted
+    }
+
+    /// The blocks a `layers` hyperparameter names, for heads that adapt blocks: layer 0 (the
+    /// embedding output) is left out, and at least one block must remain.
+    public func resolveBlocks(_ text: String, head: String) throws -> [Int] {
+        let blocks = try resolveLayers(text, head: head).filter { $0 > 0 }
+        guard !blocks.isEmpty else {
+            throw HeadError("--set layers=\(text) for head \(head): names no block (layer 0 is the embedding output); give layers from 1")
+        }
+        return blocks
     }
 
     /// Throws, naming the extract flag, when a layer the head reads is not in the cache.

@@ -170,4 +170,25 @@ import TensorCore
         #expect(throws: HeadError.self) { try Tiny.head("linear", ["layers": "5"]) }
         #expect(throws: HeadError.self) { try Tiny.head("consolidator", ["K": "1", "groups": "3"]) }
     }
+
+    /// A `layers` value is all, last, layers and ranges a-b, nothing looser: "-1" (Python's last)
+    /// had read layer 1, and empty parts were skipped.
+    @Test func layersAreReadStrictly() throws {
+        let context = Tiny.context()
+        #expect(try context.resolveLayers("0-1, 2", head: "linear") == [0, 1, 2])
+        #expect(try context.resolveLayers("2,1", head: "linear") == [1, 2])
+        // (value, the part named as wrong)
+        for (bad, part) in [("-1", "-1"), ("2-", "2-"), ("1,,2", ""), (",2", ""), ("1-2-", "1-2-"), ("²", "²"), ("1 2", "1 2")] {
+            #expect(throws: HeadError("--set layers=\(bad) for head linear: '\(part)' is not a layer or a range a-b")) {
+                try context.resolveLayers(bad, head: "linear")
+            }
+        }
+        // Bounds are checked before a range is expanded.
+        #expect(throws: HeadError("--set layers=0-99999999999 for head linear: '0-99999999999' is outside the backbone's layers 0-\(Tiny.layers)")) {
+            try context.resolveLayers("0-99999999999", head: "linear")
+        }
+        #expect(throws: HeadError("--set layers=0 for head losa: names no block (layer 0 is the embedding output); give layers from 1")) {
+            try Tiny.head("losa", ["layers": "0"])
+        }
+    }
 }

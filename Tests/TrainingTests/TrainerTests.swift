@@ -278,7 +278,7 @@ import Training
     @Test func unusableCachesAreRefusedWithTheReason() throws {
         let path = SyntheticCache.temporaryPath("refuse")
         defer { try? FileManager.default.removeItem(atPath: path) }
-        try SyntheticCache.make(at: path, tokens: .mean, incomplete: "val")
+        try SyntheticCache.make(at: path, layers: [0, 2], tokens: .mean, incomplete: "val")
         let cache = try ActivationCache.open(path: path)
         func message(_ request: HeadRequest) -> String {
             do {
@@ -291,6 +291,7 @@ import Training
         #expect(message(HeadRequest(head: "losa")).contains("--tokens all"))
         #expect(message(HeadRequest(head: "e3va")).contains("--streams attn,mlp"))
         #expect(message(HeadRequest(head: "linear")).contains("val split is incomplete"))
-        #expect(message(HeadRequest(head: "linear", settings: ["layers": "7"])).contains("layers [7]"))
+        #expect(message(HeadRequest(head: "linear", settings: ["layers": "7"])).contains("'7' is outside the backbone's layers 0-2"))
+        #expect(message(HeadRequest(head: "linear", settings: ["layers": "1"])).contains("reads layers [1] that the cache does not store"))
     }
 }

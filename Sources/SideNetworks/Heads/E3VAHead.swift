@@ -47,7 +47,7 @@ public final class E3VAHead: Head, HeadKind {
         if pooling == .mean && context.layout == .cls || pooling == .cls && context.layout == .mean {
             throw HeadError("head e3va with \(pooling.rawValue) pooling needs all tokens or \(pooling.rawValue) rows (its adapters are non-linear), but the cache stores '\(context.layout.rawValue)' rows; extract again with --tokens all")
         }
-        let layers = try context.resolveLayers(h.string("layers"), head: name).filter { $0 > 0 }
+        let layers = try context.resolveBlocks(h.string("layers"), head: name)
         try context.requireLayers([context.layerCount], head: name)
         return E3VAHead(layers: layers, rank: h.int("rank"), innerRank: h.int("inner_rank"), pooling: pooling,
                         dropout: h.float("dropout"), context: context, seed: seed)

@@ -44,8 +44,7 @@ public final class LSTHead: Head, HeadKind {
         let r = h.int("reduction")
         let blobName = "lst.r\(r)"
         let blob = try context.requireBlob(blobName, head: name, flag: "--lst-reductions \(r)")
-        let layers = try context.resolveLayers(h.string("layers"), head: name).filter { $0 > 0 }
-        guard !layers.isEmpty else { throw HeadError("head lst needs at least one block in layers") }
+        let layers = try context.resolveBlocks(h.string("layers"), head: name)
         try context.requireLayers([0], head: name)
         return try LSTHead(blob: blob, blobName: blobName, layers: layers, temperature: h.float("gate_temperature"),
                            pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)

@@ -47,7 +47,7 @@ public final class LoSAHead: Head, HeadKind {
         guard let maxTokens = context.maxTokens else {
             throw HeadError("head losa mixes tokens by position and needs N_max, which this cache's manifest lacks; extract it again with this version of sidecar")
         }
-        let layers = try context.resolveLayers(h.string("layers"), head: name).filter { $0 > 0 }
+        let layers = try context.resolveBlocks(h.string("layers"), head: name)
         try context.requireLayers([context.layerCount], head: name)
         return LoSAHead(layers: layers, maxTokens: maxTokens, rankTokens: h.int("rank_tokens"), rankChannels: h.int("rank_channels"),
                         pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
