@@ -221,9 +221,10 @@ struct FitCommand: ParsableCommand {
     static func readHeadsFile(_ path: String) throws -> [HeadRequest] {
         let shape = "a JSON array of {\"head\": NAME, \"set\": {KEY: VALUE}}"
         guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("--heads-file \(path): cannot read the file") }
-        guard let list = try? JSONDecoder().decode([JSONValue].self, from: data) else {
+        guard let document = try? JSONDecoder().decode(JSONValue.self, from: data) else {
             throw CommandError("--heads-file \(path): not valid JSON; expected \(shape)")
         }
+        guard case .array(let list) = document else { throw CommandError("--heads-file \(path): not a JSON array; expected \(shape)") }
         guard !list.isEmpty else { throw CommandError("--heads-file \(path): lists no heads; expected \(shape)") }
         // The decoder keeps one of a repeated key's values without a word.
         if let key = JSONObjectKeys.repeatedAnywhere(in: [UInt8](data)) {
@@ -241,6 +242,7 @@ struct FitCommand: ParsableCommand {
             case nil: break
             case .object(let values):
                 for (key, value) in values {
+                    if value == .array([]) { throw CommandError("\(entry): \"\(key)\" is an empty list") }
                     guard let text = settingText(value) else {
                         throw CommandError("\(entry): \"\(key)\" must be a string, number, true/false or a list of those")
                     }
@@ -248,6 +250,8 @@ struct FitCommand: ParsableCommand {
                 }
             default: throw CommandError("\(entry): \"set\" must be an object of KEY: VALUE")
             }
+            // Checked here, so that the message names the entry (several may train one head kind).
+            do { _ = try HeadRegistry.hyperparameters(head: head, settings: settings) } catch { throw CommandError("\(entry): \(error)") }
             return HeadRequest(head: head, settings: settings)
         }
     }
