@@ -31,6 +31,22 @@ func flipStoredByte(cache path: String, split: String, index: Int, offset: (Int)
     return changed
 }
 
+/// Replaces `text` by `replacement` (of the same length) in every copy LMDB keeps of it in
+/// `path`/data.mdb, as a damaged disk would change the live one; returns how many were changed.
+func replaceEveryCopy(cache path: String, of text: String, with replacement: String) throws -> Int {
+    precondition(text.utf8.count == replacement.utf8.count)
+    let file = URL(fileURLWithPath: path + "/data.mdb")
+    var data = try Data(contentsOf: file)
+    var changed = 0, searchFrom = data.startIndex
+    while let range = data.range(of: Data(text.utf8), in: searchFrom..<data.endIndex) {
+        data.replaceSubrange(range, with: Data(replacement.utf8))
+        searchFrom = range.upperBound
+        changed += 1
+    }
+    try data.write(to: file)
+    return changed
+}
+
 @Suite struct CorruptionTests {
     @Test func everyRecordWithAFlippedByteIsNamed() throws {
         let path = temporaryFolder("flipped")
@@ -54,6 +70,33 @@ func flipStoredByte(cache path: String, split: String, index: Int, offset: (Int)
         #expect { try CacheReport.make(try ActivationCache.open(path: path), verify: false, digest: false) } throws: {
             "\($0)" == "record train:3 is damaged: header checksum mismatch"
         }
+    }
+
+    /// A split's progress record has no checksum, and readers take their example count from it:
+    /// a damaged count on a complete split had trained on part of it while --verify passed.
+    @Test func aDamagedProgressRecordIsRefused() throws {
+        let path = temporaryFolder("progress")
+        defer { removeFolder(path) }
+        try writeSyntheticCache(path, settings: shardableSettings(storage: .f16), shard: nil)
+        #expect(try ActivationCache.open(path: path).progress(of: "train") == SplitProgress(written: 37, complete: true))
+        #expect(try replaceEveryCopy(cache: path, of: #""written":37"#, with: #""written":20"#) >= 1)
+        let message = "\(path): the train split's progress record says 20 of 37 examples, complete; the cache is damaged"
+        #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).progress(of: "train") }
+        #expect(throws: CacheError(message)) { try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: true) }
+    }
+
+    /// The int8 scales multiply every value of their channel: a damaged one is refused by every
+    /// reader of records, and so by --verify.
+    @Test func damagedInt8ScalesAreRefused() throws {
+        let path = temporaryFolder("scales")
+        defer { removeFolder(path) }
+        try writeSyntheticCache(path, settings: shardableSettings(storage: .int8), shard: nil)
+        #expect(try ActivationCache.open(path: path).int8Scales() == mergeScales)
+        // The scales as stored (JSON with sorted keys): 0.5 becomes 9.5.
+        #expect(try replaceEveryCopy(cache: path, of: ",0.5]}", with: ",9.5]}") >= 1)
+        let message = "\(path): the int8 scales are damaged (their checksum does not match); extract the cache again"
+        #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).int8Scales() }
+        #expect(throws: CacheError(message)) { try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: true) }
     }
 
     @Test(arguments: [0.5, 0.9])

@@ -54,6 +54,8 @@ public final class ActivationCache: @unchecked Sendable {
 
     static let manifestKey = Array("manifest".utf8)
     static let int8ScalesKey = Array("int8-scales".utf8)
+    /// The XXH64 of the int8 scales' stored bytes (caches from before it have none).
+    static let int8ScalesChecksumKey = Array("int8-scales-xxh64".utf8)
     static func progressKey(_ split: String) -> [UInt8] { Array("progress/\(split)".utf8) }
     static func blobKey(_ name: String) -> [UInt8] { Array("blob:\(name)".utf8) }
     /// The XXH64 of a blob's stored bytes, as 16 hex digits, written with the blob (caches from
@@ -220,7 +222,18 @@ public final class ActivationCache: @unchecked Sendable {
         guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.progressKey(split), in: meta) }) else {
             return SplitProgress()
         }
-        return try JSONDecoder().decode(SplitProgress.self, from: Data(bytes))
+        let progress: SplitProgress
+        do { progress = try JSONDecoder().decode(SplitProgress.self, from: Data(bytes)) } catch {
+            throw CacheError("\(path): the \(split) split's progress record is unreadable; the cache is damaged (\(error))")
+        }
+        // No checksum covers this record, and readers take their example count from it: a
+        // damaged count had trained on part of a split marked complete.
+        let held = manifest.settings.heldRange(of: split).count
+        guard (0...held).contains(progress.written), !progress.complete || progress.written == held else {
+            throw CacheError("\(path): the \(split) split's progress record says \(progress.written) of \(held) examples"
+                             + (progress.complete ? ", complete" : "") + "; the cache is damaged")
+        }
+        return progress
     }
 
     /// Appends records `written..<written + count` of a split and the new progress in one
@@ -266,7 +279,7 @@ public final class ActivationCache: @unchecked Sendable {
 
     /// The per-layer, per-channel int8 scales, once calibrated (nil before, and for other storage).
     public func int8Scales() throws -> [Int: [Float]]? {
-        guard let bytes = try environment.read({ txn in try txn.value(forKey: Self.int8ScalesKey, in: meta) }) else { return nil }
+        guard let bytes = try int8ScaleBytes() else { return nil }
         do {
             let byName = try JSONDecoder().decode([String: [Float]].self, from: Data(bytes))
             return Dictionary(uniqueKeysWithValues: byName.compactMap { name, scales in Int(name).map { ($0, scales) } })
@@ -281,16 +294,34 @@ public final class ActivationCache: @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(Dictionary(uniqueKeysWithValues: scales.map { (String($0.key), $0.value) }))
-        try storeMetaValue(Self.int8ScalesKey, Array(data))
+        try storeInt8ScaleBytes(Array(data))
     }
 
-    /// The stored bytes under a meta key (the int8 scales, a blob), for copying them verbatim.
-    func metaValue(_ key: [UInt8]) throws -> [UInt8]? {
-        try environment.read { txn in try txn.value(forKey: key, in: meta) }
+    /// The int8 scales' stored bytes, checked against their checksum (a damaged scale had scaled a
+    /// channel 1600× while --verify passed); nil before calibration.
+    func int8ScaleBytes() throws -> [UInt8]? {
+        try checkedMetaValue(Self.int8ScalesKey, checksum: Self.int8ScalesChecksumKey, damaged: "the int8 scales are damaged (their checksum does not match)")
     }
 
-    func storeMetaValue(_ key: [UInt8], _ bytes: [UInt8]) throws {
-        try Self.writeReportingFullDisk(environment, path: path, String(decoding: key, as: UTF8.self)) { txn in try txn.put(key, bytes, in: meta) }
+    /// Stores the int8 scales' bytes and their checksum in one transaction.
+    func storeInt8ScaleBytes(_ bytes: [UInt8]) throws {
+        try Self.writeReportingFullDisk(environment, path: path, "the int8 scales") { txn in
+            try txn.put(Self.int8ScalesKey, bytes, in: meta)
+            try txn.put(Self.int8ScalesChecksumKey, Self.checksum(bytes), in: meta)
+        }
+    }
+
+    /// The bytes under `key`, checked against the checksum under `checksumKey` when there is one
+    /// (`damaged` says what a mismatch means).
+    private func checkedMetaValue(_ key: [UInt8], checksum checksumKey: [UInt8], damaged: String) throws -> [UInt8]? {
+        let (bytes, sum) = try environment.read { txn in
+            (try txn.value(forKey: key, in: meta), try txn.value(forKey: checksumKey, in: meta))
+        }
+        guard let bytes else { return nil }
+        if let sum, sum != Self.checksum(bytes) {
+            throw CacheError("\(path): \(damaged); extract the cache again")
+        }
+        return bytes
     }
 
     /// Marks every listed split complete in one transaction (a merge does this last, so a killed
@@ -341,14 +372,7 @@ public final class ActivationCache: @unchecked Sendable {
     /// The blob's stored bytes, checked against the checksum stored with them; nil when the cache
     /// has no blob of that name.
     func blobBytes(_ name: String) throws -> [UInt8]? {
-        let (bytes, sum) = try environment.read { txn in
-            (try txn.value(forKey: Self.blobKey(name), in: meta), try txn.value(forKey: Self.blobChecksumKey(name), in: meta))
-        }
-        guard let bytes else { return nil }
-        if let sum, sum != Self.checksum(bytes) {
-            throw CacheError("\(path): blob \(name) is damaged (its checksum does not match); extract the cache again")
-        }
-        return bytes
+        try checkedMetaValue(Self.blobKey(name), checksum: Self.blobChecksumKey(name), damaged: "blob \(name) is damaged (its checksum does not match)")
     }
 
     /// A decoder for this cache's records (with its int8 scales); one per thread. See

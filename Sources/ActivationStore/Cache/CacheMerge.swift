@@ -33,10 +33,10 @@ public enum CacheMerge {
         if settings.storage == .int8 {
             // Every shard calibrated on the same first chunk, so they hold the same scales (checked).
             let scales = shared[ActivationCache.int8ScalesKey]!
-            if let stored = try merged.metaValue(ActivationCache.int8ScalesKey) {
+            if let stored = try merged.int8ScaleBytes() {
                 guard stored == scales else { throw CacheError("\(output): its int8 scales differ from the shards'; merge into a new folder") }
             } else {
-                try merged.storeMetaValue(ActivationCache.int8ScalesKey, scales)
+                try merged.storeInt8ScaleBytes(scales)
             }
         }
         var finished: [(name: String, written: Int)] = []
@@ -169,7 +169,7 @@ public enum CacheMerge {
         let blobs = Dictionary(uniqueKeysWithValues: (settings.blobs ?? []).map { (ActivationCache.blobKey($0), $0) })
         func value(_ cache: ActivationCache, _ key: [UInt8]) throws -> [UInt8]? {
             if let name = blobs[key] { return try cache.blobBytes(name) }
-            return try cache.metaValue(key)
+            return try cache.int8ScaleBytes()
         }
         for key in (settings.blobs ?? []).map(ActivationCache.blobKey) + (settings.storage == .int8 ? [ActivationCache.int8ScalesKey] : []) {
             let name = String(decoding: key, as: UTF8.self)
