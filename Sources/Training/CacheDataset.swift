@@ -34,6 +34,8 @@ public final class CacheDataset: @unchecked Sendable {
     public let features: [Feature]
     let layout: RowLayout
     let width: Int
+    /// N_max, the most rows a record of a token cache may have (nil when not recorded).
+    let maxRows: Int?
     /// Decoded examples when held in memory: rows, label, and per feature rows × width values.
     private var memory: [(rows: Int, label: Int, values: [[Float]])]?
     /// With `skipCorrupt`, the stored index of each example this dataset serves (the intact ones).
@@ -73,6 +75,7 @@ public final class CacheDataset: @unchecked Sendable {
         self.features = features
         layout = RowLayout(rawValue: s.tokens.rawValue) ?? .tokens
         width = s.backbone.hiddenSize
+        maxRows = s.maxTokens
         if skipCorrupt {
             let (good, bad) = try scan(written: progress.written)
             intact = good
@@ -99,14 +102,13 @@ public final class CacheDataset: @unchecked Sendable {
     private func scan(written: Int) throws -> (intact: [Int], damaged: [CorruptRecord]) {
         var seen = [Bool](repeating: false, count: written)
         var damaged: [(Int, CorruptRecord)] = []
-        let width = width
         try cache.forEachRecord(split: split) { index, record, _ in
             guard index < written else { return false }
             seen[index] = true
             do {
                 let view = try record()
                 try view.checkChecksums()
-                guard view.width == width else { throw CorruptRecord(key: view.key, fault: "width \(view.width), the manifest says \(width)") }
+                if let fault = shapeFault(view) { throw CorruptRecord(key: view.key, fault: fault) }
                 guard view.label != nil else { throw CorruptRecord(key: view.key, fault: "the record has no label") }
             } catch let error as CorruptRecord {
                 damaged.append((index, error))
@@ -119,6 +121,27 @@ public final class CacheDataset: @unchecked Sendable {
         damaged.sort { $0.0 < $1.0 }
         let bad = Set(damaged.map(\.0))
         return ((0..<written).filter { !bad.contains($0) }, damaged.map(\.1))
+    }
+
+    /// How a record's shape disagrees with the manifest, or nil. Its header has a checksum and
+    /// the manifest has none, so either may be the damaged one; a head given a wider or longer
+    /// record than the manifest allows would trap on its shapes.
+    private func shapeFault(_ view: RecordView) -> String? {
+        if view.width != width { return "width \(view.width), the manifest says \(width)" }
+        switch layout {
+        case .tokens:
+            if let maxRows, view.rows > maxRows { return "\(view.rows) tokens, more than the manifest's N_max \(maxRows)" }
+        case .cls, .mean:
+            if view.rows != 1 { return "\(view.rows) rows, the manifest's token policy stores 1" }
+        case .clsAndMean:
+            if view.rows != 2 { return "\(view.rows) rows, the manifest's token policy stores 2" }
+        }
+        return nil
+    }
+
+    /// The record's shape checked against the manifest (the error names the cache and record).
+    private func checkShape(_ view: RecordView) throws {
+        if let fault = shapeFault(view) { throw CacheError("\(cache.path): record \(view.key) does not match the manifest: \(fault); one of them is damaged") }
     }
 
     /// The stored index of example `i`.
@@ -162,6 +185,7 @@ public final class CacheDataset: @unchecked Sendable {
             guard index < written else { return false }
             if let keep, !keep.contains(index) { return true }
             let view = try record()
+            try checkShape(view)
             let values = try features.map { feature in
                 var v = [Float](repeating: 0, count: view.rows * view.width)
                 try v.withUnsafeMutableBufferPointer { try decoder.decode(view, layer: feature.layer, stream: Self.stream(of: feature), into: $0) }
@@ -192,7 +216,7 @@ public final class CacheDataset: @unchecked Sendable {
             var labels: [Int] = []
             labels.reserveCapacity(views.count)
             for view in views {
-                guard view.width == width else { throw CacheError("record \(view.key) is damaged: width \(view.width), the manifest says \(width)") }
+                try checkShape(view)
                 labels.append(try Self.label(of: view))
             }
             let lengths = views.map(\.rows)

@@ -275,6 +275,29 @@ import Training
         #expect(result.val!.accuracy == accuracies[result.bestEpoch - 1])
     }
 
+    /// The manifest has no checksum: records longer than a damaged N_max must be an error naming
+    /// the cache and the record (LoSA's token mixing had trapped on them).
+    @Test func recordsTheManifestDoesNotAllowAreAnError() throws {
+        let path = SyntheticCache.temporaryPath("nmax")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try SyntheticCache.make(at: path, counts: ["train": 16, "val": 8, "test": 8], maxTokens: 8)
+        let file = URL(fileURLWithPath: path + "/data.mdb")
+        var data = try Data(contentsOf: file)
+        var searchFrom = data.startIndex
+        while let range = data.range(of: Data(#""maxTokens":8"#.utf8), in: searchFrom..<data.endIndex) {
+            data.replaceSubrange(range, with: Data(#""maxTokens":3"#.utf8))
+            searchFrom = range.upperBound
+        }
+        try data.write(to: file)
+        let cache = try ActivationCache.open(path: path)
+        #expect(cache.manifest.settings.maxTokens == 3)
+        #expect { _ = try Trainer(cache: cache, requests: [HeadRequest(head: "losa")], options: options(epochs: 1)).run() } throws: {
+            let message = "\($0)"
+            return message.hasPrefix("\(path): record ") && message.contains("does not match the manifest: ")
+                && message.contains("tokens, more than the manifest's N_max 3; one of them is damaged")
+        }
+    }
+
     @Test func unusableCachesAreRefusedWithTheReason() throws {
         let path = SyntheticCache.temporaryPath("refuse")
         defer { try? FileManager.default.removeItem(atPath: path) }
