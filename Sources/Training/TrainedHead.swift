@@ -130,8 +130,8 @@ public struct TrainedHead {
     /// The dataset may differ, and so may the storage type and compute path, which only round.
     public func checkCompatible(with settings: ExtractionSettings, cachePath: String) throws {
         if let trained = config.extraction?.backbone, trained != settings.backbone {
-            throw HeadError("\(cachePath) was extracted with backbone \(settings.backbone.name) (weights \(settings.backbone.weightsHash)), "
-                            + "but \(source) was trained on \(trained.name) (weights \(trained.weightsHash))")
+            let differences = settings.backbone.differences(from: trained).map { "\($0.name) \($0.mine), trained with \($0.theirs)" }
+            throw HeadError("\(cachePath) was extracted with another backbone than \(source) was trained on: \(differences.joined(separator: "; "))")
         }
         if let trained = config.extraction {
             // Where the dataset's columns are and its file format say nothing about the features.

@@ -61,6 +61,19 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
 
     /// Caches from before the compute path was recorded were all f32: they resume with f32 and
     /// refuse bf16, and a new f32 cache records "f32".
+    /// Every field a backbone's identity compares is named when it differs (a width that differed
+    /// alone had been reported as two identical names and hashes).
+    @Test func backboneDifferencesNameTheField() {
+        let base = sampleSettings()
+        var other = base
+        other.backbone.hiddenSize = 8
+        other.backbone.parameterCount = 99
+        #expect(base.backbone != other.backbone)
+        #expect(base.differences(from: other) == ["backbone width: 4 requested, 8 in the cache"])
+        other.backbone.hiddenSize = 4
+        #expect(base.backbone == other.backbone)
+    }
+
     @Test func aCacheWithoutAComputePathReadsAsF32() throws {
         var old = sampleSettings()
         old.compute = nil

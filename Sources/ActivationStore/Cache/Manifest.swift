@@ -46,9 +46,14 @@ public struct BackboneIdentity: Codable, Sendable, Equatable {
 
     /// The same backbone: the count is derived from the weights, whose hash is compared, and older
     /// caches and heads lack it.
-    public static func == (a: Self, b: Self) -> Bool {
-        (a.name, a.architecture, a.hiddenSize, a.layerCount) == (b.name, b.architecture, b.hiddenSize, b.layerCount)
-            && (a.configHash, a.weightsHash, a.weightsBytes) == (b.configHash, b.weightsHash, b.weightsBytes)
+    public static func == (a: Self, b: Self) -> Bool { a.differences(from: b).isEmpty }
+
+    /// The fields `==` compares that differ, as (name, mine, theirs).
+    public func differences(from other: Self) -> [(name: String, mine: String, theirs: String)] {
+        [("backbone", name, other.name), ("backbone architecture", architecture, other.architecture),
+         ("backbone width", "\(hiddenSize)", "\(other.hiddenSize)"), ("backbone layers", "\(layerCount)", "\(other.layerCount)"),
+         ("backbone config hash", configHash, other.configHash), ("backbone weights hash", weightsHash, other.weightsHash),
+         ("backbone weights bytes", "\(weightsBytes)", "\(other.weightsBytes)")].filter { $0.1 != $0.2 }
     }
 }
 
@@ -178,9 +183,7 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         func compare<T: Equatable>(_ name: String, _ a: T, _ b: T) {
             if a != b { out.append("\(name): \(a) \(mine), \(b) \(theirs)") }
         }
-        compare("backbone", backbone.name, other.backbone.name)
-        compare("backbone config hash", backbone.configHash, other.backbone.configHash)
-        compare("backbone weights hash", backbone.weightsHash, other.backbone.weightsHash)
+        for (name, a, b) in backbone.differences(from: other.backbone) { compare(name, a, b) }
         for (name, a, b) in preprocessingDifferences(from: other) { compare(name, a, b) }
         compare("dataset files", datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" },
                 other.datasetFiles.map { "\($0.name) (\($0.bytes) bytes, \($0.hash))" })
