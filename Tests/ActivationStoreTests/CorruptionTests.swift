@@ -85,6 +85,21 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
         #expect(throws: CacheError(message)) { try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: true) }
     }
 
+    /// LMDB keeps no checksums: a damaged page can drop a record or file it under another key.
+    /// --verify names every record the progress counts that is not there, and every one past it.
+    @Test func missingAndStrayRecordsAreNamed() throws {
+        let path = temporaryFolder("missing")
+        defer { removeFolder(path) }
+        var settings = shardableSettings(counts: ["train": 6], storage: .f16)
+        settings.splits = ["train"]
+        let cache = try ActivationCache.openForWriting(path: path, settings: settings, blobs: [mergeBlob])
+        let records = try [0, 1, 3, 4, 7].map { (index: $0, bytes: try syntheticRecord("train", $0, storage: .f16)) }
+        try cache.append(split: "train", records: records, progress: SplitProgress(written: 6, complete: true))
+        let report = try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: false)
+        #expect(report.damaged == ["record train:2 is missing", "record train:5 is missing",
+                                   "record train:7 is beyond the 6 the split's progress counts"])
+    }
+
     /// The int8 scales multiply every value of their channel: a damaged one is refused by every
     /// reader of records, and so by --verify.
     @Test func damagedInt8ScalesAreRefused() throws {

@@ -55,8 +55,22 @@ public struct CacheReport: Codable, Sendable {
             var report = SplitReport(name: split, expected: expected, written: progress.written,
                                      complete: progress.complete, records: 0, digest: nil)
             var recordHashes: [UInt64] = []
+            // Records first..<first + written must all be there, and no others: LMDB has no
+            // checksums of its own, and a damaged page can drop or re-key a record.
+            let first = settings.heldRange(of: split).lowerBound
+            var next = first
+            func missing(upTo end: Int) {
+                for index in next..<max(next, end) { damaged.append("record \(ActivationCache.keyName(split: split, index: index)) is missing") }
+            }
             try cache.forEachRecord(split: split) { index, open, raw in
                 report.records += 1
+                if verify {
+                    missing(upTo: min(index, first + progress.written))
+                    next = max(next, index + 1)
+                    if index >= first + progress.written {
+                        damaged.append("record \(ActivationCache.keyName(split: split, index: index)) is beyond the \(progress.written) the split's progress counts")
+                    }
+                }
                 let record: RecordView
                 do { record = try open() } catch {
                     guard verify else { throw error }
@@ -88,6 +102,7 @@ public struct CacheReport: Codable, Sendable {
                 }
                 return true
             }
+            if verify { missing(upTo: first + progress.written) }
             if digest || verify {
                 report.digest = String(recordHashes.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
             }
