@@ -56,7 +56,7 @@ public final class CacheDataset: @unchecked Sendable {
         }
         let progress = try cache.progress(of: split)
         guard progress.complete else {
-            throw CacheError("\(cache.path): the \(split) split is incomplete (\(progress.written) of \(s.splitCounts[split] ?? 0) examples); run the same sidecar extract again to finish it")
+            throw CacheError("\(cache.path): the \(split) split is incomplete (\(progress.written) of \(s.splitCounts[split] ?? 0) examples); \(SplitProgress.toFinish)")
         }
         for feature in features {
             switch feature {

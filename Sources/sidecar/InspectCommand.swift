@@ -101,6 +101,10 @@ struct InspectCommand: ParsableCommand {
             print(split.name.padding(toLength: 10, withPad: " ", startingAt: 0)
                   + String(format: "%9d %8d   %-8@   %@", split.expected, split.records, split.complete ? "yes" : "no", split.digest ?? "-"))
         }
+        let incomplete = r.splits.filter { !$0.complete }
+        if !incomplete.isEmpty {
+            print("incomplete: " + incomplete.map { "\($0.name) (\($0.written) of \($0.expected))" }.joined(separator: ", ") + "; \(SplitProgress.toFinish)")
+        }
         print("\nlayer   stored MB   raw fp32 MB   ratio   bytes/token")
         for l in r.layers {
             print(String(format: "%5d %11.2f %13.2f %7.3f %13.1f", l.layer, Double(l.storedBytes) / 1e6, Double(l.rawFloat32Bytes) / 1e6,

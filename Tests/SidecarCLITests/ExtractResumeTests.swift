@@ -107,6 +107,10 @@ func dataFileSize(_ cache: String) -> Int {
                 let report = try JSONSerialization.jsonObject(with: Data(inspected.out.utf8)) as! [String: Any]
                 let train = (report["splits"] as! [[String: Any]])[0]
                 #expect(train["complete"] as? Bool == false, "kill \(kills) left a cache marked complete")
+                // The table says so in words too, with what finishes it.
+                let text = try runSidecar(["inspect", resumed, "--verify"])
+                #expect(text.out.contains("incomplete: train (\(train["written"] as? Int ?? -1) of ")
+                        && text.out.contains("run the same sidecar extract"), "\(text.out)")
             }
         }
         print("extraction took \(duration) s; killed \(kills) runs with SIGKILL at data file sizes \(killedAt) of \(finalSize)")

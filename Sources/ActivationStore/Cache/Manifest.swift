@@ -228,4 +228,7 @@ public struct SplitProgress: Codable, Sendable, Equatable {
         self.written = written
         self.complete = complete
     }
+
+    /// What finishes an incomplete split: a merged cache records no sign that a merge made it.
+    public static let toFinish = "run the same sidecar extract (or sidecar merge, for a merged cache) again to finish it"
 }
