@@ -28,6 +28,7 @@ struct MergeCommand: ParsableCommand {
     }
 
     func run() throws {
+        try checkWritableFolder(out)
         let bar = ProgressLines()
         let merged = try CacheMerge.merge(shards: shards, into: out) { bar.update($0) }
         let s = merged.manifest.settings

@@ -27,6 +27,7 @@ func isFolder(_ path: String) -> Bool? {
 /// exists) must be a folder this process may write in (a read-only file system fails here too).
 /// Nothing is created yet, so a refused command leaves nothing behind.
 func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
+    guard !folder.isEmpty else { throw CommandError("\(flag) is empty; give a folder") }
     let target = URL(fileURLWithPath: folder).standardizedFileURL
     var url = target
     while isFolder(url.path) == nil { url = url.deletingLastPathComponent() }

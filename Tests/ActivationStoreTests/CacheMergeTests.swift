@@ -235,12 +235,14 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
         refused([good[0], unsharded], "\(unsharded): not a shard")
         refused([], "no shard caches given")
 
-        // A damaged record is found while copying: reported by key, and the output is left incomplete.
+        // A damaged record is found while copying: reported by its shard's folder and key, and the
+        // output is left incomplete.
         let damaged = try shard(1, damage: 17)
         let output = temporaryFolder("damaged")
         made.append(output)
         #expect { try CacheMerge.merge(shards: [good[0], damaged, good[2]], into: output) } throws: {
-            "\($0)" == "record train:17 is damaged: checksum mismatch in layer 2"
+            "\($0)" == "\(damaged): record train:17 is damaged: checksum mismatch in layer 2; extract that shard again (--shard 1/3), "
+                + "then run the same merge, which resumes"
         }
         let left = try ActivationCache.open(path: output)
         #expect(try left.progress(of: "train").complete == false && left.progress(of: "val").complete == false)

@@ -335,6 +335,13 @@ import Testing
              },
              expected: ["--zstd-level 0: zstd levels are 1...22"]),
         Case(kind: "flags", fault: "input is a folder", setup: flags(["tokenize", "--input", "/tmp"]), expected: ["--input /tmp: is a folder"]),
+        Case(kind: "flags", fault: "merge into a file", setup: { scratch in
+                 let file = scratch.appendingPathComponent("afile")
+                 try Data("x".utf8).write(to: file)
+                 return (["merge", "CACHE", "CACHE", "--out", file.path], .noFile(file.path + "/data.mdb"))
+             },
+             expected: ["--out $/afile: is a file, not a folder"]),
+        Case(kind: "flags", fault: "merge into an empty path", setup: flags(["merge", "CACHE", "CACHE", "--out", ""]), expected: ["--out is empty; give a folder"]),
         // Heads files.
         Case(kind: "heads file", fault: "empty", setup: headsFile("[]"), expected: ["--heads-file $/heads.json: lists no heads"]),
         Case(kind: "heads file", fault: "unknown key", setup: headsFile(#"[{"head": "linear", "sets": {"layers": "all"}}]"#),

@@ -66,7 +66,10 @@ public enum CacheMerge {
                     guard index >= state.written else { return true }
                     // The checksums travel with the bytes; check them so a damaged shard is
                     // reported here, by its folder, rather than in the merged cache.
-                    try open().checkChecksums()
+                    do { try open().checkChecksums() } catch let damage as CorruptRecord {
+                        throw CacheError("\(shard.path): \(damage); extract that shard again (--shard \(shard.info.index)/\(shard.info.count)), "
+                                         + "then run the same merge, which resumes")
+                    }
                     batch.append((index, Array(raw)))
                     bytes += raw.count
                     if batch.count >= batchRecords || bytes >= batchBytes { try commit() }
