@@ -49,9 +49,11 @@ public struct SweepRunner {
         URL(fileURLWithPath: results).appendingPathComponent("trials").appendingPathComponent(id).path
     }
 
-    /// Runs each group's members (only those given: the pending ones); returns (ok, failed) counts.
+    /// Runs each group's members (only those given: the pending ones); returns the counts of
+    /// trials that finished and failed, and of passes that failed as a whole (a damaged cache, a
+    /// full disk: the trials themselves were never the fault).
     @discardableResult
-    public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int) {
+    public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int, failedPasses: Int) {
         let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
         let cacheHash = try cache.describe().manifestHash
         // Every line names the cache it ran on, so that a rerun on another cache is not taken as finished.
@@ -64,7 +66,7 @@ public struct SweepRunner {
             log("\(writer.path): cut off a torn last line (\(writer.cutBytes) bytes) that an interrupted run left")
         }
         let context = try cache.describe().context
-        var ok = 0, failed = 0
+        var ok = 0, failed = 0, failedPasses = 0
         for (n, group) in groups.enumerated() {
             if stop.isSet { throw SweepInterrupted(finished: ok + failed) }
             // The plan builds heads without this CPU (every shard must plan alike), so a head it
@@ -137,6 +139,7 @@ public struct SweepRunner {
                 }
                 log("  group \(group.id) failed: \(error)")
                 failed += members.count
+                failedPasses += 1
                 continue
             }
             var options1 = trainer.options
@@ -163,7 +166,7 @@ public struct SweepRunner {
                 }
             }
         }
-        return (ok, failed)
+        return (ok, failed, failedPasses)
     }
 }
 

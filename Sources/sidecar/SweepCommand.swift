@@ -205,6 +205,7 @@ struct SweepCommand: ParsableCommand {
         let sources = Self.installSignalHandlers(stop: stop, children: children, quitOnSecond: !worker)
         defer { sources.forEach { $0.cancel() } }
         let cores = ProcessInfo.processInfo.activeProcessorCount
+        var failedPasses = 0
         do {
             if parallel > 1 && !worker {
                 try runWorkers(pending, parts: parallel, shard: shard, threads: threads ?? max(1, cores / parallel), children: children, stop: stop)
@@ -212,7 +213,7 @@ struct SweepCommand: ParsableCommand {
                 var runner = SweepRunner(cache: opened, cachePath: cache, resultsFolder: results, shard: shard,
                                          parallelHeads: threads ?? (worker ? 1 : nil), stop: stop, log: Self.say)
                 runner.inMemory = inMemory
-                try runner.run(pending)
+                failedPasses = try runner.run(pending).failedPasses
             }
         } catch let e as SweepInterrupted {
             FileHandle.standardError.write(Data("sidecar sweep: \(e)\n".utf8))
@@ -223,6 +224,11 @@ struct SweepCommand: ParsableCommand {
         let okNow = ids.intersection(after.ok).count, failedNow = ids.intersection(after.failed).count
         out("done: \(okNow) ok, \(failedNow) failed; results in \(URL(fileURLWithPath: results).appendingPathComponent(shard.fileName).path)")
         if okNow + failedNow < ids.count { throw CommandError("\(ids.count - okNow - failedNow) trial(s) have no results line; see the messages above") }
+        // A trial that diverges is a result; a pass that could not run is not (a job array must
+        // see the task fail).
+        if failedPasses > 0 {
+            throw CommandError("\(failedPasses) pass(es) failed as a whole (see the messages above); their trials are recorded as failed, and a rerun retries them")
+        }
     }
 
     /// Splits the pending passes over `parts` worker processes of this same command and waits.

@@ -1,5 +1,6 @@
 // `sidecar sweep` as a user runs it: the plan, --jobs, the emitted job files, and Ctrl-C followed
 // by a resume.
+import ActivationStore
 import Foundation
 import Testing
 
@@ -192,6 +193,37 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(retried.out.contains("to run: 1 trial(s) in 1 pass(es), 1 retried after failing"), "\(retried.out)")
         let lines = try resultLines(results)
         #expect(lines.count == 3 && lines.filter { $0["status"] as? String == "failed" }.count == 2)
+    }
+
+    /// A pass that cannot run (here a damaged record) records its trials as failed, like a
+    /// diverged one, but the sweep exits 1: a job array must see that task fail.
+    @Test func aPassThatCannotRunFailsTheCommand() throws {
+        let cache = scratchPath("damaged-cache")
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, counts: ["train": 32, "val": 8, "test": 8])
+        // Every stored copy of train:5's last bytes (its last block's payload) flipped.
+        var record: [UInt8] = []
+        try ActivationCache.open(path: cache).forEachRecord(split: "train") { index, _, raw in
+            if index == 5 { record = Array(raw) }
+            return index < 5
+        }
+        let file = URL(fileURLWithPath: cache + "/data.mdb")
+        var data = try Data(contentsOf: file)
+        var searchFrom = data.startIndex
+        while let range = data.range(of: Data(record), in: searchFrom..<data.endIndex) {
+            data[range.upperBound - 2] ^= 0x5A
+            searchFrom = range.upperBound
+        }
+        try data.write(to: file)
+        let spec = try writeSpec("[base.training]\nepochs = 1\n[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [0.01, 0.1]\n")
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let results = scratchPath("damaged")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let run = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(run.status == 1)
+        #expect(run.out.contains("done: 0 ok, 2 failed"), "\(run.out)")
+        #expect(run.err.contains("1 pass(es) failed as a whole"), "\(run.err)")
+        #expect(try resultLines(results).allSatisfy { ($0["error"] as? String)?.contains("record train:5 is damaged") == true })
     }
 
     @Test func emittedSlurmScriptAndKubernetesJobAreFilledIn() throws {
