@@ -76,6 +76,42 @@ func lastJSON(_ out: String) throws -> [String: Any] {
         #expect(written?["skipped_corrupt"] as? Int == 3)
     }
 
+    /// A reader writes LMDB's lock file too: a user who cannot write in the cache's folder (a
+    /// shared read-only copy without lock.mdb) is told to read it with --no-lock, which works.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"), "needs root to run as another user"))
+    func aCacheThisUserCannotLockIsReadWithNoLock() throws {
+        let folder = temporaryPath("no-lock-user")
+        defer { removeFolder(folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let cache = folder + "/cache", binary = folder + "/sidecar"
+        try FileManager.default.copyItem(atPath: try Self.tinyCache.get(), toPath: cache)
+        try FileManager.default.removeItem(atPath: cache + "/lock.mdb")
+        // The binary where the other user can run it; the folders readable, not writable, by it.
+        try FileManager.default.copyItem(atPath: sidecarBinary().path, toPath: binary)
+        for path in [folder, cache] { #expect(chmod(path, 0o755) == 0) }
+        for file in ["data.mdb", "writer.lock"] where FileManager.default.fileExists(atPath: cache + "/" + file) {
+            #expect(chmod(cache + "/" + file, 0o644) == 0)
+        }
+        func asNobody(_ arguments: [String]) throws -> (status: Int32, err: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", binary] + arguments
+            let err = Pipe()
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = err
+            try process.run()
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let refused = try asNobody(["inspect", cache])
+        #expect(refused.status == 1)
+        #expect(refused.err.contains("\(cache): cannot open or create its lock file lock.mdb (Permission denied); a cache in a folder "
+                                     + "this user cannot write is read with --no-lock"), "\(refused.err)")
+        let read = try asNobody(["inspect", cache, "--no-lock", "--verify"])
+        #expect(read.status == 0, "\(read.err)")
+    }
+
     @Test(arguments: [0.6, 0.95])
     func aTruncatedDataFileIsAnErrorNamingIt(keptFraction: Double) throws {
         let cache = try Self.copyOfTinyCache("truncated")

@@ -79,7 +79,14 @@ public final class ActivationCache: @unchecked Sendable {
         guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
             throw CacheError("\(path): not an activation cache (no data.mdb); create one with `sidecar extract`")
         }
-        let environment = try LMDBEnvironment(path: path, options: .init(readOnly: true, noLock: noLock, mapSize: 0))
+        let environment: LMDBEnvironment
+        do {
+            environment = try LMDBEnvironment(path: path, options: .init(readOnly: true, noLock: noLock, mapSize: 0))
+        } catch let error as LMDBError where error.code == EACCES && !noLock && access(path + "/data.mdb", R_OK) == 0 {
+            // Readers too write LMDB's lock file (their slots in its reader table).
+            throw CacheError("\(path): cannot open or create its lock file lock.mdb (\(error.message)); a cache in a folder "
+                             + "this user cannot write is read with --no-lock, safe while no process writes to it")
+        }
         let meta: LMDBDatabase, records: LMDBDatabase
         do {
             meta = try environment.openDatabase("meta")
