@@ -133,11 +133,12 @@ public struct SweepRunner {
                 // The pass itself failed (not one head): every member is recorded with the reason;
                 // a rerun retries them.
                 let seconds = Date().timeIntervalSince(started)
+                let reason = error is CorruptRecord ? "\(cachePath): \(error)" : "\(error)"
                 for p in members {
-                    try append(TrialRecord(trial: p.trial, error: "pass failed: \(error)", shard: shard, group: group.id,
+                    try append(TrialRecord(trial: p.trial, error: "pass failed: \(reason)", shard: shard, group: group.id,
                                            fitSeconds: seconds, peakRSS: peakResidentBytes()))
                 }
-                log("  group \(group.id) failed: \(error)")
+                log("  group \(group.id) failed: \(reason)")
                 failed += members.count
                 failedPasses += 1
                 continue

@@ -46,7 +46,10 @@ struct EvalCommand: ParsableCommand {
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         try trained.checkCompatible(with: opened.manifest.settings, cachePath: cache)
         let model = try trained.instantiate(context: try opened.describe().context)
-        var evaluation = try Evaluation.run(model, cache: opened, split: split, batchSize: batchSize)
+        var evaluation: Evaluation
+        do { evaluation = try Evaluation.run(model, cache: opened, split: split, batchSize: batchSize) } catch let error as CorruptRecord {
+            throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record")
+        }
         if json {
             if !logits { evaluation.logits = [] }
             let encoder = JSONEncoder()

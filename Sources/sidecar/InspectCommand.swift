@@ -37,7 +37,9 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         if let example, let npy {
-            try export(opened, example, to: try outputFile(npy, flag: "--npy"))
+            do { try export(opened, example, to: try outputFile(npy, flag: "--npy")) } catch let error as CorruptRecord {
+                throw CacheError("\(cache): \(error)")
+            }
             return
         }
         let report = try CacheReport.make(opened, verify: verify, digest: json || verify)

@@ -74,6 +74,13 @@ func lastJSON(_ out: String) throws -> [String: Any] {
         #expect(skipping.err.contains("skipped_corrupt 3 (damaged records left out of training and evaluation)"))
         let written = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/result.json"))) as? [String: Any]
         #expect(written?["skipped_corrupt"] as? Int == 3)
+
+        // eval and inspect --npy name the cache too (test:3's damage is in a layer the probe does
+        // not read).
+        let evaluated = try runSidecar(["eval", "--cache", cache, "--head", out, "--split", "train"])
+        #expect(evaluated.status != 0 && evaluated.err.contains("Error: \(cache): record train:5 is damaged: "), "\(evaluated.err)")
+        let npy = try runSidecar(["inspect", cache, "--example", "train:22", "--npy", out + "/x.npy"])
+        #expect(npy.status != 0 && npy.err.contains("Error: \(cache): record train:22 is damaged: "), "\(npy.err)")
     }
 
     /// A reader writes LMDB's lock file too: a user who cannot write in the cache's folder (a

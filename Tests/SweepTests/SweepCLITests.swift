@@ -223,7 +223,7 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(run.status == 1)
         #expect(run.out.contains("done: 0 ok, 2 failed"), "\(run.out)")
         #expect(run.err.contains("1 pass(es) failed as a whole"), "\(run.err)")
-        #expect(try resultLines(results).allSatisfy { ($0["error"] as? String)?.contains("record train:5 is damaged") == true })
+        #expect(try resultLines(results).allSatisfy { ($0["error"] as? String)?.contains("pass failed: \(cache): record train:5 is damaged") == true })
     }
 
     @Test func emittedSlurmScriptAndKubernetesJobAreFilledIn() throws {
