@@ -241,8 +241,16 @@ struct FitCommand: ParsableCommand {
             switch fields["set"] {
             case nil: break
             case .object(let values):
+                let schema = (try? HeadRegistry.kind(named: head).schema) ?? []
                 for (key, value) in values {
                     if value == .array([]) { throw CommandError("\(entry): \"\(key)\" is an empty list") }
+                    // [8] would read as 8: only list-valued keys take lists.
+                    if case .array = value, let declared = schema.first(where: { $0.name == key }) {
+                        switch declared.kind {
+                        case .ints, .layers: break
+                        default: throw CommandError("\(entry): \"\(key)\" takes one value, not a list")
+                        }
+                    }
                     guard let text = settingText(value) else {
                         throw CommandError("\(entry): \"\(key)\" must be a string, number, true/false or a list of those")
                     }

@@ -355,6 +355,8 @@ import Testing
              expected: ["--heads-file $/heads.json: entry 2: --set dropout=nan for head mlp"]),
         Case(kind: "heads file", fault: "an empty list", setup: headsFile(#"[{"head": "consolidator", "set": {"groups": []}}]"#),
              expected: [#"--heads-file $/heads.json: entry 1: "groups" is an empty list"#]),
+        Case(kind: "heads file", fault: "a list for a single value", setup: headsFile(#"[{"head": "mlp", "set": {"hidden": [8]}}]"#),
+             expected: [#"--heads-file $/heads.json: entry 1: "hidden" takes one value, not a list"#]),
         Case(kind: "heads file", fault: "a setting given twice", setup: headsFile(#"[{"head": "mlp", "set": {"dropout": 0.1, "dropout": 0.5}}]"#),
              expected: [#"--heads-file $/heads.json: the key "dropout" is given twice in one object"#]),
         Case(kind: "heads file", fault: "a head given twice, once escaped", setup: headsFile(#"[{"head": "mlp", "he\u0061d": "linear"}]"#),
