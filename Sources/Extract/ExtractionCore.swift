@@ -227,7 +227,8 @@ func runChunks(output: String, settings: ExtractionSettings, blobs: [BlobContent
             let encoder = encoders.values[worker]
             return try work.compute(batch).map { example in
                 (index: example.index, bytes: try withBlockPointers(example.blocks) { pointers in
-                    try encoder.encode(label: example.label, rows: example.rows, width: width,
+                    try encoder.encode(key: ActivationCache.keyName(split: name, index: example.index), label: example.label,
+                                       rows: example.rows, width: width,
                                        blocks: zip(keys, pointers).map { RecordEncoder.Block(layer: $0.layer, stream: $0.stream, values: $1) })
                 })
             }

@@ -58,7 +58,7 @@ func writeSeeds(to directory: String) throws {
             let encoder = RecordEncoder(storage: storage, shuffle: shuffle, int8Scales: [0: [0.5, 0.5, 0.5, 0.5], 1: [1, 1, 1, 1]])
             var record = try values.withUnsafeBufferPointer { first in
                 try values.reversed().withUnsafeBufferPointer { second in
-                    try encoder.encode(label: 3, rows: 3, width: 4, blocks: [
+                    try encoder.encode(key: recordKey, label: 3, rows: 3, width: 4, blocks: [
                         .init(layer: 0, values: first), .init(layer: 1, stream: Stream.allCases.last!, values: second),
                     ])
                 }
@@ -66,6 +66,11 @@ func writeSeeds(to directory: String) throws {
             // The target recomputes checksums for inputs that end in an even byte.
             record.append(0)
             seeds["record", default: []].append(("\(storage.rawValue)\(shuffle ? "-shuffled" : "")", record))
+            if storage == .f32 && !shuffle {
+                // The format before records were bound to their keys, still read.
+                record.replaceSubrange(0..<4, with: Array("SCR1".utf8))
+                seeds["record", default: []].append(("f32-scr1", record))
+            }
         }
     }
 

@@ -207,7 +207,7 @@ func fuzzRecord(_ data: UnsafeRawBufferPointer) {
     var bytes = Array(data)
     if let last = bytes.last, last & 1 == 0 { fixChecksums(&bytes) }
     bytes.withUnsafeBytes { raw in
-        guard let record = try? RecordView(raw, key: "fuzz-record") else { return }
+        guard let record = try? RecordView(raw, key: recordKey) else { return }
         require(record.rows >= 0 && record.width >= 0, "rows \(record.rows), width \(record.width)")
         // Callers size the destination from the header; the fuzzer keeps that allocation small.
         let (count, overflow) = record.rows.multipliedReportingOverflow(by: record.width)
@@ -228,9 +228,13 @@ func fuzzRecord(_ data: UnsafeRawBufferPointer) {
     }
 }
 
+/// The key every fuzzed record is read under (a current record's header checksum is seeded with it).
+let recordKey = "fuzz-record"
+
 /// Rewrites the header checksum and each in-bounds block's checksum to match the bytes.
 func fixChecksums(_ bytes: inout [UInt8]) {
-    guard bytes.count >= 28, bytes.starts(with: Array("SCR1".utf8)) else { return }
+    let boundToKey = bytes.starts(with: Array("SCR2".utf8))
+    guard bytes.count >= 28, boundToKey || bytes.starts(with: Array("SCR1".utf8)) else { return }
     func load<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
         bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
     }
@@ -247,5 +251,5 @@ func fixChecksums(_ bytes: inout [UInt8]) {
             store(XXHash64.hash(Array(bytes[offset..<(offset + length)])), at: base + 16)
         }
     }
-    store(XXHash64.hash(Array(bytes[..<(headerSize - 8)])), at: headerSize - 8)
+    store(XXHash64.hash(Array(bytes[..<(headerSize - 8)]), seed: boundToKey ? XXHash64.hash(Array(recordKey.utf8)) : 0), at: headerSize - 8)
 }

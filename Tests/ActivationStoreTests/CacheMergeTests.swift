@@ -30,7 +30,7 @@ func syntheticRecord(_ split: String, _ index: Int, storage: StorageType) throws
     let a = (0..<(rows * width)).map { base * 0.001 * Float($0 + 1) }, b = a.map { -$0 * 0.5 }
     return try a.withUnsafeBufferPointer { pa in
         try b.withUnsafeBufferPointer { pb in
-            try encoder.encode(label: index % 2, rows: rows, width: width,
+            try encoder.encode(key: ActivationCache.keyName(split: split, index: index), label: index % 2, rows: rows, width: width,
                                blocks: [RecordEncoder.Block(layer: 0, values: pa), RecordEncoder.Block(layer: 2, values: pb)])
         }
     }

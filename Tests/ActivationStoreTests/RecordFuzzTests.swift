@@ -56,7 +56,7 @@ import Testing
         let values: [Float] = (0..<12).map { Float($0) / 4 }
         let encoder = RecordEncoder(storage: .f16)
         let bytes = try values.withUnsafeBufferPointer {
-            try encoder.encode(label: 1, rows: 3, width: 4, blocks: [.init(layer: 2, values: $0)])
+            try encoder.encode(key: "ok", label: 1, rows: 3, width: 4, blocks: [.init(layer: 2, values: $0)])
         }
         var decoded = [Float](repeating: -1, count: 12)
         try bytes.withUnsafeBytes { raw in

@@ -25,7 +25,7 @@ import TensorCore
     func aBlockDecodesToItsRoundedValues(storage: StorageType, shuffle: Bool) throws {
         let values = Self.values, rows = 7, width = 37
         let bytes = try values.withUnsafeBufferPointer {
-            try RecordEncoder(storage: storage, shuffle: shuffle).encode(label: 0, rows: rows, width: width, blocks: [.init(layer: 1, values: $0)])
+            try RecordEncoder(storage: storage, shuffle: shuffle).encode(key: "k", label: 0, rows: rows, width: width, blocks: [.init(layer: 1, values: $0)])
         }
         var decoded = [Float](repeating: -1, count: values.count)
         try bytes.withUnsafeBytes { raw in
@@ -37,5 +37,23 @@ import TensorCore
             #expect(decoded[i].bitPattern == expected.bitPattern || (decoded[i].isNaN && expected.isNaN),
                     "value \(i): \(value) decoded as \(decoded[i]), expected \(expected)")
         }
+    }
+    /// A record's header checksum is seeded with its key: intact bytes served under another key (a
+    /// damaged LMDB page pointer) are refused. Records from before (SCR1, unseeded) still read.
+    @Test func aRecordReadUnderAnotherKeyIsRefused() throws {
+        let values: [Float] = (0..<8).map(Float.init)
+        var bytes = try values.withUnsafeBufferPointer {
+            try RecordEncoder(storage: .f32).encode(key: "train:17", label: 1, rows: 2, width: 4, blocks: [.init(layer: 0, values: $0)])
+        }
+        #expect(try bytes.withUnsafeBytes { try RecordView($0, key: "train:17").label } == 1)
+        #expect(throws: CorruptRecord(key: "train:18", fault: "header checksum mismatch")) {
+            try bytes.withUnsafeBytes { _ = try RecordView($0, key: "train:18") }
+        }
+        // The same header as an SCR1 record: checksum unseeded, read under any key.
+        let headerSize = 20 + 24 + 8
+        bytes.replaceSubrange(0..<4, with: Array("SCR1".utf8))
+        let sum = bytes.withUnsafeBytes { XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0[..<(headerSize - 8)])) }
+        withUnsafeBytes(of: sum.littleEndian) { bytes.replaceSubrange((headerSize - 8)..<headerSize, with: $0) }
+        #expect(try bytes.withUnsafeBytes { try RecordView($0, key: "train:18").label } == 1)
     }
 }

@@ -48,7 +48,7 @@ enum SyntheticCache {
                     }
                 }
                 let bytes = try withPointers(blocks) { pointers in
-                    try encoder.encode(label: label, rows: length, width: width,
+                    try encoder.encode(key: ActivationCache.keyName(split: split, index: i), label: label, rows: length, width: width,
                                        blocks: zip(kinds, pointers).map { RecordEncoder.Block(layer: $0.0, stream: $0.1, values: $1) })
                 }
                 records.append((i, bytes))

@@ -4,7 +4,8 @@
 // overflow pages, so many mid-sized values waste up to a page each).
 //
 // Layout, little-endian:
-//   0  "SCR1"                      magic and format version
+//   0  "SCR2"                      magic and format version ("SCR1": caches from before the key
+//                                  was bound into the header checksum, still read)
 //   4  u32 label id                (UInt32.max: unlabelled)
 //   8  u32 rows                    rows per block (tokens, or 1–2 pooled vectors)
 //  12  u32 width                   values per row
@@ -12,7 +13,9 @@
 //  18  u8  storage                 0 f32, 1 f16, 2 bf16, 3 int8 (scales in the manifest database)
 //  19  u8  flags                   bit 0: bytes shuffled before compression
 //  20  blocks × 24 bytes: u16 layer, u16 stream, u32 offset, u32 length, u32 reserved, u64 XXH64 of the stored bytes
-//  then u64 XXH64 of every header byte before it, then the zstd frames.
+//  then u64 XXH64 of every header byte before it, seeded with the XXH64 of the record's key
+//  ("train:17"), then the zstd frames. The seed ties the record to its key: LMDB has no checksums
+//  of its own, and a damaged page pointer had served one record's intact bytes as another's.
 import Foundation
 import TensorCore
 
@@ -108,8 +111,9 @@ public final class RecordEncoder {
         }
     }
 
-    /// The record bytes for one example.
-    public func encode(label: Int?, rows: Int, width: Int, blocks: [Block]) throws -> [UInt8] {
+    /// The record bytes for one example, to be stored under the key named `key` ("train:17",
+    /// `ActivationCache.keyName`).
+    public func encode(key: String, label: Int?, rows: Int, width: Int, blocks: [Block]) throws -> [UInt8] {
         precondition(blocks.allSatisfy { $0.values.count == rows * width }, "record blocks must each hold rows × width values")
         let headerSize = 20 + 24 * blocks.count + 8
         var out = [UInt8](repeating: 0, count: headerSize)
@@ -128,7 +132,7 @@ public final class RecordEncoder {
         }
         out.withUnsafeMutableBytes { header in
             func store<T: FixedWidthInteger>(_ value: T, at offset: Int) { header.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self) }
-            header.copyBytes(from: Array("SCR1".utf8))
+            header.copyBytes(from: Array("SCR2".utf8))
             store(UInt32(label ?? Int(UInt32.max)), at: 4)
             store(UInt32(rows), at: 8)
             store(UInt32(width), at: 12)
@@ -143,7 +147,8 @@ public final class RecordEncoder {
                 store(UInt32(entry.length), at: base + 8)
                 store(UInt64(entry.checksum), at: base + 16)
             }
-            store(XXHash64.hash(UnsafeRawBufferPointer(rebasing: header[..<(headerSize - 8)])), at: headerSize - 8)
+            store(XXHash64.hash(UnsafeRawBufferPointer(rebasing: header[..<(headerSize - 8)]), seed: RecordView.headerSeed(key: key)),
+                  at: headerSize - 8)
         }
         return out
     }
@@ -215,15 +220,25 @@ public struct RecordView {
     /// Largest decoded block accepted (4 GiB); real blocks are a few megabytes.
     public static let maximumBlockBytes = 1 << 32
 
+    /// The header checksum's seed: the XXH64 of the key's name.
+    static func headerSeed(key: String) -> UInt64 {
+        XXHash64.hash(Array(key.utf8))
+    }
+
     /// Parses and checks the header (magic, header checksum, block bounds).
     public init(_ bytes: UnsafeRawBufferPointer, key: String) throws {
         func fail(_ fault: String) -> CorruptRecord { CorruptRecord(key: key, fault: fault) }
-        guard bytes.count >= 28, bytes.starts(with: Array("SCR1".utf8)) else { throw fail("no record header (too short or wrong magic)") }
+        let boundToKey = bytes.starts(with: Array("SCR2".utf8))
+        guard bytes.count >= 28, boundToKey || bytes.starts(with: Array("SCR1".utf8)) else {
+            throw fail("no record header (too short or wrong magic)")
+        }
         func load<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T { T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self)) }
         let blockCount = Int(load(16, UInt16.self))
         let headerSize = 20 + 24 * blockCount + 8
         guard bytes.count >= headerSize else { throw fail("header of \(blockCount) blocks is longer than the record") }
-        guard load(headerSize - 8, UInt64.self) == XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[..<(headerSize - 8)])) else {
+        let seed = boundToKey ? Self.headerSeed(key: key) : 0
+        guard load(headerSize - 8, UInt64.self) == XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[..<(headerSize - 8)]), seed: seed) else {
+            // For a current record, a damaged header or another key's record.
             throw fail("header checksum mismatch")
         }
         guard let storage = StorageType(code: bytes[18]) else { throw fail("unknown storage code \(bytes[18])") }
