@@ -40,7 +40,7 @@ public struct ImageFolderSource: Sendable, Equatable {
             throw .emptySplit(file: train)
         }
         self.directory = directory
-        self.labels = LabelMap(names: LabelMap.sorted(Set(classes)))
+        self.labels = LabelMap(names: LabelMap.sorted(classes))
         self.splits = Split.allCases.filter { Self.isDirectory(TextDatasetSource.join(directory, $0.fileStem)) }
     }
 

@@ -137,9 +137,9 @@ public struct TextDatasetSource: Sendable, Equatable {
     /// The label map of the train split: its distinct labels in `LabelMap.sorted` order.
     public func labelMap() throws(DatasetError) -> LabelMap {
         let reader = try reader(for: .train)
-        var names: Set<String> = []
+        var names: [String] = [], seen = Set<[UInt8]>()
         while let example = try reader.next() {
-            names.insert(example.label)
+            if seen.insert(Array(example.label.utf8)).inserted { names.append(example.label) }
         }
         return LabelMap(names: LabelMap.sorted(names))
     }

@@ -36,6 +36,12 @@ import Testing
         #expect(LabelMap(collecting: ["b", "B", "a", "é", "10", "9"]).names == ["10", "9", "B", "a", "b", "é"])
         let map = LabelMap(names: ["x", "y"])
         #expect(map.id(of: "y") == 1 && map.id(of: "z") == nil && map.name(of: 0) == "x")
+        // Labels are told apart by their code points, as Python does: Swift's String equality
+        // had merged canonically equivalent ones into one class.
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}", angstrom = "\u{212B}", ring = "\u{C5}"
+        let exact = LabelMap(collecting: [composed, decomposed, angstrom, ring, composed])
+        #expect(exact.names.map { Array($0.unicodeScalars) } == [decomposed, composed, ring, angstrom].map { Array($0.unicodeScalars) })
+        #expect(exact.id(of: decomposed) == 0 && exact.id(of: composed) == 1 && exact.id(of: angstrom) == 3)
     }
 
     @Test func readsTheCommittedTinyDataset() throws {
