@@ -21,7 +21,9 @@ final class LeaderboardTests: XCTestCase {
         XCTAssertEqual(ParetoFront.indices(of: [(3, 0.1)]), [0])
     }
 
-    func testRanksByTheMetricThenTheOtherAccuracyThenFewerParameters() throws {
+    /// By validation, a tie never goes to the better test accuracy (that would select by test);
+    /// by test, a tie goes to the better validation accuracy.
+    func testRanksByTheMetricThenFewerParametersAndByTestThenValidation() throws {
         let trials = try records([
             trialObject("t1", val: 0.80, test: 0.70),
             trialObject("t2", val: 0.85, test: 0.60),
@@ -31,7 +33,7 @@ final class LeaderboardTests: XCTestCase {
             trialObject("t5", val: nil, test: 0.99),
         ])
         let byVal = Leaderboard(trials: trials, metric: .valAccuracy)
-        XCTAssertEqual(byVal.ranked.map(\.trial), ["t2", "t4", "t3", "t1", "t5"])
+        XCTAssertEqual(byVal.ranked.map(\.trial), ["t2", "t4", "t1", "t3", "t5"])
         XCTAssertEqual(byVal.failed.map(\.trial), ["f1"])
         let byTest = Leaderboard(trials: trials, metric: .testAccuracy)
         XCTAssertEqual(byTest.ranked.map(\.trial), ["t5", "t4", "t3", "t1", "t2"])

@@ -51,21 +51,22 @@ public struct Leaderboard: Sendable {
     public init(trials: [ReportedTrial], metric: RankingMetric) {
         self.metric = metric
         ranked = trials.filter { $0.status == .ok }.sorted { a, b in
-            Self.ranksFirst((a.value(of: metric), a.value(of: metric.other), a.trainableParameters, a.trial),
-                            (b.value(of: metric), b.value(of: metric.other), b.trainableParameters, b.trial))
+            Self.ranksFirst((a.value(of: metric), metric.tieBreaker.flatMap(a.value), a.trainableParameters, a.trial),
+                            (b.value(of: metric), metric.tieBreaker.flatMap(b.value), b.trainableParameters, b.trial))
         }
         failed = trials.filter { $0.status == .failed }.sorted { ($0.head, $0.trial) < ($1.head, $1.trial) }
         varyingKeys = Self.varyingKeys(in: trials)
         parametersFront = Self.front(ranked, metric: metric) { $0.trainableParameters.map(Double.init) }
         secondsFront = Self.front(ranked, metric: metric) { $0.fitSeconds }
         settings = Setting.grouping(ranked).sorted { a, b in
-            Self.ranksFirst((a.spread(of: metric)?.mean, a.spread(of: metric.other)?.mean, a.trainableParameters, a.trials[0].trial),
-                            (b.spread(of: metric)?.mean, b.spread(of: metric.other)?.mean, b.trainableParameters, b.trials[0].trial))
+            Self.ranksFirst((a.spread(of: metric)?.mean, metric.tieBreaker.flatMap { a.spread(of: $0)?.mean }, a.trainableParameters, a.trials[0].trial),
+                            (b.spread(of: metric)?.mean, metric.tieBreaker.flatMap { b.spread(of: $0)?.mean }, b.trainableParameters, b.trials[0].trial))
         }
     }
 
-    /// The ranking: higher accuracy by the metric, then by the other one (absent ones last), then
-    /// fewer parameters, then the id, so that the order never depends on the input's.
+    /// The ranking: higher accuracy by the metric, then (ranking by test only) by validation
+    /// accuracy (absent ones last), then fewer parameters, then the id, so that the order never
+    /// depends on the input's.
     static func ranksFirst(_ a: (Double?, Double?, Int?, String), _ b: (Double?, Double?, Int?, String)) -> Bool {
         func descending(_ a: Double?, _ b: Double?) -> Bool? {
             switch (a, b) {

@@ -156,6 +156,7 @@ public enum RankingMetric: String, Sendable, CaseIterable {
         }
     }
 
-    /// The tie-breaker.
-    var other: RankingMetric { self == .valAccuracy ? .testAccuracy : .valAccuracy }
+    /// The tie-breaker, if any: ranking by validation never looks at test accuracy (a tie broken
+    /// by it would pick a trial by its test score).
+    var tieBreaker: RankingMetric? { self == .testAccuracy ? .valAccuracy : nil }
 }
