@@ -123,11 +123,18 @@ import TensorCore
             }
             _ = try Tiny.head("linear", ["pool": other], context: context)
         }
-        // Probes and E3VA (token-wise) work on pooled rows.
+        // Probes work on pooled rows, and so does a CLS E3VA head (token-wise, it reads the CLS rows).
         let batch = Tiny.batch(layout: .clsAndMean)
-        for name in ["linear", "mlp", "e3va"] {
+        for name in ["linear", "mlp"] {
             let head = try Tiny.head(name, Tiny.settings[name]!, context: Tiny.context(layout: .clsAndMean))
             #expect(head.logits(batch, on: Tape(training: false)).shape == [3, Tiny.classes])
+        }
+        let cls = Tiny.settings["e3va"]!.merging(["pool": "cls"]) { $1 }
+        let onCLSRows = try Tiny.head("e3va", cls, context: Tiny.context(layout: .clsAndMean))
+        #expect(onCLSRows.logits(batch, on: Tape(training: false)).shape == [3, Tiny.classes])
+        // A mean head's adapters cannot act on a mean row: another function, refused.
+        for layout in [RowLayout.mean, .clsAndMean] {
+            #expect(throws: HeadError.self) { try Tiny.head("e3va", Tiny.settings["e3va"]!, context: Tiny.context(layout: layout)) }
         }
     }
 
