@@ -4,7 +4,7 @@
 
 import Foundation
 
-/// Reads a file's lines in order, without their terminators ("\n", or "\r\n").
+/// Reads a file's lines in order, without their terminators ("\n", "\r\n" or "\r").
 ///
 /// The buffer grows only when one line is longer than it, up to `maximumLineLength`.
 public final class LineReader {
@@ -21,13 +21,15 @@ public final class LineReader {
     private var end = 0
     private var reachedEndOfFile = false
 
-    /// Opens `path` for reading in chunks of `chunkSize` bytes.
+    /// Opens `path` for reading in chunks of `chunkSize` bytes; "-" reads standard input (named
+    /// "standard input" in messages).
     public init(path: String, chunkSize: Int = 1 << 20, maximumLineLength: Int = 1 << 26) throws(DatasetError) {
         precondition(chunkSize > 0 && maximumLineLength >= chunkSize, "chunk \(chunkSize), limit \(maximumLineLength)")
-        guard let file = fopen(path, "rb") else {
-            throw .cannotOpen(file: path, reason: String(cString: strerror(errno)))
+        // Standard input through a descriptor of its own, so that closing it leaves fd 0 open.
+        guard let file = path == "-" ? fdopen(dup(STDIN_FILENO), "rb") : fopen(path, "rb") else {
+            throw .cannotOpen(file: path == "-" ? "standard input" : path, reason: String(cString: strerror(errno)))
         }
-        self.path = path
+        self.path = path == "-" ? "standard input" : path
         self.file = file
         self.maximumLineLength = maximumLineLength
         self.buffer = [UInt8](repeating: 0, count: chunkSize)
@@ -37,16 +39,32 @@ public final class LineReader {
         fclose(file)
     }
 
-    /// The next line's bytes, or nil at the end of the file. A UTF-8 byte-order mark opening the
-    /// first line is dropped, as is a final "\r".
+    /// The next line's bytes, or nil at the end of the file. Lines end as Python's universal
+    /// newlines end them: "\n", "\r\n" or a lone "\r" (a file with old Mac line endings had been
+    /// one line). A UTF-8 byte-order mark opening the first line is dropped.
     public func nextLine() throws(DatasetError) -> [UInt8]? {
-        // Bytes of the pending line already searched for "\n", so a long line is scanned once.
+        // Bytes of the pending line already searched for a line end, so a long line is scanned once.
         var searched = 0
         while true {
-            let newline = buffer.withUnsafeBytes { raw -> Int? in
-                let from = start + searched
-                guard from < end, let found = memchr(raw.baseAddress! + from, 0x0A, end - from) else { return nil }
-                return raw.baseAddress!.distance(to: UnsafeRawPointer(found))
+            let from = start + searched
+            let (newline, carriageReturn) = buffer.withUnsafeBytes { raw -> (Int?, Int?) in
+                guard from < end else { return (nil, nil) }
+                let base = raw.baseAddress!
+                let newline = memchr(base + from, 0x0A, end - from).map { base.distance(to: UnsafeRawPointer($0)) }
+                let limit = newline ?? end
+                let carriageReturn = memchr(base + from, 0x0D, limit - from).map { base.distance(to: UnsafeRawPointer($0)) }
+                return (newline, carriageReturn)
+            }
+            if let cr = carriageReturn {
+                // "\r\n" or a lone "\r"; which, the next byte says (read it first if not yet here).
+                if cr + 1 < end || reachedEndOfFile {
+                    let line = Array(buffer[start..<cr])
+                    start = cr + 1 < end && buffer[cr + 1] == 0x0A ? cr + 2 : cr + 1
+                    return finish(line)
+                }
+                searched = cr - start
+                try refill()
+                continue
             }
             if let newline {
                 let line = Array(buffer[start..<newline])
@@ -96,9 +114,6 @@ public final class LineReader {
     private func finish(_ line: [UInt8]) -> [UInt8] {
         lineNumber += 1
         var line = line
-        if line.last == 0x0D {
-            line.removeLast()
-        }
         if lineNumber == 1, line.starts(with: [0xEF, 0xBB, 0xBF]) {
             line.removeFirst(3)
         }

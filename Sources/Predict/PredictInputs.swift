@@ -98,7 +98,7 @@ public final class PredictInputs {
         } else {
             let reader = try LineSource(path: path)
             var chosen = format ?? (ext == "jsonl" ? .jsonl : .text)
-            if format == nil && path == "-", let first = try reader.peek() {
+            if format == nil && path == "-", let first = try reader.peekNonBlank() {
                 chosen = first.drop(while: { $0 == " " || $0 == "\t" }).first == "{" ? .jsonl : .text
             }
             self.format = chosen
@@ -185,26 +185,25 @@ public final class PredictInputs {
     }
 }
 
-/// Lines of a file (through Datasets' chunked reader) or of standard input, with their numbers.
+/// Lines of a file or of standard input (through Datasets' chunked reader: the same line ends,
+/// byte-order mark and UTF-8 check either way), with their numbers.
 final class LineSource {
-    private let reader: LineReader?
-    private let path: String
+    private let reader: LineReader
     private var number = 0
     private var pending: String?
 
     init(path: String) throws {
-        self.path = path
-        if path == "-" {
-            reader = nil
-        } else {
-            do { reader = try LineReader(path: path) } catch { throw PredictError("--input \(path): \(error)") }
-        }
+        do { reader = try LineReader(path: path) } catch { throw PredictError("--input \(path): \(error)") }
     }
 
-    /// The first line, without consuming it.
-    func peek() throws -> String? {
-        if pending == nil { pending = try read() }
-        return pending
+    /// The first line that is not blank, without consuming it (the lines before it are).
+    func peekNonBlank() throws -> String? {
+        while true {
+            if pending == nil { pending = try read() }
+            guard let line = pending, line.allSatisfy({ $0 == " " || $0 == "\t" }) else { return pending }
+            pending = nil
+            number += 1
+        }
     }
 
     func next() throws -> (Int, String)? {
@@ -216,11 +215,10 @@ final class LineSource {
     }
 
     private func read() throws -> String? {
-        guard let reader else { return readLine(strippingNewline: true) }
         let bytes: [UInt8]?
         do { bytes = try reader.nextLine() } catch { throw PredictError("\(error)") }
         guard let bytes else { return nil }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw PredictError("\(path):\(number + 1): not valid UTF-8") }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw PredictError("\(reader.path):\(number + 1): not valid UTF-8") }
         return text
     }
 }

@@ -1,5 +1,6 @@
 // `sidecar tokenize`: the WordPiece ids of each input line, to compare with the reference tokenizer.
 import ArgumentParser
+import Datasets
 import Encoders
 import Foundation
 
@@ -26,14 +27,14 @@ struct TokenizeCommand: ParsableCommand {
         if input != "-", isFolder(input) == true {
             throw CommandError("--input \(input): is a folder; give a text or JSONL file")
         }
-        guard let handle = input == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: input) else {
-            throw CommandError("--input \(input): cannot open the file")
-        }
-        let data = handle.readDataToEndOfFile()
-        guard let text = String(data: data, encoding: .utf8) else { throw CommandError("--input \(input): not UTF-8 text") }
-        var lines = text.components(separatedBy: "\n")
-        if lines.last == "" { lines.removeLast() }
-        for line in lines {
+        // The datasets' line reader: lines end at "\n", "\r\n" or "\r" as extraction reads them
+        // (a CRLF file had been one line: Swift keeps "\r\n" as one character).
+        let lines: LineReader
+        do { lines = try LineReader(path: input) } catch { throw CommandError("--input \(input): \(error)") }
+        while let bytes = try lines.nextLine() {
+            guard let line = String(validating: bytes, as: UTF8.self) else {
+                throw CommandError("\(lines.path):\(lines.lineNumber): not valid UTF-8")
+            }
             var body = line, pair: String?
             if line.hasPrefix("{"), let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
                let value = object["text"] as? String {

@@ -115,6 +115,20 @@ import Testing
         #expect(try lines.nextLine() == nil)
     }
 
+    /// Lines end as Python's universal newlines end them: "\n", "\r\n" and a lone "\r" (old Mac
+    /// files had been one line), whatever chunk boundary falls between a "\r" and its "\n".
+    @Test func linesEndAtLineFeedsCarriageReturnsAndBoth() throws {
+        let folder = try TemporaryFolder()
+        let path = try folder.write("mixed.txt", "\u{FEFF}a\r\nbc\rdef\n\r\nlast\r")
+        for chunk in [1, 2, 3, 4, 64] {
+            let lines = try LineReader(path: path, chunkSize: chunk, maximumLineLength: 64)
+            var read: [String] = []
+            while let line = try lines.nextLine() { read.append(String(decoding: line, as: UTF8.self)) }
+            #expect(read == ["a", "bc", "def", "", "last"], "chunk \(chunk)")
+            #expect(lines.lineNumber == 5)
+        }
+    }
+
     // MARK: - Errors
 
     @Test func missingTrainSplitAndAmbiguousFormat() throws {

@@ -231,23 +231,38 @@ import Testing
 
     @Test func plainTextFromStandardInput() throws {
         let folder = try Self.fit("linear")
-        let process = Process()
-        process.executableURL = sidecarBinary()
-        process.arguments = ["predict", "--head", folder, "--input", "-", "--top-k", "2"]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        input.fileHandleForWriting.write(Data("the cat sleeps on the sofa\n\nrain is falling all day\n".utf8))
-        try input.fileHandleForWriting.close()
-        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        let lines = out.split(separator: "\n")
+        let run = try runSidecar(["predict", "--head", folder, "--input", "-", "--top-k", "2"],
+                                 input: Data("the cat sleeps on the sofa\n\nrain is falling all day\n".utf8))
+        #expect(run.status == 0, "\(run.err)")
+        let lines = run.out.split(separator: "\n")
         // Two inputs (the blank line is skipped), each: label, probability, label, probability, text.
         #expect(lines.count == 2)
         #expect(lines.allSatisfy { $0.split(separator: "\t").count == 5 })
         #expect(lines[1].hasSuffix("rain is falling all day"))
+    }
+
+    /// Standard input is read as a file is: a byte-order mark and blank lines before the first
+    /// JSON line (they had made it plain text, the whole line classified and its id lost), lines
+    /// ending in a lone "\r", and invalid UTF-8 (it had been replaced without a word).
+    @Test func standardInputIsReadAsAFileIs() throws {
+        let folder = try Self.fit("linear")
+        let jsonl = "\u{FEFF}\n{\"text\": \"the cat sleeps\", \"id\": 7}\r\n{\"text\": \"rain all day\", \"id\": \"b\"}\n"
+        let file = folder + "/inputs.jsonl"
+        try Data(jsonl.utf8).write(to: URL(fileURLWithPath: file))
+        let fromFile = try runSidecar(["predict", "--head", folder, "--input", file, "--json"])
+        let fromStdin = try runSidecar(["predict", "--head", folder, "--input", "-", "--json"], input: Data(jsonl.utf8))
+        #expect(fromFile.status == 0 && fromStdin.status == 0, "\(fromFile.err)\(fromStdin.err)")
+        #expect(fromStdin.out == fromFile.out && fromStdin.out.contains("\"id\":7") && fromStdin.out.contains("\"id\":\"b\""), "\(fromStdin.out)")
+        let oldMac = try runSidecar(["predict", "--head", folder, "--input", "-"], input: Data("dogs bark\rrain and snow\rbread\r".utf8))
+        #expect(oldMac.status == 0 && oldMac.out.split(separator: "\n").count == 3, "\(oldMac.out)")
+        let invalid = try runSidecar(["predict", "--head", folder, "--input", "-"], input: Data([0x64, 0x6F, 0xFF, 0x0A]))
+        #expect(invalid.status != 0 && invalid.err.contains("standard input:1: not valid UTF-8"), "\(invalid.err)")
+        // tokenize reads lines the same way (a CRLF file had been one line).
+        let crlf = folder + "/lines.txt"
+        try Data("hello world\r\na b\r\n".utf8).write(to: URL(fileURLWithPath: crlf))
+        for run in [try runSidecar(["tokenize", "--input", crlf]), try runSidecar(["tokenize"], input: Data("hello world\ra b\r".utf8))] {
+            #expect(run.status == 0 && run.out.split(separator: "\n").count == 2, "\(run.out)\(run.err)")
+        }
     }
 
     /// debian-sections with its full test split and the first `trainCount` training examples.

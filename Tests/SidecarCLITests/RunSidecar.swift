@@ -9,7 +9,8 @@ func sidecarBinary() -> URL {
 }
 
 /// Runs `sidecar` with arguments; returns exit status, stdout and stderr.
-func runSidecar(_ arguments: [String], environment: [String: String]? = nil, directory: String? = nil) throws -> (status: Int32, out: String, err: String) {
+func runSidecar(_ arguments: [String], environment: [String: String]? = nil, directory: String? = nil,
+                input: Data? = nil) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = sidecarBinary()
     process.arguments = arguments
@@ -23,7 +24,16 @@ func runSidecar(_ arguments: [String], environment: [String: String]? = nil, dir
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    let stdin = input.map { _ in Pipe() }
+    if let stdin { process.standardInput = stdin }
     try process.run()
+    if let stdin, let input {
+        // Written from another thread: a child that prints before reading all of it must not block this.
+        DispatchQueue.global().async {
+            stdin.fileHandleForWriting.write(input)
+            try? stdin.fileHandleForWriting.close()
+        }
+    }
     // Both pipes are drained at once: a child that fills one while this waits on the other
     // (a long error report) would otherwise block forever.
     nonisolated(unsafe) var errData = Data()
