@@ -19,19 +19,17 @@ public struct PredictInput: Sendable {
 }
 
 /// A JSON line's "id" as it was written, a string or a number, so that the output echoes the same
-/// JSON value.
+/// JSON value. A number is held as a Decimal (38 digits): an Int64 or a Double had changed ids of
+/// 2^63 and more (12345678901234567890 came back as 1.2345678901234567e+19).
 public enum InputID: Sendable, Equatable, Codable {
     case string(String)
-    case integer(Int64)
-    case number(Double)
+    case number(Decimal)
 
     public init(from decoder: any Decoder) throws {
         let value = try decoder.singleValueContainer()
         if let s = try? value.decode(String.self) {
             self = .string(s)
-        } else if let i = try? value.decode(Int64.self) {
-            self = .integer(i)
-        } else if let n = try? value.decode(Double.self) {
+        } else if let n = try? value.decode(Decimal.self) {
             self = .number(n)
         } else {
             throw DecodingError.typeMismatch(InputID.self, .init(codingPath: decoder.codingPath, debugDescription: "not a string or a number"))
@@ -42,7 +40,6 @@ public enum InputID: Sendable, Equatable, Codable {
         var out = encoder.singleValueContainer()
         switch self {
         case .string(let s): try out.encode(s)
-        case .integer(let i): try out.encode(i)
         case .number(let n): try out.encode(n)
         }
     }

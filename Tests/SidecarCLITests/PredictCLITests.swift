@@ -220,6 +220,10 @@ import Testing
             .write(to: URL(fileURLWithPath: bad))
         let ids = try Self.predict(folder, input: bad).map { $0["id"] }
         #expect(ids[0] as? String == "a-1" && ids[1] as? Int == 7 && ids[2] as? Double == 2.5 && ids[3] == nil, "\(ids)")
+        // A number past Int64 comes back as written (it had come back as 1.2345678901234567e+19).
+        try Data(#"{"id": 12345678901234567890, "text": "a cat"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
+        let big = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
+        #expect(big.out.contains(#""id":12345678901234567890"#), "\(big.out)")
         // A key given twice: which value is meant cannot be told (dataset files refuse it too).
         try Data(#"{"text": "a cat"}\#n{"text": "a dog", "id": 1, "text": "a cow"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
         let twice = try runSidecar(["predict", "--head", folder, "--input", bad])
