@@ -10,22 +10,28 @@ struct JSONLinesParser {
     let file: String
     let columns: TextColumns
     private let decoder = JSONDecoder()
-    /// The first label's JSON type and line: a file whose labels mix strings and integers is
-    /// refused, since "1" and 1 would otherwise be one class without anyone saying so.
+    /// The first label's JSON type and where it was: labels that mix strings and integers, in a
+    /// file or across a dataset's files, are refused, since "1" and 1 would otherwise be one class
+    /// without anyone saying so.
     private let firstLabel = FirstLabel()
 
-    private final class FirstLabel {
-        var kind: (integer: Bool, line: Int)?
+    final class FirstLabel {
+        var kind: LabelKind?
     }
 
     /// The keys an example reads.
     private let readKeys: Set<String>
 
-    init(file: String, columns: TextColumns) {
+    /// `labelKind`, the train file's, when this file is another split's.
+    init(file: String, columns: TextColumns, labelKind: LabelKind? = nil) {
         self.file = file
         self.columns = columns
         readKeys = Set([columns.text, columns.label] + (columns.textPair.map { [$0] } ?? []))
+        firstLabel.kind = labelKind
     }
+
+    /// The first label's type and place, once a label has been read.
+    var labelKind: LabelKind? { firstLabel.kind }
 
     /// The next non-blank line's example, or nil at the end of the file.
     func next(from lines: LineReader) throws(DatasetError) -> ParsedExample? {
@@ -97,12 +103,20 @@ struct JSONLinesParser {
                 file: file, line: line, key: key, expected: "a non-empty string or an integer", found: value.summary)
         }
         if let first = firstLabel.kind, first.integer != integer {
-            throw .wrongType(file: file, line: line, key: key, expected: first.integer ? "an integer, as on line \(first.line)" : "a string, as on line \(first.line)",
+            let place = first.file == file ? "on line \(first.line)" : "in \(first.file):\(first.line)"
+            throw .wrongType(file: file, line: line, key: key, expected: first.integer ? "an integer, as \(place)" : "a string, as \(place)",
                              found: value.summary)
         }
-        if firstLabel.kind == nil { firstLabel.kind = (integer, line) }
+        if firstLabel.kind == nil { firstLabel.kind = LabelKind(integer: integer, file: file, line: line) }
         return label
     }
+}
+
+/// Whether a JSON Lines file's labels are integers or strings, as its first label says.
+public struct LabelKind: Sendable, Equatable {
+    public var integer: Bool
+    public var file: String
+    public var line: Int
 }
 
 /// A JSON value as far as an example needs to tell it apart.

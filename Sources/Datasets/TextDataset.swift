@@ -121,7 +121,14 @@ public struct TextDatasetSource: Sendable, Equatable {
     /// Opens a split for reading. With `labels`, each example gets its `labelID`, and a label
     /// missing from the map is an error.
     public func reader(for split: Split, labels: LabelMap? = nil) throws(DatasetError) -> TextExampleReader {
-        try TextExampleReader(path: path(of: split), format: format, columns: columns, labels: labels)
+        // Another split's JSON labels must have the train file's type: val's "1" is not train's 1.
+        var labelKind: LabelKind? = nil
+        if format == .jsonLines && split != .train {
+            let train = try TextExampleReader(path: path(of: .train), format: format, columns: columns)
+            _ = try train.next()
+            labelKind = train.labelKind
+        }
+        return try TextExampleReader(path: path(of: split), format: format, columns: columns, labels: labels, labelKind: labelKind)
     }
 
     /// Every example of a split, in file order. For small datasets; large ones use `reader(for:)`.
@@ -165,21 +172,28 @@ public final class TextExampleReader {
         case delimited(DelimitedTextParser)
     }
 
-    /// Opens `path`; a CSV/TSV header is read and checked here.
-    public convenience init(path: String, format: TextFormat, columns: TextColumns, labels: LabelMap? = nil) throws(DatasetError) {
-        try self.init(lines: LineReader(path: path), format: format, columns: columns, labels: labels)
+    /// Opens `path`; a CSV/TSV header is read and checked here. JSON labels must be of
+    /// `labelKind`'s type when it is given (the train file's, for another split).
+    public convenience init(path: String, format: TextFormat, columns: TextColumns, labels: LabelMap? = nil,
+                            labelKind: LabelKind? = nil) throws(DatasetError) {
+        try self.init(lines: LineReader(path: path), format: format, columns: columns, labels: labels, labelKind: labelKind)
     }
 
-    init(lines: LineReader, format: TextFormat, columns: TextColumns, labels: LabelMap?) throws(DatasetError) {
+    init(lines: LineReader, format: TextFormat, columns: TextColumns, labels: LabelMap?, labelKind: LabelKind? = nil) throws(DatasetError) {
         self.file = lines.path
         self.lines = lines
         self.labels = labels
         switch format {
         case .jsonLines:
-            parser = .jsonLines(JSONLinesParser(file: lines.path, columns: columns))
+            parser = .jsonLines(JSONLinesParser(file: lines.path, columns: columns, labelKind: labelKind))
         case .csv, .tsv:
             parser = .delimited(try DelimitedTextParser(lines: lines, delimiter: format == .csv ? .comma : .tab, columns: columns))
         }
+    }
+
+    /// The type of a JSON Lines file's labels, once one has been read (nil for CSV and TSV).
+    public var labelKind: LabelKind? {
+        if case .jsonLines(let parser) = parser { parser.labelKind } else { nil }
     }
 
     /// The next example, or nil after the last. A split without a single example is an error.

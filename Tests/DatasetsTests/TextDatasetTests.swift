@@ -15,7 +15,7 @@ import Testing
             {"text": "third", "label": "b", "text_pair": null}
 
             """)
-        try folder.write("test.jsonl", "{\"text\": \"x\", \"label\": 7}\n")
+        try folder.write("test.jsonl", "{\"text\": \"x\", \"label\": \"7\"}\n")
         let source = try TextDatasetSource(directory: folder.path)
         #expect(source.format == .jsonLines)
         #expect(source.splits == [.train, .test])
@@ -29,6 +29,13 @@ import Testing
         let labels = try source.labelMap()
         #expect(labels.names == ["a", "b"])
         #expect(try source.examples(.train, labels: labels).map(\.labelID) == [1, 0, 1])
+        // Integer labels read as their decimal names.
+        let integers = try TemporaryFolder()
+        try integers.write("train.jsonl", "{\"text\": \"x\", \"label\": 7}\n{\"text\": \"y\", \"label\": 10}\n")
+        try integers.write("test.jsonl", "{\"text\": \"x\", \"label\": 7}\n")
+        let numbered = try TextDatasetSource(directory: integers.path)
+        #expect(try numbered.labelMap().names == ["7", "10"])
+        #expect(try numbered.examples(.test, labels: try numbered.labelMap()).map(\.labelID) == [0])
     }
 
     @Test func labelOrderIsNumericForIntegersAndCodePointOtherwise() {
@@ -253,6 +260,13 @@ import Testing
         try folder.write("train.jsonl", "{\"text\": \"a\", \"label\": 1}\n\n{\"text\": \"b\", \"label\": \"1\"}\n")
         expectError(.wrongType(file: train, line: 3, key: "label", expected: "an integer, as on line 1", found: "a string"), mentions: "train.jsonl:3") {
             _ = try TextDatasetSource(directory: folder.path).examples(.train)
+        }
+        // And across files: val's "1" is not train's 1 (it had been read as that class).
+        try folder.write("train.jsonl", "\n{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\", \"label\": 2}\n")
+        let val = try folder.write("val.jsonl", "{\"text\": \"a\", \"label\": 2}\n{\"text\": \"c\", \"label\": \"1\"}\n")
+        let source = try TextDatasetSource(directory: folder.path)
+        expectError(.wrongType(file: val, line: 2, key: "label", expected: "an integer, as in \(train):2", found: "a string"), mentions: "val.jsonl:2") {
+            _ = try source.examples(.validation, labels: try source.labelMap())
         }
     }
 
