@@ -128,6 +128,9 @@ enum JSONFieldValue: Decodable {
     case null
     /// An array or an object.
     case composite
+    /// A value the decoder cannot read though the line parses: a string holding a raw control
+    /// character or a lone surrogate escape, or a number beyond a Double.
+    case unreadable
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -141,8 +144,10 @@ enum JSONFieldValue: Decodable {
             self = .number(value)
         } else if let value = try? container.decode(String.self) {
             self = .string(value)
-        } else {
+        } else if (try? container.decode([JSONFieldValue].self)) != nil || (try? container.decode([String: JSONFieldValue].self)) != nil {
             self = .composite
+        } else {
+            self = .unreadable
         }
     }
 
@@ -155,6 +160,7 @@ enum JSONFieldValue: Decodable {
         case .boolean(let value): return "\(value)"
         case .null: return "null"
         case .composite: return "an array or object"
+        case .unreadable: return "a value JSON does not allow (a raw control character or a lone surrogate escape in a string, or a number out of range)"
         }
     }
 }

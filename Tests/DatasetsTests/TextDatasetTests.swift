@@ -249,6 +249,10 @@ import Testing
              .wrongType(file: train, line: 1, key: "label", expected: "a non-empty string or an integer", found: "an empty string")),
             ("{\"text\": \"a\", \"label\": \"x\", \"text_pair\": [1]}",
              .wrongType(file: train, line: 1, key: "text_pair", expected: "a string or null", found: "an array or object")),
+            // A raw tab in a string: it had been called an array or object.
+            ("{\"text\": \"a\tb\", \"label\": \"x\"}",
+             .wrongType(file: train, line: 1, key: "text", expected: "a string", found: "a value JSON does not allow (a raw control character "
+                        + "or a lone surrogate escape in a string, or a number out of range)")),
         ]
         for (line, expected) in cases {
             try folder.write("train.jsonl", line + "\n")
