@@ -116,11 +116,11 @@ bench-extract: release
 
 # Stage two on the demo cache: accuracy next to the anchors, time and memory next to PyTorch.
 bench-fit: demo
-	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench fit $(DEMO_CACHE)
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench fit $(DEMO_CACHE) --epochs 8
 
 # A 48-trial grid as one sweep against one `sidecar fit` per trial, in trials per hour.
 bench-sweep: demo
-	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench sweep $(DEMO_CACHE)
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar-bench sweep $(DEMO_CACHE) --epochs 1
 
 bench: bench-core bench-extract bench-fit bench-sweep
 

@@ -183,12 +183,14 @@ class LST(nn.Module):
 
 
 class UniPT(nn.Module):
-    """Layers 0..6 downsampled to D/2 and normalised; the last is the anchor; each earlier layer
-    interacts with it through a ReLU'd, L1-normalised token-to-token matrix plus the identity;
-    a per-example softmax over gate confidences mixes them before a projection and an upsample."""
+    """Layers 0..6 downsampled to D/4 (the Swift head's default reduction) and normalised; the
+    last is the anchor; each earlier layer interacts with it through a ReLU'd, L1-normalised
+    token-to-token matrix plus the identity; a per-example softmax over gate confidences mixes
+    them before a projection and an upsample, applied after pooling as the Swift head does (an
+    affine map commutes with the mean)."""
     reads = [f"z{l}" for l in range(LAYERS + 1)]
 
-    def __init__(self, classes, tokens, reduction=2, dropout=0.1):
+    def __init__(self, classes, tokens, reduction=4, dropout=0.1):
         super().__init__()
         m = WIDTH // reduction
         self.down = nn.ModuleList(nn.Linear(WIDTH, m) for _ in range(LAYERS + 1))
@@ -217,8 +219,8 @@ class UniPT(nn.Module):
         weights = torch.softmax(torch.cat(confidences, 1), 1)  # [B, layers − 1]
         aggregated = sum(weights[:, i, None, None] * x for i, x in enumerate(interacted))
         projected = self.proj_norm(self.proj_down(F.relu(self.proj_up(aggregated))))
-        out = self.up(anchor + projected)
-        return self.classifier(self.drop(masked_mean(out, mask)))
+        out = self.up(masked_mean(anchor + projected, mask))
+        return self.classifier(self.drop(out))
 
 
 class E3VA(nn.Module):
@@ -356,23 +358,29 @@ def train(args):
         optimizer, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))))
 
     model.train()
+
+    def step(idx):
+        # Cut the batch to its longest sequence: the Swift side works on packed real tokens,
+        # so computing over the whole padded width would handicap this peer.
+        n = max(int(lengths[idx].max()), 1)
+        batch = {name: a[idx, :n] for name, a in arrays.items()}
+        batch_mask = mask[idx, :n, None].float()
+        loss = F.cross_entropy(model(batch, batch_mask), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+
+    # One untimed step first: the optimiser's state, the thread pool and the kernels' first
+    # calls would otherwise be timed in an epoch of a few dozen steps.
+    step(torch.arange(min(args.batch_size, n_examples)))
     epoch_seconds = []
     for _ in range(args.epochs):
         start = time.perf_counter()
         order = torch.randperm(n_examples)
         for i in range(0, n_examples, args.batch_size):
-            idx = order[i:i + args.batch_size]
-            # Cut the batch to its longest sequence: the Swift side works on packed real tokens,
-            # so computing over the whole padded width would handicap this peer.
-            n = max(int(lengths[idx].max()), 1)
-            batch = {name: a[idx, :n] for name, a in arrays.items()}
-            batch_mask = mask[idx, :n, None].float()
-            loss = F.cross_entropy(model(batch, batch_mask), labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
+            step(order[i:i + args.batch_size])
         epoch_seconds.append(time.perf_counter() - start)
 
     seconds = sum(epoch_seconds) / len(epoch_seconds)
