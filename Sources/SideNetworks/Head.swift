@@ -244,8 +244,15 @@ public protocol HeadKind: SendableMetatype {
     /// for probes).
     /// A head that splits must compute each example alone: nothing may mix examples in a batch.
     static var batchShards: Int { get }
+    /// Refuses, before a head is trained, settings that `make` accepts so that heads fitted by
+    /// earlier versions still load (by default, a `pool` the cache's rows cannot apply).
+    static func checkForTraining(_ hyperparameters: Hyperparameters, context: HeadContext) throws
 }
 
 extension HeadKind {
     public static var batchShards: Int { 1 }
+
+    public static func checkForTraining(_ hyperparameters: Hyperparameters, context: HeadContext) throws {
+        try hyperparameters.checkPoolingForTraining(context: context)
+    }
 }

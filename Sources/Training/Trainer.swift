@@ -183,7 +183,7 @@ public final class Trainer {
         for request in requests {
             let kind = try HeadRegistry.kind(named: request.head)
             let h = try Hyperparameters(head: request.head, schema: kind.schema, settings: request.settings)
-            try h.checkPoolingForTraining(context: description.context)
+            try kind.checkForTraining(h, context: description.context)
             let head = try kind.make(h, context: description.context, seed: options.seed)
             let rate = request.learningRate ?? options.learningRate ?? kind.defaultLearningRate
             states.append(HeadState(request: request, hyperparameters: h, head: head, optimizer: Self.optimizer(options),

@@ -132,10 +132,15 @@ import TensorCore
         let cls = Tiny.settings["e3va"]!.merging(["pool": "cls"]) { $1 }
         let onCLSRows = try Tiny.head("e3va", cls, context: Tiny.context(layout: .clsAndMean))
         #expect(onCLSRows.logits(batch, on: Tape(training: false)).shape == [3, Tiny.classes])
-        // A mean head's adapters cannot act on a mean row: another function, refused.
+        // A mean head's adapters cannot act on a mean row: another function, refused before
+        // training; one fitted on mean rows before the check still loads.
+        let e3va = try HeadRegistry.kind(named: "e3va")
+        let mean = try Hyperparameters(head: "e3va", schema: e3va.schema, settings: Tiny.settings["e3va"]!)
         for layout in [RowLayout.mean, .clsAndMean] {
-            #expect(throws: HeadError.self) { try Tiny.head("e3va", Tiny.settings["e3va"]!, context: Tiny.context(layout: layout)) }
+            #expect(throws: HeadError.self) { try e3va.checkForTraining(mean, context: Tiny.context(layout: layout)) }
+            _ = try Tiny.head("e3va", Tiny.settings["e3va"]!, context: Tiny.context(layout: layout))
         }
+        try e3va.checkForTraining(mean, context: Tiny.context(layout: .tokens))
     }
 
     @Test func missingStreamsAndBlobsNameTheExtractFlag() throws {

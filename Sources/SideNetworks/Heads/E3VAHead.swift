@@ -38,20 +38,27 @@ public final class E3VAHead: Head, HeadKind {
     let pooling: PoolingMode
     let dropout: Float
 
+    /// The adapters act token by token: a CLS head needs only the CLS rows, but they are
+    /// non-linear, so a mean head needs every token (on a mean row they compute another function
+    /// than the mean of their outputs). Refused before training only: heads fitted on mean rows
+    /// before the check still load.
+    public static func checkForTraining(_ h: Hyperparameters, context: HeadContext) throws {
+        try h.checkPoolingForTraining(context: context)
+        if poolingMode(h, context) == .mean && context.layout != .tokens {
+            throw HeadError("head e3va with mean pooling needs all tokens (its adapters are non-linear, so they cannot act on a mean row), "
+                            + "but the cache stores '\(context.layout.rawValue)' rows; extract again with --tokens all, or set pool=cls")
+        }
+    }
+
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         let missing = ["attn", "mlp"].filter { !context.streams.contains($0) }
         guard missing.isEmpty else {
             throw HeadError("head e3va reads each block's attention and MLP branch outputs, but this cache lacks the \(missing.joined(separator: ", ")) stream; extract again with --streams attn,mlp")
         }
         let pooling = poolingMode(h, context)
-        // The adapters act token by token: a CLS head needs only the CLS rows, but they are
-        // non-linear, so a mean head needs every token (on the mean row they compute another function).
-        if pooling == .mean && context.layout != .tokens {
-            throw HeadError("head e3va with mean pooling needs all tokens (its adapters are non-linear, so they cannot act on a mean row), "
-                            + "but the cache stores '\(context.layout.rawValue)' rows; extract again with --tokens all, or set pool=cls")
-        }
-        if pooling == .cls && context.layout == .mean {
-            throw HeadError("head e3va with cls pooling needs all tokens or the cls rows, but the cache stores 'mean' rows; extract again with --tokens all")
+        if pooling == .mean && context.layout == .cls || pooling == .cls && context.layout == .mean {
+            throw HeadError("head e3va with \(pooling.rawValue) pooling needs all tokens (or, for cls, the cls rows), but the cache stores "
+                            + "'\(context.layout.rawValue)' rows; extract again with --tokens all")
         }
         let layers = try context.resolveBlocks(h.string("layers"), head: name)
         try context.requireLayers([context.layerCount], head: name)
@@ -90,9 +97,10 @@ public final class E3VAHead: Head, HeadKind {
     }
 
     public func logits(_ batch: Batch, on tape: Tape) -> Variable {
-        // The adapters act token by token, so a class-token head needs only the class-token rows
-        // (`make` refuses a mean head on pooled rows).
-        let rows: [Int]? = (batch.layout == .tokens && pooling == .cls) || batch.layout == .clsAndMean ? batch.segments.firstRows : nil
+        // The adapters act token by token, so a class-token head needs only the class-token rows.
+        // A mean head fitted on mean rows (before `checkForTraining` refused it) reads them.
+        let rows: [Int]? = batch.layout == .tokens && pooling == .cls ? batch.segments.firstRows
+            : batch.layout == .clsAndMean ? batch.segments.firstRows.map { pooling == .cls ? $0 : $0 + 1 } : nil
         func input(_ feature: Feature) -> Variable {
             let x = tape.constant(batch.tensor(feature))
             return rows.map { x.gather(rows: $0) } ?? x
