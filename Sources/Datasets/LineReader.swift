@@ -13,7 +13,9 @@ public final class LineReader {
     /// 1-based number of the line most recently returned (0 before the first).
     public private(set) var lineNumber = 0
 
-    private let file: UnsafeMutablePointer<FILE>
+    /// Read with read(2), which returns what has arrived: fread waited for a whole chunk, so
+    /// lines piped in one at a time (`predict --input -`) were answered only at the end.
+    private let descriptor: Int32
     private let maximumLineLength: Int
     private var buffer: [UInt8]
     /// The unconsumed bytes are `buffer[start..<end]`.
@@ -26,17 +28,18 @@ public final class LineReader {
     public init(path: String, chunkSize: Int = 1 << 20, maximumLineLength: Int = 1 << 26) throws(DatasetError) {
         precondition(chunkSize > 0 && maximumLineLength >= chunkSize, "chunk \(chunkSize), limit \(maximumLineLength)")
         // Standard input through a descriptor of its own, so that closing it leaves fd 0 open.
-        guard let file = path == "-" ? fdopen(dup(STDIN_FILENO), "rb") : fopen(path, "rb") else {
+        let descriptor = path == "-" ? dup(STDIN_FILENO) : open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
             throw .cannotOpen(file: path == "-" ? "standard input" : path, reason: String(cString: strerror(errno)))
         }
         self.path = path == "-" ? "standard input" : path
-        self.file = file
+        self.descriptor = descriptor
         self.maximumLineLength = maximumLineLength
         self.buffer = [UInt8](repeating: 0, count: chunkSize)
     }
 
     deinit {
-        fclose(file)
+        close(descriptor)
     }
 
     /// The next line's bytes, or nil at the end of the file. Lines end as Python's universal
@@ -99,15 +102,13 @@ public final class LineReader {
             buffer.append(contentsOf: repeatElement(0, count: min(buffer.count, maximumLineLength - buffer.count)))
         }
         let capacity = buffer.count - end
-        let count = buffer.withUnsafeMutableBytes { raw in
-            fread(raw.baseAddress! + end, 1, capacity, file)
-        }
-        if count < capacity {
-            if ferror(file) != 0 {
-                throw .readFailed(file: path, reason: String(cString: strerror(errno)))
-            }
-            reachedEndOfFile = true
-        }
+        var count: Int
+        repeat {
+            count = buffer.withUnsafeMutableBytes { raw in read(descriptor, raw.baseAddress! + end, capacity) }
+        } while count < 0 && errno == EINTR
+        guard count >= 0 else { throw .readFailed(file: path, reason: String(cString: strerror(errno))) }
+        // Only a read of nothing is the end: a pipe returns what has arrived so far.
+        if count == 0 { reachedEndOfFile = true }
         end += count
     }
 

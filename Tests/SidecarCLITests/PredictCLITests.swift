@@ -245,6 +245,33 @@ import Testing
         #expect(lines[1].hasSuffix("rain is falling all day"))
     }
 
+    /// Each line piped in is answered before the next arrives (read(2) returns what has arrived;
+    /// fread had waited for a whole chunk, so answers came only at the end of the input).
+    @Test func standardInputIsAnsweredLineByLine() throws {
+        let folder = try Self.fit("linear")
+        let process = Process()
+        process.executableURL = sidecarBinary()
+        process.arguments = ["predict", "--head", folder, "--input", "-", "--batch-size", "1"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        input.fileHandleForWriting.write(Data("the cat sleeps on the sofa\n".utf8))
+        let answered = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var first = Data()
+        DispatchQueue.global().async {
+            first = output.fileHandleForReading.availableData
+            answered.signal()
+        }
+        let inTime = answered.wait(timeout: .now() + 60) == .success
+        input.fileHandleForWriting.write(Data("rain is falling all day\n".utf8))
+        try input.fileHandleForWriting.close()
+        process.waitUntilExit()
+        #expect(inTime, "no answer before the second line")
+        #expect(String(decoding: first, as: UTF8.self).hasSuffix("the cat sleeps on the sofa\n"))
+    }
+
     /// Standard input is read as a file is: a byte-order mark and blank lines before the first
     /// JSON line (they had made it plain text, the whole line classified and its id lost), lines
     /// ending in a lone "\r", and invalid UTF-8 (it had been replaced without a word).
