@@ -183,8 +183,9 @@ public final class Trainer {
         for request in requests {
             let kind = try HeadRegistry.kind(named: request.head)
             let h = try Hyperparameters(head: request.head, schema: kind.schema, settings: request.settings)
-            try kind.checkForTraining(h, context: description.context)
+            // What the cache lacks (make says which extract flag adds it) before what training refuses.
             let head = try kind.make(h, context: description.context, seed: options.seed)
+            try kind.checkForTraining(h, context: description.context)
             let rate = request.learningRate ?? options.learningRate ?? kind.defaultLearningRate
             states.append(HeadState(request: request, hyperparameters: h, head: head, optimizer: Self.optimizer(options),
                                     schedule: LearningRateSchedule(peak: rate, warmupSteps: 0, totalSteps: 1), seed: options.seed))
