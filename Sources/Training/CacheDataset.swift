@@ -34,8 +34,6 @@ public final class CacheDataset: @unchecked Sendable {
     public let features: [Feature]
     let layout: RowLayout
     let width: Int
-    /// N_max, the most rows a record of a token cache may have (nil when not recorded).
-    let maxRows: Int?
     /// Decoded examples when held in memory: rows, label, and per feature rows × width values.
     private var memory: [(rows: Int, label: Int, values: [[Float]])]?
     /// With `skipCorrupt`, the stored index of each example this dataset serves (the intact ones).
@@ -75,7 +73,6 @@ public final class CacheDataset: @unchecked Sendable {
         self.features = features
         layout = RowLayout(rawValue: s.tokens.rawValue) ?? .tokens
         width = s.backbone.hiddenSize
-        maxRows = s.maxTokens
         if skipCorrupt {
             let (good, bad) = try scan(written: progress.written)
             intact = good
@@ -102,13 +99,14 @@ public final class CacheDataset: @unchecked Sendable {
     private func scan(written: Int) throws -> (intact: [Int], damaged: [CorruptRecord]) {
         var seen = [Bool](repeating: false, count: written)
         var damaged: [(Int, CorruptRecord)] = []
+        let settings = cache.manifest.settings
         try cache.forEachRecord(split: split) { index, record, _ in
             guard index < written else { return false }
             seen[index] = true
             do {
                 let view = try record()
                 try view.checkChecksums()
-                if let fault = shapeFault(view) { throw CorruptRecord(key: view.key, fault: fault) }
+                if let fault = settings.shapeFault(of: view) { throw CorruptRecord(key: view.key, fault: fault) }
                 guard view.label != nil else { throw CorruptRecord(key: view.key, fault: "the record has no label") }
             } catch let error as CorruptRecord {
                 damaged.append((index, error))
@@ -123,25 +121,9 @@ public final class CacheDataset: @unchecked Sendable {
         return ((0..<written).filter { !bad.contains($0) }, damaged.map(\.1))
     }
 
-    /// How a record's shape disagrees with the manifest, or nil. Its header has a checksum and
-    /// the manifest has none, so either may be the damaged one; a head given a wider or longer
-    /// record than the manifest allows would trap on its shapes.
-    private func shapeFault(_ view: RecordView) -> String? {
-        if view.width != width { return "width \(view.width), the manifest says \(width)" }
-        switch layout {
-        case .tokens:
-            if let maxRows, view.rows > maxRows { return "\(view.rows) tokens, more than the manifest's N_max \(maxRows)" }
-        case .cls, .mean:
-            if view.rows != 1 { return "\(view.rows) rows, the manifest's token policy stores 1" }
-        case .clsAndMean:
-            if view.rows != 2 { return "\(view.rows) rows, the manifest's token policy stores 2" }
-        }
-        return nil
-    }
-
     /// The record's shape checked against the manifest (the error names the cache and record).
     private func checkShape(_ view: RecordView) throws {
-        if let fault = shapeFault(view) { throw CacheError("\(cache.path): record \(view.key) does not match the manifest: \(fault); one of them is damaged") }
+        if let fault = cache.manifest.settings.shapeFault(of: view) { throw CacheError("\(cache.path): record \(view.key) does not match the manifest: \(fault); one of them is damaged") }
     }
 
     /// The stored index of example `i`.

@@ -100,6 +100,20 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
                                    "record train:7 is beyond the 6 the split's progress counts"])
     }
 
+    /// The manifest has no checksum: a record its settings do not allow (here, longer than a
+    /// damaged N_max) is listed by --verify, as fit refuses it.
+    @Test func recordsTheManifestDoesNotAllowAreListed() throws {
+        let path = temporaryFolder("shape")
+        defer { removeFolder(path) }
+        var settings = shardableSettings(counts: ["train": 6], storage: .f16)
+        settings.splits = ["train"]
+        try writeSyntheticCache(path, settings: settings, shard: nil)
+        #expect(try replaceEveryCopy(cache: path, of: #""maxTokens":8"#, with: #""maxTokens":2"#) >= 1)
+        let report = try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: false)
+        // Records i hold 1 + i % 3 rows.
+        #expect(report.damaged == [2, 5].map { "record train:\($0) does not match the manifest: 3 tokens, more than the manifest's N_max 2; one of them is damaged" })
+    }
+
     /// The int8 scales multiply every value of their channel: a damaged one is refused by every
     /// reader of records, and so by --verify.
     @Test func damagedInt8ScalesAreRefused() throws {

@@ -77,6 +77,10 @@ public struct CacheReport: Codable, Sendable {
                     damaged.append("\(error)")
                     return true
                 }
+                if verify, let fault = settings.shapeFault(of: record) {
+                    damaged.append("record \(record.key) does not match the manifest: \(fault); one of them is damaged")
+                    return true
+                }
                 for block in record.blocks {
                     layers[block.layer]?.storedBytes += block.length
                     layers[block.layer]?.rawFloat32Bytes += record.rows * record.width * 4

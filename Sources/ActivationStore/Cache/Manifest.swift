@@ -205,6 +205,25 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
     }
 }
 
+extension ExtractionSettings {
+    /// How a record's shape disagrees with these settings, or nil: its width, and its rows
+    /// against the token policy (N_max for every token). The record's header has a checksum and
+    /// the manifest has none, so either may be the damaged one; a head given a wider or longer
+    /// record than the manifest allows would trap on its shapes.
+    public func shapeFault(of record: RecordView) -> String? {
+        if record.width != backbone.hiddenSize { return "width \(record.width), the manifest says \(backbone.hiddenSize)" }
+        switch tokens {
+        case .all:
+            if let maxTokens, record.rows > maxTokens { return "\(record.rows) tokens, more than the manifest's N_max \(maxTokens)" }
+        case .cls, .mean:
+            if record.rows != 1 { return "\(record.rows) rows, the manifest's token policy stores 1" }
+        case .clsAndMean:
+            if record.rows != 2 { return "\(record.rows) rows, the manifest's token policy stores 2" }
+        }
+        return nil
+    }
+}
+
 /// The manifest record: format version plus the settings.
 public struct Manifest: Codable, Sendable, Equatable {
     public static let currentFormat = 1
