@@ -251,5 +251,5 @@ func fixChecksums(_ bytes: inout [UInt8]) {
             store(XXHash64.hash(Array(bytes[offset..<(offset + length)])), at: base + 16)
         }
     }
-    store(XXHash64.hash(Array(bytes[..<(headerSize - 8)]), seed: boundToKey ? XXHash64.hash(Array(recordKey.utf8)) : 0), at: headerSize - 8)
+    store(XXHash64.hash(Array(bytes[..<(headerSize - 8)]), seed: boundToKey ? RecordView.headerSeed(key: recordKey) : 0), at: headerSize - 8)
 }

@@ -220,9 +220,11 @@ public struct RecordView {
     /// Largest decoded block accepted (4 GiB); real blocks are a few megabytes.
     public static let maximumBlockBytes = 1 << 32
 
-    /// The header checksum's seed: the XXH64 of the key's name.
-    static func headerSeed(key: String) -> UInt64 {
-        XXHash64.hash(Array(key.utf8))
+    /// The header checksum's seed in a current (SCR2) record: the XXH64 of its key's name. Hashed
+    /// in place: an array per record read is a cost the read path notices.
+    public static func headerSeed(key: String) -> UInt64 {
+        var key = key
+        return key.withUTF8 { XXHash64.hash(UnsafeRawBufferPointer($0)) }
     }
 
     /// Parses and checks the header (magic, header checksum, block bounds).
