@@ -271,7 +271,12 @@ struct SweepCommand: ParsableCommand {
 
     func emitJob(_ kind: String, sweep: SweepSpec) throws {
         func absolute(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.path }
-        let name = "sidecar-sweep-" + URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent
+        // The job's name goes into comment and directive lines: a line break in the spec's file
+        // name would end one (bare YAML, or an sbatch script whose #SBATCH lines are ignored).
+        let stem = URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent
+        let name = "sidecar-sweep-" + String(String.UnicodeScalarView(stem.unicodeScalars.map {
+            $0.properties.generalCategory == .control || [0x85, 0x2028, 0x2029].contains($0.value) ? "_" : $0
+        }))
         var job = JobSettings(binary: binary ?? Self.selfPath(), spec: absolute(spec), cache: absolute(cache), results: absolute(results),
                               shards: shards, name: name, cpus: cpus)
         job.image = image

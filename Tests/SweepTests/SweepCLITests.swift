@@ -273,6 +273,14 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         }
         let named = try runSidecar(["sweep", "--spec", spaced, "--cache", "/shared/cache", "--results", "/shared/results", "--emit", "k8s"])
         #expect(named.out.contains("  name: sidecar-sweep-my-sweep\n"), "\(named.out)")
+        // A line break in the spec's name would end a comment or directive line.
+        let broken = folder + "/a\nmetadata: x.toml"
+        try FileManager.default.copyItem(atPath: spec, toPath: broken)
+        for kind in ["k8s", "slurm"] {
+            let run = try runSidecar(["sweep", "--spec", broken, "--cache", "/shared/cache", "--results", "/shared/results", "--emit", kind])
+            // (The spec's path itself keeps its line break, quoted, in the command.)
+            #expect(run.status == 0 && run.out.contains("sidecar-sweep-a_metadata: x") && !run.out.contains("\nmetadata: x: "), "\(run.out)")
+        }
         // YAML folds a line break in a quoted scalar into a space: such characters go as escapes.
         let odd = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", "/shared/a\nb\tc\u{85}\"d\\", "--emit", "k8s"])
         #expect(odd.out.contains(#""--results", "/shared/a\nb\tc\u0085\"d\\""#), "\(odd.out)")
