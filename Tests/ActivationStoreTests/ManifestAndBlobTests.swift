@@ -59,8 +59,6 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
                                                    "preprocessing image.resample: 3 requested, 2 in the cache"])
     }
 
-    /// Caches from before the compute path was recorded were all f32: they resume with f32 and
-    /// refuse bf16, and a new f32 cache records "f32".
     /// Every field a backbone's identity compares is named when it differs (a width that differed
     /// alone had been reported as two identical names and hashes).
     @Test func backboneDifferencesNameTheField() {
@@ -74,6 +72,8 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         #expect(base.backbone == other.backbone)
     }
 
+    /// Caches from before the compute path was recorded were all f32: they resume with f32 and
+    /// refuse bf16, and a new f32 cache records "f32".
     @Test func aCacheWithoutAComputePathReadsAsF32() throws {
         var old = sampleSettings()
         old.compute = nil
