@@ -234,7 +234,8 @@ public struct IDXDatasetSource: Sendable, Equatable {
             if let blank = firstBlankLine {
                 throw .invalidIDX(file: path, detail: "line \(blank) is blank, which would shift every later class's label value")
             }
-            guard !names.contains(name) else {
+            // By bytes, as the label map tells names apart.
+            guard !names.contains(where: { $0.utf8.elementsEqual(name.utf8) }) else {
                 throw .invalidIDX(file: path, detail: "line \(lines.lineNumber): class \"\(name)\" listed twice")
             }
             names.append(name)

@@ -65,6 +65,10 @@ import Testing
             #expect(file == labelsPath)
             #expect("\(error)".contains("label 3 of item 1"))
         }
+        // Names told apart by their bytes, as labels are: café composed and decomposed are two
+        // classes (String's equality had called the second a repeat of the first).
+        try folder.write("classes.txt", "caf\u{E9}\ncafe\u{301}\nx\n")
+        #expect(try IDXDatasetSource(directory: folder.path).labels.count == 3)
     }
 
     @Test func headerFaultsNameTheFile() throws {
