@@ -242,7 +242,8 @@ struct FitCommand: ParsableCommand {
             case nil: break
             case .object(let values):
                 let schema = (try? HeadRegistry.kind(named: head).schema) ?? []
-                for (key, value) in values {
+                // In key order, so that the first fault named does not depend on a dictionary's order.
+                for (key, value) in values.sorted(by: { $0.key < $1.key }) {
                     if value == .array([]) { throw CommandError("\(entry): \"\(key)\" is an empty list") }
                     // [8] would read as 8: only list-valued keys take lists.
                     if case .array = value, let declared = schema.first(where: { $0.name == key }) {

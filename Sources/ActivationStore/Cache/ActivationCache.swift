@@ -82,8 +82,9 @@ public final class ActivationCache: @unchecked Sendable {
         let environment: LMDBEnvironment
         do {
             environment = try LMDBEnvironment(path: path, options: .init(readOnly: true, noLock: noLock, mapSize: 0))
-        } catch let error as LMDBError where error.code == EACCES && !noLock && access(path + "/data.mdb", R_OK) == 0 {
-            // Readers too write LMDB's lock file (their slots in its reader table).
+        } catch let error as LMDBError where [EACCES, EROFS].contains(error.code) && !noLock && access(path + "/data.mdb", R_OK) == 0 {
+            // Readers too write LMDB's lock file (their slots in its reader table); a read-only
+            // file system is a folder no one can write.
             throw CacheError("\(path): cannot open or create its lock file lock.mdb (\(error.message)); a cache in a folder "
                              + "this user cannot write is read with --no-lock, safe while no process writes to it")
         }
