@@ -156,17 +156,26 @@ func fuzzTextReader(_ data: UnsafeRawBufferPointer) {
     } catch {
         failed = true
     }
-    var bytes = Array(data)
-    var expected = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
-    if bytes.last == 0x0A || bytes.isEmpty { expected.removeLast() }
-    bytes = []
-    for index in expected.indices {
-        if expected[index].last == 0x0D { expected[index].removeLast() }
+    // The lines as Python's universal newlines split them ("\n", "\r\n", a lone "\r"), each with
+    // whether a "\r" ended it (the reader holds that byte while it looks at the next).
+    let bytes = Array(data)
+    var raw: [(line: [UInt8], carriageReturn: Bool)] = [], current: [UInt8] = []
+    var i = 0
+    while i < bytes.count {
+        if bytes[i] == 0x0A || bytes[i] == 0x0D {
+            raw.append((current, bytes[i] == 0x0D))
+            current = []
+            if bytes[i] == 0x0D && i + 1 < bytes.count && bytes[i + 1] == 0x0A { i += 1 }
+        } else {
+            current.append(bytes[i])
+        }
+        i += 1
     }
+    if !current.isEmpty { raw.append((current, false)) }
+    var expected = raw.map(\.line)
     if expected.first?.starts(with: [0xEF, 0xBB, 0xBF]) == true { expected[0].removeFirst(3) }
     if failed {
-        let raw = Array(data).split(separator: 0x0A, omittingEmptySubsequences: false)
-        require(raw.contains { $0.count >= limit }, "lineTooLong without a line of \(limit) bytes")
+        require(raw.contains { $0.line.count + ($0.carriageReturn ? 1 : 0) >= limit }, "lineTooLong without a line of \(limit) bytes")
     } else {
         require(read == expected, "LineReader returned \(read.count) lines, expected \(expected.count)")
     }
