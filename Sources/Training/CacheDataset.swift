@@ -34,6 +34,8 @@ public final class CacheDataset: @unchecked Sendable {
     public let features: [Feature]
     let layout: RowLayout
     let width: Int
+    /// The manifest's settings, held once: every record read is checked against them.
+    private let settings: ExtractionSettings
     /// Decoded examples when held in memory: rows, label, and per feature rows × width values.
     private var memory: [(rows: Int, label: Int, values: [[Float]])]?
     /// With `skipCorrupt`, the stored index of each example this dataset serves (the intact ones).
@@ -71,6 +73,7 @@ public final class CacheDataset: @unchecked Sendable {
         self.split = split
         count = progress.written
         self.features = features
+        settings = s
         layout = RowLayout(rawValue: s.tokens.rawValue) ?? .tokens
         width = s.backbone.hiddenSize
         if skipCorrupt {
@@ -99,7 +102,6 @@ public final class CacheDataset: @unchecked Sendable {
     private func scan(written: Int) throws -> (intact: [Int], damaged: [CorruptRecord]) {
         var seen = [Bool](repeating: false, count: written)
         var damaged: [(Int, CorruptRecord)] = []
-        let settings = cache.manifest.settings
         try cache.forEachRecord(split: split) { index, record, _ in
             guard index < written else { return false }
             seen[index] = true
@@ -123,7 +125,7 @@ public final class CacheDataset: @unchecked Sendable {
 
     /// The record's shape checked against the manifest (the error names the cache and record).
     private func checkShape(_ view: RecordView) throws {
-        if let fault = cache.manifest.settings.shapeFault(of: view) { throw CacheError("\(cache.path): record \(view.key) does not match the manifest: \(fault); one of them is damaged") }
+        if let mismatch = settings.shapeMismatch(of: view) { throw CacheError("\(cache.path): \(mismatch)") }
     }
 
     /// The stored index of example `i`.

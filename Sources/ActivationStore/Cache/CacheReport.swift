@@ -77,8 +77,8 @@ public struct CacheReport: Codable, Sendable {
                     damaged.append("\(error)")
                     return true
                 }
-                if verify, let fault = settings.shapeFault(of: record) {
-                    damaged.append("record \(record.key) does not match the manifest: \(fault); one of them is damaged")
+                if verify, let mismatch = settings.shapeMismatch(of: record) {
+                    damaged.append(mismatch)
                     return true
                 }
                 for block in record.blocks {

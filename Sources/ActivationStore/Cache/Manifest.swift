@@ -222,6 +222,11 @@ extension ExtractionSettings {
         }
         return nil
     }
+
+    /// `shapeFault` as a reader reports it, naming the record.
+    public func shapeMismatch(of record: RecordView) -> String? {
+        shapeFault(of: record).map { "record \(record.key) does not match the manifest: \($0); one of them is damaged" }
+    }
 }
 
 /// The manifest record: format version plus the settings.
