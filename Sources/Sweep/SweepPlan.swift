@@ -90,8 +90,9 @@ public struct SweepPlan: Sendable {
         for trial in trials {
             do {
                 let kind = try HeadRegistry.kind(named: trial.head)
-                let head = try HeadRegistry.make(trial.head, settings: trial.settings, context: context, seed: UInt64(trial.training.seed))
-                try kind.checkForTraining(Hyperparameters(head: trial.head, schema: kind.schema, settings: trial.settings), context: context)
+                let h = try Hyperparameters(head: trial.head, schema: kind.schema, settings: trial.settings)
+                let head = try kind.make(h, context: context, seed: UInt64(trial.training.seed))
+                try kind.checkForTraining(h, context: context)
                 let features = head.features.map(\.description)
                 // Weights, gradients and two AdamW moments; the tape keeps a few activations of the
                 // batch per feature read.
