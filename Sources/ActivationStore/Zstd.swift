@@ -27,12 +27,14 @@ public final class ZstdCompressor {
     public let level: Int32
 
     /// `level` is zstd's: 1 (fast; as good as 3–9 on activations) to 22; out-of-range levels are
-    /// clamped by zstd.
-    public init(level: Int32 = 1) {
+    /// clamped by zstd. `minimumMatch` (3–7, zstd's `ZSTD_c_minMatch`) overrides the level's
+    /// shortest match searched for; nil keeps the level's.
+    public init(level: Int32 = 1, minimumMatch: Int32? = nil) {
         context = ZSTD_createCCtx()
         self.level = level
         ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
         ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)
+        if let minimumMatch { ZSTD_CCtx_setParameter(context, ZSTD_c_minMatch, minimumMatch) }
     }
 
     deinit { ZSTD_freeCCtx(context) }

@@ -38,6 +38,47 @@ import TensorCore
                     "value \(i): \(value) decoded as \(decoded[i]), expected \(expected)")
         }
     }
+    /// A shuffled block holds one zstd frame per byte plane, which on activations is smaller than
+    /// one frame for all planes; a block written as one frame (by versions before the split)
+    /// decodes to the same values.
+    @Test func aShuffledBlockStoresEachPlaneInItsOwnFrame() throws {
+        var rng = SeededGenerator(seed: 9)
+        let rows = 64, width = 384, key = "train:3"
+        let values = (0..<(rows * width)).map { _ in rng.nextNormal() * 0.5 }
+        let bytes = try values.withUnsafeBufferPointer {
+            try RecordEncoder(storage: .bf16).encode(key: key, label: 2, rows: rows, width: width, blocks: [.init(layer: 4, values: $0)])
+        }
+        let headerSize = 20 + 24 + 8, planeBytes = rows * width
+        let stored = Array(bytes[headerSize...])
+        // The first frame holds the low bytes alone.
+        #expect(stored.withUnsafeBytes { ZstdDecompressor.contentSize(of: $0) } == planeBytes)
+        var planes = [UInt8](repeating: 0, count: 2 * planeBytes)
+        _ = try stored.withUnsafeBytes { src in try planes.withUnsafeMutableBytes { try ZstdDecompressor().decompress(src, into: $0) } }
+        var single = [UInt8](repeating: 0, count: ZstdCompressor.compressBound(planes.count))
+        let singleCount = try planes.withUnsafeBytes { src in try single.withUnsafeMutableBytes { try ZstdCompressor().compress(src, into: $0) } }
+        #expect(stored.count < singleCount, "split \(stored.count) bytes, one frame \(singleCount)")
+
+        // The same record with its block as one frame, its table and header checksums redone.
+        var old = Array(bytes[..<headerSize]) + single[..<singleCount]
+        func store<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+            withUnsafeBytes(of: value.littleEndian) { old.replaceSubrange(offset..<(offset + MemoryLayout<T>.size), with: $0) }
+        }
+        store(UInt32(singleCount), at: 28)
+        store(XXHash64.hash(Array(single[..<singleCount])), at: 36)
+        store(XXHash64.hash(Array(old[..<(headerSize - 8)]), seed: RecordView.headerSeed(key: key)), at: headerSize - 8)
+        func decoded(_ record: [UInt8]) throws -> [Float] {
+            var out = [Float](repeating: .nan, count: values.count)
+            try record.withUnsafeBytes { raw in
+                let view = try RecordView(raw, key: key)
+                try out.withUnsafeMutableBufferPointer { try RecordDecoder().decode(view, layer: 4, into: $0) }
+            }
+            return out
+        }
+        let expected = values.map { Self.rounded($0, to: .bf16) }
+        #expect(try decoded(bytes) == expected)
+        #expect(try decoded(old) == expected)
+    }
+
     /// A record's header checksum is seeded with its key: intact bytes served under another key (a
     /// damaged LMDB page pointer) are refused. Records from before (SCR1, unseeded) still read.
     @Test func aRecordReadUnderAnotherKeyIsRefused() throws {

@@ -14,8 +14,10 @@
 //  19  u8  flags                   bit 0: bytes shuffled before compression
 //  20  blocks × 24 bytes: u16 layer, u16 stream, u32 offset, u32 length, u32 reserved, u64 XXH64 of the stored bytes
 //  then u64 XXH64 of every header byte before it, seeded with the XXH64 of the record's key
-//  ("train:17"), then the zstd frames. The seed ties the record to its key: LMDB has no checksums
-//  of its own, and a damaged page pointer had served one record's intact bytes as another's.
+//  ("train:17"), then the blocks: when shuffled, one zstd frame per byte plane (records written
+//  before the planes were split hold one frame per block; both decode alike), else one frame.
+//  The seed ties the record to its key: LMDB has no checksums of its own, and a damaged page
+//  pointer had served one record's intact bytes as another's.
 import Foundation
 import TensorCore
 
@@ -96,7 +98,10 @@ public final class RecordEncoder {
         self.storage = storage
         self.shuffle = shuffle
         self.int8Scales = int8Scales
-        compressor = ZstdCompressor(level: zstdLevel)
+        // A shuffled plane of activations holds few repeats longer than a few bytes: matches of 3–6
+        // bytes cost the reader more to decode than they save. On MiniLM's bf16 states at level 1,
+        // leaving them out made blocks 3% smaller and decoding 1.35× faster.
+        compressor = ZstdCompressor(level: zstdLevel, minimumMatch: 7)
     }
 
     /// One block to encode: `values` holds rows × width floats.
@@ -120,11 +125,24 @@ public final class RecordEncoder {
         var table: [(layer: Int, stream: Stream, offset: Int, length: Int, checksum: UInt64)] = []
         for block in blocks {
             convert(block.values, scales: int8Scales[block.layer], width: width)
+            // A shuffled block is one frame per byte plane (Blosc's "split" mode): each plane gets
+            // its own Huffman table, where one frame's table, shared by the near-random low
+            // mantissa bytes and the repetitive exponent bytes, fitted neither. zstd then stores the
+            // low plane raw. On MiniLM's bf16 states: blocks 11% smaller, decoded 1.5× faster.
+            // Readers need no change: zstd decodes concatenated frames into one buffer, in order.
+            let planes = shuffle && storage.size > 1 ? storage.size : 1
+            let planeBytes = converted.count / planes
+            let bound = planes * ZstdCompressor.compressBound(planeBytes)
             // Scratch buffers only grow: an encoder writes millions of blocks of similar size.
-            let bound = ZstdCompressor.compressBound(converted.count)
             if frame.count < bound { frame = [UInt8](repeating: 0, count: bound) }
-            let length = try converted.withUnsafeBytes { src in
-                try frame.withUnsafeMutableBytes { try compressor.compress(src, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<bound])) }
+            var length = 0
+            try converted.withUnsafeBytes { src in
+                try frame.withUnsafeMutableBytes { dst in
+                    for plane in 0..<planes {
+                        length += try compressor.compress(UnsafeRawBufferPointer(rebasing: src[(plane * planeBytes)..<((plane + 1) * planeBytes)]),
+                                                          into: UnsafeMutableRawBufferPointer(rebasing: dst[length..<bound]))
+                    }
+                }
             }
             let checksum = frame.withUnsafeBytes { XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0[..<length])) }
             table.append((block.layer, block.stream, out.count, length, checksum))
