@@ -279,6 +279,7 @@ public struct RecordView {
         self.shuffled = bytes[19] & 1 == 1
         self.bytes = bytes
         var blocks: [BlockEntry] = []
+        blocks.reserveCapacity(blockCount)
         for i in 0..<blockCount {
             let base = 20 + 24 * i
             let offset = Int(load(base + 4, UInt32.self)), length = Int(load(base + 8, UInt32.self))
