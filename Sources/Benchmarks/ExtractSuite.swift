@@ -1,7 +1,7 @@
 // `sidecar-bench extract [DATASET] [EXAMPLES]`: stage one's throughput in tokens/s for MiniLM with
 // every hidden state kept, for both compute paths (f32 through OpenBLAS, bf16 through oneDNN), next
-// to PyTorch + transformers on the same texts and thread count (when torch is installed), and the
-// cache's bytes per token per layer for each storage type.
+// to PyTorch + transformers on the same texts and thread count (when torch is importable by
+// SIDECAR_TORCH_PYTHON, else python3), and the cache's bytes per token per layer for each storage type.
 import ActivationStore
 import Encoders
 import Extract
@@ -77,12 +77,13 @@ func benchmarkExtraction(arguments: [String]) throws {
     try benchmarkPrediction(cache: work.appendingPathComponent("cache-bf16").path, texts: texts.path, count: lines.count,
                             extractRate: Double(lines.count) / max(extractSeconds, 1e-9))
 
-    // The PyTorch peer, when torch is importable here.
+    // The PyTorch peer, when torch is importable by SIDECAR_TORCH_PYTHON (else python3), as for `fit`.
+    let python = ProcessInfo.processInfo.environment["SIDECAR_TORCH_PYTHON"] ?? "python3"
     let peer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("peers/torch_extract.py").path
     let folder = try BackboneFolder.resolve("minilm")
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", peer, folder.path, texts.path, String(cores), String(lines.count)]
+    process.arguments = [python, peer, folder.path, texts.path, String(cores), String(lines.count)]
     let output = Pipe()
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
@@ -94,7 +95,7 @@ func benchmarkExtraction(arguments: [String]) throws {
           let sorted = peerResult["fp32_sorted"] as? Double, let unsorted = peerResult["fp32_unsorted"] as? Double,
           let bf16 = peerResult["bf16_autocast_sorted"] as? Double
     else {
-        print("\nPyTorch peer: not run (torch and transformers are not installed for python3)")
+        print("\nPyTorch peer: not run (\(python) could not import torch and transformers, or the peer failed; set SIDECAR_TORCH_PYTHON)")
         return
     }
     print("\nPyTorch \(peerResult["torch"] ?? "?") + transformers, same texts, \(cores) threads, batches of 64 padded to their longest")
