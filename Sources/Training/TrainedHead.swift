@@ -87,7 +87,7 @@ public struct TrainedHead {
         guard b.hiddenSize >= 1, b.layerCount >= 1, settings.layers.allSatisfy({ (0...b.layerCount).contains($0) }) else {
             throw HeadError("\(source): the recorded backbone (width \(b.hiddenSize), \(b.layerCount) layers, layers \(settings.layers)) is not a real one")
         }
-        guard !config.labels.isEmpty, Self.sameLabels(config.labels, settings.labels) else {
+        guard !config.labels.isEmpty, ExtractionSettings.sameLabels(config.labels, settings.labels) else {
             throw HeadError("\(source): the config's labels (\(config.labels.count)) differ from those of the cache it was trained on (\(settings.labels.count))")
         }
         return settings
@@ -144,17 +144,9 @@ public struct TrainedHead {
                 throw HeadError("\(cachePath) holds other features than \(source) was trained on: \(differences.joined(separator: "; "))")
             }
         }
-        guard Self.sameLabels(settings.labels, config.labels) else {
+        guard ExtractionSettings.sameLabels(settings.labels, config.labels) else {
             throw HeadError("\(cachePath) has labels \(settings.labels), but \(source) was trained with \(config.labels)")
         }
-    }
-}
-
-extension TrainedHead {
-    /// Label lists compared by their bytes, as the label map tells labels apart (String's
-    /// equality would take "café" composed and decomposed for one label).
-    static func sameLabels(_ a: [String], _ b: [String]) -> Bool {
-        a.map { Array($0.utf8) } == b.map { Array($0.utf8) }
     }
 }
 

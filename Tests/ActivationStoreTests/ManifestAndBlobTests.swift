@@ -72,6 +72,18 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         #expect(base.backbone == other.backbone)
     }
 
+    /// Labels differing only in Unicode normalization are different labels, as to the label map:
+    /// a resume or merge across them would give one id two meanings.
+    @Test func labelsDifferingInNormalizationDiffer() {
+        var composed = sampleSettings(), decomposed = sampleSettings()
+        composed.labels = ["caf\u{E9}", "tea"]
+        decomposed.labels = ["cafe\u{301}", "tea"]
+        #expect(composed.labels == decomposed.labels)
+        #expect(composed.differences(from: decomposed)
+            == ["labels: [\"café\", \"tea\"] requested, [\"café\", \"tea\"] in the cache (the same text in another Unicode normalization)"])
+        #expect(composed.differences(from: composed).isEmpty)
+    }
+
     /// Caches from before the compute path was recorded were all f32: they resume with f32 and
     /// refuse bf16, and a new f32 cache records "f32".
     @Test func aCacheWithoutAComputePathReadsAsF32() throws {

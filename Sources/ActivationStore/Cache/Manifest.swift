@@ -192,7 +192,10 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         compare("dtype", storage.rawValue, other.storage.rawValue)
         compare("zstd level", zstdLevel, other.zstdLevel)
         compare("byte shuffle", shuffle, other.shuffle)
-        compare("labels", labels, other.labels)
+        if !Self.sameLabels(labels, other.labels) {
+            let how = labels == other.labels ? " (the same text in another Unicode normalization)" : ""
+            out.append("labels: \(labels) \(mine), \(other.labels) \(theirs)\(how)")
+        }
         compare("streams", streams ?? [], other.streams ?? [])
         compare("max tokens", maxTokens.map(String.init) ?? "unrecorded", other.maxTokens.map(String.init) ?? "unrecorded")
         compare("pooling", pooling ?? "unrecorded", other.pooling ?? "unrecorded")
@@ -206,6 +209,12 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
 }
 
 extension ExtractionSettings {
+    /// Label lists compared by their bytes, as the label map tells labels apart (String's
+    /// equality would take "café" composed and decomposed for one label).
+    public static func sameLabels(_ a: [String], _ b: [String]) -> Bool {
+        a.map { Array($0.utf8) } == b.map { Array($0.utf8) }
+    }
+
     /// How a record's shape disagrees with these settings, or nil: its width, and its rows
     /// against the token policy (N_max for every token). The record's header has a checksum and
     /// the manifest has none, so either may be the damaged one; a head given a wider or longer
