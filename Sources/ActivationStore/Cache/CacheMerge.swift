@@ -172,6 +172,7 @@ public enum CacheMerge {
         let blobs = Dictionary(uniqueKeysWithValues: (settings.blobs ?? []).map { (ActivationCache.blobKey($0), $0) })
         func value(_ cache: ActivationCache, _ key: [UInt8]) throws -> [UInt8]? {
             if let name = blobs[key] { return try cache.blobBytes(name) }
+            precondition(key == ActivationCache.int8ScalesKey, "merge copies blobs and int8 scales only")
             return try cache.int8ScaleBytes()
         }
         for key in (settings.blobs ?? []).map(ActivationCache.blobKey) + (settings.storage == .int8 ? [ActivationCache.int8ScalesKey] : []) {
