@@ -102,6 +102,13 @@ demo: release
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar fit --cache $(DEMO_CACHE) \
 	    --head linear --head losa --head lst --epochs $(DEMO_EPOCHS) --out $(DEMO_DATA)/heads
 	@# A small sweep (12 probes and MLPs in one pass; resumes, and skips finished trials) and its report.
+	@# Its results belong to one cache (sweep refuses to mix caches): after the cache was extracted
+	@# again, the earlier results are moved aside to sweep.previous.
+	@$$($(SWIFT) build -c release --show-bin-path)/sidecar inspect --json $(DEMO_CACHE) > $(DEMO_DATA)/sweep.cache.json.new
+	@if [ -d $(DEMO_DATA)/sweep ] && ! cmp -s $(DEMO_DATA)/sweep.cache.json.new $(DEMO_DATA)/sweep.cache.json; then \
+	    rm -rf $(DEMO_DATA)/sweep.previous && mv $(DEMO_DATA)/sweep $(DEMO_DATA)/sweep.previous && \
+	    echo "the cache is not the one the sweep in $(DEMO_DATA)/sweep ran on: moved it to $(DEMO_DATA)/sweep.previous"; fi
+	@mv $(DEMO_DATA)/sweep.cache.json.new $(DEMO_DATA)/sweep.cache.json
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar sweep --cache $(DEMO_CACHE) \
 	    --spec datasets/debian-sections/sweep.toml --results $(DEMO_DATA)/sweep
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar report --results $(DEMO_DATA)/sweep --out $(DEMO_DATA)/sweep/report.html
