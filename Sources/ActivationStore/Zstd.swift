@@ -1,7 +1,8 @@
 // zstd compression into caller-provided buffers with reusable contexts: the cache writer and
 // reader compress and decompress millions of records, so neither allocates per call. Frames carry
 // zstd's content checksum, so corrupted records fail to decompress rather than decode to garbage.
-// Not a streaming API: a record is one frame, compressed and decompressed whole.
+// Not a streaming API: a record's block is one frame per byte plane (or one frame), each compressed
+// whole, and the block's frames are decompressed together into one buffer.
 import CZstd
 
 /// A zstd failure: what was being done and zstd's own error name (`ZSTD_getErrorName`).
@@ -34,7 +35,10 @@ public final class ZstdCompressor {
         self.level = level
         ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, level)
         ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1)
-        if let minimumMatch { ZSTD_CCtx_setParameter(context, ZSTD_c_minMatch, minimumMatch) }
+        if let minimumMatch {
+            precondition(ZSTD_isError(ZSTD_CCtx_setParameter(context, ZSTD_c_minMatch, minimumMatch)) == 0,
+                         "zstd refused a shortest match of \(minimumMatch) (its range is 3...7)")
+        }
     }
 
     deinit { ZSTD_freeCCtx(context) }
@@ -66,8 +70,9 @@ public final class ZstdDecompressor {
     }
     deinit { ZSTD_freeDCtx(context) }
 
-    /// The decompressed size recorded in a frame's header; nil when the header does not record it
-    /// or `source` does not start with a valid frame header.
+    /// The decompressed size recorded in the header of the first frame in `source` (of several
+    /// concatenated frames, that frame's alone); nil when the header does not record it or
+    /// `source` does not start with a valid frame header.
     public static func contentSize(of source: UnsafeRawBufferPointer) -> Int? {
         let size = ZSTD_getFrameContentSize(source.baseAddress, source.count)
         if size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR { return nil }
