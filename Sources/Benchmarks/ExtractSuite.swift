@@ -29,7 +29,7 @@ func benchmarkExtraction(arguments: [String]) throws {
     let cores = ProcessInfo.processInfo.activeProcessorCount
 
     print("stage one: all-MiniLM-L6-v2, every hidden state (layers 0–6), all real tokens, \(lines.count) texts of \(dataset), \(cores) threads\n")
-    print("storage   tokens/s   stored bytes/token/layer   stored / raw fp32")
+    print("storage   tokens/s   stored bytes/token/layer   stored / raw fp32   decoded MB/s (one core, as f32)")
     var float32Rate = 0.0
     var extractSeconds = 0.0
     for storage in [StorageType.f32, .f16, .bf16, .int8] {
@@ -44,7 +44,7 @@ func benchmarkExtraction(arguments: [String]) throws {
         let tokens = report.layers.first?.tokens ?? 1
         let perTokenLayer = Double(report.storedBytes) / Double(tokens * max(report.layers.count, 1))
         print(storage.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
-              + String(format: "%10.0f %26.1f %19.3f", rate, perTokenLayer, report.ratioVsF32))
+              + String(format: "%10.0f %26.1f %19.3f %16.0f", rate, perTokenLayer, report.ratioVsF32, try decodeRate(cache) / 1e6))
     }
     print("\n(storage rows: f32 compute through OpenBLAS, \(BLAS.coreName) kernels)")
 
@@ -77,7 +77,7 @@ func benchmarkExtraction(arguments: [String]) throws {
     try benchmarkPrediction(cache: work.appendingPathComponent("cache-bf16").path, texts: texts.path, count: lines.count,
                             extractRate: Double(lines.count) / max(extractSeconds, 1e-9))
 
-    // The PyTorch peer, when torch is importable by SIDECAR_TORCH_PYTHON (else python3), as for `fit`.
+    // The PyTorch peer, when torch is importable by SIDECAR_TORCH_PYTHON (else python3 on the PATH).
     let python = ProcessInfo.processInfo.environment["SIDECAR_TORCH_PYTHON"] ?? "python3"
     let peer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("peers/torch_extract.py").path
     let folder = try BackboneFolder.resolve("minilm")
@@ -133,4 +133,31 @@ func benchmarkPrediction(cache path: String, texts: String, count: Int, extractR
     print(String(format: "\npredict (linear probe on layer 6, batches of 32, end to end from JSONL): %.0f inputs/s; extract: %.0f examples/s (predict / extract = %.2f×)",
                  rate, extractRate, rate / extractRate))
     precondition(done == count, "predicted \(done) of \(count) texts")
+}
+
+/// Bytes of f32 values per second that one thread decodes from every block of a cache's train
+/// records, as training reads them (stored bytes checked, zstd's own checksum left out). The
+/// better of two passes: the first also maps the cache's pages into the process.
+func decodeRate(_ cache: ActivationCache) throws -> Double {
+    let decoder = try cache.makeDecoder(checkingContent: false)
+    var values: [Float] = []
+    var best = 0.0
+    for _ in 0..<2 {
+        var decoded = 0
+        let start = Date()
+        try cache.forEachRecord(split: "train") { _, record, _ in
+            let view = try record()
+            let count = view.rows * view.width
+            if values.count < count { values = [Float](repeating: 0, count: count) }
+            try values.withUnsafeMutableBufferPointer { buffer in
+                for block in view.blocks {
+                    try decoder.decode(view, layer: block.layer, stream: block.stream, into: UnsafeMutableBufferPointer(rebasing: buffer[..<count]))
+                }
+            }
+            decoded += 4 * count * view.blocks.count
+            return true
+        }
+        best = max(best, Double(decoded) / max(Date().timeIntervalSince(start), 1e-9))
+    }
+    return best
 }

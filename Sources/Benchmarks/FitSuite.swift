@@ -100,8 +100,9 @@ func benchmarkFit(arguments: [String]) throws {
         print("anchors (PyTorch, same data and backbone): " + anchors.map { "\($0.0) \($0.1)" }.joined(separator: ", "))
     }
 
-    // 2. Each head alone for one epoch: time and memory. The cache is read once first, so the
-    // first head does not pay alone for disk reads (a bench that ran before may have evicted it).
+    // 2. Each head alone for two epochs, the second timed: time and memory. The cache is read once
+    // first, so the first head does not pay alone for disk reads (a bench that ran before may have
+    // evicted it).
     readThrough(cachePath + "/data.mdb")
     print("\neach head alone, streamed from the cache (decoding included): the second epoch of a run, the first beside it")
     print("head                   s/epoch   examples/s   first epoch s   peak RSS MB   peak anon MB")
