@@ -344,8 +344,14 @@ public struct RecordView {
                     destination[i] = half ? HalfPrecision.floatFromFloat16(bits) : HalfPrecision.floatFromBFloat16(bits)
                 }
             case .int8:
-                let scales = int8Scales!
-                for i in 0..<count { destination[i] = Float(Int8(bitPattern: source[i])) * scales[i % width] }
+                // Row by row: a channel's scale by `i % width` cost a division per value.
+                int8Scales!.withUnsafeBufferPointer { scales in
+                    let codes = UnsafeRawPointer(source).assumingMemoryBound(to: Int8.self)
+                    for row in 0..<rows {
+                        let (from, to) = (codes + row * width, destination.baseAddress! + row * width)
+                        for j in 0..<width { to[j] = Float(from[j]) * scales[j] }
+                    }
+                }
             }
         }
     }
