@@ -41,18 +41,19 @@ import TensorCore
     /// A shuffled block holds one zstd frame per byte plane, which on activations is smaller than
     /// one frame for all planes; a block written as one frame (by versions before the split)
     /// decodes to the same values.
-    @Test func aShuffledBlockStoresEachPlaneInItsOwnFrame() throws {
+    @Test(arguments: [StorageType.f32, .f16, .bf16])
+    func aShuffledBlockStoresEachPlaneInItsOwnFrame(storage: StorageType) throws {
         var rng = SeededGenerator(seed: 9)
         let rows = 64, width = 384, key = "train:3"
         let values = (0..<(rows * width)).map { _ in rng.nextNormal() * 0.5 }
         let bytes = try values.withUnsafeBufferPointer {
-            try RecordEncoder(storage: .bf16).encode(key: key, label: 2, rows: rows, width: width, blocks: [.init(layer: 4, values: $0)])
+            try RecordEncoder(storage: storage).encode(key: key, label: 2, rows: rows, width: width, blocks: [.init(layer: 4, values: $0)])
         }
         let headerSize = 20 + 24 + 8, planeBytes = rows * width
         let stored = Array(bytes[headerSize...])
         // The first frame holds the low bytes alone.
         #expect(stored.withUnsafeBytes { ZstdDecompressor.contentSize(of: $0) } == planeBytes)
-        var planes = [UInt8](repeating: 0, count: 2 * planeBytes)
+        var planes = [UInt8](repeating: 0, count: storage.size * planeBytes)
         _ = try stored.withUnsafeBytes { src in try planes.withUnsafeMutableBytes { try ZstdDecompressor().decompress(src, into: $0) } }
         var single = [UInt8](repeating: 0, count: ZstdCompressor.compressBound(planes.count))
         let singleCount = try planes.withUnsafeBytes { src in try single.withUnsafeMutableBytes { try ZstdCompressor().compress(src, into: $0) } }
@@ -74,7 +75,7 @@ import TensorCore
             }
             return out
         }
-        let expected = values.map { Self.rounded($0, to: .bf16) }
+        let expected = values.map { Self.rounded($0, to: storage) }
         #expect(try decoded(bytes) == expected)
         #expect(try decoded(old) == expected)
     }
