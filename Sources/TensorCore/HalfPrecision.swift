@@ -90,4 +90,22 @@ public enum HalfPrecision {
             for i in 0..<count { bits[i] = UInt32(low[i]) &<< 16 | UInt32(high[i]) &<< 24 }
         }
     }
+
+    /// Floats from IEEE binary16 values stored as two byte planes, as `floatFromFloat16` gives
+    /// them. Both of its special cases are computed for every value and one is selected, so that
+    /// the loop has no branch and vectorises.
+    public static func floatsFromFloat16Planes(low: UnsafePointer<UInt8>, high: UnsafePointer<UInt8>,
+                                               into target: UnsafeMutablePointer<Float>, count: Int) {
+        target.withMemoryRebound(to: UInt32.self, capacity: count) { out in
+            for i in 0..<count {
+                let h = UInt32(low[i]) | UInt32(high[i]) &<< 8
+                let sign = (h & 0x8000) &<< 16, exponent = (h &>> 10) & 0x1F, mantissa = h & 0x3FF
+                let normal = sign | ((exponent &+ 112) &<< 23) | (mantissa &<< 13)
+                let special = sign | 0x7F80_0000 | (mantissa &<< 13)
+                // Zero or subnormal: mantissa · 2^-24, exact in a Float.
+                let small = sign | (Float(mantissa) * (1.0 / 16_777_216.0)).bitPattern
+                out[i] = exponent == 0 ? small : exponent == 0x1F ? special : normal
+            }
+        }
+    }
 }

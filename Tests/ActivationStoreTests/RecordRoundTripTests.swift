@@ -38,6 +38,17 @@ import TensorCore
                     "value \(i): \(value) decoded as \(decoded[i]), expected \(expected)")
         }
     }
+    /// The f16 plane decoder, branch-free for its loop to vectorise, gives every one of the 65,536
+    /// bit patterns the scalar conversion's bits (subnormals, signed zeros, infinities, NaN payloads).
+    @Test func everyFloat16PatternDecodesFromPlanesAsOneByOne() {
+        let patterns = (0...UInt16.max).map { $0 }
+        let low = patterns.map { UInt8(truncatingIfNeeded: $0) }, high = patterns.map { UInt8(truncatingIfNeeded: $0 >> 8) }
+        var decoded = [Float](repeating: 0, count: patterns.count)
+        decoded.withUnsafeMutableBufferPointer { HalfPrecision.floatsFromFloat16Planes(low: low, high: high, into: $0.baseAddress!, count: patterns.count) }
+        let mismatches = patterns.filter { decoded[Int($0)].bitPattern != HalfPrecision.floatFromFloat16($0).bitPattern }
+        #expect(mismatches.isEmpty, "first mismatch: \(mismatches.first.map { String($0, radix: 16) } ?? "")")
+    }
+
     /// A shuffled block holds one zstd frame per byte plane, which on activations is smaller than
     /// one frame for all planes; a block written as one frame (by versions before the split)
     /// decodes to the same values.

@@ -336,6 +336,8 @@ public struct RecordView {
             case .bf16 where lanes:
                 // The stage-two cache's usual form.
                 HalfPrecision.floatsFromBFloat16Planes(low: source, high: source + count, into: destination.baseAddress!, count: count)
+            case .f16 where lanes:
+                HalfPrecision.floatsFromFloat16Planes(low: source, high: source + count, into: destination.baseAddress!, count: count)
             case .f16, .bf16:
                 let half = storage == .f16
                 for i in 0..<count {
