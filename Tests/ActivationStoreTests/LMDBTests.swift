@@ -54,6 +54,18 @@ struct Boom: Error {}
         #expect(reopened.usedBytes > 10_000 && reopened.usedBytes <= reopened.mapSize)
     }
 
+    /// A data.mdb that is a link to the file elsewhere (a cache assembled from shared storage) opens:
+    /// its size is the file's, not the link's, which had been reported as a truncated environment.
+    @Test func aLinkedDataFileOpens() throws {
+        let path = temporaryFolder(), linked = temporaryFolder()
+        defer { removeFolder(path); removeFolder(linked) }
+        let env = try LMDBEnvironment(path: path)
+        try env.write { txn throws in try txn.put("a", [UInt8](repeating: 3, count: 50_000)) }
+        try FileManager.default.createSymbolicLink(atPath: linked + "/data.mdb", withDestinationPath: path + "/data.mdb")
+        let opened = try LMDBEnvironment(path: linked, options: .init(readOnly: true, noLock: true))
+        try opened.read { txn throws in #expect(try txn.value(forKey: "a")?.count == 50_000) }
+    }
+
     @Test func aThrowingWriteLeavesNothingBehind() throws {
         let folder = temporaryFolder()
         defer { removeFolder(folder) }

@@ -141,8 +141,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Bytes of the data file (data.mdb) of the environment at `path`, or nil when unreadable.
     public static func dataFileSize(_ path: String) -> Int? { fileSize(path + "/data.mdb") }
 
+    /// Links followed, as LMDB opens the file: a data.mdb linked to elsewhere had been measured
+    /// as the link itself, and a sound environment called truncated.
     private static func fileSize(_ file: String) -> Int? {
-        (try? FileManager.default.attributesOfItem(atPath: file))?[.size].flatMap { ($0 as? NSNumber)?.intValue }
+        var status = stat()
+        return stat(file, &status) == 0 ? Int(status.st_size) : nil
     }
 
     /// When opening failed: a data.mdb shorter than LMDB's two meta pages, described (else nil).
