@@ -33,9 +33,11 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         let trained = try TrainedHead.load(head)
         guard !trained.exported else { throw CommandError("--head \(head) is already an exported file") }
-        let target = URL(fileURLWithPath: out).standardizedFileURL.resolvingSymlinksInPath()
-        if target.deletingLastPathComponent() == URL(fileURLWithPath: head).standardizedFileURL.resolvingSymlinksInPath(),
-           ["head.safetensors", "config.json", "log.tsv", "result.json"].contains(target.lastPathComponent) {
+        let target = URL(fileURLWithPath: try outputFile(out))
+        let own = ["head.safetensors", "config.json", "log.tsv", "result.json"]
+        // By device and inode, so that a head folder reached through a link is recognised.
+        if sameItem(target.deletingLastPathComponent().path, head) && own.contains(target.lastPathComponent)
+            || own.contains(where: { sameItem(target.path, URL(fileURLWithPath: head).appendingPathComponent($0).path) }) {
             throw CommandError("--out \(out) would replace the head folder's own \(target.lastPathComponent); write the export elsewhere")
         }
         let model: any Head

@@ -39,6 +39,13 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     }
 }
 
+/// Whether two paths name the same existing file or folder (device and inode, links followed):
+/// comparing path strings misses a folder reached through a link.
+func sameItem(_ a: String, _ b: String) -> Bool {
+    var x = stat(), y = stat()
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+}
+
 /// The file an output flag names, with symlinks followed: written by a temporary file renamed over
 /// it, the path must be a regular file or nothing. A device, FIFO or socket is refused (renamed
 /// over, `--out /dev/null` had replaced root's /dev/null with a file), and a symlink is written

@@ -93,6 +93,28 @@ import Testing
         }
     }
 
+    /// A copy of the fitted linear head, in a folder of its own named `name` beside the cache.
+    static func linearCopy(_ name: String) throws -> String {
+        let copy = try Self.cache.get() + "-" + name
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: try Self.fit("linear"), toPath: copy)
+        return copy
+    }
+
+    /// A head folder reached through a link still keeps its own files from export's --out.
+    @Test func exportThroughALinkedHeadFolderKeepsItsFiles() throws {
+        let copy = try Self.linearCopy("linked-linear"), link = copy + "-link"
+        try? FileManager.default.removeItem(atPath: link)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: copy)
+        let weights = copy + "/head.safetensors"
+        let before = try Data(contentsOf: URL(fileURLWithPath: weights))
+        for own in ["head.safetensors", "config.json"] {
+            let export = try runSidecar(["export", "--head", link, "--out", link + "/" + own])
+            #expect(export.status != 0 && export.err.contains("would replace the head folder's own \(own)"), "\(export.err)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: weights)) == before)
+    }
+
     @Test func exportFindsTheTrainingCacheFromAnotherFolder() throws {
         // Fitted with a relative --cache: the head records where the cache is, wherever it runs next.
         let cache = URL(fileURLWithPath: try Self.cache.get())
