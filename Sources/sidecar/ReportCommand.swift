@@ -52,6 +52,18 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let set = try ResultsReader.read(folder: results)
         for warning in set.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        let destination = out ?? (json ? nil : URL(fileURLWithPath: results).appendingPathComponent("report.html").path)
+        // Checked before anything is printed. A .jsonl file in the results folder is a results file
+        // to the next report: written over, it had replaced the trials with HTML.
+        let file = try destination.map { destination in
+            let file = try outputFile(destination)
+            let url = URL(fileURLWithPath: file)
+            if set.files.contains(where: { sameItem($0, file) })
+                || url.pathExtension == "jsonl" && sameItem(url.deletingLastPathComponent().path, results) {
+                throw CommandError("--out \(destination) would replace a results file in \(results); write the report elsewhere")
+            }
+            return file
+        }
         let report = HTMLReport(results: set, metric: metric, curves: top, folderName: results)
         let board = report.leaderboard
         if json {
@@ -62,9 +74,7 @@ struct ReportCommand: ParsableCommand {
         } else {
             print(bySetting ? board.settingsTable() : board.terminalTable())
         }
-        let destination = out ?? (json ? nil : URL(fileURLWithPath: results).appendingPathComponent("report.html").path)
-        guard let destination else { return }
-        let file = try outputFile(destination)
+        guard let destination, let file else { return }
         do {
             try Data(report.render().utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
         } catch {

@@ -140,5 +140,21 @@ final class ReportCLITests: XCTestCase {
         XCTAssertEqual(through.status, 0, through.err)
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link), target)
         XCTAssertTrue(try String(contentsOfFile: target, encoding: .utf8).hasSuffix("</html>\n"))
+
+        // The results files are refused as --out, directly, through a link, or as a new .jsonl
+        // the next report would read; the trials are untouched and nothing is printed.
+        let trials = folder.appendingPathComponent("trials-0-of-1.jsonl").path
+        let before = try Data(contentsOf: URL(fileURLWithPath: trials))
+        let trialsLink = folder.deletingLastPathComponent().appendingPathComponent("\(folder.lastPathComponent)-trials-link.html").path
+        try FileManager.default.createSymbolicLink(atPath: trialsLink, withDestinationPath: trials)
+        defer { try? FileManager.default.removeItem(atPath: trialsLink) }
+        for out in [trials, trialsLink, folder.appendingPathComponent("new.jsonl").path] {
+            let own = try runSidecar(["report", "--results", folder.path, "--out", out])
+            XCTAssertNotEqual(own.status, 0, out)
+            XCTAssertTrue(own.err.contains("would replace a results file"), own.err)
+            XCTAssertFalse(own.out.contains("o1"), "printed before refusing: \(own.out)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: trials)), before)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("new.jsonl").path))
     }
 }
