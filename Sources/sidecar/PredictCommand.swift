@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import OneDNN
 import Predict
+import Sweep
 import Training
 
 extension InputFormat: ExpressibleByArgument {}
@@ -92,9 +93,11 @@ struct PredictCommand: ParsableCommand {
                         logits: logits ? Array(row) : nil)
                     text += String(decoding: try encoder.encode(line), as: UTF8.self) + "\n"
                 } else {
-                    let ranked = order.map { String(format: "%@\t%.4f", labels[$0], probabilities[$0]) }.joined(separator: "\t")
+                    // One line per input, whatever the input holds: a line break or a terminal's
+                    // escape sequence in a text, a file name or a label is shown as U+FFFD.
+                    let ranked = order.map { String(format: "%@\t%.4f", Leaderboard.forTerminal(labels[$0]), probabilities[$0]) }.joined(separator: "\t")
                     let what = item.file ?? String((item.text ?? "").prefix(70)).replacingOccurrences(of: "\t", with: " ")
-                    text += "\(ranked)\t\(what)\n"
+                    text += "\(ranked)\t\(Leaderboard.forTerminal(what))\n"
                 }
             }
             FileHandle.standardOutput.write(Data(text.utf8))

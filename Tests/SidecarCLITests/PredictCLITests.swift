@@ -115,6 +115,21 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: weights)) == before)
     }
 
+    /// Plain predict output stays one line per input, whatever the texts hold.
+    @Test func plainPredictOutputIsOneLinePerInput() throws {
+        let texts = URL(fileURLWithPath: try Self.cache.get()).deletingLastPathComponent().appendingPathComponent("control.jsonl")
+        try Data(#"""
+            {"text": "rain\ntomorrow"}
+            {"text": "bread\rand jam"}
+            {"text": "a \u001b[31mred\u0007 cat"}
+
+            """#.utf8).write(to: texts)
+        let plain = try runSidecar(["predict", "--head", try Self.fit("linear"), "--input", texts.path])
+        #expect(plain.status == 0, "\(plain.err)")
+        #expect(plain.out.split(separator: "\n", omittingEmptySubsequences: false).count == 4, "\(plain.out)")
+        #expect(!plain.out.unicodeScalars.contains { $0 == "\r" || $0 == "\u{1B}" || $0 == "\u{07}" }, "\(plain.out)")
+    }
+
     @Test func exportFindsTheTrainingCacheFromAnotherFolder() throws {
         // Fitted with a relative --cache: the head records where the cache is, wherever it runs next.
         let cache = URL(fileURLWithPath: try Self.cache.get())

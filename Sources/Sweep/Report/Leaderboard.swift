@@ -155,7 +155,7 @@ public struct Leaderboard: Sendable {
     /// `text` with control characters (escape sequences, bells, carriage returns, tabs and line
     /// breaks that would split a row) and bidirectional overrides shown as U+FFFD: results lines
     /// are input, and their strings reached the terminal as they were.
-    static func forTerminal(_ text: String) -> String {
+    public static func forTerminal(_ text: String) -> String {
         guard text.unicodeScalars.contains(where: isUnsafeForDisplay) else { return text }
         var out = String.UnicodeScalarView()
         for scalar in text.unicodeScalars { out.append(isUnsafeForDisplay(scalar) ? "\u{FFFD}" : scalar) }
