@@ -70,9 +70,18 @@ public struct TrainedHead {
         return TrainedHead(source: path, config: config, tensors: try tensors(of: file), exported: true)
     }
 
+    /// Every tensor, each checked to be finite: fit keeps no diverged head, so a NaN or infinity
+    /// is damage, which had given "nan" predictions with exit status 0.
     private static func tensors(of file: SafeTensorsFile) throws -> [String: Tensor] {
         var out: [String: Tensor] = [:]
-        for name in file.names { out[name] = try file.tensor(name) }
+        for name in file.names {
+            let tensor = try file.tensor(name)
+            if let i = tensor.scalars.firstIndex(where: { !$0.isFinite }) {
+                let value = tensor.scalars[i].isNaN ? "a NaN" : "\(tensor.scalars[i])"
+                throw HeadError("\(file.path): tensor \(name) holds \(value) at element \(i); the head is damaged, fit it again")
+            }
+            out[name] = tensor
+        }
         return out
     }
 

@@ -130,6 +130,19 @@ import Testing
         #expect(!plain.out.unicodeScalars.contains { $0 == "\r" || $0 == "\u{1B}" || $0 == "\u{07}" }, "\(plain.out)")
     }
 
+    /// A head whose weights hold a NaN is refused, naming the file and tensor.
+    @Test func aHeadWithANaNWeightIsRefused() throws {
+        let copy = try Self.linearCopy("nan-linear")
+        let weights = URL(fileURLWithPath: copy + "/head.safetensors")
+        // Every weight a NaN (all bits set), after the file's header.
+        var damaged = try Data(contentsOf: weights)
+        let headerEnd = 8 + Int(damaged.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        damaged.replaceSubrange(headerEnd..<damaged.count, with: [UInt8](repeating: 0xFF, count: damaged.count - headerEnd))
+        try damaged.write(to: weights)
+        let nan = try runSidecar(["predict", "--head", copy, "--input", Self.testSplit, "--json"])
+        #expect(nan.status != 0 && nan.err.contains("head.safetensors: tensor") && nan.err.contains("holds a NaN at element 0"), "\(nan.err)")
+    }
+
     @Test func exportFindsTheTrainingCacheFromAnotherFolder() throws {
         // Fitted with a relative --cache: the head records where the cache is, wherever it runs next.
         let cache = URL(fileURLWithPath: try Self.cache.get())
