@@ -90,6 +90,8 @@ public final class RecordEncoder {
     /// Per layer, one scale per channel (int8 only).
     let int8Scales: [Int: [Float]]
     private let compressor: ZstdCompressor
+    /// Whether blocks are byte-shuffled: asked for, and more than one byte per value.
+    private var shuffles: Bool { shuffle && storage.size > 1 }
     private var converted: [UInt8] = []
     private var frame: [UInt8] = []
 
@@ -132,7 +134,7 @@ public final class RecordEncoder {
             // mantissa bytes and the repetitive exponent bytes, fitted neither. zstd then stores the
             // low plane raw. On MiniLM's bf16 states: blocks 11% smaller, decoded 1.5× faster.
             // Readers need no change: zstd decodes concatenated frames into one buffer, in order.
-            let planes = shuffle && storage.size > 1 ? storage.size : 1
+            let planes = shuffles ? storage.size : 1
             let planeBytes = converted.count / planes
             let bound = planes * ZstdCompressor.compressBound(planeBytes)
             // Scratch buffers only grow: an encoder writes millions of blocks of similar size.
@@ -158,7 +160,7 @@ public final class RecordEncoder {
             store(UInt32(width), at: 12)
             store(UInt16(blocks.count), at: 16)
             header[18] = storage.code
-            header[19] = shuffle && storage.size > 1 ? 1 : 0
+            header[19] = shuffles ? 1 : 0
             for (i, entry) in table.enumerated() {
                 let base = 20 + 24 * i
                 store(UInt16(entry.layer), at: base)
@@ -179,7 +181,6 @@ public final class RecordEncoder {
     private func convert(_ values: UnsafeBufferPointer<Float>, scales: [Float]?, width: Int) {
         let count = values.count, size = storage.size
         if converted.count != count * size { converted = [UInt8](repeating: 0, count: count * size) }
-        let shuffles = shuffle && size > 1
         converted.withUnsafeMutableBytes { raw in
             let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
             switch storage {
