@@ -340,10 +340,10 @@ public struct RecordView {
             case .f16 where lanes:
                 HalfPrecision.floatsFromFloat16Planes(low: source, high: source + count, into: destination.baseAddress!, count: count)
             case .f16, .bf16:
+                // Unshuffled: each value's two bytes side by side.
                 let half = storage == .f16
                 for i in 0..<count {
-                    let bits = lanes ? UInt16(source[i]) | UInt16(source[count + i]) << 8
-                                     : UInt16(source[2 * i]) | UInt16(source[2 * i + 1]) << 8
+                    let bits = UInt16(source[2 * i]) | UInt16(source[2 * i + 1]) << 8
                     destination[i] = half ? HalfPrecision.floatFromFloat16(bits) : HalfPrecision.floatFromBFloat16(bits)
                 }
             case .int8:
