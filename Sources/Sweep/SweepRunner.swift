@@ -55,7 +55,8 @@ public struct SweepRunner {
     @discardableResult
     public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int, failedPasses: Int) {
         let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
-        let cacheHash = try cache.describe().manifestHash
+        let description = try cache.describe()
+        let cacheHash = description.manifestHash
         // Every line names the cache it ran on, so that a rerun on another cache is not taken as finished.
         func append(_ record: TrialRecord) throws {
             var record = record
@@ -65,7 +66,7 @@ public struct SweepRunner {
         if writer.cutBytes > 0 {
             log("\(writer.path): cut off a torn last line (\(writer.cutBytes) bytes) that an interrupted run left")
         }
-        let context = try cache.describe().context
+        let context = description.context
         var ok = 0, failed = 0, failedPasses = 0
         for (n, group) in groups.enumerated() {
             if stop.isSet { throw SweepInterrupted(finished: ok + failed) }
