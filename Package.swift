@@ -73,7 +73,8 @@ let package = Package(
             ]),
         .executableTarget(
             name: "Benchmarks",
-            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training", "Predict", "Datasets", "OneDNN"],
+            dependencies: ["TensorCore", "Autodiff", "CBLAS", "ActivationStore", "Encoders", "Extract", "SideNetworks", "Training", "Predict", "Datasets", "OneDNN",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             exclude: ["peers"]),
         // libFuzzer targets for the parsers of untrusted input (`make fuzz` builds them with
         // --sanitize=fuzzer; an ordinary build only replays files), seed corpora in Corpus/.

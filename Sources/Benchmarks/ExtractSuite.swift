@@ -1,4 +1,4 @@
-// `sidecar-bench extract [DATASET] [EXAMPLES]`: stage one's throughput in tokens/s for MiniLM with
+// `sidecar-bench extract`: stage one's throughput in tokens/s for MiniLM with
 // every hidden state kept, for both compute paths (f32 through OpenBLAS, bf16 through oneDNN), next
 // to PyTorch + transformers on the same texts and thread count (when torch is importable by
 // SIDECAR_TORCH_PYTHON, else python3), and the cache's bytes per token per layer for each storage type.
@@ -11,9 +11,7 @@ import Predict
 import TensorCore
 import Training
 
-func benchmarkExtraction(arguments: [String]) throws {
-    let dataset = arguments.first ?? "datasets/debian-sections/data"
-    let limit = arguments.count > 1 ? Int(arguments[1]) ?? 4000 : 4000
+func benchmarkExtraction(dataset: String, limit: Int) throws {
     let source = URL(fileURLWithPath: dataset).appendingPathComponent("train.jsonl")
     guard let text = try? String(contentsOf: source, encoding: .utf8) else {
         print("extract: \(source.path) not found; build it with datasets/debian-sections/build.sh")

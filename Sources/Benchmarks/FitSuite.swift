@@ -1,4 +1,4 @@
-// `sidecar-bench fit [CACHE] [--epochs N] [--dataset DIR] [--skip-accuracy] [--compare F32CACHE INT8CACHE]`: stage two on the demo cache.
+// `sidecar-bench fit`: stage two on the demo cache.
 // - accuracy of every head with its defaults (one multi-head `sidecar fit` run) next to the anchors
 //   measured with PyTorch on the same data and backbone;
 // - seconds per epoch and peak memory of each head alone, next to the same head in PyTorch on the
@@ -68,18 +68,7 @@ func warmEpochSeconds(_ r: [String: Any]) -> Double { epochSeconds(r, timedEpoch
 let defaultHeads: [[String]] = HeadRegistry.names.map { ["--head", $0] } + [["--head", "linear", "--set", "layers=all"]]
 func label(_ head: [String]) -> String { head.count > 2 ? "\(head[1]) (\(head[3]))" : head[1] }
 
-func benchmarkFit(arguments: [String]) throws {
-    var args = arguments
-    var epochs = 15
-    if let i = args.firstIndex(of: "--epochs"), i + 1 < args.count { epochs = Int(args[i + 1]) ?? 15; args.removeSubrange(i...(i + 1)) }
-    var dataset: String? = nil
-    if let i = args.firstIndex(of: "--dataset"), i + 1 < args.count { dataset = args[i + 1]; args.removeSubrange(i...(i + 1)) }
-    // Only the per-head epochs and the PyTorch comparison (the accuracy runs take the longest).
-    let skipAccuracy = args.contains("--skip-accuracy")
-    args.removeAll { $0 == "--skip-accuracy" }
-    var compare: (String, String)? = nil
-    if let i = args.firstIndex(of: "--compare"), i + 2 < args.count { compare = (args[i + 1], args[i + 2]); args.removeSubrange(i...(i + 2)) }
-    let cachePath = args.first ?? "datasets/debian-sections/data/cache-minilm"
+func benchmarkFit(cachePath: String, epochs: Int, dataset: String?, skipAccuracy: Bool, compare: (f32: String, int8: String)?) throws {
     let cache = try ActivationCache.open(path: cachePath)
     let trainCount = cache.manifest.settings.splitCounts["train"] ?? 0
     print("stage two on \(cachePath) (\(trainCount) training examples), \(ProcessInfo.processInfo.activeProcessorCount) threads\n")

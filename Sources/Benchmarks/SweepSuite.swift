@@ -1,33 +1,18 @@
-// `sidecar-bench sweep [CACHE] [--epochs N] [--trials N] [--jobs N] [--grid probes|mixed]`: throughput
-// of a hyperparameter grid in trials per hour, as one `sidecar sweep` (trials sharing passes, --jobs
-// processes) next to the same trials run one `sidecar fit` process at a time. The grid: two head
-// configs × lr 3e-4, 1e-3, 3e-3, 1e-2 × dropout 0, 0.1, 0.2 × seed 0, 1 = 48 trials, where the two
-// are linear probes on all layers and on the last (`probes`, the default) or a linear probe and an
-// MLP on all layers (`mixed`); --trials takes the first N. Both sides train the same configs for
-// the same epochs (patience 4).
+// `sidecar-bench sweep`: throughput of a hyperparameter grid in trials per hour, as one `sidecar
+// sweep` (trials sharing passes, --jobs processes) next to the same trials run one `sidecar fit`
+// process at a time. The grid: two head configs × lr 3e-4, 1e-3, 3e-3, 1e-2 × dropout 0, 0.1, 0.2
+// × seed 0, 1 = 48 trials, where the two are linear probes on all layers and on the last
+// (`probes`, the default) or a linear probe and an MLP on all layers (`mixed`); --trials takes the
+// first N. Both sides train the same configs for the same epochs (patience 4).
 import Foundation
 import SideNetworks
 import TensorCore
 
-func benchmarkSweep(arguments: [String]) throws {
-    var args = arguments
-    func option(_ name: String, default value: Int) -> Int {
-        guard let i = args.firstIndex(of: name), i + 1 < args.count, let v = Int(args[i + 1]) else { return value }
-        args.removeSubrange(i...(i + 1))
-        return v
+func benchmarkSweep(cachePath: String, epochs: Int, trials count: Int, jobs: Int, grid: SweepGrid) throws {
+    let configs: [(head: String, layers: String)] = switch grid {
+    case .probes: [("linear", "all"), ("linear", "last")]
+    case .mixed: [("linear", "all"), ("mlp", "all")]
     }
-    let epochs = option("--epochs", default: 4)
-    let count = option("--trials", default: 48)
-    let jobs = option("--jobs", default: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
-    var grid = "probes"
-    if let i = args.firstIndex(of: "--grid"), i + 1 < args.count { grid = args[i + 1]; args.removeSubrange(i...(i + 1)) }
-    let configs: [(head: String, layers: String)]
-    switch grid {
-    case "probes": configs = [("linear", "all"), ("linear", "last")]
-    case "mixed": configs = [("linear", "all"), ("mlp", "all")]
-    default: throw HeadError("--grid \(grid): expected probes or mixed")
-    }
-    let cachePath = args.first ?? "datasets/debian-sections/data/cache-minilm"
     let sidecar = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         .appendingPathComponent("sidecar").path
 

@@ -1,9 +1,5 @@
-// `sidecar-bench`: benchmarks that print measurements, never assert them (`make bench-core`).
-// Suites: `core` — matrix-product GFLOP/s at the backbone's shapes against the CPU's peak, and the
-// autodiff tape's overhead per training step; `extract` — stage one's tokens/s against PyTorch and
-// the cache's size per storage type (ExtractSuite.swift); `fit` — stage two's accuracy, time and
-// memory per head next to the anchors and PyTorch (FitSuite.swift); `sweep` — trials per hour of a
-// 48-trial grid as one `sidecar sweep` against one `sidecar fit` per trial (SweepSuite.swift).
+// `sidecar-bench core`: matrix-product GFLOP/s at the backbone's shapes against the CPU's peak, and
+// the autodiff tape's overhead per training step.
 import Autodiff
 import Foundation
 import TensorCore
@@ -133,35 +129,4 @@ func benchmarkTapeOverhead() {
     print(String(format: "  with the tape      %8.1f µs/step", stepTape))
     print(String(format: "  products alone     %8.1f µs/step", stepDirect))
     print(String(format: "  tape + element-wise ops + optimiser overhead %.1f µs/step, %.2f µs per node", stepTape - stepDirect, (stepTape - stepDirect) / Double(nodes)))
-}
-
-let suite = CommandLine.arguments.dropFirst().first ?? "core"
-switch suite {
-case "core":
-    benchmarkMatrixProducts()
-    benchmarkTapeOverhead()
-case "extract":
-    do {
-        try benchmarkExtraction(arguments: Array(CommandLine.arguments.dropFirst(2)))
-    } catch {
-        FileHandle.standardError.write(Data("sidecar-bench extract: \(error)\n".utf8))
-        exit(1)
-    }
-case "fit":
-    do {
-        try benchmarkFit(arguments: Array(CommandLine.arguments.dropFirst(2)))
-    } catch {
-        FileHandle.standardError.write(Data("sidecar-bench fit: \(error)\n".utf8))
-        exit(1)
-    }
-case "sweep":
-    do {
-        try benchmarkSweep(arguments: Array(CommandLine.arguments.dropFirst(2)))
-    } catch {
-        FileHandle.standardError.write(Data("sidecar-bench sweep: \(error)\n".utf8))
-        exit(1)
-    }
-default:
-    FileHandle.standardError.write(Data("usage: sidecar-bench core | extract [DATASET] [EXAMPLES] | fit [CACHE] [--epochs N] [--dataset DIR] [--skip-accuracy] [--compare F32CACHE INT8CACHE] | sweep [CACHE] [--epochs N] [--trials N] [--jobs N]\n".utf8))
-    exit(2)
 }
