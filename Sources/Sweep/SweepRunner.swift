@@ -56,6 +56,7 @@ public struct SweepRunner {
     public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int, failedPasses: Int) {
         let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
         let description = try cache.describe()
+        let cacheRecord = try FitOutput.CacheRecord(cache)
         let cacheHash = description.manifestHash
         // Every line names the cache it ran on, so that a rerun on another cache is not taken as finished.
         func append(_ record: TrialRecord) throws {
@@ -150,7 +151,7 @@ public struct SweepRunner {
                 var result = fit
                 if result.failure == nil {
                     do {
-                        try FitOutput.write(result, head: head, options: options1, cache: cache,
+                        try FitOutput.write(result, head: head, options: options1, cache: cacheRecord,
                                             to: Self.trialFolder(resultsFolder, p.trial.id))
                     } catch {
                         result.failure = "writing the head folder failed: \(error)"

@@ -65,17 +65,35 @@ public enum FitOutput {
         }
     }
 
+    /// What a head folder records of the cache it was trained on. Read before training: every
+    /// blob's metadata is read whichever heads train, and a damaged one had stopped a fit after
+    /// its last epoch.
+    public struct CacheRecord: Sendable {
+        /// Absolute: export and eval may run from another folder.
+        public let path: String
+        public let settings: ExtractionSettings
+        public let blobMetadata: [String: [String: String]]
+
+        public init(_ cache: ActivationCache) throws {
+            path = URL(fileURLWithPath: cache.path).standardizedFileURL.path
+            settings = cache.manifest.settings
+            var metadata: [String: [String: String]] = [:]
+            for name in settings.blobs ?? [] { metadata[name] = try cache.blobMetadata(name) }
+            blobMetadata = metadata
+        }
+    }
+
     /// Writes the folder for one trained head.
     public static func write(_ result: FitResult, head: any Head, options: TrainingOptions, cache: ActivationCache, to folder: String) throws {
-        let settings = cache.manifest.settings
-        var blobMetadata: [String: [String: String]] = [:]
-        for name in settings.blobs ?? [] { blobMetadata[name] = try cache.blobMetadata(name) }
-        // Absolute: export and eval may run from another folder.
-        let cachePath = URL(fileURLWithPath: cache.path).standardizedFileURL.path
+        try write(result, head: head, options: options, cache: try CacheRecord(cache), to: folder)
+    }
+
+    /// Writes the folder for one trained head, with what was read of its cache before training.
+    public static func write(_ result: FitResult, head: any Head, options: TrainingOptions, cache: CacheRecord, to folder: String) throws {
         let config = Config(head: result.head, hyperparameters: result.hyperparameters, training: options,
-                            learningRate: result.learningRate, cache: cachePath, cacheManifestHash: result.cacheManifestHash,
+                            learningRate: result.learningRate, cache: cache.path, cacheManifestHash: result.cacheManifestHash,
                             labels: result.labels, features: head.features.map(\.description),
-                            extraction: settings, blobMetadata: blobMetadata)
+                            extraction: cache.settings, blobMetadata: cache.blobMetadata)
         var tsv = "epoch\ttrain_loss\tval_loss\tval_accuracy\tlr\texamples_per_s\tseconds\n"
         func cell(_ v: Double?) -> String { v.map { String(format: "%.6f", $0) } ?? "" }
         for r in result.history {

@@ -111,6 +111,7 @@ struct FitCommand: ParsableCommand {
         // Before any training: a folder that cannot be written would otherwise lose the whole fit.
         for folder in folders { try checkWritableFolder(folder) }
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
+        let cacheRecord = try FitOutput.CacheRecord(opened)
         var options = TrainingOptions()
         options.epochs = epochs
         options.batchSize = batchSize
@@ -148,10 +149,11 @@ struct FitCommand: ParsableCommand {
                            r.examplesPerSecond, r.seconds) + (stopped ? "  (early stop)" : ""))
             }
         }
-        try FitOutput.removeStaleOutputs(in: out, keeping: folders)
         for ((result, head), folder) in zip(zip(results, trainer.heads), folders) {
-            try FitOutput.write(result, head: head, options: trainer.options, cache: opened, to: folder)
+            try FitOutput.write(result, head: head, options: trainer.options, cache: cacheRecord, to: folder)
         }
+        // Only once the new heads are written: a write that fails must not cost the earlier fit's.
+        try FitOutput.removeStaleOutputs(in: out, keeping: folders)
         log("")
         log(ResultTable.render(results))
         let failed = zip(requests.indices, results).filter { $0.1.failure != nil }

@@ -1,6 +1,7 @@
 // `sidecar fit` as a user runs it, on a cache extracted from the tiny dataset with the real MiniLM,
 // after the backbone's files are deleted: every head trains from the command line, --set groups
 // go to their --head, and bad flags are refused before training with the flag named.
+import ActivationStore
 import Encoders
 import Foundation
 import Testing
@@ -71,6 +72,40 @@ import Testing
         let two = try runSidecar(["fit", "--cache", cache, "--head", "mlp", "--head", "linear", "--epochs", "1", "--out", out])
         #expect(two.status == 0, "\(two.err.suffix(600))")
         #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["01-mlp", "02-linear", "notes.txt"])
+    }
+
+    /// A damaged blob, though no head reads it, is found before the first epoch, not when the
+    /// head folder records the cache's blobs after the last; and an earlier fit's heads in --out
+    /// stay where nothing new was written.
+    @Test func aDamagedBlobStopsTheFitBeforeTrainingAndKeepsEarlierHeads() throws {
+        let fm = FileManager.default
+        let cache = try Self.cache.get() + "-damaged-blob"
+        let out = cache + "-out"
+        defer { for path in [cache, out] { try? fm.removeItem(atPath: path) } }
+        try fm.copyItem(atPath: try Self.cache.get(), toPath: cache)
+        let earlier = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--head", "mlp", "--epochs", "1", "--out", out])
+        #expect(earlier.status == 0, "\(earlier.err.suffix(600))")
+
+        // Every copy of the first block's query matrix in data.mdb gets one byte flipped.
+        let weight = try #require(try ActivationCache.open(path: cache).blob("top_blocks")?.tensors["block.6.attention.query.weight"])
+        let file = URL(fileURLWithPath: cache + "/data.mdb")
+        var data = try Data(contentsOf: file)
+        let needle = weight.scalars.withUnsafeBytes { Data($0) }
+        var flipped = 0, from = data.startIndex
+        while let range = data.range(of: needle, in: from..<data.endIndex) {
+            data[range.lowerBound + 1000] ^= 0x01
+            from = range.upperBound
+            flipped += 1
+        }
+        #expect(flipped >= 1)
+        try data.write(to: file)
+
+        let result = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out])
+        #expect(result.status == 1)
+        #expect(result.err.contains("blob top_blocks is damaged"), "\(result.err.suffix(600))")
+        #expect(!result.out.contains("epoch  1"), "trained before the blob was read:\n\(result.out)")
+        #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["01-linear", "02-mlp"])
+        for head in ["01-linear", "02-mlp"] { #expect(fm.fileExists(atPath: "\(out)/\(head)/result.json")) }
     }
 
     /// A head whose loss diverges: the fit says so and exits non-zero; its folder records why and
