@@ -11,7 +11,7 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: "The cache folder.")
     var cache: String
 
-    @Flag(help: "Check every record's and blob's checksums and decode them; list every damaged key (exit status 1 if any).")
+    @Flag(help: "Check every record's and blob's checksums and decode them; list every damaged key (exit status 1 if any, or if the cache is incomplete).")
     var verify = false
 
     @Flag(help: "Print the report as JSON (with ratio_vs_f32 and a digest per split).")
@@ -32,6 +32,7 @@ struct InspectCommand: ParsableCommand {
     func validate() throws {
         if (example == nil) != (npy == nil) { throw ValidationError("--example and --npy go together") }
         if layer != nil && example == nil { throw ValidationError("--layer needs --example") }
+        if example != nil && (verify || json) { throw ValidationError("--example exports one example; run --verify or --json without it") }
     }
 
     func run() throws {
@@ -51,22 +52,24 @@ struct InspectCommand: ParsableCommand {
             printReport(report)
         }
         if let damaged = report.damaged, !damaged.isEmpty { throw ExitCode(1) }
+        // A cache fit refuses does not pass verification, though every record it holds is sound.
+        if verify && report.splits.contains(where: { !$0.complete }) { throw ExitCode(1) }
     }
 
     private func export(_ cache: ActivationCache, _ example: String, to path: String) throws {
         let parts = example.split(separator: ":")
         let settings = cache.manifest.settings
         guard parts.count == 2, let index = Int(parts[1]), settings.splits.contains(String(parts[0])) else {
-            throw ValidationError("--example \(example): expected SPLIT:INDEX with SPLIT one of \(settings.splits.joined(separator: ", "))")
+            throw CommandError("--example \(example): expected SPLIT:INDEX with SPLIT one of \(settings.splits.joined(separator: ", "))")
         }
         let split = String(parts[0])
         let held = settings.heldRange(of: split)
         guard held.contains(index) else {
-            throw ValidationError("--example \(example): this cache holds \(split) examples \(held.lowerBound)..<\(held.upperBound)\(settings.shard.map { " (shard \($0.index)/\($0.count))" } ?? "")")
+            throw CommandError("--example \(example): this cache holds \(split) examples \(held.lowerBound)..<\(held.upperBound)\(settings.shard.map { " (shard \($0.index)/\($0.count))" } ?? "")")
         }
         let layers = layer.map { [$0] } ?? settings.layers
         if let layer, !settings.layers.contains(layer) {
-            throw ValidationError("--layer \(layer): the cache holds layers \(settings.layers.map(String.init).joined(separator: ","))")
+            throw CommandError("--layer \(layer): the cache holds layers \(settings.layers.map(String.init).joined(separator: ","))")
         }
         let decoder = try cache.makeDecoder()
         let (values, rows, width) = try cache.withRecord(split: split, index: index) { record -> ([Float], Int, Int) in
@@ -114,7 +117,9 @@ struct InspectCommand: ParsableCommand {
         }
         print(String(format: "total %11.2f %13.2f %7.3f   (stored / raw fp32)", Double(r.storedBytes) / 1e6, Double(r.rawFloat32Bytes) / 1e6, r.ratioVsF32))
         if let damaged = r.damaged {
-            print(damaged.isEmpty ? "\nverified: every record's and blob's checksums match and every block decodes" : "\n\(damaged.count) damaged records or blobs:")
+            let sound = incomplete.isEmpty ? "\nverified: every record's and blob's checksums match and every block decodes"
+                : "\nnot verified: the records written so far and the blobs are sound, but the cache is incomplete (above)"
+            print(damaged.isEmpty ? sound : "\n\(damaged.count) damaged records or blobs:")
             for d in damaged { print("  \(d)") }
         }
     }

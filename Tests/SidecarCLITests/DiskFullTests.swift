@@ -38,7 +38,7 @@ final class DiskFullTests: XCTestCase {
         XCTAssertTrue(full.err.contains("run the same command again to resume"), full.err)
         // What was written is a consistent, incomplete cache.
         let partial = try runSidecar(["inspect", cache, "--json", "--verify"])
-        XCTAssertEqual(partial.status, 0, partial.err)
+        XCTAssertEqual(partial.status, 1, "an incomplete cache passed --verify")
         let report = try JSONSerialization.jsonObject(with: Data(partial.out.utf8)) as! [String: Any]
         let train = (report["splits"] as! [[String: Any]])[0]
         XCTAssertEqual(train["complete"] as? Bool, false)

@@ -111,6 +111,7 @@ func dataFileSize(_ cache: String) -> Int {
                 let text = try runSidecar(["inspect", resumed, "--verify"])
                 #expect(text.out.contains("incomplete: train (\(train["written"] as? Int ?? -1) of ")
                         && text.out.contains("run the same sidecar extract"), "\(text.out)")
+                #expect(text.status == 1, "an incomplete cache passed --verify")
             }
         }
         print("extraction took \(duration) s; killed \(kills) runs with SIGKILL at data file sizes \(killedAt) of \(finalSize)")
