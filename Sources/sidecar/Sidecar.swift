@@ -24,19 +24,34 @@ func isFolder(_ path: String) -> Bool? {
 }
 
 /// Checks that `folder` can be made and written: its nearest existing ancestor (itself, when it
-/// exists) must be a folder this process may write in (a read-only file system fails here too).
-/// Nothing is created yet, so a refused command leaves nothing behind.
+/// exists) must be a folder in which this process can make a folder, and the names still to be
+/// made must fit the file system. Checked by making and removing a probe folder there: root passes
+/// every permission check, yet /proc or a read-only mount refuse, which had been found only after
+/// a fit's last epoch. A refused command leaves nothing behind.
 func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     guard !folder.isEmpty else { throw CommandError("\(flag) is empty; give a folder") }
     let target = URL(fileURLWithPath: folder).standardizedFileURL
+    guard target.path.utf8.count < Int(PATH_MAX) else {
+        throw CommandError("\(flag) \(folder.prefix(40))…: the path is \(target.path.utf8.count) bytes, more than the system allows (\(Int(PATH_MAX) - 1))")
+    }
     var url = target
-    while isFolder(url.path) == nil { url = url.deletingLastPathComponent() }
+    var missing: [String] = []
+    while isFolder(url.path) == nil {
+        missing.append(url.lastPathComponent)
+        url = url.deletingLastPathComponent()
+    }
     guard isFolder(url.path) == true else {
         throw CommandError("\(flag) \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
     }
-    guard access(url.path, W_OK | X_OK) == 0 else {
-        throw CommandError("\(flag) \(folder): cannot write in \(url.path) (\(String(cString: strerror(errno))))")
+    let nameLimit = pathconf(url.path, Int32(_PC_NAME_MAX))
+    if nameLimit > 0, let long = missing.first(where: { $0.utf8.count > nameLimit }) {
+        throw CommandError("\(flag) \(folder): the name \(long.prefix(24))… is \(long.utf8.count) bytes, more than the file system allows (\(nameLimit))")
     }
+    var template = Array(url.appendingPathComponent(".sidecar-probe-XXXXXX").path.utf8CString)
+    guard let probe = mkdtemp(&template) else {
+        throw CommandError("\(flag) \(folder): cannot make a folder in \(url.path) (\(String(cString: strerror(errno))))")
+    }
+    rmdir(probe)
 }
 
 /// Whether two paths name the same existing file or folder (device and inode, links followed):

@@ -316,6 +316,16 @@ import Testing
                  return (["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", file] + noBlobs, .noFile(file + "/data.mdb"))
              },
              expected: ["--out $/taken: is a file; a cache is a folder"]),
+        // Checked before training, not when the head is written after it, and nothing is made.
+        Case(kind: "flags", fault: "--out with a name too long", setup: { scratch in
+                 let out = scratch.appendingPathComponent("made/" + String(repeating: "x", count: 300) + "/head").path
+                 return (["fit", "--cache", try ReliabilityTests.tinyCache.get(), "--head", "linear", "--out", out], .noFile(scratch.path + "/made"))
+             },
+             expected: ["the name xxxxxxxxxxxxxxxxxxxxxxxx… is 300 bytes, more than the file system allows (255)"]),
+        Case(kind: "flags", fault: "--out where no folder can be made", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--out", "/proc/sidecar-head"]),
+             expected: ["--out /proc/sidecar-head: cannot make a folder in /proc"]),
+        Case(kind: "flags", fault: "--example with --verify", setup: flags(["inspect", "CACHE", "--example", "train:0", "--npy", "OUT", "--verify"]),
+             expected: ["--example exports one example; run --verify or --json without it"]),
         Case(kind: "flags", fault: "--out under a file", setup: { scratch in
                  let file = scratch.appendingPathComponent("taken").path
                  try Data("x".utf8).write(to: URL(fileURLWithPath: file))
