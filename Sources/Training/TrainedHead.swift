@@ -47,10 +47,15 @@ public struct TrainedHead {
             do { config = try JSONDecoder().decode(FitOutput.Config.self, from: data) } catch {
                 throw HeadError("\(configPath): not a head config (\(describeDecoding(error)))")
             }
+            // fit writes result.json last, so without it the weights and config.json may be from
+            // two different fits.
+            guard let resultData = FileManager.default.contents(atPath: folder.appendingPathComponent("result.json").path) else {
+                throw HeadError("\(path): no result.json; the fit that wrote this folder did not finish, fit the head again")
+            }
             if !FileManager.default.fileExists(atPath: weightsPath) {
-                let result = FileManager.default.contents(atPath: folder.appendingPathComponent("result.json").path)
-                    .flatMap { try? JSONDecoder().decode(FitResult.self, from: $0) }
-                if let failure = result?.failure { throw HeadError("\(path): this head's fit failed (\(failure)); it has no weights") }
+                if let failure = (try? JSONDecoder().decode(FitResult.self, from: resultData))?.failure {
+                    throw HeadError("\(path): this head's fit failed (\(failure)); it has no weights")
+                }
                 throw HeadError("\(path): no head.safetensors; the fit that wrote this folder did not finish")
             }
             let file = try SafeTensorsFile(path: weightsPath)
@@ -138,20 +143,21 @@ public struct TrainedHead {
     /// pooling, tokenizer or image preprocessing) and the same labels as the head was trained with.
     /// The dataset may differ, and so may the storage type and compute path, which only round.
     public func checkCompatible(with settings: ExtractionSettings, cachePath: String) throws {
-        if let trained = config.extraction?.backbone, trained != settings.backbone {
-            let differences = settings.backbone.differences(from: trained).map { "\($0.name) \($0.mine), trained with \($0.theirs)" }
+        // Without the recorded settings nothing could be compared, and a head had been scored on
+        // features of another kind.
+        let trained = try extraction()
+        if trained.backbone != settings.backbone {
+            let differences = settings.backbone.differences(from: trained.backbone).map { "\($0.name) \($0.mine), trained with \($0.theirs)" }
             throw HeadError("\(cachePath) was extracted with another backbone than \(source) was trained on: \(differences.joined(separator: "; "))")
         }
-        if let trained = config.extraction {
-            // Where the dataset's columns are and its file format say nothing about the features.
-            let compared = [("token policy", trained.tokens.rawValue, settings.tokens.rawValue),
-                            ("pooling", trained.pooling ?? "default", settings.pooling ?? "default")]
-                + trained.preprocessingDifferences(from: settings, included: { $0 != "format" && !$0.hasSuffix("_column") })
-                .map { ($0.name, $0.mine, $0.theirs) }
-            let differences = compared.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.2), trained with \($0.1)" }
-            if !differences.isEmpty {
-                throw HeadError("\(cachePath) holds other features than \(source) was trained on: \(differences.joined(separator: "; "))")
-            }
+        // Where the dataset's columns are and its file format say nothing about the features.
+        let compared = [("token policy", trained.tokens.rawValue, settings.tokens.rawValue),
+                        ("pooling", trained.pooling ?? "default", settings.pooling ?? "default")]
+            + trained.preprocessingDifferences(from: settings, included: { $0 != "format" && !$0.hasSuffix("_column") })
+            .map { ($0.name, $0.mine, $0.theirs) }
+        let differences = compared.filter { $0.1 != $0.2 }.map { "\($0.0) \($0.2), trained with \($0.1)" }
+        if !differences.isEmpty {
+            throw HeadError("\(cachePath) holds other features than \(source) was trained on: \(differences.joined(separator: "; "))")
         }
         guard ExtractionSettings.sameLabels(settings.labels, config.labels) else {
             throw HeadError("\(cachePath) has labels \(settings.labels), but \(source) was trained with \(config.labels)")

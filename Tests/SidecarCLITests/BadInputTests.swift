@@ -140,14 +140,18 @@ import Testing
     }
 
     /// A head folder fitted on the tiny cache with one file replaced, then evaluated.
-    static func evalDamagedHead(_ file: String, _ bytes: @escaping @Sendable (Data) -> Data) -> @Sendable (URL) throws -> ([String], Leftover) {
+    static func evalDamagedHead(_ file: String, remove: Bool = false, _ bytes: @escaping @Sendable (Data) -> Data) -> @Sendable (URL) throws -> ([String], Leftover) {
         { scratch in
             let head = scratch.appendingPathComponent("head").path
             let cache = try ReliabilityTests.tinyCache.get()
             let fit = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", head])
             guard fit.status == 0 else { throw CacheErrorForTest(fit.err) }
             let url = URL(fileURLWithPath: head + "/" + file)
-            try bytes(try Data(contentsOf: url)).write(to: url)
+            if remove {
+                try FileManager.default.removeItem(at: url)
+            } else {
+                try bytes(try Data(contentsOf: url)).write(to: url)
+            }
             let out = scratch.appendingPathComponent("eval.json").path
             return (["eval", "--cache", cache, "--head", head, "--json"], .noFile(out))
         }
@@ -265,6 +269,15 @@ import Testing
              expected: ["$/head/head.safetensors: header length", "runs past the end of the 100-byte file"]),
         Case(kind: "head", fault: "truncated config.json", setup: evalDamagedHead("config.json") { $0.prefix(9) },
              expected: ["$/head/config.json: not a head config"]),
+        // fit writes result.json last: without it, the weights and config.json may be two fits'.
+        Case(kind: "head", fault: "no result.json (a fit killed while writing)", setup: evalDamagedHead("result.json", remove: true) { $0 },
+             expected: ["$/head: no result.json; the fit that wrote this folder did not finish"]),
+        // Without the cache's recorded settings nothing could be compared with the cache given.
+        Case(kind: "head", fault: "config.json without the extraction settings", setup: evalDamagedHead("config.json") { data in
+                 var config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+                 config["extraction"] = nil
+                 return (try? JSONSerialization.data(withJSONObject: config)) ?? data },
+             expected: ["$/head: the head records no extraction settings"]),
         // Sweep files.
         Case(kind: "sweep file", fault: "malformed TOML", setup: sweep("[base.training\nepochs = 2\n"),
              expected: ["$/sweep.toml:1:", "expected ']'"]),
