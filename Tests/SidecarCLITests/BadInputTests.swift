@@ -259,7 +259,12 @@ import Testing
         Case(kind: "cache", fault: "empty data file", setup: fitOnDamagedCache { $0 = Data() },
              expected: ["$/cache/data.mdb is truncated: it holds 0 bytes"]),
         Case(kind: "cache", fault: "malformed (meta pages overwritten)", setup: fitOnDamagedCache { $0.replaceSubrange(0..<8192, with: Data(repeating: 0xA5, count: 8192)) },
-             expected: ["$/cache", "MDB_INVALID: File is not an LMDB file"]),
+             expected: ["$/cache/data.mdb: meta page 0 does not hold LMDB's magic number; the environment is damaged"]),
+        // The first meta page's last page number and transaction id flipped: LMDB trusts it as the
+        // newer, and mapping what it counts had failed as "Cannot allocate memory".
+        Case(kind: "cache", fault: "malformed (a meta page's counts flipped)", setup: fitOnDamagedCache { data in
+                 for i in 100..<164 { data[i] ^= 0xFF } },
+             expected: ["$/cache/data.mdb: meta page 0 (the newer) says the data reaches page", "the environment is damaged"]),
         Case(kind: "cache", fault: "not a cache", setup: { scratch in
                  let out = scratch.appendingPathComponent("head").path
                  return (["fit", "--cache", scratch.path, "--head", "linear", "--out", out], .noFile(out + "/result.json")) },

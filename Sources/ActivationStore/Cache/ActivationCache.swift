@@ -92,6 +92,8 @@ public final class ActivationCache: @unchecked Sendable {
         do {
             meta = try environment.openDatabase("meta")
             records = try environment.openDatabase("records")
+        } catch let error as LMDBError where error.isCorruption {
+            throw CacheError("\(path): data.mdb is damaged (\(error.message)); restore it from a copy, or remove the cache and extract it again")
         } catch {
             throw CacheError("\(path): not an activation cache (\(error))")
         }

@@ -52,7 +52,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Errors: ENOENT when the directory (or, read-only, data.mdb) does not exist; EACCES without
     /// permission; MDB_VERSION_MISMATCH or MDB_INVALID when the files are not an LMDB environment
     /// of this version; EAGAIN when another process holds it with MDB_NOLOCK-incompatible locking;
-    /// LMDBFileTruncated when data.mdb is shorter than its meta page says (reading it would SIGBUS).
+    /// LMDBFileDamaged when data.mdb is shorter than its meta page says (reading it would SIGBUS) or a meta
+    /// page is damaged.
     public init(path: String, options: Options = Options()) throws {
         var env: OpaquePointer?
         try LMDBError.check(mdb_env_create(&env), "creating an environment for", path: path)
@@ -66,8 +67,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
             let code = mdb_env_open(env, path, flags, 0o644)
             // A full disk while a new environment writes its meta pages leaves a short data.mdb
             // too; that is the disk, not damage (the caller says so).
-            if code != MDB_SUCCESS, code != ENOSPC, code != EIO, let fault = Self.tooShortForMetaPages(path) {
-                throw LMDBFileTruncated(description: fault)
+            if code != MDB_SUCCESS, code != ENOSPC, code != EIO, let fault = Self.tooShortForMetaPages(path) ?? Self.damagedMetaPage(path) {
+                throw LMDBFileDamaged(description: fault)
             }
             try LMDBError.check(code, "opening", path: path)
             try Self.checkLength(env!, path: path)
@@ -132,7 +133,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         let file = path + "/data.mdb"
         guard let size = fileSize(file) else { return }
         if size < needed {
-            throw LMDBFileTruncated(description: "\(file) is truncated: it holds \(size) bytes, but its meta page says the data "
+            throw LMDBFileDamaged(description: "\(file) is truncated: it holds \(size) bytes, but its meta page says the data "
                                     + "reaches \(needed) bytes (\(info.me_last_pgno + 1) pages of \(stat.ms_psize)); the environment is damaged, "
                                     + "restore it from a copy or create it again")
         }
@@ -155,6 +156,47 @@ public final class LMDBEnvironment: @unchecked Sendable {
         guard let size = fileSize(file), size < 2 * pageSize else { return nil }
         return "\(file) is truncated: it holds \(size) bytes, less than LMDB's two meta pages (\(2 * pageSize) bytes); "
             + "the environment is damaged, restore it from a copy or create it again"
+    }
+
+    /// When opening failed: a meta page that is not LMDB's, or a newest meta page (the one LMDB
+    /// trusts) whose data reaches past the file's end or whose map could not fit any address
+    /// space, described (else nil). Such damage had been reported as whatever mmap made of the
+    /// numbers, e.g. "Cannot allocate memory". Read as LMDB 0.9 lays a meta page out on a 64-bit
+    /// machine: a 16-byte page header, then magic, version, address, map size, two 48-byte
+    /// database records, the last page number and the transaction id.
+    private static func damagedMetaPage(_ path: String) -> String? {
+        let file = path + "/data.mdb"
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard MemoryLayout<Int>.size == 8, let size = fileSize(file), size >= 2 * pageSize,
+              let handle = FileHandle(forReadingAtPath: file) else { return nil }
+        defer { try? handle.close() }
+        guard let bytes = try? handle.read(upToCount: 2 * pageSize), bytes.count == 2 * pageSize else { return nil }
+        func integer<T: FixedWidthInteger>(_ offset: Int, as: T.Type) -> T {
+            bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
+        }
+        let damaged = "the environment is damaged, restore it from a copy or create it again"
+        var newest: (page: Int, txnid: UInt64, lastPage: UInt64, mapSize: UInt64)?
+        for page in 0..<2 {
+            let base = page * pageSize
+            guard integer(base + 16, as: UInt32.self) == 0xBEEF_C0DE else {
+                return "\(file): meta page \(page) does not hold LMDB's magic number; \(damaged)"
+            }
+            let txnid = integer(base + 144, as: UInt64.self)
+            if newest == nil || txnid > newest!.txnid {
+                newest = (page, txnid, integer(base + 136, as: UInt64.self), integer(base + 32, as: UInt64.self))
+            }
+        }
+        guard let meta = newest else { return nil }
+        let (reach, overflow) = (meta.lastPage &+ 1).multipliedReportingOverflow(by: UInt64(pageSize))
+        if overflow || reach > UInt64(size) {
+            return "\(file): meta page \(meta.page) (the newer) says the data reaches page \(meta.lastPage), past the file's "
+                + "\(size) bytes; \(damaged)"
+        }
+        // x86-64 and AArch64 give a process at most 2^48 bytes of addresses.
+        if meta.mapSize >= 1 << 48 {
+            return "\(file): meta page \(meta.page) (the newer) gives a map of \(meta.mapSize) bytes, beyond any address space; \(damaged)"
+        }
+        return nil
     }
 
     /// LMDB's version string, e.g. "LMDB 0.9.24: (July 24, 2019)".
@@ -327,8 +369,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 }
 
-/// An environment whose data file is shorter than its own meta page says (see `checkLength`).
-public struct LMDBFileTruncated: Error, CustomStringConvertible, Equatable {
+/// An environment whose data file is shorter than its own meta page says (see `checkLength`), or
+/// whose meta pages are damaged (see `damagedMetaPage`).
+public struct LMDBFileDamaged: Error, CustomStringConvertible, Equatable {
     public let description: String
 }
 

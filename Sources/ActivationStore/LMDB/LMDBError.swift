@@ -22,6 +22,9 @@ public struct LMDBError: Error, CustomStringConvertible, Equatable {
     /// MDB_KEYEXIST: a put with `.noOverwrite` found the key, or one with `.append` was out of order.
     public var isKeyExists: Bool { code == MDB_KEYEXIST }
 
+    /// MDB_CORRUPTED or MDB_PAGE_NOTFOUND: a page of the file is damaged.
+    public var isCorruption: Bool { code == MDB_CORRUPTED || code == MDB_PAGE_NOTFOUND }
+
     public var description: String { "\(operation) \(path): \(message)" }
 
     /// Throws unless `code` is MDB_SUCCESS.
