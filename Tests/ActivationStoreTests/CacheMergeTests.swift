@@ -241,8 +241,8 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
         let output = temporaryFolder("damaged")
         made.append(output)
         #expect { try CacheMerge.merge(shards: [good[0], damaged, good[2]], into: output) } throws: {
-            "\($0)" == "\(damaged): record train:17 is damaged: checksum mismatch in layer 2; extract that shard again (--shard 1/3), "
-                + "then run the same merge, which resumes"
+            "\($0)" == "\(damaged): record train:17 is damaged: checksum mismatch in layer 2; remove that shard's folder and extract it "
+                + "again (--shard 1/3; extract leaves a complete shard as it is), then run the same merge, which resumes"
         }
         let left = try ActivationCache.open(path: output)
         #expect(try left.progress(of: "train").complete == false && left.progress(of: "val").complete == false)

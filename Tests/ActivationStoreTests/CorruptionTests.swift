@@ -123,7 +123,7 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
         #expect(try ActivationCache.open(path: path).int8Scales() == mergeScales)
         // The scales as stored (JSON with sorted keys): 0.5 becomes 9.5.
         #expect(try replaceEveryCopy(cache: path, of: ",0.5]}", with: ",9.5]}") >= 1)
-        let message = "\(path): the int8 scales are damaged (their checksum does not match); extract the cache again"
+        let message = "\(path): the int8 scales are damaged (their checksum does not match); remove the cache and extract it again (extract leaves a complete cache as it is)"
         #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).int8Scales() }
         #expect(throws: CacheError(message)) { try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: true) }
     }

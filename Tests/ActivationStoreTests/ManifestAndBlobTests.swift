@@ -154,10 +154,10 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         #expect(flipped >= 1)
         try data.write(to: file)
         let damaged = try ActivationCache.open(path: path)
-        #expect(throws: CacheError("\(path): blob lst.r2 is damaged (its checksum does not match); extract the cache again")) {
+        #expect(throws: CacheError("\(path): blob lst.r2 is damaged (its checksum does not match); remove the cache and extract it again (extract leaves a complete cache as it is)")) {
             try damaged.blob("lst.r2")
         }
         let report = try CacheReport.make(damaged, verify: true, digest: false)
-        #expect(report.damaged == ["\(path): blob lst.r2 is damaged (its checksum does not match); extract the cache again"])
+        #expect(report.damaged == ["\(path): blob lst.r2 is damaged (its checksum does not match); remove the cache and extract it again (extract leaves a complete cache as it is)"])
     }
 }

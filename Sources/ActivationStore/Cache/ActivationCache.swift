@@ -329,7 +329,7 @@ public final class ActivationCache: @unchecked Sendable {
         }
         guard let bytes else { return nil }
         if let sum, sum != Self.checksum(bytes) {
-            throw CacheError("\(path): \(damaged); extract the cache again")
+            throw CacheError("\(path): \(damaged); remove the cache and extract it again (extract leaves a complete cache as it is)")
         }
         return bytes
     }

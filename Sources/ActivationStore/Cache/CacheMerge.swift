@@ -67,8 +67,8 @@ public enum CacheMerge {
                     // The checksums travel with the bytes; check them so a damaged shard is
                     // reported here, by its folder, rather than in the merged cache.
                     do { try open().checkChecksums() } catch let damage as CorruptRecord {
-                        throw CacheError("\(shard.path): \(damage); extract that shard again (--shard \(shard.info.index)/\(shard.info.count)), "
-                                         + "then run the same merge, which resumes")
+                        throw CacheError("\(shard.path): \(damage); remove that shard's folder and extract it again (--shard "
+                                         + "\(shard.info.index)/\(shard.info.count); extract leaves a complete shard as it is), then run the same merge, which resumes")
                     }
                     batch.append((index, Array(raw)))
                     bytes += raw.count
