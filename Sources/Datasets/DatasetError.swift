@@ -63,7 +63,7 @@ public enum DatasetError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(directory): no train split (looked for \(lookedFor.joined(separator: ", ")))"
         case .ambiguousFormat(let directory, let candidates):
             return "\(directory): several train files (\(candidates.joined(separator: ", "))); "
-                + "choose the format explicitly"
+                + "choose one with --format jsonl, csv or tsv"
         case .mixedFormats(let file, let trainFile):
             return "\(file): not in the train file's format (\(trainFile)); give every split in one format"
         case .emptySplit(let file):
