@@ -66,13 +66,14 @@ public indirect enum SpecValue: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    init(_ value: any TOMLValueConvertible) throws {
+    /// `key` is the dotted path to the value, for messages.
+    init(_ value: any TOMLValueConvertible, key: String = "") throws {
         if let t = value.table {
             var out: [String: SpecValue] = [:]
-            for key in t.keys { out[key] = try SpecValue(t[key]!) }
+            for name in t.keys { out[name] = try SpecValue(t[name]!, key: key.isEmpty ? name : key + "." + name) }
             self = .table(out)
         } else if let a = value.array {
-            self = .array(try a.map { try SpecValue($0) })
+            self = .array(try a.map { try SpecValue($0, key: key) })
         } else if let v = value.bool {
             self = .bool(v)
         } else if let v = value.int {
@@ -82,7 +83,7 @@ public indirect enum SpecValue: Equatable, Sendable, CustomStringConvertible {
         } else if let v = value.string {
             self = .string(v)
         } else {
-            throw SweepError("dates and times are not sweep values")
+            throw SweepError("\(key): dates and times are not sweep values")
         }
     }
 }
@@ -185,10 +186,22 @@ public struct SweepSpec: Sendable {
     /// Reads, expands and validates a sweep file.
     public static func load(path: String) throws -> SweepSpec {
         guard let data = FileManager.default.contents(atPath: path) else { throw SweepError("\(path): cannot read the sweep file") }
-        return try parse(String(decoding: data, as: UTF8.self), path: path)
+        guard let text = String(validating: data, as: UTF8.self) else {
+            let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            let line = (lines.firstIndex { String(validating: $0, as: UTF8.self) == nil } ?? 0) + 1
+            throw SweepError("\(path):\(line): not valid UTF-8, which TOML requires")
+        }
+        return try parse(text, path: path)
     }
 
     public static func parse(_ text: String, path: String) throws -> SweepSpec {
+        // The parser reads a C string: at a NUL byte it stopped, and the rest of the file was
+        // dropped without a word. TOML allows no control character there anyway.
+        if let nul = text.firstIndex(of: "\0") {
+            let before = text[..<nul]
+            let line = before.split(separator: "\n", omittingEmptySubsequences: false)
+            throw SweepError("\(path):\(line.count):\((line.last?.count ?? 0) + 1): a NUL byte; TOML allows no control characters but tab")
+        }
         let root: [String: SpecValue]
         do {
             let table = try TOMLTable(string: text)
@@ -468,8 +481,8 @@ enum Distribution {
         switch self {
         case .constant(let v): return v
         case .choice(let a): return a[Int(rng.next() % UInt64(a.count))]
-        case .uniform(let lo, let hi): return .float(Self.rounded(lo + (hi - lo) * rng.unit()))
-        case .logUniform(let lo, let hi): return .float(Self.rounded(exp(log(lo) + (log(hi) - log(lo)) * rng.unit())))
+        case .uniform(let lo, let hi): return .float(Self.rounded(lo + (hi - lo) * rng.unit(), within: lo, hi))
+        case .logUniform(let lo, let hi): return .float(Self.rounded(exp(log(lo) + (log(hi) - log(lo)) * rng.unit()), within: lo, hi))
         case .int(let lo, let hi):
             // Unsigned, hi − lo + 1 cannot overflow; it wraps to 0 for the whole Int range, where any draw will do.
             let span = UInt64(UInt(bitPattern: hi &- lo)) &+ 1
@@ -477,8 +490,11 @@ enum Distribution {
         }
     }
 
-    /// Six significant digits: readable in the results and the same text on every machine.
-    static func rounded(_ v: Double) -> Double { Double(String(format: "%.6g", v)) ?? v }
+    /// Six significant digits: readable in the results and the same text on every machine. Kept
+    /// within the bounds, which may have more digits: [0.9999999, 0.99999999] had drawn 1.
+    static func rounded(_ v: Double, within lo: Double, _ hi: Double) -> Double {
+        min(max(Double(String(format: "%.6g", v)) ?? v, lo), hi)
+    }
 }
 
 /// The first `hexDigits` hex digits of FNV-1a 64 over the bytes, mixed; stable across machines.

@@ -154,6 +154,9 @@ let exampleSpec = """
         ("[base]\nhead = \"linear\"\nepochs = 3", "bad.toml: [base] epochs: unknown key"),
         ("[base\nhead = 1", "bad.toml:1:"),
         ("[[grid]]\nhead = []", "bad.toml: [[grid]] 1 head: an empty list gives no trials"),
+        // The parser reads a C string: it had stopped at the NUL, dropping the bad epochs after it.
+        ("[base]\nhead = \"linear\"\n\u{0}\n[base.training]\nepochs = \"bogus\"", "bad.toml:3:1: a NUL byte"),
+        ("[base]\nhead = \"linear\"\n[base.training]\nseed = 1979-05-27", "bad.toml: base.training.seed: dates and times are not sweep values"),
         // Two blocks of 60,000 draws each, refused once the second is added.
         (String(repeating: "[[random]]\nhead = \"linear\"\ntrials = 60000\n[random.training]\nlr = { uniform = [0.001, 0.01] }\n", count: 2),
          "bad.toml: the blocks expand to more than the 100000 trials a sweep file may have"),
@@ -164,6 +167,31 @@ let exampleSpec = """
             Issue.record("accepted: \(spec.trials.count) trials")
         } catch {
             #expect("\(error)".hasPrefix(expected), "\(error)")
+        }
+    }
+
+    @Test func aFileThatIsNotUTF8IsNamedWithItsLine() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("latin1-\(UUID().uuidString).toml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data("[base]\nhead = \"linear\"\n# caf".utf8 + [0xE9, 0x0A]).write(to: URL(fileURLWithPath: path))
+        #expect(throws: SweepError("\(path):3: not valid UTF-8, which TOML requires")) { try SweepSpec.load(path: path) }
+    }
+
+    /// Draws keep six significant digits, and stay within bounds that have more.
+    @Test func roundedDrawsStayWithinTheirBounds() throws {
+        let spec = try SweepSpec.parse("""
+            [[random]]
+            head = "linear"
+            trials = 20
+            [random.training]
+            label_smoothing = { uniform = [0.9999999, 0.99999999] }
+            warmup = { log_uniform = [0.123456789, 0.123456799] }
+            """, path: "narrow.toml")
+        // Six digits leave these ranges few values: most draws repeat one, kept once.
+        #expect(!spec.trials.isEmpty)
+        for t in spec.trials {
+            #expect((0.9999999...0.99999999).contains(t.training.labelSmoothing), "\(t.training.labelSmoothing)")
+            #expect((0.123456789...0.123456799).contains(t.training.warmup), "\(t.training.warmup)")
         }
     }
 
