@@ -315,7 +315,7 @@ public final class ShardRunLock {
 public struct FinishedTrials: Sendable {
     public var ok: Set<String> = []
     public var failed: Set<String> = []
-    /// Lines that did not parse (a torn last line of a killed run), as "file:line".
+    /// Torn last lines (of a killed run) that did not parse, as "file:line".
     public var skipped: [String] = []
     /// The cache manifest hashes the lines record, each with the first "file:line" that has it.
     public var caches: [String: String] = [:]
@@ -328,9 +328,16 @@ public struct FinishedTrials: Sendable {
             let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
             guard let data = fm.contents(atPath: path) else { throw SweepError("\(path): cannot read") }
             // Blank lines kept, so that n + 1 is the line number an editor shows.
-            for (n, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+            let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            for (n, line) in lines.enumerated() where !line.isEmpty {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
                       let trial = object["trial"] as? String, let status = object["status"] as? String else {
+                    // Only the last line, with no newline after it, is a killed writer's: any other
+                    // is damage, which report refuses too. Passed over here, the sweep had appended
+                    // after it and left a folder report would not read.
+                    guard n == lines.count - 1 else {
+                        throw SweepError("\(path):\(n + 1): not a results line (fix or delete that line; only a torn last line is skipped)")
+                    }
                     out.skipped.append("\(path):\(n + 1)")
                     continue
                 }

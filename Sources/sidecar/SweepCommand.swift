@@ -155,7 +155,7 @@ struct SweepCommand: ParsableCommand {
             throw CommandError("\(line): a trial that ran on another cache (manifest \(other); \(cache) has \(cacheHash)). "
                                + "Its results would be taken as this cache's; give another --results folder")
         }
-        for line in finished.skipped { FileHandle.standardError.write(Data("warning: \(line): not a complete results line, ignored\n".utf8)) }
+        for line in finished.skipped { FileHandle.standardError.write(Data("warning: \(line): a torn last line, ignored\n".utf8)) }
         var skip = finished.ok
         if noRetryFailed { skip.formUnion(finished.failed) }
         var only: Set<String>? = nil

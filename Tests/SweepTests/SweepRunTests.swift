@@ -205,6 +205,16 @@ func resultLines(_ folder: String) throws -> [[String: Any]] {
         try handle.close()
         let torn = try FinishedTrials.read(folder: results)
         #expect(torn.ok.count == 10 && torn.skipped.count == 1)
+        // Once a newline follows it, it is damage inside the file, refused as report refuses it:
+        // passed over, the sweep had appended after it, leaving a folder report would not read.
+        let more = FileHandle(forWritingAtPath: file)!
+        more.seekToEndOfFile()
+        more.write(Data("\n".utf8))
+        try more.close()
+        let lineCount = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count
+        #expect(throws: SweepError("\(file):\(lineCount): not a results line (fix or delete that line; only a torn last line is skipped)")) {
+            try FinishedTrials.read(folder: results)
+        }
     }
 
     @Test func aDivergingTrialAndALateConfigErrorAreRecordedAndTheRestTrains() throws {
