@@ -123,8 +123,9 @@ struct SweepCommand: ParsableCommand {
         let units: [Character: Double] = ["K": 0x1p10, "M": 0x1p20, "G": 0x1p30, "T": 0x1p40]
         var scale = 1.0
         if let last = digits.last, let u = units[last] { digits = digits.dropLast(); scale = u }
-        guard let v = Double(digits), v > 0, v * scale < 0x1p60 else {
-            throw ValidationError("--memory-budget \(memoryBudget): expected a size under 1 EiB, e.g. 4G or 512M")
+        // At least a byte: 0.5 had become a budget of 0.
+        guard let v = Double(digits), v * scale >= 1, v * scale < 0x1p60 else {
+            throw ValidationError("--memory-budget \(memoryBudget): expected a size from 1 byte to under 1 EiB, e.g. 4G or 512M")
         }
         return Int(v * scale)
     }

@@ -318,6 +318,11 @@ import Testing
              expected: ["--layers \"9\": the backbone has layers 0...6"]),
         Case(kind: "flags", fault: "zero", setup: flags(["sweep", "--spec", "/nonexistent.toml", "--cache", "CACHE", "--results", "OUT", "--jobs", "0"]),
              expected: ["--jobs must be in 1...1024, got 0"]),
+        Case(kind: "flags", fault: "under a byte", setup: { scratch in
+                 let (arguments, leftover) = try sweep("[base]\nhead = \"linear\"\n")(scratch)
+                 return (arguments + ["--memory-budget", "0.5"], leftover)
+             },
+             expected: ["--memory-budget 0.5: expected a size from 1 byte"]),
         Case(kind: "flags", fault: "not a number", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--weight-decay", "nan", "--out", "OUT"]),
              expected: ["--weight-decay must be a finite number of at least 0, got nan"]),
         Case(kind: "flags", fault: "too many steps", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--epochs", "9223372036854775807", "--out", "OUT"]),
