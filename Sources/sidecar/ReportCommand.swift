@@ -57,10 +57,8 @@ struct ReportCommand: ParsableCommand {
         // to the next report: written over, it had replaced the trials with HTML.
         let file = try destination.map { destination in
             let file = try outputFile(destination)
-            let url = URL(fileURLWithPath: file)
-            if set.files.contains(where: { sameItem($0, file) })
-                || url.pathExtension == "jsonl" && sameItem(url.deletingLastPathComponent().path, results) {
-                throw CommandError("--out \(destination) would replace a results file in \(results); write the report elsewhere")
+            if set.files.contains(where: { sameItem($0, file) }) || replacesSweepOutput(file, results: results) {
+                throw CommandError("--out \(destination) would replace what the sweep wrote in \(results); write the report elsewhere")
             }
             return file
         }

@@ -61,6 +61,22 @@ func sameItem(_ a: String, _ b: String) -> Bool {
     return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
 }
 
+/// Whether writing `file` (links followed) would replace what a sweep wrote in `results`: a
+/// results file, that is any `*.jsonl` directly in the folder (the next report reads every one,
+/// so a new one counts too), or anything in a trial's folder under `trials/`.
+func replacesSweepOutput(_ file: String, results: String) -> Bool {
+    let url = URL(fileURLWithPath: file).resolvingSymlinksInPath()
+    let parent = url.deletingLastPathComponent()
+    if url.pathExtension == "jsonl" && sameItem(parent.path, results) { return true }
+    let trials = URL(fileURLWithPath: results).appendingPathComponent("trials").path
+    var folder = parent
+    while folder.path != "/" {
+        if sameItem(folder.path, trials) { return true }
+        folder = folder.deletingLastPathComponent()
+    }
+    return false
+}
+
 /// The file an output flag names, with symlinks followed: written by a temporary file renamed over
 /// it, the path must be a regular file or nothing. A device, FIFO or socket is refused (renamed
 /// over, `--out /dev/null` had replaced root's /dev/null with a file), and a symlink is written
@@ -68,7 +84,17 @@ func sameItem(_ a: String, _ b: String) -> Bool {
 func outputFile(_ path: String, flag: String = "--out") throws -> String {
     let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
     var status = stat()
-    guard lstat(resolved, &status) == 0 else { return resolved }
+    guard lstat(resolved, &status) == 0 else {
+        // Checked now, before the work whose result it holds: the write would find it only at the end.
+        let folder = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
+        guard isFolder(folder) == true else {
+            throw CommandError("\(flag) \(path): " + (isFolder(folder) == nil ? "the folder \(folder) does not exist" : "\(folder) is not a folder"))
+        }
+        guard access(folder, W_OK | X_OK) == 0 else {
+            throw CommandError("\(flag) \(path): cannot write in \(folder) (\(String(cString: strerror(errno))))")
+        }
+        return resolved
+    }
     switch status.st_mode & S_IFMT {
     case S_IFREG: return resolved
     case S_IFDIR: throw CommandError("\(flag) \(path): is a folder; give a file to write")

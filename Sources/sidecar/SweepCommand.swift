@@ -286,6 +286,13 @@ struct SweepCommand: ParsableCommand {
         job.extraArguments = ["--memory-budget", memoryBudget, "--max-heads", String(maxHeads), "--threads", String(threads ?? cpus)]
             + (noRetryFailed ? ["--no-retry-failed"] : []) + (inMemory ? ["--in-memory"] : [])
         let text = kind == "slurm" ? JobScripts.slurm(job) : JobScripts.kubernetes(job)
+        let file = try emitOut.map { emitOut in
+            let file = try outputFile(emitOut, flag: "--emit-out")
+            if replacesSweepOutput(file, results: results) {
+                throw CommandError("--emit-out \(emitOut) would replace what the sweep wrote in \(results); write the job script elsewhere")
+            }
+            return file
+        }
         // Shards take whole passes; where the cache is reachable from here, say when some would idle.
         if let opened = try? ActivationCache.open(path: cache, noLock: true) {
             var limits = PlanLimits()
@@ -296,8 +303,7 @@ struct SweepCommand: ParsableCommand {
                                                      + "\(shards - passes) of the \(shards) shards will have nothing to do\n").utf8))
             }
         }
-        if let emitOut {
-            let file = try outputFile(emitOut, flag: "--emit-out")
+        if let emitOut, let file {
             do { try Data(text.utf8).write(to: URL(fileURLWithPath: file), options: .atomic) } catch {
                 throw CommandError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")
             }

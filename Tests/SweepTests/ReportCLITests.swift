@@ -148,13 +148,25 @@ final class ReportCLITests: XCTestCase {
         let trialsLink = folder.deletingLastPathComponent().appendingPathComponent("\(folder.lastPathComponent)-trials-link.html").path
         try FileManager.default.createSymbolicLink(atPath: trialsLink, withDestinationPath: trials)
         defer { try? FileManager.default.removeItem(atPath: trialsLink) }
-        for out in [trials, trialsLink, folder.appendingPathComponent("new.jsonl").path] {
+        // So is a trial folder's own file.
+        let trialFolder = folder.appendingPathComponent("trials/o1")
+        try FileManager.default.createDirectory(at: trialFolder, withIntermediateDirectories: true)
+        let trialResult = trialFolder.appendingPathComponent("result.json")
+        try Data("{}".utf8).write(to: trialResult)
+        for out in [trials, trialsLink, folder.appendingPathComponent("new.jsonl").path, trialResult.path] {
             let own = try runSidecar(["report", "--results", folder.path, "--out", out])
             XCTAssertNotEqual(own.status, 0, out)
-            XCTAssertTrue(own.err.contains("would replace a results file"), own.err)
+            XCTAssertTrue(own.err.contains("would replace what the sweep wrote"), own.err)
             XCTAssertFalse(own.out.contains("o1"), "printed before refusing: \(own.out)")
         }
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: trials)), before)
+        XCTAssertEqual(try Data(contentsOf: trialResult), Data("{}".utf8))
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("new.jsonl").path))
+
+        // A folder that is not there is found before anything is printed, not after.
+        let nowhere = try runSidecar(["report", "--results", folder.path, "--out", folder.appendingPathComponent("missing/report.html").path])
+        XCTAssertNotEqual(nowhere.status, 0)
+        XCTAssertTrue(nowhere.err.contains("the folder \(folder.appendingPathComponent("missing").path) does not exist"), nowhere.err)
+        XCTAssertFalse(nowhere.out.contains("o1"), "printed before refusing: \(nowhere.out)")
     }
 }

@@ -287,6 +287,19 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
 
         let bad = try runSidecar(["sweep", "--spec", spec, "--cache", "c", "--results", "r", "--emit", "pbs"])
         #expect(bad.status != 0 && bad.err.contains("--emit pbs: expected slurm or k8s"))
+
+        // The script may not take the place of the sweep's results: it had replaced the finished
+        // trials' lines, and report could not read the folder again.
+        let results = folder + "/results"
+        try FileManager.default.createDirectory(atPath: results, withIntermediateDirectories: true)
+        let lines = results + "/trials-0-of-1.jsonl"
+        try Data("{}\n".utf8).write(to: URL(fileURLWithPath: lines))
+        for out in [lines, results + "/new.jsonl"] {
+            let over = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", results, "--emit", "slurm", "--emit-out", out])
+            #expect(over.status != 0 && over.err.contains("would replace what the sweep wrote in \(results)"), "\(over.err)")
+        }
+        #expect(try String(contentsOfFile: lines, encoding: .utf8) == "{}\n")
+        #expect(!FileManager.default.fileExists(atPath: results + "/new.jsonl"))
     }
 
     /// A second run of a shard that is being run is refused, naming the process that runs it.
