@@ -110,6 +110,9 @@ struct FitCommand: ParsableCommand {
         }
         // Before any training: a folder that cannot be written would otherwise lose the whole fit.
         for folder in folders { try checkWritableFolder(folder) }
+        if FileManager.default.fileExists(atPath: URL(fileURLWithPath: out).appendingPathComponent("data.mdb").path) {
+            throw CommandError("--out \(out): is an activation cache; give the head a folder of its own")
+        }
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         let cacheRecord = try FitOutput.CacheRecord(opened)
         var options = TrainingOptions()

@@ -347,6 +347,12 @@ import Testing
              expected: ["the name xxxxxxxxxxxxxxxxxxxxxxxx… is 300 bytes, more than the file system allows (255)"]),
         Case(kind: "flags", fault: "--out where no folder can be made", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--out", "/proc/sidecar-head"]),
              expected: ["--out /proc/sidecar-head: cannot make a folder in /proc"]),
+        Case(kind: "flags", fault: "--out is a cache", setup: { scratch in
+                 let cache = scratch.appendingPathComponent("cache").path
+                 try FileManager.default.copyItem(atPath: try ReliabilityTests.tinyCache.get(), toPath: cache)
+                 return (["fit", "--cache", cache, "--head", "linear", "--out", cache], .noFile(cache + "/result.json"))
+             },
+             expected: ["--out $/cache: is an activation cache; give the head a folder of its own"]),
         Case(kind: "flags", fault: "--example with --verify", setup: flags(["inspect", "CACHE", "--example", "train:0", "--npy", "OUT", "--verify"]),
              expected: ["--example exports one example; run --verify or --json without it"]),
         Case(kind: "flags", fault: "--out under a file", setup: { scratch in
