@@ -265,6 +265,13 @@ import Testing
         Case(kind: "cache", fault: "malformed (a meta page's counts flipped)", setup: fitOnDamagedCache { data in
                  for i in 100..<164 { data[i] ^= 0xFF } },
              expected: ["$/cache/data.mdb: meta page 0 (the newer) says the data reaches page", "the environment is damaged"]),
+        // The flags of the main tree's root page (which the newer meta page names) flipped: LMDB
+        // finds no database in it, which had read as "not an activation cache".
+        Case(kind: "cache", fault: "malformed (the main tree's root page)", setup: fitOnDamagedCache { data in
+                 func word(_ offset: Int) -> Int { Int(data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }) }
+                 let meta = word(144) >= word(4096 + 144) ? 0 : 4096
+                 data[word(meta + 128) * 4096 + 10] ^= 0xFF },
+             expected: ["$/cache: data.mdb is damaged (", "restore it from a copy, or remove the cache and extract it again"]),
         Case(kind: "cache", fault: "not a cache", setup: { scratch in
                  let out = scratch.appendingPathComponent("head").path
                  return (["fit", "--cache", scratch.path, "--head", "linear", "--out", out], .noFile(out + "/result.json")) },
