@@ -219,7 +219,12 @@ struct FitCommand: ParsableCommand {
             requests.append(HeadRequest(head: head, settings: values))
         }
         // Refuse a bad name, key or value before opening the cache.
-        for r in requests { _ = try HeadRegistry.hyperparameters(head: r.head, settings: r.settings) }
+        // As a usage error, like every other bad flag value (exit status 64, not 1).
+        do {
+            for r in requests { _ = try HeadRegistry.hyperparameters(head: r.head, settings: r.settings) }
+        } catch let error as HeadError {
+            throw ValidationError(error.description)
+        }
         return requests
     }
 

@@ -171,6 +171,9 @@ import Testing
             #expect(result.status != 0, "\(arguments) was accepted")
             #expect(result.err.contains(expected), "\(arguments): \(result.err)")
         }
+        // A bad --set value is a usage error, as a bad flag value is.
+        let usage = try runSidecar(["fit", "--cache", cache, "--out", cache + "-bad", "--head", "losa", "--set", "rank_tokens=-1"])
+        #expect(usage.status == 64, "\(usage.err)")
         let missing = try runSidecar(["fit", "--cache", "/nonexistent/cache", "--head", "linear", "--out", "/tmp/x"])
         #expect(missing.status != 0 && missing.err.contains("/nonexistent/cache"))
     }
