@@ -124,7 +124,13 @@ public struct TrainedHead {
         // cache's (1,4,6 for 0,3,6) would feed the weights other layers without a word.
         var trainedContext = context
         if let trained = config.extraction?.layers { trainedContext.layers = trained }
-        let head = try kind.make(hyperparameters, context: trainedContext, seed: config.training.seed)
+        let head: any Head
+        do {
+            head = try kind.make(hyperparameters, context: trainedContext, seed: config.training.seed)
+        } catch let error as HeadError {
+            // Named by the head folder: "--set layers=99" alone reads as if the user had typed it.
+            throw HeadError("\(source): \(error)")
+        }
         let unstored = head.features.filter { !context.layers.contains($0.layer) }
         if !unstored.isEmpty {
             throw HeadError("\(source) reads \(unstored.map(\.description).joined(separator: " ")), which this cache does not store "

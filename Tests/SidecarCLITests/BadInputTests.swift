@@ -284,6 +284,9 @@ import Testing
         // fit writes result.json last: without it, the weights and config.json may be two fits'.
         Case(kind: "head", fault: "no result.json (a fit killed while writing)", setup: evalDamagedHead("result.json", remove: true) { $0 },
              expected: ["$/head: no result.json; the fit that wrote this folder did not finish"]),
+        Case(kind: "head", fault: "config.json with a layer the backbone lacks", setup: evalDamagedHead("config.json") { data in
+                 Data(String(decoding: data, as: UTF8.self).replacingOccurrences(of: #""layers" : "last""#, with: #""layers" : "99""#).utf8) },
+             expected: ["$/head: --set layers=99 for head linear"]),
         // Without the cache's recorded settings nothing could be compared with the cache given.
         Case(kind: "head", fault: "config.json without the extraction settings", setup: evalDamagedHead("config.json") { data in
                  var config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
