@@ -64,11 +64,21 @@ public enum ImageDecoder {
     }
 
     private static func decodePNG(_ file: [UInt8], name: String, alphaOnWhite: Bool) throws(DatasetError) -> RGBImage {
+        // libpng keeps the pointer it is given until the read finishes: the whole read happens
+        // inside one withUnsafeBytes. The stripped copy of a file with gAMA had been freed after
+        // its last use in Swift, before png_image_finish_read read it (a crash, or "unknown
+        // compression method").
+        let result = withoutGammaChunks(file).withUnsafeBytes { bytes in
+            Result { () throws(DatasetError) in try decodePNG(bytes, name: name, alphaOnWhite: alphaOnWhite) }
+        }
+        return try result.get()
+    }
+
+    private static func decodePNG(_ bytes: UnsafeRawBufferPointer, name: String, alphaOnWhite: Bool) throws(DatasetError) -> RGBImage {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         defer { png_image_free(&image) }
-        let bytes = withoutGammaChunks(file)
-        let begun = bytes.withUnsafeBytes { png_image_begin_read_from_memory(&image, $0.baseAddress, $0.count) }
+        let begun = png_image_begin_read_from_memory(&image, bytes.baseAddress, bytes.count)
         guard begun != 0 else {
             throw .brokenImage(file: name, detail: "PNG: \(message(of: image))")
         }

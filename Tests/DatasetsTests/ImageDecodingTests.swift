@@ -54,6 +54,20 @@ import Testing
         #expect(try ImageDecoder.decode(file: path) == image)
         #expect(ImageDecoder.withoutGammaChunks(gamma) == plain)
         #expect(ImageDecoder.withoutGammaChunks(plain) == plain)
+
+        // The copy without the chunks must live until libpng's read finishes. It had been freed
+        // after its last use in Swift, and read (a crash, or "unknown compression method") in the
+        // optimised build only: a debug build keeps it to the end of its scope, so this fails
+        // only under `swift test -c release`, where it did at 200 and 600 pixels.
+        for size in [20, 200, 600] {
+            // Noise, so the image data does not compress to a few bytes.
+            var state: UInt32 = 12345
+            let noise = (0..<(size * size * 3)).map { _ in state = state &* 1_103_515_245 &+ 12345; return UInt8(truncatingIfNeeded: state >> 16) }
+            let large = RGBImage(height: size, width: size, pixels: noise)
+            let encoded = encodePNG(large.pixels, height: size, width: size, channels: 3)
+            let withGamma = Array(encoded[0..<33]) + pngChunk("gAMA", [0, 0, 0xB1, 0x8F]) + Array(encoded[33...])
+            #expect(try ImageDecoder.decode(withGamma, name: "gamma-\(size).png") == large, "\(size)×\(size)")
+        }
     }
 
     @Test func jpegRGBGreyAndCMYKDecode() throws {
