@@ -35,6 +35,9 @@ public struct ImagePreprocessing: Sendable, Equatable, Codable {
 
     /// Nil: no resize.
     public var resize: ResizeTarget?
+    /// The largest resize or crop side a configuration may give: a square of it is the most
+    /// pixels a decoded image may have (`ImageDecoder.maximumPixelCount`).
+    public static let maximumSide = 1 << 14
     public var resample: ResampleFilter
     /// Nil: no crop. A crop larger than the image pads it with zeros, centred.
     public var centerCrop: CropSize?
@@ -186,6 +189,8 @@ extension ImagePreprocessing {
             case .shortestEdge(let edge): [edge]
             }
             guard sides.allSatisfy({ $0 > 0 }) else { throw fault("size \(sides) must be positive") }
+            // A side of 100000 had aborted extract on a 30 GB allocation.
+            guard sides.allSatisfy({ $0 <= Self.maximumSide }) else { throw fault("size \(sides) is over \(Self.maximumSide) pixels a side") }
         }
         let resampleCode = config.resample ?? (isCLIP ? ResampleFilter.bicubic : ResampleFilter.bilinear).rawValue
         guard let resample = ResampleFilter(rawValue: resampleCode) else {
@@ -204,6 +209,9 @@ extension ImagePreprocessing {
                 centerCrop = CropSize(height: height, width: width)
             }
             guard centerCrop!.height > 0 && centerCrop!.width > 0 else { throw fault("crop_size must be positive") }
+            guard centerCrop!.height <= Self.maximumSide && centerCrop!.width <= Self.maximumSide else {
+                throw fault("crop_size \(centerCrop!.height)×\(centerCrop!.width) is over \(Self.maximumSide) pixels a side")
+            }
         }
         let rescaleFactor = (config.doRescale ?? true) ? (config.rescaleFactor ?? 1.0 / 255.0) : nil
         var mean: [Float]?

@@ -148,6 +148,8 @@ func hexBytes(_ hex: String) -> [UInt8] {
             (#"{"size": "big"}"#, "size"),
             (#"{"size": {"height": 4, "width": 4}, "do_normalize": false, "crop_pct": 0.875}"#, "crop_pct"),
             (#"{"size": "#, "not valid JSON"),
+            (#"{"size": {"height": 100000, "width": 100000}, "do_normalize": false}"#, "size [100000, 100000] is over 16384 pixels a side"),
+            (#"{"size": 16, "do_normalize": false, "do_center_crop": true, "crop_size": 20000}"#, "crop_size 20000×20000 is over 16384 pixels a side"),
         ]
         for (json, fragment) in cases {
             do {
