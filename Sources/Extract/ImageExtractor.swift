@@ -47,6 +47,8 @@ public final class ImageExtractor: Sendable {
         encoder = try ViTEncoder(folder: folder, compute: request.options.compute)
         preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
         let splits: [Split], labels: LabelMap, format: String
+        /// IDX images share one size, known before any is preprocessed.
+        var sourceSize: (height: Int, width: Int)?
         var counts: [String: Int] = [:]
         var files: [DatasetFile] = []
         if FileManager.default.fileExists(atPath: request.dataset + "/train") {
@@ -75,6 +77,7 @@ public final class ImageExtractor: Sendable {
             (splits, labels, format) = (source.splits, source.labels, "idx")
             for split in splits {
                 let loaded = try source.load(split)
+                sourceSize = (loaded.images.height, loaded.images.width)
                 counts[split.rawValue] = loaded.labelIDs.count
                 files.append(DatasetFile(split: split.rawValue, name: source.files(of: split)?.images ?? split.rawValue,
                                          bytes: loaded.images.pixels.count, hash: String(XXHash64.hash(loaded.images.pixels), radix: 16)))
@@ -90,13 +93,22 @@ public final class ImageExtractor: Sendable {
         let jsonEncoder = JSONEncoder()
         jsonEncoder.outputFormatting = [.sortedKeys]
         let preprocessingJSON = String(decoding: try jsonEncoder.encode(preprocessing), as: UTF8.self)
-        // N_max: every image of a cache has the preprocessed size (crop, else a fixed resize, else
-        // the configuration's), so 1 + its patches.
-        var side = (height: encoder.config.imageSize, width: encoder.config.imageSize)
+        // N_max: every image of a cache has the preprocessed size (a crop, else a fixed resize,
+        // else IDX's one size as resized), so 1 + its patches. Without any, each image keeps its
+        // own size: refused before any work. The configuration's image_size had been taken, which
+        // larger images exceed (a finished cache fit then called damaged), and a batch of two
+        // sizes failed half-way.
+        let side: (height: Int, width: Int)
         if let crop = preprocessing.centerCrop {
             side = (crop.height, crop.width)
         } else if case .size(let height, let width)? = preprocessing.resize {
             side = (height, width)
+        } else if let sourceSize {
+            side = preprocessing.resize == nil ? sourceSize : preprocessing.resizedSize(height: sourceSize.height, width: sourceSize.width)
+        } else {
+            let resize = preprocessing.resize == nil ? "with do_resize off" : "with a shortest_edge resize"
+            throw ExtractError("\(folder.appendingPathComponent("preprocessor_config.json").path): \(resize) and no centre crop, each image "
+                               + "keeps a size of its own; a cache needs one: set \"size\" to {\"height\": H, \"width\": W} or add a \"crop_size\"")
         }
         let maxTokens = 1 + (side.height / encoder.config.patchSize) * (side.width / encoder.config.patchSize)
         settings = ExtractionSettings(
