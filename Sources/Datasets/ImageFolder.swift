@@ -106,7 +106,7 @@ public struct ImageFolderSource: Sendable, Equatable {
 
     /// Files anywhere below `folder` but hidden ones and those inside hidden folders (.git,
     /// .ipynb_checkpoints), as relative paths in code-point order.
-    private static func visibleFiles(in folder: String) throws(DatasetError) -> [String] {
+    public static func visibleFiles(in folder: String) throws(DatasetError) -> [String] {
         let all: [String]
         do {
             all = try FileManager.default.subpathsOfDirectory(atPath: folder)

@@ -128,7 +128,8 @@ public final class PredictInputs {
                 let file = images[nextImage]
                 nextImage += 1
                 let image: RGBImage
-                do { image = try ImageDecoder.decode(file: file, alphaOnWhite: alphaOnWhite) } catch { throw PredictError("\(file): \(error)") }
+                // The decoder's message names the file.
+                do { image = try ImageDecoder.decode(file: file, alphaOnWhite: alphaOnWhite) } catch { throw PredictError("\(error)") }
                 out.append(PredictInput(line: nil, file: file, id: nil, input: .image(image), text: nil))
             }
             return
@@ -170,15 +171,14 @@ public final class PredictInputs {
         }
     }
 
+    /// The images below `folder` as extract finds them in a class folder: hidden files and
+    /// folders (._a.png, .ipynb_checkpoints) left out, and a folder named like an image walked
+    /// into, not read.
     static func imageFiles(under folder: String) throws -> [String] {
-        guard let walker = FileManager.default.enumerator(atPath: folder) else { throw PredictError("--input \(folder): cannot list the folder") }
-        var files: [String] = []
-        while let relative = walker.nextObject() as? String {
-            if ImageFolderSource.imageExtensions.contains((relative as NSString).pathExtension.lowercased()) {
-                files.append((folder as NSString).appendingPathComponent(relative))
-            }
-        }
-        return files.sorted()
+        let files: [String]
+        do { files = try ImageFolderSource.visibleFiles(in: folder) } catch { throw PredictError("--input \(folder): \(error)") }
+        return files.filter { ImageFolderSource.imageExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
+            .map { (folder as NSString).appendingPathComponent($0) }
     }
 }
 

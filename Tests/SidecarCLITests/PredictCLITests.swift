@@ -426,6 +426,18 @@ import Testing
                 == ["dark", "light"].flatMap { c in (0..<5).map { "\(c)/\($0).png" } })
         let difference = PredictCLITests.maxDifference(lines.map { $0["logits"] as! [Double] }, cached)
         #expect(cached.count == 10 && difference <= 1e-4, "predict and eval differ by \(difference)")
+        // A folder is walked as extract walks a class folder: hidden files and folders are left
+        // out (a macOS ._ file had stopped the run), a folder named like an image is walked into.
+        let dark = root.appendingPathComponent("data/test/dark")
+        let valid = try Data(contentsOf: dark.appendingPathComponent("0.png"))
+        try Data("Mac OS X        ATTR".utf8).write(to: dark.appendingPathComponent("._0.png"))
+        for folder in [".ipynb_checkpoints", "more.png"] {
+            try FileManager.default.createDirectory(at: dark.appendingPathComponent(folder), withIntermediateDirectories: true)
+            try valid.write(to: dark.appendingPathComponent(folder + "/0.png"))
+        }
+        let walked = try PredictCLITests.predict(head, input: root.appendingPathComponent("data/test").path, extra: ["--backbone", tinyViT])
+        #expect(walked.map { ($0["file"] as! String).split(separator: "/").suffix(2).joined(separator: "/") }
+                == ["dark/0.png", "dark/1.png", "dark/2.png", "dark/3.png", "dark/4.png", "more.png/0.png"] + (0..<5).map { "light/\($0).png" })
         // Text into an image head is refused.
         let text = try runSidecar(["predict", "--head", head, "--backbone", tinyViT, "--input", PredictCLITests.testSplit])
         #expect(text.status != 0 && text.err.contains("reads images"), "\(text.err)")
