@@ -109,7 +109,9 @@ public struct ImageFolderSource: Sendable, Equatable {
     public static func visibleFiles(in folder: String) throws(DatasetError) -> [String] {
         let all: [String]
         do {
-            all = try FileManager.default.subpathsOfDirectory(atPath: folder)
+            // A folder that is a link is walked where it leads, as torchvision follows links: its
+            // files had been left out, and the class reported empty.
+            all = try FileManager.default.subpathsOfDirectory(atPath: URL(fileURLWithPath: folder).resolvingSymlinksInPath().path)
         } catch {
             throw .cannotOpen(file: folder, reason: error.localizedDescription)
         }

@@ -166,6 +166,15 @@ import Testing
         #expect(try source.listing(.train).skipped == [folder.file("train/dog/notes.txt")])
         #expect(try source.listing(.validation).skipped.isEmpty)
 
+        // A class folder that is a link is walked where it leads, as torchvision follows links.
+        try folder.write("elsewhere/owl/o.png", png)
+        try FileManager.default.createSymbolicLink(atPath: folder.file("val/owl"), withDestinationPath: folder.file("elsewhere/owl"))
+        try folder.write("train/owl/o.png", png)
+        let linked = try ImageFolderSource(directory: folder.path)
+        #expect(try linked.items(.validation).map { ($0.path as NSString).lastPathComponent } == ["c.png", "o.png"])
+        try FileManager.default.removeItem(atPath: folder.file("val/owl"))
+        try FileManager.default.removeItem(atPath: folder.file("train/owl"))
+
         // A class folder unknown to train/ in val/.
         try folder.write("val/bird/d.png", png)
         expectError(.unknownClass(directory: folder.file("val/bird"), className: "bird", known: ["cat", "dog"]),
