@@ -52,7 +52,7 @@ public enum FitOutput {
         let fm = FileManager.default
         let root = URL(fileURLWithPath: out).standardizedFileURL
         let kept = Set(folders.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
-        if !kept.contains(root.path), fm.fileExists(atPath: root.appendingPathComponent("result.json").path) {
+        if !kept.contains(root.path), ["result.json", "config.json"].contains(where: { fm.fileExists(atPath: root.appendingPathComponent($0).path) }) {
             for name in ["result.json", "config.json", "head.safetensors", "log.tsv"] {
                 try? fm.removeItem(at: root.appendingPathComponent(name))
             }
@@ -80,6 +80,22 @@ public enum FitOutput {
             var metadata: [String: [String: String]] = [:]
             for name in settings.blobs ?? [] { metadata[name] = try cache.blobMetadata(name) }
             blobMetadata = metadata
+        }
+    }
+
+    /// Before a fit writes its heads into `out`: every earlier head there (`out` itself, its
+    /// `NN-head` folders) loses its result.json, so that a fit stopped half-way through writing
+    /// leaves no folder that reads as complete. The new first head had stood beside the old
+    /// second, each with its result.json, as if one fit had made them.
+    public static func invalidateEarlierOutputs(in out: String) throws {
+        let fm = FileManager.default
+        let root = URL(fileURLWithPath: out).standardizedFileURL
+        let heads = ((try? fm.contentsOfDirectory(atPath: root.path)) ?? [])
+            .filter { $0.range(of: #"^[0-9]{2}-[A-Za-z0-9_]+$"#, options: .regularExpression) != nil }
+            .map { root.appendingPathComponent($0) }
+        for folder in [root] + heads {
+            let result = folder.appendingPathComponent("result.json")
+            if fm.fileExists(atPath: result.path) { try fm.removeItem(at: result) }
         }
     }
 

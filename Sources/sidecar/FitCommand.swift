@@ -113,6 +113,9 @@ struct FitCommand: ParsableCommand {
         if FileManager.default.fileExists(atPath: URL(fileURLWithPath: out).appendingPathComponent("data.mdb").path) {
             throw CommandError("--out \(out): is an activation cache; give the head a folder of its own")
         }
+        // Held until the heads are written: two fits into one folder had left one's weights beside
+        // the other's result.json. Made now if missing, and removed again if the fit writes nothing.
+        let outLock = try FolderLock(out, flag: "--out", command: "sidecar fit")
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         let cacheRecord = try FitOutput.CacheRecord(opened)
         var options = TrainingOptions()
@@ -152,11 +155,13 @@ struct FitCommand: ParsableCommand {
                            r.examplesPerSecond, r.seconds) + (stopped ? "  (early stop)" : ""))
             }
         }
+        try FitOutput.invalidateEarlierOutputs(in: out)
         for ((result, head), folder) in zip(zip(results, trainer.heads), folders) {
             try FitOutput.write(result, head: head, options: trainer.options, cache: cacheRecord, to: folder)
         }
-        // Only once the new heads are written: a write that fails must not cost the earlier fit's.
+        // Only once the new heads are written: the earlier fit's weights stay until then.
         try FitOutput.removeStaleOutputs(in: out, keeping: folders)
+        withExtendedLifetime(outLock) {}
         log("")
         log(ResultTable.render(results))
         let failed = zip(requests.indices, results).filter { $0.1.failure != nil }

@@ -54,6 +54,47 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     rmdir(probe)
 }
 
+/// An exclusive advisory lock (flock) on a folder, for as long as this object lives, so that two
+/// commands do not write into one folder at once. The folder and any missing parents are made;
+/// whichever of those are still empty when the lock goes are removed again, so a command that
+/// fails before writing leaves nothing behind.
+final class FolderLock {
+    private let fd: Int32
+    /// The folders this lock made, outermost first.
+    private let made: [String]
+
+    init(_ folder: String, flag: String, command: String) throws {
+        var missing: [String] = []
+        var url = URL(fileURLWithPath: folder).standardizedFileURL
+        while isFolder(url.path) == nil {
+            missing.insert(url.path, at: 0)
+            url = url.deletingLastPathComponent()
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw CommandError("\(flag) \(folder): cannot make the folder (\(error.localizedDescription))")
+        }
+        made = missing
+        fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            for path in made.reversed() { rmdir(path) }
+            throw CommandError("\(flag) \(folder): cannot open the folder (\(reason))")
+        }
+        // Without flock (some network file systems) there is nothing to hold.
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+            close(fd)
+            throw CommandError("\(flag) \(folder): another \(command) is writing into this folder; wait for it to end or give another folder")
+        }
+    }
+
+    deinit {
+        close(fd)
+        for path in made.reversed() { rmdir(path) }
+    }
+}
+
 /// Whether two paths name the same existing file or folder (device and inode, links followed):
 /// comparing path strings misses a folder reached through a link.
 func sameItem(_ a: String, _ b: String) -> Bool {

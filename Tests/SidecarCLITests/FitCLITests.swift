@@ -108,6 +108,30 @@ import Testing
         for head in ["01-linear", "02-mlp"] { #expect(fm.fileExists(atPath: "\(out)/\(head)/result.json")) }
     }
 
+    /// A fit holds its --out folder: a second fit into it is refused at once (two at once had left
+    /// one's weights beside the other's result.json). A fit that fails before writing leaves no
+    /// folder it made.
+    @Test func aSecondFitIntoTheSameFolderIsRefused() throws {
+        let cache = try Self.cache.get()
+        let out = cache + "-held"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let fd = open(out, O_RDONLY | O_DIRECTORY)
+        #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        let refused = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out])
+        close(fd)
+        #expect(refused.status == 1)
+        #expect(refused.err.contains("--out \(out): another sidecar fit is writing into this folder"), "\(refused.err)")
+        #expect(!refused.out.contains("epoch"), "trained before refusing: \(refused.out)")
+        let after = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out])
+        #expect(after.status == 0, "\(after.err)")
+
+        let made = cache + "-never/nested"
+        let failed = try runSidecar(["fit", "--cache", cache + "-missing", "--head", "linear", "--out", made])
+        #expect(failed.status != 0)
+        #expect(!FileManager.default.fileExists(atPath: cache + "-never"), "a failed fit left the folder it made")
+    }
+
     /// A head whose loss diverges: the fit says so and exits non-zero; its folder records why and
     /// holds no weights (an earlier fit's are removed), so eval refuses it with the reason.
     @Test func aDivergedHeadIsReportedAndLeavesNoWeights() throws {

@@ -1,0 +1,24 @@
+// FitOutput's handling of a folder an earlier fit wrote into.
+import Foundation
+import Testing
+import Training
+
+@Suite struct FitOutputTests {
+    /// Before a fit writes its heads, every earlier head in the folder loses its result.json: a fit
+    /// stopped half-way through writing leaves nothing that reads as complete.
+    @Test func earlierHeadsAreMarkedIncompleteBeforeNewOnesAreWritten() throws {
+        let fm = FileManager.default
+        let out = fm.temporaryDirectory.appendingPathComponent("invalidated-\(UUID().uuidString)").path
+        defer { try? fm.removeItem(atPath: out) }
+        for folder in [out, out + "/01-linear", out + "/02-mlp", out + "/notes"] {
+            try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for file in ["result.json", "config.json"] { try Data("{}".utf8).write(to: URL(fileURLWithPath: folder + "/" + file)) }
+        }
+        try FitOutput.invalidateEarlierOutputs(in: out)
+        for folder in [out, out + "/01-linear", out + "/02-mlp"] {
+            #expect(!fm.fileExists(atPath: folder + "/result.json") && fm.fileExists(atPath: folder + "/config.json"), "\(folder)")
+        }
+        // Only what a fit writes: a folder of the user's own keeps its files.
+        #expect(fm.fileExists(atPath: out + "/notes/result.json"))
+    }
+}
