@@ -15,6 +15,30 @@ struct Sidecar: ParsableCommand {
         version: "0.1.0",
         subcommands: [ExtractCommand.self, MergeCommand.self, InspectCommand.self, FitCommand.self, EvalCommand.self, PredictCommand.self,
                       ExportCommand.self, SweepCommand.self, ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
+
+    static func main() {
+        checkResourceLimits()
+        main(nil)
+    }
+
+    /// An open-file limit under which Foundation traps while it starts a child process (python3,
+    /// a sweep's workers), or fails with "Bad file descriptor", is raised or refused up front.
+    static func checkResourceLimits() {
+        let resourceFiles = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var files = rlimit()
+        if getrlimit(resourceFiles, &files) == 0 {
+            // The soft limit goes up to the hard one first, as far as anything here could need.
+            if files.rlim_cur < 4096 && files.rlim_max > files.rlim_cur {
+                var raised = files
+                raised.rlim_cur = min(files.rlim_max, 4096)
+                if setrlimit(resourceFiles, &raised) == 0 { files = raised }
+            }
+            if files.rlim_cur < 256 {
+                FileHandle.standardError.write(Data("Error: the open-file limit is \(files.rlim_cur) (ulimit -n); sidecar needs at least 256\n".utf8))
+                Foundation.exit(1)
+            }
+        }
+    }
 }
 
 /// Whether `path` is a folder (true) or another file (false); nil when nothing is there.

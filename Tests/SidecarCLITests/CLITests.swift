@@ -18,6 +18,31 @@ import Testing
         for library in ["OpenBLAS", "oneDNN", "LMDB", "zstd"] { #expect(result.out.contains(library)) }
     }
 
+    /// A low soft open-file limit is raised to the hard one (with 20, starting python3 to find the
+    /// backbone had failed as "cannot run python3"); a hard limit too low to work with is refused
+    /// by name (with 8, Foundation had trapped while starting the child process).
+    @Test func aLowOpenFileLimitIsRaisedOrRefused() throws {
+        func underLimit(_ ulimit: String, _ arguments: [String]) throws -> (status: Int32, err: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "ulimit \(ulimit) && exec \"$@\"", "sh", sidecarBinary().path] + arguments
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let cache = FileManager.default.temporaryDirectory.appendingPathComponent("low-files-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        let raised = try underLimit("-S -n 20", ["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", cache,
+                                                "--layers", "6", "--lst-reductions", "none", "--top-blocks", "0"])
+        #expect(raised.status == 0, "\(raised.err)")
+        let refused = try underLimit("-n 8", ["info"])
+        #expect(refused.status == 1 && refused.err.contains("the open-file limit is 8 (ulimit -n); sidecar needs at least 256"), "\(refused.err)")
+    }
+
     @Test func unknownSubcommandFailsWithAMessage() throws {
         let result = try runSidecar(["frobnicate"])
         #expect(result.status != 0)
