@@ -26,7 +26,8 @@ extension Shard {
         if env["SLURM_ARRAY_TASK_ID"] == nil && count == nil {
             throw ShardError("JOB_COMPLETION_INDEX is set but the shard count is not; give --shard-count or SIDECAR_SHARD_COUNT")
         }
-        return try Shard.parse(count.map { "auto/\($0)" } ?? "auto", environment: env)
+        // Named as what the user set: no --shard was given.
+        return try Shard.parse(count.map { "auto/\($0)" } ?? "auto", source: "the job array's environment", environment: env)
     }
 
     /// The results file this shard appends to.

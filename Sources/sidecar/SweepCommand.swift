@@ -141,7 +141,11 @@ struct SweepCommand: ParsableCommand {
         do {
             shard = try self.shard.map { try Shard.parse($0) }
                 ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) ?? .whole
-        } catch let e as ShardError { throw ValidationError(e.description) }
+        } catch let e as ShardError {
+            // A bad --shard is a usage error; the environment's array is not the command line's.
+            if self.shard != nil { throw ValidationError(e.description) }
+            throw CommandError(e.description)
+        }
         // Held until this run ends (workers run under their parent's).
         let runLock = worker || dryRun ? nil : try ShardRunLock(folder: results, shard: shard)
         defer { withExtendedLifetime(runLock) {} }

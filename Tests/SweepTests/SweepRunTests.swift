@@ -133,7 +133,10 @@ func resultLines(_ folder: String) throws -> [[String: Any]] {
         #expect(try Shard.fromEnvironment(["JOB_COMPLETION_INDEX": "1", "SIDECAR_SHARD_COUNT": "2"], count: nil) == Shard(index: 1, count: 2))
         #expect(try Shard.fromEnvironment([:], count: 3) == nil)
         #expect(throws: ShardError.self) { try Shard.fromEnvironment(["JOB_COMPLETION_INDEX": "1"], count: nil) }
-        #expect(throws: ShardError.self) { try Shard.fromEnvironment(["SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"], count: nil) }
+        // Named as the environment, not as a --shard no one gave.
+        #expect(throws: ShardError("the job array's environment: SLURM_ARRAY_TASK_ID=4 is outside the array 0..<4")) {
+            try Shard.fromEnvironment(["SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4"], count: nil)
+        }
         #expect(throws: ShardError.self) { try Shard.parse("3/3") }
         #expect(try Shard.parse("0/1") == .whole)
     }

@@ -35,8 +35,10 @@ public struct Shard: Sendable, Equatable, CustomStringConvertible {
     /// - `auto/N`: N parts, the index from Slurm as above or from Kubernetes' `JOB_COMPLETION_INDEX`
     ///   (Indexed Jobs set no count, so it is given here).
     /// The environment is read only for `auto`: a plain run inside an array job stays unsharded.
-    public static func parse(_ text: String, flag: String = "--shard", environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Shard {
-        func fail(_ why: String) -> ShardError { ShardError("\(flag) \(text): \(why)") }
+    /// Messages begin with the flag and the value, or with `source` where the value was not typed.
+    public static func parse(_ text: String, flag: String = "--shard", source: String? = nil,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Shard {
+        func fail(_ why: String) -> ShardError { ShardError("\(source ?? "\(flag) \(text)"): \(why)") }
         let parts = text.split(separator: "/", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard parts.count <= 2 else { throw fail("expected i/N (e.g. 0/4), auto or auto/N") }
         var count: Int?
