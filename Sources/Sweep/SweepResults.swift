@@ -329,7 +329,10 @@ public struct FinishedTrials: Sendable {
             guard let data = fm.contents(atPath: path) else { throw SweepError("\(path): cannot read") }
             // Blank lines kept, so that n + 1 is the line number an editor shows.
             let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-            for (n, line) in lines.enumerated() where !line.isEmpty {
+            for (n, whole) in lines.enumerated() {
+                // As report reads a line: a CR before the newline dropped, blank lines skipped.
+                let line = whole.last == 0x0D ? whole.dropLast() : whole
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
                 guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
                       let trial = object["trial"] as? String, let status = object["status"] as? String else {
                     // Only the last line, with no newline after it, is a killed writer's: any other

@@ -218,6 +218,11 @@ func resultLines(_ folder: String) throws -> [[String: Any]] {
         #expect(throws: SweepError("\(file):\(lineCount): not a results line (fix or delete that line; only a torn last line is skipped)")) {
             try FinishedTrials.read(folder: results)
         }
+        // Lines as report reads them: CR line ends and blank or white-space lines are no damage.
+        let crlfLines = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").dropLast().map { $0 + "\r" }
+        try ((crlfLines.prefix(3) + ["  \t\r", ""] + crlfLines.dropFirst(3)).joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let crlf = try FinishedTrials.read(folder: results)
+        #expect(crlf.ok.count == 10 && crlf.skipped.isEmpty)
     }
 
     @Test func aDivergingTrialAndALateConfigErrorAreRecordedAndTheRestTrains() throws {
