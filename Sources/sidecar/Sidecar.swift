@@ -24,10 +24,15 @@ struct Sidecar: ParsableCommand {
     /// An open-file limit under which Foundation traps while it starts a child process (python3,
     /// a sweep's workers), or fails with "Bad file descriptor", is raised or refused up front.
     static func checkResourceLimits() {
+        #if os(Linux)
         let resourceFiles = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resourceFiles = RLIMIT_NOFILE
+        #endif
         var files = rlimit()
         if getrlimit(resourceFiles, &files) == 0 {
-            // The soft limit goes up to the hard one first, as far as anything here could need.
+            // The soft limit goes up toward the hard one first, to 4096 at most: more than
+            // anything here opens.
             if files.rlim_cur < 4096 && files.rlim_max > files.rlim_cur {
                 var raised = files
                 raised.rlim_cur = min(files.rlim_max, 4096)
@@ -99,18 +104,19 @@ final class FolderLock {
         } catch {
             throw CommandError("\(flag) \(folder): cannot make the folder (\(error.localizedDescription))")
         }
-        made = missing
-        fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            for path in made.reversed() { rmdir(path) }
-            throw CommandError("\(flag) \(folder): cannot open the folder (\(reason))")
+        // The properties are set only once the lock is held, so a refused init runs no deinit:
+        // the folder may be the holder's (made between our look and our mkdir), not ours to remove.
+        let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw CommandError("\(flag) \(folder): cannot open the folder (\(String(cString: strerror(errno))))")
         }
         // Without flock (some network file systems) there is nothing to hold.
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
-            close(fd)
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+            close(descriptor)
             throw CommandError("\(flag) \(folder): another \(command) is writing into this folder; wait for it to end or give another folder")
         }
+        fd = descriptor
+        made = missing
     }
 
     deinit {

@@ -18,7 +18,7 @@ import Testing
         for library in ["OpenBLAS", "oneDNN", "LMDB", "zstd"] { #expect(result.out.contains(library)) }
     }
 
-    /// A low soft open-file limit is raised to the hard one (with 20, starting python3 to find the
+    /// A low soft open-file limit is raised toward the hard one (with 20, starting python3 to find the
     /// backbone had failed as "cannot run python3"); a hard limit too low to work with is refused
     /// by name (with 8, Foundation had trapped while starting the child process).
     @Test func aLowOpenFileLimitIsRaisedOrRefused() throws {

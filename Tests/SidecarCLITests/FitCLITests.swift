@@ -120,6 +120,8 @@ import Testing
         #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
         let refused = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out])
         close(fd)
+        // The refused fit leaves the holder's folder where it is.
+        #expect(FileManager.default.fileExists(atPath: out))
         #expect(refused.status == 1)
         #expect(refused.err.contains("--out \(out): another sidecar fit is writing into this folder"), "\(refused.err)")
         #expect(!refused.out.contains("epoch"), "trained before refusing: \(refused.out)")
