@@ -92,6 +92,9 @@ struct FitCommand: ParsableCommand {
             throw ValidationError("\(flag) must be a finite number of at least 0, got \(value)")
         }
         if patience < 0 { throw ValidationError("--patience cannot be negative, got \(patience)") }
+        // A bad --set value is a usage error like any bad flag value (exit status 64, fit's usage
+        // text). A heads file's faults are the file's, and stay ordinary errors.
+        do { _ = try headRequests() } catch let error as HeadError { throw ValidationError(error.description) }
     }
 
     func run() throws {
@@ -224,12 +227,7 @@ struct FitCommand: ParsableCommand {
             requests.append(HeadRequest(head: head, settings: values))
         }
         // Refuse a bad name, key or value before opening the cache.
-        // As a usage error, like every other bad flag value (exit status 64, not 1).
-        do {
-            for r in requests { _ = try HeadRegistry.hyperparameters(head: r.head, settings: r.settings) }
-        } catch let error as HeadError {
-            throw ValidationError(error.description)
-        }
+        for r in requests { _ = try HeadRegistry.hyperparameters(head: r.head, settings: r.settings) }
         return requests
     }
 

@@ -199,7 +199,7 @@ import Testing
         }
         // A bad --set value is a usage error, as a bad flag value is.
         let usage = try runSidecar(["fit", "--cache", cache, "--out", cache + "-bad", "--head", "losa", "--set", "rank_tokens=-1"])
-        #expect(usage.status == 64, "\(usage.err)")
+        #expect(usage.status == 64 && usage.err.contains("Usage: sidecar fit"), "\(usage.err)")
         let missing = try runSidecar(["fit", "--cache", "/nonexistent/cache", "--head", "linear", "--out", "/tmp/x"])
         #expect(missing.status != 0 && missing.err.contains("/nonexistent/cache"))
     }
