@@ -35,8 +35,9 @@ public struct ImagePreprocessing: Sendable, Equatable, Codable {
 
     /// Nil: no resize.
     public var resize: ResizeTarget?
-    /// The largest resize or crop side a configuration may give: a square of it is the most
-    /// pixels a decoded image may have (`ImageDecoder.maximumPixelCount`).
+    /// The largest resize or crop side a configuration may give (a square of it is as many
+    /// pixels as a decoded image may have, `ImageDecoder.maximumPixelCount`). A shortest-edge
+    /// resize's long side follows the image's shape and is not bounded by this.
     public static let maximumSide = 1 << 14
     public var resample: ResampleFilter
     /// Nil: no crop. A crop larger than the image pads it with zeros, centred.

@@ -47,8 +47,8 @@ public final class ImageExtractor: Sendable {
         encoder = try ViTEncoder(folder: folder, compute: request.options.compute)
         preprocessing = try ImagePreprocessing(preprocessorConfigFile: folder.appendingPathComponent("preprocessor_config.json").path)
         let splits: [Split], labels: LabelMap, format: String
-        /// IDX images share one size, known before any is preprocessed.
-        var sourceSize: (height: Int, width: Int)?
+        /// IDX images share one size per file, known before any is preprocessed.
+        var sourceSizes: [String: (height: Int, width: Int)] = [:]
         var counts: [String: Int] = [:]
         var files: [DatasetFile] = []
         if FileManager.default.fileExists(atPath: request.dataset + "/train") {
@@ -77,7 +77,7 @@ public final class ImageExtractor: Sendable {
             (splits, labels, format) = (source.splits, source.labels, "idx")
             for split in splits {
                 let loaded = try source.load(split)
-                sourceSize = (loaded.images.height, loaded.images.width)
+                sourceSizes[split.rawValue] = (loaded.images.height, loaded.images.width)
                 counts[split.rawValue] = loaded.labelIDs.count
                 files.append(DatasetFile(split: split.rawValue, name: source.files(of: split)?.images ?? split.rawValue,
                                          bytes: loaded.images.pixels.count, hash: String(XXHash64.hash(loaded.images.pixels), radix: 16)))
@@ -103,8 +103,13 @@ public final class ImageExtractor: Sendable {
             side = (crop.height, crop.width)
         } else if case .size(let height, let width)? = preprocessing.resize {
             side = (height, width)
-        } else if let sourceSize {
-            side = preprocessing.resize == nil ? sourceSize : preprocessing.resizedSize(height: sourceSize.height, width: sourceSize.width)
+        } else if let first = sourceSizes.values.first {
+            let sizes = Set(sourceSizes.values.map { "\($0.height)×\($0.width)" })
+            guard sizes.count == 1 else {
+                throw ExtractError("\(request.dataset): the IDX splits hold images of \(sizes.sorted().joined(separator: " and ")), and "
+                                   + "\(folder.appendingPathComponent("preprocessor_config.json").path) resizes them to no one size; set \"size\" to {\"height\": H, \"width\": W}")
+            }
+            side = preprocessing.resizedSize(height: first.height, width: first.width)
         } else {
             let resize = preprocessing.resize == nil ? "with do_resize off" : "with a shortest_edge resize"
             throw ExtractError("\(folder.appendingPathComponent("preprocessor_config.json").path): \(resize) and no centre crop, each image "

@@ -80,6 +80,13 @@ func writeIDX(_ folder: String, split: String, count: Int, seed: Int, side: Int 
         #expect(cache.manifest.settings.maxTokens == 26)
         #expect(try storedRows(cache, "train", 5, layer: 2).rows == 26)
         #expect(try CacheReport.make(cache, verify: true, digest: false).damaged == [])
+        // Splits of two sizes have no one size either.
+        _ = try writeIDX(data, split: "test", count: 2, seed: 3, side: 16)
+        let mixed = temporaryCache()
+        defer { removeFolder(mixed) }
+        #expect {
+            _ = try ImageExtractor(ImageExtractionRequest(dataset: data, backbone: backbone, output: mixed))
+        } throws: { "\($0)".contains("the IDX splits hold images of 16×16 and 20×20") }
 
         let folder = scratch + "/images/train/a"
         try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
