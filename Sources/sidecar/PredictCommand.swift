@@ -76,9 +76,11 @@ struct PredictCommand: ParsableCommand {
         let k = min(topK, labels.count)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        var predicted = 0
         while true {
             let batch = try inputs.next(batchSize)
             if batch.isEmpty { break }
+            predicted += batch.count
             let out = try predictor.logits(batch.map(\.input))
             let classes = out.shape[1]
             var text = ""
@@ -102,6 +104,9 @@ struct PredictCommand: ParsableCommand {
             }
             FileHandle.standardOutput.write(Data(text.utf8))
         }
+        // Said on stderr, so that standard output stays one line per input: an empty file had
+        // given no sign that nothing was read.
+        if predicted == 0 { FileHandle.standardError.write(Data("predict: --input \(input) holds no inputs\n".utf8)) }
     }
 }
 

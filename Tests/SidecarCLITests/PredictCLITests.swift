@@ -281,6 +281,10 @@ import Testing
         try Data(#"{"id": true, "text": "a cat"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
         let boolean = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
         #expect(boolean.status != 0 && boolean.err.contains("\(bad):1: \"id\" must be a string or a number"), "\(boolean.err)")
+        // No inputs is no error, but it is said, on stderr: stdout stays one line per input.
+        try Data("\n\n".utf8).write(to: URL(fileURLWithPath: bad))
+        let empty = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
+        #expect(empty.status == 0 && empty.out.isEmpty && empty.err.contains("predict: --input \(bad) holds no inputs"), "\(empty.err)")
     }
 
     @Test func plainTextFromStandardInput() throws {
