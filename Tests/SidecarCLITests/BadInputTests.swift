@@ -314,6 +314,8 @@ import Testing
              expected: ["$/results: 1 results file but no trials in them"]),
         Case(kind: "results file", fault: "wrong type", setup: report(resultsLine("t0").replacingOccurrences(of: #""status":"ok""#, with: #""status":7"#) + "\n"),
              expected: ["$/results/trials-0-of-1.jsonl:1:", "status"]),
+        Case(kind: "results file", fault: "out of range", setup: report(resultsLine("t0").replacingOccurrences(of: #""val_accuracy":0.5"#, with: #""val_accuracy":1.5"#) + "\n"),
+             expected: ["$/results/trials-0-of-1.jsonl:1: metrics: val_accuracy 1.5 is outside 0...1"]),
         // Flags.
         Case(kind: "flags", fault: "wrong type", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--epochs", "abc", "--out", "OUT"]),
              expected: ["The value 'abc' is invalid for '--epochs <epochs>'"]),

@@ -132,6 +132,19 @@ public struct ReportedTrial: Sendable, Decodable {
         group = try c.decodeIfPresent(String.self, forKey: .group)
         finished = try c.decodeIfPresent(String.self, forKey: .finished)
         history = try c.decodeIfPresent([Epoch].self, forKey: .history) ?? []
+        // Values no sweep writes (a hand-edited line) are refused by name: ranked as they were, an
+        // accuracy of 1.5 had topped the board.
+        let fractions = [("val_accuracy", metrics.valAccuracy), ("test_accuracy", metrics.testAccuracy), ("test_macro_f1", metrics.testMacroF1)]
+        if let (name, value) = fractions.first(where: { $0.1.map { !(0...1).contains($0) } ?? false }) {
+            throw DecodingError.dataCorruptedError(forKey: .metrics, in: c, debugDescription: "\(name) \(value!) is outside 0...1")
+        }
+        let counts = [("trainable_parameters", trainableParameters), ("peak_rss_bytes", peakRSSBytes)]
+        if let (name, value) = counts.first(where: { ($0.1 ?? 0) < 0 }) {
+            throw DecodingError.dataCorruptedError(forKey: .trainableParameters, in: c, debugDescription: "\(name) \(value!) is negative")
+        }
+        if let fitSeconds, !(fitSeconds >= 0 && fitSeconds.isFinite) {
+            throw DecodingError.dataCorruptedError(forKey: .fitSeconds, in: c, debugDescription: "fit_seconds \(fitSeconds) is not a finite number of at least 0")
+        }
     }
 
     /// The metric the leaderboard ranks by.
