@@ -88,19 +88,27 @@ public struct SweepPlan: Sendable {
         var context = description.context
         context.planning = true
         var planned: [PlannedTrial] = []
+        // A head's shape depends on its name and settings, not on its seed or training options:
+        // each distinct one is built once (a grid over learning rates and seeds had built the same
+        // consolidator, its blocks read from the cache, for every trial).
+        var built: [String: Result<(parameters: Int, flops: StepFlops, features: [String]), Error>] = [:]
         for trial in trials {
-            do {
+            let key = ([trial.head] + trial.settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }).joined(separator: "\u{0}")
+            let shape = built[key] ?? Result {
                 let kind = try HeadRegistry.kind(named: trial.head)
                 let h = try Hyperparameters(head: trial.head, schema: kind.schema, settings: trial.settings)
                 let head = try kind.make(h, context: context, seed: UInt64(trial.training.seed))
                 try kind.checkForTraining(h, context: context)
-                let features = head.features.map(\.description)
+                return (head.parameterCount, head.stepFlops(tokens: meanTokens), head.features.map(\.description))
+            }
+            built[key] = shape
+            switch shape {
+            case .success(let head):
                 // Weights, gradients and two AdamW moments; the tape keeps a few activations of the
                 // batch per feature read.
-                let memory = head.parameterCount * 4 * 4 + trial.training.batchSize * tokens * width * 4 * max(features.count, 1) * 6
-                planned.append(PlannedTrial(trial: trial, flops: head.stepFlops(tokens: meanTokens),
-                                            features: features, memoryBytes: memory))
-            } catch {
+                let memory = head.parameters * 4 * 4 + trial.training.batchSize * tokens * width * 4 * max(head.features.count, 1) * 6
+                planned.append(PlannedTrial(trial: trial, flops: head.flops, features: head.features, memoryBytes: memory))
+            case .failure(let error):
                 planned.append(PlannedTrial(trial: trial, features: [], memoryBytes: 0, lateError: "\(error)"))
             }
         }
