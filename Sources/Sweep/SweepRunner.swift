@@ -11,9 +11,17 @@ import Training
 public final class StopFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
+    private var first: Int32 = 0
     public init() {}
     public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    public func set() { lock.lock(); value = true; lock.unlock() }
+    /// The signal that set the flag first (0 when none did).
+    public var signal: Int32 { lock.lock(); defer { lock.unlock() }; return first }
+    public func set(signal: Int32 = 0) {
+        lock.lock()
+        if !value { first = signal }
+        value = true
+        lock.unlock()
+    }
 }
 
 /// The sweep was asked to stop; what finished before is recorded.

@@ -24,7 +24,7 @@ struct SweepCommand: ParsableCommand {
             Trials with the same training options (all but lr) train in one pass, up to --memory-budget and \
             --max-heads. Each finished trial appends one JSON line to RESULTS/trials-<i>-of-<N>.jsonl and keeps \
             its head in RESULTS/trials/<id>/. A rerun skips trials with an ok line and retries failed ones \
-            (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130); rerun to resume. A \
+            (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130; 143 for SIGTERM); rerun to resume. A \
             trial that diverges (loss NaN) or that the cache cannot build is recorded as failed and the sweep \
             goes on; the exit status is 0 when every trial of the shard has a line, 1 when a pass failed as a \
             whole (its trials are recorded as failed too).
@@ -223,7 +223,8 @@ struct SweepCommand: ParsableCommand {
             }
         } catch let e as SweepInterrupted {
             FileHandle.standardError.write(Data("sidecar sweep: \(e)\n".utf8))
-            throw ExitCode(130)
+            // 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM.
+            throw ExitCode(128 + (stop.signal == 0 ? SIGINT : stop.signal))
         }
         let after = try FinishedTrials.read(folder: results)
         let ids = Set(pending.flatMap(\.members).map(\.trial.id))
@@ -341,9 +342,9 @@ struct SweepCommand: ParsableCommand {
                 if stop.isSet {
                     guard quitOnSecond else { return }
                     for pid in children.all { kill(pid, SIGKILL) }
-                    Foundation.exit(130)
+                    Foundation.exit(128 + sig)
                 }
-                stop.set()
+                stop.set(signal: sig)
                 FileHandle.standardError.write(Data("\nsidecar sweep: stopping after the current batch (again to quit now)\n".utf8))
                 for pid in children.all { kill(pid, SIGTERM) }
             }

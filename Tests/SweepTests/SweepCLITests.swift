@@ -328,7 +328,9 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(first.isRunning)
     }
 
-    @Test func ctrlCStopsCleanlyAndARerunResumes() throws {
+    /// Ctrl-C, or SIGTERM from a scheduler, with the shell's status for each (it had been 130 for both).
+    @Test(arguments: [(SIGINT, Int32(130)), (SIGTERM, Int32(143))])
+    func ctrlCStopsCleanlyAndARerunResumes(_ sig: Int32, _ status: Int32) throws {
         // Enough work that the interrupt lands mid-pass: a larger cache and more epochs.
         let cache = SyntheticCache.temporaryPath("sigint")
         defer { try? FileManager.default.removeItem(atPath: cache) }
@@ -348,14 +350,14 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         let err = Pipe()
         let process = try startedSweep(["--spec", spec, "--cache", cache, "--results", results], stderr: err)
         Thread.sleep(forTimeInterval: 0.3)
-        kill(process.processIdentifier, SIGINT)
+        kill(process.processIdentifier, sig)
         let interrupted = Date()
         let errData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         // After the current batch, not after the pass.
         #expect(Date().timeIntervalSince(interrupted) < 2)
         let stderr = String(decoding: errData, as: UTF8.self)
-        #expect(process.terminationStatus == 130, "\(stderr)")
+        #expect(process.terminationStatus == status, "\(stderr)")
         #expect(stderr.contains("stopping after the current batch") && stderr.contains("run the same command again to resume"), "\(stderr)")
         // Nothing half-written: every line present is a complete ok trial with its folder.
         let partial = FileManager.default.fileExists(atPath: results + "/trials-0-of-1.jsonl") ? try resultLines(results) : []
