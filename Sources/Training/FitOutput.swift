@@ -52,7 +52,11 @@ public enum FitOutput {
         let fm = FileManager.default
         let root = URL(fileURLWithPath: out).standardizedFileURL
         let kept = Set(folders.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
-        if !kept.contains(root.path), ["result.json", "config.json"].contains(where: { fm.fileExists(atPath: root.appendingPathComponent($0).path) }) {
+        // An earlier head here has lost its result.json to invalidateEarlierOutputs by now: its
+        // config.json and log.tsv together still say a fit wrote them (a config.json alone may be
+        // the user's own).
+        func exists(_ name: String) -> Bool { fm.fileExists(atPath: root.appendingPathComponent(name).path) }
+        if !kept.contains(root.path), exists("result.json") || exists("config.json") && exists("log.tsv") {
             for name in ["result.json", "config.json", "head.safetensors", "log.tsv"] {
                 try? fm.removeItem(at: root.appendingPathComponent(name))
             }

@@ -21,4 +21,19 @@ import Training
         // Only what a fit writes: a folder of the user's own keeps its files.
         #expect(fm.fileExists(atPath: out + "/notes/result.json"))
     }
+
+    /// A fit of several heads into a folder that held one head removes that head's files, which
+    /// by then have no result.json; a config.json of the user's own, without a head's log.tsv, stays.
+    @Test func anEarlierSingleHeadIsRemovedButNotAUsersConfig() throws {
+        let fm = FileManager.default
+        let out = fm.temporaryDirectory.appendingPathComponent("stale-\(UUID().uuidString)").path
+        defer { try? fm.removeItem(atPath: out) }
+        try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: out + "/config.json"))
+        try FitOutput.removeStaleOutputs(in: out, keeping: [out + "/01-linear", out + "/02-mlp"])
+        #expect(fm.fileExists(atPath: out + "/config.json"))
+        for file in ["log.tsv", "head.safetensors"] { try Data("x".utf8).write(to: URL(fileURLWithPath: out + "/" + file)) }
+        try FitOutput.removeStaleOutputs(in: out, keeping: [out + "/01-linear", out + "/02-mlp"])
+        #expect(try fm.contentsOfDirectory(atPath: out).isEmpty)
+    }
 }
