@@ -311,6 +311,20 @@ public final class ShardRunLock {
     }
 }
 
+/// The lines of a results file as sweep and report both read them: numbered as an editor shows
+/// them, a CR before the newline dropped, blank and white-space lines left out. `torn` marks a
+/// last line with no newline after it, which a writer killed mid-line leaves.
+enum ResultsLines {
+    static func read(_ data: Data) -> [(number: Int, bytes: ArraySlice<UInt8>, torn: Bool)] {
+        let lines = [UInt8](data).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        return lines.enumerated().compactMap { n, whole in
+            let line = whole.last == 0x0D ? whole.dropLast() : whole
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return nil }
+            return (n + 1, line, n == lines.count - 1)
+        }
+    }
+}
+
 /// What the results folder already holds: each trial's best status over every shard's file.
 public struct FinishedTrials: Sendable {
     public var ok: Set<String> = []
@@ -327,25 +341,19 @@ public struct FinishedTrials: Sendable {
         for name in names.sorted() where name.hasSuffix(".jsonl") {
             let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
             guard let data = fm.contents(atPath: path) else { throw SweepError("\(path): cannot read") }
-            // Blank lines kept, so that n + 1 is the line number an editor shows.
-            let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
-            for (n, whole) in lines.enumerated() {
-                // As report reads a line: a CR before the newline dropped, blank lines skipped.
-                let line = whole.last == 0x0D ? whole.dropLast() : whole
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+            for line in ResultsLines.read(data) {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.bytes)) as? [String: Any],
                       let trial = object["trial"] as? String, let status = object["status"] as? String else {
-                    // Only the last line, with no newline after it, is a killed writer's: any other
-                    // is damage, which report refuses too. Passed over here, the sweep had appended
-                    // after it and left a folder report would not read.
-                    guard n == lines.count - 1 else {
-                        throw SweepError("\(path):\(n + 1): not a results line (fix or delete that line; only a torn last line is skipped)")
+                    // Any line but a torn last one is damage, which report refuses too. Passed over
+                    // here, the sweep had appended after it and left a folder report would not read.
+                    guard line.torn else {
+                        throw SweepError("\(path):\(line.number): not a results line (fix or delete that line; only a torn last line is skipped)")
                     }
-                    out.skipped.append("\(path):\(n + 1)")
+                    out.skipped.append("\(path):\(line.number)")
                     continue
                 }
                 if status == "ok" { out.ok.insert(trial) } else { out.failed.insert(trial) }
-                if let hash = object["cache_manifest_hash"] as? String, out.caches[hash] == nil { out.caches[hash] = "\(path):\(n + 1)" }
+                if let hash = object["cache_manifest_hash"] as? String, out.caches[hash] == nil { out.caches[hash] = "\(path):\(line.number)" }
             }
         }
         out.failed.subtract(out.ok)

@@ -103,32 +103,22 @@ public enum ResultsReader {
 
     /// Parses one results file's bytes; `name` goes into messages.
     public static func parse(_ data: Data, name: String) throws(ReportError) -> (records: [ReportedTrial], warnings: [String]) {
-        let bytes = [UInt8](data)
         var records: [ReportedTrial] = []
         var warnings: [String] = []
-        var start = 0
-        var lineNumber = 0
         let decoder = JSONDecoder()
-        while start < bytes.count {
-            lineNumber += 1
-            let newline = bytes[start...].firstIndex(of: 0x0A)
-            let end = newline ?? bytes.count
-            var line = bytes[start..<end]
-            if line.last == 0x0D { line = line.dropLast() }
-            start = end + 1
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+        for line in ResultsLines.read(data) {
             do {
-                let lineData = Data(line)
+                let lineData = Data(line.bytes)
                 var record = try decoder.decode(ReportedTrial.self, from: lineData)
                 record.raw = try decoder.decode(JSONValue.self, from: lineData)
-                record.source = "\(name):\(lineNumber)"
+                record.source = "\(name):\(line.number)"
                 records.append(record)
             } catch {
-                if newline == nil {
-                    warnings.append("\(name):\(lineNumber): skipped a torn last line (\(line.count) bytes without a newline; "
+                if line.torn {
+                    warnings.append("\(name):\(line.number): skipped a torn last line (\(line.bytes.count) bytes without a newline; "
                                     + "a run killed mid-write leaves one)")
                 } else {
-                    throw .malformedLine(file: name, line: lineNumber, fault: describe(error))
+                    throw .malformedLine(file: name, line: line.number, fault: describe(error))
                 }
             }
         }
