@@ -63,17 +63,12 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     guard target.path.utf8.count < Int(PATH_MAX) else {
         throw CommandError("\(flag) \(folder.prefix(40))…: the path is \(target.path.utf8.count) bytes, more than the system allows (\(Int(PATH_MAX) - 1))")
     }
-    var url = target
-    var missing: [String] = []
-    while isFolder(url.path) == nil {
-        missing.append(url.lastPathComponent)
-        url = url.deletingLastPathComponent()
-    }
+    let (url, missing) = nearestExisting(target)
     guard isFolder(url.path) == true else {
         throw CommandError("\(flag) \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
     }
     let nameLimit = pathconf(url.path, Int32(_PC_NAME_MAX))
-    if nameLimit > 0, let long = missing.first(where: { $0.utf8.count > nameLimit }) {
+    if nameLimit > 0, let long = missing.map(\.lastPathComponent).first(where: { $0.utf8.count > nameLimit }) {
         throw CommandError("\(flag) \(folder): the name \(long.prefix(24))… is \(long.utf8.count) bytes, more than the file system allows (\(nameLimit))")
     }
     var template = Array(url.appendingPathComponent(".sidecar-probe-XXXXXX").path.utf8CString)
@@ -81,6 +76,17 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
         throw CommandError("\(flag) \(folder): cannot make a folder in \(url.path) (\(String(cString: strerror(errno))))")
     }
     rmdir(probe)
+}
+
+/// The nearest of `url` and its ancestors that exists, and the folders below it still to be made,
+/// outermost first.
+func nearestExisting(_ url: URL) -> (existing: URL, missing: [URL]) {
+    var url = url, missing: [URL] = []
+    while isFolder(url.path) == nil {
+        missing.insert(url, at: 0)
+        url = url.deletingLastPathComponent()
+    }
+    return (url, missing)
 }
 
 /// An exclusive advisory lock (flock) on a folder, for as long as this object lives, so that two
@@ -93,12 +99,7 @@ final class FolderLock {
     private let made: [String]
 
     init(_ folder: String, flag: String, command: String) throws {
-        var missing: [String] = []
-        var url = URL(fileURLWithPath: folder).standardizedFileURL
-        while isFolder(url.path) == nil {
-            missing.insert(url.path, at: 0)
-            url = url.deletingLastPathComponent()
-        }
+        let missing = nearestExisting(URL(fileURLWithPath: folder).standardizedFileURL).missing.map(\.path)
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
