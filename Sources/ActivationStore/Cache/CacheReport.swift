@@ -108,9 +108,8 @@ public struct CacheReport: Codable, Sendable {
             }
             if verify { missing(upTo: first + progress.written) }
             if digest || verify {
-                let hex = String(recordHashes.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
                 // Sixteen digits always, so digests line up and compare as text.
-                report.digest = String(repeating: "0", count: 16 - hex.count) + hex
+                report.digest = String(format: "%016llx", recordHashes.withUnsafeBytes { XXHash64.hash($0) })
             }
             splits.append(report)
         }
