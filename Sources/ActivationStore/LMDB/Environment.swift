@@ -170,20 +170,18 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// database records, the last page number and the transaction id.
     private static func damagedMetaPage(_ path: String) -> String? {
         let file = path + "/data.mdb"
-        guard MemoryLayout<Int>.size == 8, let size = fileSize(file), size >= 48,
-              let handle = FileHandle(forReadingAtPath: file) else { return nil }
+        // Two pages of the largest size LMDB uses, read once (this runs only when opening failed).
+        guard MemoryLayout<Int>.size == 8, let handle = FileHandle(forReadingAtPath: file) else { return nil }
         defer { try? handle.close() }
-        func integer<T: FixedWidthInteger>(_ bytes: Data, _ offset: Int, as: T.Type) -> T {
+        guard let bytes = try? handle.read(upToCount: 2 * 65536), bytes.count >= 48 else { return nil }
+        func integer<T: FixedWidthInteger>(_ offset: Int, as: T.Type) -> T {
             bytes.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: T.self)) }
         }
         // The file's page size, which the first meta page records (the free database's md_pad),
         // unless that is damaged too: then this machine's, as LMDB would have made the file.
-        guard let head = try? handle.read(upToCount: 48), head.count == 48 else { return nil }
-        let recorded = Int(integer(head, 40, as: UInt32.self))
+        let recorded = Int(integer(40, as: UInt32.self))
         let pageSize = (512...65536).contains(recorded) && recorded.nonzeroBitCount == 1 ? recorded : Int(sysconf(Int32(_SC_PAGESIZE)))
-        guard size >= 2 * pageSize, (try? handle.seek(toOffset: 0)) != nil,
-              let bytes = try? handle.read(upToCount: 2 * pageSize), bytes.count == 2 * pageSize else { return nil }
-        func integer<T: FixedWidthInteger>(_ offset: Int, as type: T.Type) -> T { integer(bytes, offset, as: type) }
+        guard bytes.count >= 2 * pageSize, let size = fileSize(file) else { return nil }
         let damaged = "the environment is damaged, restore it from a copy or create it again"
         var newest: (page: Int, txnid: UInt64, lastPage: UInt64, mapSize: UInt64)?
         for page in 0..<2 {
