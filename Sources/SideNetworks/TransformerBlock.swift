@@ -59,8 +59,10 @@ public func blockLinearNames(_ l: Int) -> [String] {
 
 /// Runs one block on packed rows x [T, D]. `linear(name, x)` applies the layer named
 /// `block.l.attention.query`, …; `norm(name, x)` the norm named per `BlockLayout.normNames`.
+/// `dropout` is applied where BERT's and timm's blocks apply their hidden (projection) dropout: to
+/// the attention and feed-forward outputs, before each joins the residual; a no-op off training.
 public func transformerBlock(
-    _ x: Variable, block l: Int, shape: BlockShape, segments: Segments,
+    _ x: Variable, block l: Int, shape: BlockShape, segments: Segments, dropout: Float = 0,
     linear: (String, Variable) -> Variable, norm: (String, Variable) -> Variable
 ) -> Variable {
     let (norm1, norm2) = shape.layout.normNames(l)
@@ -70,9 +72,10 @@ public func transformerBlock(
         let k = linear(p + ".attention.key", input)
         let v = linear(p + ".attention.value", input)
         return linear(p + ".attention.output", q.attention(keys: k, values: v, heads: shape.heads, segments: segments))
+            .dropout(dropout)
     }
     func feedForward(_ input: Variable) -> Variable {
-        linear(p + ".output", linear(p + ".intermediate", input).applying(shape.activation))
+        linear(p + ".output", linear(p + ".intermediate", input).applying(shape.activation)).dropout(dropout)
     }
     switch shape.layout {
     case .postLN:

@@ -19,7 +19,7 @@ import TensorCore
     /// (zero up-projections would hide the paths behind them).
     func head(_ name: String) throws -> any Head {
         let settings = Tiny.settings[name]!.merging(["dropout": "0"]) { _, b in b }
-            .merging(name == "consolidator" ? ["branch_drop": "0"] : [:]) { _, b in b }
+            .merging(name == "consolidator" ? ["branch_drop": "0", "block_dropout": "0"] : [:]) { _, b in b }
         let head = try Tiny.head(name, settings)
         var rng = SeededGenerator(seed: 3)
         for i in head.parameters.values.indices { head.parameters.values[i] += 0.2 * rng.nextNormal() }

@@ -83,6 +83,20 @@ import TensorCore
         #expect(names.contains("block.2.attention.query.weight"))
     }
 
+    @Test func consolidatorBlockDropoutActsInTrainingOnly() throws {
+        var settings = Tiny.settings["consolidator"]!
+        settings["branch_drop"] = "0"
+        let batch = Tiny.batch()
+        func logits(blockDropout: String, training: Bool) throws -> [Float] {
+            settings["block_dropout"] = blockDropout
+            let head = try Tiny.head("consolidator", settings)
+            return head.logits(batch, on: Tape(training: training, rng: SeededGenerator(seed: 9))).value.scalars
+        }
+        #expect(try logits(blockDropout: "0.5", training: false) == logits(blockDropout: "0", training: false))
+        #expect(try logits(blockDropout: "0", training: true) == logits(blockDropout: "0", training: false))
+        #expect(try logits(blockDropout: "0.5", training: true) != logits(blockDropout: "0", training: true))
+    }
+
     @Test func stepCostsCountTheOperationsOfAStep() throws {
         // A probe: each parameter once per example, whatever the token count.
         let probe = try Tiny.head("linear", Tiny.settings["linear"]!)

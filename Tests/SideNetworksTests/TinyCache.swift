@@ -68,7 +68,8 @@ enum Tiny {
     static let settings: [String: [String: String]] = [
         "linear": ["layers": "all"], "mlp": ["hidden": "6", "layers": "1,2"],
         "losa": ["rank_tokens": "3", "rank_channels": "4"], "lst": ["reduction": "2"], "unipt": ["reduction": "2"],
-        "e3va": ["rank": "3"], "consolidator": ["K": "2", "groups": "2,4", "shuffle": "true", "branch_drop": "0.3"],
+        "e3va": ["rank": "3"], "consolidator": ["K": "2", "groups": "2,4", "shuffle": "true", "branch_drop": "0.3",
+                         "block_dropout": "0.2"],
     ]
 }
 

@@ -21,6 +21,8 @@ public final class ConsolidatorHead: Head, HeadKind {
         Hyperparameter("groups", .ints(1...65536), default: "48", "group count of each branch (several: one branch each)"),
         Hyperparameter("shuffle", .bool, default: "false", "channel shuffle before each grouped branch"),
         Hyperparameter("branch_drop", .float(0...0.95), default: "0.1", "probability of dropping a branch per example"),
+        Hyperparameter("block_dropout", .float(0...0.9), default: "0",
+                       "dropout on the re-run blocks' attention and feed-forward outputs, where fine-tuning the backbone applies its hidden dropout"),
         Hyperparameter("compute", .choice(["auto", "f32", "bf16"]), default: "auto",
                        "the frozen products; auto = the cache's compute path (bf16 only where this CPU has bf16 instructions)"),
         .pool,
@@ -49,6 +51,7 @@ public final class ConsolidatorHead: Head, HeadKind {
     let classifier: Dense
     let pooling: PoolingMode
     let branchDrop: Float
+    let blockDropout: Float
     let dropout: Float
     /// Whether the frozen products run in bf16 (in a head built for planning, would run: its
     /// matrices are kept as they are).
@@ -78,14 +81,14 @@ public final class ConsolidatorHead: Head, HeadKind {
         do {
             return try ConsolidatorHead(blob: blob, blocks: Array((context.layerCount - k + 1)...context.layerCount),
                                         groups: h.ints("groups"), shuffle: h.bool("shuffle"), branchDrop: h.float("branch_drop"),
-                                        pooling: poolingMode(h, context), dropout: h.float("dropout"), bf16: bf16,
+                                        blockDropout: h.float("block_dropout"), pooling: poolingMode(h, context), dropout: h.float("dropout"), bf16: bf16,
                                         reloadBlob: reload, context: context, seed: seed)
         } catch let error as OneDNNError {
             throw HeadError("--set compute=\(h.string("compute")) for head consolidator: bf16 products: \(error)")
         }
     }
 
-    init(blob: Blob, blocks: [Int], groups: [Int], shuffle: Bool, branchDrop: Float, pooling: PoolingMode,
+    init(blob: Blob, blocks: [Int], groups: [Int], shuffle: Bool, branchDrop: Float, blockDropout: Float, pooling: PoolingMode,
          dropout: Float, bf16: Bool, reloadBlob: @escaping () throws -> Blob, context: HeadContext, seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let width = context.width
@@ -93,6 +96,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         self.blocks = blocks
         self.pooling = pooling
         self.branchDrop = branchDrop
+        self.blockDropout = blockDropout
         self.dropout = dropout
         self.bf16 = bf16
         self.reloadBlob = reloadBlob
@@ -195,7 +199,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         }
         var x = tape.constant(batch.tensor(features[0]))
         for l in blocks {
-            x = transformerBlock(x, block: l, shape: shape, segments: segments, linear: linear,
+            x = transformerBlock(x, block: l, shape: shape, segments: segments, dropout: blockDropout, linear: linear,
                                  norm: { name, x in norms[name]!(x, parameters) })
         }
         if let finalNorm { x = finalNorm(x, parameters) }
