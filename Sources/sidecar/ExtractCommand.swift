@@ -176,7 +176,7 @@ struct ExtractCommand: ParsableCommand {
         let extractor = try ImageExtractor(request)
         if let first = extractor.skippedFiles.first {
             // torchvision's ImageFolder would read some of them; saying so beats a silently smaller split.
-            FileHandle.standardError.write(Data("note: \(extractor.skippedFiles.count) file(s) in the class folders are not PNG or JPEG and are left out (e.g. \(first))\n".utf8))
+            standardError("note: \(extractor.skippedFiles.count) file(s) in the class folders are not PNG or JPEG and are left out (e.g. \(first))\n")
         }
         try execute(extractor.settings) { try extractor.run(progress: $0) }
     }
@@ -195,13 +195,13 @@ struct ExtractCommand: ParsableCommand {
     }
 
     private func announce(_ s: ExtractionSettings) {
-        FileHandle.standardError.write(Data("""
+        standardError("""
             extract: \(s.backbone.name) (\(s.backbone.layerCount) layers, width \(s.backbone.hiddenSize)) → \(out)
               compute \(s.compute ?? "f32")\(compute == "auto" ? " (auto: \(OneDNN.instructionSet))" : "")
               layers \(s.layers.map(String.init).joined(separator: ",")), tokens \(s.tokens.rawValue), \(s.storage.rawValue), zstd \(s.zstdLevel)\(s.shuffle ? " + byte shuffle" : "")
               streams \((s.streams ?? []).isEmpty ? "none" : s.streams!.joined(separator: ",")); blobs \((s.blobs ?? []).isEmpty ? "none" : s.blobs!.joined(separator: ", "))
               splits \(s.splits.map { "\($0) \(s.splitCounts[$0] ?? 0)" }.joined(separator: ", ")); \(s.labels.count) labels\(s.shard.map { "\n  shard \($0.index)/\($0.count): " + s.splits.map { "\($0) \(IndexRange(s.shard!.range(of: $0)))" }.joined(separator: ", ") } ?? "")\n
-            """.utf8))
+            """)
     }
 }
 
@@ -213,7 +213,7 @@ final class ProgressBar {
 
     func update(_ p: ExtractionProgress) {
         if interactive {
-            if let last, last.split != p.split { FileHandle.standardError.write(Data("\n".utf8)) }
+            if let last, last.split != p.split { standardError("\n") }
             emit(p, final: false)
         } else if ContinuousClock.now - lastLine > .seconds(10) || p.done == p.total {
             emit(p, final: true)
@@ -223,7 +223,7 @@ final class ProgressBar {
     }
 
     func finish() {
-        if interactive && last != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+        if interactive && last != nil { standardError("\n") }
     }
 
     private func emit(_ p: ExtractionProgress, final: Bool) {
@@ -234,7 +234,7 @@ final class ProgressBar {
         let line = String(format: "%@ %6d/%d %5.1f%%  %.0f examples/s  %.0f tokens/s  ETA %@%@",
                           p.split, p.done, p.total, percent, rate, tokenRate, formatDuration(remaining),
                           p.resumedFrom > 0 ? "  (resumed at \(p.resumedFrom))" : "")
-        FileHandle.standardError.write(Data(((interactive ? "\r\u{1B}[K" : "") + line + (final || !interactive ? "\n" : "")).utf8))
+        standardError((interactive ? "\r\u{1B}[K" : "") + line + (final || !interactive ? "\n" : ""))
     }
 }
 

@@ -136,7 +136,7 @@ struct FitCommand: ParsableCommand {
         options.inMemory = inMemory
         options.skipCorrupt = skipCorrupt
         let trainer = try Trainer(cache: opened, requests: requests, options: options)
-        let log: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
+        let log: (String) -> Void = json ? { standardError($0 + "\n") } : { print($0) }
         let bar = EpochProgress()
         trainer.notices.forEach(log)
         if skipCorrupt {
@@ -335,15 +335,15 @@ final class EpochProgress {
         if interactive {
             let width = 30, filled = width * done / total
             let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
-            FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kepoch %d [%@] %d/%d  %.1f batches/s", epoch, bar, done, total, rate).utf8))
+            standardError(String(format: "\r\u{1B}[Kepoch %d [%@] %d/%d  %.1f batches/s", epoch, bar, done, total, rate))
         } else if timed > 0 && ContinuousClock.now - lastLine > .seconds(10) {
             lastLine = .now
-            FileHandle.standardError.write(Data(String(format: "epoch %d: batch %d/%d  %.1f batches/s\n", epoch, done, total, rate).utf8))
+            standardError(String(format: "epoch %d: batch %d/%d  %.1f batches/s\n", epoch, done, total, rate))
         }
     }
 
     func clear() {
         guard interactive else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        standardError("\r\u{1B}[K")
     }
 }

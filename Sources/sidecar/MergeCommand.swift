@@ -43,6 +43,6 @@ private final class ProgressLines {
     func update(_ p: CacheMerge.Progress) {
         guard p.done == p.total || ContinuousClock.now - last > .seconds(5) else { return }
         last = .now
-        FileHandle.standardError.write(Data("merge: \(p.split) \(p.done)/\(p.total)\n".utf8))
+        standardError("merge: \(p.split) \(p.done)/\(p.total)\n")
     }
 }

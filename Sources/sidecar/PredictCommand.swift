@@ -102,11 +102,11 @@ struct PredictCommand: ParsableCommand {
                     text += "\(ranked)\t\(Leaderboard.forTerminal(what))\n"
                 }
             }
-            FileHandle.standardOutput.write(Data(text.utf8))
+            try standardOutput(text)
         }
         // Said on stderr, so that standard output stays one line per input: an empty file had
         // given no sign that nothing was read.
-        if predicted == 0 { FileHandle.standardError.write(Data("predict: --input \(input) holds no inputs\n".utf8)) }
+        if predicted == 0 { standardError("predict: --input \(input) holds no inputs\n") }
     }
 }
 

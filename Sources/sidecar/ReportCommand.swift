@@ -51,7 +51,7 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         let set = try ResultsReader.read(folder: results)
-        for warning in set.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        for warning in set.warnings { standardError("warning: \(warning)\n") }
         let destination = out ?? (json ? nil : URL(fileURLWithPath: results).appendingPathComponent("report.html").path)
         // Checked before anything is printed. A .jsonl file in the results folder is a results file
         // to the next report: written over, it had replaced the trials with HTML.
@@ -80,6 +80,6 @@ struct ReportCommand: ParsableCommand {
         }
         let summary = "\(set.trials.count) trial\(set.trials.count == 1 ? "" : "s") (\(board.ranked.count) ok, \(board.failed.count) failed) from \(set.files.count) file"
             + (set.files.count == 1 ? "" : "s") + "; wrote \(destination)"
-        if json { FileHandle.standardError.write(Data((summary + "\n").utf8)) } else { print("\n" + summary) }
+        if json { standardError(summary + "\n") } else { print("\n" + summary) }
     }
 }

@@ -1,6 +1,7 @@
 // The `sidecar` command: a thin shell over the library targets. Each subcommand parses its flags,
 // calls the library and prints; no logic lives here that a test of the library could not reach.
 import ArgumentParser
+import CMalloc
 import Foundation
 
 @main
@@ -17,8 +18,33 @@ struct Sidecar: ParsableCommand {
                       ExportCommand.self, SweepCommand.self, ReportCommand.self, HeadsCommand.self, TokenizeCommand.self, Info.self])
 
     static func main() {
+        openClosedStandardStreams()
         checkResourceLimits()
         main(nil)
+        checkStandardOutput()
+    }
+
+    /// A standard stream the caller closed (`>&-`) is opened on /dev/null, as git does: otherwise the
+    /// next file opened takes its number, and a child process (python3 finding the backbone) wrote
+    /// into that file, or failed with a misleading error.
+    static func openClosedStandardStreams() {
+        for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+            let null = open("/dev/null", O_RDWR)
+            if null >= 0 && null != fd {
+                dup2(null, fd)
+                close(null)
+            }
+        }
+    }
+
+    /// Output that did not reach standard output (a full disk, a pipe closed while SIGPIPE is
+    /// ignored) fails the command: the caller would otherwise take a cut-off result for a whole one.
+    static func checkStandardOutput() {
+        if fflush(sidecar_stdout()) != 0 || ferror(sidecar_stdout()) != 0 {
+            let reason = errno != 0 ? " (\(String(cString: strerror(errno))))" : ""
+            standardError("Error: could not write to standard output\(reason)\n")
+            Foundation.exit(1)
+        }
     }
 
     /// An open-file limit under which Foundation traps while it starts a child process (python3,
@@ -39,10 +65,33 @@ struct Sidecar: ParsableCommand {
                 if setrlimit(resourceFiles, &raised) == 0 { files = raised }
             }
             if files.rlim_cur < 256 {
-                FileHandle.standardError.write(Data("Error: the open-file limit is \(files.rlim_cur) (ulimit -n); sidecar needs at least 256\n".utf8))
+                standardError("Error: the open-file limit is \(files.rlim_cur) (ulimit -n); sidecar needs at least 256\n")
                 Foundation.exit(1)
             }
         }
+    }
+}
+
+/// Writes to standard error, ignoring failures (FileHandle's write traps on them): a progress line
+/// that cannot be shown is no reason to stop a command.
+func standardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in
+        var done = 0
+        while done < bytes.count {
+            let n = write(2, bytes.baseAddress! + done, bytes.count - done)
+            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { break }
+        }
+    }
+}
+
+/// Writes to standard output through the buffer `print` uses, so that the two keep their order;
+/// a failed write is an error.
+func standardOutput(_ text: String) throws {
+    let out = sidecar_stdout()
+    clearerr(out)
+    guard fputs(text, out) >= 0, ferror(out) == 0 else {
+        throw CommandError("could not write to standard output (\(String(cString: strerror(errno))))")
     }
 }
 

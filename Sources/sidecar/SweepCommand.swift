@@ -161,7 +161,7 @@ struct SweepCommand: ParsableCommand {
             throw CommandError("\(line): a trial that ran on another cache (manifest \(other); \(cache) has \(cacheHash)). "
                                + "Its results would be taken as this cache's; give another --results folder")
         }
-        for line in finished.skipped { FileHandle.standardError.write(Data("warning: \(line): a torn last line, ignored\n".utf8)) }
+        for line in finished.skipped { standardError("warning: \(line): a torn last line, ignored\n") }
         var skip = finished.ok
         if noRetryFailed { skip.formUnion(finished.failed) }
         var only: Set<String>? = nil
@@ -222,7 +222,7 @@ struct SweepCommand: ParsableCommand {
                 failedPasses = try runner.run(pending).failedPasses
             }
         } catch let e as SweepInterrupted {
-            FileHandle.standardError.write(Data("sidecar sweep: \(e)\n".utf8))
+            standardError("sidecar sweep: \(e)\n")
             // 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM.
             throw ExitCode(128 + (stop.signal == 0 ? SIGINT : stop.signal))
         }
@@ -305,8 +305,8 @@ struct SweepCommand: ParsableCommand {
             limits.memoryBudget = try budgetBytes()
             limits.maxHeadsPerGroup = maxHeads
             if let passes = try? SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits).groups.count, passes < shards {
-                FileHandle.standardError.write(Data(("note: the sweep is \(passes) pass(es) over the cache, and a shard runs whole passes: "
-                                                     + "\(shards - passes) of the \(shards) shards will have nothing to do\n").utf8))
+                standardError("note: the sweep is \(passes) pass(es) over the cache, and a shard runs whole passes: "
+                              + "\(shards - passes) of the \(shards) shards will have nothing to do\n")
             }
         }
         if let emitOut, let file {
@@ -322,8 +322,10 @@ struct SweepCommand: ParsableCommand {
 
     /// Prints a line and flushes it: a sweep's log is often a file or a pipe (Slurm, a worker), and
     /// progress must show while it runs.
+    /// A line that cannot be written does not stop the sweep; the exit status says so at the end.
     static func say(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        fputs(line + "\n", sidecar_stdout())
+        fflush(sidecar_stdout())
     }
 
     static func selfPath() -> String {
@@ -345,7 +347,7 @@ struct SweepCommand: ParsableCommand {
                     Foundation.exit(128 + sig)
                 }
                 stop.set(signal: sig)
-                FileHandle.standardError.write(Data("\nsidecar sweep: stopping after the current batch (again to quit now)\n".utf8))
+                standardError("\nsidecar sweep: stopping after the current batch (again to quit now)\n")
                 for pid in children.all { kill(pid, SIGTERM) }
             }
             source.resume()

@@ -130,6 +130,33 @@ import Testing
         #expect(!plain.out.unicodeScalars.contains { $0 == "\r" || $0 == "\u{1B}" || $0 == "\u{07}" }, "\(plain.out)")
     }
 
+    /// Output that does not reach standard output fails the command, and a closed standard output
+    /// is not taken for the next file opened; a full standard error is no reason to stop.
+    @Test func standardStreamsThatFailAreHandled() throws {
+        let head = try Self.fit("linear"), cache = try Self.cache.get()
+        func shell(_ redirections: String, _ arguments: [String]) throws -> (status: Int32, err: String) {
+            let process = Process(), err = Pipe()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "\"$0\" \"$@\" " + redirections, sidecarBinary().path] + arguments
+            process.standardError = err
+            try process.run()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        for arguments in [["predict", "--head", head, "--input", Self.testSplit], ["eval", "--cache", cache, "--head", head],
+                          ["inspect", cache]] {
+            let full = try shell(">/dev/full", arguments)
+            #expect(full.status == 1, "\(arguments[0]) into /dev/full: \(full.err)")
+            #expect(full.err.contains("could not write to standard output (No space left on device)"), "\(full.err)")
+        }
+        let closed = try shell(">&-", ["predict", "--head", head, "--input", Self.testSplit])
+        #expect(closed.status == 0, "\(closed.err)")
+        let quiet = try shell("2>/dev/full >/dev/null", ["fit", "--cache", cache, "--head", "linear", "--epochs", "1",
+                                                         "--out", cache + "-stderr-full"])
+        #expect(quiet.status == 0)
+    }
+
     /// A head whose weights hold a NaN is refused, naming the file and tensor.
     @Test func aHeadWithANaNWeightIsRefused() throws {
         let copy = try Self.linearCopy("nan-linear")
