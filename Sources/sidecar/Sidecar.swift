@@ -204,10 +204,14 @@ func replacesSweepOutput(_ file: String, results: String) -> Bool {
 /// through to its target rather than replaced.
 func outputFile(_ path: String, flag: String = "--out") throws -> String {
     let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    // An LMDB environment's folder is the cache's alone: a file written there could be its data.mdb.
+    let folder = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
+    if FileManager.default.fileExists(atPath: folder + "/data.mdb") {
+        throw CommandError("\(flag) \(path): \(folder) is an activation cache (it holds data.mdb); write the file elsewhere")
+    }
     var status = stat()
     guard lstat(resolved, &status) == 0 else {
         // Checked now, before the work whose result it holds: the write would find it only at the end.
-        let folder = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
         guard isFolder(folder) == true else {
             throw CommandError("\(flag) \(path): " + (isFolder(folder) == nil ? "the folder \(folder) does not exist" : "\(folder) is not a folder"))
         }

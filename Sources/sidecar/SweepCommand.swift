@@ -284,7 +284,9 @@ struct SweepCommand: ParsableCommand {
         let name = "sidecar-sweep-" + String(String.UnicodeScalarView(stem.unicodeScalars.map {
             $0.properties.generalCategory == .control || [0x85, 0x2028, 0x2029].contains($0.value) ? "_" : $0
         }))
-        var job = JobSettings(binary: binary ?? Self.selfPath(), spec: absolute(spec), cache: absolute(cache), results: absolute(results),
+        // A path is made absolute as the other paths are (the job runs in another folder); a bare
+        // name is left to the node's PATH.
+        var job = JobSettings(binary: binary.map { $0.contains("/") ? absolute($0) : $0 } ?? Self.selfPath(), spec: absolute(spec), cache: absolute(cache), results: absolute(results),
                               shards: shards, name: name, cpus: cpus)
         job.image = image
         // Threads as many as the cores each task is granted: the machine's count, the default, is
@@ -296,6 +298,9 @@ struct SweepCommand: ParsableCommand {
             let file = try outputFile(emitOut, flag: "--emit-out")
             if replacesSweepOutput(file, results: results) {
                 throw CommandError("--emit-out \(emitOut) would replace what the sweep wrote in \(results); write the job script elsewhere")
+            }
+            if sameItem(file, spec) {
+                throw CommandError("--emit-out \(emitOut) is the sweep file --spec \(spec), which the job reads; write the job script elsewhere")
             }
             return file
         }

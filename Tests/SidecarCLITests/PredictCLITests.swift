@@ -115,6 +115,15 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: weights)) == before)
     }
 
+    /// Nor may export write into the cache's folder, where it could replace data.mdb.
+    @Test func exportLeavesTheCacheAlone() throws {
+        let cache = try Self.cache.get(), data = cache + "/data.mdb"
+        let before = try FileManager.default.attributesOfItem(atPath: data)[.size] as? Int
+        let export = try runSidecar(["export", "--head", try Self.fit("linear"), "--out", data])
+        #expect(export.status != 0 && export.err.contains("\(cache) is an activation cache (it holds data.mdb)"), "\(export.err)")
+        #expect(try FileManager.default.attributesOfItem(atPath: data)[.size] as? Int == before)
+    }
+
     /// Plain predict output stays one line per input, whatever the texts hold.
     @Test func plainPredictOutputIsOneLinePerInput() throws {
         let texts = URL(fileURLWithPath: try Self.cache.get()).deletingLastPathComponent().appendingPathComponent("control.jsonl")

@@ -301,6 +301,25 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         }
         #expect(try String(contentsOfFile: lines, encoding: .utf8) == "{}\n")
         #expect(!FileManager.default.fileExists(atPath: results + "/new.jsonl"))
+
+        // Nor the sweep file the job reads, nor a file in a cache's folder (its data.mdb).
+        let specText = try String(contentsOfFile: spec, encoding: .utf8)
+        let onSpec = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", results, "--emit", "slurm", "--emit-out", spec])
+        #expect(onSpec.status != 0 && onSpec.err.contains("is the sweep file --spec"), "\(onSpec.err)")
+        #expect(try String(contentsOfFile: spec, encoding: .utf8) == specText)
+        let cache = folder + "/cache"
+        try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        try Data("lmdb".utf8).write(to: URL(fileURLWithPath: cache + "/data.mdb"))
+        for out in [cache + "/data.mdb", cache + "/job.sh"] {
+            let inCache = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--emit", "slurm", "--emit-out", out])
+            #expect(inCache.status != 0 && inCache.err.contains("\(cache) is an activation cache (it holds data.mdb)"), "\(inCache.err)")
+        }
+        #expect(try String(contentsOfFile: cache + "/data.mdb", encoding: .utf8) == "lmdb")
+
+        // A relative --binary is made absolute, as the other paths are: the job runs elsewhere.
+        let relative = try runSidecar(["sweep", "--spec", spec, "--cache", "c", "--results", "r", "--emit", "slurm", "--binary", "./bin/sidecar"],
+                                      directory: folder)
+        #expect(relative.out.contains("exec \(folder)/bin/sidecar sweep"), "\(relative.out)")
     }
 
     /// A second run of a shard that is being run is refused, naming the process that runs it.
