@@ -36,10 +36,21 @@ struct TokenizeCommand: ParsableCommand {
                 throw CommandError("\(lines.path):\(lines.lineNumber): not valid UTF-8")
             }
             var body = line, pair: String?
-            if line.hasPrefix("{"), let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-               let value = object["text"] as? String {
+            // A line that is a JSON object is read as predict reads JSONL, strictly: its source had
+            // been tokenized as text when "text" was missing or not a string.
+            if line.hasPrefix("{"), let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] {
+                let place = "\(lines.path):\(lines.lineNumber)"
+                if let key = JSONObjectKeys.repeated(in: Array(line.utf8), among: ["text", "text_pair"]) {
+                    throw CommandError("\(place): \"\(key)\" appears twice in the object; which value is meant is ambiguous")
+                }
+                guard let value = object["text"] as? String else {
+                    throw CommandError(object["text"] == nil ? "\(place): no \"text\" key" : "\(place): \"text\" is not a string")
+                }
                 body = value
-                pair = object["text_pair"] as? String
+                if let value = object["text_pair"], !(value is NSNull) {
+                    guard let text = value as? String else { throw CommandError("\(place): \"text_pair\" is not a string") }
+                    pair = text
+                }
             }
             let encoding = tokenizer.encode(body, pair: pair, maxLength: maxLength)
             print("{\"ids\": [\(encoding.ids.map(String.init).joined(separator: ", "))]}")

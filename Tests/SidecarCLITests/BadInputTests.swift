@@ -192,6 +192,15 @@ import Testing
         }
     }
 
+    /// `tokenize` on a file whose second line is `line`.
+    static func tokenizeLine(_ line: String) -> @Sendable (URL) throws -> ([String], Leftover) {
+        { scratch in
+            let file = scratch.appendingPathComponent("in.jsonl")
+            try Data(("{\"text\": \"fine\"}\n" + line + "\n").utf8).write(to: file)
+            return (["tokenize", "--input", file.path], .noFile(scratch.appendingPathComponent("out").path))
+        }
+    }
+
     static let cases: [Case] = [
         // Backbone weights (safetensors).
         Case(kind: "safetensors", fault: "malformed", setup: extractWithBackbone("model.safetensors") { Data("garbage!garbage".utf8) },
@@ -386,6 +395,13 @@ import Testing
              },
              expected: ["--zstd-level 0: zstd levels are 1...22"]),
         Case(kind: "flags", fault: "input is a folder", setup: flags(["tokenize", "--input", "/tmp"]), expected: ["--input /tmp: is a folder"]),
+        // tokenize reads a JSON object line as predict reads JSONL (its source had been tokenized).
+        Case(kind: "tokenize", fault: "text not a string", setup: tokenizeLine(#"{"text": 5}"#), expected: [#"$/in.jsonl:2: "text" is not a string"#]),
+        Case(kind: "tokenize", fault: "no text key", setup: tokenizeLine(#"{"txt": "a"}"#), expected: [#"$/in.jsonl:2: no "text" key"#]),
+        Case(kind: "tokenize", fault: "text twice", setup: tokenizeLine(#"{"text": "a", "text": "b"}"#),
+             expected: [#"$/in.jsonl:2: "text" appears twice in the object"#]),
+        Case(kind: "tokenize", fault: "pair not a string", setup: tokenizeLine(#"{"text": "a", "text_pair": 5}"#),
+             expected: [#"$/in.jsonl:2: "text_pair" is not a string"#]),
         Case(kind: "flags", fault: "merge into a file", setup: { scratch in
                  let file = scratch.appendingPathComponent("afile")
                  try Data("x".utf8).write(to: file)
