@@ -36,14 +36,19 @@ public final class BackboneRunner: @unchecked Sendable {
 
     /// Loads `backbone` ("minilm" or a folder) for inputs prepared as `settings` says, computing as
     /// they record unless `compute` names another path. Throws when the folder is not the backbone
-    /// the settings record, or `compute` is not the recorded path, unless `force`.
-    public init(backbone: String, settings: ExtractionSettings, force: Bool = false, compute: ComputePath? = nil) throws {
+    /// the settings record, or `compute` is not the recorded path, unless `force`; the advice names
+    /// `--force` only where the command has it (`offersForce`). `computeFlag` is the --compute value
+    /// as given (auto, before it was resolved), for the message.
+    public init(backbone: String, settings: ExtractionSettings, force: Bool = false, offersForce: Bool = true,
+                compute: ComputePath? = nil, computeFlag: String? = nil) throws {
         self.settings = settings
+        let orForce = offersForce ? ", or --force to run anyway" : ""
         let recordedCompute: ComputePath
         do { recordedCompute = try ComputePath.recorded(settings.compute) } catch { throw ExtractError("\(error)") }
         if let compute, compute != recordedCompute, !force {
-            throw ExtractError("--compute \(compute.rawValue): the head was trained on activations extracted with --compute "
-                               + "\(recordedCompute.rawValue); predict computes the same way (leave out --compute), or --force to run anyway")
+            let given = computeFlag.map { $0 == compute.rawValue ? $0 : "\($0) (\(compute.rawValue) here)" } ?? compute.rawValue
+            throw ExtractError("--compute \(given): the head was trained on activations extracted with --compute "
+                               + "\(recordedCompute.rawValue); predict computes the same way (leave out --compute)\(orForce)")
         }
         let computePath = compute ?? recordedCompute
         self.compute = computePath
@@ -54,7 +59,7 @@ public final class BackboneRunner: @unchecked Sendable {
         if !force && (configHash != recorded.configHash || weightsHash != recorded.weightsHash) {
             throw ExtractError("backbone \(folder.path) is not the one the head was trained on: \(recorded.name) had config hash "
                                + "\(recorded.configHash) and weights hash \(recorded.weightsHash), this folder has \(configHash) and "
-                               + "\(weightsHash); give that backbone with --backbone, or --force to run anyway")
+                               + "\(weightsHash); give that backbone with --backbone\(orForce)")
         }
         if ViTConfig.Family(architecture: recorded.architecture) != nil {
             let encoder = try ViTEncoder(folder: folder, compute: computePath)
@@ -69,7 +74,7 @@ public final class BackboneRunner: @unchecked Sendable {
                 let fields = ExtractionSettings.fieldDifferences(now, trained)?.map { "\($0.field) \($0.a), trained with \($0.b)" }
                 throw ExtractError("backbone \(folder.path) preprocesses images otherwise than the head's cache: "
                                    + (fields?.joined(separator: "; ") ?? "\(now), trained with \(trained)")
-                                   + " (its preprocessor_config.json); give the backbone the head was trained on, or --force to run anyway")
+                                   + " (its preprocessor_config.json); give the backbone the head was trained on\(orForce)")
             }
             bert = nil
             tokenizer = nil
@@ -90,7 +95,7 @@ public final class BackboneRunner: @unchecked Sendable {
             if !force && !differing.isEmpty {
                 throw ExtractError("backbone \(folder.path) tokenizes otherwise than the head's cache: "
                                    + differing.map { "\($0.0) \($0.1), trained with \(settings.preprocessing[$0.0]!)" }.joined(separator: "; ")
-                                   + " (its tokenizer_config.json and vocab.txt); give the backbone the head was trained on, or --force to run anyway")
+                                   + " (its tokenizer_config.json and vocab.txt); give the backbone the head was trained on\(orForce)")
             }
             vit = nil
             preprocessing = nil

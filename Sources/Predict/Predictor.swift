@@ -23,8 +23,9 @@ public final class Predictor {
     /// Loads the head (a fit folder or an exported file) and its backbone. `backbone` defaults to
     /// the built-in MiniLM when the head was trained on it; a different backbone is refused unless
     /// `force`. The backbone computes as the head's cache was extracted; `compute` may only name
-    /// that path, unless `force`.
-    public init(head path: String, backbone: String? = nil, force: Bool = false, compute: ComputePath? = nil) throws {
+    /// that path, unless `force`. `offersForce` and `computeFlag` as for `BackboneRunner`.
+    public init(head path: String, backbone: String? = nil, force: Bool = false, offersForce: Bool = true,
+                compute: ComputePath? = nil, computeFlag: String? = nil) throws {
         trained = try TrainedHead.load(path)
         let settings = try trained.extraction()
         let spec: String
@@ -35,7 +36,8 @@ public final class Predictor {
         } else {
             throw HeadError("\(path) was trained on backbone \(settings.backbone.name); give its folder with --backbone")
         }
-        let runner = try BackboneRunner(backbone: spec, settings: settings, force: force, compute: compute)
+        let runner = try BackboneRunner(backbone: spec, settings: settings, force: force, offersForce: offersForce,
+                                        compute: compute, computeFlag: computeFlag)
         self.runner = runner
         let metadata = trained.config.blobMetadata ?? [:]
         context = try settings.headContext(path: path, loadBlob: { name in

@@ -42,7 +42,7 @@ struct ExportCommand: ParsableCommand {
         }
         let model: any Head
         if let backbone {
-            model = try Predictor(head: head, backbone: backbone).head
+            model = try Predictor(head: head, backbone: backbone, offersForce: false).head
         } else {
             let opened: Result<ActivationCache, Error> = Result { try ActivationCache.open(path: cache ?? trained.config.cache) }
             switch opened {

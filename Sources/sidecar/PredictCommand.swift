@@ -64,7 +64,8 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        let predictor = try Predictor(head: head, backbone: backbone, force: force, compute: try compute.map { try ComputePath.parse($0) })
+        let predictor = try Predictor(head: head, backbone: backbone, force: force, compute: try compute.map { try ComputePath.parse($0) },
+                                      computeFlag: compute)
         let settings = try predictor.trained.extraction()
         let pairKey = settings.preprocessing["text_pair_column"].flatMap { $0.isEmpty ? nil : $0 }
         let inputs = try PredictInputs(path: input, format: format, textKey: settings.preprocessing["text_column"] ?? "text", pairKey: pairKey,

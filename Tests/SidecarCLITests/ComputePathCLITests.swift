@@ -95,6 +95,12 @@ import Testing
         let refused = try runSidecar(["predict", "--head", head, "--input", test, "--compute", "f32"])
         #expect(refused.status != 0)
         #expect(refused.err.contains("--compute f32: the head was trained on activations extracted with --compute bf16"), "\(refused.err)")
+        // auto, where it resolves to f32 (a CPU without bf16 instructions, simulated), says so.
+        var environment = ProcessInfo.processInfo.environment
+        environment["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE"
+        let auto = try runSidecar(["predict", "--head", head, "--input", test, "--compute", "auto"], environment: environment)
+        #expect(auto.status != 0)
+        #expect(auto.err.contains("--compute auto (f32 here): the head was trained"), "\(auto.err)")
     }
 
     /// The shards of a job array plan alone, each on its node: a node without bf16 products

@@ -235,6 +235,11 @@ import Testing
         let forced = try Self.predict(folder, input: Self.testSplit, extra: ["--backbone", copy.path, "--force"])
         let normal = try Self.predict(folder, input: Self.testSplit)
         #expect(Self.maxDifference(forced.map { $0["logits"] as! [Double] }, normal.map { $0["logits"] as! [Double] }) <= 1e-6)
+        // export has no --force, and its advice does not offer one.
+        let export = try runSidecar(["export", "--head", try Self.fit("consolidator"), "--backbone", copy.path,
+                                     "--out", copy.appendingPathComponent("head.safetensors").path])
+        #expect(export.status != 0 && export.err.contains("not the one the head was trained on") && !export.err.contains("--force"),
+                "\(export.err)")
     }
 
     @Test func aFolderThatTokenizesOtherwiseIsRefusedUnlessForced() throws {

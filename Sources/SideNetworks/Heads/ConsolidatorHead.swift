@@ -65,6 +65,9 @@ public final class ConsolidatorHead: Head, HeadKind {
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         try context.requireAllTokens(head: name)
         let k = h.int("K")
+        guard k <= context.layerCount else {
+            throw HeadError("--set K=\(k) for head consolidator: the backbone has \(context.layerCount) blocks; K is at most \(context.layerCount)")
+        }
         let reload = { try context.requireBlob("top_blocks", head: name, flag: "--top-blocks \(k)") }
         let blob = try reload()
         let stored = try blob.int("count", blob: "top_blocks")
