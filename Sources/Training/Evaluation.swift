@@ -71,17 +71,19 @@ public struct Evaluation: Codable, Sendable {
     public func table() -> String {
         var lines = [String(format: "%@: %d examples  accuracy %.4f  macro-F1 %.4f  loss %.4f", split, metrics.examples,
                             metrics.accuracy, metrics.macroF1, metrics.loss), ""]
-        let width = max(5, labels.map(\.count).max() ?? 5)
+        // Labels are input: a tab or line break in one had split the table's rows.
+        let shown = labels.map(TerminalText.safe)
+        let width = max(5, shown.map(\.count).max() ?? 5)
         func pad(_ s: String) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
         lines.append(pad("class") + "  precision  recall     f1  support")
         for s in perClass {
-            lines.append(pad(s.label) + String(format: "  %9.4f  %6.4f  %.4f  %7d", s.precision, s.recall, s.f1, s.support))
+            lines.append(pad(TerminalText.safe(s.label)) + String(format: "  %9.4f  %6.4f  %.4f  %7d", s.precision, s.recall, s.f1, s.support))
         }
         lines.append("")
         lines.append("confusion (rows: true class, columns: predicted, in the order above)")
         let cell = max(4, String(metrics.confusion.flatMap { $0 }.max() ?? 0).count + 1)
         for (c, row) in metrics.confusion.enumerated() {
-            lines.append(pad(labels[c]) + row.map { String(repeating: " ", count: max(0, cell - String($0).count)) + String($0) }.joined())
+            lines.append(pad(shown[c]) + row.map { String(repeating: " ", count: max(0, cell - String($0).count)) + String($0) }.joined())
         }
         return lines.joined(separator: "\n")
     }

@@ -2,6 +2,7 @@
 import ActivationStore
 import ArgumentParser
 import Foundation
+import Training
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -95,7 +96,7 @@ struct InspectCommand: ParsableCommand {
             print("extras     streams \((s.streams ?? []).isEmpty ? "none" : s.streams!.joined(separator: ",")), blobs \((s.blobs ?? []).isEmpty ? "none" : s.blobs!.joined(separator: ", "))"
                   + ", N_max \(s.maxTokens.map(String.init) ?? "-"), pooling \(s.pooling ?? "-")")
         }
-        print("labels     \(s.labels.count): \(s.labels.prefix(12).joined(separator: ", "))\(s.labels.count > 12 ? ", …" : "")")
+        print("labels     \(s.labels.count): \(s.labels.prefix(12).map(TerminalText.safe).joined(separator: ", "))\(s.labels.count > 12 ? ", …" : "")")
         if let shard = s.shard {
             print("shard      \(shard.index)/\(shard.count) of an extraction in chunks of \(shard.chunkSize): "
                   + s.splits.map { "\($0) \(shard.range(of: $0).count) of \(s.splitCounts[$0] ?? 0) (\(IndexRange(shard.range(of: $0))))" }.joined(separator: ", ")

@@ -4,7 +4,6 @@ import ArgumentParser
 import Foundation
 import OneDNN
 import Predict
-import Sweep
 import Training
 
 extension InputFormat: ExpressibleByArgument {}
@@ -98,9 +97,9 @@ struct PredictCommand: ParsableCommand {
                 } else {
                     // One line per input, whatever the input holds: a line break or a terminal's
                     // escape sequence in a text, a file name or a label is shown as U+FFFD.
-                    let ranked = order.map { String(format: "%@\t%.4f", Leaderboard.forTerminal(labels[$0]), probabilities[$0]) }.joined(separator: "\t")
+                    let ranked = order.map { String(format: "%@\t%.4f", TerminalText.safe(labels[$0]), probabilities[$0]) }.joined(separator: "\t")
                     let what = item.file ?? String((item.text ?? "").prefix(70)).replacingOccurrences(of: "\t", with: " ")
-                    text += "\(ranked)\t\(Leaderboard.forTerminal(what))\n"
+                    text += "\(ranked)\t\(TerminalText.safe(what))\n"
                 }
             }
             try standardOutput(text)

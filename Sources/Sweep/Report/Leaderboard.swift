@@ -1,6 +1,7 @@
 // The trials in rank order, the hyperparameters worth showing, the Pareto fronts, and the
 // terminal table. Pure functions of the merged trials: the same input gives the same bytes.
 import Foundation
+import Training
 
 /// The points that no other point beats on both axes: lower cost and higher value.
 public enum ParetoFront {
@@ -147,19 +148,9 @@ public struct Leaderboard: Sendable {
         if !failed.isEmpty {
             lines.append("")
             lines.append("failed:")
-            for t in failed { lines.append(Self.forTerminal("  \(t.trial) \(t.head): \(t.error ?? "no reason recorded")")) }
+            for t in failed { lines.append(TerminalText.safe("  \(t.trial) \(t.head): \(t.error ?? "no reason recorded")")) }
         }
         return lines.joined(separator: "\n")
-    }
-
-    /// `text` with control characters (escape sequences, bells, carriage returns, tabs and line
-    /// breaks that would split a row) and bidirectional overrides shown as U+FFFD: results lines
-    /// are input, and their strings reached the terminal as they were.
-    public static func forTerminal(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isUnsafeForDisplay) else { return text }
-        var out = String.UnicodeScalarView()
-        for scalar in text.unicodeScalars { out.append(isUnsafeForDisplay(scalar) ? "\u{FFFD}" : scalar) }
-        return String(out)
     }
 
     /// The settings for a terminal: one row per setting, with the seeds that ran it and its
@@ -180,7 +171,7 @@ public struct Leaderboard: Sendable {
 
     /// Rows as columns padded to their widest cell, two spaces apart.
     static func aligned(_ rows: [[String]], rightAligned: Set<Int>) -> [String] {
-        let rows = rows.map { $0.map(forTerminal) }
+        let rows = rows.map { $0.map(TerminalText.safe) }
         var widths = rows[0].map(\.count)
         for row in rows { for (c, cell) in row.enumerated() { widths[c] = max(widths[c], cell.count) } }
         return rows.map { cells in

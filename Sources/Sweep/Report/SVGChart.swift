@@ -2,17 +2,7 @@
 // strings, fixed number formats and no randomness, so a page is byte-for-byte reproducible. Not a
 // plotting library: two chart kinds, linear or log x, nothing interactive beyond SVG <title> tooltips.
 import Foundation
-
-/// U+202A–202E and U+2066–2069: embeddings, overrides and isolates that reorder displayed text.
-func isBidiControl(_ scalar: Unicode.Scalar) -> Bool {
-    (0x202A...0x202E).contains(scalar.value) || (0x2066...0x2069).contains(scalar.value)
-}
-
-/// C0 and C1 control characters, DEL, and bidirectional controls: what a table cell must not
-/// pass to a terminal.
-func isUnsafeForDisplay(_ scalar: Unicode.Scalar) -> Bool {
-    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || isBidiControl(scalar)
-}
+import Training
 
 /// Escapes text for HTML and SVG content and attribute values.
 public func escapeHTML(_ text: String) -> String {
@@ -28,7 +18,7 @@ public func escapeHTML(_ text: String) -> String {
         default:
             // Control characters other than tab and newline are not allowed in HTML or XML text;
             // a bidirectional override would reverse the rest of its cell as displayed.
-            if ch.value < 0x20 && ch != "\t" && ch != "\n" || isBidiControl(ch) { out += "\u{FFFD}" } else { out.unicodeScalars.append(ch) }
+            if ch.value < 0x20 && ch != "\t" && ch != "\n" || TerminalText.isBidiControl(ch) { out += "\u{FFFD}" } else { out.unicodeScalars.append(ch) }
         }
     }
     return out
