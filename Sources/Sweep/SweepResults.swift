@@ -329,11 +329,14 @@ enum ResultsLines {
 public struct FinishedTrials: Sendable {
     public var ok: Set<String> = []
     public var failed: Set<String> = []
-    /// Torn last lines (of a killed run) that did not parse, as "file:line".
+    /// Warnings for torn last lines (of a killed run), which are not results.
     public var skipped: [String] = []
     /// The cache manifest hashes the lines record, each with the first "file:line" that has it.
     public var caches: [String: String] = [:]
 
+    /// Reads every results file as `report` reads it, so that a line report refuses is refused
+    /// here too: passed over, the sweep had appended after it (or retried a trial whose line said
+    /// "weird") and left a folder report would not read.
     public static func read(folder: String) throws -> FinishedTrials {
         var out = FinishedTrials()
         let fm = FileManager.default
@@ -341,19 +344,14 @@ public struct FinishedTrials: Sendable {
         for name in names.sorted() where name.hasSuffix(".jsonl") {
             let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
             guard let data = fm.contents(atPath: path) else { throw SweepError("\(path): cannot read") }
-            for line in ResultsLines.read(data) {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line.bytes)) as? [String: Any],
-                      let trial = object["trial"] as? String, let status = object["status"] as? String else {
-                    // Any line but a torn last one is damage, which report refuses too. Passed over
-                    // here, the sweep had appended after it and left a folder report would not read.
-                    guard line.torn else {
-                        throw SweepError("\(path):\(line.number): not a results line (fix or delete that line; only a torn last line is skipped)")
-                    }
-                    out.skipped.append("\(path):\(line.number)")
-                    continue
+            let parsed: (records: [ReportedTrial], warnings: [String])
+            do { parsed = try ResultsReader.parse(data, name: path) } catch { throw SweepError("\(error)") }
+            out.skipped += parsed.warnings
+            for record in parsed.records {
+                if record.status == .ok { out.ok.insert(record.trial) } else { out.failed.insert(record.trial) }
+                if case .object(let line) = record.raw, case .string(let hash)? = line["cache_manifest_hash"], out.caches[hash] == nil {
+                    out.caches[hash] = record.source
                 }
-                if status == "ok" { out.ok.insert(trial) } else { out.failed.insert(trial) }
-                if let hash = object["cache_manifest_hash"] as? String, out.caches[hash] == nil { out.caches[hash] = "\(path):\(line.number)" }
             }
         }
         out.failed.subtract(out.ok)
