@@ -47,7 +47,7 @@ public enum JobScripts {
     }
 
     /// Single-quotes a word for bash.
-    static func quote(_ s: String) -> String {
+    public static func quote(_ s: String) -> String {
         s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-=:,+@%".contains($0) }) && !s.isEmpty
             ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }

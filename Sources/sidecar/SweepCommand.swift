@@ -81,14 +81,14 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Where --emit writes (default: stdout).")
     var emitOut: String?
 
-    @Option(help: "Tasks in the emitted job array.")
-    var shards = 4
+    @Option(help: "Tasks in the emitted job array (default: 4).")
+    var shards: Int?
 
-    @Option(help: "Container image for --emit k8s.")
-    var image = "REGISTRY/sidecar:latest"
+    @Option(help: "Container image for --emit k8s (default: REGISTRY/sidecar:latest).")
+    var image: String?
 
-    @Option(help: "CPUs per task in the emitted job file.")
-    var cpus = 4
+    @Option(help: "CPUs per task in the emitted job file (default: 4).")
+    var cpus: Int?
 
     @Option(help: "The sidecar binary in the emitted Slurm script (default: this one).")
     var binary: String?
@@ -103,11 +103,22 @@ struct SweepCommand: ParsableCommand {
         if maxHeads < 1 { throw ValidationError("--max-heads must be at least 1, got \(maxHeads)") }
         if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in 1...1024, got \(threads)") }
         if let shardCount, !(1...Shard.maxCount).contains(shardCount) { throw ValidationError("--shard-count must be in 1...\(Shard.maxCount), got \(shardCount)") }
-        if !(1...Shard.maxCount).contains(shards) { throw ValidationError("--shards must be in 1...\(Shard.maxCount), got \(shards)") }
+        if let shards, !(1...Shard.maxCount).contains(shards) { throw ValidationError("--shards must be in 1...\(Shard.maxCount), got \(shards)") }
         // The emitted jobs run with --threads set to it, which is bounded so.
-        if !(1...1024).contains(cpus) { throw ValidationError("--cpus must be in 1...1024, got \(cpus)") }
+        if let cpus, !(1...1024).contains(cpus) { throw ValidationError("--cpus must be in 1...1024, got \(cpus)") }
         if let emit, !["slurm", "k8s"].contains(emit) { throw ValidationError("--emit \(emit): expected slurm or k8s") }
-        if emitOut != nil && emit == nil { throw ValidationError("--emit-out needs --emit slurm|k8s") }
+        // A flag that would change nothing is refused rather than passed over in silence.
+        let emitOnly = [("--emit-out", emitOut != nil), ("--shards", shards != nil), ("--cpus", cpus != nil),
+                        ("--image", image != nil), ("--binary", binary != nil)]
+        if emit == nil, let flag = emitOnly.first(where: \.1)?.0 { throw ValidationError("\(flag) needs --emit slurm|k8s") }
+        if emit == "slurm" && image != nil { throw ValidationError("--image is for --emit k8s; a Slurm task runs --binary") }
+        if emit == "k8s" && binary != nil { throw ValidationError("--binary is for --emit slurm; a Kubernetes task runs the image's sidecar") }
+        if emit != nil && jobs != 1 {
+            throw ValidationError("--jobs is for a sweep run here; each task of an emitted job array runs one process (see --cpus)")
+        }
+        if shard != nil && shardCount != nil {
+            throw ValidationError("--shard-count is for a shard index taken from the environment; --shard i/N gives N itself")
+        }
         _ = try budgetBytes()
         if isFolder(results) == false {
             throw ValidationError("--results \(results): is a file; the results go in a folder")
@@ -140,8 +151,12 @@ struct SweepCommand: ParsableCommand {
 
         let shard: Shard
         do {
-            shard = try self.shard.map { try Shard.parse($0) }
-                ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) ?? .whole
+            // The environment is read only without --shard, which overrides it.
+            let fromEnvironment = self.shard == nil ? try Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) : nil
+            if self.shard == nil, fromEnvironment == nil, let shardCount {
+                throw ValidationError("--shard-count \(shardCount): no shard index in the environment (JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID) to go with it")
+            }
+            shard = try self.shard.map { try Shard.parse($0) } ?? fromEnvironment ?? .whole
         } catch let e as ShardError {
             // A bad --shard is a usage error; the environment's array is not the command line's.
             if self.shard != nil { throw ValidationError(e.description) }
@@ -287,11 +302,11 @@ struct SweepCommand: ParsableCommand {
         // A path is made absolute as the other paths are (the job runs in another folder); a bare
         // name is left to the node's PATH.
         var job = JobSettings(binary: binary.map { $0.contains("/") ? absolute($0) : $0 } ?? Self.selfPath(), spec: absolute(spec), cache: absolute(cache), results: absolute(results),
-                              shards: shards, name: name, cpus: cpus)
-        job.image = image
+                              shards: shards ?? 4, name: name, cpus: cpus ?? 4)
+        job.image = image ?? "REGISTRY/sidecar:latest"
         // Threads as many as the cores each task is granted: the machine's count, the default, is
         // the whole node's where the scheduler does not bind tasks to their cores.
-        job.extraArguments = ["--memory-budget", memoryBudget, "--max-heads", String(maxHeads), "--threads", String(threads ?? cpus)]
+        job.extraArguments = ["--memory-budget", memoryBudget, "--max-heads", String(maxHeads), "--threads", String(threads ?? job.cpus)]
             + (noRetryFailed ? ["--no-retry-failed"] : []) + (inMemory ? ["--in-memory"] : [])
         let text = kind == "slurm" ? JobScripts.slurm(job) : JobScripts.kubernetes(job)
         let file = try emitOut.map { emitOut in
@@ -309,9 +324,9 @@ struct SweepCommand: ParsableCommand {
             var limits = PlanLimits()
             limits.memoryBudget = try budgetBytes()
             limits.maxHeadsPerGroup = maxHeads
-            if let passes = try? SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits).groups.count, passes < shards {
+            if let passes = try? SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits).groups.count, passes < job.shards {
                 standardError("note: the sweep is \(passes) pass(es) over the cache, and a shard runs whole passes: "
-                              + "\(shards - passes) of the \(shards) shards will have nothing to do\n")
+                              + "\(job.shards - passes) of the \(job.shards) shards will have nothing to do\n")
             }
         }
         if let emitOut, let file {
@@ -319,7 +334,7 @@ struct SweepCommand: ParsableCommand {
                 throw CommandError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")
             }
             if kind == "slurm" { chmod(file, 0o755) }
-            print("wrote \(emitOut): \(sweep.trials.count) trial(s) in \(shards) shard(s); submit with \(kind == "slurm" ? "sbatch" : "kubectl apply -f") \(emitOut)")
+            print("wrote \(emitOut): \(sweep.trials.count) trial(s) in \(job.shards) shard(s); submit with \(kind == "slurm" ? "sbatch" : "kubectl apply -f") \(JobScripts.quote(emitOut))")
         } else {
             print(text, terminator: "")
         }

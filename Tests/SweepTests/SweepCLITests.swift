@@ -316,6 +316,18 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         }
         #expect(try String(contentsOfFile: cache + "/data.mdb", encoding: .utf8) == "lmdb")
 
+        // Flags that would change nothing are usage errors, not passed over.
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SLURM_") && $0.key != "JOB_COMPLETION_INDEX" }
+        for (flags, message) in [(["--shards", "3"], "--shards needs --emit slurm|k8s"), (["--cpus", "2"], "--cpus needs --emit slurm|k8s"),
+                                 (["--emit", "slurm", "--image", "x"], "--image is for --emit k8s"),
+                                 (["--emit", "k8s", "--binary", "/x"], "--binary is for --emit slurm"),
+                                 (["--emit", "slurm", "--jobs", "2"], "--jobs is for a sweep run here"),
+                                 (["--shard", "1/2", "--shard-count", "3"], "--shard i/N gives N itself"),
+                                 (["--shard-count", "3", "--dry-run"], "--shard-count 3: no shard index in the environment")] {
+            let refused = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", folder + "/unused"] + flags, environment: environment)
+            #expect(refused.status == 64 && refused.err.contains(message), "\(flags): \(refused.status) \(refused.err)")
+        }
+
         // A relative --binary is made absolute, as the other paths are: the job runs elsewhere.
         let relative = try runSidecar(["sweep", "--spec", spec, "--cache", "c", "--results", "r", "--emit", "slurm", "--binary", "./bin/sidecar"],
                                       directory: folder)
