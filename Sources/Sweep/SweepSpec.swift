@@ -120,6 +120,10 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
     mutating func set(_ key: String, _ value: SpecValue) throws {
         func number(_ ok: (Double) -> Bool, _ what: String) throws -> Double {
             guard let v = value.number, v.isFinite, ok(v) else { throw SweepError("expected \(what), got \(value)") }
+            // Training runs in single precision: 1e39 had become an infinite learning rate.
+            guard Float(v).isFinite else {
+                throw SweepError("expected \(what) that single precision holds (at most \(Float.greatestFiniteMagnitude)), got \(value)")
+            }
             return v
         }
         func integer(_ range: ClosedRange<Int>, _ what: String) throws -> Int {
@@ -129,7 +133,7 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
         switch key {
         // Bounds far past any real run, so that no step count or memory estimate overflows.
         case "epochs": epochs = try integer(1...1_000_000, "an integer in 1...1000000")
-        case "lr": lr = try number({ $0 > 0 }, "a positive number")
+        case "lr": lr = try number({ Float($0) > 0 }, "a positive number")
         case "batch_size": batchSize = try integer(1...1 << 20, "an integer in 1...1048576")
         case "seed": seed = try integer(0...Int.max, "a non-negative integer")
         case "optimizer":
@@ -451,9 +455,11 @@ enum Distribution {
                 throw fail("expected one of { choice = [...] }, { uniform = [lo, hi] }, { log_uniform = [lo, hi] }, { int = [lo, hi] }")
             }
             func bounds() throws -> (Double, Double) {
-                guard case .array(let a) = arg, a.count == 2, let lo = a[0].number, let hi = a[1].number, lo.isFinite, hi.isFinite, lo <= hi else {
+                guard case .array(let a) = arg, a.count == 2, let lo = a[0].number, let hi = a[1].number else {
                     throw fail("\(kind) needs [low, high] with low <= high, got \(arg)")
                 }
+                guard lo.isFinite, hi.isFinite else { throw fail("\(kind) needs finite bounds, got \(arg)") }
+                guard lo <= hi else { throw fail("\(kind) needs [low, high] with low <= high, got \(arg)") }
                 return (lo, hi)
             }
             switch kind {

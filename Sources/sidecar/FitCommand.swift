@@ -84,7 +84,10 @@ struct FitCommand: ParsableCommand {
         if heads.isEmpty && headsFile == nil { throw ValidationError("give at least one --head, or --heads-file") }
         if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a positive number, got \(lr)") }
+        if let lr, !(lr > 0 && lr.isFinite) {
+            // An infinite value is one past single precision's range (1e39), not a typed "inf" alone.
+            throw ValidationError("--lr must be a positive number of at most \(Float.greatestFiniteMagnitude), got \(lr.isInfinite ? "more" : "\(lr)")")
+        }
         if !(0...1).contains(warmup) { throw ValidationError("--warmup must be a fraction in 0...1, got \(warmup)") }
         if !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1), got \(labelSmoothing)") }
         if let emaDecay, !(0..<1).contains(emaDecay) { throw ValidationError("--ema-decay must be in [0, 1), got \(emaDecay)") }

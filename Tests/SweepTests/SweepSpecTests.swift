@@ -141,6 +141,10 @@ let exampleSpec = """
     @Test(arguments: [
         ("[base]\nhead = \"nope\"", "bad.toml: [base] head: unknown head 'nope'"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [0.1, -1]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got -1"),
+        // Past single precision: 1e39 had become an infinite learning rate, trained and diverged.
+        ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [1e39]", "bad.toml: [[grid]] 1 training.lr: expected a positive number that single precision holds"),
+        ("[[random]]\ntrials = 2\nhead = \"linear\"\n[random.training]\nlr = { uniform = [0.1, inf] }",
+         "bad.toml: [[random]] 1 training.lr: uniform needs finite bounds, got [0.1, inf]"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nepoch = [1]", "bad.toml: [[grid]] 1 training.epoch: unknown training option"),
         ("[base.training]\nbatch_size = 0", "bad.toml: [base.training] batch_size: expected an integer in 1...1048576"),
         ("[base.training]\nema_decay = 1", "bad.toml: [base.training] ema_decay: expected a number in [0, 1), got 1"),
