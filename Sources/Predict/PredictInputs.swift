@@ -91,6 +91,9 @@ public final class PredictInputs {
             guard path != "-" else { throw PredictError("--input -: CSV and TSV are read from a file, not standard input") }
             do {
                 rows = try DelimitedInputs(path: path, tab: self.format == .tsv, text: textKey, pair: pairKey)
+            } catch DatasetError.emptySplit {
+                // No header, no rows: no inputs, as for an empty text file (not a dataset's split).
+                rows = nil
             } catch { throw PredictError("\(error)") }  // names the file and line
         } else {
             let reader = try LineSource(path: path)

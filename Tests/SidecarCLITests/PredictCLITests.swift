@@ -326,6 +326,13 @@ import Testing
         try Data("\n\n".utf8).write(to: URL(fileURLWithPath: bad))
         let empty = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
         #expect(empty.status == 0 && empty.out.isEmpty && empty.err.contains("predict: --input \(bad) holds no inputs"), "\(empty.err)")
+        // So for an empty CSV file, as for a CSV file with its header alone.
+        let csv = bad + ".csv"
+        for content in ["", "text,label\n"] {
+            try Data(content.utf8).write(to: URL(fileURLWithPath: csv))
+            let none = try runSidecar(["predict", "--head", folder, "--input", csv])
+            #expect(none.status == 0 && none.out.isEmpty && none.err.contains("predict: --input \(csv) holds no inputs"), "\(none.err)")
+        }
     }
 
     @Test func plainTextFromStandardInput() throws {
