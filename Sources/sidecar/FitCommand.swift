@@ -74,7 +74,7 @@ struct FitCommand: ParsableCommand {
     @Flag(help: "Open the cache without LMDB's lock file (only for caches no process is writing, e.g. on read-only shared storage).")
     var noLock = false
 
-    @Option(help: "The output folder: the head's folder, or with several heads one sub-folder per head.")
+    @Option(help: "The output folder: the head's folder, or with several heads one sub-folder per head. An earlier fit's heads there are replaced once the new ones are trained; other files stay.")
     var out: String
 
     @Flag(help: "Print result.json's content as the last line of stdout (a JSON array with several heads).")
