@@ -59,12 +59,22 @@ public struct Hyperparameter: Sendable {
     public let kind: Kind
     public let defaultValue: String
     public let help: String
+    /// Whether a run's identity (a sweep trial's id) leaves this key out while it holds its
+    /// default: so for keys added after results had been recorded, whose folders must still resume.
+    public private(set) var addedLater = false
 
     public init(_ name: String, _ kind: Kind, default defaultValue: String, _ help: String) {
         self.name = name
         self.kind = kind
         self.defaultValue = defaultValue
         self.help = help
+    }
+
+    /// This hyperparameter, left out of run identities at its default (see `addedLater`).
+    public func added() -> Hyperparameter {
+        var copy = self
+        copy.addedLater = true
+        return copy
     }
 
     /// Parses `text` as this hyperparameter's value, or says what is wrong.

@@ -21,6 +21,17 @@ public enum HeadRegistry {
         try Hyperparameters(head: name, schema: kind(named: name).schema, settings: settings)
     }
 
+    /// The values that identify a run of the head (a sweep trial's id): every resolved value but
+    /// those of keys added later that hold their defaults, so ids recorded before a key existed
+    /// stay the same.
+    public static func identifyingValues(head name: String, _ values: [String: HyperparameterValue]) -> [String: HyperparameterValue] {
+        guard let schema = try? kind(named: name).schema else { return values }
+        return values.filter { key, value in
+            guard let parameter = schema.first(where: { $0.name == key }), parameter.addedLater else { return true }
+            return (try? parameter.parse(parameter.defaultValue, head: name)) != value
+        }
+    }
+
     /// Builds a head for a cache.
     public static func make(_ name: String, settings: [String: String], context: HeadContext, seed: UInt64) throws -> any Head {
         let kind = try kind(named: name)

@@ -421,7 +421,8 @@ private struct Parser {
             let what = settings.keys.sorted().map { "\($0)=\(settings[$0]!)" }.joined(separator: " ")
             throw fail(draft.origin, "set", "trial \(head) \(what): \(error)")
         }
-        return Trial(id: Trial.makeID(head: head, hyperparameters: hyperparameters.values, training: training), head: head,
+        let identifying = HeadRegistry.identifyingValues(head: head, hyperparameters.values)
+        return Trial(id: Trial.makeID(head: head, hyperparameters: identifying, training: training), head: head,
                      settings: settings, hyperparameters: hyperparameters.values, training: training, origin: draft.origin)
     }
 

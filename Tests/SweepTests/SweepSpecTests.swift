@@ -125,6 +125,14 @@ let exampleSpec = """
         #expect(!canonical.contains("ema_decay"))
         let averaged = try SweepSpec.parse("[base]\nhead = \"mlp\"\n[base.training]\nepochs = 3\nseed = 5\nema_decay = 0.999\n", path: "e.toml").trials[0]
         #expect(averaged.training.emaDecay == 0.999 && averaged.id != implicit.id)
+        // So is a hyperparameter added later, at its default: the consolidator's trials recorded
+        // before block_dropout existed keep their ids; the key is still recorded with the trial.
+        let consolidator = try SweepSpec.parse("[base]\nhead = \"consolidator\"\n", path: "c.toml").trials[0]
+        #expect(consolidator.hyperparameters["block_dropout"] == .float(0))
+        let before = consolidator.hyperparameters.filter { $0.key != "block_dropout" }
+        #expect(consolidator.id == Trial.makeID(head: "consolidator", hyperparameters: before, training: consolidator.training))
+        let dropped = try SweepSpec.parse("[base]\nhead = \"consolidator\"\n[base.set]\nblock_dropout = 0.1\n", path: "d.toml").trials[0]
+        #expect(dropped.id != consolidator.id)
     }
 
     @Test func repeatedConfigsAreKeptOnce() throws {
