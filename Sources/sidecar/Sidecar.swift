@@ -85,12 +85,13 @@ func standardError(_ text: String) {
     }
 }
 
-/// Writes to standard output through the buffer `print` uses, so that the two keep their order;
-/// a failed write is an error.
+/// Writes to standard output through the buffer `print` uses, so that the two keep their order,
+/// and flushes it: output streams (a reader of predict's answers waits for each), and an error on
+/// stderr after it comes after it. A failed write is an error.
 func standardOutput(_ text: String) throws {
     let out = sidecar_stdout()
     clearerr(out)
-    guard fputs(text, out) >= 0, ferror(out) == 0 else {
+    guard fputs(text, out) >= 0, fflush(out) == 0, ferror(out) == 0 else {
         throw CommandError("could not write to standard output (\(String(cString: strerror(errno))))")
     }
 }
