@@ -113,11 +113,20 @@ struct SweepCommand: ParsableCommand {
         if emit == nil, let flag = emitOnly.first(where: \.1)?.0 { throw ValidationError("\(flag) needs --emit slurm|k8s") }
         if emit == "slurm" && image != nil { throw ValidationError("--image is for --emit k8s; a Slurm task runs --binary") }
         if emit == "k8s" && binary != nil { throw ValidationError("--binary is for --emit slurm; a Kubernetes task runs the image's sidecar") }
-        if emit != nil && jobs != 1 {
-            throw ValidationError("--jobs is for a sweep run here; each task of an emitted job array runs one process (see --cpus)")
+        if emit != nil {
+            // The job file is all --emit does: what would run here, or which shard, has no place in it.
+            let runOnly = [("--jobs", jobs != 1), ("--shard", shard != nil), ("--shard-count", shardCount != nil),
+                           ("--dry-run", dryRun), ("--no-lock", noLock)]
+            if let flag = runOnly.first(where: \.1)?.0 {
+                throw ValidationError("\(flag) is for a sweep run here; --emit writes a job array of --shards tasks, each run with its own shard")
+            }
         }
         if shard != nil && shardCount != nil {
             throw ValidationError("--shard-count is for a shard index taken from the environment; --shard i/N gives N itself")
+        }
+        let environment = ProcessInfo.processInfo.environment
+        if let shardCount, shard == nil, environment["JOB_COMPLETION_INDEX"] == nil, environment["SLURM_ARRAY_TASK_ID"] == nil {
+            throw ValidationError("--shard-count \(shardCount): no shard index in the environment (JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID) to go with it")
         }
         _ = try budgetBytes()
         if isFolder(results) == false {
@@ -151,12 +160,8 @@ struct SweepCommand: ParsableCommand {
 
         let shard: Shard
         do {
-            // The environment is read only without --shard, which overrides it.
-            let fromEnvironment = self.shard == nil ? try Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) : nil
-            if self.shard == nil, fromEnvironment == nil, let shardCount {
-                throw ValidationError("--shard-count \(shardCount): no shard index in the environment (JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID) to go with it")
-            }
-            shard = try self.shard.map { try Shard.parse($0) } ?? fromEnvironment ?? .whole
+            shard = try self.shard.map { try Shard.parse($0) }
+                ?? Shard.fromEnvironment(ProcessInfo.processInfo.environment, count: shardCount) ?? .whole
         } catch let e as ShardError {
             // A bad --shard is a usage error; the environment's array is not the command line's.
             if self.shard != nil { throw ValidationError(e.description) }

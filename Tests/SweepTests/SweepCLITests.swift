@@ -322,6 +322,8 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
                                  (["--emit", "slurm", "--image", "x"], "--image is for --emit k8s"),
                                  (["--emit", "k8s", "--binary", "/x"], "--binary is for --emit slurm"),
                                  (["--emit", "slurm", "--jobs", "2"], "--jobs is for a sweep run here"),
+                                 (["--emit", "k8s", "--shard-count", "8"], "--shard-count is for a sweep run here"),
+                                 (["--emit", "slurm", "--dry-run"], "--dry-run is for a sweep run here"),
                                  (["--shard", "1/2", "--shard-count", "3"], "--shard i/N gives N itself"),
                                  (["--shard-count", "3", "--dry-run"], "--shard-count 3: no shard index in the environment")] {
             let refused = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", folder + "/unused"] + flags, environment: environment)
