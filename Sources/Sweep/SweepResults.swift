@@ -330,7 +330,7 @@ public struct FinishedTrials: Sendable {
     public var ok: Set<String> = []
     public var failed: Set<String> = []
     /// Warnings for torn last lines (of a killed run), which are not results.
-    public var skipped: [String] = []
+    public var warnings: [String] = []
     /// The cache manifest hashes the lines record, each with the first "file:line" that has it.
     public var caches: [String: String] = [:]
 
@@ -341,12 +341,11 @@ public struct FinishedTrials: Sendable {
         var out = FinishedTrials()
         let fm = FileManager.default
         guard let names = try? fm.contentsOfDirectory(atPath: folder) else { return out }
-        for name in names.sorted() where name.hasSuffix(".jsonl") {
-            let path = URL(fileURLWithPath: folder).appendingPathComponent(name).path
+        for path in ResultsReader.resultsFiles(names, in: folder) {
             guard let data = fm.contents(atPath: path) else { throw SweepError("\(path): cannot read") }
             let parsed: (records: [ReportedTrial], warnings: [String])
             do { parsed = try ResultsReader.parse(data, name: path) } catch { throw SweepError("\(error)") }
-            out.skipped += parsed.warnings
+            out.warnings += parsed.warnings
             for record in parsed.records {
                 if record.status == .ok { out.ok.insert(record.trial) } else { out.failed.insert(record.trial) }
                 if case .object(let line) = record.raw, case .string(let hash)? = line["cache_manifest_hash"], out.caches[hash] == nil {

@@ -181,7 +181,7 @@ struct SweepCommand: ParsableCommand {
             throw CommandError("\(line): a trial that ran on another cache (manifest \(other); \(cache) has \(cacheHash)). "
                                + "Its results would be taken as this cache's; give another --results folder")
         }
-        for warning in finished.skipped { standardError("warning: \(warning)\n") }
+        for warning in finished.warnings { standardError("warning: \(warning)\n") }
         var skip = finished.ok
         if noRetryFailed { skip.formUnion(finished.failed) }
         var only: Set<String>? = nil

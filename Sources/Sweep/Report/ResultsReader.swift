@@ -72,12 +72,7 @@ public enum ResultsReader {
         } catch {
             throw .unreadable(folder, error.localizedDescription)
         }
-        let files = names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted(by: naturalFileOrder)
-            .map { URL(fileURLWithPath: folder).appendingPathComponent($0).path }
-            .filter { path in
-                var isDir: ObjCBool = false
-                return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
-            }
+        let files = resultsFiles(names, in: folder)
         guard !files.isEmpty else { throw .noResultsFiles(folder) }
 
         var records: [ReportedTrial] = []
@@ -99,6 +94,17 @@ public enum ResultsReader {
         guard !merged.isEmpty else { throw .noTrials(folder, files: files.count) }
         return ResultsSet(trials: merged, files: files, recordsRead: records.count,
                           duplicatesDropped: records.count - merged.count, warnings: warnings)
+    }
+
+    /// The results files among a folder's entries: every `*.jsonl` file that is not hidden, in
+    /// natural order. The sweep resumes from the same files the report reads.
+    public static func resultsFiles(_ names: [String], in folder: String) -> [String] {
+        names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted(by: naturalFileOrder)
+            .map { URL(fileURLWithPath: folder).appendingPathComponent($0).path }
+            .filter { path in
+                var isDir: ObjCBool = false
+                return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
+            }
     }
 
     /// Parses one results file's bytes; `name` goes into messages.
