@@ -133,7 +133,9 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
         switch key {
         // Bounds far past any real run, so that no step count or memory estimate overflows.
         case "epochs": epochs = try integer(1...1_000_000, "an integer in 1...1000000")
-        case "lr": lr = try number({ Float($0) > 0 }, "a positive number")
+        case "lr":
+            lr = try number({ $0 > 0 }, "a positive number")
+            if Float(lr) == 0 { throw SweepError("expected a positive number, got \(value), which single precision rounds to 0") }
         case "batch_size": batchSize = try integer(1...1 << 20, "an integer in 1...1048576")
         case "seed": seed = try integer(0...Int.max, "a non-negative integer")
         case "optimizer":

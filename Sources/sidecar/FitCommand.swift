@@ -86,7 +86,7 @@ struct FitCommand: ParsableCommand {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if let lr, !(lr > 0 && lr.isFinite) {
             // An infinite value is one past single precision's range (1e39), not a typed "inf" alone.
-            throw ValidationError("--lr must be a positive number of at most \(Float.greatestFiniteMagnitude), got \(lr.isInfinite ? "more" : "\(lr)")")
+            throw ValidationError("--lr must be a positive number of at most \(Float.greatestFiniteMagnitude), got \(lr == .infinity ? "more" : "\(lr)")")
         }
         if !(0...1).contains(warmup) { throw ValidationError("--warmup must be a fraction in 0...1, got \(warmup)") }
         if !(0..<1).contains(labelSmoothing) { throw ValidationError("--label-smoothing must be in [0, 1), got \(labelSmoothing)") }

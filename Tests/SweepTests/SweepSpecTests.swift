@@ -151,6 +151,7 @@ let exampleSpec = """
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [0.1, -1]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got -1"),
         // Past single precision: 1e39 had become an infinite learning rate, trained and diverged.
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [1e39]", "bad.toml: [[grid]] 1 training.lr: expected a positive number that single precision holds"),
+        ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [1e-46]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got 1e-46, which single precision rounds to 0"),
         ("[[random]]\ntrials = 2\nhead = \"linear\"\n[random.training]\nlr = { uniform = [0.1, inf] }",
          "bad.toml: [[random]] 1 training.lr: uniform needs finite bounds, got [0.1, inf]"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nepoch = [1]", "bad.toml: [[grid]] 1 training.epoch: unknown training option"),
