@@ -7,7 +7,7 @@ import Foundation
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
-        abstract: "Print {\"ids\": [...]} for each input line (plain text, or JSONL with \"text\" and optional \"text_pair\").")
+        abstract: "Print {\"ids\": [...]} for each input line (plain text, or JSONL with \"text\" and optional \"text_pair\", as the first line tells).")
 
     @Option(help: "Backbone whose tokenizer to use: \"minilm\" or a Hugging Face model folder.")
     var backbone = "minilm"
@@ -31,15 +31,22 @@ struct TokenizeCommand: ParsableCommand {
         // (a CRLF file had been one line: Swift keeps "\r\n" as one character).
         let lines: LineReader
         do { lines = try LineReader(path: input) } catch { throw CommandError("--input \(input): \(error)") }
+        var jsonl: Bool?
         while let bytes = try lines.nextLine() {
             guard let line = String(validating: bytes, as: UTF8.self) else {
                 throw CommandError("\(lines.path):\(lines.lineNumber): not valid UTF-8")
             }
             var body = line, pair: String?
-            // A line that is a JSON object is read as predict reads JSONL, strictly: its source had
+            let object = line.hasPrefix("{") ? (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] : nil
+            // The first line tells the file's format, as for predict: a text line that happens to be
+            // a JSON object is text in a text file. JSON Lines are read strictly: a line's source had
             // been tokenized as text when "text" was missing or not a string.
-            if line.hasPrefix("{"), let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] {
+            let isJSONLines = jsonl ?? (object != nil)
+            jsonl = isJSONLines
+            if isJSONLines {
                 let place = "\(lines.path):\(lines.lineNumber)"
+                if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
+                guard let object else { throw CommandError("\(place): not a JSON object (the first line made this JSON Lines)") }
                 if let key = JSONObjectKeys.repeated(in: Array(line.utf8), among: ["text", "text_pair"]) {
                     throw CommandError("\(place): \"\(key)\" appears twice in the object; which value is meant is ambiguous")
                 }

@@ -12,6 +12,19 @@ import Testing
         }
     }
 
+    /// tokenize tells a file's format by its first line: in a text file, a line that happens to be
+    /// a JSON object is text; in JSON Lines, the text is the "text" key's.
+    @Test func tokenizeTellsTheFormatByTheFirstLine() throws {
+        let text = try runSidecar(["tokenize"], input: Data("a cat\n{\"a\": 1}\n".utf8))
+        // The same two texts as JSON Lines.
+        let jsonl = try runSidecar(["tokenize"], input: Data(#"{"text": "a cat"}\#n{"text": "{\"a\": 1}"}\#n"#.utf8))
+        #expect(text.status == 0 && jsonl.status == 0, "\(text.err)\(jsonl.err)")
+        #expect(text.out.split(separator: "\n").count == 2 && text.out == jsonl.out, "\(text.out) against \(jsonl.out)")
+        // A plain line in JSON Lines is an error, not text.
+        let mixed = try runSidecar(["tokenize"], input: Data(#"{"text": "a cat"}\#na dog\#n"#.utf8))
+        #expect(mixed.status != 0 && mixed.err.contains("standard input:2: not a JSON object"), "\(mixed.err)")
+    }
+
     @Test func infoNamesTheLinkedLibraries() throws {
         let result = try runSidecar(["info"])
         #expect(result.status == 0, "\(result.err)")
