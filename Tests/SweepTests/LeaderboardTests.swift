@@ -93,6 +93,23 @@ final class LeaderboardTests: XCTestCase {
 
     /// Seeds of one setting, given out of order, make one row with their mean and sample spread;
     /// the best setting is not the one with the best single seed.
+    /// A consolidator trial recorded before block_dropout existed and one recorded after, at its
+    /// default, are one setting; a value other than the default is another.
+    func testAKeyAddedLaterAtItsDefaultIsTheSameSetting() throws {
+        func consolidator(_ id: String, seed: Int, blockDropout: Double?) -> [String: Any] {
+            var hyperparameters: [String: Any] = ["K": 2, "groups": [24], "branch_drop": 0.1]
+            if let blockDropout { hyperparameters["block_dropout"] = blockDropout }
+            return trialObject(id, head: "consolidator", extra: ["hyperparameters": hyperparameters,
+                                                                 "training": ["epochs": 4, "lr": 0.005, "batch_size": 32, "seed": seed]])
+        }
+        let trials = try records([consolidator("old", seed: 0, blockDropout: nil), consolidator("new", seed: 1, blockDropout: 0),
+                                  consolidator("dropped", seed: 0, blockDropout: 0.1)])
+        let board = Leaderboard(trials: trials, metric: .valAccuracy)
+        XCTAssertEqual(Set(board.settings.map { $0.trials.map(\.trial) }), [["old", "new"], ["dropped"]])
+        XCTAssertNil(trials[1].hyperparameters["block_dropout"])
+        XCTAssertEqual(trials[2].hyperparameters["block_dropout"], .number(0.1))
+    }
+
     func testSettingsGroupTrialsThatDifferOnlyInTheirSeed() throws {
         func seeded(_ id: String, head: String = "linear", lr: Double = 0.001, seed: Int, val: Double, test: Double,
                     status: String = "ok") -> [String: Any] {

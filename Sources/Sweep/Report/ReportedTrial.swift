@@ -2,6 +2,7 @@
 // results-schema: snake_case keys, metrics absent when unknown). Keys this reader does not know are
 // kept in `raw`, so `--json` passes them through; nothing here validates a trial against the heads.
 import Foundation
+import SideNetworks
 
 /// Any JSON value, decoded without loss of structure. Numbers are `Double` (JSON has one number
 /// type; the results files hold nothing beyond 2^53).
@@ -107,6 +108,22 @@ public struct ReportedTrial: Sendable, Decodable {
         case fitSeconds = "fit_seconds", peakRSSBytes = "peak_rss_bytes"
     }
 
+    /// Keys added to a head after results had been recorded (`Hyperparameter.addedLater`) are left
+    /// out at their defaults, as trial ids leave them out: a setting run before such a key existed
+    /// and the same setting run after it are one setting, and the key does not show as varying.
+    static func withoutLaterDefaults(head: String, _ values: [String: JSONValue]) -> [String: JSONValue] {
+        guard let kind = try? HeadRegistry.kind(named: head),
+              let defaults = try? HeadRegistry.hyperparameters(head: head, settings: [:]).values else { return values }
+        var out = values
+        for parameter in kind.schema where parameter.addedLater {
+            guard let value = values[parameter.name],
+                  let parsed = try? HeadRegistry.hyperparameters(head: head, settings: [parameter.name: value.display]).values[parameter.name],
+                  parsed == defaults[parameter.name] else { continue }
+            out[parameter.name] = nil
+        }
+        return out
+    }
+
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         trial = try c.decode(String.self, forKey: .trial)
@@ -120,7 +137,7 @@ public struct ReportedTrial: Sendable, Decodable {
         self.status = status
         error = try c.decodeIfPresent(String.self, forKey: .error)
         head = try c.decode(String.self, forKey: .head)
-        hyperparameters = try c.decodeIfPresent([String: JSONValue].self, forKey: .hyperparameters) ?? [:]
+        hyperparameters = Self.withoutLaterDefaults(head: head, try c.decodeIfPresent([String: JSONValue].self, forKey: .hyperparameters) ?? [:])
         training = try c.decodeIfPresent([String: JSONValue].self, forKey: .training) ?? [:]
         metrics = try c.decodeIfPresent(Metrics.self, forKey: .metrics) ?? Metrics()
         trainableParameters = try c.decodeIfPresent(Int.self, forKey: .trainableParameters)
