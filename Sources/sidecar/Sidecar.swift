@@ -40,8 +40,11 @@ struct Sidecar: ParsableCommand {
     /// Output that did not reach standard output (a full disk, a pipe closed while SIGPIPE is
     /// ignored) fails the command: the caller would otherwise take a cut-off result for a whole one.
     static func checkStandardOutput() {
-        if fflush(sidecar_stdout()) != 0 || ferror(sidecar_stdout()) != 0 {
-            let reason = errno != 0 ? " (\(String(cString: strerror(errno))))" : ""
+        let out = sidecar_stdout()
+        let flushed = fflush(out) == 0
+        // errno tells why only when this flush failed; an earlier failed write left just the flag.
+        let reason = flushed ? "" : " (\(String(cString: strerror(errno))))"
+        if !flushed || ferror(out) != 0 {
             standardError("Error: could not write to standard output\(reason)\n")
             Foundation.exit(1)
         }
