@@ -94,7 +94,7 @@ final class LeaderboardTests: XCTestCase {
     /// Seeds of one setting, given out of order, make one row with their mean and sample spread;
     /// the best setting is not the one with the best single seed.
     /// A consolidator trial recorded before block_dropout existed and one recorded after, at its
-    /// default, are one setting; a value other than the default is another.
+    /// default, are one setting; a value other than the default is another, and is shown.
     func testAKeyAddedLaterAtItsDefaultIsTheSameSetting() throws {
         func consolidator(_ id: String, seed: Int, blockDropout: Double?) -> [String: Any] {
             var hyperparameters: [String: Any] = ["K": 2, "groups": [24], "branch_drop": 0.1]
@@ -106,8 +106,9 @@ final class LeaderboardTests: XCTestCase {
                                   consolidator("dropped", seed: 0, blockDropout: 0.1)])
         let board = Leaderboard(trials: trials, metric: .valAccuracy)
         XCTAssertEqual(Set(board.settings.map { $0.trials.map(\.trial) }), [["old", "new"], ["dropped"]])
-        XCTAssertNil(trials[1].hyperparameters["block_dropout"])
-        XCTAssertEqual(trials[2].hyperparameters["block_dropout"], .number(0.1))
+        XCTAssertEqual(trials.map { $0.hyperparameters["block_dropout"] }, [.number(0), .number(0), .number(0.1)])
+        // The key differs between the settings, so it has a column; the old line shows its default.
+        XCTAssertEqual(board.keyHyperparameters(of: board.settings.first { $0.trials[0].trial == "old" }!), "block_dropout=0")
     }
 
     func testSettingsGroupTrialsThatDifferOnlyInTheirSeed() throws {

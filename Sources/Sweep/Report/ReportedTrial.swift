@@ -108,18 +108,16 @@ public struct ReportedTrial: Sendable, Decodable {
         case fitSeconds = "fit_seconds", peakRSSBytes = "peak_rss_bytes"
     }
 
-    /// Keys added to a head after results had been recorded (`Hyperparameter.addedLater`) are left
-    /// out at their defaults, as trial ids leave them out: a setting run before such a key existed
-    /// and the same setting run after it are one setting, and the key does not show as varying.
-    static func withoutLaterDefaults(head: String, _ values: [String: JSONValue]) -> [String: JSONValue] {
+    /// A key added to a head after results had been recorded (`Hyperparameter.addedLater`) reads as
+    /// its default in a line written before it existed, as trial ids read it: such a setting and
+    /// the same setting run after are one setting, and the key shows only where its values differ.
+    static func withLaterDefaults(head: String, _ values: [String: JSONValue]) -> [String: JSONValue] {
         guard let kind = try? HeadRegistry.kind(named: head),
               let defaults = try? HeadRegistry.hyperparameters(head: head, settings: [:]).values else { return values }
         var out = values
-        for parameter in kind.schema where parameter.addedLater {
-            guard let value = values[parameter.name],
-                  let parsed = try? HeadRegistry.hyperparameters(head: head, settings: [parameter.name: value.display]).values[parameter.name],
-                  parsed == defaults[parameter.name] else { continue }
-            out[parameter.name] = nil
+        for parameter in kind.schema where parameter.addedLater && values[parameter.name] == nil {
+            guard let value = defaults[parameter.name], let data = try? JSONEncoder().encode(value) else { continue }
+            out[parameter.name] = try? JSONDecoder().decode(JSONValue.self, from: data)
         }
         return out
     }
@@ -137,7 +135,7 @@ public struct ReportedTrial: Sendable, Decodable {
         self.status = status
         error = try c.decodeIfPresent(String.self, forKey: .error)
         head = try c.decode(String.self, forKey: .head)
-        hyperparameters = Self.withoutLaterDefaults(head: head, try c.decodeIfPresent([String: JSONValue].self, forKey: .hyperparameters) ?? [:])
+        hyperparameters = Self.withLaterDefaults(head: head, try c.decodeIfPresent([String: JSONValue].self, forKey: .hyperparameters) ?? [:])
         training = try c.decodeIfPresent([String: JSONValue].self, forKey: .training) ?? [:]
         metrics = try c.decodeIfPresent(Metrics.self, forKey: .metrics) ?? Metrics()
         trainableParameters = try c.decodeIfPresent(Int.self, forKey: .trainableParameters)
