@@ -207,7 +207,14 @@ func replacesSweepOutput(_ file: String, results: String) -> Bool {
 /// over, `--out /dev/null` had replaced root's /dev/null with a file), and a symlink is written
 /// through to its target rather than replaced.
 func outputFile(_ path: String, flag: String = "--out") throws -> String {
-    let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    var resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+    // A link to a file not made yet is left as it is by resolvingSymlinksInPath; it is followed
+    // here, so that the file is made where the link points (it had been refused as a device).
+    for _ in 0..<32 {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: resolved) else { break }
+        let base = URL(fileURLWithPath: resolved).deletingLastPathComponent()
+        resolved = URL(fileURLWithPath: target, relativeTo: base).standardizedFileURL.resolvingSymlinksInPath().path
+    }
     // An LMDB environment's folder is the cache's alone: a file written there could be its data.mdb.
     let folder = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
     if FileManager.default.fileExists(atPath: folder + "/data.mdb") {
@@ -227,6 +234,7 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
     switch status.st_mode & S_IFMT {
     case S_IFREG: return resolved
     case S_IFDIR: throw CommandError("\(flag) \(path): is a folder; give a file to write")
+    case S_IFLNK: throw CommandError("\(flag) \(path): is a symbolic link that leads to no file (a loop of links); give a file to write")
     default: throw CommandError("\(flag) \(path): is not a regular file (a device, FIFO or socket); give a file to write")
     }
 }

@@ -124,6 +124,26 @@ import Testing
         #expect(try FileManager.default.attributesOfItem(atPath: data)[.size] as? Int == before)
     }
 
+    /// A link to a file not made yet is written through, as a link to an existing file is; a loop
+    /// of links is refused as one.
+    @Test func exportWritesThroughALinkToANewFile() throws {
+        let folder = URL(fileURLWithPath: try Self.cache.get()).deletingLastPathComponent().appendingPathComponent("links-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let link = folder.appendingPathComponent("link").path, target = folder.appendingPathComponent("sub/new.safetensors").path
+        try FileManager.default.createDirectory(atPath: folder.appendingPathComponent("sub").path, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "sub/new.safetensors")
+        let export = try runSidecar(["export", "--head", try Self.fit("linear"), "--out", link])
+        #expect(export.status == 0, "\(export.err)")
+        #expect(FileManager.default.fileExists(atPath: target))
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == "sub/new.safetensors", "the link was replaced")
+        let (a, b) = (folder.appendingPathComponent("a").path, folder.appendingPathComponent("b").path)
+        try FileManager.default.createSymbolicLink(atPath: a, withDestinationPath: b)
+        try FileManager.default.createSymbolicLink(atPath: b, withDestinationPath: a)
+        let loop = try runSidecar(["export", "--head", try Self.fit("linear"), "--out", a])
+        #expect(loop.status != 0 && loop.err.contains("is a symbolic link that leads to no file"), "\(loop.err)")
+    }
+
     /// Plain predict output stays one line per input, whatever the texts hold.
     @Test func plainPredictOutputIsOneLinePerInput() throws {
         let texts = URL(fileURLWithPath: try Self.cache.get()).deletingLastPathComponent().appendingPathComponent("control.jsonl")
