@@ -383,6 +383,31 @@ private struct Parser {
         for key in training.keys.sorted() {
             axes.append(("training.\(key)", try Distribution(training[key]!, fail: { fail(origin, "training.\(key)", $0) })))
         }
+        // Every value a block can draw is checked now, as a grid's are: checked per draw, a bad
+        // choice or bound (lr = [inf, 1e-3]) passed until a larger `trials` happened to draw it.
+        // The options' valid values are intervals, so a range's two bounds stand for it.
+        for key in training.keys.sorted() {
+            for value in try Distribution(training[key]!, fail: { fail(origin, "training.\(key)", $0) }).extremes {
+                var options = TrialTraining()
+                do { try options.set(key, value) } catch let e as SweepError { throw fail(origin, "training.\(key)", e.description) }
+            }
+        }
+        // The settings too, where the block's head is one known head (a drawn head is checked per draw).
+        let fixedHead: String? = switch head {
+        case .string(let name)?: name
+        case nil: baseHead
+        default: nil
+        }
+        if let headName = fixedHead, (try? HeadRegistry.kind(named: headName)) != nil {
+            for key in set.keys.sorted() {
+                for value in try Distribution(set[key]!, fail: { fail(origin, "set.\(key)", $0) }).extremes {
+                    guard let text = settingText(value) else { continue }
+                    do { _ = try HeadRegistry.hyperparameters(head: headName, settings: [key: text]) } catch {
+                        throw fail(origin, "set.\(key)", "\(error)")
+                    }
+                }
+            }
+        }
         var rng = SplitMix64(seed: UInt64(seed))
         var drafts: [Draft] = []
         for _ in 0..<count {
@@ -483,6 +508,16 @@ enum Distribution {
             }
         default:
             self = .constant(value)
+        }
+    }
+
+    /// The values that stand for every draw: a choice's every value, a range's two bounds.
+    var extremes: [SpecValue] {
+        switch self {
+        case .constant(let v): [v]
+        case .choice(let a): a
+        case .uniform(let lo, let hi), .logUniform(let lo, let hi): [.float(lo), .float(hi)]
+        case .int(let lo, let hi): [.int(lo), .int(hi)]
         }
     }
 

@@ -151,6 +151,12 @@ let exampleSpec = """
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [0.1, -1]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got -1"),
         // Past single precision: 1e39 had become an infinite learning rate, trained and diverged.
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [1e39]", "bad.toml: [[grid]] 1 training.lr: expected a positive number that single precision holds"),
+        // A [[random]] block's every choice and bound is checked, whatever `trials` draws (two draws
+        // from [inf, 1e-3] had both been 1e-3, and the file passed until more trials were asked).
+        ("[[random]]\ntrials = 1\nseed = 1\nhead = \"linear\"\n[random.training]\nlr = [1e-3, inf]", "bad.toml: [[random]] 1 training.lr: expected a positive number, got inf"),
+        ("[[random]]\ntrials = 1\nhead = \"linear\"\n[random.training]\nlr = { log_uniform = [1e-3, 1e39] }",
+         "bad.toml: [[random]] 1 training.lr: expected a positive number that single precision holds"),
+        ("[[random]]\ntrials = 1\nhead = \"mlp\"\n[random.set]\nhidden = { int = [8, 100000] }", "bad.toml: [[random]] 1 set.hidden: --set hidden=100000 for head mlp: outside 1...65536"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [1e-46]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got 1e-46, which single precision rounds to 0"),
         ("[[random]]\ntrials = 2\nhead = \"linear\"\n[random.training]\nlr = { uniform = [0.1, inf] }",
          "bad.toml: [[random]] 1 training.lr: uniform needs finite bounds, got [0.1, inf]"),
