@@ -59,8 +59,9 @@ public struct Hyperparameter: Sendable {
     public let kind: Kind
     public let defaultValue: String
     public let help: String
-    /// Whether a run's identity (a sweep trial's id) leaves this key out while it holds its
-    /// default: so for keys added after results had been recorded, whose folders must still resume.
+    /// A key added after results had been recorded: at its default, a sweep trial's id leaves it
+    /// out and `report` reads it into lines written before it, so that older results folders still
+    /// resume and group with newer ones.
     public private(set) var addedLater = false
 
     public init(_ name: String, _ kind: Kind, default defaultValue: String, _ help: String) {
@@ -70,8 +71,8 @@ public struct Hyperparameter: Sendable {
         self.help = help
     }
 
-    /// This hyperparameter, left out of run identities at its default (see `addedLater`).
-    public func added() -> Hyperparameter {
+    /// This hyperparameter, marked as added after results had been recorded (see `addedLater`).
+    public func addedAfterResults() -> Hyperparameter {
         var copy = self
         copy.addedLater = true
         return copy

@@ -22,7 +22,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         Hyperparameter("shuffle", .bool, default: "false", "channel shuffle before each grouped branch"),
         Hyperparameter("branch_drop", .float(0...0.95), default: "0.1", "probability of dropping a branch per example"),
         Hyperparameter("block_dropout", .float(0...0.9), default: "0",
-                       "dropout on the re-run blocks' attention and feed-forward outputs, where fine-tuning the backbone applies its hidden dropout").added(),
+                       "dropout on the re-run blocks' attention and feed-forward outputs, where fine-tuning the backbone applies its hidden dropout").addedAfterResults(),
         Hyperparameter("compute", .choice(["auto", "f32", "bf16"]), default: "auto",
                        "the frozen products; auto = the cache's compute path (bf16 only where this CPU has bf16 instructions)"),
         .pool,
