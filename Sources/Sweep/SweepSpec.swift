@@ -386,25 +386,22 @@ private struct Parser {
         // Every value a block can draw is checked now, as a grid's are: checked per draw, a bad
         // choice or bound (lr = [inf, 1e-3]) passed until a larger `trials` happened to draw it.
         // The options' valid values are intervals, so a range's two bounds stand for it.
-        for key in training.keys.sorted() {
-            for value in try Distribution(training[key]!, fail: { fail(origin, "training.\(key)", $0) }).extremes {
-                var options = TrialTraining()
-                do { try options.set(key, value) } catch let e as SweepError { throw fail(origin, "training.\(key)", e.description) }
-            }
-        }
         // The settings too, where the block's head is one known head (a drawn head is checked per draw).
         let fixedHead: String? = switch head {
         case .string(let name)?: name
         case nil: baseHead
         default: nil
         }
-        if let headName = fixedHead, (try? HeadRegistry.kind(named: headName)) != nil {
-            for key in set.keys.sorted() {
-                for value in try Distribution(set[key]!, fail: { fail(origin, "set.\(key)", $0) }).extremes {
-                    guard let text = settingText(value) else { continue }
-                    do { _ = try HeadRegistry.hyperparameters(head: headName, settings: [key: text]) } catch {
-                        throw fail(origin, "set.\(key)", "\(error)")
-                    }
+        let knownHead = fixedHead.flatMap { (try? HeadRegistry.kind(named: $0)) != nil ? $0 : nil }
+        for (axis, distribution) in axes {
+            for value in distribution.extremes {
+                if axis.hasPrefix("training.") {
+                    let key = String(axis.dropFirst("training.".count))
+                    var options = TrialTraining()
+                    do { try options.set(key, value) } catch let e as SweepError { throw fail(origin, axis, e.description) }
+                } else if axis.hasPrefix("set."), let knownHead, let text = settingText(value) {
+                    let key = String(axis.dropFirst("set.".count))
+                    do { _ = try HeadRegistry.hyperparameters(head: knownHead, settings: [key: text]) } catch { throw fail(origin, axis, "\(error)") }
                 }
             }
         }
