@@ -151,20 +151,7 @@ public final class PredictInputs {
                 continue
             }
             let where_ = "\(source):\(number)"
-            guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
-                throw PredictError("\(where_): not a JSON object")
-            }
-            if let key = JSONObjectKeys.repeated(in: Array(line.utf8), among: Set([textKey, "id"] + (pairKey.map { [$0] } ?? []))) {
-                throw PredictError("\(where_): \"\(key)\" appears twice in the object; which value is meant is ambiguous")
-            }
-            guard let text = object[textKey] as? String else {
-                throw PredictError(object[textKey] == nil ? "\(where_): no \"\(textKey)\" key" : "\(where_): \"\(textKey)\" is not a string")
-            }
-            var pair: String? = nil
-            if let pairKey, let value = object[pairKey], !(value is NSNull) {
-                guard let s = value as? String else { throw PredictError("\(where_): \"\(pairKey)\" is not a string") }
-                pair = s
-            }
+            let (text, pair) = try Self.jsonLineText(line, textKey: textKey, pairKey: pairKey, alsoOnce: ["id"], place: where_)
             struct Identified: Decodable { let id: InputID? }
             let id: InputID?
             do { id = try JSONDecoder().decode(Identified.self, from: Data(line.utf8)).id } catch {
@@ -172,6 +159,25 @@ public final class PredictInputs {
             }
             out.append(PredictInput(line: number, file: nil, id: id, input: .text(text, pair: pair), text: text))
         }
+    }
+
+    /// The text (and pair) of one JSON Lines input, read strictly, as `predict` and `tokenize` read
+    /// them: an object, the text key present once as a string, the pair key (when given) a string
+    /// or null, and the keys in `alsoOnce` not repeated either. `place` ("file:line") starts each message.
+    public static func jsonLineText(_ line: String, textKey: String, pairKey: String?, alsoOnce: [String] = [],
+                                    place: String) throws -> (text: String, pair: String?) {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+            throw PredictError("\(place): not a JSON object")
+        }
+        if let key = JSONObjectKeys.repeated(in: Array(line.utf8), among: Set([textKey] + alsoOnce + (pairKey.map { [$0] } ?? []))) {
+            throw PredictError("\(place): \"\(key)\" appears twice in the object; which value is meant is ambiguous")
+        }
+        guard let text = object[textKey] as? String else {
+            throw PredictError(object[textKey] == nil ? "\(place): no \"\(textKey)\" key" : "\(place): \"\(textKey)\" is not a string")
+        }
+        guard let pairKey, let value = object[pairKey], !(value is NSNull) else { return (text, nil) }
+        guard let pair = value as? String else { throw PredictError("\(place): \"\(pairKey)\" is not a string") }
+        return (text, pair)
     }
 
     /// The images below `folder` as extract finds them in a class folder: hidden files and

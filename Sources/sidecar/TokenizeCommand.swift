@@ -3,6 +3,7 @@ import ArgumentParser
 import Datasets
 import Encoders
 import Foundation
+import Predict
 
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,27 +38,17 @@ struct TokenizeCommand: ParsableCommand {
                 throw CommandError("\(lines.path):\(lines.lineNumber): not valid UTF-8")
             }
             var body = line, pair: String?
-            let object = line.hasPrefix("{") ? (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] : nil
             // The first line tells the file's format, as for predict: a text line that happens to be
-            // a JSON object is text in a text file. JSON Lines are read strictly: a line's source had
-            // been tokenized as text when "text" was missing or not a string.
-            let isJSONLines = jsonl ?? (object != nil)
+            // a JSON object is text in a text file. JSON Lines are read strictly, as predict reads
+            // them: a line's source had been tokenized as text when "text" was missing or not a string.
+            let isJSONLines = jsonl ?? (line.hasPrefix("{") && (try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any])
             jsonl = isJSONLines
             if isJSONLines {
-                let place = "\(lines.path):\(lines.lineNumber)"
                 if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
-                guard let object else { throw CommandError("\(place): not a JSON object (the first line made this JSON Lines)") }
-                if let key = JSONObjectKeys.repeated(in: Array(line.utf8), among: ["text", "text_pair"]) {
-                    throw CommandError("\(place): \"\(key)\" appears twice in the object; which value is meant is ambiguous")
-                }
-                guard let value = object["text"] as? String else {
-                    throw CommandError(object["text"] == nil ? "\(place): no \"text\" key" : "\(place): \"text\" is not a string")
-                }
-                body = value
-                if let value = object["text_pair"], !(value is NSNull) {
-                    guard let text = value as? String else { throw CommandError("\(place): \"text_pair\" is not a string") }
-                    pair = text
-                }
+                do {
+                    (body, pair) = try PredictInputs.jsonLineText(line, textKey: "text", pairKey: "text_pair",
+                                                                  place: "\(lines.path):\(lines.lineNumber)")
+                } catch { throw CommandError("\(error)") }
             }
             let encoding = tokenizer.encode(body, pair: pair, maxLength: maxLength)
             print("{\"ids\": [\(encoding.ids.map(String.init).joined(separator: ", "))]}")
