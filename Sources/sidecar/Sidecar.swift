@@ -75,17 +75,10 @@ struct Sidecar: ParsableCommand {
     }
 }
 
-/// Writes to standard error, ignoring failures (FileHandle's write traps on them): a progress line
-/// that cannot be shown is no reason to stop a command.
+/// Writes to standard error, ignoring failures (FileHandle's older `write(_:)` traps on them): a
+/// progress line that cannot be shown is no reason to stop a command.
 func standardError(_ text: String) {
-    var text = text
-    text.withUTF8 { bytes in
-        var done = 0
-        while done < bytes.count {
-            let n = write(2, bytes.baseAddress! + done, bytes.count - done)
-            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { break }
-        }
-    }
+    try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
 }
 
 /// Writes to standard output through the buffer `print` uses, so that the two keep their order,

@@ -346,8 +346,8 @@ struct SweepCommand: ParsableCommand {
     }
 
     /// Prints a line and flushes it: a sweep's log is often a file or a pipe (Slurm, a worker), and
-    /// progress must show while it runs.
-    /// A line that cannot be written does not stop the sweep; the exit status says so at the end.
+    /// progress must show while it runs. A line that cannot be written does not stop the sweep; the
+    /// exit status says so at the end.
     static func say(_ line: String) {
         fputs(line + "\n", sidecar_stdout())
         fflush(sidecar_stdout())
