@@ -13,11 +13,16 @@ import Training
 extension Shard {
     public static let whole = try! Shard(index: 0, count: 1)
 
+    /// Whether a job-array engine set a task index in the environment (Slurm's or Kubernetes').
+    public static func environmentHasIndex(_ env: [String: String]) -> Bool {
+        env["SLURM_ARRAY_TASK_ID"] != nil || env["JOB_COMPLETION_INDEX"] != nil
+    }
+
     /// The shard a job-array engine assigned through the environment, or nil when none did:
     /// Slurm's SLURM_ARRAY_TASK_ID (less SLURM_ARRAY_TASK_MIN) of SLURM_ARRAY_TASK_COUNT, or
     /// Kubernetes' JOB_COMPLETION_INDEX of `count` (--shard-count, else SIDECAR_SHARD_COUNT).
     public static func fromEnvironment(_ env: [String: String], count explicitCount: Int?) throws -> Shard? {
-        guard env["SLURM_ARRAY_TASK_ID"] != nil || env["JOB_COMPLETION_INDEX"] != nil else { return nil }
+        guard environmentHasIndex(env) else { return nil }
         var count = explicitCount
         if count == nil, let text = env["SIDECAR_SHARD_COUNT"] {
             guard let n = Int(text), n >= 1 else { throw ShardError("SIDECAR_SHARD_COUNT=\(text): not a positive integer") }

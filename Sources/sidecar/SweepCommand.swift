@@ -124,8 +124,7 @@ struct SweepCommand: ParsableCommand {
         if shard != nil && shardCount != nil {
             throw ValidationError("--shard-count is for a shard index taken from the environment; --shard i/N gives N itself")
         }
-        let environment = ProcessInfo.processInfo.environment
-        if let shardCount, shard == nil, environment["JOB_COMPLETION_INDEX"] == nil, environment["SLURM_ARRAY_TASK_ID"] == nil {
+        if let shardCount, shard == nil, !Shard.environmentHasIndex(ProcessInfo.processInfo.environment) {
             throw ValidationError("--shard-count \(shardCount): no shard index in the environment (JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID) to go with it")
         }
         _ = try budgetBytes()
