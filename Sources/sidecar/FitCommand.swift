@@ -116,7 +116,7 @@ struct FitCommand: ParsableCommand {
         }
         // Before any training: a folder that cannot be written would otherwise lose the whole fit.
         for folder in folders { try checkWritableFolder(folder) }
-        if FileManager.default.fileExists(atPath: URL(fileURLWithPath: out).appendingPathComponent("data.mdb").path) {
+        if isActivationCache(out) {
             throw CommandError("--out \(out): is an activation cache; give the head a folder of its own")
         }
         // Held until the heads are written: two fits into one folder had left one's weights beside

@@ -92,6 +92,12 @@ func standardOutput(_ text: String) throws {
     }
 }
 
+/// Whether `folder` holds an LMDB environment (a cache, or a shard of one): no command writes
+/// anything else into it.
+func isActivationCache(_ folder: String) -> Bool {
+    FileManager.default.fileExists(atPath: URL(fileURLWithPath: folder).appendingPathComponent("data.mdb").path)
+}
+
 /// Whether `path` is a folder (true) or another file (false); nil when nothing is there.
 func isFolder(_ path: String) -> Bool? {
     var isDirectory: ObjCBool = false
@@ -210,7 +216,7 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
     }
     // An LMDB environment's folder is the cache's alone: a file written there could be its data.mdb.
     let folder = URL(fileURLWithPath: resolved).deletingLastPathComponent().path
-    if FileManager.default.fileExists(atPath: folder + "/data.mdb") {
+    if isActivationCache(folder) {
         throw CommandError("\(flag) \(path): \(folder) is an activation cache (it holds data.mdb); write the file elsewhere")
     }
     var status = stat()
