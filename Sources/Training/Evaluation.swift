@@ -15,16 +15,34 @@ public struct ClassScore: Codable, Sendable, Equatable {
     public var support: Int
 }
 
+/// One head of an ensemble scored alone, on the same pass.
+public struct EnsembleMember: Codable, Sendable {
+    /// What the command was given for it (a fit folder or an exported file).
+    public var head: String
+    public var kind: String
+    public var trainableParameters: Int
+    public var metrics: ClassificationMetrics
+
+    enum CodingKeys: String, CodingKey {
+        case head, kind, metrics
+        case trainableParameters = "trainable_parameters"
+    }
+}
+
 public struct Evaluation: Codable, Sendable {
     public var split: String
     public var labels: [String]
+    /// The head's metrics, or with several heads their ensemble's.
     public var metrics: ClassificationMetrics
     public var perClass: [ClassScore]
-    /// [examples][classes], in the split's index order.
+    /// [examples][classes], in the split's index order. An ensemble's are the logarithms of its
+    /// mean class probabilities, so that their softmax is that mean.
     public var logits: [[Float]]
+    /// With several heads: each scored alone, in the order given; nil for one head.
+    public var members: [EnsembleMember]?
 
     enum CodingKeys: String, CodingKey {
-        case split, labels, metrics, logits
+        case split, labels, metrics, logits, members
         case perClass = "per_class"
     }
 
@@ -32,26 +50,71 @@ public struct Evaluation: Codable, Sendable {
     /// that splits its batches runs its parts on the cores, and the next batch is decoded in the
     /// step's gaps.
     public static func run(_ head: any Head, cache: ActivationCache, split: String, batchSize: Int = 64) throws -> Evaluation {
-        let dataset = try CacheDataset(cache: cache, split: split, features: head.features)
+        try run(ensemble: [("", head)], cache: cache, split: split, batchSize: batchSize)
+    }
+
+    /// Several heads on one pass over the split (each batch decoded once, with the features any of
+    /// them reads), scored as an ensemble: the mean of their class probabilities, the soft vote
+    /// of scikit-learn's VotingClassifier and of timm's ensemble evaluation. `members` pairs each
+    /// head with what the report calls it. One head is scored as itself, with no members.
+    public static func run(ensemble members: [(name: String, head: any Head)], cache: ActivationCache, split: String,
+                           batchSize: Int = 64) throws -> Evaluation {
+        precondition(!members.isEmpty, "an ensemble of no heads")
+        let features = Array(Set(members.flatMap(\.head.features))).sorted()
+        let dataset = try CacheDataset(cache: cache, split: split, features: features)
         let labels = cache.manifest.settings.labels
         // Eval mode draws nothing from the stream.
-        let sharded = ShardedStep(head: head, rng: SeededGenerator(seed: 0))
+        let steps = members.map { ShardedStep(head: $0.head, rng: SeededGenerator(seed: 0)) }
         // One BLAS thread, as in training: the cores run the parts instead.
         let previousThreads = BLAS.threadCount
         BLAS.setThreadCount(1)
         defer { BLAS.setThreadCount(previousThreads) }
-        let collected = Collected()
+        let alone = members.map { _ in Collected() }
         var logits: [[Float]] = []
         logits.reserveCapacity(dataset.count)
-        let truth = try predictSplit(dataset, steps: [sharded], batchSize: batchSize,
-                                     workers: ProcessInfo.processInfo.activeProcessorCount) { _, out, partLabels in
-            collected.add(logits: out, labels: partLabels)
+        // Each member's rows of the current batch, in order; a batch's parts arrive member by member.
+        var batchRows = members.map { _ in [[Float]]() }
+        let truth = try predictSplit(dataset, steps: steps, batchSize: batchSize,
+                                     workers: ProcessInfo.processInfo.activeProcessorCount, collect: { i, out, partLabels in
+            alone[i].add(logits: out, labels: partLabels)
             let classes = out.shape[1]
-            for b in partLabels.indices { logits.append(Array(out.scalars[(b * classes)..<((b + 1) * classes)])) }
+            for b in partLabels.indices { batchRows[i].append(Array(out.scalars[(b * classes)..<((b + 1) * classes)])) }
+        }, batchDone: {
+            logits += members.count == 1 ? batchRows[0] : batchRows[0].indices.map { row in
+                meanProbabilityLogits(batchRows.map { $0[row] })
+            }
+            for i in batchRows.indices { batchRows[i].removeAll(keepingCapacity: true) }
+        })
+        let metrics: ClassificationMetrics
+        if members.count == 1 {
+            metrics = alone[0].metrics(labels: truth, classes: labels.count)
+        } else {
+            let together = Collected()
+            together.add(logits: Tensor(shape: [logits.count, labels.count], scalars: logits.flatMap { $0 }), labels: truth)
+            metrics = together.metrics(labels: truth, classes: labels.count)
         }
-        let metrics = ClassificationMetrics(predictions: collected.predictions, labels: truth, classes: labels.count,
-                                            loss: collected.lossSum / Double(max(truth.count, 1)))
-        return Evaluation(split: split, labels: labels, metrics: metrics, perClass: scores(metrics.confusion, labels: labels), logits: logits)
+        let scored = zip(members, alone).map { member, collected in
+            EnsembleMember(head: member.name, kind: member.head.name, trainableParameters: member.head.parameterCount,
+                           metrics: collected.metrics(labels: truth, classes: labels.count))
+        }
+        return Evaluation(split: split, labels: labels, metrics: metrics, perClass: scores(metrics.confusion, labels: labels),
+                          logits: logits, members: members.count > 1 ? scored : nil)
+    }
+
+    /// log(mean over members of softmax(row)), in log space (log-sum-exp over members of their
+    /// log-probabilities), so that it stays finite wherever the members' logits are: a class
+    /// every member gives e^−800 would have a mean probability of 0 in any precision.
+    public static func meanProbabilityLogits(_ rows: [[Float]]) -> [Float] {
+        let logProbabilities = rows.map { row -> [Double] in
+            let top = Double(row.max()!)
+            let logSum = top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
+            return row.map { Double($0) - logSum }
+        }
+        let count = log(Double(rows.count))
+        return logProbabilities[0].indices.map { c in
+            let top = logProbabilities.map { $0[c] }.max()!
+            return Float(top + log(logProbabilities.reduce(0.0) { $0 + exp($1[c] - top) }) - count)
+        }
     }
 
     /// Per-class scores from a confusion matrix (confusion[true][predicted]); an undefined ratio is 0.

@@ -425,6 +425,11 @@ final class Collected: @unchecked Sendable {
             lossSum += logSum - Double(row[b * classes + label])
         }
     }
+
+    /// The metrics of what was added, against `labels` (the split's, in the same order).
+    func metrics(labels: [Int], classes: Int) -> ClassificationMetrics {
+        ClassificationMetrics(predictions: predictions, labels: labels, classes: classes, loss: lossSum / Double(max(labels.count, 1)))
+    }
 }
 
 /// Resident memory that is not a file mapping (heap, stacks, anonymous maps) right now, from

@@ -31,10 +31,12 @@ extension NextBatch {
 
 /// Every example of `dataset`, in batches of `batchSize`, through each of `steps` in eval mode, as
 /// training runs: the steps' parts on up to `workers` threads, the next batch decoded in their
-/// gaps. `collect(i, logits, labels)` gets step i's logits for each non-empty part, in batch order;
-/// returns every example's label in that order. `stop` runs before each batch and may throw.
+/// gaps. `collect(i, logits, labels)` gets step i's logits for each non-empty part, in batch order
+/// (every step's parts of a batch before the next batch's), and `batchDone` follows each batch's
+/// last; returns every example's label in that order. `stop` runs before each batch and may throw.
 func predictSplit(_ dataset: CacheDataset, steps: [ShardedStep], batchSize: Int, workers: Int,
-                  stop: () throws -> Void = {}, collect: (Int, Tensor, [Int]) -> Void) throws -> [Int] {
+                  stop: () throws -> Void = {}, collect: (Int, Tensor, [Int]) -> Void,
+                  batchDone: () -> Void = {}) throws -> [Int] {
     let size = max(1, min(batchSize, dataset.count))  // $0 + batchSize must not overflow
     let batches = stride(from: 0, to: dataset.count, by: size).map { Array($0..<min($0 + size, dataset.count)) }
     let partCounts = Set(steps.map(\.parts))
@@ -57,6 +59,7 @@ func predictSplit(_ dataset: CacheDataset, steps: [ShardedStep], batchSize: Int,
         for (k, (i, part)) in items.enumerated() {
             if let out = logits[k].logits { collect(i, out, parts.part(part, of: steps[i].parts).labels) }
         }
+        batchDone()
         if more { decoded = try next.take() }
     }
     return labels

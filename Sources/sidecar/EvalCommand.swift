@@ -8,18 +8,20 @@ import Training
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Score a trained head on a split of a cache: accuracy, macro-F1, per-class precision and recall, confusion.",
+        abstract: "Score a trained head, or an ensemble of several, on a split of a cache: accuracy, macro-F1, per-class precision and recall, confusion.",
         discussion: """
             The cache must hold the backbone and labels the head was trained with (any storage type: a head \
             trained on an f32 cache can be scored on an int8 one). --head takes a folder written by `fit` or \
-            a file written by `export`.
+            a file written by `export`. Repeat it to score several heads as an ensemble, on one pass over \
+            the split: the mean of their class probabilities (soft voting), after each head's own scores.
             """)
 
     @Option(help: "The cache folder.")
     var cache: String
 
-    @Option(help: "The head: a folder written by sidecar fit, or a .safetensors file written by sidecar export.")
-    var head: String
+    @Option(name: .customLong("head"),
+            help: "The head: a folder written by sidecar fit, or a .safetensors file written by sidecar export (repeat for an ensemble).")
+    var heads: [String] = []
 
     @Option(help: "The split to score.")
     var split = "test"
@@ -37,17 +39,29 @@ struct EvalCommand: ParsableCommand {
     var noLock = false
 
     func validate() throws {
+        try Self.checkHeads(heads)
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if logits && !json { throw ValidationError("--logits goes with --json") }
     }
 
+    /// At least one --head, none twice (an ensemble's heads must differ).
+    static func checkHeads(_ heads: [String]) throws {
+        if heads.isEmpty { throw ValidationError("Missing expected argument '--head <head>'") }
+        if let twice = heads.first(where: { h in heads.filter { $0 == h }.count > 1 }) {
+            throw ValidationError("--head \(twice) is given twice; an ensemble's heads must differ")
+        }
+    }
+
     func run() throws {
-        let trained = try TrainedHead.load(head)
+        let trained = try heads.map { try TrainedHead.load($0) }
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
-        try trained.checkCompatible(with: opened.manifest.settings, cachePath: cache)
-        let model = try trained.instantiate(context: try opened.describe().context)
+        let context = try opened.describe().context
+        let models = try zip(heads, trained).map { path, head in
+            try head.checkCompatible(with: opened.manifest.settings, cachePath: cache)
+            return (name: path, head: try head.instantiate(context: context))
+        }
         var evaluation: Evaluation
-        do { evaluation = try Evaluation.run(model, cache: opened, split: split, batchSize: batchSize) } catch let error as CorruptRecord {
+        do { evaluation = try Evaluation.run(ensemble: models, cache: opened, split: split, batchSize: batchSize) } catch let error as CorruptRecord {
             throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record")
         }
         if json {
@@ -55,8 +69,19 @@ struct EvalCommand: ParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(evaluation), as: UTF8.self))
+        } else if let members = evaluation.members {
+            let total = members.reduce(0) { $0 + $1.trainableParameters }
+            let backbone = opened.manifest.settings.backbone.parameters
+            let share = backbone > 0 ? String(format: " (%.2f%% of the backbone's)", 100 * Double(total) / Double(backbone)) : ""
+            print("ensemble of \(members.count) heads on \(cache): the mean of their class probabilities; \(total) trainable parameters\(share)")
+            for m in members {
+                print(String(format: "  %@ from %@: accuracy %.4f  macro-F1 %.4f  (%d parameters)", m.kind, m.head,
+                             m.metrics.accuracy, m.metrics.macroF1, m.trainableParameters))
+            }
+            print("")
+            print(evaluation.table())
         } else {
-            print("\(trained.config.head) from \(head) on \(cache)")
+            print("\(trained[0].config.head) from \(heads[0]) on \(cache)")
             print(evaluation.table())
         }
     }

@@ -74,6 +74,48 @@ import Testing
         #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["01-mlp", "02-linear", "notes.txt"])
     }
 
+    /// eval with several --head flags scores them as an ensemble on one pass, each member scored
+    /// as eval scores it alone; the same head twice is refused.
+    @Test func evalScoresSeveralHeadsAsAnEnsemble() throws {
+        let cache = try Self.cache.get()
+        let out = cache + "-ensemble"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let fit = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--set", "layers=all", "--head", "losa",
+                                  "--epochs", "2", "--batch-size", "8", "--out", out], environment: Self.noBackbone)
+        #expect(fit.status == 0, "\(fit.err.suffix(600))")
+        let heads = [out + "/01-linear", out + "/02-losa"]
+        func report(_ arguments: [String]) throws -> [String: Any] {
+            let eval = try runSidecar(["eval", "--cache", cache] + arguments + ["--json", "--logits"], environment: Self.noBackbone)
+            #expect(eval.status == 0, "\(eval.err)")
+            return try JSONSerialization.jsonObject(with: Data(eval.out.utf8)) as? [String: Any] ?? [:]
+        }
+        let alone = try heads.map { try report(["--head", $0]) }
+        #expect(alone.allSatisfy { $0["members"] == nil })
+        let ensemble = try report(["--head", heads[0], "--head", heads[1]])
+        let members = try #require(ensemble["members"] as? [[String: Any]])
+        #expect(members.map { $0["head"] as? String } == heads && members.map { $0["kind"] as? String } == ["linear", "losa"])
+        #expect(members.map { NSDictionary(dictionary: $0["metrics"] as? [String: Any] ?? [:]) }
+                == alone.map { NSDictionary(dictionary: $0["metrics"] as? [String: Any] ?? [:]) })
+        // The ensemble's vote for each example is the class of the largest mean probability.
+        let logits = alone.map { $0["logits"] as? [[Double]] ?? [] }
+        let votes = zip(logits[0], logits[1]).map { a, b -> Int in
+            func softmax(_ row: [Double]) -> [Double] { let e = row.map { exp($0 - row.max()!) }; return e.map { $0 / e.reduce(0, +) } }
+            let mean = zip(softmax(a), softmax(b)).map { $0 + $1 }
+            return mean.firstIndex(of: mean.max()!)!
+        }
+        let mixed = (ensemble["logits"] as? [[Double]] ?? []).map { $0.firstIndex(of: $0.max()!)! }
+        #expect(!votes.isEmpty && mixed == votes)
+
+        let text = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", heads[1]], environment: Self.noBackbone)
+        #expect(text.status == 0 && text.out.hasPrefix("ensemble of 2 heads on \(cache): the mean of their class probabilities"), "\(text.out)")
+        #expect(text.out.contains("  linear from \(heads[0]): accuracy ") && text.out.contains("  losa from \(heads[1]): accuracy "), "\(text.out)")
+
+        let twice = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", heads[0]])
+        #expect(twice.status == 64 && twice.err.contains("--head \(heads[0]) is given twice"), "\(twice.err)")
+        let none = try runSidecar(["eval", "--cache", cache])
+        #expect(none.status == 64 && none.err.contains("Missing expected argument '--head <head>'"), "\(none.err)")
+    }
+
     /// A damaged blob, though no head reads it, is found before the first epoch, not when the
     /// head folder records the cache's blobs after the last; and an earlier fit's heads in --out
     /// stay where nothing new was written.
