@@ -12,8 +12,11 @@ import TensorCore
 import Training
 
 public final class Predictor {
+    /// The first head, whose dataset settings (text columns, labels) the inputs are read by.
     public let trained: TrainedHead
-    public let head: any Head
+    public var head: any Head { heads[0] }
+    /// The heads given, in order: one, or an ensemble scored by the mean of their probabilities.
+    public let heads: [any Head]
     public let runner: BackboneRunner
     public let context: HeadContext
     private let tape = Tape(training: false)
@@ -24,10 +27,29 @@ public final class Predictor {
     /// the built-in MiniLM when the head was trained on it; a different backbone is refused unless
     /// `force`. The backbone computes as the head's cache was extracted; `compute` may only name
     /// that path, unless `force`. `offersForce` and `computeFlag` as for `BackboneRunner`.
-    public init(head path: String, backbone: String? = nil, force: Bool = false, offersForce: Bool = true,
+    public convenience init(head path: String, backbone: String? = nil, force: Bool = false, offersForce: Bool = true,
+                            compute: ComputePath? = nil, computeFlag: String? = nil) throws {
+        try self.init(heads: [path], backbone: backbone, force: force, offersForce: offersForce, compute: compute, computeFlag: computeFlag)
+    }
+
+    /// Several heads as one ensemble, as `sidecar eval` scores them: the backbone runs once per
+    /// batch, to the deepest layer any of them reads. They must have been trained on the same
+    /// features of the same backbone, computed the same way (the first head's settings run it).
+    public init(heads paths: [String], backbone: String? = nil, force: Bool = false, offersForce: Bool = true,
                 compute: ComputePath? = nil, computeFlag: String? = nil) throws {
-        trained = try TrainedHead.load(path)
+        precondition(!paths.isEmpty, "a prediction with no head")
+        let all = try paths.map { try TrainedHead.load($0) }
+        trained = all[0]
+        let path = paths[0]
         let settings = try trained.extraction()
+        for (other, otherPath) in zip(all, paths).dropFirst() {
+            try other.checkCompatible(with: settings, cachePath: "the cache \(path) was trained on")
+            let (mine, theirs) = (try ComputePath.recorded(try other.extraction().compute), try ComputePath.recorded(settings.compute))
+            guard mine == theirs else {
+                throw HeadError("\(otherPath) was trained on activations computed in \(mine.rawValue), \(path) in \(theirs.rawValue); "
+                                + "the heads of one prediction share one run of the backbone")
+            }
+        }
         let spec: String
         if let backbone {
             spec = backbone
@@ -39,18 +61,25 @@ public final class Predictor {
         let runner = try BackboneRunner(backbone: spec, settings: settings, force: force, offersForce: offersForce,
                                         compute: compute, computeFlag: computeFlag)
         self.runner = runner
-        let metadata = trained.config.blobMetadata ?? [:]
-        context = try settings.headContext(path: path, loadBlob: { name in
-            try runner.blob(name, metadata: metadata[name]).map { content in
-                Blob(tensors: Dictionary(content.tensors.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a }), metadata: content.metadata)
-            }
-        })
-        head = try trained.instantiate(context: context)
+        var contexts: [HeadContext] = []
+        heads = try zip(all, paths).map { trained, path in
+            // Each head's blobs are made again from the loaded weights with the metadata it recorded.
+            let metadata = trained.config.blobMetadata ?? [:]
+            let context = try trained.extraction().headContext(path: path, loadBlob: { name in
+                try runner.blob(name, metadata: metadata[name]).map { content in
+                    Blob(tensors: Dictionary(content.tensors.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a }), metadata: content.metadata)
+                }
+            })
+            contexts.append(context)
+            return try trained.instantiate(context: context)
+        }
+        context = contexts[0]
     }
 
-    /// Logits [inputs, classes] in eval mode.
+    /// Logits [inputs, classes] in eval mode; an ensemble's are the logarithms of its heads' mean
+    /// class probabilities (`Evaluation.meanProbabilityLogits`).
     public func logits(_ inputs: [BackboneRunner.Input]) throws -> Tensor {
-        let features = head.features
+        let features = Array(Set(heads.flatMap(\.features))).sorted()
         let keys = features.map { feature -> (layer: Int, stream: ActivationStore.Stream) in
             switch feature {
             case .hidden(let l): (l, .hidden)
@@ -65,10 +94,18 @@ public final class Predictor {
             tensors[feature] = Tensor(shape: [segments.totalRows, context.width], scalars: activations.flatMap { $0.blocks[k] })
         }
         let batch = Batch(labels: [Int](repeating: 0, count: inputs.count), segments: segments, features: tensors, layout: context.layout)
-        // Emptied after the forward, not before the next: its steps hold the batch's activations,
+        // Emptied after each forward, not before the next: its steps hold the batch's activations,
         // which would otherwise stay until the next call.
-        defer { tape.reset() }
-        return head.logits(batch, on: tape).value
+        let outputs = heads.map { head in
+            defer { tape.reset() }
+            return head.logits(batch, on: tape).value
+        }
+        guard outputs.count > 1 else { return outputs[0] }
+        let classes = outputs[0].shape[1]
+        let rows = (0..<inputs.count).flatMap { b in
+            Evaluation.meanProbabilityLogits(outputs.map { Array($0.scalars[(b * classes)..<((b + 1) * classes)]) })
+        }
+        return Tensor(shape: [inputs.count, classes], scalars: rows)
     }
 }
 

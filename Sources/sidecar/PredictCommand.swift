@@ -11,7 +11,7 @@ extension InputFormat: ExpressibleByArgument {}
 struct PredictCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "predict",
-        abstract: "Run the frozen backbone and a trained head on raw inputs: one line of output per input.",
+        abstract: "Run the frozen backbone and a trained head, or an ensemble of several, on raw inputs: one line of output per input.",
         discussion: """
             Inputs: plain-text lines, JSON Lines ({"text": ..., optional "text_pair" and "id"; the keys the \
             training dataset used}), CSV or TSV with a header (the text and pair columns the training \
@@ -20,11 +20,15 @@ struct PredictCommand: ParsableCommand {
             go through the backbone in batches and the output streams in input order; memory does not grow \
             with the input. The backbone must be the one the head was trained on (its config and weights \
             hashes are recorded in the head); it runs only up to the deepest layer the head reads. Blank \
-            text lines are skipped (--json output carries each input's line number).
+            text lines are skipped (--json output carries each input's line number). Several --head flags \
+            predict with their ensemble, as eval scores it: the mean of their class probabilities, the \
+            backbone run once for all of them (they must have been trained on the same backbone and \
+            features; the first head's dataset settings read the inputs).
             """)
 
-    @Option(help: "The head: a folder written by sidecar fit, or a .safetensors file written by sidecar export.")
-    var head: String
+    @Option(name: .customLong("head"),
+            help: "The head: a folder written by sidecar fit, or a .safetensors file written by sidecar export (repeat for an ensemble).")
+    var heads: [String] = []
 
     @Option(help: "The backbone (\"minilm\" or a folder); default: the built-in MiniLM when the head was trained on it.")
     var backbone: String?
@@ -54,6 +58,7 @@ struct PredictCommand: ParsableCommand {
     var force = false
 
     func validate() throws {
+        try EvalCommand.checkHeads(heads)
         if topK < 1 { throw ValidationError("--top-k must be at least 1, got \(topK)") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if logits && !json { throw ValidationError("--logits goes with --json") }
@@ -63,7 +68,7 @@ struct PredictCommand: ParsableCommand {
     }
 
     func run() throws {
-        let predictor = try Predictor(head: head, backbone: backbone, force: force, compute: try compute.map { try ComputePath.parse($0) },
+        let predictor = try Predictor(heads: heads, backbone: backbone, force: force, compute: try compute.map { try ComputePath.parse($0) },
                                       computeFlag: compute)
         let settings = try predictor.trained.extraction()
         let pairKey = settings.preprocessing["text_pair_column"].flatMap { $0.isEmpty ? nil : $0 }

@@ -101,6 +101,18 @@ import Testing
         let auto = try runSidecar(["predict", "--head", head, "--input", test, "--compute", "auto"], environment: environment)
         #expect(auto.status != 0)
         #expect(auto.err.contains("--compute auto (f32 here): the head was trained"), "\(auto.err)")
+
+        // An ensemble runs the backbone once, so its heads must have been trained on one path.
+        let f32Cache = folder.appendingPathComponent("f32").path
+        let f32Extract = try runSidecar(["extract", "--dataset", Self.dataset, "--out", f32Cache, "--compute", "f32", "--dtype", "f32"] + Self.allLayers)
+        #expect(f32Extract.status == 0, "\(f32Extract.err)")
+        let f32Head = folder.appendingPathComponent("f32-head").path
+        let f32Fit = try runSidecar(["fit", "--cache", f32Cache, "--head", "linear", "--epochs", "1", "--batch-size", "8", "--out", f32Head])
+        #expect(f32Fit.status == 0, "\(f32Fit.err)")
+        let mixed = try runSidecar(["predict", "--head", head, "--head", f32Head, "--input", test])
+        #expect(mixed.status != 0)
+        #expect(mixed.err.contains("\(f32Head) was trained on activations computed in f32, \(head) in bf16; "
+                                   + "the heads of one prediction share one run of the backbone"), "\(mixed.err)")
     }
 
     /// The shards of a job array plan alone, each on its node: a node without bf16 products

@@ -93,6 +93,31 @@ import Testing
         }
     }
 
+    /// Several --head flags predict with their ensemble, as eval scores it on the f32 cache: the
+    /// same logits, and each input's probability the mean of the heads' alone.
+    @Test func anEnsemblePredictsAsEvalScoresIt() throws {
+        let folders = try ["lst", "e3va", "linear"].map { try Self.fit($0) }
+        let cache = try Self.cache.get()
+        let eval = try runSidecar(["eval", "--cache", cache] + folders.flatMap { ["--head", $0] } + ["--json", "--logits"])
+        #expect(eval.status == 0, "\(eval.err)")
+        let cached = try #require((try JSONSerialization.jsonObject(with: Data(eval.out.utf8)) as? [String: Any])?["logits"] as? [[Double]])
+        let lines = try Self.predict(folders[0], input: Self.testSplit, extra: ["--head", folders[1], "--head", folders[2], "--batch-size", "4"])
+        let raw = lines.map { $0["logits"] as! [Double] }
+        #expect(lines.count == 10 && cached.count == 10)
+        let difference = Self.maxDifference(raw, cached)
+        #expect(difference <= 1e-4, "the ensemble's predict and eval differ by \(difference)")
+        let alone = try folders.map { try Self.predict($0, input: Self.testSplit).map { $0["logits"] as! [Double] } }
+        let labels = ["animals", "food", "weather"]
+        for (i, line) in lines.enumerated() {
+            let mean = labels.indices.map { c in
+                alone.reduce(0.0) { sum, head in let e = head[i].map { exp($0 - head[i].max()!) }; return sum + e[c] / e.reduce(0, +) } / 3
+            }
+            let top = mean.firstIndex(of: mean.max()!)!
+            #expect(line["label"] as? String == labels[top])
+            #expect(abs((line["probability"] as? Double ?? 0) - mean[top]) < 1e-5)
+        }
+    }
+
     /// A copy of the fitted linear head, in a folder of its own named `name` beside the cache.
     static func linearCopy(_ name: String) throws -> String {
         let copy = try Self.cache.get() + "-" + name
