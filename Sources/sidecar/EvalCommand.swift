@@ -44,11 +44,18 @@ struct EvalCommand: ParsableCommand {
         if logits && !json { throw ValidationError("--logits goes with --json") }
     }
 
-    /// At least one --head, none twice (an ensemble's heads must differ).
+    /// At least one --head, none twice (an ensemble's heads must differ), also through another
+    /// spelling of its path: a link, a trailing slash, a relative path.
     static func checkHeads(_ heads: [String]) throws {
         if heads.isEmpty { throw ValidationError("Missing expected argument '--head <head>'") }
-        if let twice = heads.first(where: { h in heads.filter { $0 == h }.count > 1 }) {
-            throw ValidationError("--head \(twice) is given twice; an ensemble's heads must differ")
+        var seen: [String: String] = [:]
+        for head in heads {
+            let resolved = URL(fileURLWithPath: head).standardizedFileURL.resolvingSymlinksInPath().path
+            if let first = seen[resolved] {
+                throw ValidationError(first == head ? "--head \(head) is given twice; an ensemble's heads must differ"
+                                                    : "--head \(head) is \(first), given before; an ensemble's heads must differ")
+            }
+            seen[resolved] = head
         }
     }
 

@@ -112,6 +112,10 @@ import Testing
 
         let twice = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", heads[0]])
         #expect(twice.status == 64 && twice.err.contains("--head \(heads[0]) is given twice"), "\(twice.err)")
+        let link = out + "/link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: heads[1])
+        let again = try runSidecar(["eval", "--cache", cache, "--head", heads[1] + "/", "--head", link])
+        #expect(again.status == 64 && again.err.contains("--head \(link) is \(heads[1])/, given before"), "\(again.err)")
         let none = try runSidecar(["eval", "--cache", cache])
         #expect(none.status == 64 && none.err.contains("Missing expected argument '--head <head>'"), "\(none.err)")
     }
