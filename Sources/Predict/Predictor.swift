@@ -45,9 +45,10 @@ public final class Predictor {
         for (other, otherPath) in zip(all, paths).dropFirst() {
             try other.checkCompatible(with: settings, cachePath: "the cache \(path) was trained on")
             let (mine, theirs) = (try ComputePath.recorded(try other.extraction().compute), try ComputePath.recorded(settings.compute))
-            guard mine == theirs else {
+            // As for one head, --compute with --force runs them all on the path it names.
+            guard mine == theirs || (force && compute != nil) else {
                 throw HeadError("\(otherPath) was trained on activations computed in \(mine.rawValue), \(path) in \(theirs.rawValue); "
-                                + "the heads of one prediction share one run of the backbone")
+                                + "the heads of one prediction share one run of the backbone\(offersForce ? " (or name one with --compute and --force)" : "")")
             }
         }
         let spec: String

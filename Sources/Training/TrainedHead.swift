@@ -41,6 +41,14 @@ public struct TrainedHead {
             let configPath = folder.appendingPathComponent("config.json").path
             let weightsPath = folder.appendingPathComponent("head.safetensors").path
             guard let data = FileManager.default.contents(atPath: configPath) else {
+                // A fit of several heads writes each into a numbered folder of its own.
+                let inside = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().filter {
+                    FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).appendingPathComponent("config.json").path)
+                }
+                if !inside.isEmpty {
+                    throw HeadError("\(path): not a head folder but the heads of one fit (\(inside.joined(separator: ", "))); "
+                                    + "give one of them, or several as --head flags for an ensemble")
+                }
                 throw HeadError("\(path): not a head folder (no config.json); give a folder written by sidecar fit")
             }
             let config: FitOutput.Config

@@ -21,7 +21,7 @@ struct EvalCommand: ParsableCommand {
 
     @Option(name: .customLong("head"),
             help: "The head: a folder written by sidecar fit, or a .safetensors file written by sidecar export (repeat for an ensemble).")
-    var heads: [String] = []
+    var heads: [String]
 
     @Option(help: "The split to score.")
     var split = "test"
@@ -44,10 +44,9 @@ struct EvalCommand: ParsableCommand {
         if logits && !json { throw ValidationError("--logits goes with --json") }
     }
 
-    /// At least one --head, none twice (an ensemble's heads must differ), also through another
-    /// spelling of its path: a link, a trailing slash, a relative path.
+    /// No --head twice (an ensemble's heads must differ), also through another spelling of its
+    /// path: a link, a trailing slash, a relative path.
     static func checkHeads(_ heads: [String]) throws {
-        if heads.isEmpty { throw ValidationError("Missing expected argument '--head <head>'") }
         var seen: [String: String] = [:]
         for head in heads {
             let resolved = URL(fileURLWithPath: head).standardizedFileURL.resolvingSymlinksInPath().path

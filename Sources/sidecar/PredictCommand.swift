@@ -28,7 +28,7 @@ struct PredictCommand: ParsableCommand {
 
     @Option(name: .customLong("head"),
             help: "The head: a folder written by sidecar fit, or a .safetensors file written by sidecar export (repeat for an ensemble).")
-    var heads: [String] = []
+    var heads: [String]
 
     @Option(help: "The backbone (\"minilm\" or a folder); default: the built-in MiniLM when the head was trained on it.")
     var backbone: String?

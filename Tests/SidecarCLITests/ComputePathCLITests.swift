@@ -112,7 +112,10 @@ import Testing
         let mixed = try runSidecar(["predict", "--head", head, "--head", f32Head, "--input", test])
         #expect(mixed.status != 0)
         #expect(mixed.err.contains("\(f32Head) was trained on activations computed in f32, \(head) in bf16; "
-                                   + "the heads of one prediction share one run of the backbone"), "\(mixed.err)")
+                                   + "the heads of one prediction share one run of the backbone (or name one with --compute and --force)"),
+                "\(mixed.err)")
+        let forced = try runSidecar(["predict", "--head", head, "--head", f32Head, "--input", test, "--compute", "f32", "--force"])
+        #expect(forced.status == 0 && forced.out.split(separator: "\n").count == 10, "\(forced.err)")
     }
 
     /// The shards of a job array plan alone, each on its node: a node without bf16 products

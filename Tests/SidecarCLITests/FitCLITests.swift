@@ -110,6 +110,9 @@ import Testing
         #expect(text.status == 0 && text.out.hasPrefix("ensemble of 2 heads on \(cache): the mean of their class probabilities"), "\(text.out)")
         #expect(text.out.contains("  linear from \(heads[0]): accuracy ") && text.out.contains("  losa from \(heads[1]): accuracy "), "\(text.out)")
 
+        let parent = try runSidecar(["eval", "--cache", cache, "--head", out])
+        #expect(parent.status == 1 && parent.err.contains("\(out): not a head folder but the heads of one fit (01-linear, 02-losa)"), "\(parent.err)")
+
         let twice = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", heads[0]])
         #expect(twice.status == 64 && twice.err.contains("--head \(heads[0]) is given twice"), "\(twice.err)")
         let link = out + "/link"
@@ -117,7 +120,7 @@ import Testing
         let again = try runSidecar(["eval", "--cache", cache, "--head", heads[1] + "/", "--head", link])
         #expect(again.status == 64 && again.err.contains("--head \(link) is \(heads[1])/, given before"), "\(again.err)")
         let none = try runSidecar(["eval", "--cache", cache])
-        #expect(none.status == 64 && none.err.contains("Missing expected argument '--head <head>'"), "\(none.err)")
+        #expect(none.status == 64 && none.err.contains("Missing expected argument '--head <head> ...'"), "\(none.err)")
     }
 
     /// A damaged blob, though no head reads it, is found before the first epoch, not when the
