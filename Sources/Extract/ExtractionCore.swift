@@ -79,7 +79,10 @@ public struct CacheOptions: Sendable {
     func blobs(_ backbone: BackboneBlocks) throws -> [BlobContent] {
         var out: [WeightBlob] = []
         for r in Array(Set(lstReductions)).sorted() {
-            do { out.append(try SideBlobs.lst(backbone, reduction: r)) } catch { throw ExtractError("--lst-reductions \(r): \(error)") }
+            // The default, 8, does not fit every backbone (a tiny test model's 8 channels over 4 heads).
+            do { out.append(try SideBlobs.lst(backbone, reduction: r)) } catch {
+                throw ExtractError("--lst-reductions \(r): \(error); give reductions this backbone allows, or none to store no LST blob")
+            }
         }
         if topBlocks > 0 {
             do { out.append(try SideBlobs.topBlocks(backbone, count: topBlocks)) } catch { throw ExtractError("--top-blocks \(topBlocks): \(error)") }

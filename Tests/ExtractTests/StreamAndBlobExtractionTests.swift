@@ -105,7 +105,9 @@ func storedBlock(_ cache: ActivationCache, _ split: String, _ index: Int, layer:
         defer { removeFolder(output) }
         var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.lstReductions = [5]
-        #expect { try TextExtractor(request) } throws: { "\($0)".hasPrefix("--lst-reductions 5:") }
+        #expect { try TextExtractor(request) } throws: {
+            "\($0)".hasPrefix("--lst-reductions 5:") && "\($0)".hasSuffix("; give reductions this backbone allows, or none to store no LST blob")
+        }
         request.options.lstReductions = [8]
         request.options.topBlocks = 7
         #expect { try TextExtractor(request) } throws: { "\($0)".hasPrefix("--top-blocks 7:") }
