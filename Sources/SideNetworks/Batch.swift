@@ -35,6 +35,11 @@ public enum Feature: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 
     public static func < (a: Feature, b: Feature) -> Bool { a.order < b.order }
+
+    /// What several heads read together, each feature once, in order: a pass decodes only these.
+    public static func union(_ lists: [[Feature]]) -> [Feature] {
+        Array(Set(lists.joined())).sorted()
+    }
 }
 
 /// Which rows a cache stores per example.

@@ -1,5 +1,5 @@
-// A trained head scored on one split of a cache (`sidecar eval`): logits in index order, the
-// split's metrics and per-class precision and recall.
+// A trained head, or an ensemble of several, scored on one split of a cache (`sidecar eval`):
+// logits in index order, the split's metrics and per-class precision and recall.
 import ActivationStore
 import Foundation
 import SideNetworks
@@ -55,12 +55,12 @@ public struct Evaluation: Codable, Sendable {
 
     /// Several heads on one pass over the split (each batch decoded once, with the features any of
     /// them reads), scored as an ensemble: the mean of their class probabilities, the soft vote
-    /// of scikit-learn's VotingClassifier and of timm's ensemble evaluation. `members` pairs each
-    /// head with what the report calls it. One head is scored as itself, with no members.
+    /// of scikit-learn's VotingClassifier. `members` pairs each head with what the report calls
+    /// it. One head is scored as itself, with no members.
     public static func run(ensemble members: [(name: String, head: any Head)], cache: ActivationCache, split: String,
                            batchSize: Int = 64) throws -> Evaluation {
         precondition(!members.isEmpty, "an ensemble of no heads")
-        let features = Array(Set(members.flatMap(\.head.features))).sorted()
+        let features = Feature.union(members.map(\.head.features))
         let dataset = try CacheDataset(cache: cache, split: split, features: features)
         let labels = cache.manifest.settings.labels
         // Eval mode draws nothing from the stream.
@@ -69,30 +69,29 @@ public struct Evaluation: Codable, Sendable {
         let previousThreads = BLAS.threadCount
         BLAS.setThreadCount(1)
         defer { BLAS.setThreadCount(previousThreads) }
-        let alone = members.map { _ in Collected() }
+        let alone = members.map { _ in Collected() }, together = Collected()
         var logits: [[Float]] = []
         logits.reserveCapacity(dataset.count)
-        // Each member's rows of the current batch, in order; a batch's parts arrive member by member.
-        var batchRows = members.map { _ in [[Float]]() }
+        // Each member's rows of the current batch, in order, and the batch's labels: a batch's
+        // parts arrive member by member, and every member's parts cover the whole batch.
+        var batchRows = members.map { _ in [[Float]]() }, batchLabels: [Int] = []
         let truth = try predictSplit(dataset, steps: steps, batchSize: batchSize,
                                      workers: ProcessInfo.processInfo.activeProcessorCount, collect: { i, out, partLabels in
             alone[i].add(logits: out, labels: partLabels)
+            if i == 0 { batchLabels += partLabels }
             let classes = out.shape[1]
             for b in partLabels.indices { batchRows[i].append(Array(out.scalars[(b * classes)..<((b + 1) * classes)])) }
         }, batchDone: {
-            logits += members.count == 1 ? batchRows[0] : batchRows[0].indices.map { row in
-                meanProbabilityLogits(batchRows.map { $0[row] })
+            defer {
+                for i in batchRows.indices { batchRows[i].removeAll(keepingCapacity: true) }
+                batchLabels.removeAll(keepingCapacity: true)
             }
-            for i in batchRows.indices { batchRows[i].removeAll(keepingCapacity: true) }
+            guard members.count > 1 else { logits += batchRows[0]; return }
+            let mixed = batchRows[0].indices.map { row in meanProbabilityLogits(batchRows.map { $0[row] }) }
+            together.add(logits: Tensor(shape: [mixed.count, labels.count], scalars: mixed.flatMap { $0 }), labels: batchLabels)
+            logits += mixed
         })
-        let metrics: ClassificationMetrics
-        if members.count == 1 {
-            metrics = alone[0].metrics(labels: truth, classes: labels.count)
-        } else {
-            let together = Collected()
-            together.add(logits: Tensor(shape: [logits.count, labels.count], scalars: logits.flatMap { $0 }), labels: truth)
-            metrics = together.metrics(labels: truth, classes: labels.count)
-        }
+        let metrics = (members.count == 1 ? alone[0] : together).metrics(labels: truth, classes: labels.count)
         let scored = zip(members, alone).map { member, collected in
             EnsembleMember(head: member.name, kind: member.head.name, trainableParameters: member.head.parameterCount,
                            metrics: collected.metrics(labels: truth, classes: labels.count))
@@ -103,7 +102,8 @@ public struct Evaluation: Codable, Sendable {
 
     /// log(mean over members of softmax(row)), in log space (log-sum-exp over members of their
     /// log-probabilities), so that it stays finite wherever the members' logits are: a class
-    /// every member gives e^−800 would have a mean probability of 0 in any precision.
+    /// every member gives e^−800 would have a mean probability of 0 in Float or Double. A class
+    /// every member gives −∞ stays −∞.
     public static func meanProbabilityLogits(_ rows: [[Float]]) -> [Float] {
         let logProbabilities = rows.map { row -> [Double] in
             let top = Double(row.max()!)
@@ -113,6 +113,8 @@ public struct Evaluation: Codable, Sendable {
         let count = log(Double(rows.count))
         return logProbabilities[0].indices.map { c in
             let top = logProbabilities.map { $0[c] }.max()!
+            // exp(−∞ − −∞) would be NaN.
+            guard top > -.infinity else { return -.infinity }
             return Float(top + log(logProbabilities.reduce(0.0) { $0 + exp($1[c] - top) }) - count)
         }
     }

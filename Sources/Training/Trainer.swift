@@ -191,7 +191,7 @@ public final class Trainer {
                                     schedule: LearningRateSchedule(peak: rate, warmupSteps: 0, totalSteps: 1), seed: options.seed))
         }
         // Only the union of what the heads read is decoded.
-        let features = Array(Set(states.flatMap { $0.head.features })).sorted()
+        let features = Feature.union(states.map(\.head.features))
         train = try CacheDataset(cache: cache, split: "train", features: features, skipCorrupt: options.skipCorrupt)
         val = splits.contains("val") ? try CacheDataset(cache: cache, split: "val", features: features, skipCorrupt: options.skipCorrupt) : nil
         test = splits.contains("test") ? try CacheDataset(cache: cache, split: "test", features: features, skipCorrupt: options.skipCorrupt) : nil
@@ -396,10 +396,7 @@ public final class Trainer {
             collected[i].add(logits: logits, labels: labels)
         }
         var out: [ObjectIdentifier: ClassificationMetrics] = [:]
-        for (s, c) in zip(states, collected) {
-            out[ObjectIdentifier(s)] = ClassificationMetrics(predictions: c.predictions, labels: labels, classes: description.labels.count,
-                                                             loss: c.lossSum / Double(max(labels.count, 1)))
-        }
+        for (s, c) in zip(states, collected) { out[ObjectIdentifier(s)] = c.metrics(labels: labels, classes: description.labels.count) }
         return out
     }
 }

@@ -24,14 +24,21 @@ import Training
     }
 
     @Test func aClassNoMemberGivesAnyProbabilityStaysFinite() {
-        // e^−3000 underflows in any precision; its mean is still e^−3000 / 2, in log space.
+        // e^−3000 underflows in Float and Double; in log space the mean is (e^−3000 + e^(−3005 − log(1 + e^−5))) / 2.
         let mixed = Evaluation.meanProbabilityLogits([[0, -3000, -2000], [0, -3000, 5]])
         #expect(mixed.allSatisfy { $0.isFinite }, "\(mixed)")
-        #expect(abs(mixed[1] - (-3000 - Float(log(2.0)))) < 1e-2)
+        let second = -3005 - log1p(exp(-5.0))
+        #expect(abs(Double(mixed[1]) - (-3000 + log1p(exp(second + 3000)) - log(2.0))) < 1e-3, "\(mixed[1])")
         #expect(abs(Double(mixed[0]) - log((1 + softmax([0, -3000, 5])[0]) / 2)) < 1e-5)
+        // A class every member rules out stays ruled out, not NaN.
+        let ruledOut = Evaluation.meanProbabilityLogits([[0, -.infinity], [1, -.infinity]])
+        #expect(ruledOut[1] == -.infinity && ruledOut[0].isFinite && abs(ruledOut[0]) < 1e-6, "\(ruledOut)")
     }
 
-    @Test func anEnsembleScoresTheMeanOfItsMembersProbabilities() throws {
+    /// Batches of 7, and of 39, whose last batch of one example leaves LoSA's first part empty
+    /// (nothing collected for it) beside the probe's whole batch.
+    @Test(arguments: [7, 39])
+    func anEnsembleScoresTheMeanOfItsMembersProbabilities(batchSize: Int) throws {
         let path = SyntheticCache.temporaryPath("ensemble")
         defer { try? FileManager.default.removeItem(atPath: path) }
         try SyntheticCache.make(at: path)
@@ -48,9 +55,10 @@ import Training
         _ = try trainer.run()
         let heads = trainer.heads
         #expect(heads.map(\.batchShards) == [1, 2] && heads[0].features != heads[1].features)
-        let alone = try heads.map { try Evaluation.run($0, cache: cache, split: "test", batchSize: 7) }
+        let alone = try heads.map { try Evaluation.run($0, cache: cache, split: "test", batchSize: batchSize) }
         #expect(alone.allSatisfy { $0.members == nil && $0.logits.count == 40 })
-        let ensemble = try Evaluation.run(ensemble: [("probe", heads[0]), ("losa", heads[1])], cache: cache, split: "test", batchSize: 7)
+        let ensemble = try Evaluation.run(ensemble: [("probe", heads[0]), ("losa", heads[1])], cache: cache, split: "test",
+                                          batchSize: batchSize)
 
         let members = try #require(ensemble.members)
         #expect(members.map(\.head) == ["probe", "losa"] && members.map(\.kind) == ["linear", "losa"])
