@@ -18,6 +18,7 @@ public final class Predictor {
     /// The heads given, in order: one, or an ensemble scored by the mean of their probabilities.
     public let heads: [any Head]
     public let runner: BackboneRunner
+    /// The first head's context; its width and row layout are every head's (checked at init).
     public let context: HeadContext
     private let tape = Tape(training: false)
 
@@ -44,10 +45,21 @@ public final class Predictor {
         let settings = try trained.extraction()
         for (other, otherPath) in zip(all, paths).dropFirst() {
             try other.checkCompatible(with: settings, cachePath: "the cache \(path) was trained on")
-            let (mine, theirs) = (try ComputePath.recorded(try other.extraction().compute), try ComputePath.recorded(settings.compute))
+            let otherSettings = try other.extraction()
+            // Column names say nothing of the features, so a cache may be read through others; but
+            // the inputs here are read once, by the first head's columns, and a head trained on
+            // another pair column would lose its second text (or get one it never had).
+            for key in ["text_column", "text_pair_column"] {
+                let (first, other) = (settings.preprocessing[key] ?? "", otherSettings.preprocessing[key] ?? "")
+                guard first == other else {
+                    throw HeadError("\(otherPath) was trained with \(key) \"\(other)\", \(path) with \"\(first)\"; "
+                                    + "the heads of one prediction read the same inputs")
+                }
+            }
+            let (otherCompute, firstCompute) = (try ComputePath.recorded(otherSettings.compute), try ComputePath.recorded(settings.compute))
             // As for one head, --compute with --force runs them all on the path it names.
-            guard mine == theirs || (force && compute != nil) else {
-                throw HeadError("\(otherPath) was trained on activations computed in \(mine.rawValue), \(path) in \(theirs.rawValue); "
+            guard otherCompute == firstCompute || (force && compute != nil) else {
+                throw HeadError("\(otherPath) was trained on activations computed in \(otherCompute.rawValue), \(path) in \(firstCompute.rawValue); "
                                 + "the heads of one prediction share one run of the backbone\(offersForce ? " (or name one with --compute and --force)" : "")")
             }
         }
@@ -64,7 +76,8 @@ public final class Predictor {
         self.runner = runner
         var contexts: [HeadContext] = []
         heads = try zip(all, paths).map { trained, path in
-            // Each head's blobs are made again from the loaded weights with the metadata it recorded.
+            // Heads may read different blobs, or one blob with other metadata (the top blocks of
+            // caches extracted with other counts): each loads its own by what it recorded.
             let metadata = trained.config.blobMetadata ?? [:]
             let context = try trained.extraction().headContext(path: path, loadBlob: { name in
                 try runner.blob(name, metadata: metadata[name]).map { content in
@@ -80,7 +93,7 @@ public final class Predictor {
     /// Logits [inputs, classes] in eval mode; an ensemble's are the logarithms of its heads' mean
     /// class probabilities (`Evaluation.meanProbabilityLogits`).
     public func logits(_ inputs: [BackboneRunner.Input]) throws -> Tensor {
-        let features = Array(Set(heads.flatMap(\.features))).sorted()
+        let features = Feature.union(heads.map(\.features))
         let keys = features.map { feature -> (layer: Int, stream: ActivationStore.Stream) in
             switch feature {
             case .hidden(let l): (l, .hidden)

@@ -29,10 +29,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Examples per batch.")
     var batchSize = 64
 
-    @Flag(help: "Print the report as one JSON object (metrics, per-class scores, confusion; logits with --logits).")
+    @Flag(help: "Print the report as one JSON object (metrics, per-class scores, confusion; logits with --logits; an ensemble's members).")
     var json = false
 
-    @Flag(help: "With --json: include every example's logits, in the split's order.")
+    @Flag(help: "With --json: include every example's logits, in the split's order (an ensemble's: the logarithms of its mean probabilities).")
     var logits = false
 
     @Flag(help: "Open the cache without LMDB's lock file (read-only shared storage).")

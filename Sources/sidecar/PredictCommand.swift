@@ -51,7 +51,7 @@ struct PredictCommand: ParsableCommand {
     @Option(help: "Inputs per forward batch.")
     var batchSize = 32
 
-    @Option(help: "Arithmetic of the backbone's dense products: f32, bf16 or auto (see extract --help); default: the path the head's cache was extracted with, and another is refused unless --force.")
+    @Option(help: "Arithmetic of the backbone's dense products: f32, bf16 or auto (see extract --help); default: the path the head's cache was extracted with, and another is refused unless --force (an ensemble's heads share one path, or run on the one named with --force).")
     var compute: String?
 
     @Flag(help: "Run even if the backbone or --compute differs from the one the head was trained on.")

@@ -116,6 +116,19 @@ import Testing
             #expect(line["label"] as? String == labels[top])
             #expect(abs((line["probability"] as? Double ?? 0) - mean[top]) < 1e-5)
         }
+
+        // A head trained with another pair column would be read by the first head's columns.
+        let paired = cache + "-paired"
+        defer { try? FileManager.default.removeItem(atPath: paired); try? FileManager.default.removeItem(atPath: paired + "-linear") }
+        let extract = try runSidecar(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path, "--out", paired,
+                                      "--dtype", "f32", "--text-pair-column", "second", "--lst-reductions", "none", "--top-blocks", "0"])
+        #expect(extract.status == 0, "\(extract.err)")
+        let fit = try runSidecar(["fit", "--cache", paired, "--head", "linear", "--epochs", "1", "--out", paired + "-linear"])
+        #expect(fit.status == 0, "\(fit.err)")
+        let refused = try runSidecar(["predict", "--head", folders[2], "--head", paired + "-linear", "--input", Self.testSplit])
+        #expect(refused.status == 1 && refused.err.contains(
+            "\(paired)-linear was trained with text_pair_column \"second\", \(folders[2]) with \"text_pair\"; the heads of one prediction read the same inputs"),
+            "\(refused.err)")
     }
 
     /// A copy of the fitted linear head, in a folder of its own named `name` beside the cache.
