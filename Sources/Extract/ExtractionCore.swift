@@ -81,7 +81,7 @@ public struct CacheOptions: Sendable {
         for r in Array(Set(lstReductions)).sorted() {
             // The default, 8, does not fit every backbone (a tiny test model's 8 channels over 4 heads).
             do { out.append(try SideBlobs.lst(backbone, reduction: r)) } catch {
-                throw ExtractError("--lst-reductions \(r): \(error); give reductions this backbone allows, or none to store no LST blob")
+                throw ExtractError("--lst-reductions \(r): \(error); give reductions this backbone allows, or --lst-reductions none to store no LST blob")
             }
         }
         if topBlocks > 0 {

@@ -106,7 +106,7 @@ func storedBlock(_ cache: ActivationCache, _ split: String, _ index: Int, layer:
         var request = TextExtractionRequest(dataset: tinyDataset, output: output)
         request.options.lstReductions = [5]
         #expect { try TextExtractor(request) } throws: {
-            "\($0)".hasPrefix("--lst-reductions 5:") && "\($0)".hasSuffix("; give reductions this backbone allows, or none to store no LST blob")
+            "\($0)".hasPrefix("--lst-reductions 5:") && "\($0)".hasSuffix("; give reductions this backbone allows, or --lst-reductions none to store no LST blob")
         }
         request.options.lstReductions = [8]
         request.options.topBlocks = 7
