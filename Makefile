@@ -101,6 +101,9 @@ demo: release
 	@# Stage two: the linear probe and two side networks in one pass over the cache.
 	$$($(SWIFT) build -c release --show-bin-path)/sidecar fit --cache $(DEMO_CACHE) \
 	    --head linear --head losa --head lst --epochs $(DEMO_EPOCHS) --out $(DEMO_DATA)/heads
+	@# The two side networks scored together: the mean of their class probabilities.
+	$$($(SWIFT) build -c release --show-bin-path)/sidecar eval --cache $(DEMO_CACHE) \
+	    --head $(DEMO_DATA)/heads/02-losa --head $(DEMO_DATA)/heads/03-lst
 	@# A small sweep (12 probes and MLPs in one pass; resumes, and skips finished trials) and its report.
 	@# Its results belong to one cache (sweep refuses to mix caches): after the cache was extracted
 	@# again, the earlier results are moved aside to sweep.previous.
