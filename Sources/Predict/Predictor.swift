@@ -50,9 +50,9 @@ public final class Predictor {
             // the inputs here are read once, by the first head's columns, and a head trained on
             // another pair column would lose its second text (or get one it never had).
             for key in ["text_column", "text_pair_column"] {
-                let (first, other) = (settings.preprocessing[key] ?? "", otherSettings.preprocessing[key] ?? "")
-                guard first == other else {
-                    throw HeadError("\(otherPath) was trained with \(key) \"\(other)\", \(path) with \"\(first)\"; "
+                let (firstColumn, otherColumn) = (settings.preprocessing[key] ?? "", otherSettings.preprocessing[key] ?? "")
+                guard firstColumn == otherColumn else {
+                    throw HeadError("\(otherPath) was trained with \(key) \"\(otherColumn)\", \(path) with \"\(firstColumn)\"; "
                                     + "the heads of one prediction read the same inputs")
                 }
             }
