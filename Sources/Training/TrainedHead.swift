@@ -37,13 +37,15 @@ public struct TrainedHead {
             throw HeadError("--head \(path): no such head folder or file")
         }
         if isDirectory.boolValue {
-            let folder = URL(fileURLWithPath: path)
-            let configPath = folder.appendingPathComponent("config.json").path
-            let weightsPath = folder.appendingPathComponent("head.safetensors").path
+            // Joined as text: URL(fileURLWithPath:) drops "x/.." before the file system follows a
+            // link x, so "link/../head" had named another folder than the one the OS opens.
+            func inFolder(_ names: String...) -> String { ([path.hasSuffix("/") ? String(path.dropLast()) : path] + names).joined(separator: "/") }
+            let configPath = inFolder("config.json")
+            let weightsPath = inFolder("head.safetensors")
             guard let data = FileManager.default.contents(atPath: configPath) else {
                 // A fit of several heads writes each into a numbered folder of its own.
                 let inside = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().filter {
-                    FileManager.default.fileExists(atPath: folder.appendingPathComponent($0).appendingPathComponent("config.json").path)
+                    FileManager.default.fileExists(atPath: inFolder($0, "config.json"))
                 }
                 if !inside.isEmpty {
                     throw HeadError("\(path): not a head folder but the heads of one fit (\(inside.joined(separator: ", "))); "
@@ -57,7 +59,7 @@ public struct TrainedHead {
             }
             // fit writes result.json last, so without it the weights and config.json may be from
             // two different fits.
-            guard let resultData = FileManager.default.contents(atPath: folder.appendingPathComponent("result.json").path) else {
+            guard let resultData = FileManager.default.contents(atPath: inFolder("result.json")) else {
                 throw HeadError("\(path): no result.json; the fit that wrote this folder did not finish, fit the head again")
             }
             if !FileManager.default.fileExists(atPath: weightsPath) {

@@ -45,11 +45,15 @@ struct EvalCommand: ParsableCommand {
     }
 
     /// No --head twice (an ensemble's heads must differ), also through another spelling of its
-    /// path: a link, a trailing slash, a relative path.
+    /// path (a link, a trailing slash, a relative path, a hard link): the file system's identity
+    /// of what it opens. Cleaning the path as text would take "link/../x" for another x than the
+    /// one the OS opens.
     static func checkHeads(_ heads: [String]) throws {
         var seen: [String: String] = [:]
         for head in heads {
-            let resolved = URL(fileURLWithPath: head).standardizedFileURL.resolvingSymlinksInPath().path
+            var status = stat()
+            // A path that cannot be read is refused by name when the head is loaded.
+            let resolved = stat(head, &status) == 0 ? "\(status.st_dev):\(status.st_ino)" : head
             if let first = seen[resolved] {
                 throw ValidationError(first == head ? "--head \(head) is given twice; an ensemble's heads must differ"
                                                     : "--head \(head) is \(first), given before; an ensemble's heads must differ")

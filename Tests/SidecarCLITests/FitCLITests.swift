@@ -119,6 +119,15 @@ import Testing
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: heads[1])
         let again = try runSidecar(["eval", "--cache", cache, "--head", heads[1] + "/", "--head", link])
         #expect(again.status == 64 && again.err.contains("--head \(link) is \(heads[1])/, given before"), "\(again.err)")
+        // Through a link elsewhere, "link/.." is the link's target's parent, as the OS opens it:
+        // out/sub/losa/../01-linear is out/01-linear, not out/sub/01-linear.
+        try FileManager.default.createDirectory(atPath: out + "/sub", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: out + "/sub/losa", withDestinationPath: heads[1])
+        let around = out + "/sub/losa/../01-linear"
+        let through = try runSidecar(["eval", "--cache", cache, "--head", around], environment: Self.noBackbone)
+        #expect(through.status == 0 && through.out.hasPrefix("linear from \(around) on"), "\(through.err)")
+        let same = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", around])
+        #expect(same.status == 64 && same.err.contains("--head \(around) is \(heads[0]), given before"), "\(same.err)")
         let none = try runSidecar(["eval", "--cache", cache])
         #expect(none.status == 64 && none.err.contains("Missing expected argument '--head <head> ...'"), "\(none.err)")
     }
