@@ -74,19 +74,17 @@ public final class Predictor {
         let runner = try BackboneRunner(backbone: spec, settings: settings, force: force, offersForce: offersForce,
                                         compute: compute, computeFlag: computeFlag)
         self.runner = runner
-        var contexts: [HeadContext] = []
-        heads = try zip(all, paths).map { trained, path in
-            // Heads may read different blobs, or one blob with other metadata (the top blocks of
-            // caches extracted with other counts): each loads its own by what it recorded.
+        // Heads may read different blobs, or one blob with other metadata (the top blocks of
+        // caches extracted with other counts): each loads its own by what it recorded.
+        let contexts = try zip(all, paths).map { trained, path in
             let metadata = trained.config.blobMetadata ?? [:]
-            let context = try trained.extraction().headContext(path: path, loadBlob: { name in
+            return try trained.extraction().headContext(path: path, loadBlob: { name in
                 try runner.blob(name, metadata: metadata[name]).map { content in
                     Blob(tensors: Dictionary(content.tensors.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a }), metadata: content.metadata)
                 }
             })
-            contexts.append(context)
-            return try trained.instantiate(context: context)
         }
+        heads = try zip(all, contexts).map { try $0.instantiate(context: $1) }
         context = contexts[0]
     }
 
