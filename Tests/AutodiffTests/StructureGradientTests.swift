@@ -156,4 +156,37 @@ import TensorCore
         let added = kept.addingGroupedLinear(tape.constant(x), tape.constant(w), tape.constant(b), permutation: permutation, rowScale: scales)
         #expect(kept.value == base && added.value == fused)
     }
+
+    /// Group widths that are multiples of 8 run the lane-blocked loops (two 8-lane blocks per
+    /// group where a width is 16): the branch op's gradients against finite differences and its
+    /// value against the materialised dense weight, over 5 rows (a block of four and one more).
+    @Test(arguments: [[2, 8, 8], [2, 16, 8], [2, 8, 16]], [(false, false), (true, false), (false, true), (true, true)])
+    func laneBlockedGroupedLinear(weightShape: [Int], options: (permuted: Bool, scaled: Bool)) {
+        let (groups, outWidth, inWidth) = (weightShape[0], weightShape[0] * weightShape[1], weightShape[0] * weightShape[2])
+        var rng = SeededGenerator(seed: 25)
+        let permutation: [Int]? = options.permuted ? Array(0..<inWidth).shuffled(using: &rng) : nil
+        let scales: [Float]? = options.scaled ? [4 / 3, 0, 4 / 3, 4 / 3, 0] : nil
+        let base = randomInput([5, outWidth], seed: 26), x = randomInput([5, inWidth], seed: 27)
+        let w = randomInput(weightShape, seed: 28), b = randomInput([outWidth], seed: 29)
+        checkGradients("laneBlocked \(weightShape) \(options)", inputs: [base, x, w, b]) { _, v in
+            v[0].addingGroupedLinear(v[1], v[2], v[3], permutation: permutation, rowScale: scales)
+        }
+        checkGradients("laneBlocked groupedLinear \(weightShape) \(options)", inputs: [x, w, b]) { _, v in
+            v[0].groupedLinear(v[1], v[2], permutation: permutation)
+        }
+        let tape = Tape()
+        let fused = tape.constant(base).addingGroupedLinear(tape.constant(x), tape.constant(w), tape.constant(b),
+                                                            permutation: permutation, rowScale: scales).value
+        let dense = tape.constant(x).linear(tape.constant(GroupedLinearKernel.denseWeight(w, permutation: permutation)), tape.constant(b)).value
+        for r in 0..<5 {
+            let s = scales?[r] ?? 1
+            for j in 0..<outWidth {
+                let expected = s == 0 ? base[r, j] : base[r, j] + s * dense[r, j]
+                #expect(abs(fused[r, j] - expected) < 1e-4, "row \(r), column \(j) of \(groups) groups: \(fused[r, j]) against \(expected)")
+            }
+        }
+        let grouped = tape.constant(x).groupedLinear(tape.constant(w), tape.constant(b), permutation: permutation).value
+        let worst = zip(grouped.scalars, dense.scalars).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-4, "grouped vs materialised dense weight: \(worst)")
+    }
 }

@@ -84,8 +84,10 @@ extension Variable {
         precondition(rowScale == nil || rowScale!.count == rows, "addingGroupedLinear: \(rowScale!.count) row scales for \(rows) rows")
         if let bias { precondition(bias.shape == [outWidth], "addingGroupedLinear: bias \(bias.shape) for weight \(w.shape)") }
         let biasValue = bias?.value
+        // Lane-blocked groups apply the row scales inside their products.
+        let scalesInKernel = permutation == nil && GroupedLinearKernel.isLaneBlocked(inPerGroup: inPerGroup, outPerGroup: outPerGroup)
         // What the branch multiplies: x permuted and its rows scaled (x itself when neither).
-        let source = permutation == nil && rowScale == nil ? input : Tensor(uninitialized: input.shape) { ps in
+        let source = permutation == nil && (rowScale == nil || scalesInKernel) ? input : Tensor(uninitialized: input.shape) { ps in
             input.withUnsafeBufferPointer { px in
                 for r in 0..<rows {
                     let s = rowScale?[r] ?? 1
@@ -113,9 +115,11 @@ extension Variable {
                 if inPerGroup > 0 {
                     source.withUnsafeBufferPointer { ps in
                         w.withUnsafeBufferPointer { pw in
-                            GroupedLinearKernel.forward(y: y, x: ps.baseAddress!, weight: pw.baseAddress!, bias: nil, permutation: nil,
-                                                        permuted: nil, rows: rows, groups: groups, inPerGroup: inPerGroup,
-                                                        outPerGroup: outPerGroup, accumulate: true)
+                            withOptionalPointer(scalesInKernel ? rowScale : nil) { scales in
+                                GroupedLinearKernel.forward(y: y, x: ps.baseAddress!, weight: pw.baseAddress!, bias: nil, permutation: nil,
+                                                            permuted: nil, rows: rows, groups: groups, inPerGroup: inPerGroup,
+                                                            outPerGroup: outPerGroup, accumulate: true, rowScale: scales)
+                            }
                         }
                     }
                 }
@@ -140,10 +144,10 @@ extension Variable {
             guard wantX || wantWeight else { return }
             // The gradient of the scaled, permuted source, mapped back to x's columns below.
             let (gradSource, gradW, _) = groupedLinearGradients(g, source: source, weight: w, wantX: wantX, wantWeight: wantWeight,
-                                                                wantBias: false, permutation: nil)
+                                                                wantBias: false, permutation: nil, rowScale: scalesInKernel ? rowScale : nil)
             if let gradW { tape.accumulate(weightHandle, gradW) }
             guard let gradSource else { return }
-            if permutation == nil && rowScale == nil { return tape.accumulate(inputHandle, gradSource) }
+            if permutation == nil && (rowScale == nil || scalesInKernel) { return tape.accumulate(inputHandle, gradSource) }
             gradSource.withUnsafeBufferPointer { pd in
                 tape.accumulate(inputHandle) { dx in
                     for r in 0..<rows {
@@ -217,7 +221,7 @@ func withOptionalArray<T, R>(_ array: [T]?, _ body: (UnsafePointer<T>?) -> R) ->
 /// A grouped linear layer's gradients given dy (`g`), in fresh buffers for those wanted: x's (in
 /// x's column order), W's and the bias's. `source` is the permuted input the forward multiplied.
 private func groupedLinearGradients(_ g: Tensor, source: Tensor, weight w: Tensor, wantX: Bool, wantWeight: Bool, wantBias: Bool,
-                                    permutation: [Int]?) -> (x: Tensor?, weight: Tensor?, bias: Tensor?) {
+                                    permutation: [Int]?, rowScale: [Float]? = nil) -> (x: Tensor?, weight: Tensor?, bias: Tensor?) {
     let (groups, outPerGroup, inPerGroup) = (w.shape[0], w.shape[1], w.shape[2])
     var gradX = wantX ? Tensor(zeros: source.shape) : nil
     var gradW = wantWeight ? Tensor(zeros: w.shape) : nil
@@ -230,9 +234,11 @@ private func groupedLinearGradients(_ g: Tensor, source: Tensor, weight w: Tenso
             withOptionalMutablePointer(&gradW) { dw in
                 withOptionalMutablePointer(&gradB) { db in
                     withOptionalMutablePointer(&scratch) { sp in
-                        GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: db, gradY: p[0], source: p[1], weight: p[2],
-                                                     permutation: permutation, scratch: sp, rows: source.rowCount, groups: groups,
-                                                     inPerGroup: inPerGroup, outPerGroup: outPerGroup)
+                        withOptionalPointer(rowScale) { scales in
+                            GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: db, gradY: p[0], source: p[1], weight: p[2],
+                                                         permutation: permutation, scratch: sp, rows: source.rowCount, groups: groups,
+                                                         inPerGroup: inPerGroup, outPerGroup: outPerGroup, rowScale: scales)
+                        }
                     }
                 }
             }
