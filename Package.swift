@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "ActivationStore", dependencies: ["TensorCore", "SafeTensors", "CLMDB", "CZstd"], exclude: ["README.md"], swiftSettings: numericCode),
 
         // Stage one: inputs and the frozen backbones.
-        .target(name: "Datasets", dependencies: ["CPNG", "CTurboJPEG", "CZlib"]),
+        .target(name: "Datasets", dependencies: ["TensorCore", "CPNG", "CTurboJPEG", "CZlib"]),
         // The encoders' bf16 products (oneDNN); stage two never links it.
         .target(name: "OneDNN", dependencies: ["TensorCore", "CDNNL"], swiftSettings: numericCode),
         .target(name: "Encoders", dependencies: ["TensorCore", "SafeTensors", "OneDNN"], swiftSettings: numericCode),

@@ -3,6 +3,7 @@
 // Deliberately no caching of decoded pixels: the extractor decodes each image once.
 
 import Foundation
+import TensorCore
 
 /// One image file of an ImageFolder split.
 public struct ImageItem: Sendable, Equatable {
@@ -111,7 +112,7 @@ public struct ImageFolderSource: Sendable, Equatable {
         do {
             // A folder that is a link is walked where it leads, as torchvision follows links: its
             // files had been left out, and the class reported empty.
-            all = try FileManager.default.subpathsOfDirectory(atPath: URL(fileURLWithPath: folder).resolvingSymlinksInPath().path)
+            all = try FileManager.default.subpathsOfDirectory(atPath: URL(userPath: folder).resolvingSymlinksInPath().path)
         } catch {
             throw .cannotOpen(file: folder, reason: error.localizedDescription)
         }

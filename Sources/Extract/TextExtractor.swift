@@ -69,7 +69,7 @@ public final class TextExtractor: Sendable {
         var examples: [String: [TextExample]] = [:]
         for split in source.splits {
             let path = source.path(of: split)
-            let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+            let data = try Data(contentsOf: URL(userPath: path), options: .alwaysMapped)
             let hash = data.withUnsafeBytes { XXHash64.hash($0) }
             files.append(DatasetFile(split: split.rawValue, name: (path as NSString).lastPathComponent, bytes: data.count, hash: String(hash, radix: 16)))
             // With the label map: a val or test label unknown to train stops here, before anything is written.

@@ -17,7 +17,7 @@ public enum SafeTensorsWriter {
         let file = Data(try serialize(tensors, metadata: metadata, storage: storage, source: path))
         do {
             // .atomic writes a temporary file in the same folder and renames it over `path`.
-            try file.write(to: URL(fileURLWithPath: path), options: .atomic)
+            try file.write(to: URL(userPath: path), options: .atomic)
         } catch {
             throw SafeTensorsError(path: path, "cannot write (\(error.localizedDescription))")
         }

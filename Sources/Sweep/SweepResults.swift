@@ -5,6 +5,7 @@
 import ActivationStore
 import Foundation
 import SideNetworks
+import TensorCore
 import Training
 
 /// One results line.
@@ -144,7 +145,7 @@ public final class ResultsWriter: @unchecked Sendable {
 
     public init(folder: String, shard: Shard) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        path = URL(fileURLWithPath: folder).appendingPathComponent(shard.fileName).path
+        path = URL(userPath: folder).appendingPathComponent(shard.fileName).path
         // O_APPEND: parallel workers of one shard append to the same file, each line at the end.
         fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SweepError("\(path): cannot open for appending: \(String(cString: strerror(errno)))") }
@@ -241,7 +242,7 @@ public final class ShardRunLock {
 
     public init(folder: String, shard: Shard) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let path = URL(fileURLWithPath: folder).appendingPathComponent("." + shard.fileName.dropLast(".jsonl".count) + ".lock").path
+        let path = URL(userPath: folder).appendingPathComponent("." + shard.fileName.dropLast(".jsonl".count) + ".lock").path
         fd = try Self.lockFile(path)
         let error = Self.lock(fd, LOCK_EX | LOCK_NB)
         if error != 0 {
@@ -268,7 +269,7 @@ public final class ShardRunLock {
     /// cannot tell). Checked and taken under a short exclusive `.sweep-start.lock`, so that two
     /// sweeps starting at once cannot both pass.
     private func holdShardCount(folder: String, count: Int) throws {
-        func lockFile(_ name: String) throws -> Int32 { try Self.lockFile(URL(fileURLWithPath: folder).appendingPathComponent(name).path) }
+        func lockFile(_ name: String) throws -> Int32 { try Self.lockFile(URL(userPath: folder).appendingPathComponent(name).path) }
         let lock = Self.lock
         let gate = try lockFile(".sweep-start.lock")
         defer { close(gate) }
@@ -277,7 +278,7 @@ public final class ShardRunLock {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
         for name in names where name.hasPrefix(".shards-") && name.hasSuffix(".lock") && name != ".shards-\(count).lock" {
             // Read-only: flock needs no more, and another user's stale file must not stop this run.
-            let other = open(URL(fileURLWithPath: folder).appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
+            let other = open(URL(userPath: folder).appendingPathComponent(name).path, O_RDONLY | O_CLOEXEC)
             guard other >= 0 else { continue }
             defer { close(other) }
             if lock(other, LOCK_EX | LOCK_NB) == EWOULDBLOCK {

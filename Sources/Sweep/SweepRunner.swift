@@ -5,6 +5,7 @@
 import ActivationStore
 import Foundation
 import SideNetworks
+import TensorCore
 import Training
 
 /// Set from a signal handler; polled by the trainer after every batch.
@@ -54,7 +55,7 @@ public struct SweepRunner {
     }
 
     public static func trialFolder(_ results: String, _ id: String) -> String {
-        URL(fileURLWithPath: results).appendingPathComponent("trials").appendingPathComponent(id).path
+        URL(userPath: results).appendingPathComponent("trials").appendingPathComponent(id).path
     }
 
     /// Runs each group's members (only those given: the pending ones); returns the counts of

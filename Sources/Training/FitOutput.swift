@@ -7,6 +7,7 @@ import ActivationStore
 import Foundation
 import SafeTensors
 import SideNetworks
+import TensorCore
 
 public enum FitOutput {
     /// What ran, as config.json records it.
@@ -50,20 +51,23 @@ public enum FitOutput {
     /// goes: a sub-folder named so that holds a result.json or config.json, and the four files.
     public static func removeStaleOutputs(in out: String, keeping folders: [String]) throws {
         let fm = FileManager.default
-        let root = URL(fileURLWithPath: out).standardizedFileURL
-        let kept = Set(folders.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+        let root = URL(userPath: out)
+        // Compared as the file system resolves them (the heads are written by now, so every path
+        // exists): standardizedFileURL drops "x/.." as text, which a link x makes another folder.
+        func real(_ url: URL) -> String { url.resolvingSymlinksInPath().path }
+        let kept = Set(folders.map { real(URL(userPath: $0)) })
         // An earlier head here has lost its result.json to invalidateEarlierOutputs by now: its
         // config.json and log.tsv together still say a fit wrote them (a config.json alone may be
         // the user's own).
         func exists(_ name: String) -> Bool { fm.fileExists(atPath: root.appendingPathComponent(name).path) }
-        if !kept.contains(root.path), exists("result.json") || exists("config.json") && exists("log.tsv") {
+        if !kept.contains(real(root)), exists("result.json") || exists("config.json") && exists("log.tsv") {
             for name in ["result.json", "config.json", "head.safetensors", "log.tsv"] {
                 try? fm.removeItem(at: root.appendingPathComponent(name))
             }
         }
         for name in (try? fm.contentsOfDirectory(atPath: root.path)) ?? [] where name.range(of: #"^[0-9]{2}-[A-Za-z0-9_]+$"#, options: .regularExpression) != nil {
             let folder = root.appendingPathComponent(name)
-            guard !kept.contains(folder.path),
+            guard !kept.contains(real(folder)),
                   ["result.json", "config.json"].contains(where: { fm.fileExists(atPath: folder.appendingPathComponent($0).path) }) else { continue }
             try fm.removeItem(at: folder)
         }
@@ -79,7 +83,9 @@ public enum FitOutput {
         public let blobMetadata: [String: [String: String]]
 
         public init(_ cache: ActivationCache) throws {
-            path = URL(fileURLWithPath: cache.path).standardizedFileURL.path
+            // Through the file system, not standardizedFileURL: that drops "x/.." as text, and a
+            // link x had recorded another cache than the one opened.
+            path = URL(userPath: cache.path).resolvingSymlinksInPath().path
             settings = cache.manifest.settings
             var metadata: [String: [String: String]] = [:]
             for name in settings.blobs ?? [] { metadata[name] = try cache.blobMetadata(name) }
@@ -93,7 +99,7 @@ public enum FitOutput {
     /// second, each with its result.json, as if one fit had made them.
     public static func invalidateEarlierOutputs(in out: String) throws {
         let fm = FileManager.default
-        let root = URL(fileURLWithPath: out).standardizedFileURL
+        let root = URL(userPath: out)
         let heads = ((try? fm.contentsOfDirectory(atPath: root.path)) ?? [])
             .filter { $0.range(of: #"^[0-9]{2}-[A-Za-z0-9_]+$"#, options: .regularExpression) != nil }
             .map { root.appendingPathComponent($0) }
@@ -124,7 +130,7 @@ public enum FitOutput {
         let (configData, resultData) = (try encoder().encode(config), try encoder().encode(result))
         let fm = FileManager.default
         try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let url = URL(fileURLWithPath: folder)
+        let url = URL(userPath: folder)
         // An earlier fit's files may be here: its result.json goes first, so that until the new one
         // is written the folder reads as incomplete, never as the old head with new weights.
         let resultURL = url.appendingPathComponent("result.json"), weightsURL = url.appendingPathComponent("head.safetensors")

@@ -5,6 +5,7 @@ import Foundation
 import Predict
 import SideNetworks
 import Synchronization
+import TensorCore
 import Training
 
 struct ExportCommand: ParsableCommand {
@@ -37,7 +38,7 @@ struct ExportCommand: ParsableCommand {
         let own = ["head.safetensors", "config.json", "log.tsv", "result.json"]
         // By device and inode, so that a head folder reached through a link is recognised.
         if sameItem(target.deletingLastPathComponent().path, head) && own.contains(target.lastPathComponent)
-            || own.contains(where: { sameItem(target.path, URL(fileURLWithPath: head).appendingPathComponent($0).path) }) {
+            || own.contains(where: { sameItem(target.path, URL(userPath: head).appendingPathComponent($0).path) }) {
             throw CommandError("--out \(out) would replace the head folder's own \(target.lastPathComponent); write the export elsewhere")
         }
         let model: any Head

@@ -112,7 +112,7 @@ struct FitCommand: ParsableCommand {
     private func fit() throws {
         let requests = try headRequests()
         let folders = requests.count == 1 ? [out] : requests.enumerated().map { i, request in
-            URL(fileURLWithPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, request.head)).path
+            URL(userPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, request.head)).path
         }
         // Before any training: a folder that cannot be written would otherwise lose the whole fit.
         for folder in folders { try checkWritableFolder(folder) }

@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import Sweep
+import TensorCore
 
 extension RankingMetric: ExpressibleByArgument {}
 
@@ -52,7 +53,7 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let set = try ResultsReader.read(folder: results)
         for warning in set.warnings { standardError("warning: \(warning)\n") }
-        let destination = out ?? (json ? nil : URL(fileURLWithPath: results).appendingPathComponent("report.html").path)
+        let destination = out ?? (json ? nil : URL(userPath: results).appendingPathComponent("report.html").path)
         // Checked before anything is printed. A .jsonl file in the results folder is a results file
         // to the next report: written over, it had replaced the trials with HTML.
         let file = try destination.map { destination in
@@ -74,7 +75,7 @@ struct ReportCommand: ParsableCommand {
         }
         guard let destination, let file else { return }
         do {
-            try Data(report.render().utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+            try Data(report.render().utf8).write(to: URL(userPath: file), options: .atomic)
         } catch {
             throw ReportError.cannotWrite(destination, error.localizedDescription)
         }

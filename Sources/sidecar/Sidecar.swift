@@ -3,6 +3,7 @@
 import ArgumentParser
 import CMalloc
 import Foundation
+import TensorCore
 
 @main
 struct Sidecar: ParsableCommand {
@@ -95,7 +96,7 @@ func standardOutput(_ text: String) throws {
 /// Whether `folder` holds an LMDB environment (a cache, or a shard of one): no command writes
 /// anything else into it.
 func isActivationCache(_ folder: String) -> Bool {
-    FileManager.default.fileExists(atPath: URL(fileURLWithPath: folder).appendingPathComponent("data.mdb").path)
+    FileManager.default.fileExists(atPath: URL(userPath: folder).appendingPathComponent("data.mdb").path)
 }
 
 /// Whether `path` is a folder (true) or another file (false); nil when nothing is there.
@@ -111,7 +112,7 @@ func isFolder(_ path: String) -> Bool? {
 /// a fit's last epoch. A refused command leaves nothing behind.
 func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     guard !folder.isEmpty else { throw CommandError("\(flag) is empty; give a folder") }
-    let target = URL(fileURLWithPath: folder).standardizedFileURL
+    let target = URL(userPath: folder)
     guard target.path.utf8.count < Int(PATH_MAX) else {
         throw CommandError("\(flag) \(folder.prefix(40))…: the path is \(target.path.utf8.count) bytes, more than the system allows (\(Int(PATH_MAX) - 1))")
     }
@@ -135,8 +136,11 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
 func nearestExisting(_ url: URL) -> (existing: URL, missing: [URL]) {
     var url = url, missing: [URL] = []
     while isFolder(url.path) == nil {
-        missing.insert(url, at: 0)
-        url = url.deletingLastPathComponent()
+        // "x/.." names x's parent, no folder to be made (or removed again).
+        if url.lastPathComponent != ".." { missing.insert(url, at: 0) }
+        // The last name dropped as text: URL's deletingLastPathComponent leaves a path that ends
+        // in ".." as it is, so the loop would never end.
+        url = URL(fileURLWithPath: (url.path as NSString).deletingLastPathComponent)
     }
     return (url, missing)
 }
@@ -151,7 +155,7 @@ final class FolderLock {
     private let made: [String]
 
     init(_ folder: String, flag: String, command: String) throws {
-        let missing = nearestExisting(URL(fileURLWithPath: folder).standardizedFileURL).missing.map(\.path)
+        let missing = nearestExisting(URL(userPath: folder)).missing.map(\.path)
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         } catch {
@@ -189,10 +193,10 @@ func sameItem(_ a: String, _ b: String) -> Bool {
 /// results file, that is any `*.jsonl` directly in the folder (the next report reads every one,
 /// so a new one counts too), or anything in a trial's folder under `trials/`.
 func replacesSweepOutput(_ file: String, results: String) -> Bool {
-    let url = URL(fileURLWithPath: file).resolvingSymlinksInPath()
+    let url = URL(fileURLWithPath: resolvedPath(file))
     let parent = url.deletingLastPathComponent()
     if url.pathExtension == "jsonl" && sameItem(parent.path, results) { return true }
-    let trials = URL(fileURLWithPath: results).appendingPathComponent("trials").path
+    let trials = URL(userPath: results).appendingPathComponent("trials").path
     var folder = parent
     while folder.path != "/" {
         if sameItem(folder.path, trials) { return true }
@@ -201,18 +205,30 @@ func replacesSweepOutput(_ file: String, results: String) -> Bool {
     return false
 }
 
+/// `path` with its links and ".." followed as the OS follows them. resolvingSymlinksInPath alone
+/// drops "x/.." as text where the path does not exist (a file still to be written), and a link x
+/// makes that another folder; so the names not there yet are put after their resolved folder.
+func resolvedPath(_ path: String) -> String {
+    let url = URL(userPath: path)
+    if url.path == "/" || FileManager.default.fileExists(atPath: url.path) { return url.resolvingSymlinksInPath().path }
+    // Not there (a link that leads nowhere stays as it is): nothing to follow, so ".." is the
+    // textual parent of its resolved folder.
+    let folder = resolvedPath((url.path as NSString).deletingLastPathComponent) as NSString
+    return url.lastPathComponent == ".." ? folder.deletingLastPathComponent : folder.appendingPathComponent(url.lastPathComponent)
+}
+
 /// The file an output flag names, with symlinks followed: written by a temporary file renamed over
 /// it, the path must be a regular file or nothing. A device, FIFO or socket is refused (renamed
 /// over, `--out /dev/null` had replaced root's /dev/null with a file), and a symlink is written
 /// through to its target rather than replaced.
 func outputFile(_ path: String, flag: String = "--out") throws -> String {
-    var resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
-    // A link to a file not made yet is left as it is by resolvingSymlinksInPath; it is followed
-    // here, so that the file is made where the link points (it had been refused as a device).
+    var resolved = resolvedPath(path)
+    // A link to a file not made yet is left as it is by resolvedPath; it is followed here, so
+    // that the file is made where the link points (it had been refused as a device). A relative
+    // target is read from the link's folder, as the OS reads it.
     for _ in 0..<32 {
         guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: resolved) else { break }
-        let base = URL(fileURLWithPath: resolved).deletingLastPathComponent()
-        resolved = URL(fileURLWithPath: target, relativeTo: base).standardizedFileURL.resolvingSymlinksInPath().path
+        resolved = resolvedPath(target.hasPrefix("/") ? target : (resolved as NSString).deletingLastPathComponent + "/" + target)
     }
     // An LMDB environment's folder is the cache's alone: a file written there could be its data.mdb.
     let folder = URL(fileURLWithPath: resolved).deletingLastPathComponent().path

@@ -8,6 +8,7 @@ import Dispatch
 import Foundation
 import SideNetworks
 import Sweep
+import TensorCore
 import Training
 
 struct SweepCommand: ParsableCommand {
@@ -248,7 +249,7 @@ struct SweepCommand: ParsableCommand {
         let after = try FinishedTrials.read(folder: results)
         let ids = Set(pending.flatMap(\.members).map(\.trial.id))
         let okNow = ids.intersection(after.ok).count, failedNow = ids.intersection(after.failed).count
-        out("done: \(okNow) ok, \(failedNow) failed; results in \(URL(fileURLWithPath: results).appendingPathComponent(shard.fileName).path)")
+        out("done: \(okNow) ok, \(failedNow) failed; results in \(URL(userPath: results).appendingPathComponent(shard.fileName).path)")
         if okNow + failedNow < ids.count { throw CommandError("\(ids.count - okNow - failedNow) trial(s) have no results line; see the messages above") }
         // A trial that diverges is a result; a pass that could not run is not (a job array must
         // see the task fail).
@@ -296,7 +297,8 @@ struct SweepCommand: ParsableCommand {
     }
 
     func emitJob(_ kind: String, sweep: SweepSpec) throws {
-        func absolute(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.path }
+        // Its ".." kept for the OS: standardizedFileURL drops "x/.." as text, another folder where x is a link.
+        func absolute(_ p: String) -> String { URL(userPath: p).path }
         // The job's name goes into comment and directive lines: a line break in the spec's file
         // name would end one (bare YAML, or an sbatch script whose #SBATCH lines are ignored).
         let stem = URL(fileURLWithPath: spec).deletingPathExtension().lastPathComponent
@@ -334,7 +336,7 @@ struct SweepCommand: ParsableCommand {
             }
         }
         if let emitOut, let file {
-            do { try Data(text.utf8).write(to: URL(fileURLWithPath: file), options: .atomic) } catch {
+            do { try Data(text.utf8).write(to: URL(userPath: file), options: .atomic) } catch {
                 throw CommandError("--emit-out \(emitOut): cannot write: \(error.localizedDescription)")
             }
             if kind == "slurm" { chmod(file, 0o755) }

@@ -4,6 +4,7 @@
 // checked before anything is written; the output is resumable like an extraction, and its splits
 // are marked complete only in the very last transaction.
 import Foundation
+import TensorCore
 
 public enum CacheMerge {
     /// Progress of the copy, after each committed batch.
@@ -100,7 +101,12 @@ public enum CacheMerge {
     /// sorted by index, with the blobs and int8 scales they all hold (by meta key).
     static func check(_ paths: [String], output: String) throws -> (shards: [OpenShard], shared: [[UInt8]: [UInt8]]) {
         guard !paths.isEmpty else { throw CacheError("no shard caches given") }
-        func canonical(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        // Resolved by the file system where the path exists; standardizedFileURL, and
+        // resolvingSymlinksInPath where it does not, drop "x/.." as text, another folder where x is a link.
+        func canonical(_ path: String) -> String {
+            let url = URL(userPath: path)
+            return FileManager.default.fileExists(atPath: url.path) ? url.resolvingSymlinksInPath().path : url.path
+        }
         var seen: [String: String] = [:]
         for path in paths {
             if let earlier = seen[canonical(path)] { throw CacheError("\(path): named twice (also as \(earlier))") }

@@ -1,6 +1,7 @@
 // Writes Float32 arrays as NumPy .npy files (format 1.0), so stored activations can be checked
 // against another implementation with numpy.load.
 import Foundation
+import TensorCore
 
 public enum NumpyFile {
     /// Writes `values` with `shape` (C order, little-endian float32) to `path`.
@@ -16,7 +17,7 @@ public enum NumpyFile {
         data.append(contentsOf: Array(header.utf8))
         values.withUnsafeBytes { data.append(contentsOf: $0) }
         do {
-            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+            try data.write(to: URL(userPath: path), options: .atomic)
         } catch {
             throw CacheError("\(path): cannot write (\(error.localizedDescription))")
         }

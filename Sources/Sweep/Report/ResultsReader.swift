@@ -7,6 +7,7 @@
 // fault, because a report that silently drops trials from the middle of a file looks complete and
 // is not. Blank lines are ignored.
 import Foundation
+import TensorCore
 
 /// What went wrong reading results; each message names the folder, or the file and line.
 public enum ReportError: Error, CustomStringConvertible, LocalizedError {
@@ -100,7 +101,7 @@ public enum ResultsReader {
     /// natural order. The sweep resumes from the same files the report reads.
     public static func resultsFiles(_ names: [String], in folder: String) -> [String] {
         names.filter { $0.hasSuffix(".jsonl") && !$0.hasPrefix(".") }.sorted(by: naturalFileOrder)
-            .map { URL(fileURLWithPath: folder).appendingPathComponent($0).path }
+            .map { URL(userPath: folder).appendingPathComponent($0).path }
             .filter { path in
                 var isDir: ObjCBool = false
                 return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && !isDir.boolValue
