@@ -124,6 +124,11 @@ extension GroupedLinearKernel {
         inPerGroup > 0 && outPerGroup > 0 && inPerGroup % 8 == 0 && outPerGroup % 8 == 0
     }
 
+    private static func requireLaneBlocked(_ kernel: String, inPerGroup: Int, outPerGroup: Int) {
+        precondition(isLaneBlocked(inPerGroup: inPerGroup, outPerGroup: outPerGroup),
+                     "\(kernel): group widths \(inPerGroup) → \(outPerGroup) are not multiples of 8")
+    }
+
     @inline(__always) private static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
         UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
     }
@@ -197,8 +202,7 @@ extension GroupedLinearKernel {
         y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rowScale: UnsafePointer<Float>?,
         rows: Int, groups: Int, inPerGroup: Int, outPerGroup: Int
     ) {
-        precondition(isLaneBlocked(inPerGroup: inPerGroup, outPerGroup: outPerGroup),
-                     "laneBlockedForward: group widths \(inPerGroup) → \(outPerGroup) are not multiples of 8")
+        requireLaneBlocked("laneBlockedForward", inPerGroup: inPerGroup, outPerGroup: outPerGroup)
         let size = outPerGroup * inPerGroup
         // Each group's Wᵀ [I, O], so that 8 consecutive outputs of one input are one load.
         let transposed = UnsafeMutablePointer<Float>.allocate(capacity: groups * size)
@@ -218,8 +222,7 @@ extension GroupedLinearKernel {
         gradX: UnsafeMutablePointer<Float>, gradY: UnsafePointer<Float>, weight: UnsafePointer<Float>, rowScale: UnsafePointer<Float>?,
         rows: Int, groups: Int, inPerGroup: Int, outPerGroup: Int
     ) {
-        precondition(isLaneBlocked(inPerGroup: inPerGroup, outPerGroup: outPerGroup),
-                     "laneBlockedGradX: group widths \(inPerGroup) → \(outPerGroup) are not multiples of 8")
+        requireLaneBlocked("laneBlockedGradX", inPerGroup: inPerGroup, outPerGroup: outPerGroup)
         let size = outPerGroup * inPerGroup
         addGroupProducts(out: gradX, a: gradY, rows: rows, groups: groups, count: outPerGroup, outPer: inPerGroup, rowScale: rowScale) { g, j, o in
             load8(weight + g * size + o * inPerGroup + j)
@@ -232,8 +235,7 @@ extension GroupedLinearKernel {
         gradWeight: UnsafeMutablePointer<Float>, gradY: UnsafePointer<Float>, x: UnsafePointer<Float>, rowScale: UnsafePointer<Float>?,
         rows: Int, groups: Int, inPerGroup: Int, outPerGroup: Int
     ) {
-        precondition(isLaneBlocked(inPerGroup: inPerGroup, outPerGroup: outPerGroup),
-                     "laneBlockedGradWeight: group widths \(inPerGroup) → \(outPerGroup) are not multiples of 8")
+        requireLaneBlocked("laneBlockedGradWeight", inPerGroup: inPerGroup, outPerGroup: outPerGroup)
         let (inWidth, outWidth) = (groups * inPerGroup, groups * outPerGroup)
         for g in 0..<groups {
             for block in stride(from: 0, to: inPerGroup, by: 8) {
