@@ -120,6 +120,12 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     guard isFolder(url.path) == true else {
         throw CommandError("\(flag) \(folder): \(url == target ? "is" : "\(url.path) is") a file, not a folder")
     }
+    // A link that leads nowhere is not there to the checks above, yet no folder can be made in
+    // its place.
+    if let link = missing.first(where: { (try? FileManager.default.destinationOfSymbolicLink(atPath: $0.path)) != nil }) {
+        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: link.path)) ?? ""
+        throw CommandError("\(flag) \(folder): \(link.path) is a symbolic link to \(target), which does not exist")
+    }
     let nameLimit = pathconf(url.path, Int32(_PC_NAME_MAX))
     if nameLimit > 0, let long = missing.map(\.lastPathComponent).first(where: { $0.utf8.count > nameLimit }) {
         throw CommandError("\(flag) \(folder): the name \(long.prefix(24))… is \(long.utf8.count) bytes, more than the file system allows (\(nameLimit))")
@@ -222,6 +228,11 @@ func resolvedPath(_ path: String) -> String {
 /// over, `--out /dev/null` had replaced root's /dev/null with a file), and a symlink is written
 /// through to its target rather than replaced.
 func outputFile(_ path: String, flag: String = "--out") throws -> String {
+    // A name ending in a slash is a folder's to the OS (open refuses to make it a file), while the
+    // paths below, joined as text, would drop the slash and write a file by that name.
+    if path.hasSuffix("/") || path.hasSuffix("/.") || path.hasSuffix("/..") || path == "." || path == ".." {
+        throw CommandError("\(flag) \(path): names a folder; give a file to write")
+    }
     var resolved = resolvedPath(path)
     // A link to a file not made yet is left as it is by resolvedPath; it is followed here, so
     // that the file is made where the link points (it had been refused as a device). A relative

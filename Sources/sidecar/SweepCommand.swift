@@ -132,6 +132,9 @@ struct SweepCommand: ParsableCommand {
         if isFolder(results) == false {
             throw ValidationError("--results \(results): is a file; the results go in a folder")
         }
+        if isActivationCache(results) {
+            throw ValidationError("--results \(results): is an activation cache; give the results a folder of their own")
+        }
         if let shard {
             do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
         }
@@ -167,14 +170,17 @@ struct SweepCommand: ParsableCommand {
             if self.shard != nil { throw ValidationError(e.description) }
             throw CommandError(e.description)
         }
-        // Held until this run ends (workers run under their parent's).
-        let runLock = worker || dryRun ? nil : try ShardRunLock(folder: results, shard: shard)
-        defer { withExtendedLifetime(runLock) {} }
+        // The cache and the plan are checked before the results folder is made: a refused sweep
+        // leaves nothing behind (the lock's files would keep a folder it made).
         let opened = try ActivationCache.open(path: cache, noLock: noLock || shard.count > 1)
         var limits = PlanLimits()
         limits.memoryBudget = try budgetBytes()
         limits.maxHeadsPerGroup = maxHeads
         let plan = try SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits)
+        if !worker && !dryRun { try checkWritableFolder(results, flag: "--results") }
+        // Held until this run ends (workers run under their parent's).
+        let runLock = worker || dryRun ? nil : try ShardRunLock(folder: results, shard: shard)
+        defer { withExtendedLifetime(runLock) {} }
         let finished = try FinishedTrials.read(folder: results)
         let cacheHash = try opened.describe().manifestHash
         if let (other, line) = finished.caches.first(where: { $0.key != cacheHash }) {
