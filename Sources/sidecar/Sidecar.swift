@@ -21,7 +21,17 @@ struct Sidecar: ParsableCommand {
     static func main() {
         openClosedStandardStreams()
         checkResourceLimits()
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            guard exitCode(for: error) == .success else { exit(withError: error) }
+            // Help and the version go through standard output's buffer like any output, so that
+            // text that did not arrive (a full disk) fails the command: ArgumentParser's own exit
+            // would have reported success whatever became of it.
+            let text = fullMessage(for: error)
+            if !text.isEmpty { print(text) }
+        }
         checkStandardOutput()
     }
 

@@ -217,6 +217,14 @@ import Testing
             #expect(full.status == 1, "\(arguments[0]) into /dev/full: \(full.err)")
             #expect(full.err.contains("could not write to standard output (No space left on device)"), "\(full.err)")
         }
+        // Help and the version too, which ArgumentParser writes and exits on by itself.
+        for arguments in [["--help"], ["--version"], ["fit", "--help"], ["help", "sweep"]] {
+            let full = try shell(">/dev/full", arguments)
+            #expect(full.status == 1, "\(arguments) into /dev/full: \(full.err)")
+            #expect(full.err.contains("could not write to standard output (No space left on device)"), "\(full.err)")
+            let shown = try runSidecar(arguments)
+            #expect(shown.status == 0 && shown.out.contains(arguments == ["--version"] ? "0.1.0" : "USAGE:"), "\(arguments): \(shown.err)")
+        }
         let closed = try shell(">&-", ["predict", "--head", head, "--input", Self.testSplit])
         #expect(closed.status == 0, "\(closed.err)")
         let quiet = try shell("2>/dev/full >/dev/null", ["fit", "--cache", cache, "--head", "linear", "--epochs", "1",
