@@ -40,6 +40,7 @@ public final class Predictor {
                 compute: ComputePath? = nil, computeFlag: String? = nil) throws {
         precondition(!paths.isEmpty, "a prediction with no head")
         let all = try paths.map { try TrainedHead.load($0) }
+        try TrainedHead.checkDistinct(all, paths: paths)
         trained = all[0]
         let path = paths[0]
         let settings = try trained.extraction()

@@ -117,6 +117,20 @@ public struct TrainedHead {
         return settings
     }
 
+    /// Refuses heads that are one head read from different files (a copied folder, or a folder
+    /// and its export): the same kind, settings and stored weights. An ensemble would count it
+    /// twice in its mean; `paths` name them in the message.
+    public static func checkDistinct(_ heads: [TrainedHead], paths: [String]) throws {
+        for later in heads.indices {
+            for earlier in 0..<later where heads[earlier].config.head == heads[later].config.head
+                && heads[earlier].config.hyperparameters == heads[later].config.hyperparameters
+                && heads[earlier].tensors == heads[later].tensors {
+                throw HeadError("\(paths[later]) holds the same head as \(paths[earlier]) (\(heads[later].config.head), the same settings and "
+                                + "weights); an ensemble's heads must differ")
+            }
+        }
+    }
+
     /// Rebuilds the head for `context` and loads its tensors; a missing, extra or misshapen
     /// tensor is an error naming it.
     public func instantiate(context: HeadContext) throws -> any Head {

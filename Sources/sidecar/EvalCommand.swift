@@ -64,6 +64,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let trained = try heads.map { try TrainedHead.load($0) }
+        try TrainedHead.checkDistinct(trained, paths: heads)
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         let context = try opened.describe().context
         let models = try zip(heads, trained).map { path, head in

@@ -130,6 +130,23 @@ import Testing
         #expect(same.status == 64 && same.err.contains("--head \(around) is \(heads[0]), given before"), "\(same.err)")
         let none = try runSidecar(["eval", "--cache", cache])
         #expect(none.status == 64 && none.err.contains("Missing expected argument '--head <head> ...'"), "\(none.err)")
+        // One head from two files, a copied folder or the head's export, is one head twice too.
+        let copy = out + "/copy-of-linear"
+        try FileManager.default.copyItem(atPath: heads[0], toPath: copy)
+        let copied = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", copy])
+        #expect(copied.status == 1 && copied.err.contains("\(copy) holds the same head as \(heads[0]) (linear, the same settings and weights)"),
+                "\(copied.err)")
+        let exported = out + "/losa.safetensors"
+        #expect(try runSidecar(["export", "--head", heads[1], "--out", exported]).status == 0)
+        let export = try runSidecar(["eval", "--cache", cache, "--head", exported, "--head", heads[1]])
+        #expect(export.status == 1 && export.err.contains("\(heads[1]) holds the same head as \(exported) (losa"), "\(export.err)")
+        // Heads of one kind and settings that differ in their weights are an ensemble.
+        let retrained = out + "/linear-seed-1"
+        #expect(try runSidecar(["fit", "--cache", cache, "--head", "linear", "--set", "layers=all", "--epochs", "2", "--batch-size", "8",
+                                "--seed", "1", "--out", retrained],
+                               environment: Self.noBackbone).status == 0)
+        let pair = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", retrained], environment: Self.noBackbone)
+        #expect(pair.status == 0, "\(pair.err)")
     }
 
     /// A damaged blob, though no head reads it, is found before the first epoch, not when the

@@ -129,6 +129,12 @@ import Testing
         #expect(refused.status == 1 && refused.err.contains(
             "\(paired)-linear was trained with text_pair_column \"second\", \(folders[2]) with \"text_pair\"; the heads of one prediction read the same inputs"),
             "\(refused.err)")
+        // A copied head folder is the same head twice.
+        let copy = try Self.linearCopy("ensemble-copy")
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let twice = try runSidecar(["predict", "--head", folders[2], "--head", copy, "--input", Self.testSplit])
+        #expect(twice.status == 1 && twice.err.contains("\(copy) holds the same head as \(folders[2]) (linear, the same settings and weights)"),
+                "\(twice.err)")
     }
 
     /// A copy of the fitted linear head, in a folder of its own named `name` beside the cache.
