@@ -8,7 +8,8 @@ struct BackboneFiles {
     let configHash: String
     let weightsHash: String
     let weightsBytes: Int
-    /// Elements of every tensor: weights stored in f16 or bf16 count 2 bytes each, not 4.
+    /// Elements of every tensor the encoder can run (in a full CLIPModel, the vision tower's):
+    /// weights stored in f16 or bf16 count 2 bytes each, not 4.
     let parameterCount: Int
 
     init(folder: URL) throws {
@@ -18,7 +19,11 @@ struct BackboneFiles {
         weightsHash = String(weights.withUnsafeBytes { XXHash64.hash($0) }, radix: 16)
         weightsBytes = weights.count
         let file = try SafeTensorsFile(path: folder.appendingPathComponent("model.safetensors").path)
-        parameterCount = try file.names.reduce(0) { $0 + (try file.info($1).shape.reduce(1, *)) }
+        // A full CLIPModel's file also holds the text tower and the projections, which never run
+        // here: a head's share of the backbone is counted against the vision tower alone.
+        let counted = file.names.contains { $0.hasPrefix("text_model.") } && file.names.contains { $0.hasPrefix("vision_model.") }
+            ? file.names.filter { $0.hasPrefix("vision_model.") } : file.names
+        parameterCount = try counted.reduce(0) { $0 + (try file.info($1).shape.reduce(1, *)) }
     }
 
     /// The hash of the folder's `vocab.txt`, which its config and weights hashes do not cover: a

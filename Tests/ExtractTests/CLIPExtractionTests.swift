@@ -68,7 +68,8 @@ let tinyCLIP = repositoryRoot.appendingPathComponent("Tests/EncodersTests/Fixtur
     }
 
     /// A full CLIPModel folder holding the same tower extracts the same rows; only the backbone's
-    /// file hashes differ.
+    /// file hashes differ. Its parameters, against which a head's share is counted, are the
+    /// tower's: the text tower and the projections never run.
     @Test func fullCLIPModelFolderExtractsTheSameRows() throws {
         let data = FileManager.default.temporaryDirectory.appendingPathComponent("idx-\(UUID().uuidString)").path
         defer { removeFolder(data) }
@@ -87,6 +88,8 @@ let tinyCLIP = repositoryRoot.appendingPathComponent("Tests/EncodersTests/Fixtur
         }
         #expect(caches[1].manifest.settings.backbone.architecture == "clip-vit")
         #expect(caches[0].manifest.settings.backbone.weightsHash != caches[1].manifest.settings.backbone.weightsHash)
+        // 23,936 in the vision tower alone; the whole CLIPModel file holds 28,113.
+        #expect(caches.map(\.manifest.settings.backbone.parameters) == [23_936, 23_936])
         for index in 0..<5 {
             #expect(try storedRows(caches[0], "train", index, layer: 2).values == (try storedRows(caches[1], "train", index, layer: 2).values))
         }
