@@ -36,8 +36,9 @@ public struct Evaluation: Codable, Sendable {
     public var metrics: ClassificationMetrics
     public var perClass: [ClassScore]
     /// [examples][classes], in the split's index order. An ensemble's are the logarithms of its
-    /// mean class probabilities, so that their softmax is that mean.
-    public var logits: [[Float]]
+    /// mean class probabilities, so that their softmax is that mean. Nil when left out of a
+    /// report (`eval --json` without `--logits`), so that the key is absent, not an empty list.
+    public var logits: [[Float]]?
     /// With several heads: each scored alone, in the order given; nil for one head.
     public var members: [EnsembleMember]?
 

@@ -76,7 +76,7 @@ struct EvalCommand: ParsableCommand {
             throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record")
         }
         if json {
-            if !logits { evaluation.logits = [] }
+            if !logits { evaluation.logits = nil }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(evaluation), as: UTF8.self))

@@ -110,6 +110,11 @@ import Testing
         #expect(text.status == 0 && text.out.hasPrefix("ensemble of 2 heads on \(cache): the mean of their class probabilities"), "\(text.out)")
         #expect(text.out.contains("  linear from \(heads[0]): accuracy ") && text.out.contains("  losa from \(heads[1]): accuracy "), "\(text.out)")
 
+        // Without --logits the report leaves the key out rather than giving an empty list.
+        let bare = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", heads[1], "--json"], environment: Self.noBackbone)
+        let keys = Set((try JSONSerialization.jsonObject(with: Data(bare.out.utf8)) as? [String: Any] ?? [:]).keys)
+        #expect(bare.status == 0 && keys == ["split", "labels", "metrics", "per_class", "members"], "\(keys)")
+
         let parent = try runSidecar(["eval", "--cache", cache, "--head", out])
         #expect(parent.status == 1 && parent.err.contains("\(out): not a head folder but the heads of one fit (01-linear, 02-losa)"), "\(parent.err)")
 

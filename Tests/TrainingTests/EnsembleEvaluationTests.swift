@@ -56,7 +56,7 @@ import Training
         let heads = trainer.heads
         #expect(heads.map(\.batchShards) == [1, 2] && heads[0].features != heads[1].features)
         let alone = try heads.map { try Evaluation.run($0, cache: cache, split: "test", batchSize: batchSize) }
-        #expect(alone.allSatisfy { $0.members == nil && $0.logits.count == 40 })
+        #expect(alone.allSatisfy { $0.members == nil && $0.logits?.count == 40 })
         let ensemble = try Evaluation.run(ensemble: [("probe", heads[0]), ("losa", heads[1])], cache: cache, split: "test",
                                           batchSize: batchSize)
 
@@ -69,16 +69,16 @@ import Training
         var confusion = [[Int]](repeating: [0, 0, 0], count: 3)
         var loss = 0.0, disagreements = 0
         for (i, label) in truth.enumerated() {
-            let p = zip(softmax(alone[0].logits[i]), softmax(alone[1].logits[i])).map { ($0 + $1) / 2 }
+            let p = zip(softmax(alone[0].logits![i]), softmax(alone[1].logits![i])).map { ($0 + $1) / 2 }
             confusion[label][p.firstIndex(of: p.max()!)!] += 1
             loss -= log(p[label])
-            let votes = alone.map { $0.logits[i].firstIndex(of: $0.logits[i].max()!)! }
+            let votes = alone.map { $0.logits![i].firstIndex(of: $0.logits![i].max()!)! }
             if votes[0] != votes[1] { disagreements += 1 }
-            #expect(ensemble.logits[i] == Evaluation.meanProbabilityLogits([alone[0].logits[i], alone[1].logits[i]]))
+            #expect(ensemble.logits![i] == Evaluation.meanProbabilityLogits([alone[0].logits![i], alone[1].logits![i]]))
         }
         // Were the members to agree everywhere, the ensemble's votes would be either's.
         #expect(disagreements > 0)
-        #expect(Set(ensemble.logits.map { $0.firstIndex(of: $0.max()!)! }).count == 3)
+        #expect(Set(ensemble.logits!.map { $0.firstIndex(of: $0.max()!)! }).count == 3)
         #expect(ensemble.metrics.confusion == confusion)
         #expect(abs(ensemble.metrics.loss - loss / Double(truth.count)) < 1e-5)
         #expect(ensemble.perClass.map(\.support) == confusion.map { $0.reduce(0, +) })
