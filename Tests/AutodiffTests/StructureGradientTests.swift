@@ -159,14 +159,16 @@ import TensorCore
 
     /// Group widths that are multiples of 8 run the lane-blocked loops (two 8-lane blocks per
     /// group where a width is 16): the branch op's gradients against finite differences and its
-    /// value against the materialised dense weight, over 5 rows (a block of four and one more).
+    /// value against the materialised dense weight, over 9 rows (two blocks of four and one more,
+    /// scales of 0, 1/(1 − 0.25) and others in each).
     @Test(arguments: [[2, 8, 8], [2, 16, 8], [2, 8, 16]], [(false, false), (true, false), (false, true), (true, true)])
     func laneBlockedGroupedLinear(weightShape: [Int], options: (permuted: Bool, scaled: Bool)) {
         let (groups, outWidth, inWidth) = (weightShape[0], weightShape[0] * weightShape[1], weightShape[0] * weightShape[2])
         var rng = SeededGenerator(seed: 25)
         let permutation: [Int]? = options.permuted ? Array(0..<inWidth).shuffled(using: &rng) : nil
-        let scales: [Float]? = options.scaled ? [4 / 3, 0, 4 / 3, 4 / 3, 0] : nil
-        let base = randomInput([5, outWidth], seed: 26), x = randomInput([5, inWidth], seed: 27)
+        let kept: Float = 4 / 3
+        let scales: [Float]? = options.scaled ? [kept, 0, kept, kept, 0, kept, 2, kept, 0.5] : nil
+        let base = randomInput([9, outWidth], seed: 26), x = randomInput([9, inWidth], seed: 27)
         let w = randomInput(weightShape, seed: 28), b = randomInput([outWidth], seed: 29)
         checkGradients("laneBlocked \(weightShape) \(options)", inputs: [base, x, w, b]) { _, v in
             v[0].addingGroupedLinear(v[1], v[2], v[3], permutation: permutation, rowScale: scales)
@@ -178,7 +180,7 @@ import TensorCore
         let fused = tape.constant(base).addingGroupedLinear(tape.constant(x), tape.constant(w), tape.constant(b),
                                                             permutation: permutation, rowScale: scales).value
         let dense = tape.constant(x).linear(tape.constant(GroupedLinearKernel.denseWeight(w, permutation: permutation)), tape.constant(b)).value
-        for r in 0..<5 {
+        for r in 0..<9 {
             let s = scales?[r] ?? 1
             for j in 0..<outWidth {
                 let expected = s == 0 ? base[r, j] : base[r, j] + s * dense[r, j]

@@ -28,6 +28,20 @@ import Testing
         #expect(fm.contents(atPath: root + "/existing") == Data("kept".utf8))
     }
 
+    /// "new/../out" with no folder new: made as the OS would make it, mkdir -p style (new, then
+    /// out beside it), and new, left empty, is removed again.
+    @Test func anOutputFolderThroughAMissingFolderAndUp() throws {
+        let fm = FileManager.default
+        let root = temporaryPath("missing-then-up")
+        defer { removeFolder(root) }
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let cache = try ReliabilityTests.tinyCache.get()
+        let fit = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", "new/../out"], directory: root)
+        #expect(fit.status == 0, "\(fit.err.suffix(600))")
+        #expect(fm.fileExists(atPath: root + "/out/head.safetensors"))
+        #expect(!fm.fileExists(atPath: root + "/new"))
+    }
+
     @Test func anOutputFolderThatIsADanglingLinkIsNamed() throws {
         let fm = FileManager.default
         let root = temporaryPath("dangling-output")

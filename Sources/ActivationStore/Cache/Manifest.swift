@@ -25,8 +25,9 @@ public struct BackboneIdentity: Codable, Sendable, Equatable {
     public var configHash: String
     public var weightsHash: String
     public var weightsBytes: Int
-    /// Elements of every tensor in the weights file, whatever their type; nil in caches made
-    /// before it was recorded (a fraction of the backbone then assumes 4-byte weights).
+    /// Elements of every tensor in the weights file that the encoder can run (a full CLIPModel's
+    /// vision tower alone), whatever their type; nil in caches made before it was recorded (a
+    /// fraction of the backbone then assumes 4-byte weights).
     public var parameterCount: Int?
 
     public init(name: String, architecture: String, hiddenSize: Int, layerCount: Int, configHash: String, weightsHash: String, weightsBytes: Int,

@@ -62,8 +62,10 @@ extension Variable {
     /// self + s ⊙ (x′·W_gᵀ + bias) with x′ = x permuted, s one scale per row (nil: 1): a grouped
     /// linear added into self, as Consolidator adds a branch, with per-example branch drop as
     /// `rowScale`, beside a frozen linear. One op where a grouped linear, a row scaling and an add
-    /// each filled a fresh tensor (8% of a consolidator step went to those passes). The rows of x′
-    /// are scaled before the product, so the weight's gradient needs no scaled copy of dy.
+    /// each filled a fresh tensor (8% of a consolidator step went to those passes). Lane-blocked
+    /// groups (widths multiples of 8, unpermuted) apply the scales inside their products; other
+    /// groups multiply a copy of x′ with its rows scaled, so the weight's gradient needs no scaled
+    /// copy of dy either way.
     /// Consuming: when the caller gives up its last handle on self's value (`y = y.adding…`) and
     /// no backward step kept it, the branch is added in place; otherwise into a copy (the copy of
     /// a frozen product's output was 2.7% of a consolidator epoch).
@@ -115,7 +117,7 @@ extension Variable {
                 if inPerGroup > 0 {
                     source.withUnsafeBufferPointer { ps in
                         w.withUnsafeBufferPointer { pw in
-                            withOptionalPointer(scalesInKernel ? rowScale : nil) { scales in
+                            withOptionalArray(scalesInKernel ? rowScale : nil) { scales in
                                 GroupedLinearKernel.forward(y: y, x: ps.baseAddress!, weight: pw.baseAddress!, bias: nil, permutation: nil,
                                                             permuted: nil, rows: rows, groups: groups, inPerGroup: inPerGroup,
                                                             outPerGroup: outPerGroup, accumulate: true, rowScale: scales)
@@ -234,7 +236,7 @@ private func groupedLinearGradients(_ g: Tensor, source: Tensor, weight w: Tenso
             withOptionalMutablePointer(&gradW) { dw in
                 withOptionalMutablePointer(&gradB) { db in
                     withOptionalMutablePointer(&scratch) { sp in
-                        withOptionalPointer(rowScale) { scales in
+                        withOptionalArray(rowScale) { scales in
                             GroupedLinearKernel.backward(gradX: dx, gradWeight: dw, gradBias: db, gradY: p[0], source: p[1], weight: p[2],
                                                          permutation: permutation, scratch: sp, rows: source.rowCount, groups: groups,
                                                          inPerGroup: inPerGroup, outPerGroup: outPerGroup, rowScale: scales)

@@ -73,13 +73,6 @@ func withOptionalPointer<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) 
     return t.withUnsafeBufferPointer { body($0.baseAddress) }
 }
 
-/// Calls `body` with the array's base address, or nil when there is no array.
-@inlinable
-func withOptionalPointer<R>(_ a: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-    guard let a else { return body(nil) }
-    return a.withUnsafeBufferPointer { body($0.baseAddress) }
-}
-
 /// Calls `body` with the tensor's mutable base address, or nil when there is no tensor.
 @inlinable
 func withOptionalMutablePointer<R>(_ t: inout Tensor?, _ body: (UnsafeMutablePointer<Float>?) -> R) -> R {
