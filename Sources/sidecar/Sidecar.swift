@@ -132,8 +132,8 @@ func checkWritableFolder(_ folder: String, flag: String = "--out") throws {
     }
     // A link that leads nowhere is not there to the checks above, yet no folder can be made in
     // its place.
-    if let link = missing.first(where: { (try? FileManager.default.destinationOfSymbolicLink(atPath: $0.path)) != nil }) {
-        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: link.path)) ?? ""
+    let dangling = missing.lazy.compactMap { url in (try? FileManager.default.destinationOfSymbolicLink(atPath: url.path)).map { (url, $0) } }
+    if let (link, target) = dangling.first {
         throw CommandError("\(flag) \(folder): \(link.path) is a symbolic link to \(target), which does not exist")
     }
     let nameLimit = pathconf(url.path, Int32(_PC_NAME_MAX))
