@@ -219,4 +219,16 @@ import TensorCore
             try Tiny.head("losa", ["layers": "0"])
         }
     }
+
+    /// A layer list is recorded in one spelling (sorted, once each, three or more in a row as a
+    /// range); `all`, `last` and text the cache refuses are kept as given.
+    @Test func layerListsAreRecordedInOneSpelling() throws {
+        func recorded(_ text: String) throws -> String { try HeadRegistry.hyperparameters(head: "linear", settings: ["layers": text]).string("layers") }
+        for (text, spelling) in [("6,1-3,2", "1-3,6"), ("4-5", "4,5"), (" 3, 2 ,1 ", "1-3"), ("0-0", "0"), ("0,2,4", "0,2,4"),
+                                 ("1-2,3-4,6-8", "1-4,6-8"), ("all", "all"), ("last", "last"), ("3-1", "3-1"), ("-1", "-1"),
+                                 ("1 2", "1 2"), ("0-99999999999", "0-99999999999"), ("²", "²")] {
+            #expect(try recorded(text) == spelling, "\(text)")
+        }
+        #expect(try Tiny.head("linear", ["layers": "2,0-1"]).features == [.hidden(0), .hidden(1), .hidden(2)])
+    }
 }

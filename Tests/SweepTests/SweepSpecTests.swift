@@ -146,6 +146,20 @@ let exampleSpec = """
         #expect(spec.duplicates == 2)
     }
 
+    /// Two spellings of one layer list are one trial: they had been two ids, so a sweep trained
+    /// the same head twice and a reworded file did not resume its finished trials.
+    @Test func spellingsOfOneLayerListAreOneTrial() throws {
+        let spec = try SweepSpec.parse("""
+            [[grid]]
+            head = "linear"
+            [grid.set]
+            layers = ["1,2,3,6", "6, 1-3", "1-3,6", "2,1-3,6,6", "1,2"]
+            """, path: "layers.toml")
+        #expect(spec.trials.count == 2)
+        #expect(spec.duplicates == 3)
+        #expect(spec.trials.map { $0.hyperparameters["layers"]!.description } == ["1-3,6", "1,2"])
+    }
+
     @Test(arguments: [
         ("[base]\nhead = \"nope\"", "bad.toml: [base] head: unknown head 'nope'"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [0.1, -1]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got -1"),
