@@ -30,4 +30,19 @@ import Testing
         #expect(intoCache.err.contains("is an activation cache"), "\(intoCache.err)")
         #expect(!fm.fileExists(atPath: cache + "/trials"))
     }
+
+    /// "new/../r" with no folder new: the OS makes new to reach r beside it; new, left empty, is
+    /// removed again when the sweep ends, as `fit --out` does.
+    @Test func aFolderMadeOnTheWayToTheResultsIsRemoved() throws {
+        let fm = FileManager.default
+        let root = scratchPath("on-the-way")
+        defer { try? fm.removeItem(atPath: root) }
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let spec = try writeSpec("[base.training]\nepochs = 1\n[[grid]]\nhead = \"linear\"\n")
+        defer { try? fm.removeItem(atPath: spec) }
+        let sweep = try runSidecar(["sweep", "--spec", spec, "--cache", try sharedCache.get(), "--results", "new/../r"], directory: root)
+        #expect(sweep.status == 0, "\(sweep.err.suffix(600))")
+        #expect(try fm.contentsOfDirectory(atPath: root + "/r").contains { $0.hasSuffix(".jsonl") })
+        #expect(!fm.fileExists(atPath: root + "/new"))
+    }
 }
