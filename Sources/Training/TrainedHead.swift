@@ -117,18 +117,34 @@ public struct TrainedHead {
         return settings
     }
 
-    /// Refuses heads that are one head read from different files (a copied folder, or a folder
-    /// and its export): the same kind, settings and stored weights. An ensemble would count it
-    /// twice in its mean; `paths` name them in the message.
+    /// Refuses heads that are one head read from different files: a copied folder (the same kind,
+    /// settings and stored weights), or a folder and its export (the same kind, settings, training
+    /// options and cache, one of them exported: an export may hold other tensors than its folder,
+    /// as the consolidator's merged matrices). An ensemble would count the head twice in its
+    /// mean; `paths` name them in the message.
     public static func checkDistinct(_ heads: [TrainedHead], paths: [String]) throws {
         for later in heads.indices {
-            for earlier in 0..<later where heads[earlier].config.head == heads[later].config.head
-                && heads[earlier].config.hyperparameters == heads[later].config.hyperparameters
-                && heads[earlier].tensors == heads[later].tensors {
-                throw HeadError("\(paths[later]) holds the same head as \(paths[earlier]) (\(heads[later].config.head), the same settings and "
-                                + "weights); an ensemble's heads must differ")
+            for earlier in 0..<later {
+                let (a, b) = (heads[earlier], heads[later])
+                guard a.config.head == b.config.head && a.config.hyperparameters == b.config.hyperparameters else { continue }
+                if a.tensors == b.tensors {
+                    throw HeadError("\(paths[later]) holds the same head as \(paths[earlier]) (\(b.config.head), the same settings and "
+                                    + "weights); an ensemble's heads must differ")
+                }
+                if a.exported != b.exported && a.isSameFit(as: b) {
+                    throw HeadError("\(paths[later]) holds the same head as \(paths[earlier]) (\(b.config.head), the same settings, training "
+                                    + "and cache: one is the export of the other); an ensemble's heads must differ")
+                }
             }
         }
+    }
+
+    /// Whether both come from one fit as far as their configs tell: the same training options
+    /// (seed included), learning rate and cache. Training is deterministic, so two such fits
+    /// give one head.
+    private func isSameFit(as other: TrainedHead) -> Bool {
+        config.training == other.config.training && config.learningRate == other.config.learningRate
+            && config.cacheManifestHash == other.config.cacheManifestHash
     }
 
     /// Rebuilds the head for `context` and loads its tensors; a missing, extra or misshapen

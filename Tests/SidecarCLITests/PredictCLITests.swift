@@ -91,6 +91,9 @@ import Testing
             let header = try Data(contentsOf: URL(fileURLWithPath: file)).prefix(200_000)
             #expect(!String(decoding: header, as: UTF8.self).contains(".branch."))
         }
+        // The export and its folder are one head, whatever tensors the export holds.
+        let twice = try runSidecar(["eval", "--cache", cache, "--head", folder, "--head", file])
+        #expect(twice.status == 1 && twice.err.contains("\(file) holds the same head as \(folder) (\(head), the same settings"), "\(twice.err)")
     }
 
     /// Several --head flags predict with their ensemble, as eval scores it on the f32 cache: the
