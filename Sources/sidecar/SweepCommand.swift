@@ -238,7 +238,7 @@ struct SweepCommand: ParsableCommand {
 
         let stop = StopFlag()
         let children = ChildList()
-        let sources = Self.installSignalHandlers(stop: stop, children: children, quitOnSecond: !worker)
+        let sources = Self.installSignalHandlers(stop: stop, children: children, worker: worker)
         defer { sources.forEach { $0.cancel() } }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         var failedPasses = 0
@@ -252,7 +252,7 @@ struct SweepCommand: ParsableCommand {
                 failedPasses = try runner.run(pending).failedPasses
             }
         } catch let e as SweepInterrupted {
-            standardError("sidecar sweep: \(e)\n")
+            if !worker { standardError("sidecar sweep: \(e)\n") }
             // 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM.
             throw ExitCode(128 + (stop.signal == 0 ? SIGINT : stop.signal))
         }
@@ -370,20 +370,20 @@ struct SweepCommand: ParsableCommand {
 
     /// SIGINT/SIGTERM: the first asks for a clean stop (after the current batch) and is passed on to
     /// worker processes; in the main process a second one kills the workers and exits at once
-    /// (nothing partial is written either way). Workers only stop cleanly: a Ctrl-C reaches them
-    /// both from the terminal and from the main process.
-    static func installSignalHandlers(stop: StopFlag, children: ChildList, quitOnSecond: Bool) -> [DispatchSourceSignal] {
+    /// (nothing partial is written either way). Workers only stop cleanly, and silently: the main
+    /// process says it once for all of them (each worker had repeated both of its lines).
+    static func installSignalHandlers(stop: StopFlag, children: ChildList, worker: Bool) -> [DispatchSourceSignal] {
         [SIGINT, SIGTERM].map { sig in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 if stop.isSet {
-                    guard quitOnSecond else { return }
+                    guard !worker else { return }
                     for pid in children.all { kill(pid, SIGKILL) }
                     Foundation.exit(128 + sig)
                 }
                 stop.set(signal: sig)
-                standardError("\nsidecar sweep: stopping after the current batch (again to quit now)\n")
+                if !worker { standardError("\nsidecar sweep: stopping after the current batch (again to quit now)\n") }
                 for pid in children.all { kill(pid, SIGTERM) }
             }
             source.resume()

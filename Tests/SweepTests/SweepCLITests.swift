@@ -404,4 +404,33 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(lines.count == 2 && Set(lines.map { $0["trial"] as! String }).count == 2)
         #expect(lines.allSatisfy { $0["status"] as? String == "ok" })
     }
+
+    /// With --jobs the main process says once that it stops and what was recorded: each worker
+    /// had printed both lines again, with its own count.
+    @Test func ctrlCWithWorkersIsReportedOnce() throws {
+        let cache = SyntheticCache.temporaryPath("sigint-jobs")
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
+        let spec = try writeSpec("""
+            [base.training]
+            epochs = 30
+            batch_size = 8
+            [[grid]]
+            head = "losa"
+            [grid.training]
+            seed = [0, 1]
+            """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let results = scratchPath("sigint-jobs")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let err = Pipe()
+        let process = try startedSweep(["--spec", spec, "--cache", cache, "--results", results, "--jobs", "2"], stderr: err)
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(process.processIdentifier, SIGINT)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 130, "\(stderr)")
+        #expect(stderr.components(separatedBy: "stopping after the current batch").count == 2, "\(stderr)")
+        #expect(stderr.components(separatedBy: "trial(s) of this run finished").count == 2, "\(stderr)")
+    }
 }
