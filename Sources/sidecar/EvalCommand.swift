@@ -66,6 +66,7 @@ struct EvalCommand: ParsableCommand {
         let trained = try heads.map { try TrainedHead.load($0) }
         try TrainedHead.checkDistinct(trained, paths: heads)
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
+        try checkAddressSpace("sidecar eval")
         let context = try opened.describe().context
         let models = try zip(heads, trained).map { path, head in
             try head.checkCompatible(with: opened.manifest.settings, cachePath: cache)

@@ -184,6 +184,7 @@ struct ExtractCommand: ParsableCommand {
     /// Announces the settings, runs with a progress bar, and says what was extracted.
     private func execute(_ s: ExtractionSettings, _ run: ((ExtractionProgress) -> Void) throws -> ActivationCache) throws {
         announce(s)
+        try checkAddressSpace("sidecar extract")
         let bar = ProgressBar()
         _ = try run { bar.update($0) }
         bar.finish()

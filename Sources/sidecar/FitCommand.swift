@@ -123,6 +123,7 @@ struct FitCommand: ParsableCommand {
         // the other's result.json. Made now if missing, and removed again if the fit writes nothing.
         let outLock = try FolderLock(out, flag: "--out", command: "sidecar fit")
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
+        try checkAddressSpace("sidecar fit")
         let cacheRecord = try FitOutput.CacheRecord(opened)
         var options = TrainingOptions()
         options.epochs = epochs

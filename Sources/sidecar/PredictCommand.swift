@@ -70,6 +70,7 @@ struct PredictCommand: ParsableCommand {
     func run() throws {
         let predictor = try Predictor(heads: heads, backbone: backbone, force: force, compute: try compute.map { try ComputePath.parse($0) },
                                       computeFlag: compute)
+        try checkAddressSpace("sidecar predict")
         let settings = try predictor.trained.extraction()
         let pairKey = settings.preprocessing["text_pair_column"].flatMap { $0.isEmpty ? nil : $0 }
         let inputs = try PredictInputs(path: input, format: format, textKey: settings.preprocessing["text_column"] ?? "text", pairKey: pairKey,

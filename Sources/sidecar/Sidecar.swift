@@ -86,6 +86,38 @@ struct Sidecar: ParsableCommand {
     }
 }
 
+/// Under an address-space limit (`ulimit -v`, or a scheduler's, as Grid Engine's h_vmem), whether
+/// what `what` maps from here on still fits: OpenBLAS maps 129 MiB for each thread that runs a
+/// product at once and, where it cannot, retries forever at full CPU; and a failed allocation
+/// stops a Swift process with a crash report. Called once the big maps (the cache, the backbone)
+/// are made, so that the room left is measured, not guessed: a probe of that much address space,
+/// given back at once.
+func checkAddressSpace(_ what: String) throws {
+    #if os(Linux)
+    let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
+    #else
+    let resource = RLIMIT_AS
+    #endif
+    var limit = rlimit()
+    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return }
+    let threads = ProcessInfo.processInfo.activeProcessorCount + 1
+    // The batches, the heads and their tapes besides: a LoSA fit's peak was under 50 MiB.
+    let needed = threads * (129 << 20) + (256 << 20)
+    let probe = mmap(nil, needed, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    if probe != MAP_FAILED {
+        munmap(probe, needed)
+        return
+    }
+    func mib(_ bytes: Int) -> Int { (bytes + (1 << 20) - 1) >> 20 }
+    // The process's mapped size: the first field of statm, in pages.
+    let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
+    let mapped = (statm.split(separator: " ").first.flatMap { Int($0) } ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    throw CommandError("\(what): the address-space limit (ulimit -v) is \(mib(Int(limit.rlim_cur))) MiB and \(mib(mapped)) MiB are mapped "
+                       + "already; about \(mib(needed)) MiB more are needed (OpenBLAS maps 129 MiB for each of the \(threads) threads that "
+                       + "may run products at once, and would wait for it forever). Raise the limit to at least \(mib(mapped + needed)) MiB, "
+                       + "or lift it (ulimit -v unlimited)")
+}
+
 /// Writes to standard error, ignoring failures (FileHandle's older `write(_:)` traps on them): a
 /// progress line that cannot be shown is no reason to stop a command.
 func standardError(_ text: String) {

@@ -178,6 +178,8 @@ struct SweepCommand: ParsableCommand {
         limits.maxHeadsPerGroup = maxHeads
         let plan = try SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits)
         if !worker && !dryRun { try checkWritableFolder(results, flag: "--results") }
+        // Each worker maps the cache as this process has and runs the products.
+        if !dryRun { try checkAddressSpace("sidecar sweep") }
         // Folders made on the way to the results, as "new" of "new/../r", are removed again at the
         // end when empty (the results folder itself keeps the lock files).
         let madeOnTheWay = worker || dryRun ? [] : nearestExisting(URL(userPath: results)).missing.map(\.path)

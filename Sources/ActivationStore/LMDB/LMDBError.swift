@@ -2,6 +2,9 @@
 // environment's path, e.g. "opening /x/cache: No such file or directory". Codes are not mapped to
 // a Swift enum: the few callers branch on (map full, key exists) get predicates.
 import CLMDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A failed LMDB call.
 public struct LMDBError: Error, CustomStringConvertible, Equatable {
@@ -25,7 +28,22 @@ public struct LMDBError: Error, CustomStringConvertible, Equatable {
     /// MDB_CORRUPTED or MDB_PAGE_NOTFOUND: a page of the file is damaged.
     public var isCorruption: Bool { code == MDB_CORRUPTED || code == MDB_PAGE_NOTFOUND }
 
-    public var description: String { "\(operation) \(path): \(message)" }
+    public var description: String { "\(operation) \(path): \(message)" + (code == ENOMEM ? Self.addressSpaceHint : "") }
+
+    /// Why mapping may fail for lack of memory where a limit on the address space is set (`ulimit
+    /// -v`, a scheduler's h_vmem): LMDB maps the whole environment, at the size it was written
+    /// with, whatever little a command reads.
+    private static var addressSpaceHint: String {
+        #if os(Linux)
+        let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
+        #else
+        let resource = RLIMIT_AS
+        #endif
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return "" }
+        return " (an address-space limit of \(limit.rlim_cur >> 20) MiB is set, ulimit -v, and LMDB maps the whole environment at the "
+            + "size it was written with; raise the limit or lift it, ulimit -v unlimited)"
+    }
 
     /// Throws unless `code` is MDB_SUCCESS.
     static func check(_ code: Int32, _ operation: @autoclosure () -> String, path: String) throws {
