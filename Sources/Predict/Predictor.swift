@@ -113,12 +113,7 @@ public final class Predictor {
             defer { tape.reset() }
             return head.logits(batch, on: tape).value
         }
-        guard outputs.count > 1 else { return outputs[0] }
-        let classes = outputs[0].shape[1]
-        let rows = (0..<inputs.count).flatMap { b in
-            Evaluation.meanProbabilityLogits(outputs.map { Array($0.scalars[(b * classes)..<((b + 1) * classes)]) })
-        }
-        return Tensor(shape: [inputs.count, classes], scalars: rows)
+        return outputs.count == 1 ? outputs[0] : Evaluation.meanProbabilityLogits(outputs)
     }
 }
 

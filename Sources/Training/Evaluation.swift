@@ -73,24 +73,23 @@ public struct Evaluation: Codable, Sendable {
         let alone = members.map { _ in Collected() }, together = Collected()
         var logits: [[Float]] = []
         logits.reserveCapacity(dataset.count)
-        // Each member's rows of the current batch, in order, and the batch's labels: a batch's
-        // parts arrive member by member, and every member's parts cover the whole batch.
-        var batchRows = members.map { _ in [[Float]]() }, batchLabels: [Int] = []
+        // Each member's logits of the current batch, row after row, and the batch's labels: a
+        // batch's parts arrive member by member, and every member's parts cover the whole batch.
+        var batchScalars = members.map { _ in [Float]() }, batchLabels: [Int] = []
         let truth = try predictSplit(dataset, steps: steps, batchSize: batchSize,
                                      workers: ProcessInfo.processInfo.activeProcessorCount, collect: { i, out, partLabels in
             alone[i].add(logits: out, labels: partLabels)
             if i == 0 { batchLabels += partLabels }
-            let classes = out.shape[1]
-            for b in partLabels.indices { batchRows[i].append(Array(out.scalars[(b * classes)..<((b + 1) * classes)])) }
+            batchScalars[i] += out.scalars
         }, batchDone: {
             defer {
-                for i in batchRows.indices { batchRows[i].removeAll(keepingCapacity: true) }
+                for i in batchScalars.indices { batchScalars[i].removeAll(keepingCapacity: true) }
                 batchLabels.removeAll(keepingCapacity: true)
             }
-            guard members.count > 1 else { logits += batchRows[0]; return }
-            let mixed = batchRows[0].indices.map { row in meanProbabilityLogits(batchRows.map { $0[row] }) }
-            together.add(logits: Tensor(shape: [mixed.count, labels.count], scalars: mixed.flatMap { $0 }), labels: batchLabels)
-            logits += mixed
+            let outputs = batchScalars.map { Tensor(shape: [batchLabels.count, labels.count], scalars: $0) }
+            let mixed = members.count == 1 ? outputs[0] : meanProbabilityLogits(outputs)
+            if members.count > 1 { together.add(logits: mixed, labels: batchLabels) }
+            logits += stride(from: 0, to: mixed.count, by: labels.count).map { Array(mixed.scalars[$0..<($0 + labels.count)]) }
         })
         let metrics = (members.count == 1 ? alone[0] : together).metrics(labels: truth, classes: labels.count)
         let scored = zip(members, alone).map { member, collected in
@@ -99,6 +98,17 @@ public struct Evaluation: Codable, Sendable {
         }
         return Evaluation(split: split, labels: labels, metrics: metrics, perClass: scores(metrics.confusion, labels: labels),
                           logits: logits, members: members.count > 1 ? scored : nil)
+    }
+
+    /// `meanProbabilityLogits` of each row of the members' logits ([rows, classes] each).
+    public static func meanProbabilityLogits(_ members: [Tensor]) -> Tensor {
+        precondition(!members.isEmpty && members.allSatisfy { $0.rank == 2 && $0.shape == members[0].shape },
+                     "an ensemble's logits must be [rows, classes] alike, got \(members.map(\.shape))")
+        let (rows, classes) = (members[0].shape[0], members[0].shape[1])
+        let mixed = (0..<rows).flatMap { r in
+            meanProbabilityLogits(members.map { Array($0.scalars[(r * classes)..<((r + 1) * classes)]) })
+        }
+        return Tensor(shape: [rows, classes], scalars: mixed)
     }
 
     /// log(mean over members of softmax(row)), in log space (log-sum-exp over members of their
