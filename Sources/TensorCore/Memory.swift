@@ -1,7 +1,8 @@
 // Heap tuning for the loops that allocate and free the same large buffers on every batch (a
-// backbone's activations, a training step's tape).
+// backbone's activations, a training step's tape), and the limit on the address space.
 #if canImport(Glibc)
 import CMalloc
+import Glibc
 #endif
 
 /// By default glibc maps each large buffer fresh and unmaps it on free, so every batch page-faults
@@ -19,4 +20,17 @@ public func keepFreedMemory() {
     mallopt(M_TRIM_THRESHOLD, 512 << 20)
     mallopt(M_ARENA_MAX, 1)
     #endif
+}
+
+/// The soft limit on this process's address space (RLIMIT_AS: `ulimit -v`, or a scheduler's, as
+/// Grid Engine's h_vmem) in bytes, or nil where there is none.
+public func addressSpaceLimit() -> Int? {
+    #if os(Linux)
+    let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
+    #else
+    let resource = RLIMIT_AS
+    #endif
+    var limit = rlimit()
+    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
+    return Int(clamping: limit.rlim_cur)
 }

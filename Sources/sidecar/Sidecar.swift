@@ -93,13 +93,7 @@ struct Sidecar: ParsableCommand {
 /// are made, so that the room left is measured, not guessed: a probe of that much address space,
 /// given back at once.
 func checkAddressSpace(_ what: String) throws {
-    #if os(Linux)
-    let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
-    #else
-    let resource = RLIMIT_AS
-    #endif
-    var limit = rlimit()
-    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return }
+    guard let limit = addressSpaceLimit() else { return }
     let threads = ProcessInfo.processInfo.activeProcessorCount + 1
     // The batches, the heads and their tapes besides: a LoSA fit's peak was under 50 MiB.
     let needed = threads * (129 << 20) + (256 << 20)
@@ -112,7 +106,7 @@ func checkAddressSpace(_ what: String) throws {
     // The process's mapped size: the first field of statm, in pages.
     let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
     let mapped = (statm.split(separator: " ").first.flatMap { Int($0) } ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-    throw CommandError("\(what): the address-space limit (ulimit -v) is \(mib(Int(limit.rlim_cur))) MiB and \(mib(mapped)) MiB are mapped "
+    throw CommandError("\(what): the address-space limit (ulimit -v) is \(mib(limit)) MiB and \(mib(mapped)) MiB are mapped "
                        + "already; about \(mib(needed)) MiB more are needed (OpenBLAS maps 129 MiB for each of the \(threads) threads that "
                        + "may run products at once, and would wait for it forever). Raise the limit to at least \(mib(mapped + needed)) MiB, "
                        + "or lift it (ulimit -v unlimited)")

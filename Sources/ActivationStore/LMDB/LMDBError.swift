@@ -5,6 +5,7 @@ import CLMDB
 #if canImport(Glibc)
 import Glibc
 #endif
+import TensorCore
 
 /// A failed LMDB call.
 public struct LMDBError: Error, CustomStringConvertible, Equatable {
@@ -34,14 +35,8 @@ public struct LMDBError: Error, CustomStringConvertible, Equatable {
     /// -v`, a scheduler's h_vmem): LMDB maps the whole environment, at the size it was written
     /// with, whatever little a command reads.
     private static var addressSpaceHint: String {
-        #if os(Linux)
-        let resource = __rlimit_resource_t(RLIMIT_AS.rawValue)
-        #else
-        let resource = RLIMIT_AS
-        #endif
-        var limit = rlimit()
-        guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return "" }
-        return " (an address-space limit of \(limit.rlim_cur >> 20) MiB is set, ulimit -v, and LMDB maps the whole environment at the "
+        guard let limit = addressSpaceLimit() else { return "" }
+        return " (an address-space limit of \(limit >> 20) MiB is set, ulimit -v, and LMDB maps the whole environment at the "
             + "size it was written with; raise the limit or lift it, ulimit -v unlimited)"
     }
 
