@@ -187,22 +187,37 @@ func nearestExisting(_ url: URL) -> (existing: URL, missing: [URL]) {
     return (url, missing)
 }
 
+/// Makes `folder` and its missing parents as `mkdir -p` does, one name at a time along the path
+/// as typed (its ".." kept for the OS), and returns the folders it made, outermost first: only
+/// those whose mkdir succeeded. Working it out beforehand had counted "new/../e" as one to make
+/// (it cannot be looked at while new is missing), though it is the existing e.
+func makeFolders(_ folder: String, flag: String) throws -> [String] {
+    var made: [String] = [], prefix = ""
+    for name in URL(userPath: folder).path.split(separator: "/") {
+        prefix += "/" + name
+        if mkdir(prefix, 0o777) == 0 {
+            made.append(prefix)
+        } else if errno != EEXIST {
+            throw CommandError("\(flag) \(folder): cannot make the folder \(prefix) (\(String(cString: strerror(errno))))")
+        }
+    }
+    guard isFolder(folder) == true else { throw CommandError("\(flag) \(folder): cannot make the folder (a file is in the way)") }
+    return made
+}
+
 /// An exclusive advisory lock (flock) on a folder, for as long as this object lives, so that two
-/// commands do not write into one folder at once. The folder and any missing parents are made;
-/// whichever of those are still empty when the lock goes are removed again, so a command that
-/// fails before writing leaves nothing behind.
+/// commands do not write into one folder at once. The folder and any missing parents are made, as
+/// `mkdir -p` makes them; when the lock goes and the folder is still empty (the command failed
+/// before writing), it and the parents made for it are removed again, so that a failed command
+/// leaves nothing behind. A folder with the command's output keeps them: the path as typed must
+/// still lead there.
 final class FolderLock {
     private let fd: Int32
     /// The folders this lock made, outermost first.
     private let made: [String]
 
     init(_ folder: String, flag: String, command: String) throws {
-        let missing = nearestExisting(URL(userPath: folder)).missing.map(\.path)
-        do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        } catch {
-            throw CommandError("\(flag) \(folder): cannot make the folder (\(error.localizedDescription))")
-        }
+        let made = try makeFolders(folder, flag: flag)
         // The properties are set only once the lock is held, so a refused init runs no deinit:
         // the folder may be the holder's (made between our look and our mkdir), not ours to remove.
         let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -215,12 +230,16 @@ final class FolderLock {
             throw CommandError("\(flag) \(folder): another \(command) is writing into this folder; wait for it to end or give another folder")
         }
         fd = descriptor
-        made = missing
+        self.made = made
     }
 
     deinit {
         close(fd)
-        for path in made.reversed() { rmdir(path) }
+        // Innermost first, stopping at the first that is not empty: what holds output, and so
+        // every folder on the way to it, stays.
+        for path in made.reversed() {
+            if rmdir(path) != 0 { break }
+        }
     }
 }
 

@@ -180,10 +180,6 @@ struct SweepCommand: ParsableCommand {
         if !worker && !dryRun { try checkWritableFolder(results, flag: "--results") }
         // Each worker maps the cache as this process has and runs the products.
         if !dryRun { try checkAddressSpace("sidecar sweep") }
-        // Folders made on the way to the results, as "new" of "new/../r", are removed again at the
-        // end when empty (the results folder itself keeps the lock files).
-        let madeOnTheWay = worker || dryRun ? [] : nearestExisting(URL(userPath: results)).missing.map(\.path)
-        defer { for path in madeOnTheWay.reversed() { rmdir(path) } }
         // Held until this run ends (workers run under their parent's).
         let runLock = worker || dryRun ? nil : try ShardRunLock(folder: results, shard: shard)
         defer { withExtendedLifetime(runLock) {} }

@@ -28,18 +28,24 @@ import Testing
         #expect(fm.contents(atPath: root + "/existing") == Data("kept".utf8))
     }
 
-    /// "new/../out" with no folder new: made as the OS would make it, mkdir -p style (new, then
-    /// out beside it), and new, left empty, is removed again.
+    /// "new/../out" with no folder new: made as `mkdir -p` makes it (new, then out beside it), and
+    /// kept, so that the path as typed still leads to the head. A fit that fails removes what it
+    /// made, and only that: "new/../e" is the existing e, never a folder the fit made.
     @Test func anOutputFolderThroughAMissingFolderAndUp() throws {
         let fm = FileManager.default
         let root = temporaryPath("missing-then-up")
         defer { removeFolder(root) }
-        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: root + "/e", withIntermediateDirectories: true)
         let cache = try ReliabilityTests.tinyCache.get()
         let fit = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", "new/../out"], directory: root)
         #expect(fit.status == 0, "\(fit.err.suffix(600))")
         #expect(fm.fileExists(atPath: root + "/out/head.safetensors"))
-        #expect(!fm.fileExists(atPath: root + "/new"))
+        let eval = try runSidecar(["eval", "--cache", cache, "--head", "new/../out"], directory: root)
+        #expect(eval.status == 0, "\(eval.err.suffix(600))")
+        try fm.removeItem(atPath: root + "/new")
+        let failed = try runSidecar(["fit", "--cache", root + "/no-cache", "--head", "linear", "--out", "new/../e/../h"], directory: root)
+        #expect(failed.status != 0)
+        #expect(try fm.contentsOfDirectory(atPath: root).sorted() == ["e", "out"])
     }
 
     @Test func anOutputFolderThatIsADanglingLinkIsNamed() throws {

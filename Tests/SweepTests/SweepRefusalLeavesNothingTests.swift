@@ -31,9 +31,9 @@ import Testing
         #expect(!fm.fileExists(atPath: cache + "/trials"))
     }
 
-    /// "new/../r" with no folder new: the OS makes new to reach r beside it; new, left empty, is
-    /// removed again when the sweep ends, as `fit --out` does.
-    @Test func aFolderMadeOnTheWayToTheResultsIsRemoved() throws {
+    /// "new/../r" with no folder new: made as `mkdir -p` makes it (new, then r beside it), and
+    /// kept, so that the path as typed still leads to the results (report, a rerun).
+    @Test func aFolderMadeOnTheWayToTheResultsStays() throws {
         let fm = FileManager.default
         let root = scratchPath("on-the-way")
         defer { try? fm.removeItem(atPath: root) }
@@ -43,6 +43,7 @@ import Testing
         let sweep = try runSidecar(["sweep", "--spec", spec, "--cache", try sharedCache.get(), "--results", "new/../r"], directory: root)
         #expect(sweep.status == 0, "\(sweep.err.suffix(600))")
         #expect(try fm.contentsOfDirectory(atPath: root + "/r").contains { $0.hasSuffix(".jsonl") })
-        #expect(!fm.fileExists(atPath: root + "/new"))
+        let report = try runSidecar(["report", "--results", "new/../r"], directory: root)
+        #expect(report.status == 0, "\(report.err.suffix(600))")
     }
 }
