@@ -112,22 +112,22 @@ public struct Hyperparameter: Sendable {
             return .ints(values)
         case .layers:
             guard !trimmed.isEmpty else { throw bad("empty layer list") }
-            return .string(Self.canonicalLayers(trimmed) ?? trimmed)
+            return .string(trimmed)
         }
     }
 
     /// A list of layers and ranges in one spelling: sorted, each layer once, three or more in a
-    /// row as a range (`6,1-3,2` → `1-3,6`; `4-5` → `4,5`), so that two spellings of one list are
-    /// one sweep trial, not two. Nil for anything else (`all`, `last`, or text the cache's
-    /// resolution will refuse with its own message).
+    /// row as a range (`6,1-3,2` → `1-3,6`; `4-5` → `4,5`), read as `HeadContext.resolveLayers`
+    /// reads it, so that two spellings of one list are one sweep trial. Nil for anything else
+    /// (`all`, `last`, or text the cache's resolution refuses with its own message).
     static func canonicalLayers(_ text: String) -> String? {
         var layers = Set<Int>()
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let bounds = part.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map { bound -> Int? in
                 let digits = bound.trimmingCharacters(in: .whitespaces)
-                return !digits.isEmpty && digits.allSatisfy({ $0.isASCII && $0.isNumber }) ? Int(digits) : nil
+                return digits.allSatisfy(\.isASCII) ? Int(digits) : nil
             }
-            guard let first = bounds.first ?? nil, let last = bounds.last ?? nil, first <= last,
+            guard let first = bounds.first ?? nil, let last = bounds.last ?? nil, 0 <= first, first <= last,
                   last - first < 100_000 else { return nil }
             layers.formUnion(first...last)
         }

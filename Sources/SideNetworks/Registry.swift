@@ -23,13 +23,21 @@ public enum HeadRegistry {
 
     /// The values that identify a run of the head (a sweep trial's id): every resolved value but
     /// those of keys added later that hold their defaults, so ids recorded before a key existed
-    /// stay the same.
+    /// stay the same, with a layer list in one spelling (`Hyperparameter.canonicalLayers`).
     public static func identifyingValues(head name: String, _ values: [String: HyperparameterValue]) -> [String: HyperparameterValue] {
         guard let schema = try? kind(named: name).schema else { return values }
-        return values.filter { key, value in
+        var identifying = values.filter { key, value in
             guard let parameter = schema.first(where: { $0.name == key }), parameter.addedLater else { return true }
             return (try? parameter.parse(parameter.defaultValue, head: name)) != value
         }
+        // A layer list in one spelling: `1,2,3` and `3,1-2` train the same head.
+        for parameter in schema {
+            if case .layers = parameter.kind, case .string(let text)? = identifying[parameter.name],
+               let canonical = Hyperparameter.canonicalLayers(text) {
+                identifying[parameter.name] = .string(canonical)
+            }
+        }
+        return identifying
     }
 
     /// Builds a head for a cache.

@@ -220,15 +220,25 @@ import TensorCore
         }
     }
 
-    /// A layer list is recorded in one spelling (sorted, once each, three or more in a row as a
-    /// range); `all`, `last` and text the cache refuses are kept as given.
-    @Test func layerListsAreRecordedInOneSpelling() throws {
-        func recorded(_ text: String) throws -> String { try HeadRegistry.hyperparameters(head: "linear", settings: ["layers": text]).string("layers") }
-        for (text, spelling) in [("6,1-3,2", "1-3,6"), ("4-5", "4,5"), (" 3, 2 ,1 ", "1-3"), ("0-0", "0"), ("0,2,4", "0,2,4"),
-                                 ("1-2,3-4,6-8", "1-4,6-8"), ("all", "all"), ("last", "last"), ("3-1", "3-1"), ("-1", "-1"),
-                                 ("1 2", "1 2"), ("0-99999999999", "0-99999999999"), ("²", "²")] {
-            #expect(try recorded(text) == spelling, "\(text)")
+    /// A layer list identifies a run (a sweep trial's id) in one spelling (sorted, once each,
+    /// three or more in a row as a range), read as the cache reads it; `all`, `last` and text the
+    /// cache refuses are kept as given. The recorded value, and messages, keep what was typed.
+    @Test func layerListsIdentifyARunInOneSpelling() throws {
+        func identifying(_ text: String) throws -> String {
+            let h = try HeadRegistry.hyperparameters(head: "linear", settings: ["layers": text])
+            #expect(h.string("layers") == text.trimmingCharacters(in: .whitespaces))
+            return HeadRegistry.identifyingValues(head: "linear", h.values)["layers"]!.description
         }
-        #expect(try Tiny.head("linear", ["layers": "2,0-1"]).features == [.hidden(0), .hidden(1), .hidden(2)])
+        for (text, spelling) in [("6,1-3,2", "1-3,6"), ("4-5", "4,5"), (" 3, 2 ,1 ", "1-3"), ("0-0", "0"), ("0,2,4", "0,2,4"),
+                                 ("1-2,3-4,6-8", "1-4,6-8"), ("+1,02", "1,2"), ("all", "all"), ("last", "last"), ("3-1", "3-1"),
+                                 ("-1", "-1"), ("1 2", "1 2"), ("0-99999999999", "0-99999999999"), ("²", "²")] {
+            #expect(try identifying(text) == spelling, "\(text)")
+        }
+        // The cache reads the spellings alike.
+        let context = Tiny.context()
+        #expect(try context.resolveLayers("+1,02", head: "linear") == context.resolveLayers("1,2", head: "linear"))
+        #expect(throws: HeadError("--set layers=6,1 for head linear: '6' is outside the backbone's layers 0-\(Tiny.layers)")) {
+            try Tiny.head("linear", ["layers": "6,1"])
+        }
     }
 }
