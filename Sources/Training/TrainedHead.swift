@@ -141,9 +141,15 @@ public struct TrainedHead {
 
     /// Whether both come from one fit as far as their configs tell: the same training options
     /// (seed included), learning rate and cache. Training is deterministic, so two such fits
-    /// give one head.
+    /// give one head. Options that change no weight are left out: the learning rate as given
+    /// (the one used is compared), whether the features were held in memory, and the threads.
     private func isSameFit(as other: TrainedHead) -> Bool {
-        config.training == other.config.training && config.learningRate == other.config.learningRate
+        func weighing(_ options: TrainingOptions) -> TrainingOptions {
+            var options = options
+            (options.learningRate, options.inMemory, options.parallelHeads) = (nil, false, nil)
+            return options
+        }
+        return weighing(config.training) == weighing(other.config.training) && config.learningRate == other.config.learningRate
             && config.cacheManifestHash == other.config.cacheManifestHash
     }
 

@@ -94,6 +94,18 @@ import Testing
         // The export and its folder are one head, whatever tensors the export holds.
         let twice = try runSidecar(["eval", "--cache", cache, "--head", folder, "--head", file])
         #expect(twice.status == 1 && twice.err.contains("\(file) holds the same head as \(folder) (\(head), the same settings"), "\(twice.err)")
+        if head == "consolidator" {
+            // So is the export of a fit that spelled out its default learning rate and held the
+            // features in memory, which change no weight.
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as! [String: Any]
+            let again = folder + "-again"
+            defer { try? FileManager.default.removeItem(atPath: again) }
+            let fit = try runSidecar(["fit", "--cache", cache, "--head", head, "--set", "groups=96", "--epochs", "1", "--batch-size", "8",
+                                      "--lr", "\(config["lr"] as! Double)", "--in-memory", "--out", again])
+            #expect(fit.status == 0, "\(fit.err)")
+            let same = try runSidecar(["eval", "--cache", cache, "--head", again, "--head", file])
+            #expect(same.status == 1 && same.err.contains("one is the export of the other"), "\(same.err)")
+        }
     }
 
     /// Several --head flags predict with their ensemble, as eval scores it on the f32 cache: the
