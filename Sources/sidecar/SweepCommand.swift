@@ -295,7 +295,16 @@ struct SweepCommand: ParsableCommand {
         var failures: [String] = []
         for p in processes {
             p.waitUntilExit()
-            if p.terminationStatus != 0 { failures.append("worker \(p.processIdentifier) exited with \(p.terminationStatus)") }
+            let (pid, status) = (p.processIdentifier, p.terminationStatus)
+            if p.terminationReason == .uncaughtSignal {
+                failures.append("worker \(pid) was killed by signal \(status)")
+            } else if status == 128 + SIGINT || status == 128 + SIGTERM {
+                // Stopped cleanly by a signal sent to it alone (one to this process is handled above).
+                failures.append("worker \(pid) was stopped by \(status == 128 + SIGINT ? "SIGINT" : "SIGTERM") after its current batch; "
+                                + "the trials it finished are recorded, and the same command again resumes")
+            } else if status != 0 {
+                failures.append("worker \(pid) exited with \(status)")
+            }
         }
         if stop.isSet {
             let done = (try? FinishedTrials.read(folder: results))?.ok ?? []

@@ -407,4 +407,27 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(lines.count == 2 && Set(lines.map { $0["trial"] as! String }).count == 2)
         #expect(lines.allSatisfy { $0["status"] as? String == "ok" })
     }
+
+    /// A worker stopped by a signal sent to it alone: the main process says so and that a rerun
+    /// resumes (it had said only "exited with 130").
+    @Test func aWorkerStoppedAloneIsNamed() throws {
+        let cache = SyntheticCache.temporaryPath("worker-signal")
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
+        let spec = try writeSpec("[base.training]\nepochs = 30\nbatch_size = 8\n[[grid]]\nhead = \"losa\"\n[grid.training]\nseed = [0, 1]\n")
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let results = scratchPath("worker-signal")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let err = Pipe()
+        let process = try startedSweep(["--spec", spec, "--cache", cache, "--results", results, "--jobs", "2"], stderr: err)
+        let pid = process.processIdentifier
+        let children = try String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8).split(separator: " ").compactMap { Int32($0) }
+        let worker = try #require(children.first, "no worker process")
+        kill(worker, SIGINT)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1, "\(stderr)")
+        #expect(stderr.contains("worker \(worker) was stopped by SIGINT after its current batch; the trials it finished are recorded, "
+                                + "and the same command again resumes"), "\(stderr)")
+    }
 }
