@@ -89,7 +89,7 @@ public struct SweepPlan: Sendable {
         let s = cache.manifest.settings
         let tokens = s.maxTokens ?? 128
         let width = s.backbone.hiddenSize
-        let meanTokens = meanRows(cache) ?? Double(tokens) / 4
+        let meanTokens = cache.meanRows() ?? Double(tokens) / 4
         var context = description.context
         context.planning = true
         var planned: [PlannedTrial] = []
@@ -137,14 +137,6 @@ public struct SweepPlan: Sendable {
 
     /// The mean rows per example of up to 256 train records spread over the split (nil when they
     /// cannot be read: the trainer will say why).
-    static func meanRows(_ cache: ActivationCache) -> Double? {
-        let count = cache.manifest.settings.splitCounts["train"] ?? 0
-        guard count > 0 else { return nil }
-        let sample = Array(stride(from: 0, to: count, by: max(1, count / 256)))
-        guard let rows = try? cache.withRecords(split: "train", indices: sample, { $0.map(\.rows) }) else { return nil }
-        return Double(rows.reduce(0, +)) / Double(rows.count)
-    }
-
     static func group(_ planned: [PlannedTrial], limits: PlanLimits, cost: CostModel) -> [TrialGroup] {
         // Key: every shared training option except lr.
         func key(_ t: TrialTraining) -> TrialTraining { var k = t; k.lr = 0; return k }

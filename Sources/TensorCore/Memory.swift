@@ -4,6 +4,7 @@
 import CMalloc
 import Glibc
 #endif
+import Foundation
 
 /// By default glibc maps each large buffer fresh and unmaps it on free, so every batch page-faults
 /// (and the kernel zeroes) its whole working set again: a sixth of a LoSA step, 6% of a bf16
@@ -33,4 +34,19 @@ public func addressSpaceLimit() -> Int? {
     var limit = rlimit()
     guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
     return Int(clamping: limit.rlim_cur)
+}
+
+/// The size of this process's address space now (mapped, not resident), from /proc/self/statm;
+/// nil where that file does not exist.
+public func mappedBytes() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+          let pages = text.split(separator: " ").first.flatMap({ Int($0) }) else { return nil }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// Address space to keep free for OpenBLAS, which maps 129 MiB for each thread that runs a
+/// product at once (the cores' and this one) and, where it cannot, retries forever at full CPU;
+/// and 256 MiB for everything else that is not counted otherwise.
+public func reservedAddressSpace() -> Int {
+    (ProcessInfo.processInfo.activeProcessorCount + 1) * (129 << 20) + (256 << 20)
 }

@@ -458,13 +458,18 @@ public func peakResidentBytes() -> Int {
 /// kernel's MemAvailable (free memory plus page cache it can drop), or less where the process's
 /// cgroup or one above it (v2 or v1) caps it lower. A cgroup's usage counts the page cache it
 /// touched (a cache's memory map, say), which the kernel drops before failing an allocation, so
-/// that part is not counted as used. Nil when /proc/meminfo cannot be read.
+/// that part is not counted as used; and, under an address-space limit (`ulimit -v`), what is left
+/// of it besides OpenBLAS's buffers. Nil when /proc/meminfo cannot be read.
 public func availableMemoryBytes() -> Int? {
     func read(_ path: String) -> String? {
         (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
     guard let kb = numberField(of: "/proc/meminfo", "MemAvailable:") else { return nil }
     var available = kb * 1024
+    // Under an address-space limit, what is left of it besides OpenBLAS's buffers.
+    if let limit = addressSpaceLimit(), let mapped = mappedBytes() {
+        available = min(available, max(0, limit - mapped - reservedAddressSpace()))
+    }
     // "0::/path" is the v2 hierarchy, "N:…,memory,…:/path" v1's memory controller.
     for line in (read("/proc/self/cgroup") ?? "").split(separator: "\n") {
         let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)

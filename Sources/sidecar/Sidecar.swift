@@ -1,8 +1,10 @@
 // The `sidecar` command: a thin shell over the library targets. Each subcommand parses its flags,
 // calls the library and prints; no logic lives here that a test of the library could not reach.
+import ActivationStore
 import ArgumentParser
 import CMalloc
 import Foundation
+import SideNetworks
 import TensorCore
 
 @main
@@ -83,33 +85,50 @@ struct Sidecar: ParsableCommand {
                 Foundation.exit(1)
             }
         }
+        // Under 1 GiB of address space OpenBLAS cannot start its threads, and exiting then waits
+        // for them forever; _exit leaves without waiting. No command runs in less.
+        if let limit = addressSpaceLimit(), limit < 1 << 30 {
+            standardError("Error: the address-space limit is \(limit >> 20) MiB (ulimit -v); sidecar needs at least 1024 MiB, "
+                          + "and more for a cache or a backbone: raise the limit, or lift it (ulimit -v unlimited)\n")
+            _exit(1)
+        }
     }
 }
 
 /// Under an address-space limit (`ulimit -v`, or a scheduler's, as Grid Engine's h_vmem), whether
-/// what `what` maps from here on still fits: OpenBLAS maps 129 MiB for each thread that runs a
-/// product at once and, where it cannot, retries forever at full CPU; and a failed allocation
-/// stops a Swift process with a crash report. Called once the big maps (the cache, the backbone)
-/// are made, so that the room left is measured, not guessed: a probe of that much address space,
-/// given back at once.
-func checkAddressSpace(_ what: String) throws {
+/// what `what` maps from here on still fits: OpenBLAS's buffers (`reservedAddressSpace`, where
+/// it would otherwise retry forever at full CPU) and `workingSet`, the command's estimate of its
+/// batches and tapes; a failed allocation stops a Swift process with a crash report. Called once
+/// the big maps (the cache, the backbone) are made, so that the room left is measured, not
+/// guessed: a probe of that much address space, given back at once.
+func checkAddressSpace(_ what: String, workingSet: Int = 0) throws {
     guard let limit = addressSpaceLimit() else { return }
-    let threads = ProcessInfo.processInfo.activeProcessorCount + 1
-    // The batches, the heads and their tapes besides: a LoSA fit's peak was under 50 MiB.
-    let needed = threads * (129 << 20) + (256 << 20)
+    let needed = reservedAddressSpace() + workingSet
     let probe = mmap(nil, needed, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     if probe != MAP_FAILED {
         munmap(probe, needed)
         return
     }
     func mib(_ bytes: Int) -> Int { (bytes + (1 << 20) - 1) >> 20 }
-    // The process's mapped size: the first field of statm, in pages.
-    let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
-    let mapped = (statm.split(separator: " ").first.flatMap { Int($0) } ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    let mapped = mappedBytes() ?? 0
+    // Rounded up, with room for what moves between runs (thread stacks, the heap's arenas).
+    let suggested = (mapped + needed + (128 << 20) + (256 << 20) - 1) / (256 << 20) * (256 << 20)
     throw CommandError("\(what): the address-space limit (ulimit -v) is \(mib(limit)) MiB and \(mib(mapped)) MiB are mapped "
-                       + "already; about \(mib(needed)) MiB more are needed (OpenBLAS maps 129 MiB for each of the \(threads) threads that "
-                       + "may run products at once, and would wait for it forever). Raise the limit to at least \(mib(mapped + needed)) MiB, "
-                       + "or lift it (ulimit -v unlimited)")
+                       + "already; about \(mib(needed)) MiB more are needed (OpenBLAS maps 129 MiB for each of the "
+                       + "\(ProcessInfo.processInfo.activeProcessorCount + 1) threads that may run products at once, and would wait for it "
+                       + "forever\(workingSet > 0 ? "; the batches about \(mib(workingSet)) MiB" : "")). Raise the limit to at least "
+                       + "\(mib(suggested)) MiB, or lift it (ulimit -v unlimited)")
+}
+
+/// A rough bound on what batches of `batchSize` take besides the heads' weights: the decoded
+/// batch and the next one, and for each head what its step keeps per row and feature read
+/// (`perFeature` floats; training's tape about 16, measured as 1 MB per example for LoSA on the
+/// demo, evaluation's about 4).
+func batchWorkingSet(_ cache: ActivationCache, batchSize: Int, heads: [any Head], perFeature: Double) -> Int {
+    let rows = cache.meanRows() ?? Double(cache.manifest.settings.maxTokens ?? 128)
+    let row = Double(batchSize) * rows * Double(cache.manifest.settings.backbone.hiddenSize) * 4
+    let kept = heads.reduce(0.0) { $0 + perFeature * Double($1.features.count + 1) }
+    return Int(min(row * (kept + 2 * Double(Feature.union(heads.map(\.features)).count)), Double(1 << 50)))
 }
 
 /// Writes to standard error, ignoring failures (FileHandle's older `write(_:)` traps on them): a

@@ -179,7 +179,7 @@ struct SweepCommand: ParsableCommand {
         let plan = try SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits)
         if !worker && !dryRun { try checkWritableFolder(results, flag: "--results") }
         // Each worker maps the cache as this process has and runs the products.
-        if !dryRun { try checkAddressSpace("sidecar sweep") }
+        if !dryRun { try checkAddressSpace("sidecar sweep", workingSet: plan.groups.map(\.memoryBytes).max() ?? 0) }
         // Held until this run ends (workers run under their parent's).
         let runLock = worker || dryRun ? nil : try ShardRunLock(folder: results, shard: shard)
         defer { withExtendedLifetime(runLock) {} }

@@ -12,10 +12,14 @@ private let sanitized = sidecarBinary().path.contains(".build-asan") || sidecarB
     static func fit(cache: String, limit mib: Int) throws -> (status: Int32, err: String) {
         let out = temporaryPath("address-space-head")
         defer { removeFolder(out) }
+        return try run(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out], limit: mib)
+    }
+
+    /// `sidecar` with `arguments` under `ulimit -v` of `mib` MiB, as `fit`.
+    static func run(_ arguments: [String], limit mib: Int) throws -> (status: Int32, err: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "ulimit -v \(mib << 10) && exec \"$0\" \"$@\"", sidecarBinary().path,
-                             "fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out]
+        process.arguments = ["-c", "ulimit -v \(mib << 10) && exec \"$0\" \"$@\"", sidecarBinary().path] + arguments
         let err = Pipe()
         process.standardOutput = FileHandle.nullDevice
         process.standardError = err
@@ -27,7 +31,7 @@ private let sanitized = sidecarBinary().path.contains(".build-asan") || sidecarB
         process.waitUntilExit()
         watchdog.cancel()
         let text = String(decoding: errData, as: UTF8.self)
-        #expect(Date().timeIntervalSince(started) < 110, "fit under \(mib) MiB hung: \(text.suffix(400))")
+        #expect(Date().timeIntervalSince(started) < 110, "\(arguments[0]) under \(mib) MiB hung: \(text.suffix(400))")
         return (process.terminationStatus, text)
     }
 
@@ -56,5 +60,15 @@ private let sanitized = sidecarBinary().path.contains(".build-asan") || sidecarB
         let needed = try #require(message.firstMatch(of: /Raise the limit to at least (\d+) MiB/).flatMap { Int($0.1) }, "\(message)")
         let trained = try Self.fit(cache: cache, limit: needed + 16)
         #expect(trained.status == 0, "with the \(needed) MiB it asked for: \(trained.err.suffix(600))")
+    }
+
+    /// Under 1 GiB OpenBLAS cannot start its threads, and leaving then waited for them forever,
+    /// after even `--version` had printed.
+    @Test func aLimitUnderAGibibyteIsRefusedAtOnce() throws {
+        for mib in [512, 960] {
+            let result = try Self.run(["--version"], limit: mib)
+            #expect(result.status == 1 && result.err.contains("the address-space limit is \(mib) MiB (ulimit -v); sidecar needs at least 1024 MiB"),
+                    "\(result.err)")
+        }
     }
 }

@@ -405,6 +405,16 @@ public final class ActivationCache: @unchecked Sendable {
         return result
     }
 
+    /// The mean number of rows (tokens) per example of the train split, from 256 records spread
+    /// over it: what plans and memory estimates scale a batch by. Nil without train records.
+    public func meanRows() -> Double? {
+        let count = manifest.settings.splitCounts["train"] ?? 0
+        guard count > 0 else { return nil }
+        let sample = Array(stride(from: 0, to: count, by: max(1, count / 256)))
+        guard let rows = try? withRecords(split: "train", indices: sample, { $0.map(\.rows) }) else { return nil }
+        return Double(rows.reduce(0, +)) / Double(rows.count)
+    }
+
     /// Calls `body` with the parsed records of several examples, all views into the map of one read
     /// transaction (valid only during the call): stage two reads a batch this way.
     public func withRecords<R>(split: String, indices: [Int], _ body: ([RecordView]) throws -> R) throws -> R {
