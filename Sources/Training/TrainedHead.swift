@@ -126,7 +126,11 @@ public struct TrainedHead {
         for later in heads.indices {
             for earlier in 0..<later {
                 let (a, b) = (heads[earlier], heads[later])
-                guard a.config.head == b.config.head && a.config.hyperparameters == b.config.hyperparameters else { continue }
+                // Settings compared as a sweep tells trials apart (`1,2` and `2,1` are one layer list).
+                func identifying(_ h: TrainedHead) -> [String: HyperparameterValue] {
+                    HeadRegistry.identifyingValues(head: h.config.head, h.config.hyperparameters.values)
+                }
+                guard a.config.head == b.config.head && identifying(a) == identifying(b) else { continue }
                 if a.tensors == b.tensors {
                     throw HeadError("\(paths[later]) holds the same head as \(paths[earlier]) (\(b.config.head), the same settings and "
                                     + "weights); an ensemble's heads must differ")

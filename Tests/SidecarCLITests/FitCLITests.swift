@@ -152,6 +152,19 @@ import Testing
                                environment: Self.noBackbone).status == 0)
         let pair = try runSidecar(["eval", "--cache", cache, "--head", heads[0], "--head", retrained], environment: Self.noBackbone)
         #expect(pair.status == 0, "\(pair.err)")
+        // One layer list spelled two ways is one head.
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: heads[0] + "/config.json"))) as! [String: Any]
+        let layers = (config["features"] as! [String]).map { String($0.dropFirst(2)) }
+        let spellings = [layers.joined(separator: ","), layers.reversed().joined(separator: ",")]
+        #expect(spellings[0] != spellings[1])
+        let spelled = spellings.indices.map { out + "/spelled-\($0)" }
+        for (spelling, folder) in zip(spellings, spelled) {
+            #expect(try runSidecar(["fit", "--cache", cache, "--head", "linear", "--set", "layers=\(spelling)", "--epochs", "1", "--batch-size", "8",
+                                    "--out", folder], environment: Self.noBackbone).status == 0)
+        }
+        let respelled = try runSidecar(["eval", "--cache", cache, "--head", spelled[0], "--head", spelled[1]], environment: Self.noBackbone)
+        #expect(respelled.status == 1 && respelled.err.contains("\(spelled[1]) holds the same head as \(spelled[0]) (linear, the same settings and weights)"),
+                "\(spellings) \(respelled.err)")
     }
 
     /// A damaged blob, though no head reads it, is found before the first epoch, not when the
