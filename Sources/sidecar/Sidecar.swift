@@ -209,36 +209,46 @@ func nearestExisting(_ url: URL) -> (existing: URL, missing: [URL]) {
 /// Makes `folder` and its missing parents as `mkdir -p` does, one name at a time along the path
 /// as typed (its ".." kept for the OS), and returns the folders it made, outermost first: only
 /// those whose mkdir succeeded. Working it out beforehand had counted "new/../e" as one to make
-/// (it cannot be looked at while new is missing), though it is the existing e.
+/// (it cannot be looked at while new is missing), though it is the existing e. Where it fails,
+/// what it made is removed again before it says why.
 func makeFolders(_ folder: String, flag: String) throws -> [String] {
     var made: [String] = [], prefix = ""
+    func fail(_ why: String) -> CommandError {
+        for path in made.reversed() { rmdir(path) }
+        return CommandError("\(flag) \(folder): cannot make the folder (\(why))")
+    }
     for name in URL(userPath: folder).path.split(separator: "/") {
         prefix += "/" + name
         if mkdir(prefix, 0o777) == 0 {
             made.append(prefix)
         } else if errno != EEXIST {
-            throw CommandError("\(flag) \(folder): cannot make the folder \(prefix) (\(String(cString: strerror(errno))))")
+            throw fail("\(prefix): \(String(cString: strerror(errno)))")
         }
     }
-    guard isFolder(folder) == true else { throw CommandError("\(flag) \(folder): cannot make the folder (a file is in the way)") }
+    if isFolder(folder) != true {
+        var info = stat()
+        let dangling = lstat(prefix, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
+        throw fail(dangling ? "\(prefix) is a symbolic link that leads nowhere" : "\(prefix) is a file")
+    }
     return made
 }
 
 /// An exclusive advisory lock (flock) on a folder, for as long as this object lives, so that two
 /// commands do not write into one folder at once. The folder and any missing parents are made, as
 /// `mkdir -p` makes them; when the lock goes and the folder is still empty (the command failed
-/// before writing), it and the parents made for it are removed again, so that a failed command
-/// leaves nothing behind. A folder with the command's output keeps them: the path as typed must
-/// still lead there.
+/// before writing), the folders made for it are removed again, so that a failed command leaves
+/// nothing behind. A folder with the command's output keeps them: the path as typed must still
+/// lead there.
 final class FolderLock {
     private let fd: Int32
+    private let folder: String
     /// The folders this lock made, outermost first.
     private let made: [String]
 
     init(_ folder: String, flag: String, command: String) throws {
         let made = try makeFolders(folder, flag: flag)
         // The properties are set only once the lock is held, so a refused init runs no deinit:
-        // the folder may be the holder's (made between our look and our mkdir), not ours to remove.
+        // the folder is then the holder's, in use, not ours to remove.
         let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw CommandError("\(flag) \(folder): cannot open the folder (\(String(cString: strerror(errno))))")
@@ -249,16 +259,19 @@ final class FolderLock {
             throw CommandError("\(flag) \(folder): another \(command) is writing into this folder; wait for it to end or give another folder")
         }
         fd = descriptor
+        self.folder = folder
         self.made = made
     }
 
     deinit {
-        close(fd)
-        // Innermost first, stopping at the first that is not empty: what holds output, and so
-        // every folder on the way to it, stays.
-        for path in made.reversed() {
-            if rmdir(path) != 0 { break }
+        // Removed while still locked, so that no other command takes the folder in between;
+        // innermost first, and only where nothing was written.
+        if (try? FileManager.default.contentsOfDirectory(atPath: folder))?.isEmpty == true {
+            for path in made.reversed() {
+                if rmdir(path) != 0 { break }
+            }
         }
+        close(fd)
     }
 }
 

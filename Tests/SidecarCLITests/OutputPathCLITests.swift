@@ -46,6 +46,18 @@ import Testing
         let failed = try runSidecar(["fit", "--cache", root + "/no-cache", "--head", "linear", "--out", "new/../e/../h"], directory: root)
         #expect(failed.status != 0)
         #expect(try fm.contentsOfDirectory(atPath: root).sorted() == ["e", "out"])
+        // Into the existing e through a missing new: new stays beside e's head.
+        let intoExisting = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", "new/../e"], directory: root)
+        #expect(intoExisting.status == 0, "\(intoExisting.err.suffix(600))")
+        #expect(fm.fileExists(atPath: root + "/new/../e/head.safetensors"))
+        // A file in the way: refused, and the new it made on the way is removed again.
+        try fm.removeItem(atPath: root + "/new")
+        fm.createFile(atPath: root + "/file", contents: Data("kept".utf8))
+        for out in ["new/../file", "new/../file/x"] {
+            let refused = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--out", out], directory: root)
+            #expect(refused.status != 0 && refused.err.contains("--out \(out): "), "\(refused.err)")
+            #expect(!fm.fileExists(atPath: root + "/new"), "\(out)")
+        }
     }
 
     @Test func anOutputFolderThatIsADanglingLinkIsNamed() throws {
