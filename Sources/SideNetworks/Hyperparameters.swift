@@ -127,8 +127,10 @@ public struct Hyperparameter: Sendable {
                 let digits = bound.trimmingCharacters(in: .whitespaces)
                 return digits.allSatisfy(\.isASCII) ? Int(digits) : nil
             }
+            // No backbone has 100,000 layers: a larger number is left to the cache to refuse,
+            // before a range of it is expanded here.
             guard let first = bounds.first ?? nil, let last = bounds.last ?? nil, 0 <= first, first <= last,
-                  last - first < 100_000 else { return nil }
+                  last < 100_000 else { return nil }
             layers.formUnion(first...last)
         }
         var runs: [String] = []

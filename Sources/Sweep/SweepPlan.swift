@@ -135,8 +135,6 @@ public struct SweepPlan: Sendable {
         return g
     }
 
-    /// The mean rows per example of up to 256 train records spread over the split (nil when they
-    /// cannot be read: the trainer will say why).
     static func group(_ planned: [PlannedTrial], limits: PlanLimits, cost: CostModel) -> [TrialGroup] {
         // Key: every shared training option except lr.
         func key(_ t: TrialTraining) -> TrialTraining { var k = t; k.lr = 0; return k }

@@ -32,8 +32,9 @@ public func addressSpaceLimit() -> Int? {
     let resource = RLIMIT_AS
     #endif
     var limit = rlimit()
-    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return nil }
-    return Int(clamping: limit.rlim_cur)
+    // RLIM_INFINITY is all ones on Linux and 2^63 − 1 on Darwin: no address space comes near either.
+    guard getrlimit(resource, &limit) == 0, limit.rlim_cur < 1 << 62 else { return nil }
+    return Int(limit.rlim_cur)
 }
 
 /// The size of this process's address space now (mapped, not resident), from /proc/self/statm;
@@ -45,8 +46,8 @@ public func mappedBytes() -> Int? {
 }
 
 /// Address space to keep free for OpenBLAS, which maps 129 MiB for each thread that runs a
-/// product at once (the cores' and this one) and, where it cannot, retries forever at full CPU;
-/// and 256 MiB for everything else that is not counted otherwise.
-public func reservedAddressSpace() -> Int {
-    (ProcessInfo.processInfo.activeProcessorCount + 1) * (129 << 20) + (256 << 20)
+/// product at once (by default the cores' and this one) and, where it cannot, retries forever at
+/// full CPU; and 256 MiB for everything else that is not counted otherwise.
+public func reservedAddressSpace(threads: Int = ProcessInfo.processInfo.activeProcessorCount + 1) -> Int {
+    threads * (129 << 20) + (256 << 20)
 }

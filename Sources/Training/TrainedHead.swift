@@ -137,7 +137,7 @@ public struct TrainedHead {
                 }
                 if a.exported != b.exported && a.isSameFit(as: b) {
                     throw HeadError("\(paths[later]) holds the same head as \(paths[earlier]) (\(b.config.head), the same settings, training "
-                                    + "and cache: one is the export of the other); an ensemble's heads must differ")
+                                    + "and cache, one of them exported: one fit); an ensemble's heads must differ")
                 }
             }
         }

@@ -230,7 +230,7 @@ public final class Trainer {
             bytes < 1_000_000_000 ? String(format: "%.0f MB", Double(bytes) / 1e6) : String(format: "%.1f GB", Double(bytes) / 1e9)
         }
         return "--in-memory: the features these heads read take \(size(needed)) decoded, more than three quarters of "
-            + "the \(size(available)) of memory available; streaming them from the cache instead"
+            + "the \(size(available)) of memory available (or of address space, under a limit); streaming them from the cache instead"
     }
 
     /// Batches of at most `batchSize` in `count` examples (the last one may be smaller), without

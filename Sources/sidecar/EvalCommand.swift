@@ -72,7 +72,8 @@ struct EvalCommand: ParsableCommand {
             try head.checkCompatible(with: opened.manifest.settings, cachePath: cache)
             return (name: path, head: try head.instantiate(context: context))
         }
-        try checkAddressSpace("sidecar eval", workingSet: batchWorkingSet(opened, batchSize: batchSize, heads: models.map(\.head), perFeature: 4))
+        try checkAddressSpace("sidecar eval", workingSet: batchWorkingSet(opened, batchSize: batchSize, heads: models.map(\.head), perFeature: 4),
+                              smaller: "a smaller --batch-size")
         var evaluation: Evaluation
         do { evaluation = try Evaluation.run(ensemble: models, cache: opened, split: split, batchSize: batchSize) } catch let error as CorruptRecord {
             throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record")

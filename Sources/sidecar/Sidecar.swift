@@ -23,11 +23,19 @@ struct Sidecar: ParsableCommand {
     static func main() {
         openClosedStandardStreams()
         checkResourceLimits()
+        // One heap arena from the start: each thread's own reserved 64 MiB of address space, which
+        // made what a command maps vary from run to run under a limit.
+        keepFreedMemory()
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            guard exitCode(for: error) == .success else { exit(withError: error) }
+            let code = exitCode(for: error)
+            guard code == .success else {
+                guard addressSpaceLimit() != nil else { exit(withError: error) }
+                standardError(fullMessage(for: error) + "\n")
+                leaveUnderALimit(code.rawValue)
+            }
             // Help and the version go through standard output's buffer like any output, so that
             // text that did not arrive (a full disk) fails the command: ArgumentParser's own exit
             // would have reported success whatever became of it.
@@ -35,6 +43,16 @@ struct Sidecar: ParsableCommand {
             if !text.isEmpty { print(text) }
         }
         checkStandardOutput()
+        if addressSpaceLimit() != nil { leaveUnderALimit(0) }
+    }
+
+    /// Under an address-space limit, OpenBLAS may have failed to start a thread, and an exit then
+    /// waits for it forever in OpenBLAS's own clean-up (seen from `--version` under 200 MiB): so
+    /// the process leaves without running the libraries' clean-up, once its output is flushed.
+    /// Nothing here needs it: every file is written and synced, or closed, before this.
+    static func leaveUnderALimit(_ status: Int32) -> Never {
+        fflush(sidecar_stdout())
+        _exit(status)
     }
 
     /// A standard stream the caller closed (`>&-`) is opened on /dev/null, as git does: otherwise the
@@ -64,7 +82,8 @@ struct Sidecar: ParsableCommand {
     }
 
     /// An open-file limit under which Foundation traps while it starts a child process (python3,
-    /// a sweep's workers), or fails with "Bad file descriptor", is raised or refused up front.
+    /// a sweep's workers), or fails with "Bad file descriptor", is raised or refused up front; so
+    /// is an address-space limit in which no command runs.
     static func checkResourceLimits() {
         #if os(Linux)
         let resourceFiles = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
@@ -85,39 +104,41 @@ struct Sidecar: ParsableCommand {
                 Foundation.exit(1)
             }
         }
-        // Under 1 GiB of address space OpenBLAS cannot start its threads, and exiting then waits
-        // for them forever; _exit leaves without waiting. No command runs in less.
+        // Under 1 GiB of address space no command runs here (predict and extract had crashed
+        // loading the backbone, or failed with a raw Foundation error).
         if let limit = addressSpaceLimit(), limit < 1 << 30 {
             standardError("Error: the address-space limit is \(limit >> 20) MiB (ulimit -v); sidecar needs at least 1024 MiB, "
                           + "and more for a cache or a backbone: raise the limit, or lift it (ulimit -v unlimited)\n")
-            _exit(1)
+            leaveUnderALimit(1)
         }
     }
 }
 
 /// Under an address-space limit (`ulimit -v`, or a scheduler's, as Grid Engine's h_vmem), whether
-/// what `what` maps from here on still fits: OpenBLAS's buffers (`reservedAddressSpace`, where
-/// it would otherwise retry forever at full CPU) and `workingSet`, the command's estimate of its
-/// batches and tapes; a failed allocation stops a Swift process with a crash report. Called once
-/// the big maps (the cache, the backbone) are made, so that the room left is measured, not
-/// guessed: a probe of that much address space, given back at once.
-func checkAddressSpace(_ what: String, workingSet: Int = 0) throws {
+/// what `what` maps from here on still fits: OpenBLAS's buffers for `threads` threads running
+/// products at once (`reservedAddressSpace`; where it cannot map them it retries forever at full
+/// CPU) and `workingSet`, the command's estimate of its batches; a failed allocation stops a
+/// Swift process with a crash report. Called once the big maps (the cache, the backbone) are
+/// made, so that the room left is measured, not guessed: a probe of that much address space,
+/// given back at once. `smaller` names what the user can turn down instead.
+func checkAddressSpace(_ what: String, workingSet: Int = 0, threads: Int = ProcessInfo.processInfo.activeProcessorCount + 1,
+                       smaller: String? = nil) throws {
     guard let limit = addressSpaceLimit() else { return }
-    let needed = reservedAddressSpace() + workingSet
+    let needed = reservedAddressSpace(threads: threads) + workingSet
     let probe = mmap(nil, needed, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     if probe != MAP_FAILED {
         munmap(probe, needed)
         return
     }
     func mib(_ bytes: Int) -> Int { (bytes + (1 << 20) - 1) >> 20 }
-    let mapped = mappedBytes() ?? 0
-    // Rounded up, with room for what moves between runs (thread stacks, the heap's arenas).
-    let suggested = (mapped + needed + (128 << 20) + (256 << 20) - 1) / (256 << 20) * (256 << 20)
-    throw CommandError("\(what): the address-space limit (ulimit -v) is \(mib(limit)) MiB and \(mib(mapped)) MiB are mapped "
-                       + "already; about \(mib(needed)) MiB more are needed (OpenBLAS maps 129 MiB for each of the "
-                       + "\(ProcessInfo.processInfo.activeProcessorCount + 1) threads that may run products at once, and would wait for it "
+    let mapped = mappedBytes()
+    // Rounded up, with room for what moves between runs (thread stacks, the heap).
+    let suggested = ((mapped ?? 0) + needed + (128 << 20) + (256 << 20) - 1) / (256 << 20) * (256 << 20)
+    throw CommandError("\(what): the address-space limit (ulimit -v) is \(mib(limit)) MiB"
+                       + (mapped.map { " and \(mib($0)) MiB are mapped already" } ?? "") + "; about \(mib(needed)) MiB more are needed "
+                       + "(OpenBLAS maps 129 MiB for each of the \(threads) threads that may run products at once, and would wait for it "
                        + "forever\(workingSet > 0 ? "; the batches about \(mib(workingSet)) MiB" : "")). Raise the limit to at least "
-                       + "\(mib(suggested)) MiB, or lift it (ulimit -v unlimited)")
+                       + "\(mib(suggested)) MiB, or lift it (ulimit -v unlimited)" + (smaller.map { ", or give \($0)" } ?? ""))
 }
 
 /// A rough bound on what batches of `batchSize` take besides the heads' weights: the decoded

@@ -20,7 +20,8 @@ struct SweepCommand: ParsableCommand {
             (every combination of their lists) and [[random]] blocks (`trials` seeded draws: a list is a choice, \
             {uniform = [lo, hi]}, {log_uniform = [lo, hi]}, {int = [lo, hi]}). Training keys: \
             \(TrialTraining.keys.joined(separator: ", ")). Every trial is checked against its head's schema \
-            before anything runs; its id is a hash of its resolved config.
+            before anything runs; its id is a hash of its resolved config (a layer list in one spelling: \
+            1,2,3 and 3,1-2 are one trial).
 
             Trials with the same training options (all but lr) train in one pass, up to --memory-budget and \
             --max-heads. Each finished trial appends one JSON line to RESULTS/trials-<i>-of-<N>.jsonl and keeps \
@@ -178,8 +179,14 @@ struct SweepCommand: ParsableCommand {
         limits.maxHeadsPerGroup = maxHeads
         let plan = try SweepPlan.make(trials: sweep.trials, cache: opened, limits: limits)
         if !worker && !dryRun { try checkWritableFolder(results, flag: "--results") }
-        // Each worker maps the cache as this process has and runs the products.
-        if !dryRun { try checkAddressSpace("sidecar sweep", workingSet: plan.groups.map(\.memoryBytes).max() ?? 0) }
+        // Each worker maps the cache as this process has and runs the products, on the threads it
+        // is given (one per core by default, shared among --jobs workers).
+        if !dryRun {
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            let trainingThreads = worker ? threads ?? 1 : jobs > 1 ? threads ?? max(1, cores / jobs) : threads ?? cores
+            try checkAddressSpace("sidecar sweep", workingSet: plan.groups.map(\.memoryBytes).max() ?? 0, threads: trainingThreads + 1,
+                                  smaller: "a smaller --memory-budget or --max-heads, or trials with a smaller batch_size")
+        }
         // Held until this run ends (workers run under their parent's).
         let runLock = worker || dryRun ? nil : try ShardRunLock(folder: results, shard: shard)
         defer { withExtendedLifetime(runLock) {} }

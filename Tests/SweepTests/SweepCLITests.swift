@@ -423,6 +423,14 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         let pid = process.processIdentifier
         let children = try String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8).split(separator: " ").compactMap { Int32($0) }
         let worker = try #require(children.first, "no worker process")
+        // Sent once the worker catches SIGINT: before, its default action kills it.
+        let started = Date()
+        func catchesInterrupt() -> Bool {
+            let status = (try? String(contentsOfFile: "/proc/\(worker)/status", encoding: .utf8)) ?? ""
+            let caught = status.split(separator: "\n").first { $0.hasPrefix("SigCgt:") }.flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+            return (caught ?? 0) & (1 << UInt64(SIGINT - 1)) != 0
+        }
+        while !catchesInterrupt() && Date().timeIntervalSince(started) < 30 { Thread.sleep(forTimeInterval: 0.01) }
         kill(worker, SIGINT)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()

@@ -252,7 +252,7 @@ import Training
         let streamed = try Trainer(cache: cache, requests: [request], options: o, availableMemory: needed / 3 * 4 - 64)
         #expect(!streamed.options.inMemory)
         #expect(streamed.notices == ["--in-memory: the features these heads read take 0 MB decoded, more than three quarters of "
-                                     + "the 0 MB of memory available; streaming them from the cache instead"])
+                                     + "the 0 MB of memory available (or of address space, under a limit); streaming them from the cache instead"])
         _ = try held.run()
         _ = try streamed.run()
         #expect(streamed.heads[0].parameters.values == held.heads[0].parameters.values)

@@ -405,12 +405,13 @@ public final class ActivationCache: @unchecked Sendable {
         return result
     }
 
-    /// The mean number of rows (tokens) per example of the train split, from 256 records spread
-    /// over it: what plans and memory estimates scale a batch by. Nil without train records.
+    /// The mean number of rows (tokens) per example of the train split, from at most 256 records
+    /// spread over it: what plans and memory estimates scale a batch by. Nil without train
+    /// records, or where they cannot be read (the trainer then says why).
     public func meanRows() -> Double? {
         let count = manifest.settings.splitCounts["train"] ?? 0
         guard count > 0 else { return nil }
-        let sample = Array(stride(from: 0, to: count, by: max(1, count / 256)))
+        let sample = Array(stride(from: 0, to: count, by: (count + 255) / 256))
         guard let rows = try? withRecords(split: "train", indices: sample, { $0.map(\.rows) }) else { return nil }
         return Double(rows.reduce(0, +)) / Double(rows.count)
     }
