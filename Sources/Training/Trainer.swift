@@ -454,6 +454,17 @@ public func peakResidentBytes() -> Int {
     return Int(usage.ru_maxrss) * 1024
 }
 
+/// A rough bound on what batches of `batchSize` take besides the heads' weights: the decoded
+/// batch and the next one, and for each head what its step keeps per row and feature read
+/// (`perFeature` floats; training's tape about 16, measured as 1 MB per example for LoSA on the
+/// demo, evaluation's about 4).
+public func batchWorkingSet(_ cache: ActivationCache, batchSize: Int, heads: [any Head], perFeature: Double) -> Int {
+    let rows = cache.meanRows() ?? Double(cache.manifest.settings.maxTokens ?? 128)
+    let row = Double(batchSize) * rows * Double(cache.manifest.settings.backbone.hiddenSize) * 4
+    let kept = heads.reduce(0.0) { $0 + perFeature * Double($1.features.count + 1) }
+    return Int(min(row * (kept + 2 * Double(Feature.union(heads.map(\.features)).count)), Double(1 << 50)))
+}
+
 /// Bytes this process could still allocate without swapping or meeting a cgroup's limit: the
 /// kernel's MemAvailable (free memory plus page cache it can drop), or less where the process's
 /// cgroup or one above it (v2 or v1) caps it lower. A cgroup's usage counts the page cache it

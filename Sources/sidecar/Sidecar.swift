@@ -1,10 +1,8 @@
 // The `sidecar` command: a thin shell over the library targets. Each subcommand parses its flags,
 // calls the library and prints; no logic lives here that a test of the library could not reach.
-import ActivationStore
 import ArgumentParser
 import CMalloc
 import Foundation
-import SideNetworks
 import TensorCore
 
 @main
@@ -139,17 +137,6 @@ func checkAddressSpace(_ what: String, workingSet: Int = 0, threads: Int = Proce
                        + "(OpenBLAS maps 129 MiB for each of the \(threads) threads that may run products at once, and would wait for it "
                        + "forever\(workingSet > 0 ? "; the batches about \(mib(workingSet)) MiB" : "")). Raise the limit to at least "
                        + "\(mib(suggested)) MiB, or lift it (ulimit -v unlimited)" + (smaller.map { ", or give \($0)" } ?? ""))
-}
-
-/// A rough bound on what batches of `batchSize` take besides the heads' weights: the decoded
-/// batch and the next one, and for each head what its step keeps per row and feature read
-/// (`perFeature` floats; training's tape about 16, measured as 1 MB per example for LoSA on the
-/// demo, evaluation's about 4).
-func batchWorkingSet(_ cache: ActivationCache, batchSize: Int, heads: [any Head], perFeature: Double) -> Int {
-    let rows = cache.meanRows() ?? Double(cache.manifest.settings.maxTokens ?? 128)
-    let row = Double(batchSize) * rows * Double(cache.manifest.settings.backbone.hiddenSize) * 4
-    let kept = heads.reduce(0.0) { $0 + perFeature * Double($1.features.count + 1) }
-    return Int(min(row * (kept + 2 * Double(Feature.union(heads.map(\.features)).count)), Double(1 << 50)))
 }
 
 /// Writes to standard error, ignoring failures (FileHandle's older `write(_:)` traps on them): a
