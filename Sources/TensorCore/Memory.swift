@@ -45,9 +45,12 @@ public func mappedBytes() -> Int? {
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
+/// The threads that may run products at once unless told fewer: the cores' and this one.
+public var productThreads: Int { ProcessInfo.processInfo.activeProcessorCount + 1 }
+
 /// Address space to keep free for OpenBLAS, which maps 129 MiB for each thread that runs a
-/// product at once (by default the cores' and this one) and, where it cannot, retries forever at
-/// full CPU; and 256 MiB for everything else that is not counted otherwise.
-public func reservedAddressSpace(threads: Int = ProcessInfo.processInfo.activeProcessorCount + 1) -> Int {
+/// product at once and, where it cannot, retries forever at full CPU; and 256 MiB for everything
+/// else that is not counted otherwise.
+public func reservedAddressSpace(threads: Int = productThreads) -> Int {
     threads * (129 << 20) + (256 << 20)
 }

@@ -118,10 +118,12 @@ struct Sidecar: ParsableCommand {
 /// CPU) and `workingSet`, the command's estimate of its batches; a failed allocation stops a
 /// Swift process with a crash report. Called once the big maps (the cache, the backbone) are
 /// made, so that the room left is measured, not guessed: a probe of that much address space,
-/// given back at once. `smaller` names what the user can turn down instead.
-func checkAddressSpace(_ what: String, workingSet: Int = 0, threads: Int = ProcessInfo.processInfo.activeProcessorCount + 1,
+/// given back at once. `smaller` names what the user can turn down instead. The working set is
+/// estimated only under a limit (it reads records of the cache).
+func checkAddressSpace(_ what: String, workingSet: @autoclosure () -> Int = 0, threads: Int = productThreads,
                        smaller: String? = nil) throws {
     guard let limit = addressSpaceLimit() else { return }
+    let workingSet = workingSet()
     let needed = reservedAddressSpace(threads: threads) + workingSet
     let probe = mmap(nil, needed, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     if probe != MAP_FAILED {
