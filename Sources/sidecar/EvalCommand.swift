@@ -26,7 +26,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The split to score.")
     var split = "test"
 
-    @Option(help: "Examples per batch.")
+    @Option(parsing: .unconditional, help: "Examples per batch.")
     var batchSize = 64
 
     @Flag(help: "Print the report as one JSON object (metrics, per-class scores, confusion; logits with --logits; an ensemble's members).")

@@ -46,7 +46,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Storage type: f32, f16, bf16, int8 (symmetric; one scale per layer and channel, calibrated on the first chunk, values beyond clipped).")
     var dtype = StorageType.bf16
 
-    @Option(help: "zstd compression level (1 compresses activations about as well as higher levels, much faster).")
+    @Option(parsing: .unconditional, help: "zstd compression level (1 compresses activations about as well as higher levels, much faster).")
     var zstdLevel = 1
 
     @Option(help: ArgumentHelp(
@@ -64,7 +64,7 @@ struct ExtractCommand: ParsableCommand {
     @Flag(help: "Do not byte-shuffle values before compression.")
     var noShuffle = false
 
-    @Option(help: "Truncate tokenised inputs to this many tokens.")
+    @Option(parsing: .unconditional, help: "Truncate tokenised inputs to this many tokens.")
     var maxLength = 128
 
     @Option(help: "Input format when the folder is ambiguous: jsonl, csv, tsv.")
@@ -79,13 +79,13 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Column or key holding an optional second text.")
     var textPairColumn = TextColumns.defaultTextPair
 
-    @Option(help: "Tokens per forward batch.")
+    @Option(parsing: .unconditional, help: "Tokens per forward batch.")
     var batchTokens = 2048
 
-    @Option(help: "Batches computed at once, one per core (default: every core).")
+    @Option(parsing: .unconditional, help: "Batches computed at once, one per core (default: every core).")
     var threads: Int?
 
-    @Option(help: "Examples per committed transaction (what a killed run recomputes at most); the shards of one extraction use the same.")
+    @Option(parsing: .unconditional, help: "Examples per committed transaction (what a killed run recomputes at most); the shards of one extraction use the same.")
     var chunkSize = 1024
 
     @Option(help: "Extra per-block streams for every kept layer ≥ 1, with the hidden states' token rows: none, or a list of attn (attention branch after its output projection), mlp (FFN output projection), both before the residual add and LayerNorm (E3VA reads them). Not with --dtype int8.")
@@ -94,7 +94,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "LST reductions r whose magnitude-pruned side-block init (all blocks) is stored as blob lst.rR: a list such as 8 or 4,8, or none.")
     var lstReductions = "8"
 
-    @Option(help: "Store the full weights of the top K blocks (blob top_blocks, for the Consolidator head); 0: none.")
+    @Option(parsing: .unconditional, help: "Store the full weights of the top K blocks (blob top_blocks, for the Consolidator head); 0: none.")
     var topBlocks = 2
 
     @Option(help: ArgumentHelp(

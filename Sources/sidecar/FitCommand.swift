@@ -32,37 +32,37 @@ struct FitCommand: ParsableCommand {
     @Option(name: .customLong("heads-file"), help: "A JSON file listing heads: [{\"head\": \"losa\", \"set\": {\"rank_tokens\": 8}}, ...].")
     var headsFile: String?
 
-    @Option(help: "Epochs (the most; early stopping may end sooner).")
+    @Option(parsing: .unconditional, help: "Epochs (the most; early stopping may end sooner).")
     var epochs = 15
 
-    @Option(help: "Peak learning rate (default: each head's own).")
+    @Option(parsing: .unconditional, help: "Peak learning rate (default: each head's own).")
     var lr: Float?
 
-    @Option(help: "Examples per batch.")
+    @Option(parsing: .unconditional, help: "Examples per batch.")
     var batchSize = 32
 
-    @Option(help: "Seed for initialisation, shuffling and dropout.")
+    @Option(parsing: .unconditional, help: "Seed for initialisation, shuffling and dropout.")
     var seed: UInt64 = 0
 
     @Option(help: "adamw or sgd.")
     var optimizer: TrainingOptions.OptimizerKind = .adamw
 
-    @Option(help: "Weight decay (not on biases and norms): decoupled with AdamW; with --optimizer sgd, added to the gradient as torch's SGD does.")
+    @Option(parsing: .unconditional, help: "Weight decay (not on biases and norms): decoupled with AdamW; with --optimizer sgd, added to the gradient as torch's SGD does.")
     var weightDecay: Float = 0.01
 
-    @Option(help: "Fraction of the steps spent in linear warmup before cosine decay.")
+    @Option(parsing: .unconditional, help: "Fraction of the steps spent in linear warmup before cosine decay.")
     var warmup: Float = 0.06
 
-    @Option(help: "Label smoothing ε.")
+    @Option(parsing: .unconditional, help: "Label smoothing ε.")
     var labelSmoothing: Float = 0
 
-    @Option(help: "Clip the global gradient norm to this (0: off).")
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this (0: off).")
     var clipNorm: Float = 1
 
-    @Option(help: "Stop a head after this many epochs without a better validation accuracy (an equal one with a lower validation loss counts as better; 0: never).")
+    @Option(parsing: .unconditional, help: "Stop a head after this many epochs without a better validation accuracy (an equal one with a lower validation loss counts as better; 0: never).")
     var patience = 4
 
-    @Option(help: "Keep an exponential moving average of each head's weights with this decay (e.g. 0.999; as timm's model EMA), warmed up as TensorFlow's is, min(decay, (1 + n) / (10 + n)) at step n; the average is what is validated, kept as best and saved. Off unless given.")
+    @Option(parsing: .unconditional, help: "Keep an exponential moving average of each head's weights with this decay (e.g. 0.999; as timm's model EMA), warmed up as TensorFlow's is, min(decay, (1 + n) / (10 + n)) at step n; the average is what is validated, kept as best and saved. Off unless given.")
     var emaDecay: Float?
 
     @Flag(help: "Decode the needed features once and keep them in memory, when they take at most three quarters of the memory available (else fit streams them and says so).")

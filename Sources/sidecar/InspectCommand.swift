@@ -21,7 +21,7 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "Export one example, SPLIT:INDEX (e.g. train:0), with --npy.")
     var example: String?
 
-    @Option(help: "With --example: only this layer.")
+    @Option(parsing: .unconditional, help: "With --example: only this layer.")
     var layer: Int?
 
     @Option(help: "With --example: write the activations as a NumPy .npy file of shape [layers, tokens, width].")

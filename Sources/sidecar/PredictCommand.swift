@@ -42,13 +42,13 @@ struct PredictCommand: ParsableCommand {
     @Flag(help: "One JSON object per input: line or file, id, label, probability, top_k.")
     var json = false
 
-    @Option(help: "Show the K most probable labels.")
+    @Option(parsing: .unconditional, help: "Show the K most probable labels.")
     var topK = 1
 
     @Flag(help: "With --json: include the raw logits.")
     var logits = false
 
-    @Option(help: "Inputs per forward batch.")
+    @Option(parsing: .unconditional, help: "Inputs per forward batch.")
     var batchSize = 32
 
     @Option(help: "Arithmetic of the backbone's dense products: f32, bf16 or auto (see extract --help); default: the path the head's cache was extracted with, and another is refused unless --force (an ensemble's heads share one path, or run on the one named with --force).")

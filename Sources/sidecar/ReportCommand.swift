@@ -37,7 +37,7 @@ struct ReportCommand: ParsableCommand {
         """)
     var bySetting = false
 
-    @Option(help: "How many of the best trials get learning curves.")
+    @Option(parsing: .unconditional, help: "How many of the best trials get learning curves.")
     var top = 5
 
     @Option(help: "The accuracy that ranks trials and goes on the charts: val_accuracy or test_accuracy.")

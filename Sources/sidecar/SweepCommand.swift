@@ -50,13 +50,13 @@ struct SweepCommand: ParsableCommand {
     @Flag(help: "Print the plan and exit without training.")
     var dryRun = false
 
-    @Option(help: "Run this many passes at once in separate processes, each with about cores/N threads.")
+    @Option(parsing: .unconditional, help: "Run this many passes at once in separate processes, each with about cores/N threads.")
     var jobs = 1
 
     @Option(help: "i/N: run the i-th of N disjoint parts (default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0/1).")
     var shard: String?
 
-    @Option(help: "N for a shard index taken from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID (else SIDECAR_SHARD_COUNT / SLURM_ARRAY_TASK_COUNT).")
+    @Option(parsing: .unconditional, help: "N for a shard index taken from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID (else SIDECAR_SHARD_COUNT / SLURM_ARRAY_TASK_COUNT).")
     var shardCount: Int?
 
     @Flag(help: "Open the cache without LMDB's lock file (always so when sharded).")
@@ -68,10 +68,10 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Estimated memory the heads of one pass may use (bytes, or with K, M, G).")
     var memoryBudget = "4G"
 
-    @Option(help: "The most heads trained in one pass.")
+    @Option(parsing: .unconditional, help: "The most heads trained in one pass.")
     var maxHeads = 16
 
-    @Option(help: "Heads trained at once on separate cores in each pass (default: cores / --jobs).")
+    @Option(parsing: .unconditional, help: "Heads trained at once on separate cores in each pass (default: cores / --jobs).")
     var threads: Int?
 
     @Flag(help: "Decode the needed features once per pass and keep them in memory, when they take at most three quarters of the memory available (else the pass streams them and says so).")
@@ -83,13 +83,13 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Where --emit writes (default: stdout).")
     var emitOut: String?
 
-    @Option(help: "Tasks in the emitted job array (default: 4).")
+    @Option(parsing: .unconditional, help: "Tasks in the emitted job array (default: 4).")
     var shards: Int?
 
     @Option(help: "Container image for --emit k8s (default: REGISTRY/sidecar:latest).")
     var image: String?
 
-    @Option(help: "CPUs per task in the emitted job file (default: 4).")
+    @Option(parsing: .unconditional, help: "CPUs per task in the emitted job file (default: 4).")
     var cpus: Int?
 
     @Option(help: "The sidecar binary in the emitted Slurm script (default: this one).")

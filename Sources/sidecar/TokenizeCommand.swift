@@ -13,7 +13,7 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "Backbone whose tokenizer to use: \"minilm\" or a Hugging Face model folder.")
     var backbone = "minilm"
 
-    @Option(help: "Truncate to this many tokens.")
+    @Option(parsing: .unconditional, help: "Truncate to this many tokens.")
     var maxLength = 128
 
     @Option(help: "Input file; - for standard input.")

@@ -339,6 +339,14 @@ import Testing
              expected: ["--layers \"9\": the backbone has layers 0...6"]),
         Case(kind: "flags", fault: "zero", setup: flags(["sweep", "--spec", "/nonexistent.toml", "--cache", "CACHE", "--results", "OUT", "--jobs", "0"]),
              expected: ["--jobs must be in 1...1024, got 0"]),
+        // A negative number is the flag's value, not a missing one (ArgumentParser's default reading
+        // of "-1" as another flag had said "Missing value for '--lr <lr>'").
+        Case(kind: "flags", fault: "negative learning rate", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--lr", "-1", "--out", "OUT"]),
+             expected: ["--lr must be a positive number", "got -1.0"]),
+        Case(kind: "flags", fault: "negative jobs", setup: flags(["sweep", "--spec", "/nonexistent.toml", "--cache", "CACHE", "--results", "OUT", "--jobs", "-2"]),
+             expected: ["--jobs must be in 1...1024, got -2"]),
+        Case(kind: "flags", fault: "negative seed", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--seed", "-1", "--out", "OUT"]),
+             expected: ["The value '-1' is invalid for '--seed <seed>'"]),
         Case(kind: "flags", fault: "under a byte", setup: { scratch in
                  let (arguments, leftover) = try sweep("[base]\nhead = \"linear\"\n")(scratch)
                  return (arguments + ["--memory-budget", "0.5"], leftover)
