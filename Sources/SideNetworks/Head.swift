@@ -78,29 +78,23 @@ public struct HeadContext: Sendable {
     /// Resolves a `layers` hyperparameter (`all`, `last`, `0,3,6`, `1-6`) against the stored layers.
     public func resolveLayers(_ text: String, head: String, key: String = "layers") throws -> [Int] {
         let wanted: [Int]
-        switch text {
-        case "all": wanted = layers
-        case "last": wanted = [layerCount]
-        default:
-            var out: [Int] = []
-            // Empty parts are refused, not skipped: "-1" (Python's last) had read layer 1.
-            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-                let bounds = part.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map {
-                    let digits = $0.trimmingCharacters(in: .whitespaces)
-                    return digits.allSatisfy(\.isASCII) ? Int(digits) : nil
-                }
-                guard bounds.allSatisfy({ $0 != nil }), let first = bounds.first ?? nil else {
-                    throw HeadError("--set \(key)=\(text) for head \(head): '\(part)' is not a layer or a range a-b")
-                }
-                let last = bounds.count == 2 ? bounds[1]! : first
-                guard first <= last else { throw HeadError("--set \(key)=\(text) for head \(head): range \(part) is empty") }
-                // Checked before the range is expanded (0-99999999999 had been allocated).
-                guard first >= 0, last <= layerCount else {
+        do {
+            switch try LayerList(text) {
+            case .all: wanted = layers
+            case .last: wanted = [layerCount]
+            case .ranges(let ranges):
+                // Checked before a range is expanded (0-99999999999 had been allocated).
+                if let outside = ranges.firstIndex(where: { $0.lowerBound < 0 || $0.upperBound > layerCount }) {
+                    let part = text.split(separator: ",", omittingEmptySubsequences: false)[outside]
                     throw HeadError("--set \(key)=\(text) for head \(head): '\(part)' is outside the backbone's layers 0-\(layerCount)")
                 }
-                out += Array(first...last)
+                wanted = Array(Set(ranges.joined())).sorted()
             }
-            wanted = Array(Set(out)).sorted()
+        } catch let fault as LayerList.Fault {
+            switch fault.reason {
+            case .notALayer: throw HeadError("--set \(key)=\(text) for head \(head): '\(fault.part)' is not a layer or a range a-b")
+            case .emptyRange: throw HeadError("--set \(key)=\(text) for head \(head): range \(fault.part) is empty")
+            }
         }
         try requireLayers(wanted, head: head)
         return wanted

@@ -117,22 +117,16 @@ public struct Hyperparameter: Sendable {
     }
 
     /// A list of layers and ranges in one spelling: sorted, each layer once, three or more in a
-    /// row as a range (`6,1-3,2` → `1-3,6`; `4-5` → `4,5`), read as `HeadContext.resolveLayers`
-    /// reads it, so that two spellings of one list are one sweep trial. Nil for anything else
-    /// (`all`, `last`, or text the cache's resolution refuses with its own message).
+    /// row as a range (`6,1-3,2` → `1-3,6`; `4-5` → `4,5`), read by `LayerList` as the cache's
+    /// resolution reads it, so that two spellings of one list are one sweep trial. Nil for
+    /// anything else (`all`, `last`, or text the cache's resolution refuses with its own message).
     static func canonicalLayers(_ text: String) -> String? {
-        var layers = Set<Int>()
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let bounds = part.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map { bound -> Int? in
-                let digits = bound.trimmingCharacters(in: .whitespaces)
-                return digits.allSatisfy(\.isASCII) ? Int(digits) : nil
-            }
-            // No backbone has 100,000 layers: a larger number is left to the cache to refuse,
-            // before a range of it is expanded here.
-            guard let first = bounds.first ?? nil, let last = bounds.last ?? nil, 0 <= first, first <= last,
-                  last < 100_000 else { return nil }
-            layers.formUnion(first...last)
+        // No backbone has 100,000 layers: a larger number is left to the cache to refuse, before
+        // a range of it is expanded here.
+        guard case .ranges(let ranges)? = try? LayerList(text), ranges.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound < 100_000 }) else {
+            return nil
         }
+        let layers = Set(ranges.joined())
         var runs: [String] = []
         var rest = layers.sorted()[...]
         while let first = rest.first {

@@ -211,6 +211,9 @@ import TensorCore
                 try context.resolveLayers(bad, head: "linear")
             }
         }
+        #expect(throws: HeadError("--set layers=1,3-1 for head linear: range 3-1 is empty")) {
+            try context.resolveLayers("1,3-1", head: "linear")
+        }
         // Bounds are checked before a range is expanded.
         #expect(throws: HeadError("--set layers=0-99999999999 for head linear: '0-99999999999' is outside the backbone's layers 0-\(Tiny.layers)")) {
             try context.resolveLayers("0-99999999999", head: "linear")
