@@ -45,7 +45,8 @@ public struct PlannedTrial: Sendable {
     /// A training step's operations per example (zero when the head could not be built).
     public var flops = StepFlops(f32: 0)
     public var features: [String]
-    /// Bytes this head adds to a pass (weights, gradients, optimiser state, activations): an estimate.
+    /// Bytes this head adds to a pass (weights, gradients, optimiser state, what its steps keep):
+    /// `WorkingSet.head`'s estimate.
     public var memoryBytes: Int
     /// Set when the head cannot be built on this cache (a config error found late): recorded as
     /// failed when its shard runs, without training.
@@ -90,6 +91,7 @@ public struct SweepPlan: Sendable {
         let tokens = s.maxTokens ?? 128
         let width = s.backbone.hiddenSize
         let meanTokens = cache.meanRows() ?? Double(tokens) / 4
+        let rowsPerExample = WorkingSet.rows(cache, batchSize: 1)
         var context = description.context
         context.planning = true
         var planned: [PlannedTrial] = []
@@ -109,10 +111,9 @@ public struct SweepPlan: Sendable {
             built[key] = shape
             switch shape {
             case .success(let head):
-                // Weights, gradients and two AdamW moments; the tape keeps a few activations of the
-                // batch per feature read.
-                let memory = head.parameters * 4 * 4 + trial.training.batchSize * tokens * width * 4 * max(head.features.count, 1) * 6
-                planned.append(PlannedTrial(trial: trial, flops: head.flops, features: head.features, memoryBytes: memory))
+                let memory = WorkingSet.head(parameters: head.parameters, features: head.features.count,
+                                             rows: rowsPerExample * Double(trial.training.batchSize), width: width, training: true)
+                planned.append(PlannedTrial(trial: trial, flops: head.flops, features: head.features, memoryBytes: Int(min(memory, Double(1 << 50)))))
             case .failure(let error):
                 planned.append(PlannedTrial(trial: trial, features: [], memoryBytes: 0, lateError: "\(error)"))
             }
@@ -121,7 +122,8 @@ public struct SweepPlan: Sendable {
         // Hidden states of every stored layer, and each stream of every layer after the embedding.
         let storedFeatures = s.layers.count + (s.streams ?? []).count * s.layers.filter { $0 > 0 }.count
         let cost = CostModel(examples: examples, trainExamples: s.splitCounts["train"] ?? 0,
-                             bytesPerFeature: Double(LMDBEnvironment.dataFileSize(cache.path) ?? 0) / Double(max(examples, 1) * max(storedFeatures, 1)))
+                             bytesPerFeature: Double(LMDBEnvironment.dataFileSize(cache.path) ?? 0) / Double(max(examples, 1) * max(storedFeatures, 1)),
+                             rowsPerExample: rowsPerExample, width: width)
         return SweepPlan(groups: group(planned, limits: limits, cost: cost), limits: limits, cost: cost)
     }
 
@@ -148,17 +150,14 @@ public struct SweepPlan: Sendable {
             // Heads reading the same features side by side, so a chunk decodes little it does not need.
             let sorted = members.sorted { ($0.features.joined(separator: " "), $0.trial.id) < ($1.features.joined(separator: " "), $1.trial.id) }
             var chunk: [PlannedTrial] = []
-            var bytes = 0
             func flush() {
                 guard !chunk.isEmpty else { return }
                 groups.append(makeGroup(chunk, cost: cost))
                 chunk = []
-                bytes = 0
             }
             for p in sorted {
-                if !chunk.isEmpty && (chunk.count >= limits.maxHeadsPerGroup || bytes + p.memoryBytes > limits.memoryBudget) { flush() }
+                if !chunk.isEmpty && (chunk.count >= limits.maxHeadsPerGroup || cost.memoryBytes(chunk + [p]) > limits.memoryBudget) { flush() }
                 chunk.append(p)
-                bytes += p.memoryBytes
             }
             flush()
         }
@@ -171,7 +170,7 @@ public struct SweepPlan: Sendable {
         return TrialGroup(id: shortHash(Data(memberKey.utf8), hexDigits: 12), memberKey: memberKey,
                           members: members, training: members[0].trial.training,
                           estimatedSeconds: members[0].lateError != nil ? 0 : cost.seconds(members),
-                          memoryBytes: members.reduce(0) { $0 + $1.memoryBytes })
+                          memoryBytes: cost.memoryBytes(members))
     }
 
     /// The groups of shard i of N: the longest groups first, each to the shard with the least
@@ -212,6 +211,9 @@ struct CostModel: Sendable {
     var trainExamples: Int
     /// Stored bytes of one feature (a layer's hidden states or one stream) of one example.
     var bytesPerFeature: Double
+    /// Rows of one example, and floats of one row, for the decoded batches' memory.
+    var rowsPerExample: Double
+    var width: Int
     static let decodeBytesPerSecond = 1e9
     static let secondsPerFeatureExample = 8e-6
     static let f32FlopsPerSecond = 150e9
@@ -227,5 +229,13 @@ struct CostModel: Sendable {
                           + p.flops.bf16 / Self.bf16FlopsPerSecond)
         }
         return decode + compute
+    }
+
+    /// The pass's heads (they share a batch size) and its decoded batches, each feature decoded
+    /// once for all of them.
+    func memoryBytes(_ members: [PlannedTrial]) -> Int {
+        let rows = rowsPerExample * Double(members[0].trial.training.batchSize)
+        let batches = WorkingSet.batches(features: Set(members.flatMap(\.features)).count, rows: rows, width: width)
+        return Int(min(batches, Double(1 << 50))) + members.reduce(0) { $0 + $1.memoryBytes }
     }
 }

@@ -454,15 +454,38 @@ public func peakResidentBytes() -> Int {
     return Int(usage.ru_maxrss) * 1024
 }
 
-/// A rough bound on what batches of `batchSize` take besides the heads' weights: the decoded
-/// batch and the next one, and for each head what its step keeps per row and feature read
-/// (`perFeature` floats; training's tape about 16, measured as 1 MB per example for LoSA on the
-/// demo, evaluation's about 4).
-public func batchWorkingSet(_ cache: ActivationCache, batchSize: Int, heads: [any Head], perFeature: Double) -> Int {
-    let rows = cache.meanRows() ?? Double(cache.manifest.settings.maxTokens ?? 128)
-    let row = Double(batchSize) * rows * Double(cache.manifest.settings.backbone.hiddenSize) * 4
-    let kept = heads.reduce(0.0) { $0 + perFeature * Double($1.features.count + 1) }
-    return Int(min(row * (kept + 2 * Double(Feature.union(heads.map(\.features)).count)), Double(1 << 50)))
+/// A rough estimate of what training or evaluating heads on batches takes: one estimate for the
+/// address-space checks of `fit` and `eval` and for how many heads a sweep puts in one pass.
+public enum WorkingSet {
+    /// Floats a step keeps per row and feature a head reads: training's tape about 16 (measured
+    /// as 1 MB per example for LoSA on the demo), evaluation's about 4.
+    public static func floatsPerRowAndFeature(training: Bool) -> Double { training ? 16 : 4 }
+
+    /// One head on batches of `rows` rows in all: its weights (in training with their gradients
+    /// and AdamW's two moments), and what a step keeps per row and feature read.
+    public static func head(parameters: Int, features: Int, rows: Double, width: Int, training: Bool) -> Double {
+        Double(parameters) * (training ? 16 : 4) + rows * Double(width) * 4 * floatsPerRowAndFeature(training: training) * Double(features + 1)
+    }
+
+    /// The decoded batch and the next one, `features` of them read by the pass's heads together.
+    public static func batches(features: Int, rows: Double, width: Int) -> Double {
+        2 * rows * Double(width) * 4 * Double(features)
+    }
+
+    /// A batch's rows in all: `batchSize` examples of the cache's mean rows per example (its
+    /// N_max where the mean cannot be read).
+    public static func rows(_ cache: ActivationCache, batchSize: Int) -> Double {
+        Double(batchSize) * (cache.meanRows() ?? Double(cache.manifest.settings.maxTokens ?? 128))
+    }
+
+    /// `heads` trained (or evaluated) together on batches of `batchSize`, in bytes.
+    public static func pass(_ cache: ActivationCache, batchSize: Int, heads: [any Head], training: Bool) -> Int {
+        let rows = rows(cache, batchSize: batchSize), width = cache.manifest.settings.backbone.hiddenSize
+        let total = heads.reduce(batches(features: Feature.union(heads.map(\.features)).count, rows: rows, width: width)) {
+            $0 + head(parameters: $1.parameterCount, features: $1.features.count, rows: rows, width: width, training: training)
+        }
+        return Int(min(total, Double(1 << 50)))
+    }
 }
 
 /// Bytes this process could still allocate without swapping or meeting a cgroup's limit: the

@@ -72,7 +72,7 @@ struct EvalCommand: ParsableCommand {
             try head.checkCompatible(with: opened.manifest.settings, cachePath: cache)
             return (name: path, head: try head.instantiate(context: context))
         }
-        try checkAddressSpace("sidecar eval", workingSet: batchWorkingSet(opened, batchSize: batchSize, heads: models.map(\.head), perFeature: 4),
+        try checkAddressSpace("sidecar eval", workingSet: WorkingSet.pass(opened, batchSize: batchSize, heads: models.map(\.head), training: false),
                               smaller: "a smaller --batch-size")
         var evaluation: Evaluation
         do { evaluation = try Evaluation.run(ensemble: models, cache: opened, split: split, batchSize: batchSize) } catch let error as CorruptRecord {

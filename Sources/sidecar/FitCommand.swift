@@ -140,7 +140,7 @@ struct FitCommand: ParsableCommand {
         options.inMemory = inMemory
         options.skipCorrupt = skipCorrupt
         let trainer = try Trainer(cache: opened, requests: requests, options: options)
-        try checkAddressSpace("sidecar fit", workingSet: batchWorkingSet(opened, batchSize: batchSize, heads: trainer.heads, perFeature: 16),
+        try checkAddressSpace("sidecar fit", workingSet: WorkingSet.pass(opened, batchSize: batchSize, heads: trainer.heads, training: true),
                               smaller: "a smaller --batch-size or fewer heads")
         let log: (String) -> Void = json ? { standardError($0 + "\n") } : { print($0) }
         let bar = EpochProgress()
