@@ -22,6 +22,9 @@ public struct EnsembleMember: Codable, Sendable {
     public var kind: String
     public var trainableParameters: Int
     public var metrics: ClassificationMetrics
+    /// Its logits [examples][classes] in the split's order, when asked for (to choose an
+    /// ensemble's members from them); never reported.
+    public var logits: [[Float]]? = nil
 
     enum CodingKeys: String, CodingKey {
         case head, kind, metrics
@@ -41,9 +44,11 @@ public struct Evaluation: Codable, Sendable {
     public var logits: [[Float]]?
     /// With several heads: each scored alone, in the order given; nil for one head.
     public var members: [EnsembleMember]?
+    /// How the members were chosen from more heads (`eval --select`); nil when they were given.
+    public var selection: EnsembleSelection?
 
     enum CodingKeys: String, CodingKey {
-        case split, labels, metrics, logits, members
+        case split, labels, metrics, logits, members, selection
         case perClass = "per_class"
     }
 
@@ -57,9 +62,10 @@ public struct Evaluation: Codable, Sendable {
     /// Several heads on one pass over the split (each batch decoded once, with the features any of
     /// them reads), scored as an ensemble: the mean of their class probabilities, the soft vote
     /// of scikit-learn's VotingClassifier. `members` pairs each head with what the report calls
-    /// it. One head is scored as itself, with no members.
+    /// it. One head is scored as itself, with no members. With `memberLogits`, each member's
+    /// report keeps its logits (also a single head's, reported as a member then).
     public static func run(ensemble members: [(name: String, head: any Head)], cache: ActivationCache, split: String,
-                           batchSize: Int = 64) throws -> Evaluation {
+                           batchSize: Int = 64, memberLogits: Bool = false) throws -> Evaluation {
         precondition(!members.isEmpty, "an ensemble of no heads")
         let features = Feature.union(members.map(\.head.features))
         let dataset = try CacheDataset(cache: cache, split: split, features: features)
@@ -76,6 +82,7 @@ public struct Evaluation: Codable, Sendable {
         // Each member's logits of the current batch, row after row, and the batch's labels: a
         // batch's parts arrive member by member, and every member's parts cover the whole batch.
         var batchScalars = members.map { _ in [Float]() }, batchLabels: [Int] = []
+        var kept = members.map { _ in [[Float]]() }
         let truth = try predictSplit(dataset, steps: steps, batchSize: batchSize,
                                      workers: ProcessInfo.processInfo.activeProcessorCount, collect: { i, out, partLabels in
             alone[i].add(logits: out, labels: partLabels)
@@ -86,18 +93,23 @@ public struct Evaluation: Codable, Sendable {
                 for i in batchScalars.indices { batchScalars[i].removeAll(keepingCapacity: true) }
                 batchLabels.removeAll(keepingCapacity: true)
             }
+            if memberLogits {
+                for (i, scalars) in batchScalars.enumerated() {
+                    kept[i] += stride(from: 0, to: scalars.count, by: labels.count).map { Array(scalars[$0..<($0 + labels.count)]) }
+                }
+            }
             let outputs = batchScalars.map { Tensor(shape: [batchLabels.count, labels.count], scalars: $0) }
             let mixed = members.count == 1 ? outputs[0] : meanProbabilityLogits(outputs)
             if members.count > 1 { together.add(logits: mixed, labels: batchLabels) }
             logits += stride(from: 0, to: mixed.count, by: labels.count).map { Array(mixed.scalars[$0..<($0 + labels.count)]) }
         })
         let metrics = (members.count == 1 ? alone[0] : together).metrics(labels: truth, classes: labels.count)
-        let scored = zip(members, alone).map { member, collected in
-            EnsembleMember(head: member.name, kind: member.head.name, trainableParameters: member.head.parameterCount,
-                           metrics: collected.metrics(labels: truth, classes: labels.count))
+        let scored = members.indices.map { i in
+            EnsembleMember(head: members[i].name, kind: members[i].head.name, trainableParameters: members[i].head.parameterCount,
+                           metrics: alone[i].metrics(labels: truth, classes: labels.count), logits: memberLogits ? kept[i] : nil)
         }
         return Evaluation(split: split, labels: labels, metrics: metrics, perClass: scores(metrics.confusion, labels: labels),
-                          logits: logits, members: members.count > 1 ? scored : nil)
+                          logits: logits, members: members.count > 1 || memberLogits ? scored : nil)
     }
 
     /// `meanProbabilityLogits` of each row of the members' logits ([rows, classes] each).

@@ -14,6 +14,12 @@ struct EvalCommand: ParsableCommand {
             trained on an f32 cache can be scored on an int8 one). --head takes a folder written by `fit` or \
             a file written by `export`. Repeat it to score several heads as an ensemble, on one pass over \
             the split: the mean of their class probabilities (soft voting), after each head's own scores.
+
+            --select N chooses the ensemble from the heads given (a sweep's trials, say): forward \
+            selection on the val split (Caruana et al., 2004, without replacement), starting from the best \
+            head alone and adding, at each step, the head that most raises the ensemble's val accuracy \
+            (ties: the lower val loss), while that beats the ensemble without it and up to N heads. The \
+            chosen ensemble is then scored on --split, which val cannot be.
             """)
 
     @Option(help: "The cache folder.")
@@ -29,7 +35,10 @@ struct EvalCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Examples per batch.")
     var batchSize = 64
 
-    @Flag(help: "Print the report as one JSON object (metrics, per-class scores, confusion; logits with --logits; an ensemble's members).")
+    @Option(parsing: .unconditional, help: "Choose an ensemble of at most this many of the --head given, on the val split (see below), and score it on --split.")
+    var select: Int?
+
+    @Flag(help: "Print the report as one JSON object (metrics, per-class scores, confusion; logits with --logits; an ensemble's members; with --select, how they were chosen).")
     var json = false
 
     @Flag(help: "With --json: include every example's logits, in the split's order (an ensemble's: the logarithms of its mean probabilities).")
@@ -42,7 +51,16 @@ struct EvalCommand: ParsableCommand {
         try Self.checkHeads(heads)
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if logits && !json { throw ValidationError("--logits goes with --json") }
+        if let select {
+            if select < 1 { throw ValidationError("--select must be at least 1, got \(select)") }
+            if heads.count < 2 { throw ValidationError("--select chooses among several heads; give at least two --head") }
+            if split == Self.selectionSplit {
+                throw ValidationError("--select chooses the heads on \(Self.selectionSplit), so it cannot also score them there; give another --split (test, the default)")
+            }
+        }
     }
+
+    static let selectionSplit = "val"
 
     /// No --head twice (an ensemble's heads must differ), also through another spelling of its
     /// path (a link, a trailing slash, a relative path, a hard link): the file system's identity
@@ -75,7 +93,23 @@ struct EvalCommand: ParsableCommand {
         try checkAddressSpace("sidecar eval", workingSet: WorkingSet.pass(opened, batchSize: batchSize, heads: models.map(\.head), training: false),
                               smaller: "a smaller --batch-size")
         var evaluation: Evaluation
-        do { evaluation = try Evaluation.run(ensemble: models, cache: opened, split: split, batchSize: batchSize) } catch let error as CorruptRecord {
+        do {
+            var chosen = models
+            var selection: EnsembleSelection?
+            if let select {
+                guard opened.manifest.settings.splits.contains(Self.selectionSplit) else {
+                    throw CacheError("\(cache) has no \(Self.selectionSplit) split (it has \(opened.manifest.settings.splits.joined(separator: ", "))) to choose an ensemble on; --select needs one")
+                }
+                let scored = try Evaluation.run(ensemble: models, cache: opened, split: Self.selectionSplit, batchSize: batchSize, memberLogits: true)
+                let labels = try CacheDataset(cache: opened, split: Self.selectionSplit, features: []).labels()
+                let picked = EnsembleSelection.choose(logits: (scored.members ?? []).map { $0.logits ?? [] }, labels: labels, most: select)
+                selection = EnsembleSelection(split: Self.selectionSplit, candidates: models.count,
+                                              steps: picked.map { EnsembleSelection.Step(head: models[$0.index].name, accuracy: $0.accuracy, loss: $0.loss) })
+                chosen = picked.map { models[$0.index] }
+            }
+            evaluation = try Evaluation.run(ensemble: chosen, cache: opened, split: split, batchSize: batchSize)
+            evaluation.selection = selection
+        } catch let error as CorruptRecord {
             throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record")
         }
         if json {
@@ -83,7 +117,16 @@ struct EvalCommand: ParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(evaluation), as: UTF8.self))
-        } else if let members = evaluation.members {
+            return
+        }
+        if let selection = evaluation.selection {
+            print("chose \(selection.steps.count) of \(selection.candidates) heads on \(selection.split), adding one at a time while the ensemble's accuracy rose (ties: its loss fell):")
+            for step in selection.steps {
+                print(String(format: "  + %@: %@ accuracy %.4f  loss %.4f", step.head, selection.split, step.accuracy, step.loss))
+            }
+            print("")
+        }
+        if let members = evaluation.members {
             let total = members.reduce(0) { $0 + $1.trainableParameters }
             let backbone = opened.manifest.settings.backbone.parameters
             let share = backbone > 0 ? String(format: " (%.2f%% of the backbone's)", 100 * Double(total) / Double(backbone)) : ""
@@ -95,7 +138,8 @@ struct EvalCommand: ParsableCommand {
             print("")
             print(evaluation.table())
         } else {
-            print("\(trained[0].config.head) from \(heads[0]) on \(cache)")
+            let only = evaluation.selection.flatMap { selection in heads.firstIndex(of: selection.steps[0].head) } ?? 0
+            print("\(trained[only].config.head) from \(heads[only]) on \(cache)")
             print(evaluation.table())
         }
     }

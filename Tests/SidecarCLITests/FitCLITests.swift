@@ -74,6 +74,48 @@ import Testing
         #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["01-mlp", "02-linear", "notes.txt"])
     }
 
+    /// eval --select chooses an ensemble among the heads given on the val split, best head first,
+    /// and scores what it chose on the test split exactly as eval scores those heads given alone.
+    @Test func evalChoosesAnEnsembleOnValidation() throws {
+        let cache = try Self.cache.get()
+        let out = cache + "-select"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let fit = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--set", "layers=all", "--head", "mlp", "--set", "hidden=16",
+                                  "--head", "losa", "--head", "linear", "--epochs", "2", "--batch-size", "8", "--out", out], environment: Self.noBackbone)
+        #expect(fit.status == 0, "\(fit.err.suffix(600))")
+        let heads = ["01-linear", "02-mlp", "03-losa", "04-linear"].map { out + "/" + $0 }
+        func report(_ arguments: [String]) throws -> [String: Any] {
+            let eval = try runSidecar(["eval", "--cache", cache] + arguments + ["--json"], environment: Self.noBackbone)
+            #expect(eval.status == 0, "\(eval.err)")
+            return try JSONSerialization.jsonObject(with: Data(eval.out.utf8)) as? [String: Any] ?? [:]
+        }
+        func accuracy(_ r: [String: Any]) -> Double { (r["metrics"] as? [String: Any])?["accuracy"] as? Double ?? -1 }
+        let chosen = try report(["--select", "3"] + heads.flatMap { ["--head", $0] })
+        let selection = try #require(chosen["selection"] as? [String: Any])
+        #expect(selection["split"] as? String == "val" && selection["candidates"] as? Int == 4)
+        let steps = try #require(selection["steps"] as? [[String: Any]])
+        let members = steps.compactMap { $0["head"] as? String }
+        #expect((1...3).contains(steps.count) && members.count == steps.count && Set(members).count == members.count
+                && members.allSatisfy(heads.contains), "\(steps)")
+        // The first member is the best head alone on val; its score there is its own.
+        let onVal = try heads.map { try report(["--head", $0, "--split", "val"]) }
+        #expect(steps[0]["accuracy"] as? Double == onVal.map(accuracy).max(), "\(steps) against \(onVal.map(accuracy))")
+        // What was chosen is scored on test as eval scores those heads given by hand.
+        #expect(chosen["split"] as? String == "test")
+        let byHand = try report(members.flatMap { ["--head", $0] })
+        #expect(NSDictionary(dictionary: chosen["metrics"] as? [String: Any] ?? [:]) == NSDictionary(dictionary: byHand["metrics"] as? [String: Any] ?? [:]))
+        let text = try runSidecar(["eval", "--cache", cache, "--select", "2"] + heads.flatMap { ["--head", $0] }, environment: Self.noBackbone)
+        #expect(text.status == 0 && text.out.hasPrefix("chose ") && text.out.contains(" of 4 heads on val"), "\(text.out)")
+
+        for (arguments, message) in [(["--select", "2", "--split", "val"], "--select chooses the heads on val, so it cannot also score them there"),
+                                     (["--select", "0"], "--select must be at least 1, got 0")] {
+            let refused = try runSidecar(["eval", "--cache", cache] + arguments + heads.flatMap { ["--head", $0] })
+            #expect(refused.status == 64 && refused.err.contains(message), "\(refused.err)")
+        }
+        let one = try runSidecar(["eval", "--cache", cache, "--select", "2", "--head", heads[0]])
+        #expect(one.status == 64 && one.err.contains("--select chooses among several heads"), "\(one.err)")
+    }
+
     /// eval with several --head flags scores them as an ensemble on one pass, each member scored
     /// as eval scores it alone; the same head twice is refused.
     @Test func evalScoresSeveralHeadsAsAnEnsemble() throws {
