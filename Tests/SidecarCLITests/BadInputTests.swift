@@ -275,12 +275,25 @@ import Testing
                  for i in 100..<164 { data[i] ^= 0xFF } },
              expected: ["$/cache/data.mdb: meta page 0 (the newer) says the data reaches page", "the environment is damaged"]),
         // The flags of the main tree's root page (which the newer meta page names) flipped: LMDB
-        // finds no database in it, which had read as "not an activation cache".
+        // finds no database in it, which had read as "not an activation cache"; the tree's check
+        // names the page when the cache opens.
         Case(kind: "cache", fault: "malformed (the main tree's root page)", setup: fitOnDamagedCache { data in
                  func word(_ offset: Int) -> Int { Int(data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }) }
                  let meta = word(144) >= word(4096 + 144) ? 0 : 4096
                  data[word(meta + 128) * 4096 + 10] ^= 0xFF },
-             expected: ["$/cache: data.mdb is damaged (", "restore it from a copy, or remove the cache and extract it again"]),
+             expected: ["$/cache/data.mdb: page ", " of the main database is damaged: flags 0x", "the environment is damaged, restore it from a copy"]),
+        // A byte of a record's leaf node flipped (its flags): LMDB had followed it out of the page
+        // and the process died with SIGSEGV.
+        Case(kind: "cache", fault: "malformed (a node of a leaf page)", setup: fitOnDamagedCache { data in
+                 data.withUnsafeMutableBytes { bytes in
+                     // Every leaf page of records (5-byte keys: split, index), its first node's
+                     // flags: pages of earlier transactions, free now, hold such keys too.
+                     for page in 2..<(bytes.count / 4096) where bytes.loadUnaligned(fromByteOffset: page * 4096 + 10, as: UInt16.self) == 2 {
+                         let node = page * 4096 + Int(bytes.loadUnaligned(fromByteOffset: page * 4096 + 16, as: UInt16.self))
+                         if node + 8 <= bytes.count && bytes.loadUnaligned(fromByteOffset: node + 6, as: UInt16.self) == 5 { bytes[node + 4] ^= 0xFF }
+                     }
+                 } },
+             expected: ["$/cache/data.mdb: page ", " of database \"records\" is damaged: node 0 has flags 0x", "the environment is damaged"]),
         Case(kind: "cache", fault: "not a cache", setup: { scratch in
                  let out = scratch.appendingPathComponent("head").path
                  return (["fit", "--cache", scratch.path, "--head", "linear", "--out", out], .noFile(out + "/result.json")) },

@@ -52,8 +52,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Errors: ENOENT when the directory (or, read-only, data.mdb) does not exist; EACCES without
     /// permission; MDB_VERSION_MISMATCH or MDB_INVALID when the files are not an LMDB environment
     /// of this version; EAGAIN when another process holds it with MDB_NOLOCK-incompatible locking;
-    /// LMDBFileDamaged when data.mdb is shorter than its meta page says (reading it would SIGBUS) or a meta
-    /// page is damaged.
+    /// LMDBFileDamaged when data.mdb is shorter than its meta page says (reading it would SIGBUS), or a meta
+    /// page or a branch or leaf page is damaged (reading it could crash in LMDB).
     public init(path: String, options: Options = Options()) throws {
         var env: OpaquePointer?
         try LMDBError.check(mdb_env_create(&env), "creating an environment for", path: path)
@@ -87,6 +87,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         // or put on it calls a null function pointer.
         let main = try openDatabase(nil)
         precondition(main == .main, "LMDB's main database handle is \(main), expected \(LMDBDatabase.main)")
+        try checkTree()
     }
 
     deinit {
@@ -377,8 +378,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 }
 
-/// An environment whose data file is shorter than its own meta page says (see `checkLength`), or
-/// whose meta pages are damaged (see `damagedMetaPage`).
+/// An environment whose data file is shorter than its own meta page says (see `checkLength`),
+/// whose meta pages are damaged (see `damagedMetaPage`), or one of whose tree pages is (see
+/// `checkTree`).
 public struct LMDBFileDamaged: Error, CustomStringConvertible, Equatable {
     public let description: String
 }

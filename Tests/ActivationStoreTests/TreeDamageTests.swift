@@ -1,0 +1,109 @@
+// A damaged branch or leaf page of data.mdb is refused by name when the environment opens: LMDB
+// trusts its pages, and one flipped byte of a leaf page had killed the reader with SIGSEGV inside
+// liblmdb. Every byte of a leaf page and of a branch page is flipped in turn; each environment
+// either opens and reads every record (its size and its two ends), or is refused as damaged, naming the file. A crash fails
+// the run.
+import ActivationStore
+import Foundation
+import Testing
+
+@Suite struct TreeDamageTests {
+    static let pageSize = 4096
+
+    /// An environment whose "records" database is two levels deep: small values in the leaves,
+    /// every fifth value on overflow pages.
+    static func environment() throws -> (folder: String, pages: [UInt8]) {
+        let folder = temporaryFolder("tree")
+        let env = try LMDBEnvironment(path: folder)
+        let records = try env.openDatabase("records", create: true)
+        try env.write { txn throws in
+            for index in 0..<3_000 {
+                try txn.put(key(index), [UInt8](repeating: UInt8(index % 251), count: index % 5 == 0 ? 5_000 : 24), in: records)
+            }
+        }
+        return (folder, [UInt8](try Data(contentsOf: URL(fileURLWithPath: folder + "/data.mdb"))))
+    }
+
+    /// The first page of the "records" database with these flags (branch 1, leaf 2): one whose
+    /// first key with bytes is a record's 4-byte key (pages of earlier transactions, free now,
+    /// are not read and so not checked).
+    static func firstPage(_ pages: [UInt8], flags: UInt16) -> Int? {
+        (2..<(pages.count / pageSize)).first { page in
+            pages.withUnsafeBytes { bytes in
+                let base = page * pageSize
+                guard bytes.loadUnaligned(fromByteOffset: base + 10, as: UInt16.self) == flags else { return false }
+                // A branch page's first key is empty: its second node's.
+                let node = base + Int(bytes.loadUnaligned(fromByteOffset: base + 16 + (flags == 1 ? 2 : 0), as: UInt16.self))
+                return bytes.loadUnaligned(fromByteOffset: node + 6, as: UInt16.self) == 4
+            }
+        }
+    }
+
+    /// Writes `value` at `offset` of the file, in place.
+    static func write(_ value: UInt8, at offset: Int, of file: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        defer { try? handle.close() }
+        try handle.seek(toOffset: UInt64(offset))
+        try handle.write(contentsOf: [value])
+    }
+
+    /// Opens the environment read-only and reads every record.
+    static func readAll(_ folder: String) throws -> Int {
+        let env = try LMDBEnvironment(path: folder, options: .init(readOnly: true, noLock: true))
+        let records = try env.openDatabase("records")
+        var total = 0
+        try env.read { txn throws in
+            // A value's two ends: what a read past the map would reach first.
+            try txn.forEach(in: records) { _, value in
+                total += value.count + Int(value.first ?? 0) + Int(value.last ?? 0)
+                return true
+            }
+        }
+        return total
+    }
+
+    @Test(arguments: [("leaf", UInt16(2)), ("branch", UInt16(1))])
+    func everyByteOfATreePageFlippedIsReadOrRefused(kind: String, flags: UInt16) throws {
+        let (folder, pristine) = try Self.environment()
+        defer { removeFolder(folder) }
+        let file = folder + "/data.mdb"
+        let expected = try Self.readAll(folder)
+        let page = try #require(Self.firstPage(pristine, flags: flags), "no \(kind) page")
+        var refused = 0
+        for offset in 0..<Self.pageSize {
+            let at = page * Self.pageSize + offset
+            try Self.write(pristine[at] ^ 0xFF, at: at, of: file)
+            defer { try? Self.write(pristine[at], at: at, of: file) }
+            do {
+                // A flip LMDB cannot tell (a key still in order, a value's own bytes, free space)
+                // reads; anything else must be refused, not crash.
+                _ = try Self.readAll(folder)
+            } catch let error as LMDBFileDamaged {
+                #expect(error.description.hasPrefix(file + ": ") && error.description.contains("damaged"), "\(error)")
+                refused += 1
+            } catch let error as LMDBError {
+                // LMDB's own checks, which it makes before reading (a page number past the end).
+                #expect(error.isCorruption, "byte \(offset) of \(kind) page \(page): \(error)")
+                refused += 1
+            }
+        }
+        #expect(try Self.readAll(folder) == expected)
+        // The header and the node table at least are checked.
+        #expect(refused >= 64, "\(refused) of \(Self.pageSize) flips of the \(kind) page refused")
+    }
+
+    @Test func aNodeOutsideItsPageIsNamed() throws {
+        let (folder, pristine) = try Self.environment()
+        defer { removeFolder(folder) }
+        let page = try #require(Self.firstPage(pristine, flags: 2))
+        var bytes = pristine
+        // The first node's offset, pointed past the page's end.
+        let table = page * Self.pageSize + 16
+        bytes.withUnsafeMutableBytes { $0.storeBytes(of: UInt16(Self.pageSize - 4).littleEndian, toByteOffset: table, as: UInt16.self) }
+        try Data(bytes).write(to: URL(fileURLWithPath: folder + "/data.mdb"))
+        let upper = bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: page * Self.pageSize + 14, as: UInt16.self)) }
+        let message = "\(folder)/data.mdb: page \(page) of database \"records\" is damaged: node 0 starts at \(Self.pageSize - 4), "
+            + "outside the page's nodes \(upper)-\(Self.pageSize); the environment is damaged, restore it from a copy or create it again"
+        #expect { _ = try Self.readAll(folder) } throws: { ($0 as? LMDBFileDamaged)?.description == message }
+    }
+}
