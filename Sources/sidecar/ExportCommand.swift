@@ -34,13 +34,8 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         let trained = try TrainedHead.load(head)
         guard !trained.exported else { throw CommandError("--head \(head) is already an exported file") }
-        let target = URL(fileURLWithPath: try outputFile(out))
-        let own = ["head.safetensors", "config.json", "log.tsv", "result.json"]
-        // By device and inode, so that a head folder reached through a link is recognised.
-        if sameItem(target.deletingLastPathComponent().path, head) && own.contains(target.lastPathComponent)
-            || own.contains(where: { sameItem(target.path, URL(userPath: head).appendingPathComponent($0).path) }) {
-            throw CommandError("--out \(out) would replace the head folder's own \(target.lastPathComponent); write the export elsewhere")
-        }
+        // Checked before the work (a head folder's own files are refused there, this one's and any other's).
+        _ = try outputFile(out)
         let model: any Head
         if let backbone {
             model = try Predictor(head: head, backbone: backbone, offersForce: false).head

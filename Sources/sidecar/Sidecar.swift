@@ -343,6 +343,15 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
     if isActivationCache(folder) {
         throw CommandError("\(flag) \(path): \(folder) is an activation cache (it holds data.mdb); write the file elsewhere")
     }
+    // What fit and sweep wrote, whatever the command: an export over another head's weights had
+    // left a head that no longer loads, and one over a results file a sweep that no longer reports.
+    let name = URL(fileURLWithPath: resolved).lastPathComponent
+    if headFiles.contains(name) && isHeadFolder(folder) {
+        throw CommandError("\(flag) \(path) would replace the head folder's own \(name) (in \(folder)); write the file elsewhere")
+    }
+    if name.hasSuffix(".jsonl") && isSweepResults(folder) {
+        throw CommandError("\(flag) \(path) would replace what the sweep wrote in \(folder); write the file elsewhere")
+    }
     var status = stat()
     guard lstat(resolved, &status) == 0 else {
         // Checked now, before the work whose result it holds: the write would find it only at the end.
@@ -360,6 +369,24 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
     case S_IFLNK: throw CommandError("\(flag) \(path): is a symbolic link that leads to no file (a loop of links); give a file to write")
     default: throw CommandError("\(flag) \(path): is not a regular file (a device, FIFO or socket); give a file to write")
     }
+}
+
+/// The files `fit` writes in a head's folder.
+let headFiles: Set = ["head.safetensors", "config.json", "log.tsv", "result.json"]
+
+/// Whether `folder` holds a head `fit` wrote: its config and its weights or result.
+func isHeadFolder(_ folder: String) -> Bool {
+    let fm = FileManager.default
+    return fm.fileExists(atPath: folder + "/config.json")
+        && (fm.fileExists(atPath: folder + "/head.safetensors") || fm.fileExists(atPath: folder + "/result.json"))
+}
+
+/// Whether `folder` is a sweep's results folder: it holds a shard's results file
+/// (`trials-<i>-of-<N>.jsonl`) or the trials' folder.
+func isSweepResults(_ folder: String) -> Bool {
+    if isFolder(folder + "/trials") == true { return true }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    return names.contains { $0.wholeMatch(of: /trials-[0-9]+-of-[0-9]+\.jsonl/) != nil }
 }
 
 /// A fault found while a command runs (a file it read, a folder it must write): printed as

@@ -161,6 +161,35 @@ import Testing
         return copy
     }
 
+    /// No output flag writes over what fit or a sweep wrote: another head folder's files (export
+    /// and inspect --npy had replaced them, leaving a head that no longer loads) or a results file.
+    @Test func outputFilesKeepOffOtherHeadsAndSweepResults() throws {
+        let source = try Self.linearCopy("export-source"), other = try Self.linearCopy("export-other")
+        let results = other + "-results"
+        try? FileManager.default.removeItem(atPath: results)
+        try FileManager.default.createDirectory(atPath: results, withIntermediateDirectories: true)
+        defer { for folder in [source, other, results] { try? FileManager.default.removeItem(atPath: folder) } }
+        let lines = results + "/trials-0-of-1.jsonl"
+        try Data("{}\n".utf8).write(to: URL(fileURLWithPath: lines))
+        let before = try ["head.safetensors", "config.json"].map { try Data(contentsOf: URL(fileURLWithPath: other + "/" + $0)) }
+        for (arguments, message) in [
+            (["export", "--head", source, "--out", other + "/head.safetensors"], "would replace the head folder's own head.safetensors"),
+            (["export", "--head", source, "--out", lines], "would replace what the sweep wrote in \(results)"),
+            (["export", "--head", source, "--out", results + "/new.jsonl"], "would replace what the sweep wrote in \(results)"),
+            (["inspect", try Self.cache.get(), "--example", "train:0", "--npy", other + "/config.json"],
+             "--npy \(other)/config.json would replace the head folder's own config.json"),
+        ] {
+            let refused = try runSidecar(arguments)
+            #expect(refused.status == 1 && refused.err.contains(message), "\(arguments): \(refused.err)")
+        }
+        #expect(try ["head.safetensors", "config.json"].map { try Data(contentsOf: URL(fileURLWithPath: other + "/" + $0)) } == before)
+        #expect(try String(contentsOfFile: lines, encoding: .utf8) == "{}\n" && !FileManager.default.fileExists(atPath: results + "/new.jsonl"))
+        // Beside the heads, a file of another name is written.
+        let beside = other + "/exported.safetensors"
+        let export = try runSidecar(["export", "--head", source, "--out", beside])
+        #expect(export.status == 0 && FileManager.default.fileExists(atPath: beside), "\(export.err)")
+    }
+
     /// A head folder reached through a link still keeps its own files from export's --out.
     @Test func exportThroughALinkedHeadFolderKeepsItsFiles() throws {
         let copy = try Self.linearCopy("linked-linear"), link = copy + "-link"
