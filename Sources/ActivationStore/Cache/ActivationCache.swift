@@ -401,8 +401,18 @@ public final class ActivationCache: @unchecked Sendable {
                 try body(try RecordView(bytes, key: name))
             }
         }
-        guard let result else { throw CacheError("\(path): record \(name) is missing") }
+        guard let result else { throw missing(name, split: split, index: index) }
         return result
+    }
+
+    /// A record is not there: not written yet, where its split's progress says so; else its key,
+    /// or the index's page leading to it, is damaged (LMDB's own pages carry no checksum).
+    private func missing(_ name: String, split: String, index: Int) -> CacheError {
+        if let progress = try? progress(of: split), !progress.complete {
+            return CacheError("\(path): record \(name) is not written yet (the \(split) split is incomplete); \(SplitProgress.toFinish)")
+        }
+        return CacheError("\(path): record \(name) is missing; the cache is damaged (`sidecar inspect \(path) --verify` lists every "
+                          + "damaged or missing record), restore it from a copy or extract it again")
     }
 
     /// The mean number of rows (tokens) per example of the train split, from at most 256 records
@@ -427,7 +437,7 @@ public final class ActivationCache: @unchecked Sendable {
                 let view = try txn.withValue(forKey: key(split: split, index: index), in: records) { bytes in
                     try RecordView(bytes, key: name)
                 }
-                guard let view else { throw CacheError("\(path): record \(name) is missing") }
+                guard let view else { throw missing(name, split: split, index: index) }
                 views.append(view)
             }
             return try body(views)
