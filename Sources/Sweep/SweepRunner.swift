@@ -65,7 +65,7 @@ public struct SweepRunner {
     public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int, failedPasses: Int) {
         let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
         let description = try cache.describe()
-        let cacheRecord = try FitOutput.CacheRecord(cache)
+        let cacheRecord = FitOutput.CacheRecord(cache)
         let cacheHash = description.manifestHash
         // Every line names the cache it ran on, so that a rerun on another cache is not taken as finished.
         func append(_ record: TrialRecord) throws {

@@ -80,16 +80,24 @@ public enum FitOutput {
         /// Absolute: export and eval may run from another folder.
         public let path: String
         public let settings: ExtractionSettings
+        /// The metadata of each blob that can be read (what `predict` recomputes a blob by).
         public let blobMetadata: [String: [String: String]]
+        /// Blobs that cannot be read, each with why. Heads that do not read them still train (a
+        /// damaged top-blocks blob had stopped every head's fit); one that does is refused when
+        /// it is built, before training, by the same error.
+        public let damagedBlobs: [(name: String, error: String)]
 
-        public init(_ cache: ActivationCache) throws {
+        public init(_ cache: ActivationCache) {
             // Through the file system, not standardizedFileURL: that drops "x/.." as text, and a
             // link x had recorded another cache than the one opened.
             path = URL(userPath: cache.path).resolvingSymlinksInPath().path
             settings = cache.manifest.settings
-            var metadata: [String: [String: String]] = [:]
-            for name in settings.blobs ?? [] { metadata[name] = try cache.blobMetadata(name) }
+            var metadata: [String: [String: String]] = [:], damaged: [(name: String, error: String)] = []
+            for name in settings.blobs ?? [] {
+                do { metadata[name] = try cache.blobMetadata(name) } catch { damaged.append((name, "\(error)")) }
+            }
             blobMetadata = metadata
+            damagedBlobs = damaged
         }
     }
 
@@ -111,7 +119,7 @@ public enum FitOutput {
 
     /// Writes the folder for one trained head.
     public static func write(_ result: FitResult, head: any Head, options: TrainingOptions, cache: ActivationCache, to folder: String) throws {
-        try write(result, head: head, options: options, cache: try CacheRecord(cache), to: folder)
+        try write(result, head: head, options: options, cache: CacheRecord(cache), to: folder)
     }
 
     /// Writes the folder for one trained head, with what was read of its cache before training.

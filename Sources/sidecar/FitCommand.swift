@@ -124,7 +124,8 @@ struct FitCommand: ParsableCommand {
         let outLock = try FolderLock(out, flag: "--out", command: "sidecar fit")
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         try checkAddressSpace("sidecar fit")
-        let cacheRecord = try FitOutput.CacheRecord(opened)
+        let cacheRecord = FitOutput.CacheRecord(opened)
+        for blob in cacheRecord.damagedBlobs { standardError("warning: \(blob.error); heads that read blob \(blob.name) cannot train\n") }
         var options = TrainingOptions()
         options.epochs = epochs
         options.batchSize = batchSize

@@ -74,6 +74,39 @@ import Testing
         #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["01-mlp", "02-linear", "notes.txt"])
     }
 
+    /// A damaged blob stops only the heads that read it: the others train, warned (a damaged
+    /// top-blocks blob had stopped every head's fit, even --skip-corrupt's).
+    @Test func aDamagedBlobStopsOnlyTheHeadsThatReadIt() throws {
+        let cache = try Self.cache.get() + "-damaged-blob"
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: cache)
+        try fm.copyItem(atPath: try Self.cache.get(), toPath: cache)
+        defer { for path in [cache, cache + "-linear", cache + "-consolidator"] { try? fm.removeItem(atPath: path) } }
+        // Every copy of the checksum stored with blob top_blocks (the 16 hex digits after its key),
+        // its first digit changed.
+        let file = URL(fileURLWithPath: cache + "/data.mdb")
+        var data = try Data(contentsOf: file)
+        var changed = 0, from = data.startIndex
+        while let key = data.range(of: Data("blob-xxh64:top_blocks".utf8), in: from..<data.endIndex) {
+            data[key.upperBound] = data[key.upperBound] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+            from = key.upperBound
+            changed += 1
+        }
+        #expect(changed >= 1)
+        try data.write(to: file)
+        let damage = "\(cache): blob top_blocks is damaged (its checksum does not match)"
+        for skip in [[], ["--skip-corrupt"]] {
+            let linear = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", cache + "-linear"] + skip)
+            #expect(linear.status == 0 && linear.err.contains("warning: \(damage)") && linear.err.contains("heads that read blob top_blocks cannot train"),
+                    "\(linear.err)")
+            #expect(fm.fileExists(atPath: cache + "-linear/result.json"))
+        }
+        let consolidator = try runSidecar(["fit", "--cache", cache, "--head", "consolidator", "--set", "groups=96", "--epochs", "1",
+                                           "--out", cache + "-consolidator"])
+        #expect(consolidator.status == 1 && consolidator.err.contains("Error: \(damage)"), "\(consolidator.err)")
+        #expect(!fm.fileExists(atPath: cache + "-consolidator/result.json"))
+    }
+
     /// eval --select chooses an ensemble among the heads given on the val split, best head first,
     /// and scores what it chose on the test split exactly as eval scores those heads given alone.
     @Test func evalChoosesAnEnsembleOnValidation() throws {
