@@ -18,11 +18,19 @@ public struct HeadRequest: Codable, Sendable, Equatable {
     /// This head's peak learning rate, over TrainingOptions.learningRate (nil: that, or the head's
     /// default), so that heads differing only in rate can share a pass.
     public var learningRate: Float?
+    /// Where the request was written (`--heads-file F: entry 2`), put before the errors its head
+    /// raises against the cache: several entries may name one head kind. Not recorded.
+    public var origin: String?
 
-    public init(head: String, settings: [String: String] = [:], learningRate: Float? = nil) {
+    enum CodingKeys: String, CodingKey {
+        case head, settings, learningRate
+    }
+
+    public init(head: String, settings: [String: String] = [:], learningRate: Float? = nil, origin: String? = nil) {
         self.head = head
         self.settings = settings
         self.learningRate = learningRate
+        self.origin = origin
     }
 }
 
@@ -184,8 +192,13 @@ public final class Trainer {
             let kind = try HeadRegistry.kind(named: request.head)
             let h = try Hyperparameters(head: request.head, schema: kind.schema, settings: request.settings)
             // What the cache lacks (make says which extract flag adds it) before what training refuses.
-            let head = try kind.make(h, context: description.context, seed: options.seed)
-            try kind.checkForTraining(h, context: description.context)
+            let head: any Head
+            do {
+                head = try kind.make(h, context: description.context, seed: options.seed)
+                try kind.checkForTraining(h, context: description.context)
+            } catch let error as HeadError where request.origin != nil {
+                throw HeadError("\(request.origin!): \(error)")
+            }
             let rate = request.learningRate ?? options.learningRate ?? kind.defaultLearningRate
             states.append(HeadState(request: request, hyperparameters: h, head: head, optimizer: Self.optimizer(options),
                                     schedule: LearningRateSchedule(peak: rate, warmupSteps: 0, totalSteps: 1), seed: options.seed))

@@ -281,7 +281,7 @@ struct FitCommand: ParsableCommand {
             }
             // Checked here, so that the message names the entry (several may train one head kind).
             do { _ = try HeadRegistry.hyperparameters(head: head, settings: settings) } catch { throw CommandError("\(entry): \(error)") }
-            return HeadRequest(head: head, settings: settings)
+            return HeadRequest(head: head, settings: settings, origin: entry)
         }
     }
 

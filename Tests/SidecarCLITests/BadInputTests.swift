@@ -441,6 +441,9 @@ import Testing
              expected: ["--heads-file $/heads.json: not a JSON array; expected a JSON array"]),
         Case(kind: "heads file", fault: "a bad value, named by entry", setup: headsFile(#"[{"head": "mlp"}, {"head": "mlp", "set": {"dropout": "nan"}}]"#),
              expected: ["--heads-file $/heads.json: entry 2: --set dropout=nan for head mlp"]),
+        // Found against the cache (the tiny one stores layers 4-6), named by entry too.
+        Case(kind: "heads file", fault: "a layer the cache lacks, named by entry", setup: headsFile(#"[{"head": "linear", "set": {"layers": "6"}}, {"head": "linear", "set": {"layers": "9"}}]"#),
+             expected: ["--heads-file $/heads.json: entry 2: --set layers=9 for head linear: '9' is outside the backbone's layers 0-6"]),
         Case(kind: "heads file", fault: "an empty list", setup: headsFile(#"[{"head": "consolidator", "set": {"groups": []}}]"#),
              expected: [#"--heads-file $/heads.json: entry 1: "groups" is an empty list"#]),
         Case(kind: "heads file", fault: "a list for a single value", setup: headsFile(#"[{"head": "mlp", "set": {"hidden": [8]}}]"#),
