@@ -167,6 +167,16 @@ enum JSONFieldValue: Decodable {
 
 /// The keys of JSON objects, as the decoder does not report them: a key given twice.
 public enum JSONObjectKeys {
+    /// Where an object that JSONSerialization refuses still parses as one, the first of its keys
+    /// (in sorted order) whose value cannot be read, with what it holds: a number out of range
+    /// (1e400), a raw control character or a lone surrogate escape in a string. Nil for anything
+    /// else (not an object, not JSON at all).
+    public static func unreadableValue(in bytes: [UInt8]) -> (key: String, found: String)? {
+        guard let object = try? JSONDecoder().decode([String: JSONFieldValue].self, from: Data(bytes)) else { return nil }
+        return object.keys.sorted().first { if case .unreadable = object[$0]! { true } else { false } }
+            .map { ($0, object[$0]!.summary) }
+    }
+
     /// The first of `keys` that the object on this line names twice, if any. The decoder keeps one
     /// of the values without a word (and other JSON readers keep the other), so a repeated column
     /// is refused. `bytes` is an object the decoder has accepted; only its top-level keys count.

@@ -167,6 +167,9 @@ public final class PredictInputs {
     public static func jsonLineText(_ line: String, textKey: String, pairKey: String?, alsoOnce: [String] = [],
                                     place: String) throws -> (text: String, pair: String?) {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+            if let (key, found) = JSONObjectKeys.unreadableValue(in: Array(line.utf8)) {
+                throw PredictError("\(place): \"\(key)\" holds \(found)")
+            }
             throw PredictError("\(place): not a JSON object")
         }
         if let key = JSONObjectKeys.repeated(in: Array(line.utf8), among: Set([textKey] + alsoOnce + (pairKey.map { [$0] } ?? []))) {

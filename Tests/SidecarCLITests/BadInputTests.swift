@@ -419,6 +419,9 @@ import Testing
         // tokenize reads a JSON object line as predict reads JSONL (its source had been tokenized).
         Case(kind: "tokenize", fault: "text not a string", setup: tokenizeLine(#"{"text": 5}"#), expected: [#"$/in.jsonl:2: "text" is not a string"#]),
         Case(kind: "tokenize", fault: "no text key", setup: tokenizeLine(#"{"txt": "a"}"#), expected: [#"$/in.jsonl:2: no "text" key"#]),
+        // An object whose value JSON does not allow is named by key (it had read "not a JSON object").
+        Case(kind: "tokenize", fault: "a number out of range", setup: tokenizeLine(#"{"text": "a", "id": 1e400}"#),
+             expected: [#"$/in.jsonl:2: "id" holds a value JSON does not allow"#, "a number out of range"]),
         Case(kind: "tokenize", fault: "text twice", setup: tokenizeLine(#"{"text": "a", "text": "b"}"#),
              expected: [#"$/in.jsonl:2: "text" appears twice in the object"#]),
         Case(kind: "tokenize", fault: "pair not a string", setup: tokenizeLine(#"{"text": "a", "text_pair": 5}"#),
