@@ -53,7 +53,7 @@ public final class E3VAHead: Head, HeadKind {
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         let missing = ["attn", "mlp"].filter { !context.streams.contains($0) }
         guard missing.isEmpty else {
-            throw HeadError("head e3va reads each block's attention and MLP branch outputs, but this cache lacks the \(missing.joined(separator: ", ")) stream; extract again with --streams attn,mlp")
+            throw HeadError("head e3va reads each block's attention and MLP branch outputs, but this cache lacks the \(missing.joined(separator: ", ")) stream\(missing.count == 1 ? "" : "s"); extract again with --streams attn,mlp")
         }
         let pooling = poolingMode(h, context)
         if pooling == .mean && context.layout == .cls || pooling == .cls && context.layout == .mean {

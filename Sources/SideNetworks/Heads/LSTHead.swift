@@ -12,7 +12,7 @@ public final class LSTHead: Head, HeadKind {
     public static let summary = "Ladder Side-Tuning: narrow side blocks (pruned backbone copies) fed by gated ladders"
     public static let schema: [Hyperparameter] = [
         Hyperparameter("reduction", .int(1...64), default: "8", "side width is D / reduction (the cache needs lst.r<reduction>)"),
-        Hyperparameter("layers", .layers, default: "all", "blocks S that get a ladder and a side block (0 is the first downsample)"),
+        Hyperparameter("layers", .layers, default: "all", "blocks S that get a ladder and a side block, from 1 (the first downsample always reads layer 0)"),
         Hyperparameter("gate_temperature", .float(1e-3...100), default: "0.1", "T in μ = sigmoid(α/T)"),
         .pool,
         .dropout("0.1", "dropout on the side input and before the classifier"),
