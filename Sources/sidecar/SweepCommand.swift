@@ -25,8 +25,8 @@ struct SweepCommand: ParsableCommand {
 
             Trials with the same training options (all but lr) train in one pass, up to --memory-budget and \
             --max-heads. Each finished trial appends one JSON line to RESULTS/trials-<i>-of-<N>.jsonl and keeps \
-            its head in RESULTS/trials/<id>/. A rerun skips trials with an ok line and retries failed ones \
-            (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130; 143 for SIGTERM); rerun to resume. A \
+            its head in RESULTS/trials/<id>/. A rerun skips trials with an ok line (unless their folder lost its \
+            head.safetensors or result.json) and retries failed ones (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130; 143 for SIGTERM); rerun to resume. A \
             trial that diverges (loss NaN) or that the cache cannot build is recorded as failed and the sweep \
             goes on; the exit status is 0 when every trial of the shard has a line, 1 when a pass failed as a \
             whole (its trials are recorded as failed too).
@@ -211,6 +211,18 @@ struct SweepCommand: ParsableCommand {
             only = Set(String(decoding: input, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init))
         }
         let mine = plan.groups(of: shard)
+        // A finished trial whose folder lost its weights or result (removed by hand, a disk
+        // restored in part) trains again: its line alone had it skipped, and eval, export and
+        // predict found no head. The new line follows the old one, and the last one counts.
+        let lost = Set(mine.flatMap(\.members).map(\.trial.id)).intersection(finished.ok).filter { id in
+            let folder = SweepRunner.trialFolder(results, id)
+            return !["head.safetensors", "result.json"].allSatisfy { FileManager.default.fileExists(atPath: folder + "/" + $0) }
+        }.sorted()
+        if !lost.isEmpty && !worker {
+            standardError("warning: \(lost.count) finished trial(s) lack head.safetensors or result.json in \(results)/trials and run again: "
+                          + lost.prefix(5).joined(separator: ", ") + (lost.count > 5 ? ", …" : "") + "\n")
+        }
+        skip.subtract(lost)
         let pending: [TrialGroup] = mine.compactMap { g in
             plan.remaining(of: g) { !skip.contains($0.trial.id) && (only?.contains($0.trial.id) ?? true) }
         }

@@ -196,6 +196,37 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(lines.count == 3 && lines.filter { $0["status"] as? String == "failed" }.count == 2)
     }
 
+    /// A finished trial whose folder lost its weights runs again on a rerun (its line alone had it
+    /// skipped, with no head left for eval); the others stay finished.
+    @Test func aFinishedTrialWithoutItsWeightsRunsAgain() throws {
+        let cache = try sharedCache.get()
+        let spec = try writeSpec("""
+            [base.training]
+            epochs = 1
+            [[grid]]
+            head = "linear"
+            [grid.training]
+            lr = [0.01, 0.001]
+            """)
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let results = scratchPath("lost")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let first = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(first.status == 0 && first.out.contains("done: 2 ok"), "\(first.out)\(first.err)")
+        let ids = try resultLines(results).compactMap { $0["trial"] as? String }.sorted()
+        let weights = results + "/trials/" + ids[0] + "/head.safetensors"
+        let before = try Data(contentsOf: URL(fileURLWithPath: weights))
+        try FileManager.default.removeItem(atPath: weights)
+        let again = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(again.status == 0 && again.err.contains("warning: 1 finished trial(s) lack head.safetensors or result.json in \(results)/trials and run again: \(ids[0])"),
+                "\(again.err)")
+        #expect(again.out.contains("already finished: 1; to run: 1 trial(s)"), "\(again.out)")
+        // The same seed trains the same weights.
+        #expect(try Data(contentsOf: URL(fileURLWithPath: weights)) == before)
+        let rerun = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(rerun.out.contains("nothing to do") && !rerun.err.contains("warning"), "\(rerun.out)\(rerun.err)")
+    }
+
     /// A pass that cannot run (here a damaged record) records its trials as failed, like a
     /// diverged one, but the sweep exits 1: a job array must see that task fail.
     @Test func aPassThatCannotRunFailsTheCommand() throws {
