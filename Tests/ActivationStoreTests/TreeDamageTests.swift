@@ -92,6 +92,30 @@ import Testing
         #expect(refused >= 64, "\(refused) of \(Self.pageSize) flips of the \(kind) page refused")
     }
 
+    /// The free-page database's flags share their field with the environment's: a sound copy
+    /// made by `mdb_copy -n` (MDB_NOSUBDIR, 0x4000) had been refused as damaged. Its lists of free
+    /// pages are read too.
+    @Test func environmentFlagsBesideTheFreePagesAreNotDamage() throws {
+        let (folder, _) = try Self.environment()
+        defer { removeFolder(folder) }
+        // Later transactions free pages, so that the free-page database has a tree of its own.
+        let env = try LMDBEnvironment(path: folder)
+        let records = try env.openDatabase("records")
+        for round in 0..<3 {
+            try env.write { txn throws in
+                for index in stride(from: round, to: 3_000, by: 7) { try txn.put(key(index), [UInt8](repeating: 1, count: 40), in: records) }
+            }
+        }
+        let expected = try Self.readAll(folder)
+        let file = folder + "/data.mdb"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+        let freeRoots = (0..<2).map { page in bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: page * Self.pageSize + 80, as: UInt64.self) } }
+        #expect(freeRoots.contains { $0 != UInt64.max }, "the free-page database has no pages")
+        for page in 0..<2 { bytes[page * Self.pageSize + 45] |= 0x40 }
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        #expect(try Self.readAll(folder) == expected)
+    }
+
     @Test func aNodeOutsideItsPageIsNamed() throws {
         let (folder, pristine) = try Self.environment()
         defer { removeFolder(folder) }

@@ -5,8 +5,10 @@
 // header (page number, flags, lower and upper bounds of the free space), a table of 2-byte node
 // offsets, nodes of an 8-byte header (data size or child page in its first six bytes, flags, key
 // size), the key, then the data, or the first page of an overflow run for data that did not fit.
-// Only branch and leaf pages are read, a few hundred for a cache of tens of thousands of records:
-// the records themselves (overflow pages) are checked by their own checksums when decoded.
+// Only branch and leaf pages are read (and the free-page database's lists, which a writer
+// trusts): a few hundred for a cache that keeps every token, whose records lie on overflow pages
+// and are checked by their own checksums when decoded; for a pooled cache, whose records fit in
+// the leaves, about the whole file, as much as one epoch reads.
 import CLMDB
 import Foundation
 
@@ -35,7 +37,7 @@ extension LMDBEnvironment {
                 func field(_ offset: Int) -> UInt64 { meta.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) } }
                 guard field(144) == txnid else { continue }
                 let databases = meta.withUnsafeBytes { bytes in
-                    [(name: "the free-page database", record: DatabaseRecord(bytes.baseAddress! + 40)),
+                    [(name: "the free-page database", record: DatabaseRecord(bytes.baseAddress! + 40, holdsFreePages: true)),
                      (name: "the main database", record: DatabaseRecord(bytes.baseAddress! + 88))]
                 }
                 guard Pages.read(descriptor, page: page, size: pageSize).map({ $0 == meta }) == true else { return }
@@ -62,8 +64,11 @@ private struct DatabaseRecord {
     let flags: UInt16
     let depth: Int
     let root: UInt64
+    /// LMDB's free-page database, whose values are lists of pages.
+    var holdsFreePages = false
 
-    init(_ bytes: UnsafeRawPointer) {
+    init(_ bytes: UnsafeRawPointer, holdsFreePages: Bool = false) {
+        self.holdsFreePages = holdsFreePages
         flags = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
         depth = Int(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self)))
         root = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 40, as: UInt64.self))
@@ -85,6 +90,8 @@ private struct TreeWalk {
     static let branch: UInt16 = 0x01, leaf: UInt16 = 0x02, overflow: UInt16 = 0x04, meta: UInt16 = 0x08, leaf2: UInt16 = 0x20, subpage: UInt16 = 0x40
     static let bigData: UInt16 = 0x01, subDatabase: UInt16 = 0x02, duplicates: UInt16 = 0x04
     static let integerKeys: UInt16 = 0x08
+    /// MDB_REVERSEKEY through MDB_REVERSEDUP: what a database's flags may hold.
+    static let databaseFlags: UInt16 = 0x7e
 
     init(descriptor: Int32, pageSize: Int, lastPage: Int, file: String) {
         (self.descriptor, self.pageSize, self.lastPage, self.file) = (descriptor, pageSize, lastPage, file)
@@ -99,7 +106,9 @@ private struct TreeWalk {
         guard database.root != DatabaseRecord.noRoot else { return }
         // Sidecar opens its databases with no flags, and LMDB its free-page database with integer
         // keys: any other (duplicate or reversed keys) would order or lay out pages otherwise.
-        guard database.flags & ~Self.integerKeys == 0 else {
+        // Only the database bits count: the free-page database's field also holds the
+        // environment's flags (MDB_NOSUBDIR in a copy made by mdb_copy -n, say).
+        guard database.flags & Self.databaseFlags & ~Self.integerKeys == 0 else {
             throw LMDBFileDamaged(description: "\(file): \(name) has flags 0x\(String(database.flags, radix: 16)), which no cache uses; "
                                   + "the environment is damaged, restore it from a copy or create it again")
         }
@@ -158,6 +167,12 @@ private struct TreeWalk {
                     guard first >= 2, first <= lastPage, pages <= lastPage - first + 1 else {
                         throw damaged(number, of: name, "node \(index)'s \(dataSize) bytes on pages from \(first) reach past the data's last page \(lastPage)")
                     }
+                    if database.holdsFreePages {
+                        var list = [UInt8](repeating: 0, count: dataSize)
+                        let got = list.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, dataSize, off_t(first * pageSize + Self.headerSize)) }
+                        guard got == dataSize else { throw damaged(number, of: name, "node \(index)'s list of free pages cannot be read whole") }
+                        try list.withUnsafeBytes { try checkFreeList($0, node: index, page: number, name: name) }
+                    }
                 case Self.subDatabase:
                     guard dataSize == DatabaseRecord.size, dataStart + dataSize <= pageSize else {
                         throw damaged(number, of: name, "node \(index) holds \(dataSize) bytes where a database's record takes \(DatabaseRecord.size)")
@@ -166,6 +181,9 @@ private struct TreeWalk {
                     try check(DatabaseRecord(base + dataStart), name: named)
                 case 0:
                     guard dataStart + dataSize <= pageSize else { throw damaged(number, of: name, "node \(index)'s \(dataSize) bytes of data run past the page") }
+                    if database.holdsFreePages {
+                        try checkFreeList(UnsafeRawBufferPointer(start: base + dataStart, count: dataSize), node: index, page: number, name: name)
+                    }
                 default:
                     throw damaged(number, of: name, "node \(index) has flags 0x\(String(nodeFlags, radix: 16))")
                 }
@@ -182,6 +200,23 @@ private struct TreeWalk {
             }
         }
         for child in children { try page(child, level: level + 1, of: database, name: name) }
+    }
+
+    /// A value of the free-page database: a count, then at least that many page numbers (LMDB
+    /// reserves room it may leave unused), each a page of the data. A writer (extract resuming,
+    /// merge) takes pages from these lists and trusts them: a count too large reads past the
+    /// value, a page out of range is handed out as free.
+    func checkFreeList(_ value: UnsafeRawBufferPointer, node: Int, page: Int, name: String) throws {
+        let count = value.count >= 8 ? Int(clamping: UInt64(littleEndian: value.loadUnaligned(as: UInt64.self))) : -1
+        guard count >= 0, value.count % 8 == 0, count <= value.count / 8 - 1 else {
+            throw damaged(page, of: name, "node \(node)'s list of free pages holds \(value.count) bytes, too few for its count \(count)")
+        }
+        for i in stride(from: 1, through: count, by: 1) {
+            let free = UInt64(littleEndian: value.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
+            guard free >= 2, free <= UInt64(lastPage) else {
+                throw damaged(page, of: name, "node \(node)'s list of free pages names page \(free), outside the data's pages 2-\(lastPage)")
+            }
+        }
     }
 
     static func ordered(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, integers: Bool) -> Bool {
