@@ -102,11 +102,13 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
         let message = "\(path): record train:2 is missing; the cache is damaged (`sidecar inspect \(path) --verify` lists every damaged "
             + "or missing record), restore it from a copy or extract it again"
         #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).withRecords(split: "train", indices: [1, 2]) { $0.count } }
-        // Where the split is not finished, the record is not written yet.
-        try cache.append(split: "train", records: [], progress: SplitProgress(written: 6, complete: false))
-        #expect(throws: CacheError("\(path): record train:2 is not written yet (the train split is incomplete); \(SplitProgress.toFinish)")) {
-            try ActivationCache.open(path: path).withRecord(split: "train", index: 2) { $0.rows }
+        // Where the split is not finished, a record past what its progress counts is not written
+        // yet; one it counts is still missing.
+        try cache.append(split: "train", records: [], progress: SplitProgress(written: 5, complete: false))
+        #expect(throws: CacheError("\(path): record train:5 is not written yet (the train split is incomplete); \(SplitProgress.toFinish)")) {
+            try ActivationCache.open(path: path).withRecord(split: "train", index: 5) { $0.rows }
         }
+        #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).withRecord(split: "train", index: 2) { $0.rows } }
     }
 
     /// The manifest has no checksum: a record its settings do not allow (here, longer than a

@@ -405,10 +405,12 @@ public final class ActivationCache: @unchecked Sendable {
         return result
     }
 
-    /// A record is not there: not written yet, where its split's progress says so; else its key,
-    /// or the index's page leading to it, is damaged (LMDB's own pages carry no checksum).
+    /// A record is not there: not written yet, where its split's progress does not count it yet
+    /// (the first `written` of the split's range are stored); else its key, or the index's page
+    /// leading to it, is damaged (LMDB's own pages carry no checksum).
     private func missing(_ name: String, split: String, index: Int) -> CacheError {
-        if let progress = try? progress(of: split), !progress.complete {
+        if let progress = try? progress(of: split), !progress.complete,
+           index >= manifest.settings.heldRange(of: split).lowerBound + progress.written {
             return CacheError("\(path): record \(name) is not written yet (the \(split) split is incomplete); \(SplitProgress.toFinish)")
         }
         return CacheError("\(path): record \(name) is missing; the cache is damaged (`sidecar inspect \(path) --verify` lists every "
