@@ -18,8 +18,9 @@ public struct HeadRequest: Codable, Sendable, Equatable {
     /// This head's peak learning rate, over TrainingOptions.learningRate (nil: that, or the head's
     /// default), so that heads differing only in rate can share a pass.
     public var learningRate: Float?
-    /// Where the request was written (`--heads-file F: entry 2`), put before the errors its head
-    /// raises against the cache: several entries may name one head kind. Not recorded.
+    /// Where the request was written (`--heads-file F: entry 2`, `--head mlp (head 2 of 3 given by --head)`),
+    /// put before the errors its head raises against the cache, where several heads train
+    /// together (of one kind, perhaps). Not recorded.
     public var origin: String?
 
     enum CodingKeys: String, CodingKey {
@@ -198,6 +199,9 @@ public final class Trainer {
                 try kind.checkForTraining(h, context: description.context)
             } catch let error as HeadError where request.origin != nil {
                 throw HeadError("\(request.origin!): \(error)")
+            } catch let error as CacheError where request.origin != nil {
+                // A damaged blob the head reads, say.
+                throw CacheError("\(request.origin!): \(error)")
             }
             let rate = request.learningRate ?? options.learningRate ?? kind.defaultLearningRate
             states.append(HeadState(request: request, hyperparameters: h, head: head, optimizer: Self.optimizer(options),

@@ -221,7 +221,7 @@ struct FitCommand: ParsableCommand {
             groups = heads.map { ($0, heads.count == 1 ? settings : []) }
             if heads.count > 1 && !settings.isEmpty { throw ValidationError("cannot tell which --head each --set belongs to") }
         }
-        for (head, sets) in groups {
+        for (position, (head, sets)) in groups.enumerated() {
             var values: [String: String] = [:]
             for set in sets {
                 guard let eq = set.firstIndex(of: "="), eq != set.startIndex else {
@@ -231,7 +231,9 @@ struct FitCommand: ParsableCommand {
                 if values[key] != nil { throw ValidationError("--set \(key) given twice for head \(head)") }
                 values[key] = String(set[set.index(after: eq)...])
             }
-            requests.append(HeadRequest(head: head, settings: values))
+            // With several heads, an error found against the cache says which one.
+            let origin = groups.count > 1 || headsFile != nil ? "--head \(head) (head \(position + 1) of \(groups.count) given by --head)" : nil
+            requests.append(HeadRequest(head: head, settings: values, origin: origin))
         }
         // Refuse a bad name, key or value before opening the cache.
         for r in requests { _ = try HeadRegistry.hyperparameters(head: r.head, settings: r.settings) }

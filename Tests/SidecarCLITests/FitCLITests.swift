@@ -74,10 +74,11 @@ import Testing
         #expect(try fm.contentsOfDirectory(atPath: out).sorted() == ["01-mlp", "02-linear", "notes.txt"])
     }
 
-    /// A damaged blob stops only the heads that read it: the others train, warned (a damaged
-    /// top-blocks blob had stopped every head's fit, even --skip-corrupt's).
+    /// A damaged blob stops only the heads that read it: fits of the others train, warned (a
+    /// damaged top-blocks blob had stopped every head's fit, even --skip-corrupt's); a fit that
+    /// includes a head reading it is refused before training, naming that head.
     @Test func aDamagedBlobStopsOnlyTheHeadsThatReadIt() throws {
-        let cache = try Self.cache.get() + "-damaged-blob"
+        let cache = try Self.cache.get() + "-damaged-blob-checksum"
         let fm = FileManager.default
         try? fm.removeItem(atPath: cache)
         try fm.copyItem(atPath: try Self.cache.get(), toPath: cache)
@@ -105,6 +106,10 @@ import Testing
                                            "--out", cache + "-consolidator"])
         #expect(consolidator.status == 1 && consolidator.err.contains("Error: \(damage)"), "\(consolidator.err)")
         #expect(!fm.fileExists(atPath: cache + "-consolidator/result.json"))
+        let both = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--head", "consolidator", "--set", "groups=96", "--epochs", "1",
+                                   "--out", cache + "-consolidator"])
+        #expect(both.status == 1 && both.err.contains("Error: --head consolidator (head 2 of 2 given by --head): \(damage)")
+                && !both.out.contains("epoch  1"), "\(both.err)")
     }
 
     /// eval --select chooses an ensemble among the heads given on the val split, best head first,
@@ -242,9 +247,9 @@ import Testing
                 "\(spellings) \(respelled.err)")
     }
 
-    /// A damaged blob, though no head reads it, is found before the first epoch, not when the
-    /// head folder records the cache's blobs after the last; and an earlier fit's heads in --out
-    /// stay where nothing new was written.
+    /// A damaged blob a head reads is found before the first epoch, not when the head folder
+    /// records the cache's blobs after the last; and an earlier fit's heads in --out stay where
+    /// nothing new was written.
     @Test func aDamagedBlobStopsTheFitBeforeTrainingAndKeepsEarlierHeads() throws {
         let fm = FileManager.default
         let cache = try Self.cache.get() + "-damaged-blob"
@@ -268,7 +273,7 @@ import Testing
         #expect(flipped >= 1)
         try data.write(to: file)
 
-        let result = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", out])
+        let result = try runSidecar(["fit", "--cache", cache, "--head", "consolidator", "--set", "groups=96", "--epochs", "1", "--out", out])
         #expect(result.status == 1)
         #expect(result.err.contains("blob top_blocks is damaged"), "\(result.err.suffix(600))")
         #expect(!result.out.contains("epoch  1"), "trained before the blob was read:\n\(result.out)")
