@@ -58,6 +58,14 @@ public struct SweepRunner {
         URL(userPath: results).appendingPathComponent("trials").appendingPathComponent(id).path
     }
 
+    /// Whether a finished trial's folder is there but lost part of its head: the weights, or
+    /// the result or config that eval, export and predict read with them. A trials folder
+    /// removed whole (to save space) is not a loss.
+    public static func lostHead(_ folder: String) -> Bool {
+        let fm = FileManager.default
+        return fm.fileExists(atPath: folder) && !["head.safetensors", "result.json", "config.json"].allSatisfy { fm.fileExists(atPath: folder + "/" + $0) }
+    }
+
     /// Runs each group's members (only those given: the pending ones); returns the counts of
     /// trials that finished and failed, and of passes that failed as a whole (a damaged cache, a
     /// full disk: the trials themselves were never the fault).

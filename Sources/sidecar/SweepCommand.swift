@@ -26,7 +26,7 @@ struct SweepCommand: ParsableCommand {
             Trials with the same training options (all but lr) train in one pass, up to --memory-budget and \
             --max-heads. Each finished trial appends one JSON line to RESULTS/trials-<i>-of-<N>.jsonl and keeps \
             its head in RESULTS/trials/<id>/. A rerun skips trials with an ok line (unless their folder lost its \
-            head.safetensors or result.json) and retries failed ones (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130; 143 for SIGTERM); rerun to resume. A \
+            head.safetensors, result.json or config.json) and retries failed ones (--no-retry-failed skips those too). Ctrl-C stops after the current batch (exit status 130; 143 for SIGTERM); rerun to resume. A \
             trial that diverges (loss NaN) or that the cache cannot build is recorded as failed and the sweep \
             goes on; the exit status is 0 when every trial of the shard has a line, 1 when a pass failed as a \
             whole (its trials are recorded as failed too).
@@ -65,7 +65,7 @@ struct SweepCommand: ParsableCommand {
     @Flag(help: "On a rerun, skip trials that failed before instead of retrying them.")
     var noRetryFailed = false
 
-    @Option(help: "Estimated memory the heads of one pass may use (bytes, or with K, M, G).")
+    @Option(help: "Estimated memory one pass may use, its heads and its decoded batches (bytes, or with K, M, G).")
     var memoryBudget = "4G"
 
     @Option(parsing: .unconditional, help: "The most heads trained in one pass.")
@@ -211,15 +211,14 @@ struct SweepCommand: ParsableCommand {
             only = Set(String(decoding: input, as: UTF8.self).split(whereSeparator: \.isNewline).map(String.init))
         }
         let mine = plan.groups(of: shard)
-        // A finished trial whose folder lost its weights or result (removed by hand, a disk
-        // restored in part) trains again: its line alone had it skipped, and eval, export and
-        // predict found no head. The new line follows the old one, and the last one counts.
-        let lost = Set(mine.flatMap(\.members).map(\.trial.id)).intersection(finished.ok).filter { id in
-            let folder = SweepRunner.trialFolder(results, id)
-            return !["head.safetensors", "result.json"].allSatisfy { FileManager.default.fileExists(atPath: folder + "/" + $0) }
-        }.sorted()
+        // A finished trial whose folder lost part of its head (a file removed by hand, a disk
+        // restored in part) trains again: its line alone had it skipped, and eval, export and predict found no
+        // head. Its new line follows the old one (a report takes the later of two ok lines; a
+        // failed one leaves the old line, and the report warns that its head is gone).
+        let lost = Set(mine.flatMap(\.members).map(\.trial.id)).intersection(finished.ok)
+            .filter { SweepRunner.lostHead(SweepRunner.trialFolder(results, $0)) }.sorted()
         if !lost.isEmpty && !worker {
-            standardError("warning: \(lost.count) finished trial(s) lack head.safetensors or result.json in \(results)/trials and run again: "
+            standardError("warning: \(lost.count) finished trial(s) lack head.safetensors, result.json or config.json in \(results)/trials and run again: "
                           + lost.prefix(5).joined(separator: ", ") + (lost.count > 5 ? ", …" : "") + "\n")
         }
         skip.subtract(lost)

@@ -93,6 +93,13 @@ public enum ResultsReader {
         }
         let merged = merge(records)
         guard !merged.isEmpty else { throw .noTrials(folder, files: files.count) }
+        // A finished trial whose folder lost its head: its metrics stand, but nothing can be
+        // scored or exported from it (the sweep trains such a trial again on its next run).
+        let lost = merged.filter { $0.status == .ok && SweepRunner.lostHead(SweepRunner.trialFolder(folder, $0.trial)) }.map(\.trial)
+        if !lost.isEmpty {
+            warnings.append("\(lost.count) finished trial(s) lack head.safetensors, result.json or config.json in \(folder)/trials (the same sweep "
+                            + "again trains them anew): " + lost.prefix(5).joined(separator: ", ") + (lost.count > 5 ? ", …" : ""))
+        }
         return ResultsSet(trials: merged, files: files, recordsRead: records.count,
                           duplicatesDropped: records.count - merged.count, warnings: warnings)
     }
