@@ -350,7 +350,8 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
         throw CommandError("\(flag) \(path) would replace the head folder's own \(name) (in \(folder)); write the file elsewhere")
     }
     if name.hasSuffix(".jsonl") && isSweepResults(folder) {
-        throw CommandError("\(flag) \(path) would replace what the sweep wrote in \(folder); write the file elsewhere")
+        // A new one too: the next report or sweep reads every .jsonl there as results.
+        throw CommandError("\(flag) \(path) would replace what the sweep wrote in \(folder), or be read with it as results; write the file elsewhere")
     }
     var status = stat()
     guard lstat(resolved, &status) == 0 else {
