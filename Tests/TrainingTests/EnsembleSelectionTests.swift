@@ -68,10 +68,19 @@ import Training
     }
 
     @Test func atMostTheMembersAskedFor() {
+        // Three heads each right on a different two of six examples, unsure where wrong: each
+        // added raises the ensemble (2, then 4, then 6 right).
         let labels = [0, 1, 2, 0, 1, 2]
-        let heads = (0..<5).map { shift in logits(labels.indices.map { ($0 + ($0 % 5 == shift ? 1 : 0)) % 3 }) }
+        let heads: [[[Float]]] = (0..<3).map { h in
+            let predicted: [Int] = labels.indices.map { e in e / 2 == h ? labels[e] : (labels[e] + 1) % 3 }
+            let confidences: [Float] = labels.indices.map { e in e / 2 == h ? 4 : 0.5 }
+            return logits(predicted, confidences: confidences)
+        }
+        let accuracies: [Double] = EnsembleSelection.choose(logits: heads, labels: labels, most: 3).map(\.accuracy)
+        let rising: [Double] = [2.0 / 6, 4.0 / 6, 1]
+        #expect(accuracies == rising)
+        #expect(EnsembleSelection.choose(logits: heads, labels: labels, most: 2).count == 2)
         #expect(EnsembleSelection.choose(logits: heads, labels: labels, most: 1).count == 1)
-        #expect(EnsembleSelection.choose(logits: heads, labels: labels, most: 2).count <= 2)
     }
 
     @Test func equalAccuraciesGoToTheLowerLossThenToTheHeadGivenFirst() {
@@ -83,11 +92,15 @@ import Training
         #expect(EnsembleSelection.choose(logits: [sure, sure], labels: labels, most: 2).map(\.index) == [0])
     }
 
-    @Test func logitsFarApartStayFinite() {
-        // e^−900 is 0 in Double: in log space the loss stays finite.
-        let labels = [1, 0]
-        let wrong: [[Float]] = [[0, -900, -900], [0, -900, -900]]
-        let chosen = EnsembleSelection.choose(logits: [wrong, wrong.map { $0.reversed() }], labels: labels, most: 2)
-        #expect(chosen.allSatisfy { $0.loss.isFinite }, "\(chosen)")
+    @Test func logitsFarApartGiveFiniteLosses() {
+        // Each head is right on one example and gives the other's class e^−900 (0 in Double):
+        // alone, a loss of 900 on the example it gets wrong; together, each example's class keeps
+        // half its probability (log 2), in log space on both paths.
+        let labels = [0, 1]
+        let first: [[Float]] = [[0, -900, -900], [0, -900, -900]]
+        let second: [[Float]] = [[-900, 0, -900], [-900, 0, -900]]
+        let chosen = EnsembleSelection.choose(logits: [first, second], labels: labels, most: 2)
+        #expect(chosen.map(\.index) == [0, 1] && chosen.map(\.accuracy) == [0.5, 0.5], "\(chosen)")
+        #expect(abs(chosen[0].loss - 450) < 1e-3 && abs(chosen[1].loss - log(2.0)) < 1e-6, "\(chosen)")
     }
 }
