@@ -165,16 +165,47 @@ enum JSONFieldValue: Decodable {
     }
 }
 
+/// A JSON value with its arrays and objects kept, to find an unreadable value inside them.
+private indirect enum JSONTree: Decodable {
+    case value(JSONFieldValue)
+    case array([JSONTree])
+    case object([String: JSONTree])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let object = try? container.decode([String: JSONTree].self) {
+            self = .object(object)
+        } else if let array = try? container.decode([JSONTree].self) {
+            self = .array(array)
+        } else {
+            self = .value(try container.decode(JSONFieldValue.self))
+        }
+    }
+
+    /// The path and description of the first unreadable value, keys in sorted order.
+    func firstUnreadable(at path: String) -> (key: String, found: String)? {
+        switch self {
+        case .value(let value):
+            if case .unreadable = value { return (path, value.summary) }
+            return nil
+        case .array(let items):
+            return items.indices.lazy.compactMap { items[$0].firstUnreadable(at: "\(path)[\($0)]") }.first
+        case .object(let fields):
+            return fields.keys.sorted().lazy.compactMap { fields[$0]!.firstUnreadable(at: path.isEmpty ? $0 : "\(path).\($0)") }.first
+        }
+    }
+}
+
 /// The keys of JSON objects, as the decoder does not report them: a key given twice.
 public enum JSONObjectKeys {
     /// Where an object that JSONSerialization refuses still parses as one, the first of its keys
     /// (in sorted order) whose value cannot be read, with what it holds: a number out of range
     /// (1e400), a raw control character or a lone surrogate escape in a string. Nil for anything
     /// else (not an object, not JSON at all).
+    /// Values inside arrays and objects are found too, named by their path (`meta.x`, `list[2]`).
     public static func unreadableValue(in bytes: [UInt8]) -> (key: String, found: String)? {
-        guard let object = try? JSONDecoder().decode([String: JSONFieldValue].self, from: Data(bytes)) else { return nil }
-        return object.keys.sorted().first { if case .unreadable = object[$0]! { true } else { false } }
-            .map { ($0, object[$0]!.summary) }
+        guard let object = try? JSONDecoder().decode([String: JSONTree].self, from: Data(bytes)) else { return nil }
+        return JSONTree.object(object).firstUnreadable(at: "")
     }
 
     /// The first of `keys` that the object on this line names twice, if any. The decoder keeps one

@@ -41,7 +41,10 @@ struct TokenizeCommand: ParsableCommand {
             // The first line tells the file's format, as for predict: a text line that happens to be
             // a JSON object is text in a text file. JSON Lines are read strictly, as predict reads
             // them: a line's source had been tokenized as text when "text" was missing or not a string.
-            let isJSONLines = jsonl ?? (line.hasPrefix("{") && (try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any])
+            // An object holding a value JSONSerialization refuses (1e400) is JSON Lines too, refused
+            // by name below; it had been tokenized as text.
+            let isJSONLines = jsonl ?? (line.hasPrefix("{") && ((try? JSONSerialization.jsonObject(with: Data(line.utf8))) is [String: Any]
+                                                               || JSONObjectKeys.unreadableValue(in: Array(line.utf8)) != nil))
             jsonl = isJSONLines
             if isJSONLines {
                 if line.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }

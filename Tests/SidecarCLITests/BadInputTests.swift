@@ -422,6 +422,14 @@ import Testing
         // An object whose value JSON does not allow is named by key (it had read "not a JSON object").
         Case(kind: "tokenize", fault: "a number out of range", setup: tokenizeLine(#"{"text": "a", "id": 1e400}"#),
              expected: [#"$/in.jsonl:2: "id" holds a value JSON does not allow"#, "a number out of range"]),
+        Case(kind: "tokenize", fault: "a number out of range inside an object", setup: tokenizeLine(#"{"text": "a", "meta": {"x": [1, 1e400]}}"#),
+             expected: [#"$/in.jsonl:2: "meta.x[1]" holds a value JSON does not allow"#]),
+        // On the first line, which tells the format: it had been tokenized as a line of text.
+        Case(kind: "tokenize", fault: "a number out of range on the first line", setup: { scratch in
+                 let file = scratch.appendingPathComponent("first.txt")
+                 try Data(#"{"text": "b", "z": 1e400}"#.utf8 + [10]).write(to: file)
+                 return (["tokenize", "--input", file.path], .noFile(scratch.appendingPathComponent("out").path)) },
+             expected: [#"$/first.txt:1: "z" holds a value JSON does not allow"#]),
         Case(kind: "tokenize", fault: "text twice", setup: tokenizeLine(#"{"text": "a", "text": "b"}"#),
              expected: [#"$/in.jsonl:2: "text" appears twice in the object"#]),
         Case(kind: "tokenize", fault: "pair not a string", setup: tokenizeLine(#"{"text": "a", "text_pair": 5}"#),
