@@ -1,22 +1,25 @@
-// Parsing `--layers`: "all", a list "0,3,6", ranges "0-6", or a mix "0,2-4".
+// Parsing `--layers`: "all", "last", a list "0,3,6", ranges "0-6", or a mix "0,2-4" (read by
+// `LayerList`, as a head's layers are).
+import ActivationStore
 import Foundation
 
 public enum LayerSelection {
     /// The sorted, distinct layers `text` names, each in 0...layerCount (0 is the embedding output).
     public static func parse(_ text: String, layerCount: Int) throws -> [Int] {
-        if text == "all" { return Array(0...layerCount) }
-        var layers = Set<Int>()
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard (1...2).contains(bounds.count), let low = bounds.first!, let high = bounds.last!, low <= high else {
-                throw ExtractError("--layers \"\(text)\": \"\(part)\" is not a layer or a range like 0-6")
-            }
-            guard low >= 0, high <= layerCount else {
-                throw ExtractError("--layers \"\(text)\": the backbone has layers 0...\(layerCount) (0 is the embedding output)")
-            }
-            layers.formUnion(low...high)
+        let list: LayerList
+        do { list = try LayerList(text) } catch {
+            throw ExtractError("--layers \"\(text)\": \"\(error.part)\" is not a layer or a range like 0-6")
         }
-        return layers.sorted()
+        let parts: [LayerList.Part]
+        switch list {
+        case .all: return Array(0...layerCount)
+        case .last: return [layerCount]
+        case .parts(let written): parts = written
+        }
+        guard parts.allSatisfy({ $0.layers.lowerBound >= 0 && $0.layers.upperBound <= layerCount }) else {
+            throw ExtractError("--layers \"\(text)\": the backbone has layers 0...\(layerCount) (0 is the embedding output)")
+        }
+        return Array(Set(parts.map(\.layers).joined())).sorted()
     }
 }
 

@@ -82,13 +82,12 @@ public struct HeadContext: Sendable {
             switch try LayerList(text) {
             case .all: wanted = layers
             case .last: wanted = [layerCount]
-            case .ranges(let ranges):
+            case .parts(let parts):
                 // Checked before a range is expanded (0-99999999999 had been allocated).
-                if let outside = ranges.firstIndex(where: { $0.lowerBound < 0 || $0.upperBound > layerCount }) {
-                    let part = text.split(separator: ",", omittingEmptySubsequences: false)[outside]
-                    throw HeadError("--set \(key)=\(text) for head \(head): '\(part)' is outside the backbone's layers 0-\(layerCount)")
+                if let outside = parts.first(where: { $0.layers.lowerBound < 0 || $0.layers.upperBound > layerCount }) {
+                    throw HeadError("--set \(key)=\(text) for head \(head): '\(outside.text)' is outside the backbone's layers 0-\(layerCount)")
                 }
-                wanted = Array(Set(ranges.joined())).sorted()
+                wanted = Array(Set(parts.map(\.layers).joined())).sorted()
             }
         } catch let fault as LayerList.Fault {
             switch fault.reason {

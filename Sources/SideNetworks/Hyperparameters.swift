@@ -1,6 +1,7 @@
 // Each head declares its hyperparameters (type, range, default, help) so that a bad `--set` key or
 // value is refused before any data is read, and so that `config.json` records every value that ran,
 // defaults included.
+import ActivationStore
 import Foundation
 
 /// A resolved hyperparameter value.
@@ -123,10 +124,10 @@ public struct Hyperparameter: Sendable {
     static func canonicalLayers(_ text: String) -> String? {
         // No backbone has 100,000 layers: a larger number is left to the cache to refuse, before
         // a range of it is expanded here.
-        guard case .ranges(let ranges)? = try? LayerList(text), ranges.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound < 100_000 }) else {
+        guard case .parts(let parts)? = try? LayerList(text), parts.allSatisfy({ $0.layers.lowerBound >= 0 && $0.layers.upperBound < 100_000 }) else {
             return nil
         }
-        let layers = Set(ranges.joined())
+        let layers = Set(parts.map(\.layers).joined())
         var runs: [String] = []
         var rest = layers.sorted()[...]
         while let first = rest.first {

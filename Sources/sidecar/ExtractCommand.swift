@@ -37,7 +37,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Cache folder to create or resume.")
     var out: String
 
-    @Option(help: "Layers to keep: all, a list 0,3,6 or ranges 0-6 (0 is the embedding output).")
+    @Option(help: "Layers to keep: all, last, a list 0,3,6 or ranges 0-6 (0 is the embedding output).")
     var layers = "all"
 
     @Option(help: "Token rows kept per example: all (real tokens only), cls, mean, cls+mean.")

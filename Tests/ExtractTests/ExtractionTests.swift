@@ -211,6 +211,8 @@ func storedRows(_ cache: ActivationCache, _ split: String, _ index: Int, layer: 
         #expect(try LayerSelection.parse("all", layerCount: 6) == [0, 1, 2, 3, 4, 5, 6])
         #expect(try LayerSelection.parse("0,3,6", layerCount: 6) == [0, 3, 6])
         #expect(try LayerSelection.parse("4-6,0", layerCount: 6) == [0, 4, 5, 6])
+        // Read as a head reads its layers (LayerList): "last" too.
+        #expect(try LayerSelection.parse("last", layerCount: 6) == [6])
         for bad in ["7", "3-1", "a", "", "1,,2", "-1"] {
             #expect(throws: ExtractError.self, "\(bad)") { try LayerSelection.parse(bad, layerCount: 6) }
         }

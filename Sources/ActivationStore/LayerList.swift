@@ -1,15 +1,21 @@
 import Foundation
 
-/// A `layers` hyperparameter as written: `all`, `last`, or layers and ranges `a-b` separated by
-/// commas. Read here alone, for both its uses: the layers a head reads from a cache
-/// (`HeadContext.resolveLayers`) and the one spelling a sweep trial's id hashes
-/// (`Hyperparameter.canonicalLayers`), so that the two cannot come to read a list differently.
+/// A list of layers as written: `all`, `last`, or layers and ranges `a-b` separated by commas.
+/// Read here alone, for each of its uses: the layers `extract --layers` keeps, the layers a head
+/// reads from a cache (`HeadContext.resolveLayers`) and the one spelling a sweep trial's id hashes
+/// (`Hyperparameter.canonicalLayers`), so that they cannot come to read a list differently.
 public enum LayerList: Equatable, Sendable {
     case all
     case last
-    /// Each part as written, in order, not yet checked against a backbone's layers (so not yet
-    /// expanded: `0-99999999999` is one range here).
-    case ranges([ClosedRange<Int>])
+    /// Each part, in order, not yet checked against a backbone's layers (so not yet expanded:
+    /// `0-99999999999` is one range here).
+    case parts([Part])
+
+    /// A layer or a range as written, and the layers it names.
+    public struct Part: Equatable, Sendable {
+        public let text: String
+        public let layers: ClosedRange<Int>
+    }
 
     /// A part of the list that is no layer or range, as written.
     public struct Fault: Error, Equatable {
@@ -30,7 +36,7 @@ public enum LayerList: Equatable, Sendable {
         case "all": self = .all
         case "last": self = .last
         default:
-            var ranges: [ClosedRange<Int>] = []
+            var parts: [Part] = []
             for part in text.split(separator: ",", omittingEmptySubsequences: false) {
                 let bounds = part.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false).map { bound -> Int? in
                     let digits = bound.trimmingCharacters(in: .whitespaces)
@@ -40,9 +46,9 @@ public enum LayerList: Equatable, Sendable {
                     throw Fault(part: String(part), reason: .notALayer)
                 }
                 guard first <= last else { throw Fault(part: String(part), reason: .emptyRange) }
-                ranges.append(first...last)
+                parts.append(Part(text: String(part), layers: first...last))
             }
-            self = .ranges(ranges)
+            self = .parts(parts)
         }
     }
 }
