@@ -116,6 +116,45 @@ import Testing
         #expect(try Self.readAll(folder) == expected)
     }
 
+    /// A page the free-page database lists as free while the tree uses it is named: a writer
+    /// (extract resuming) had handed it out and written over a live page, leaving a cache no
+    /// command could open.
+    @Test func aFreePageTheTreeUsesIsNamed() throws {
+        let (folder, _) = try Self.environment()
+        defer { removeFolder(folder) }
+        let env = try LMDBEnvironment(path: folder)
+        let records = try env.openDatabase("records")
+        for round in 0..<3 {
+            try env.write { txn throws in
+                for index in stride(from: round, to: 3_000, by: 7) { try txn.put(key(index), [UInt8](repeating: 1, count: 40), in: records) }
+            }
+        }
+        let file = folder + "/data.mdb"
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+        func word(_ offset: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) } }
+        // The main database's root, from the newer meta page: a page the tree surely uses.
+        let newer = word(144) > word(Self.pageSize + 144) ? 0 : 1
+        let root = word(newer * Self.pageSize + 128)
+        // Every leaf with 8-byte keys (transaction ids: the free-page database's, some stale)
+        // lists that page first in its first node's list.
+        var changed = 0
+        for page in 2..<(bytes.count / Self.pageSize) {
+            let base = page * Self.pageSize
+            let (flags, first) = bytes.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: base + 10, as: UInt16.self), Int($0.loadUnaligned(fromByteOffset: base + 16, as: UInt16.self))) }
+            guard flags == 2, first + 32 <= Self.pageSize else { continue }
+            let node = base + first
+            let (nodeFlags, keySize) = bytes.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: node + 4, as: UInt16.self), $0.loadUnaligned(fromByteOffset: node + 6, as: UInt16.self)) }
+            guard nodeFlags == 0, keySize == 8, word(node + 16) >= 1 else { continue }
+            bytes.withUnsafeMutableBytes { $0.storeBytes(of: root, toByteOffset: node + 24, as: UInt64.self) }
+            changed += 1
+        }
+        #expect(changed >= 1)
+        try Data(bytes).write(to: URL(fileURLWithPath: file))
+        #expect { _ = try Self.readAll(folder) } throws: {
+            "\($0)".contains("list of free pages names page \(root), which the tree still uses")
+        }
+    }
+
     @Test func aNodeOutsideItsPageIsNamed() throws {
         let (folder, pristine) = try Self.environment()
         defer { removeFolder(folder) }

@@ -273,7 +273,15 @@ import Testing
         // newer, and mapping what it counts had failed as "Cannot allocate memory".
         Case(kind: "cache", fault: "malformed (a meta page's counts flipped)", setup: fitOnDamagedCache { data in
                  for i in 100..<164 { data[i] ^= 0xFF } },
-             expected: ["$/cache/data.mdb: meta page 0 (the newer) says the data reaches page", "the environment is damaged"]),
+             expected: ["$/cache/data.mdb: the meta pages give transactions ", "which are not consecutive", "the environment is damaged"]),
+        // A meta page's page size, transaction id or format version damaged: LMDB had read the
+        // file by the wrong page size (SIGBUS), the checks had overflowed, or the message was LMDB's.
+        Case(kind: "cache", fault: "malformed (a meta page's page size)", setup: fitOnDamagedCache { data in data[4096 + 42] ^= 0x01 },
+             expected: ["$/cache/data.mdb: meta page 1 gives a page size of 69632 bytes (meta page 0: 4096)", "the environment is damaged"]),
+        Case(kind: "cache", fault: "malformed (a meta page's transaction)", setup: fitOnDamagedCache { data in data[151] ^= 0x80 },
+             expected: ["$/cache/data.mdb: the meta pages give transactions ", "which are not consecutive", "the environment is damaged"]),
+        Case(kind: "cache", fault: "malformed (a meta page's format version)", setup: fitOnDamagedCache { data in data[20] ^= 0x01 },
+             expected: ["$/cache/data.mdb: meta page 0 gives data format version 0, where LMDB 0.9 writes 1"]),
         // The flags of the main tree's root page (which the newer meta page names) flipped: LMDB
         // finds no database in it, which had read as "not an activation cache"; the tree's check
         // names the page when the cache opens.

@@ -64,6 +64,14 @@ public final class LMDBEnvironment: @unchecked Sendable {
             var flags = UInt32(MDB_NOTLS)
             if options.readOnly { flags |= UInt32(MDB_RDONLY) }
             if options.noLock { flags |= UInt32(MDB_NOLOCK) } else { try Self.backLockFile(path, readers: options.maxReaders) }
+            // LMDB trusts the meta pages too: a damaged page size or page count had crashed the
+            // opening process (SIGBUS, an overflow). Read before LMDB reads them, and once more
+            // before calling them damaged, as a writer committing meanwhile rewrites one.
+            // (A file shorter than its meta page says is named as truncated once LMDB has opened it.)
+            if (Self.fileSize(path + "/data.mdb") ?? 0) > 0, Self.damagedMetaPage(path, reach: false) != nil {
+                usleep(100_000)
+                if let fault = Self.damagedMetaPage(path, reach: false) { throw LMDBFileDamaged(description: fault) }
+            }
             let code = mdb_env_open(env, path, flags, 0o644)
             // A full disk while a new environment writes its meta pages leaves a short data.mdb
             // too; that is the disk, not damage (the caller says so).
@@ -71,7 +79,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
                 throw LMDBFileDamaged(description: fault)
             }
             // Only where damage could be the cause: a permission or lock error is what it says.
-            if [ENOMEM, EINVAL, MDB_INVALID, MDB_CORRUPTED, MDB_PAGE_NOTFOUND].contains(code), let fault = Self.damagedMetaPage(path) {
+            if [ENOMEM, EINVAL, MDB_INVALID, MDB_VERSION_MISMATCH, MDB_CORRUPTED, MDB_PAGE_NOTFOUND].contains(code),
+               let fault = Self.damagedMetaPage(path, largestMap: code == ENOMEM ? 1 << 44 : 1 << 48) {
                 throw LMDBFileDamaged(description: fault)
             }
             try LMDBError.check(code, "opening", path: path)
@@ -134,9 +143,14 @@ public final class LMDBEnvironment: @unchecked Sendable {
         var stat = MDB_stat()
         try LMDBError.check(mdb_env_info(env, &info), "reading the meta page of", path: path)
         try LMDBError.check(mdb_env_stat(env, &stat), "reading the meta page of", path: path)
-        let needed = (info.me_last_pgno + 1) * Int(stat.ms_psize)
+        // Damaged numbers are not to overflow here: a page count past Int is past any file too.
+        let (needed, overflow) = info.me_last_pgno.addingReportingOverflow(1).partialValue.multipliedReportingOverflow(by: Int(stat.ms_psize))
         let file = path + "/data.mdb"
         guard let size = fileSize(file) else { return }
+        if overflow || info.me_last_pgno < 0 {
+            throw LMDBFileDamaged(description: "\(file): its meta page gives page \(UInt(bitPattern: info.me_last_pgno)) as the last, past any file; "
+                                    + "the environment is damaged, restore it from a copy or create it again")
+        }
         if size < needed {
             throw LMDBFileDamaged(description: "\(file) is truncated: it holds \(size) bytes, but its meta page says the data "
                                     + "reaches \(needed) bytes (\(info.me_last_pgno + 1) pages of \(stat.ms_psize)); the environment is damaged, "
@@ -169,7 +183,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// numbers, e.g. "Cannot allocate memory". Read as LMDB 0.9 lays a meta page out on a 64-bit
     /// machine: a 16-byte page header, then magic, version, address, map size, two 48-byte
     /// database records, the last page number and the transaction id.
-    private static func damagedMetaPage(_ path: String) -> String? {
+    /// A map of `largestMap` bytes or more is damage: no address space holds 2^48 bytes, and
+    /// where mapping failed for want of memory, 2^44 (16 TiB) is past any cache this tool writes.
+    /// Without `reach`, the data's reach past the file's end is left to `checkLength`.
+    private static func damagedMetaPage(_ path: String, largestMap: UInt64 = 1 << 48, reach: Bool = true) -> String? {
         let file = path + "/data.mdb"
         // Two pages of the largest size LMDB uses, read once (this runs only when opening failed).
         guard MemoryLayout<Int>.size == 8, let handle = FileHandle(forReadingAtPath: file) else { return nil }
@@ -185,25 +202,41 @@ public final class LMDBEnvironment: @unchecked Sendable {
         guard bytes.count >= 2 * pageSize, let size = fileSize(file) else { return nil }
         let damaged = "the environment is damaged, restore it from a copy or create it again"
         var newest: (page: Int, txnid: UInt64, lastPage: UInt64, mapSize: UInt64)?
+        var transactions: [UInt64] = []
         for page in 0..<2 {
             let base = page * pageSize
             guard integer(base + 16, as: UInt32.self) == 0xBEEF_C0DE else {
                 return "\(file): meta page \(page) does not hold LMDB's magic number; \(damaged)"
             }
+            // LMDB 0.9's data format is version 1; its page size is the same in both meta pages,
+            // and LMDB finds the second by the first's.
+            let version = integer(base + 20, as: UInt32.self)
+            guard version == 1 else { return "\(file): meta page \(page) gives data format version \(version), where LMDB 0.9 writes 1; \(damaged)" }
+            let pageBytes = Int(integer(base + 40, as: UInt32.self))
+            guard pageBytes == recorded, (512...65536).contains(pageBytes), pageBytes.nonzeroBitCount == 1 else {
+                return "\(file): meta page \(page) gives a page size of \(pageBytes) bytes" + (page == 1 ? " (meta page 0: \(recorded))" : "") + "; \(damaged)"
+            }
             let txnid = integer(base + 144, as: UInt64.self)
+            transactions.append(txnid)
             if newest == nil || txnid > newest!.txnid {
                 newest = (page, txnid, integer(base + 136, as: UInt64.self), integer(base + 32, as: UInt64.self))
             }
         }
         guard let meta = newest else { return nil }
-        let (reach, overflow) = (meta.lastPage &+ 1).multipliedReportingOverflow(by: UInt64(pageSize))
-        if overflow || reach > UInt64(size) {
+        // Commits write the two meta pages in turn: their transaction ids are at most one apart
+        // (a damaged one would have LMDB read an old tree, or none).
+        if transactions[0] &- transactions[1] > 1 && transactions[1] &- transactions[0] > 1 {
+            return "\(file): the meta pages give transactions \(transactions[0]) and \(transactions[1]), which are not consecutive; \(damaged)"
+        }
+        let (reachedBytes, overflow) = (meta.lastPage &+ 1).multipliedReportingOverflow(by: UInt64(pageSize))
+        if reach, overflow || reachedBytes > UInt64(size) {
             return "\(file): meta page \(meta.page) (the newer) says the data reaches page \(meta.lastPage), past the file's "
                 + "\(size) bytes; \(damaged)"
         }
         // x86-64 and AArch64 give a process at most 2^48 bytes of addresses.
-        if meta.mapSize >= 1 << 48 {
-            return "\(file): meta page \(meta.page) (the newer) gives a map of \(meta.mapSize) bytes, beyond any address space; \(damaged)"
+        if meta.mapSize >= largestMap {
+            return "\(file): meta page \(meta.page) (the newer) gives a map of \(meta.mapSize) bytes, "
+                + (meta.mapSize >= 1 << 48 ? "beyond any address space" : "which could not be mapped and no cache needs") + "; \(damaged)"
         }
         return nil
     }

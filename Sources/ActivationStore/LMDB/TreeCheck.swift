@@ -28,7 +28,7 @@ extension LMDBEnvironment {
         guard descriptor >= 0 else { return }
         defer { close(descriptor) }
         try read { transaction in
-            let txnid = UInt64(mdb_txn_id(transaction.handle))
+            let txnid = UInt64(truncatingIfNeeded: mdb_txn_id(transaction.handle))
             // The meta page LMDB chose for this snapshot: the one of its transaction id. A writer
             // may rewrite the other one meanwhile, and this one two commits later: the id is read
             // again after the fields, as a sequence lock would.
@@ -43,6 +43,7 @@ extension LMDBEnvironment {
                 guard Pages.read(descriptor, page: page, size: pageSize).map({ $0 == meta }) == true else { return }
                 var walk = TreeWalk(descriptor: descriptor, pageSize: pageSize, lastPage: Int(clamping: field(136)), file: file)
                 for database in databases { try walk.check(database.record, name: database.name) }
+                try walk.checkFreePagesAreUnused()
                 return
             }
         }
@@ -85,6 +86,10 @@ private struct TreeWalk {
     let lastPage: Int
     let file: String
     var visited = Set<Int>()
+    /// The overflow runs of the values read (first page, pages), and the pages the free-page
+    /// database lists with where it lists them: a free page must be in neither the tree nor a run.
+    var overflowRuns: [(first: Int, pages: Int)] = []
+    var freePages: [(page: Int, listedOn: Int, node: Int)] = []
 
     static let headerSize = 16, nodeHeaderSize = 8
     static let branch: UInt16 = 0x01, leaf: UInt16 = 0x02, overflow: UInt16 = 0x04, meta: UInt16 = 0x08, leaf2: UInt16 = 0x20, subpage: UInt16 = 0x40
@@ -167,6 +172,7 @@ private struct TreeWalk {
                     guard first >= 2, first <= lastPage, pages <= lastPage - first + 1 else {
                         throw damaged(number, of: name, "node \(index)'s \(dataSize) bytes on pages from \(first) reach past the data's last page \(lastPage)")
                     }
+                    overflowRuns.append((first, pages))
                     if database.holdsFreePages {
                         var list = [UInt8](repeating: 0, count: dataSize)
                         let got = list.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, dataSize, off_t(first * pageSize + Self.headerSize)) }
@@ -206,7 +212,7 @@ private struct TreeWalk {
     /// reserves room it may leave unused), each a page of the data. A writer (extract resuming,
     /// merge) takes pages from these lists and trusts them: a count too large reads past the
     /// value, a page out of range is handed out as free.
-    func checkFreeList(_ value: UnsafeRawBufferPointer, node: Int, page: Int, name: String) throws {
+    mutating func checkFreeList(_ value: UnsafeRawBufferPointer, node: Int, page: Int, name: String) throws {
         let count = value.count >= 8 ? Int(clamping: UInt64(littleEndian: value.loadUnaligned(as: UInt64.self))) : -1
         guard count >= 0, value.count % 8 == 0, count <= value.count / 8 - 1 else {
             throw damaged(page, of: name, "node \(node)'s list of free pages holds \(value.count) bytes, too few for its count \(count)")
@@ -215,6 +221,33 @@ private struct TreeWalk {
             let free = UInt64(littleEndian: value.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))
             guard free >= 2, free <= UInt64(lastPage) else {
                 throw damaged(page, of: name, "node \(node)'s list of free pages names page \(free), outside the data's pages 2-\(lastPage)")
+            }
+            freePages.append((Int(free), page, node))
+        }
+    }
+
+    /// After the walk: no page the free-page database lists is one the tree uses (a branch or
+    /// leaf page, or a value's overflow run), or is listed twice. A writer would hand it out and
+    /// write over it.
+    func checkFreePagesAreUnused() throws {
+        guard !freePages.isEmpty else { return }
+        let runs = overflowRuns.sorted { $0.first < $1.first }
+        var listed = Set<Int>()
+        for free in freePages {
+            // Listed twice, a page is handed out twice (LMDB stops on an assertion).
+            guard listed.insert(free.page).inserted else {
+                throw damaged(free.listedOn, of: "the free-page database", "node \(free.node)'s list of free pages names page \(free.page), listed free before")
+            }
+            // The last run starting at or before the page.
+            var (low, high) = (0, runs.count)
+            while low < high {
+                let middle = (low + high) / 2
+                if runs[middle].first <= free.page { low = middle + 1 } else { high = middle }
+            }
+            let inRun = low > 0 && free.page < runs[low - 1].first + runs[low - 1].pages
+            if visited.contains(free.page) || inRun {
+                throw damaged(free.listedOn, of: "the free-page database",
+                              "node \(free.node)'s list of free pages names page \(free.page), which the tree still uses")
             }
         }
     }
