@@ -30,6 +30,10 @@ public struct EnsembleMember: Codable, Sendable {
         case head, kind, metrics
         case trainableParameters = "trainable_parameters"
     }
+
+    public init(head: String, kind: String, trainableParameters: Int, metrics: ClassificationMetrics, logits: [[Float]]? = nil) {
+        (self.head, self.kind, self.trainableParameters, self.metrics, self.logits) = (head, kind, trainableParameters, metrics, logits)
+    }
 }
 
 public struct Evaluation: Codable, Sendable {

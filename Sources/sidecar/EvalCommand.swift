@@ -109,6 +109,12 @@ struct EvalCommand: ParsableCommand {
             }
             evaluation = try Evaluation.run(ensemble: chosen, cache: opened, split: split, batchSize: batchSize)
             evaluation.selection = selection
+            // A selection of one head still reports it as the one member, so that the report's shape
+            // does not depend on how many were chosen.
+            if selection != nil, evaluation.members == nil, let only = chosen.first {
+                evaluation.members = [EnsembleMember(head: only.name, kind: only.head.name, trainableParameters: only.head.parameterCount,
+                                                     metrics: evaluation.metrics)]
+            }
         } catch let error as CorruptRecord {
             throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record")
         }

@@ -37,7 +37,7 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Cache folder to create or resume.")
     var out: String
 
-    @Option(help: "Layers to keep: all, last, a list 0,3,6 or ranges 0-6 (0 is the embedding output).")
+    @Option(parsing: .unconditional, help: "Layers to keep: all, last, a list 0,3,6 or ranges 0-6 (0 is the embedding output).")
     var layers = "all"
 
     @Option(help: "Token rows kept per example: all (real tokens only), cls, mean, cls+mean.")
@@ -91,13 +91,13 @@ struct ExtractCommand: ParsableCommand {
     @Option(help: "Extra per-block streams for every kept layer ≥ 1, with the hidden states' token rows: none, or a list of attn (attention branch after its output projection), mlp (FFN output projection), both before the residual add and LayerNorm (E3VA reads them). Not with --dtype int8.")
     var streams = "none"
 
-    @Option(help: "LST reductions r whose magnitude-pruned side-block init (all blocks) is stored as blob lst.rR: a list such as 8 or 4,8, or none.")
+    @Option(parsing: .unconditional, help: "LST reductions r whose magnitude-pruned side-block init (all blocks) is stored as blob lst.rR: a list such as 8 or 4,8, or none.")
     var lstReductions = "8"
 
     @Option(parsing: .unconditional, help: "Store the full weights of the top K blocks (blob top_blocks, for the Consolidator head); 0: none.")
     var topBlocks = 2
 
-    @Option(help: ArgumentHelp(
+    @Option(parsing: .unconditional, help: ArgumentHelp(
         "Extract only part i of N of every split (a job array's task): i/N (from 0), auto or auto/N.",
         discussion: """
             auto takes the part from a Slurm job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and \
@@ -117,6 +117,9 @@ struct ExtractCommand: ParsableCommand {
             do { _ = try Shard.parse(shard) } catch { throw ValidationError("\(error)") }
         }
         do { _ = try ComputePath.parse(compute) } catch { throw ValidationError("\(error)") }
+        for (flag, value) in [("--batch-tokens", batchTokens), ("--max-length", maxLength)] where value < 1 {
+            throw ValidationError("\(flag) must be at least 1, got \(value)")
+        }
         guard batchTokens >= maxLength else {
             throw ValidationError("--max-length \(maxLength) is more than --batch-tokens \(batchTokens), and a batch holds at least one whole "
                                   + "example: lower --max-length (at most the backbone's positions, 512 for MiniLM) or raise --batch-tokens")

@@ -375,11 +375,12 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
 /// The files `fit` writes in a head's folder.
 let headFiles: Set = ["head.safetensors", "config.json", "log.tsv", "result.json"]
 
-/// Whether `folder` holds a head `fit` wrote: its config and its weights or result.
+/// Whether `folder` holds a head `fit` wrote: its config and another of its files (a head that
+/// lost its weights and result is one still: its config and log are kept from other writes).
 func isHeadFolder(_ folder: String) -> Bool {
     let fm = FileManager.default
     return fm.fileExists(atPath: folder + "/config.json")
-        && (fm.fileExists(atPath: folder + "/head.safetensors") || fm.fileExists(atPath: folder + "/result.json"))
+        && ["head.safetensors", "result.json", "log.tsv"].contains { fm.fileExists(atPath: folder + "/" + $0) }
 }
 
 /// Whether `folder` is a sweep's results folder: it holds a shard's results file

@@ -53,7 +53,7 @@ struct SweepCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Run this many passes at once in separate processes, each with about cores/N threads.")
     var jobs = 1
 
-    @Option(help: "i/N: run the i-th of N disjoint parts (default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0/1).")
+    @Option(parsing: .unconditional, help: "i/N: run the i-th of N disjoint parts (default: from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0/1).")
     var shard: String?
 
     @Option(parsing: .unconditional, help: "N for a shard index taken from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID (else SIDECAR_SHARD_COUNT / SLURM_ARRAY_TASK_COUNT).")
@@ -65,7 +65,7 @@ struct SweepCommand: ParsableCommand {
     @Flag(help: "On a rerun, skip trials that failed before instead of retrying them.")
     var noRetryFailed = false
 
-    @Option(help: "Estimated memory one pass may use, its heads and its decoded batches (bytes, or with K, M, G).")
+    @Option(parsing: .unconditional, help: "Estimated memory one pass may use, its heads and its decoded batches (bytes, or with K, M, G).")
     var memoryBudget = "4G"
 
     @Option(parsing: .unconditional, help: "The most heads trained in one pass.")

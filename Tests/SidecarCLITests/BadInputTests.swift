@@ -368,6 +368,14 @@ import Testing
              expected: ["--jobs must be in 1...1024, got -2"]),
         Case(kind: "flags", fault: "negative seed", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--seed", "-1", "--out", "OUT"]),
              expected: ["The value '-1' is invalid for '--seed <seed>'"]),
+        Case(kind: "flags", fault: "negative layer", setup: flags(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path,
+                                                                 "--layers", "-1", "--out", "OUT"] + noBlobs),
+             expected: [#"--layers "-1": "-1" is not a layer or a range like 0-6"#]),
+        Case(kind: "flags", fault: "negative shard", setup: flags(["sweep", "--spec", "/nonexistent.toml", "--cache", "CACHE", "--results", "OUT", "--shard", "-1/2"]),
+             expected: [#"--shard -1/2: the index "-1" is not a non-negative integer"#]),
+        Case(kind: "flags", fault: "negative batch tokens", setup: flags(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path,
+                                                                        "--batch-tokens", "-1", "--out", "OUT"] + noBlobs),
+             expected: ["--batch-tokens must be at least 1, got -1"]),
         Case(kind: "flags", fault: "under a byte", setup: { scratch in
                  let (arguments, leftover) = try sweep("[base]\nhead = \"linear\"\n")(scratch)
                  return (arguments + ["--memory-budget", "0.5"], leftover)

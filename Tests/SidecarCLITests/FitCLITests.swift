@@ -142,6 +142,10 @@ import Testing
         #expect(chosen["split"] as? String == "test")
         let byHand = try report(members.flatMap { ["--head", $0] })
         #expect(NSDictionary(dictionary: chosen["metrics"] as? [String: Any] ?? [:]) == NSDictionary(dictionary: byHand["metrics"] as? [String: Any] ?? [:]))
+        // One head chosen is still reported as the one member.
+        let single = try report(["--select", "1"] + heads.flatMap { ["--head", $0] })
+        #expect((single["members"] as? [[String: Any]])?.map { $0["head"] as? String } == [members[0]]
+                && ((single["selection"] as? [String: Any])?["steps"] as? [[String: Any]])?.count == 1, "\(single)")
         let text = try runSidecar(["eval", "--cache", cache, "--select", "2"] + heads.flatMap { ["--head", $0] }, environment: Self.noBackbone)
         #expect(text.status == 0 && text.out.hasPrefix("chose ") && text.out.contains(" of 4 heads on val"), "\(text.out)")
 

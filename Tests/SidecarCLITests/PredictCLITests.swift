@@ -183,8 +183,13 @@ import Testing
             #expect(refused.status == 1 && refused.err.contains(message), "\(arguments): \(refused.err)")
         }
         #expect(try ["head.safetensors", "config.json"].map { try Data(contentsOf: URL(fileURLWithPath: other + "/" + $0)) } == before)
+        // A head folder that lost its weights and result keeps its config and log all the same.
+        for file in ["head.safetensors", "result.json"] { try FileManager.default.removeItem(atPath: other + "/" + file) }
+        let stripped = try runSidecar(["export", "--head", source, "--out", other + "/config.json"])
+        #expect(stripped.status == 1 && stripped.err.contains("would replace the head folder's own config.json"), "\(stripped.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: other + "/config.json")) == before[1])
         #expect(try String(contentsOfFile: lines, encoding: .utf8) == "{}\n" && !FileManager.default.fileExists(atPath: results + "/new.jsonl"))
-        // Beside the heads, a file of another name is written.
+        // Beside a head, a file of another name is written.
         let beside = other + "/exported.safetensors"
         let export = try runSidecar(["export", "--head", source, "--out", beside])
         #expect(export.status == 0 && FileManager.default.fileExists(atPath: beside), "\(export.err)")
