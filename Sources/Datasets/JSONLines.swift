@@ -208,6 +208,11 @@ public enum JSONObjectKeys {
         return JSONTree.object(object).firstUnreadable(at: "")
     }
 
+    /// `unreadableValue` in any JSON document (an array at the top, say: `[1].set.dropout`).
+    public static func unreadableValue(inDocument bytes: [UInt8]) -> (key: String, found: String)? {
+        (try? JSONDecoder().decode(JSONTree.self, from: Data(bytes)))?.firstUnreadable(at: "")
+    }
+
     /// The first of `keys` that the object on this line names twice, if any. The decoder keeps one
     /// of the values without a word (and other JSON readers keep the other), so a repeated column
     /// is refused. `bytes` is an object the decoder has accepted; only its top-level keys count.

@@ -244,6 +244,11 @@ struct FitCommand: ParsableCommand {
         let shape = "a JSON array of {\"head\": NAME, \"set\": {KEY: VALUE}}"
         guard let data = FileManager.default.contents(atPath: path) else { throw CommandError("--heads-file \(path): cannot read the file") }
         guard let document = try? JSONDecoder().decode(JSONValue.self, from: data) else {
+            // Valid JSON but for one value (1e999, a lone surrogate): named, with its entry (from 1).
+            if let (key, found) = JSONObjectKeys.unreadableValue(inDocument: Array(data)) {
+                let entry = key.wholeMatch(of: /\[([0-9]+)\](.*)/).flatMap { match in Int(match.1).map { "entry \($0 + 1): \"\(match.2.drop(while: { $0 == "." }))\"" } }
+                throw CommandError("--heads-file \(path): \(entry ?? "\"\(key)\"") holds \(found)")
+            }
             throw CommandError("--heads-file \(path): not valid JSON; expected \(shape)")
         }
         guard case .array(let list) = document else { throw CommandError("--heads-file \(path): not a JSON array; expected \(shape)") }

@@ -466,6 +466,8 @@ import Testing
         Case(kind: "heads file", fault: "malformed", setup: headsFile(#"[{"head": "linear""#), expected: ["--heads-file $/heads.json: not valid JSON"]),
         Case(kind: "heads file", fault: "an object, not a list", setup: headsFile(#"{"head": "mlp"}"#),
              expected: ["--heads-file $/heads.json: not a JSON array; expected a JSON array"]),
+        Case(kind: "heads file", fault: "a number out of range, named by entry", setup: headsFile(#"[{"head": "linear"}, {"head": "mlp", "set": {"dropout": 1e999}}]"#),
+             expected: [#"--heads-file $/heads.json: entry 2: "set.dropout" holds a value JSON does not allow"#]),
         Case(kind: "heads file", fault: "a bad value, named by entry", setup: headsFile(#"[{"head": "mlp"}, {"head": "mlp", "set": {"dropout": "nan"}}]"#),
              expected: ["--heads-file $/heads.json: entry 2: --set dropout=nan for head mlp"]),
         // Found against the cache (the tiny one stores layers 4-6), named by entry too.
