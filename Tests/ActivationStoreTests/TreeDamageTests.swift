@@ -24,6 +24,20 @@ import Testing
         return (folder, [UInt8](try Data(contentsOf: URL(fileURLWithPath: folder + "/data.mdb"))))
     }
 
+    /// `environment()` after three more transactions, which free pages, so that the free-page
+    /// database has a tree of its own.
+    static func environmentWithFreePages() throws -> String {
+        let (folder, _) = try environment()
+        let env = try LMDBEnvironment(path: folder)
+        let records = try env.openDatabase("records")
+        for round in 0..<3 {
+            try env.write { txn throws in
+                for index in stride(from: round, to: 3_000, by: 7) { try txn.put(key(index), [UInt8](repeating: 1, count: 40), in: records) }
+            }
+        }
+        return folder
+    }
+
     /// The first page of the "records" database with these flags (branch 1, leaf 2): one whose
     /// first key with bytes is a record's 4-byte key (pages of earlier transactions, free now,
     /// are not read and so not checked).
@@ -96,16 +110,8 @@ import Testing
     /// made by `mdb_copy -n` (MDB_NOSUBDIR, 0x4000) had been refused as damaged. Its lists of free
     /// pages are read too.
     @Test func environmentFlagsBesideTheFreePagesAreNotDamage() throws {
-        let (folder, _) = try Self.environment()
+        let folder = try Self.environmentWithFreePages()
         defer { removeFolder(folder) }
-        // Later transactions free pages, so that the free-page database has a tree of its own.
-        let env = try LMDBEnvironment(path: folder)
-        let records = try env.openDatabase("records")
-        for round in 0..<3 {
-            try env.write { txn throws in
-                for index in stride(from: round, to: 3_000, by: 7) { try txn.put(key(index), [UInt8](repeating: 1, count: 40), in: records) }
-            }
-        }
         let expected = try Self.readAll(folder)
         let file = folder + "/data.mdb"
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
@@ -120,15 +126,8 @@ import Testing
     /// (extract resuming) had handed it out and written over a live page, leaving a cache no
     /// command could open.
     @Test func aFreePageTheTreeUsesIsNamed() throws {
-        let (folder, _) = try Self.environment()
+        let folder = try Self.environmentWithFreePages()
         defer { removeFolder(folder) }
-        let env = try LMDBEnvironment(path: folder)
-        let records = try env.openDatabase("records")
-        for round in 0..<3 {
-            try env.write { txn throws in
-                for index in stride(from: round, to: 3_000, by: 7) { try txn.put(key(index), [UInt8](repeating: 1, count: 40), in: records) }
-            }
-        }
         let file = folder + "/data.mdb"
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
         func word(_ offset: Int) -> UInt64 { bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) } }
