@@ -132,7 +132,7 @@ struct EvalCommand: ParsableCommand {
             }
             print("")
         }
-        if let members = evaluation.members {
+        if let members = evaluation.members, members.count > 1 {
             let total = members.reduce(0) { $0 + $1.trainableParameters }
             let backbone = opened.manifest.settings.backbone.parameters
             let share = backbone > 0 ? String(format: " (%.2f%% of the backbone's)", 100 * Double(total) / Double(backbone)) : ""

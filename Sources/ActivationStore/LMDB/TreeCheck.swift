@@ -93,7 +93,7 @@ private struct TreeWalk {
 
     static let headerSize = 16, nodeHeaderSize = 8
     static let branch: UInt16 = 0x01, leaf: UInt16 = 0x02, overflow: UInt16 = 0x04, meta: UInt16 = 0x08, leaf2: UInt16 = 0x20, subpage: UInt16 = 0x40
-    static let bigData: UInt16 = 0x01, subDatabase: UInt16 = 0x02, duplicates: UInt16 = 0x04
+    static let bigData: UInt16 = 0x01, subDatabase: UInt16 = 0x02
     static let integerKeys: UInt16 = 0x08
     /// MDB_REVERSEKEY through MDB_REVERSEDUP: what a database's flags may hold.
     static let databaseFlags: UInt16 = 0x7e
@@ -115,6 +115,12 @@ private struct TreeWalk {
         // environment's flags (MDB_NOSUBDIR in a copy made by mdb_copy -n, say).
         guard database.flags & Self.databaseFlags & ~Self.integerKeys == 0 else {
             throw LMDBFileDamaged(description: "\(file): \(name) has flags 0x\(String(database.flags, radix: 16)), which no cache uses; "
+                                  + "the environment is damaged, restore it from a copy or create it again")
+        }
+        // Each level of the walk is a call: a damaged depth is not to be followed thousands deep
+        // (a tree of 2^64 keys is not 64 levels deep).
+        guard (1...64).contains(database.depth) else {
+            throw LMDBFileDamaged(description: "\(file): \(name) is \(database.depth) levels deep; "
                                   + "the environment is damaged, restore it from a copy or create it again")
         }
         try page(Int(clamping: database.root), level: 1, of: database, name: name)
