@@ -66,6 +66,12 @@ public struct SweepRunner {
         return fm.fileExists(atPath: folder) && !["head.safetensors", "result.json", "config.json"].allSatisfy { fm.fileExists(atPath: folder + "/" + $0) }
     }
 
+    /// What `sweep` and `report` say of finished trials whose folders lost part of their heads.
+    public static func lostHeadsWarning(_ trials: [String], results: String, then: String) -> String {
+        "\(trials.count) finished trial(s) lack head.safetensors, result.json or config.json in \(results)/trials \(then): "
+            + trials.prefix(5).joined(separator: ", ") + (trials.count > 5 ? ", …" : "")
+    }
+
     /// Runs each group's members (only those given: the pending ones); returns the counts of
     /// trials that finished and failed, and of passes that failed as a whole (a damaged cache, a
     /// full disk: the trials themselves were never the fault).

@@ -49,6 +49,9 @@ public enum FitOutput {
     /// `NN-head` sub-folders of a fit of several heads, or the head files of a fit of one. Left,
     /// they sat beside the new results as if one fit had made them all. Only what a fit writes
     /// goes: a sub-folder named so that holds a result.json or config.json, and the four files.
+    /// The files `fit` writes in a head's folder.
+    public static let headFiles = ["result.json", "config.json", "head.safetensors", "log.tsv"]
+
     public static func removeStaleOutputs(in out: String, keeping folders: [String]) throws {
         let fm = FileManager.default
         let root = URL(userPath: out)
@@ -61,7 +64,7 @@ public enum FitOutput {
         // the user's own).
         func exists(_ name: String) -> Bool { fm.fileExists(atPath: root.appendingPathComponent(name).path) }
         if !kept.contains(real(root)), exists("result.json") || exists("config.json") && exists("log.tsv") {
-            for name in ["result.json", "config.json", "head.safetensors", "log.tsv"] {
+            for name in headFiles {
                 try? fm.removeItem(at: root.appendingPathComponent(name))
             }
         }

@@ -4,6 +4,7 @@ import ArgumentParser
 import CMalloc
 import Foundation
 import TensorCore
+import Training
 
 @main
 struct Sidecar: ParsableCommand {
@@ -346,7 +347,7 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
     // What fit and sweep wrote, whatever the command: an export over another head's weights had
     // left a head that no longer loads, and one over a results file a sweep that no longer reports.
     let name = URL(fileURLWithPath: resolved).lastPathComponent
-    if headFiles.contains(name) && isHeadFolder(folder) {
+    if FitOutput.headFiles.contains(name) && isHeadFolder(folder) {
         throw CommandError("\(flag) \(path) would replace the head folder's own \(name) (in \(folder)); write the file elsewhere")
     }
     if name.hasSuffix(".jsonl") && isSweepResults(folder) {
@@ -371,9 +372,6 @@ func outputFile(_ path: String, flag: String = "--out") throws -> String {
     default: throw CommandError("\(flag) \(path): is not a regular file (a device, FIFO or socket); give a file to write")
     }
 }
-
-/// The files `fit` writes in a head's folder.
-let headFiles: Set = ["head.safetensors", "config.json", "log.tsv", "result.json"]
 
 /// Whether `folder` holds a head `fit` wrote: its config and another of its files (a head that
 /// lost its weights and result is one still: its config and log are kept from other writes).

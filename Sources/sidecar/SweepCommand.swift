@@ -218,8 +218,7 @@ struct SweepCommand: ParsableCommand {
         let lost = Set(mine.flatMap(\.members).map(\.trial.id)).intersection(finished.ok)
             .filter { SweepRunner.lostHead(SweepRunner.trialFolder(results, $0)) }.sorted()
         if !lost.isEmpty && !worker {
-            standardError("warning: \(lost.count) finished trial(s) lack head.safetensors, result.json or config.json in \(results)/trials and run again: "
-                          + lost.prefix(5).joined(separator: ", ") + (lost.count > 5 ? ", …" : "") + "\n")
+            standardError("warning: " + SweepRunner.lostHeadsWarning(lost, results: results, then: "and run again") + "\n")
         }
         skip.subtract(lost)
         let pending: [TrialGroup] = mine.compactMap { g in

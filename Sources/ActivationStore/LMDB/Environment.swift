@@ -149,12 +149,12 @@ public final class LMDBEnvironment: @unchecked Sendable {
         guard let size = fileSize(file) else { return }
         if overflow || info.me_last_pgno < 0 {
             throw LMDBFileDamaged(description: "\(file): its meta page gives page \(UInt(bitPattern: info.me_last_pgno)) as the last, past any file; "
-                                    + "the environment is damaged, restore it from a copy or create it again")
+                                    + LMDBFileDamaged.remedy)
         }
         if size < needed {
             throw LMDBFileDamaged(description: "\(file) is truncated: it holds \(size) bytes, but its meta page says the data "
-                                    + "reaches \(needed) bytes (\(info.me_last_pgno + 1) pages of \(stat.ms_psize)); the environment is damaged, "
-                                    + "restore it from a copy or create it again")
+                                    + "reaches \(needed) bytes (\(info.me_last_pgno + 1) pages of \(stat.ms_psize)); "
+                                    + LMDBFileDamaged.remedy)
         }
     }
 
@@ -174,7 +174,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         guard let size = fileSize(file), size < 2 * pageSize else { return nil }
         return "\(file) is truncated: it holds \(size) bytes, less than LMDB's two meta pages (\(2 * pageSize) bytes); "
-            + "the environment is damaged, restore it from a copy or create it again"
+            + "\(LMDBFileDamaged.remedy)"
     }
 
     /// When opening failed: a meta page that is not LMDB's, or a newest meta page (the one LMDB
@@ -200,7 +200,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         let recorded = Int(integer(40, as: UInt32.self))
         let pageSize = (512...65536).contains(recorded) && recorded.nonzeroBitCount == 1 ? recorded : Int(sysconf(Int32(_SC_PAGESIZE)))
         guard bytes.count >= 2 * pageSize, let size = fileSize(file) else { return nil }
-        let damaged = "the environment is damaged, restore it from a copy or create it again"
+        let damaged = LMDBFileDamaged.remedy
         var newest: (page: Int, txnid: UInt64, lastPage: UInt64, mapSize: UInt64)?
         var transactions: [UInt64] = []
         for page in 0..<2 {
@@ -416,6 +416,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
 /// `checkTree`).
 public struct LMDBFileDamaged: Error, CustomStringConvertible, Equatable {
     public let description: String
+
+    /// What every such message ends with.
+    static let remedy = "the environment is damaged, restore it from a copy or create it again"
 }
 
 /// A database handle within one environment (from `LMDBEnvironment.openDatabase`).

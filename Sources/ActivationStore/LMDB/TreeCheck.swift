@@ -103,8 +103,7 @@ private struct TreeWalk {
     }
 
     func damaged(_ page: Int, of name: String, _ fault: String) -> LMDBFileDamaged {
-        LMDBFileDamaged(description: "\(file): page \(page) of \(name) is damaged: \(fault); "
-                        + "the environment is damaged, restore it from a copy or create it again")
+        LMDBFileDamaged(description: "\(file): page \(page) of \(name) is damaged: \(fault); \(LMDBFileDamaged.remedy)")
     }
 
     mutating func check(_ database: DatabaseRecord, name: String) throws {
@@ -114,14 +113,12 @@ private struct TreeWalk {
         // Only the database bits count: the free-page database's field also holds the
         // environment's flags (MDB_NOSUBDIR in a copy made by mdb_copy -n, say).
         guard database.flags & Self.databaseFlags & ~Self.integerKeys == 0 else {
-            throw LMDBFileDamaged(description: "\(file): \(name) has flags 0x\(String(database.flags, radix: 16)), which no cache uses; "
-                                  + "the environment is damaged, restore it from a copy or create it again")
+            throw LMDBFileDamaged(description: "\(file): \(name) has flags 0x\(String(database.flags, radix: 16)), which no cache uses; \(LMDBFileDamaged.remedy)")
         }
         // Each level of the walk is a call: a damaged depth is not to be followed thousands deep
         // (a tree of 2^64 keys is not 64 levels deep).
         guard (1...64).contains(database.depth) else {
-            throw LMDBFileDamaged(description: "\(file): \(name) is \(database.depth) levels deep; "
-                                  + "the environment is damaged, restore it from a copy or create it again")
+            throw LMDBFileDamaged(description: "\(file): \(name) is \(database.depth) levels deep; \(LMDBFileDamaged.remedy)")
         }
         try page(Int(clamping: database.root), level: 1, of: database, name: name)
     }
@@ -129,8 +126,7 @@ private struct TreeWalk {
     /// Checks page `number` at depth `level` (the root is 1) and the pages below it.
     mutating func page(_ number: Int, level: Int, of database: DatabaseRecord, name: String) throws {
         guard (2...max(2, lastPage)).contains(number) else {
-            throw LMDBFileDamaged(description: "\(file): \(name) points to page \(number), outside the data's pages 2-\(lastPage); "
-                                  + "the environment is damaged, restore it from a copy or create it again")
+            throw LMDBFileDamaged(description: "\(file): \(name) points to page \(number), outside the data's pages 2-\(lastPage); \(LMDBFileDamaged.remedy)")
         }
         guard visited.insert(number).inserted else { throw damaged(number, of: name, "it is reached twice in the tree") }
         guard let bytes = Pages.read(descriptor, page: number, size: pageSize) else {

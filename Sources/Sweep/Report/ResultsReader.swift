@@ -97,8 +97,7 @@ public enum ResultsReader {
         // scored or exported from it (the sweep trains such a trial again on its next run).
         let lost = merged.filter { $0.status == .ok && SweepRunner.lostHead(SweepRunner.trialFolder(folder, $0.trial)) }.map(\.trial)
         if !lost.isEmpty {
-            warnings.append("\(lost.count) finished trial(s) lack head.safetensors, result.json or config.json in \(folder)/trials (the same sweep "
-                            + "again trains them anew): " + lost.prefix(5).joined(separator: ", ") + (lost.count > 5 ? ", …" : ""))
+            warnings.append(SweepRunner.lostHeadsWarning(lost, results: folder, then: "(the same sweep again trains them anew)"))
         }
         return ResultsSet(trials: merged, files: files, recordsRead: records.count,
                           duplicatesDropped: records.count - merged.count, warnings: warnings)
