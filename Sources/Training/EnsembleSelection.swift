@@ -43,11 +43,7 @@ public struct EnsembleSelection: Codable, Sendable, Equatable {
         // Each candidate's log-probabilities; the ensemble's are kept as log Σ over members of
         // probabilities, in log space as `meanProbabilityLogits` does (a probability of e^−800
         // would be 0 in Double).
-        let logProbabilities = logits.map { rows in rows.map { row -> [Double] in
-            let top = Double(row.max() ?? 0)
-            let logSum = top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
-            return row.map { Double($0) - logSum }
-        } }
+        let logProbabilities = logits.map { $0.map(Evaluation.logProbabilities) }
         func logAdd(_ a: Double, _ b: Double) -> Double {
             let top = max(a, b)
             return top == -.infinity ? -.infinity : top + log(exp(a - top) + exp(b - top))

@@ -132,11 +132,7 @@ public struct Evaluation: Codable, Sendable {
     /// every member gives e^−800 would have a mean probability of 0 in Float or Double. A class
     /// every member gives −∞ stays −∞.
     public static func meanProbabilityLogits(_ rows: [[Float]]) -> [Float] {
-        let logProbabilities = rows.map { row -> [Double] in
-            let top = Double(row.max()!)
-            let logSum = top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
-            return row.map { Double($0) - logSum }
-        }
+        let logProbabilities = rows.map(logProbabilities)
         let count = log(Double(rows.count))
         return logProbabilities[0].indices.map { c in
             let top = logProbabilities.map { $0[c] }.max()!
@@ -144,6 +140,14 @@ public struct Evaluation: Codable, Sendable {
             guard top > -.infinity else { return -.infinity }
             return Float(top + log(logProbabilities.reduce(0.0) { $0 + exp($1[c] - top) }) - count)
         }
+    }
+
+    /// A row of logits as log-probabilities (a log-softmax in Double, its largest logit taken out
+    /// first so that no exponent overflows).
+    static func logProbabilities(_ row: [Float]) -> [Double] {
+        let top = Double(row.max() ?? 0)
+        let logSum = top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) })
+        return row.map { Double($0) - logSum }
     }
 
     /// Per-class scores from a confusion matrix (confusion[true][predicted]); an undefined ratio is 0.
