@@ -90,8 +90,10 @@ public struct SweepPlan: Sendable {
         let s = cache.manifest.settings
         let tokens = s.maxTokens ?? 128
         let width = s.backbone.hiddenSize
-        let meanTokens = cache.meanRows() ?? Double(tokens) / 4
-        let rowsPerExample = WorkingSet.rows(cache, batchSize: 1)
+        // Read once (it reads records of the cache), for the time and the memory estimates.
+        let measuredRows = cache.meanRows()
+        let meanTokens = measuredRows ?? Double(tokens) / 4
+        let rowsPerExample = WorkingSet.rowsPerExample(measured: measuredRows, s)
         var context = description.context
         context.planning = true
         var planned: [PlannedTrial] = []

@@ -489,10 +489,15 @@ public enum WorkingSet {
         2 * rows * Double(width) * 4 * Double(features)
     }
 
-    /// A batch's rows in all: `batchSize` examples of the cache's mean rows per example (its
-    /// N_max where the mean cannot be read).
+    /// A batch's rows in all: `batchSize` examples of the cache's mean rows per example.
     public static func rows(_ cache: ActivationCache, batchSize: Int) -> Double {
-        Double(batchSize) * (cache.meanRows() ?? Double(cache.manifest.settings.maxTokens ?? 128))
+        Double(batchSize) * rowsPerExample(measured: cache.meanRows(), cache.manifest.settings)
+    }
+
+    /// The mean rows per example `measured` (`ActivationCache.meanRows`, which reads records), or
+    /// the cache's N_max where it could not be.
+    public static func rowsPerExample(measured: Double?, _ settings: ExtractionSettings) -> Double {
+        measured ?? Double(settings.maxTokens ?? 128)
     }
 
     /// `heads` trained (or evaluated) together on batches of `batchSize`, in bytes.
