@@ -2,7 +2,7 @@
 // reduce rows (layer norm, a side network's bias gradients) run over every token several times.
 
 /// Σ_j f(x[j]) for j < count: 16 lanes at a time, then the lanes' sum, then the tail in order.
-@inlinable
+@inlinable @inline(__always)
 public func laneSum(_ x: UnsafePointer<Float>, count: Int, _ f: (SIMD16<Float>) -> SIMD16<Float> = { $0 }) -> Float {
     var acc = SIMD16<Float>()
     var j = 0
