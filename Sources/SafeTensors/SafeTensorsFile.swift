@@ -24,17 +24,25 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public let metadata: [String: String]
     private let infos: [String: Info]
     private let base: UnsafeRawPointer
-    private let mappedLength: Int
-    /// True when `base` is a heap copy (bytes parsed in memory) rather than a file map.
-    private let ownsCopy: Bool
+    private let length: Int
+    private let storage: Storage
     private let dataStart: Int
+
+    /// Where `base` points, and so what deinit gives back.
+    private enum Storage {
+        /// A file map of `length` bytes.
+        case mapped
+        /// A heap copy (bytes parsed in memory).
+        case copy
+        /// Bytes the caller owns, valid for one call of `withBorrowed`.
+        case borrowed
+    }
 
     /// Largest header accepted, as in the reference implementation.
     public static let maximumHeaderLength = 100_000_000
 
     /// Opens and validates `path`; throws `SafeTensorsError` naming the fault.
-    public init(path: String) throws {
-        self.path = path
+    public convenience init(path: String) throws {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
@@ -45,16 +53,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {
             throw SafeTensorsError(path: path, "cannot memory-map (\(String(cString: strerror(errno))))")
         }
-        let base = UnsafeRawPointer(map)
         do {
-            let parsed = try Self.parseHeader(base: base, size: size, path: path)
-            self.base = base
-            self.mappedLength = size
-            self.ownsCopy = false
-            self.dataStart = parsed.dataStart
-            self.infos = parsed.infos
-            self.metadata = parsed.metadata
-            self.names = parsed.infos.sorted { ($0.value.byteRange.lowerBound, $0.key) < ($1.value.byteRange.lowerBound, $1.key) }.map(\.key)
+            try self.init(base: UnsafeRawPointer(map), length: size, storage: .mapped, source: path)
         } catch {
             munmap(map, size)
             throw error
@@ -62,32 +62,45 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 
     /// Parses safetensors bytes held in memory (copied), with the same checks as a file; `source`
-    /// names them in errors (e.g. "cache/blob:lst.r8").
-    public init(bytes: [UInt8], source: String) throws {
-        path = source
+    /// names them in errors.
+    public convenience init(bytes: [UInt8], source: String) throws {
         guard bytes.count >= 8 else { throw SafeTensorsError(path: source, "\(bytes.count) bytes, shorter than the 8-byte header length") }
         let copy = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
         bytes.withUnsafeBytes { copy.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
         do {
-            let parsed = try Self.parseHeader(base: UnsafeRawPointer(copy), size: bytes.count, path: source)
-            base = UnsafeRawPointer(copy)
-            mappedLength = bytes.count
-            ownsCopy = true
-            dataStart = parsed.dataStart
-            infos = parsed.infos
-            metadata = parsed.metadata
-            names = parsed.infos.sorted { ($0.value.byteRange.lowerBound, $0.key) < ($1.value.byteRange.lowerBound, $1.key) }.map(\.key)
+            try self.init(base: UnsafeRawPointer(copy), length: bytes.count, storage: .copy, source: source)
         } catch {
             copy.deallocate()
             throw error
         }
     }
 
+    /// Calls `body` with the safetensors bytes `bytes` parsed where they lie, with the same checks
+    /// as a file (`source` names them in errors, e.g. "cache/blob:lst.r8"): a blob in a cache's
+    /// memory map is read without a copy of its own (two copies of the top blocks' blob had been
+    /// most of a linear probe's peak memory). The file must not be used after `body` returns.
+    public static func withBorrowed<R>(_ bytes: UnsafeRawBufferPointer, source: String, _ body: (SafeTensorsFile) throws -> R) throws -> R {
+        guard bytes.count >= 8 else { throw SafeTensorsError(path: source, "\(bytes.count) bytes, shorter than the 8-byte header length") }
+        return try body(try SafeTensorsFile(base: bytes.baseAddress!, length: bytes.count, storage: .borrowed, source: source))
+    }
+
+    private init(base: UnsafeRawPointer, length: Int, storage: Storage, source: String) throws {
+        let parsed = try Self.parseHeader(base: base, size: length, path: source)
+        path = source
+        self.base = base
+        self.length = length
+        self.storage = storage
+        dataStart = parsed.dataStart
+        infos = parsed.infos
+        metadata = parsed.metadata
+        names = parsed.infos.sorted { ($0.value.byteRange.lowerBound, $0.key) < ($1.value.byteRange.lowerBound, $1.key) }.map(\.key)
+    }
+
     deinit {
-        if ownsCopy {
-            UnsafeMutableRawPointer(mutating: base).deallocate()
-        } else {
-            munmap(UnsafeMutableRawPointer(mutating: base), mappedLength)
+        switch storage {
+        case .mapped: munmap(UnsafeMutableRawPointer(mutating: base), length)
+        case .copy: UnsafeMutableRawPointer(mutating: base).deallocate()
+        case .borrowed: break
         }
     }
 

@@ -17,7 +17,7 @@ enum SyntheticCache {
     static func make(at path: String, counts: [String: Int] = ["train": 120, "val": 40, "test": 40], width: Int = 16,
                      layers: [Int] = [0, 1, 2], classes: Int = 3, maxTokens: Int = 8, tokens: TokenPolicy = .all,
                      storage: StorageType = .f32, streams: [String] = [], signal: Float = 1.5, seed: UInt64 = 1,
-                     incomplete: String? = nil, backboneParameters: Int? = nil) throws -> String {
+                     incomplete: String? = nil, backboneParameters: Int? = nil, blobs: [BlobContent] = []) throws -> String {
         let splits = ["train", "val", "test"].filter { counts[$0] != nil }
         var settings = ExtractionSettings(
             backbone: BackboneIdentity(name: "synthetic", architecture: "bert", hiddenSize: width, layerCount: layers.max()!,
@@ -27,7 +27,8 @@ enum SyntheticCache {
         settings.maxTokens = maxTokens
         settings.pooling = "mean"
         settings.streams = streams.isEmpty ? nil : streams
-        let cache = try ActivationCache.openForWriting(path: path, settings: settings)
+        settings.blobs = blobs.isEmpty ? nil : blobs.map(\.name)
+        let cache = try ActivationCache.openForWriting(path: path, settings: settings, blobs: blobs)
         let encoder = RecordEncoder(storage: storage, zstdLevel: 1, shuffle: true)
         var rng = SeededGenerator(seed: seed)
         for split in splits {
