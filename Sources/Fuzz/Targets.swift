@@ -54,8 +54,13 @@ func writeScratch(_ bytes: UnsafeRawBufferPointer, suffix: String = "") -> Strin
 // MARK: safetensors
 
 func fuzzSafeTensors(_ data: UnsafeRawBufferPointer) {
-    // Borrowed where the input lies, unaligned as a cache's blob in LMDB's map can be.
-    _ = try? SafeTensorsFile.withBorrowed(data, source: "fuzz.safetensors") { checkSafeTensors($0, inputBytes: data.count) }
+    // Borrowed, as a cache's blob is from LMDB's map, and one byte past an aligned start, as such
+    // a blob can lie.
+    let shifted = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count + 1, alignment: 16)
+    defer { shifted.deallocate() }
+    let input = UnsafeRawBufferPointer(rebasing: shifted[1...])
+    if let base = data.baseAddress { shifted.baseAddress!.advanced(by: 1).copyMemory(from: base, byteCount: data.count) }
+    _ = try? SafeTensorsFile.withBorrowed(input, source: "fuzz.safetensors") { checkSafeTensors($0, inputBytes: data.count) }
 }
 
 func checkSafeTensors(_ file: SafeTensorsFile, inputBytes: Int) {

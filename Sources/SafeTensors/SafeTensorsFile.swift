@@ -1,13 +1,14 @@
-// Memory-mapped safetensors reader. The whole header is parsed and checked on open (offsets,
-// overlaps, holes, sizes), so every later read is in bounds by construction; tensor data is read
-// straight from the map. Not a writer (see SafeTensorsWriter.swift) and not a lazy parser.
+// Safetensors reader: of a file through a memory map, of bytes in memory (copied), or of bytes
+// borrowed for one call (a cache's blob in LMDB's map). The whole header is parsed and checked on
+// open (offsets, overlaps, holes, sizes), so every later read is in bounds by construction; tensor
+// data is read where it lies. Not a writer (see SafeTensorsWriter.swift) and not a lazy parser.
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 import TensorCore
 
-/// A safetensors file opened read-only through a memory map.
+/// A safetensors file opened read-only: through a memory map, a copy, or borrowed bytes.
 public final class SafeTensorsFile: @unchecked Sendable {
     /// What the header says about one tensor.
     public struct Info: Sendable, Equatable {
@@ -81,7 +82,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// most of a linear probe's peak memory). The file must not be used after `body` returns.
     public static func withBorrowed<R>(_ bytes: UnsafeRawBufferPointer, source: String, _ body: (SafeTensorsFile) throws -> R) throws -> R {
         guard bytes.count >= 8 else { throw SafeTensorsError(path: source, "\(bytes.count) bytes, shorter than the 8-byte header length") }
-        return try body(try SafeTensorsFile(base: bytes.baseAddress!, length: bytes.count, storage: .borrowed, source: source))
+        var file = try SafeTensorsFile(base: bytes.baseAddress!, length: bytes.count, storage: .borrowed, source: source)
+        let result = try body(file)
+        precondition(isKnownUniquelyReferenced(&file), "a borrowed SafeTensorsFile (\(source)) outlived withBorrowed")
+        return result
     }
 
     private init(base: UnsafeRawPointer, length: Int, storage: Storage, source: String) throws {

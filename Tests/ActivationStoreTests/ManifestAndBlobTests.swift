@@ -160,4 +160,30 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         let report = try CacheReport.make(damaged, verify: true, digest: false)
         #expect(report.damaged == ["\(path): blob lst.r2 is damaged (its checksum does not match); remove the cache and extract it again (extract leaves a complete cache as it is)"])
     }
+
+    /// A blob whose bytes match their checksum but are not safetensors (written so by a tool, or
+    /// damaged before its checksum was taken) is named unreadable, with what its header lacks:
+    /// it is parsed where it lies in the map, and a header that overruns the value is refused.
+    @Test func aBlobThatIsNotSafetensorsIsNamedUnreadable() throws {
+        let path = temporaryFolder("blob-unreadable")
+        defer { removeFolder(path) }
+        let created = BlobContent(name: "lst.r2", tensors: [("embeddings.kept", Tensor(shape: [2], scalars: [0, 3]))], metadata: [:])
+        let cache = try ActivationCache.openForWriting(path: path, settings: sampleSettings(blobs: ["lst.r2"]), blobs: [created])
+        // A header length of 1,000 bytes in a value of 12.
+        let bytes: [UInt8] = [0xE8, 0x03, 0, 0, 0, 0, 0, 0] + Array("{}  ".utf8)
+        let meta = try cache.environment.openDatabase("meta")
+        try cache.environment.write { txn throws in
+            try txn.put(Array("blob:lst.r2".utf8), bytes, in: meta)
+            try txn.put(Array("blob-xxh64:lst.r2".utf8), Array(String(format: "%016llx", XXHash64.hash(bytes)).utf8), in: meta)
+        }
+        for read in [{ _ = try cache.blob("lst.r2") }, { _ = try cache.blobMetadata("lst.r2") }] {
+            do {
+                try read()
+                Issue.record("an unreadable blob was read")
+            } catch {
+                #expect("\(error)".hasPrefix("\(path): blob lst.r2 is unreadable (") && "\(error)".contains("header"), "\(error)")
+            }
+        }
+    }
 }
+

@@ -53,7 +53,7 @@ import TensorCore
 
     /// A fit reads every blob's checksum and metadata before training, from the cache's map: a
     /// blob no head reads adds nothing to its memory (copied out twice, and the copies kept in
-    /// the heap, the demo's top-blocks blob had been 23 MB of a linear probe's 8).
+    /// the heap, the demo's 14 MB top-blocks blob had been about 23 MB of a linear probe's 31).
     @Test(.enabled(if: FileManager.default.fileExists(atPath: "/proc/self/status")))
     func aBlobIsReadWhereItLies() throws {
         let path = SyntheticCache.temporaryPath("blob")
@@ -67,5 +67,8 @@ import TensorCore
         let peak = try fit(path, [])
         print("blob \(blobBytes >> 20) MiB; anonymous peak \(peak >> 20) MiB")
         #expect(peak < blobBytes / 2)
+        // The blob was read: its metadata is recorded with the head.
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path + "-head/config.json"))) as? [String: Any]
+        #expect((config?["blob_metadata"] as? [String: [String: String]])?["big"] == ["kind": "test"], "\(String(describing: config))")
     }
 }

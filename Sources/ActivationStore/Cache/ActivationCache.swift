@@ -382,17 +382,17 @@ public final class ActivationCache: @unchecked Sendable {
     /// The blob's stored bytes, checked against the checksum stored with them; nil when the cache
     /// has no blob of that name.
     func blobBytes(_ name: String) throws -> [UInt8]? {
-        try checkedMetaValue(Self.blobKey(name), checksum: Self.blobChecksumKey(name), damaged: Self.damagedBlob(name))
+        try checkedMetaValue(Self.blobKey(name), checksum: Self.blobChecksumKey(name), damaged: Self.damagedBlobMessage(name))
     }
 
-    static func damagedBlob(_ name: String) -> String { "blob \(name) is damaged (its checksum does not match)" }
+    static func damagedBlobMessage(_ name: String) -> String { "blob \(name) is damaged (its checksum does not match)" }
 
     /// Calls `body` with the blob parsed where it lies in the map, once it matches its checksum; nil
-    /// when the cache has no blob of that name. (Copied out first, the top blocks' blob had been
-    /// held twice over while its metadata was read, 23 MB of every fit's peak memory.)
+    /// when the cache has no blob of that name. (Copied out first, the top blocks' 14 MB blob had
+    /// been held twice over while its metadata was read, and the heap kept both copies.)
     private func withBlobFile<R>(_ name: String, _ body: (SafeTensorsFile) throws -> R) throws -> R? {
         try withCheckedMetaValue(Self.blobKey(name), checksum: Self.blobChecksumKey(name),
-                                 damaged: Self.damagedBlob(name)) { bytes in
+                                 damaged: Self.damagedBlobMessage(name)) { bytes in
             do {
                 return try SafeTensorsFile.withBorrowed(bytes, source: "\(path)/blob:\(name)", body)
             } catch {
