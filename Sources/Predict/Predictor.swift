@@ -80,9 +80,12 @@ public final class Predictor {
         let contexts = try zip(all, paths).map { trained, path in
             let metadata = trained.config.blobMetadata ?? [:]
             return try trained.extraction().headContext(path: path, loadBlob: { name in
-                try runner.blob(name, metadata: metadata[name]).map { content in
-                    Blob(tensors: Dictionary(content.tensors.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a }), metadata: content.metadata)
+                guard let content = try runner.blob(name, metadata: metadata[name]) else {
+                    throw HeadError("\(path): config.json records no count of blocks for blob \(name) (blob_metadata), "
+                                    + "which predict computes from the backbone; the head folder is damaged: fit it again")
                 }
+                return Blob(tensors: Dictionary(content.tensors.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a }),
+                            metadata: content.metadata, label: "blob \(name) computed from the backbone")
             })
         }
         heads = try zip(all, contexts).map { try $0.instantiate(context: $1) }

@@ -10,22 +10,41 @@ import TensorCore
 
 // Blobs (ActivationStore.Blob) are named tensors computed from the backbone's weights at
 // extraction time (LST's pruned blocks, the top blocks for the consolidator).
+// A blob's contents are checked where a head reads them: one written by a faulty tool, or damaged
+// in a cache from before blobs had checksums, had crashed fit, eval and export (a zero head
+// count, a matrix of the wrong shape).
 extension Blob {
     /// A tensor that must be present with the given shape.
-    public func tensor(_ name: String, _ shape: [Int], blob: String) throws -> Tensor {
-        guard let t = tensors[name] else { throw HeadError("cache blob \(blob) has no tensor \(name)") }
-        guard t.shape == shape else { throw HeadError("cache blob \(blob): \(name) has shape \(t.shape), expected \(shape)") }
+    public func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
+        guard let t = tensors[name] else { throw HeadError("\(label) has no tensor \(name)") }
+        guard t.shape == shape else { throw HeadError("\(label): \(name) has shape \(t.shape), expected \(shape)") }
         return t
     }
 
-    public func int(_ key: String, blob: String) throws -> Int {
-        guard let text = metadata[key], let v = Int(text) else { throw HeadError("cache blob \(blob) has no integer \(key) in its metadata") }
+    /// A matrix that must be present, of any size.
+    public func matrix(_ name: String) throws -> Tensor {
+        guard let t = tensors[name] else { throw HeadError("\(label) has no tensor \(name)") }
+        guard t.rank == 2, t.shape.allSatisfy({ $0 > 0 }) else { throw HeadError("\(label): \(name) has shape \(t.shape), expected a matrix") }
+        return t
+    }
+
+    /// An integer of the metadata, at least `minimum`.
+    public func int(_ key: String, atLeast minimum: Int) throws -> Int {
+        guard let text = metadata[key], let v = Int(text) else { throw HeadError("\(label) has no integer \(key) in its metadata") }
+        guard v >= minimum else { throw HeadError("\(label): \(key) is \(v) in its metadata, expected at least \(minimum)") }
         return v
     }
 
-    public func float(_ key: String, blob: String) throws -> Float {
-        guard let text = metadata[key], let v = Float(text) else { throw HeadError("cache blob \(blob) has no number \(key) in its metadata") }
+    /// A positive, finite number of the metadata.
+    public func positiveFloat(_ key: String) throws -> Float {
+        guard let text = metadata[key], let v = Float(text) else { throw HeadError("\(label) has no number \(key) in its metadata") }
+        guard v > 0, v.isFinite else { throw HeadError("\(label): \(key) is \(text) in its metadata, expected a positive number") }
         return v
+    }
+
+    /// The first tensor holding a NaN or an infinity, by name, or nil.
+    func firstNonFiniteTensor() -> String? {
+        tensors.keys.sorted().first { name in tensors[name]!.scalars.contains { !$0.isFinite } }
     }
 }
 
@@ -126,10 +145,20 @@ public struct HeadContext: Sendable {
     }
 
     /// The named blob, or an error that says which extract flag writes it.
+    /// Its tensors are finite: a NaN in a frozen block had read as the fit diverging.
     public func requireBlob(_ name: String, head: String, flag: String) throws -> Blob {
-        guard blobNames.contains(name), let blob = try loadBlob(name) else {
+        guard blobNames.contains(name) else {
             let stored = blobNames.isEmpty ? "none" : blobNames.joined(separator: ", ")
             throw HeadError("head \(head) needs the cache blob \(name), which this cache lacks (it has \(stored)); extract again with \(flag)")
+        }
+        guard let blob = try loadBlob(name) else {
+            // A listed blob the cache lacks: a missing one had read as a cache without it, and the
+            // advice to extract again failed on the manifest.
+            throw HeadError("head \(head) reads blob \(name), which the cache's manifest lists but the cache does not hold: "
+                            + "the cache is damaged; remove it and extract it again")
+        }
+        if let tensor = blob.firstNonFiniteTensor() {
+            throw HeadError("\(blob.label): \(tensor) holds a NaN or an infinity; the cache is damaged: remove it and extract it again")
         }
         return blob
     }

@@ -29,18 +29,48 @@ public struct BlockShape: Sendable {
     public var activation: Activation
 
     /// Reads layout, heads, eps and activation from a blob's metadata.
-    public init(blob: Blob, name: String) throws {
+    public init(blob: Blob) throws {
         guard let layout = blob.metadata["layout"].flatMap(BlockLayout.init(rawValue:)) else {
-            throw HeadError("cache blob \(name) has no known block layout in its metadata")
+            throw HeadError("\(blob.label) has no known block layout in its metadata")
         }
         self.layout = layout
-        heads = try blob.int("heads", blob: name)
-        eps = try blob.float("eps", blob: name)
+        heads = try blob.int("heads", atLeast: 1)
+        eps = try blob.positiveFloat("eps")
         switch blob.metadata["activation"] {
         case "gelu": activation = .gelu
         case "gelu_tanh": activation = .geluTanh
         case "quick_gelu": activation = .quickGelu
-        case let other: throw HeadError("cache blob \(name) has activation \(other ?? "none"); sidecar knows gelu, gelu_tanh and quick_gelu")
+        case let other: throw HeadError("\(blob.label) has activation \(other ?? "none"); sidecar knows gelu, gelu_tanh and quick_gelu")
+        }
+    }
+
+    /// Checks that `blob` holds blocks `blocks` of this shape at `width`: its heads divide the
+    /// width, every matrix and vector has the shape a block of that width applies, and the two
+    /// feed-forward matrices agree on their inner width.
+    public func checkBlocks(in blob: Blob, _ blocks: [Int], width: Int) throws {
+        guard width % heads == 0 else {
+            throw HeadError("\(blob.label): width \(width) is not a multiple of its \(heads) heads")
+        }
+        func vector(_ name: String, _ count: Int) throws { _ = try blob.tensor(name, [count]) }
+        for l in blocks {
+            for name in ["query", "key", "value", "output"].map({ "block.\(l).attention.\($0)" }) {
+                _ = try blob.tensor(name + ".weight", [width, width])
+                try vector(name + ".bias", width)
+            }
+            let inner = try blob.matrix("block.\(l).intermediate.weight").shape[0]
+            _ = try blob.tensor("block.\(l).intermediate.weight", [inner, width])
+            try vector("block.\(l).intermediate.bias", inner)
+            _ = try blob.tensor("block.\(l).output.weight", [width, inner])
+            try vector("block.\(l).output.bias", width)
+            let (n1, n2) = layout.normNames(l)
+            for n in [n1, n2] {
+                try vector(n + ".weight", width)
+                try vector(n + ".bias", width)
+            }
+        }
+        if layout == .preLN {
+            try vector("final_norm.weight", width)
+            try vector("final_norm.bias", width)
         }
     }
 

@@ -1,6 +1,7 @@
 // What each head promises beyond its gradient: it can fit a small batch, the zero-initialised
 // ones start exactly at a probe, the consolidator's merged weights compute the same function,
 // layouts and caches it cannot use are refused with the flag to fix them.
+import ActivationStore
 import Autodiff
 import SideNetworks
 import Testing
@@ -244,4 +245,49 @@ import TensorCore
             try Tiny.head("linear", ["layers": "6,1"])
         }
     }
+
+    /// A blob whose contents are wrong (written by a faulty tool, or damaged in a cache from before
+    /// blobs had checksums) is refused by the heads that read it, naming the blob and the fault:
+    /// such blobs had crashed fit, eval and export (a zero head count divided by, a matrix of
+    /// the wrong shape indexed) or read as the fit diverging (a NaN).
+    @Test(arguments: ["lst", "consolidator"])
+    func aBlobWithWrongContentsIsRefused(head: String) throws {
+        let name = head == "lst" ? "lst.r2" : "top_blocks"
+        let original = Tiny.blobs()[name]!
+        func refusal(tensors: [String: Tensor]? = nil, metadata: [String: String] = [:]) -> String? {
+            let blob = Blob(tensors: tensors ?? original.tensors, metadata: original.metadata.merging(metadata) { _, new in new },
+                            label: "tiny cache: blob \(name)")
+            var context = Tiny.context()
+            context.loadBlob = { $0 == name ? blob : Tiny.blobs()[$0] }
+            do {
+                _ = try Tiny.head(head, Tiny.settings[head] ?? [:], context: context)
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(refusal() == nil)
+        #expect(refusal(metadata: ["heads": "0"]) == "tiny cache: blob \(name): heads is 0 in its metadata, expected at least 1")
+        #expect(refusal(metadata: ["heads": "3"])?.hasPrefix("tiny cache: blob \(name): width ") == true)
+        #expect(refusal(metadata: ["eps": "-1"]) == "tiny cache: blob \(name): eps is -1 in its metadata, expected a positive number")
+        var tensors = original.tensors
+        let query = "block.2.attention.query.weight"
+        let width = tensors[query]!.shape[0]
+        tensors[query] = Tensor(zeros: [width, width - 1])
+        #expect(refusal(tensors: tensors) == "tiny cache: blob \(name): \(query) has shape [\(width), \(width - 1)], expected [\(width), \(width)]")
+        tensors = original.tensors
+        tensors["block.1.output.weight"] = Tensor(zeros: [width])
+        #expect(refusal(tensors: tensors)?.hasPrefix("tiny cache: blob \(name): block.1.output.weight has shape [\(width)]") == true)
+        tensors = original.tensors
+        tensors[query]!.scalars[3] = .nan
+        #expect(refusal(tensors: tensors) == "tiny cache: blob \(name): \(query) holds a NaN or an infinity; the cache is damaged: remove it and extract it again")
+        // Listed in the manifest but not held: damage, not a cache extracted without it.
+        var context = Tiny.context()
+        context.loadBlob = { $0 == name ? nil : Tiny.blobs()[$0] }
+        #expect(throws: HeadError("head \(head) reads blob \(name), which the cache's manifest lists but the cache does not hold: "
+                                  + "the cache is damaged; remove it and extract it again")) {
+            try Tiny.head(head, Tiny.settings[head] ?? [:], context: context)
+        }
+    }
 }
+

@@ -32,8 +32,8 @@ enum Tiny {
         for l in 1...layers { lst.merge(blockTensors(l, width: 4, inner: intermediate / 2, rng: &rng)) { a, _ in a } }
         var top: [String: Tensor] = [:]
         for l in 1...layers { top.merge(blockTensors(l, width: width, inner: intermediate, rng: &rng)) { a, _ in a } }
-        return ["lst.r2": Blob(tensors: lst, metadata: meta.merging(["reduction": "2"]) { a, _ in a }),
-                "top_blocks": Blob(tensors: top, metadata: meta.merging(["count": "2"]) { a, _ in a })]
+        return ["lst.r2": Blob(tensors: lst, metadata: meta.merging(["reduction": "2"]) { a, _ in a }, label: "tiny cache: blob lst.r2"),
+                "top_blocks": Blob(tensors: top, metadata: meta.merging(["count": "2"]) { a, _ in a }, label: "tiny cache: blob top_blocks")]
     }
 
     static func context(layout: RowLayout = .tokens, pooling: PoolingMode = .mean, streams: [String] = ["attn", "mlp"],

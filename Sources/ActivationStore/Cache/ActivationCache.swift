@@ -12,10 +12,13 @@ import TensorCore
 public struct Blob: Sendable {
     public let tensors: [String: Tensor]
     public let metadata: [String: String]
+    /// What the blob is and where it came from, for errors ("CACHE: blob top_blocks").
+    public let label: String
 
-    public init(tensors: [String: Tensor], metadata: [String: String]) {
+    public init(tensors: [String: Tensor], metadata: [String: String], label: String) {
         self.tensors = tensors
         self.metadata = metadata
+        self.label = label
     }
 }
 
@@ -370,7 +373,7 @@ public final class ActivationCache: @unchecked Sendable {
         try withBlobFile(name) { file in
             var tensors: [String: Tensor] = [:]
             for tensorName in file.names { tensors[tensorName] = try file.tensor(tensorName) }
-            return Blob(tensors: tensors, metadata: file.metadata)
+            return Blob(tensors: tensors, metadata: file.metadata, label: "\(path): blob \(name)")
         }
     }
 

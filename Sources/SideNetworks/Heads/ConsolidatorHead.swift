@@ -70,7 +70,7 @@ public final class ConsolidatorHead: Head, HeadKind {
         }
         let reload = { try context.requireBlob("top_blocks", head: name, flag: "--top-blocks \(k)") }
         let blob = try reload()
-        let stored = try blob.int("count", blob: "top_blocks")
+        let stored = try blob.int("count", atLeast: 1)
         guard k <= stored else {
             throw HeadError("--set K=\(k) for head consolidator: the cache stores only the top \(stored) blocks; extract again with --top-blocks \(k)")
         }
@@ -95,7 +95,8 @@ public final class ConsolidatorHead: Head, HeadKind {
          dropout: Float, bf16: Bool, reloadBlob: @escaping () throws -> Blob, context: HeadContext, seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let width = context.width
-        shape = try BlockShape(blob: blob, name: "top_blocks")
+        shape = try BlockShape(blob: blob)
+        try shape.checkBlocks(in: blob, blocks, width: context.width)
         self.blocks = blocks
         self.pooling = pooling
         self.branchDrop = branchDrop
@@ -106,11 +107,9 @@ public final class ConsolidatorHead: Head, HeadKind {
         features = [.hidden(blocks[0] - 1)]
         for l in blocks {
             for linear in blockLinearNames(l) {
-                guard let w = blob.tensors[linear + ".weight"], w.rank == 2 else {
-                    throw HeadError("cache blob top_blocks has no matrix \(linear).weight")
-                }
+                let w = try blob.matrix(linear + ".weight")
                 let (out, inputs) = (w.shape[0], w.shape[1])
-                let b = try blob.tensor(linear + ".bias", [out], blob: "top_blocks")
+                let b = try blob.tensor(linear + ".bias", [out])
                 var branches: [(ParameterSet.ID, ParameterSet.ID, [Int]?)] = []
                 for (j, g) in groups.enumerated() {
                     guard inputs % g == 0, out % g == 0 else {
@@ -130,14 +129,14 @@ public final class ConsolidatorHead: Head, HeadKind {
             let (n1, n2) = shape.layout.normNames(l)
             for n in [n1, n2] {
                 norms[n] = Norm(parameters, n, width: width, eps: shape.eps,
-                                gain: try blob.tensor(n + ".weight", [width], blob: "top_blocks"),
-                                bias: try blob.tensor(n + ".bias", [width], blob: "top_blocks"))
+                                gain: try blob.tensor(n + ".weight", [width]),
+                                bias: try blob.tensor(n + ".bias", [width]))
             }
         }
         if shape.layout == .preLN {
             finalNorm = Norm(parameters, "final_norm", width: width, eps: shape.eps,
-                             gain: try blob.tensor("final_norm.weight", [width], blob: "top_blocks"),
-                             bias: try blob.tensor("final_norm.bias", [width], blob: "top_blocks"))
+                             gain: try blob.tensor("final_norm.weight", [width]),
+                             bias: try blob.tensor("final_norm.bias", [width]))
         } else {
             finalNorm = nil
         }
@@ -227,7 +226,7 @@ public final class ConsolidatorHead: Head, HeadKind {
             var stored: Tensor?
             if case .f32(let w) = layer.frozen { stored = w }
             guard var w = stored ?? blob?.tensors[name + ".weight"], w.shape == layer.shape else {
-                throw HeadError("cache blob top_blocks no longer holds \(name).weight of shape \(layer.shape)")
+                throw HeadError("\(blob?.label ?? "blob top_blocks") no longer holds \(name).weight of shape \(layer.shape)")
             }
             var b = parameters.tensor(layer.bias)
             for branch in layer.branches where includeBranches {

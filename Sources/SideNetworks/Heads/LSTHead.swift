@@ -46,20 +46,18 @@ public final class LSTHead: Head, HeadKind {
         let blob = try context.requireBlob(blobName, head: name, flag: "--lst-reductions \(r)")
         let layers = try context.resolveBlocks(h.string("layers"), head: name)
         try context.requireLayers([0], head: name)
-        return try LSTHead(blob: blob, blobName: blobName, layers: layers, temperature: h.float("gate_temperature"),
+        return try LSTHead(blob: blob, layers: layers, temperature: h.float("gate_temperature"),
                            pooling: poolingMode(h, context), dropout: h.float("dropout"), context: context, seed: seed)
     }
 
-    init(blob: Blob, blobName: String, layers: [Int], temperature: Float, pooling: PoolingMode, dropout: Float,
+    init(blob: Blob, layers: [Int], temperature: Float, pooling: PoolingMode, dropout: Float,
          context: HeadContext, seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let width = context.width
-        shape = try BlockShape(blob: blob, name: blobName)
-        let kept = try blob.tensor("embeddings.kept", [blob.tensors["embeddings.kept"]?.count ?? 0], blob: blobName)
-        let side = kept.count
-        guard side > 0, side % shape.heads == 0 else {
-            throw HeadError("cache blob \(blobName): side width \(side) is not a positive multiple of \(shape.heads) heads")
-        }
+        shape = try BlockShape(blob: blob)
+        let side = try blob.tensor("embeddings.kept", [blob.tensors["embeddings.kept"]?.count ?? 0]).count
+        guard side > 0 else { throw HeadError("\(blob.label): embeddings.kept is empty, so the side width is 0") }
+        try shape.checkBlocks(in: blob, layers, width: side)
         sideLayers = layers
         self.temperature = temperature
         self.pooling = pooling
@@ -71,23 +69,23 @@ public final class LSTHead: Head, HeadKind {
             ladders[l] = .normal(parameters, "side.ladder.\(l)", in: width, out: side, std: 0.01, rng: &rng)
             gates[l] = parameters.add("side.gate.\(l)", Tensor(zeros: [1]), decays: false)
             for linear in blockLinearNames(l) {
-                let w = try blob.tensor(linear + ".weight", blob.tensors[linear + ".weight"]?.shape ?? [], blob: blobName)
-                let b = try blob.tensor(linear + ".bias", [w.shape[0]], blob: blobName)
+                let w = try blob.matrix(linear + ".weight")
+                let b = try blob.tensor(linear + ".bias", [w.shape[0]])
                 linears[linear] = Dense(parameters, "side." + linear, in: w.shape[1], out: w.shape[0], weight: w, biasValue: b, rng: &rng)
             }
             let (n1, n2) = shape.layout.normNames(l)
             for n in [n1, n2] {
                 norms[n] = Norm(parameters, "side." + n, width: side, eps: shape.eps,
-                                gain: try blob.tensor(n + ".weight", [side], blob: blobName),
-                                bias: try blob.tensor(n + ".bias", [side], blob: blobName))
+                                gain: try blob.tensor(n + ".weight", [side]),
+                                bias: try blob.tensor(n + ".bias", [side]))
             }
         }
         self.ladders = ladders
         self.gates = gates
         if shape.layout == .preLN {
             finalNorm = Norm(parameters, "side.final_norm", width: side, eps: shape.eps,
-                             gain: try blob.tensor("final_norm.weight", [side], blob: blobName),
-                             bias: try blob.tensor("final_norm.bias", [side], blob: blobName))
+                             gain: try blob.tensor("final_norm.weight", [side]),
+                             bias: try blob.tensor("final_norm.bias", [side]))
         } else {
             finalNorm = nil
         }
