@@ -97,7 +97,15 @@ public enum FitOutput {
             settings = cache.manifest.settings
             var metadata: [String: [String: String]] = [:], damaged: [(name: String, error: String)] = []
             for name in settings.blobs ?? [] {
-                do { metadata[name] = try cache.blobMetadata(name) } catch { damaged.append((name, "\(error)")) }
+                do {
+                    guard let read = try cache.blobMetadata(name) else {
+                        damaged.append((name, "\(cache.path): the manifest lists blob \(name), which the cache does not hold (it is damaged)"))
+                        continue
+                    }
+                    metadata[name] = read
+                } catch {
+                    damaged.append((name, "\(error)"))
+                }
             }
             blobMetadata = metadata
             damagedBlobs = damaged

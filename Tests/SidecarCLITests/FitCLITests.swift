@@ -110,6 +110,26 @@ import Testing
                                    "--out", cache + "-consolidator"])
         #expect(both.status == 1 && both.err.contains("Error: --head consolidator (head 2 of 2 given by --head): \(damage)")
                 && !both.out.contains("epoch  1"), "\(both.err)")
+
+        // A blob the manifest lists but the cache lacks is damage too, named as such: it had read
+        // as a cache extracted without it, whose advice to extract again failed on the manifest.
+        var options = LMDBEnvironment.Options()
+        options.maxDatabases = 4
+        do {
+            let environment = try LMDBEnvironment(path: cache, options: options)
+            let meta = try environment.openDatabase("meta")
+            try environment.write { txn throws in
+                #expect(try txn.delete(Array("blob:top_blocks".utf8), in: meta))
+                _ = try txn.delete(Array("blob-xxh64:top_blocks".utf8), in: meta)
+            }
+        }
+        let lacking = "\(cache): the manifest lists blob top_blocks, which the cache does not hold (it is damaged)"
+        let linear = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", cache + "-linear"])
+        #expect(linear.status == 0 && linear.err.contains("warning: \(lacking)"), "\(linear.err)")
+        let missing = try runSidecar(["fit", "--cache", cache, "--head", "consolidator", "--set", "groups=96", "--epochs", "1",
+                                      "--out", cache + "-consolidator"])
+        #expect(missing.status == 1 && missing.err.contains("reads blob top_blocks, which the cache's manifest lists but the cache does not hold"),
+                "\(missing.err)")
     }
 
     /// eval --select chooses an ensemble among the heads given on the val split, best head first,
