@@ -118,7 +118,11 @@ struct InspectCommand: ParsableCommand {
         }
         print(String(format: "total %11.2f %13.2f %7.3f   (stored / raw fp32)", Double(r.storedBytes) / 1e6, Double(r.rawFloat32Bytes) / 1e6, r.ratioVsF32))
         if let damaged = r.damaged {
-            let sound = incomplete.isEmpty ? "\nverified: every record's and blob's checksums match and every block decodes"
+            let unchecked = r.uncheckedBlobs ?? []
+            let checked = unchecked.isEmpty ? "every record's and blob's checksums match"
+                : "every record's checksums match (blob\(unchecked.count == 1 ? "" : "s") \(unchecked.joined(separator: ", ")), "
+                    + "written before blobs had checksums, read but not checked)"
+            let sound = incomplete.isEmpty ? "\nverified: \(checked) and every block decodes"
                 : "\nnot verified: the records written so far and the blobs are sound, but the cache is incomplete (above)"
             print(damaged.isEmpty ? sound : "\n\(damaged.count) damaged records or blobs:")
             for d in damaged { print("  \(d)") }

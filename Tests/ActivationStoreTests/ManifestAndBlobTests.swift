@@ -185,5 +185,20 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
             }
         }
     }
+
+    /// A blob without a checksum (caches from before blobs had one) is read, and a verification
+    /// says it was not checked: it had said every blob's checksum matched.
+    @Test func aVerificationNamesTheBlobsItCouldNotCheck() throws {
+        let path = temporaryFolder("blob-unchecked")
+        defer { removeFolder(path) }
+        let created = BlobContent(name: "lst.r2", tensors: [("embeddings.kept", Tensor(shape: [2], scalars: [0, 3]))], metadata: [:])
+        let cache = try ActivationCache.openForWriting(path: path, settings: sampleSettings(blobs: ["lst.r2"]), blobs: [created])
+        #expect(try CacheReport.make(cache, verify: true, digest: false).uncheckedBlobs == [])
+        let meta = try cache.environment.openDatabase("meta")
+        try cache.environment.write { txn throws in #expect(try txn.delete(Array("blob-xxh64:lst.r2".utf8), in: meta)) }
+        let report = try CacheReport.make(cache, verify: true, digest: false)
+        #expect(report.damaged == [] && report.uncheckedBlobs == ["lst.r2"])
+        #expect(try cache.blob("lst.r2")?.tensors["embeddings.kept"]?.scalars == [0, 3])
+    }
 }
 

@@ -388,6 +388,11 @@ public final class ActivationCache: @unchecked Sendable {
         try checkedMetaValue(Self.blobKey(name), checksum: Self.blobChecksumKey(name), damaged: Self.damagedBlobMessage(name))
     }
 
+    /// Whether the blob's checksum is stored (caches from before blobs had one read unchecked).
+    func hasBlobChecksum(_ name: String) throws -> Bool {
+        try environment.read { txn in try txn.withValue(forKey: Self.blobChecksumKey(name), in: meta) { _ in true } } ?? false
+    }
+
     static func damagedBlobMessage(_ name: String) -> String { "blob \(name) is damaged (its checksum does not match)" }
 
     /// Calls `body` with the blob parsed where it lies in the map, once it matches its checksum; nil

@@ -33,10 +33,13 @@ public struct CacheReport: Codable, Sendable {
     public var ratioVsF32: Double
     /// Damaged records ("train:12: checksum mismatch in layer 3"), when verified.
     public var damaged: [String]?
+    /// Blobs without a checksum (caches from before blobs had one), read but not checked, when
+    /// verified: a verification had said every blob's checksum matched.
+    public var uncheckedBlobs: [String]?
 
     enum CodingKeys: String, CodingKey {
         case path, manifest, splits, layers, storedBytes = "stored_bytes", rawFloat32Bytes = "raw_f32_bytes"
-        case ratioVsF32 = "ratio_vs_f32", damaged
+        case ratioVsF32 = "ratio_vs_f32", damaged, uncheckedBlobs = "unchecked_blobs"
     }
 
     /// Scans every record of `cache`. With `verify`, every block is checksummed and decoded and
@@ -113,10 +116,15 @@ public struct CacheReport: Codable, Sendable {
             }
             splits.append(report)
         }
+        var unchecked: [String] = []
         if verify {
             for name in settings.blobs ?? [] {
                 do {
-                    if try cache.blob(name) == nil { damaged.append("\(cache.path): the manifest lists blob \(name), but the cache does not hold it") }
+                    if try cache.blob(name) == nil {
+                        damaged.append("\(cache.path): the manifest lists blob \(name), but the cache does not hold it")
+                    } else if try !cache.hasBlobChecksum(name) {
+                        unchecked.append(name)
+                    }
                 } catch {
                     damaged.append("\(error)")
                 }
@@ -129,6 +137,6 @@ public struct CacheReport: Codable, Sendable {
         let stored = layerReports.reduce(0) { $0 + $1.storedBytes }, raw = layerReports.reduce(0) { $0 + $1.rawFloat32Bytes }
         return CacheReport(path: cache.path, manifest: cache.manifest, splits: splits, layers: layerReports, storedBytes: stored,
                            rawFloat32Bytes: raw, ratioVsF32: raw > 0 ? Double(stored) / Double(raw) : 0,
-                           damaged: verify ? damaged : nil)
+                           damaged: verify ? damaged : nil, uncheckedBlobs: verify ? unchecked : nil)
     }
 }
