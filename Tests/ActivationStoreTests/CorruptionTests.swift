@@ -125,6 +125,21 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
         #expect(report.damaged == [2, 5].map { "record train:\($0) does not match the manifest: 3 tokens, more than the manifest's N_max 2; one of them is damaged" })
     }
 
+    /// Scales of another count than the width, in a cache whose scales have no checksum (written
+    /// before they had one), are named as such: they had been blamed on every record.
+    @Test func int8ScalesOfAnotherCountAreNamed() throws {
+        let path = temporaryFolder("scales-count")
+        defer { removeFolder(path) }
+        try writeSyntheticCache(path, settings: shardableSettings(storage: .int8), shard: nil)
+        #expect(try replaceEveryCopy(cache: path, of: "int8-scales-xxh64", with: "int8-scales-xxh65") >= 1)
+        // Layer 2's four scales become three, in as many bytes.
+        #expect(try replaceEveryCopy(cache: path, of: "0.02,0.5]}", with: "0.025   ]}") >= 1)
+        let message = "\(path): the int8 scales of layer 2 hold 3 values, not one per channel of the width 4; "
+            + "the cache is damaged: remove it and extract it again"
+        #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).int8Scales() }
+        #expect(throws: CacheError(message)) { try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: false) }
+    }
+
     /// The int8 scales multiply every value of their channel: a damaged one is refused by every
     /// reader of records, and so by --verify.
     @Test func damagedInt8ScalesAreRefused() throws {

@@ -294,12 +294,20 @@ public final class ActivationCache: @unchecked Sendable {
     /// The per-layer, per-channel int8 scales, once calibrated (nil before, and for other storage).
     public func int8Scales() throws -> [Int: [Float]]? {
         guard let bytes = try int8ScaleBytes() else { return nil }
+        let byLayer: [Int: [Float]]
         do {
             let byName = try JSONDecoder().decode([String: [Float]].self, from: Data(bytes))
-            return Dictionary(uniqueKeysWithValues: byName.compactMap { name, scales in Int(name).map { ($0, scales) } })
+            byLayer = Dictionary(uniqueKeysWithValues: byName.compactMap { name, scales in Int(name).map { ($0, scales) } })
         } catch {
             throw CacheError("\(path): the int8 scales are unreadable (\(error))")
         }
+        // One scale per channel: scales of another count had been blamed on every record.
+        let width = manifest.settings.backbone.hiddenSize
+        if let (layer, scales) = byLayer.sorted(by: { $0.key < $1.key }).first(where: { $0.value.count != width }) {
+            throw CacheError("\(path): the int8 scales of layer \(layer) hold \(scales.count) values, not one per channel of the width \(width); "
+                             + "the cache is damaged: remove it and extract it again")
+        }
+        return byLayer
     }
 
     /// Stores the int8 scales (before the first record that uses them).
