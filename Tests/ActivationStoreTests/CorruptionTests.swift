@@ -138,6 +138,12 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
             + "the cache is damaged: remove it and extract it again"
         #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).int8Scales() }
         #expect(throws: CacheError(message)) { try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: false) }
+        // Layer 2's scales filed under layer 9.
+        #expect(try replaceEveryCopy(cache: path, of: "0.025   ]}", with: "0.02,0.5]}") >= 1)
+        #expect(try replaceEveryCopy(cache: path, of: #""2":["#, with: #""9":["#) >= 1)
+        #expect(throws: CacheError("\(path): the int8 scales hold none for layer 2; the cache is damaged: remove it and extract it again")) {
+            try ActivationCache.open(path: path).int8Scales()
+        }
     }
 
     /// The int8 scales multiply every value of their channel: a damaged one is refused by every

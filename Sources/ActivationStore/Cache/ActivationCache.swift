@@ -301,11 +301,15 @@ public final class ActivationCache: @unchecked Sendable {
         } catch {
             throw CacheError("\(path): the int8 scales are unreadable (\(error))")
         }
-        // One scale per channel: scales of another count had been blamed on every record.
+        // One scale per channel of every stored layer: scales of another count, or none, had been
+        // blamed on every record.
         let width = manifest.settings.backbone.hiddenSize
         if let (layer, scales) = byLayer.sorted(by: { $0.key < $1.key }).first(where: { $0.value.count != width }) {
             throw CacheError("\(path): the int8 scales of layer \(layer) hold \(scales.count) values, not one per channel of the width \(width); "
                              + "the cache is damaged: remove it and extract it again")
+        }
+        if manifest.settings.storage == .int8, let layer = manifest.settings.layers.first(where: { byLayer[$0] == nil }) {
+            throw CacheError("\(path): the int8 scales hold none for layer \(layer); the cache is damaged: remove it and extract it again")
         }
         return byLayer
     }
