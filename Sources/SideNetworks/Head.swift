@@ -41,11 +41,6 @@ extension Blob {
         guard v > 0, v.isFinite else { throw HeadError("\(label): \(key) is \(text) in its metadata, expected a positive number") }
         return v
     }
-
-    /// The first tensor holding a NaN or an infinity, by name, or nil.
-    func firstNonFiniteTensor() -> String? {
-        tensors.keys.sorted().first { name in tensors[name]!.scalars.contains { !$0.isFinite } }
-    }
 }
 
 /// What a head may know about the cache it trains on.

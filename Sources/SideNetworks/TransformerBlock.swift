@@ -40,7 +40,8 @@ public struct BlockShape: Sendable {
         case "gelu": activation = .gelu
         case "gelu_tanh": activation = .geluTanh
         case "quick_gelu": activation = .quickGelu
-        case let other: throw HeadError("\(blob.label) has activation \(other ?? "none"); sidecar knows gelu, gelu_tanh and quick_gelu")
+        case nil: throw HeadError("\(blob.label) has no activation in its metadata")
+        case let other?: throw HeadError("\(blob.label) has activation \(other); sidecar knows gelu, gelu_tanh and quick_gelu")
         }
     }
 

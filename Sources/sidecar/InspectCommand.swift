@@ -120,8 +120,8 @@ struct InspectCommand: ParsableCommand {
         if let damaged = r.damaged {
             let unchecked = r.uncheckedBlobs ?? []
             let checked = unchecked.isEmpty ? "every record's and blob's checksums match"
-                : "every record's checksums match (blob\(unchecked.count == 1 ? "" : "s") \(unchecked.joined(separator: ", ")), "
-                    + "written before blobs had checksums, read but not checked)"
+                : "every record's checksums match (blob\(unchecked.count == 1 ? "" : "s") \(unchecked.joined(separator: ", ")) "
+                    + "without a checksum, as written before blobs had one: read but not checked)"
             let sound = incomplete.isEmpty ? "\nverified: \(checked) and every block decodes"
                 : "\nnot verified: the records written so far and the blobs are sound, but the cache is incomplete (above)"
             print(damaged.isEmpty ? sound : "\n\(damaged.count) damaged records or blobs:")

@@ -199,6 +199,9 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         let report = try CacheReport.make(cache, verify: true, digest: false)
         #expect(report.damaged == [] && report.uncheckedBlobs == ["lst.r2"])
         #expect(try cache.blob("lst.r2")?.tensors["embeddings.kept"]?.scalars == [0, 3])
+        // A NaN is damage whether or not a checksum covers it.
+        try cache.storeBlob("lst.r2", tensors: [("embeddings.kept", Tensor(shape: [2], scalars: [.nan, 3]))], metadata: [:])
+        #expect(try CacheReport.make(cache, verify: true, digest: false).damaged == ["\(path): blob lst.r2: embeddings.kept holds a NaN or an infinity"])
     }
 }
 

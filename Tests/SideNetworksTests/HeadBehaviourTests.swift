@@ -268,7 +268,16 @@ import TensorCore
         }
         #expect(refusal() == nil)
         #expect(refusal(metadata: ["heads": "0"]) == "tiny cache: blob \(name): heads is 0 in its metadata, expected at least 1")
-        #expect(refusal(metadata: ["heads": "3"])?.hasPrefix("tiny cache: blob \(name): width ") == true)
+        let indivisible = head == "lst" ? "embeddings.kept keeps 4 channels, not a multiple of its 3 heads" : "width 8 is not a multiple of its 3 heads"
+        #expect(refusal(metadata: ["heads": "3"]) == "tiny cache: blob \(name): \(indivisible)")
+        var noActivation = original.metadata
+        noActivation["activation"] = nil
+        let withoutActivation = Blob(tensors: original.tensors, metadata: noActivation, label: "tiny cache: blob \(name)")
+        var context = Tiny.context()
+        context.loadBlob = { $0 == name ? withoutActivation : Tiny.blobs()[$0] }
+        #expect(throws: HeadError("tiny cache: blob \(name) has no activation in its metadata")) {
+            try Tiny.head(head, Tiny.settings[head] ?? [:], context: context)
+        }
         #expect(refusal(metadata: ["eps": "-1"]) == "tiny cache: blob \(name): eps is -1 in its metadata, expected a positive number")
         var tensors = original.tensors
         let query = "block.2.attention.query.weight"
@@ -282,7 +291,6 @@ import TensorCore
         tensors[query]!.scalars[3] = .nan
         #expect(refusal(tensors: tensors) == "tiny cache: blob \(name): \(query) holds a NaN or an infinity; the cache is damaged: remove it and extract it again")
         // Listed in the manifest but not held: damage, not a cache extracted without it.
-        var context = Tiny.context()
         context.loadBlob = { $0 == name ? nil : Tiny.blobs()[$0] }
         #expect(throws: HeadError("head \(head) reads blob \(name), which the cache's manifest lists but the cache does not hold: "
                                   + "the cache is damaged; remove it and extract it again")) {

@@ -20,6 +20,11 @@ public struct Blob: Sendable {
         self.metadata = metadata
         self.label = label
     }
+
+    /// The first tensor holding a NaN or an infinity, by name, or nil.
+    public func firstNonFiniteTensor() -> String? {
+        tensors.keys.sorted().first { name in tensors[name]!.scalars.contains { !$0.isFinite } }
+    }
 }
 
 /// A blob to write when a cache is created: its name, tensors in order, and metadata.

@@ -120,8 +120,12 @@ public struct CacheReport: Codable, Sendable {
         if verify {
             for name in settings.blobs ?? [] {
                 do {
-                    if try cache.blob(name) == nil {
+                    guard let blob = try cache.blob(name) else {
                         damaged.append("\(cache.path): the manifest lists blob \(name), but the cache does not hold it")
+                        continue
+                    }
+                    if let tensor = blob.firstNonFiniteTensor() {
+                        damaged.append("\(blob.label): \(tensor) holds a NaN or an infinity")
                     } else if try !cache.hasBlobChecksum(name) {
                         unchecked.append(name)
                     }

@@ -57,6 +57,9 @@ public final class LSTHead: Head, HeadKind {
         shape = try BlockShape(blob: blob)
         let side = try blob.tensor("embeddings.kept", [blob.tensors["embeddings.kept"]?.count ?? 0]).count
         guard side > 0 else { throw HeadError("\(blob.label): embeddings.kept is empty, so the side width is 0") }
+        guard side % shape.heads == 0 else {
+            throw HeadError("\(blob.label): embeddings.kept keeps \(side) channels, not a multiple of its \(shape.heads) heads")
+        }
         try shape.checkBlocks(in: blob, layers, width: side)
         sideLayers = layers
         self.temperature = temperature
