@@ -99,7 +99,7 @@ public enum FitOutput {
             for name in settings.blobs ?? [] {
                 do {
                     guard let read = try cache.blobMetadata(name) else {
-                        damaged.append((name, "\(cache.path): the manifest lists blob \(name), which the cache does not hold (it is damaged)"))
+                        damaged.append((name, cache.missingBlobMessage(name)))
                         continue
                     }
                     metadata[name] = read

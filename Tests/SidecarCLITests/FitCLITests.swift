@@ -123,7 +123,7 @@ import Testing
                 _ = try txn.delete(Array("blob-xxh64:top_blocks".utf8), in: meta)
             }
         }
-        let lacking = "\(cache): the manifest lists blob top_blocks, which the cache does not hold (it is damaged)"
+        let lacking = "\(cache): the manifest lists blob top_blocks, but the cache does not hold it (it is damaged)"
         let linear = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", cache + "-linear"])
         #expect(linear.status == 0 && linear.err.contains("warning: \(lacking)"), "\(linear.err)")
         let missing = try runSidecar(["fit", "--cache", cache, "--head", "consolidator", "--set", "groups=96", "--epochs", "1",

@@ -412,6 +412,9 @@ public final class ActivationCache: @unchecked Sendable {
 
     static func damagedBlobMessage(_ name: String) -> String { "blob \(name) is damaged (its checksum does not match)" }
 
+    /// What a blob the manifest lists but the cache lacks is called, by verify and by fit.
+    public func missingBlobMessage(_ name: String) -> String { "\(path): the manifest lists blob \(name), but the cache does not hold it (it is damaged)" }
+
     /// Calls `body` with the blob parsed where it lies in the map, once it matches its checksum; nil
     /// when the cache has no blob of that name. (Copied out first, the top blocks' 14 MB blob had
     /// been held twice over while its metadata was read, and the heap kept both copies.)

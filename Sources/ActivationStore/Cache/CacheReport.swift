@@ -121,7 +121,7 @@ public struct CacheReport: Codable, Sendable {
             for name in settings.blobs ?? [] {
                 do {
                     guard let blob = try cache.blob(name) else {
-                        damaged.append("\(cache.path): the manifest lists blob \(name), but the cache does not hold it")
+                        damaged.append(cache.missingBlobMessage(name))
                         continue
                     }
                     if let tensor = blob.firstNonFiniteTensor() {
