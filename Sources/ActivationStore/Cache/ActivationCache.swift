@@ -168,7 +168,7 @@ public final class ActivationCache: @unchecked Sendable {
             // Equal settings mean the same weights file, so equal blobs; a difference means damage.
             for blob in blobBytes {
                 let stored = try environment.read { txn in try txn.value(forKey: blobKey(blob.name), in: meta) }
-                guard let stored else { throw CacheError("\(path): the manifest lists blob \(blob.name), but the cache does not hold it") }
+                guard let stored else { throw CacheError(missingBlobMessage(blob.name, path: path)) }
                 guard stored == blob.bytes else {
                     throw CacheError("\(path): blob \(blob.name) in the cache differs from \(blobSource) (made with another "
                                      + "--top-blocks or --lst-reductions?); give the cache's own, or another --out folder")
@@ -412,8 +412,13 @@ public final class ActivationCache: @unchecked Sendable {
 
     static func damagedBlobMessage(_ name: String) -> String { "blob \(name) is damaged (its checksum does not match)" }
 
-    /// What a blob the manifest lists but the cache lacks is called, by verify and by fit.
-    public func missingBlobMessage(_ name: String) -> String { "\(path): the manifest lists blob \(name), but the cache does not hold it (it is damaged)" }
+    /// What a blob the manifest lists but the cache lacks is called: by a resumed extraction, by
+    /// verify and by fit.
+    public func missingBlobMessage(_ name: String) -> String { Self.missingBlobMessage(name, path: path) }
+
+    static func missingBlobMessage(_ name: String, path: String) -> String {
+        "\(path): the manifest lists blob \(name), but the cache does not hold it (it is damaged)"
+    }
 
     /// Calls `body` with the blob parsed where it lies in the map, once it matches its checksum; nil
     /// when the cache has no blob of that name. (Copied out first, the top blocks' 14 MB blob had
