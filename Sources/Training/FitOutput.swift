@@ -45,13 +45,15 @@ public enum FitOutput {
         return String(decoding: try encoder.encode(result), as: UTF8.self)
     }
 
-    /// Removes an earlier fit's heads from `out` that this fit's `folders` will not replace: the
-    /// `NN-head` sub-folders of a fit of several heads, or the head files of a fit of one. Left,
-    /// they sat beside the new results as if one fit had made them all. Only what a fit writes
-    /// goes: a sub-folder named so that holds a result.json or config.json, and the four files.
     /// The files `fit` writes in a head's folder.
     public static let headFiles = ["result.json", "config.json", "head.safetensors", "log.tsv"]
 
+    /// Removes an earlier fit's heads from `out` that this fit's `folders` will not replace: the
+    /// `NN-head` sub-folders of a fit of several heads, or the head files of a fit of one. Left,
+    /// they sat beside the new results as if one fit had made them all. Only what a fit writes
+    /// goes: the four files of a folder that a fit wrote (a result.json, or a config.json beside
+    /// a log.tsv), then the sub-folder itself if nothing else is left in it. Whole sub-folders
+    /// had gone, with the user's notes in them, and any `NN-name` folder holding a config.json.
     public static func removeStaleOutputs(in out: String, keeping folders: [String]) throws {
         let fm = FileManager.default
         let root = URL(userPath: out)
@@ -62,17 +64,21 @@ public enum FitOutput {
         // An earlier head here has lost its result.json to invalidateEarlierOutputs by now: its
         // config.json and log.tsv together still say a fit wrote them (a config.json alone may be
         // the user's own).
-        func exists(_ name: String) -> Bool { fm.fileExists(atPath: root.appendingPathComponent(name).path) }
-        if !kept.contains(real(root)), exists("result.json") || exists("config.json") && exists("log.tsv") {
-            for name in headFiles {
-                try? fm.removeItem(at: root.appendingPathComponent(name))
+        func wroteByFit(_ folder: URL) -> Bool {
+            func exists(_ name: String) -> Bool { fm.fileExists(atPath: folder.appendingPathComponent(name).path) }
+            return exists("result.json") || exists("config.json") && exists("log.tsv")
+        }
+        func removeHeadFiles(_ folder: URL) throws {
+            for name in headFiles where fm.fileExists(atPath: folder.appendingPathComponent(name).path) {
+                try fm.removeItem(at: folder.appendingPathComponent(name))
             }
         }
+        if !kept.contains(real(root)), wroteByFit(root) { try removeHeadFiles(root) }
         for name in (try? fm.contentsOfDirectory(atPath: root.path)) ?? [] where name.range(of: #"^[0-9]{2}-[A-Za-z0-9_]+$"#, options: .regularExpression) != nil {
             let folder = root.appendingPathComponent(name)
-            guard !kept.contains(real(folder)),
-                  ["result.json", "config.json"].contains(where: { fm.fileExists(atPath: folder.appendingPathComponent($0).path) }) else { continue }
-            try fm.removeItem(at: folder)
+            guard !kept.contains(real(folder)), wroteByFit(folder) else { continue }
+            try removeHeadFiles(folder)
+            if (try? fm.contentsOfDirectory(atPath: folder.path))?.isEmpty == true { try fm.removeItem(at: folder) }
         }
     }
 

@@ -36,4 +36,29 @@ import Training
         try FitOutput.removeStaleOutputs(in: out, keeping: [out + "/01-linear", out + "/02-mlp"])
         #expect(try fm.contentsOfDirectory(atPath: out).isEmpty)
     }
+
+    /// An earlier fit's head folders that the new fit does not replace lose the files a fit
+    /// writes, and go only when nothing else is left in them: a note of the user's own in one
+    /// stays, and so does an `NN-name` folder whose config.json no fit wrote. Whole folders had
+    /// gone, with what the user kept in them.
+    @Test func staleHeadFoldersLoseOnlyTheFilesAFitWrites() throws {
+        let fm = FileManager.default
+        let out = fm.temporaryDirectory.appendingPathComponent("stale-folders-\(UUID().uuidString)").path
+        defer { try? fm.removeItem(atPath: out) }
+        func write(_ path: String) throws {
+            try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data("x".utf8).write(to: URL(fileURLWithPath: path))
+        }
+        for folder in ["01-linear", "02-mlp", "03-losa"] {
+            for file in ["config.json", "log.tsv", "head.safetensors"] { try write(out + "/" + folder + "/" + file) }
+        }
+        try write(out + "/02-mlp/notes.txt")
+        try write(out + "/99-settings/config.json")
+        try write(out + "/99-settings/data.csv")
+        try FitOutput.removeStaleOutputs(in: out, keeping: [out + "/01-linear"])
+        #expect(fm.fileExists(atPath: out + "/01-linear/head.safetensors"))
+        #expect(try fm.contentsOfDirectory(atPath: out + "/02-mlp") == ["notes.txt"])
+        #expect(!fm.fileExists(atPath: out + "/03-losa"))
+        #expect(try Set(fm.contentsOfDirectory(atPath: out + "/99-settings")) == ["config.json", "data.csv"])
+    }
 }
