@@ -51,11 +51,14 @@ public struct TrainedHead {
                     throw HeadError("\(path): not a head folder but the heads of one fit (\(inside.joined(separator: ", "))); "
                                     + "give one of them, or several as --head flags for an ensemble")
                 }
+                if FileManager.default.fileExists(atPath: configPath) {
+                    throw HeadError("\(configPath): cannot be read as a file (a folder, FIFO or device in its place?)")
+                }
                 throw HeadError("\(path): not a head folder (no config.json); give a folder written by sidecar fit")
             }
             let config: FitOutput.Config
             do { config = try JSONDecoder().decode(FitOutput.Config.self, from: data) } catch {
-                throw HeadError("\(configPath): not a head config (\(describeDecoding(error)))")
+                throw HeadError("\(configPath): not a head config (\(describeDecoding(error, data)))")
             }
             // fit writes result.json last, so without it the weights and config.json may be from
             // two different fits.
@@ -80,7 +83,7 @@ public struct TrainedHead {
         }
         let config: FitOutput.Config
         do { config = try JSONDecoder().decode(FitOutput.Config.self, from: Data(text.utf8)) } catch {
-            throw HeadError("\(path): the exported config is unreadable (\(describeDecoding(error)))")
+            throw HeadError("\(path): the exported config is unreadable (\(describeDecoding(error, Data(text.utf8))))")
         }
         return TrainedHead(source: path, config: config, tensors: try tensors(of: file), exported: true)
     }
@@ -107,12 +110,16 @@ public struct TrainedHead {
             throw HeadError("\(source): the head records no extraction settings (written by an older version); fit it again")
         }
         // A hand-edited or damaged config must fail here, not as a shape fault deep in a head.
-        let b = settings.backbone
-        guard b.hiddenSize >= 1, b.layerCount >= 1, settings.layers.allSatisfy({ (0...b.layerCount).contains($0) }) else {
-            throw HeadError("\(source): the recorded backbone (width \(b.hiddenSize), \(b.layerCount) layers, layers \(settings.layers)) is not a real one")
+        if let fault = settings.fault {
+            throw HeadError("\(source): the recorded extraction is not one sidecar writes: \(fault); the head was edited or is damaged")
         }
         guard !config.labels.isEmpty, ExtractionSettings.sameLabels(config.labels, settings.labels) else {
-            throw HeadError("\(source): the config's labels (\(config.labels.count)) differ from those of the cache it was trained on (\(settings.labels.count))")
+            // Counts alone said "(3) differ from (3)" for the same labels in another order.
+            let (mine, theirs) = (config.labels, settings.labels)
+            let first = zip(mine, theirs).enumerated().first { !ExtractionSettings.sameLabels([$0.element.0], [$0.element.1]) }
+            let detail = first.map { "label \($0.offset + 1) is \"\($0.element.0)\" in labels, \"\($0.element.1)\" in extraction.labels" }
+                ?? "\(mine.count) labels, \(theirs.count) in extraction.labels"
+            throw HeadError("\(source): the config's labels differ from those of the cache it was trained on (\(detail))")
         }
         return settings
     }
@@ -236,8 +243,14 @@ extension ExtractionSettings {
     }
 }
 
-func describeDecoding(_ error: Error) -> String {
+/// What a decoding error says of `data`, with the key where the decoder names one.
+func describeDecoding(_ error: Error, _ data: Data) -> String {
     switch error {
+    // Foundation's decoder reports a number its field cannot hold (a seed of -1 or 2^64, a learning
+    // rate of 1e39) as invalid JSON, with no key.
+    case DecodingError.dataCorrupted(let c) where c.codingPath.isEmpty && (try? JSONSerialization.jsonObject(with: data)) != nil:
+        "the JSON is valid, but a number is out of range for its field (a negative or too large whole number, or a value "
+            + "beyond a 32-bit float's ±3.4e38)"
     case DecodingError.keyNotFound(let key, _): "no key \(key.stringValue)"
     case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c), DecodingError.dataCorrupted(let c):
         (c.codingPath.map(\.stringValue).joined(separator: ".") + " " + c.debugDescription).trimmingCharacters(in: .whitespaces)

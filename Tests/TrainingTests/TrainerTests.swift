@@ -74,13 +74,32 @@ import Training
         // A config edited by hand into nonsense is refused before any head is built from it.
         var edited = trained.config
         edited.labels.removeLast()
-        #expect(throws: HeadError("edited: the config's labels (2) differ from those of the cache it was trained on (3)")) {
+        #expect(throws: HeadError("edited: the config's labels differ from those of the cache it was trained on (2 labels, 3 in extraction.labels)")) {
             try TrainedHead(source: "edited", config: edited, tensors: trained.tensors, exported: false).extraction()
         }
         edited = trained.config
-        edited.extraction?.backbone.hiddenSize = -5
-        #expect(throws: HeadError("edited: the recorded backbone (width -5, 2 layers, layers [0, 1, 2]) is not a real one")) {
+        edited.labels.swapAt(0, 1)
+        #expect(throws: HeadError("edited: the config's labels differ from those of the cache it was trained on "
+                                  + "(label 1 is \"\(edited.labels[0])\" in labels, \"\(edited.labels[1])\" in extraction.labels)")) {
             try TrainedHead(source: "edited", config: edited, tensors: trained.tensors, exported: false).extraction()
+        }
+        // Each had trapped where a head, the tokenizer or an allocation used it.
+        let faults: [(String, (inout ExtractionSettings) -> Void)] = [
+            ("backbone.hiddenSize -5 (expected 1 to 65536)", { $0.backbone.hiddenSize = -5 }),
+            ("backbone.hiddenSize 1099511627776 (expected 1 to 65536)", { $0.backbone.hiddenSize = 1 << 40 }),
+            ("layers [0, 1, 2, 2] (a layer listed twice)", { $0.layers.append(2) }),
+            ("layers [0, 1, 3] (expected layers from 0 to the backbone's 2)", { $0.layers[2] = 3 }),
+            ("maxTokens -5 (expected 1 to 1048576)", { $0.maxTokens = -5 }),
+            ("preprocessing.max_length \"1\" (expected a whole number of at least 3)", { $0.preprocessing["max_length"] = "1" }),
+            ("preprocessing.max_length \"abc\" (expected a whole number of at least 3)", { $0.preprocessing["max_length"] = "abc" }),
+            ("preprocessing.max_length 512, more than maxTokens 128", { $0.maxTokens = 128; $0.preprocessing["max_length"] = "512" }),
+        ]
+        for (fault, edit) in faults {
+            edited = trained.config
+            edit(&edited.extraction!)
+            #expect(throws: HeadError("edited: the recorded extraction is not one sidecar writes: \(fault); the head was edited or is damaged")) {
+                try TrainedHead(source: "edited", config: edited, tensors: trained.tensors, exported: false).extraction()
+            }
         }
     }
 

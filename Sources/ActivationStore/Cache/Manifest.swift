@@ -137,6 +137,26 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
         self.int8Calibration = int8Calibration
     }
 
+    /// What no extraction could have recorded, named by its key, or nil. A hand-edited or damaged
+    /// head config had trapped deep in a head or the tokenizer instead (a layer listed twice, a
+    /// negative N_max, a max_length of 1).
+    public var fault: String? {
+        let b = backbone
+        guard (1...(1 << 16)).contains(b.hiddenSize) else { return "backbone.hiddenSize \(b.hiddenSize) (expected 1 to 65536)" }
+        guard (1...4096).contains(b.layerCount) else { return "backbone.layerCount \(b.layerCount) (expected 1 to 4096)" }
+        guard !layers.isEmpty, layers.allSatisfy({ (0...b.layerCount).contains($0) }) else {
+            return "layers \(layers) (expected layers from 0 to the backbone's \(b.layerCount))"
+        }
+        guard Set(layers).count == layers.count else { return "layers \(layers) (a layer listed twice)" }
+        if let maxTokens, !(1...(1 << 20)).contains(maxTokens) { return "maxTokens \(maxTokens) (expected 1 to 1048576)" }
+        if let text = preprocessing["max_length"] {
+            // extract refuses fewer than 3: [CLS] and two [SEP].
+            guard let length = Int(text), length >= 3 else { return "preprocessing.max_length \"\(text)\" (expected a whole number of at least 3)" }
+            if let maxTokens, length > maxTokens { return "preprocessing.max_length \(length), more than maxTokens \(maxTokens)" }
+        }
+        return nil
+    }
+
     /// Preprocessing keys that caches made before they were recorded lack: compared only when both
     /// sides record them, so that such a cache still resumes and its heads still evaluate.
     public static let laterPreprocessingKeys: Set<String> = ["vocabulary"]
