@@ -44,11 +44,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// Opens and validates `path`; throws `SafeTensorsError` naming the fault.
     public convenience init(path: String) throws {
-        let fd = open(path, O_RDONLY)
+        // Non-blocking, so that a FIFO in the file's place is refused below: a plain open waited
+        // for a writer forever.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw SafeTensorsError(path: path, "cannot open (\(String(cString: strerror(errno))))") }
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0 else { throw SafeTensorsError(path: path, "cannot stat (\(String(cString: strerror(errno))))") }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw SafeTensorsError(path: path, status.st_mode & S_IFMT == S_IFDIR ? "is a folder, not a safetensors file"
+                                                                                  : "is not a regular file (a FIFO, socket or device)")
+        }
         let size = Int(status.st_size)
         guard size >= 8 else { throw SafeTensorsError(path: path, "file is \(size) bytes, shorter than the 8-byte header length") }
         guard let map = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), map != MAP_FAILED else {

@@ -142,6 +142,19 @@ func expectCraftedFault(header: String, data: [UInt8] = [], declaredLength: UInt
         expectFault(empty, "0 bytes")
     }
 
+    /// A FIFO in the file's place had made the open wait for a writer forever; a folder was
+    /// "cannot memory-map (No such device)".
+    @Test func notARegularFile() throws {
+        let fifo = temporaryPath("fifo.safetensors")
+        defer { removeTemporary(fifo) }
+        #expect(mkfifo(fifo, 0o600) == 0)
+        expectFault(fifo, "is not a regular file (a FIFO, socket or device)")
+        let folder = temporaryPath("folder.safetensors")
+        defer { removeTemporary(folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        expectFault(folder, "is a folder, not a safetensors file")
+    }
+
     @Test func headerLengthBeyondFile() {
         expectCraftedFault(header: goodHeader, data: [UInt8](repeating: 0, count: 8), declaredLength: 4096, "runs past the end")
         expectCraftedFault(header: goodHeader, declaredLength: UInt64.max, "over the")
