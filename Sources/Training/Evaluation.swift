@@ -107,6 +107,12 @@ public struct Evaluation: Codable, Sendable {
             if members.count > 1 { together.add(logits: mixed, labels: batchLabels) }
             logits += stride(from: 0, to: mixed.count, by: labels.count).map { Array(mixed.scalars[$0..<($0 + labels.count)]) }
         })
+        // Such logits had been scored as class 0 with a NaN loss, and exit status 0.
+        if let i = alone.indices.first(where: { alone[$0].nonFiniteRows > 0 }) {
+            throw HeadError("\(members[i].name.isEmpty ? "the head" : members[i].name): \(alone[i].nonFiniteRows) of the \(truth.count) examples "
+                            + "of \(split) get logits that are not finite (NaN or infinite), so its weights overflow on them: "
+                            + "the head is damaged or diverged in training")
+        }
         let metrics = (members.count == 1 ? alone[0] : together).metrics(labels: truth, classes: labels.count)
         let scored = members.indices.map { i in
             EnsembleMember(head: members[i].name, kind: members[i].head.name, trainableParameters: members[i].head.parameterCount,

@@ -427,11 +427,14 @@ public struct TrainingCancelled: Error, CustomStringConvertible {
 final class Collected: @unchecked Sendable {
     var predictions: [Int] = []
     var lossSum = 0.0
+    /// Rows with a NaN or infinite logit: weights that are finite can still overflow.
+    var nonFiniteRows = 0
 
     func add(logits: Tensor, labels: [Int]) {
         let classes = logits.shape[1]
         for (b, label) in labels.enumerated() {
             let row = logits.scalars[(b * classes)..<((b + 1) * classes)]
+            if row.contains(where: { !$0.isFinite }) { nonFiniteRows += 1 }
             let top = row.max()!
             // A NaN logit compares unequal to everything; count such a row as class 0, not a crash.
             predictions.append((row.firstIndex(of: top) ?? b * classes) - b * classes)

@@ -89,6 +89,11 @@ struct PredictCommand: ParsableCommand {
             predicted += batch.count
             let out = try predictor.logits(batch.map(\.input))
             let classes = out.shape[1]
+            // Finite weights can still overflow: such logits had printed "-nan" with exit status 0.
+            for (b, item) in batch.enumerated() where out.scalars[(b * classes)..<((b + 1) * classes)].contains(where: { !$0.isFinite }) {
+                throw CommandError("--input \(input), \(item.file ?? "line \(item.line ?? b + 1)"): the logits are not finite (NaN or "
+                                   + "infinite), so the head's weights overflow on this input: the head is damaged or diverged in training")
+            }
             var text = ""
             for (b, item) in batch.enumerated() {
                 let row = out.scalars[(b * classes)..<((b + 1) * classes)]

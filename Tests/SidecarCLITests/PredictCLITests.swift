@@ -301,6 +301,25 @@ import Testing
         #expect(nan.status != 0 && nan.err.contains("head.safetensors: tensor") && nan.err.contains("holds a NaN at element 0"), "\(nan.err)")
     }
 
+    /// Weights that are finite but overflow (every one 3e38) give logits that are not: predict had
+    /// printed "-nan" and eval scored every example as class 0, each with exit status 0.
+    @Test func aHeadWhoseLogitsOverflowIsRefused() throws {
+        let copy = try Self.linearCopy("overflow-linear")
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let weights = URL(fileURLWithPath: copy + "/head.safetensors")
+        var damaged = try Data(contentsOf: weights)
+        let headerEnd = 8 + Int(damaged.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let huge = withUnsafeBytes(of: Float(3e38).bitPattern.littleEndian) { Array($0) }
+        damaged.replaceSubrange(headerEnd..<damaged.count, with: (0..<(damaged.count - headerEnd) / 4).flatMap { _ in huge })
+        try damaged.write(to: weights)
+        let predicted = try runSidecar(["predict", "--head", copy, "--input", Self.testSplit])
+        #expect(predicted.status == 1 && predicted.err.contains("--input \(Self.testSplit), line 1: the logits are not finite")
+                && !predicted.out.contains("nan"), "\(predicted.out)\(predicted.err)")
+        let scored = try runSidecar(["eval", "--cache", try Self.cache.get(), "--head", copy])
+        #expect(scored.status == 1 && scored.err.contains("\(copy): 10 of the 10 examples of test get logits that are not finite"),
+                "\(scored.out)\(scored.err)")
+    }
+
     @Test func exportFindsTheTrainingCacheFromAnotherFolder() throws {
         // Fitted with a relative --cache: the head records where the cache is, wherever it runs next.
         let cache = URL(fileURLWithPath: try Self.cache.get())
