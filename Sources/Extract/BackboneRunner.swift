@@ -109,6 +109,13 @@ public final class BackboneRunner: @unchecked Sendable {
         }
     }
 
+    /// Whether `identity` is the built-in MiniLM's, by its hashes: a cache extracted from the
+    /// package's folder given by path records the folder's name ("model"), not the model's.
+    public static func isBuiltInMiniLM(_ identity: BackboneIdentity) -> Bool {
+        guard let folder = try? BackboneFolder.resolve("minilm"), let files = try? BackboneFiles(folder: folder) else { return false }
+        return files.configHash == identity.configHash && files.weightsHash == identity.weightsHash
+    }
+
     /// Whether inputs are images (a ViT-family backbone) rather than text.
     public var takesImages: Bool { vit != nil }
 

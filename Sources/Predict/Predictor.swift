@@ -67,7 +67,7 @@ public final class Predictor {
         let spec: String
         if let backbone {
             spec = backbone
-        } else if settings.backbone.name == "all-MiniLM-L6-v2" {
+        } else if settings.backbone.name == "all-MiniLM-L6-v2" || BackboneRunner.isBuiltInMiniLM(settings.backbone) {
             spec = "minilm"
         } else {
             throw HeadError("\(path) was trained on backbone \(settings.backbone.name); give its folder with --backbone")

@@ -363,6 +363,23 @@ import Testing
         return copy
     }
 
+    /// The built-in MiniLM given by its folder's path is the same backbone as `minilm`, though such
+    /// a cache records the folder's name ("model"): eval had refused a head of the one on a cache
+    /// of the other as "another backbone", and predict had asked for --backbone.
+    @Test func theBuiltInBackboneByItsPathIsTheSameBackbone() throws {
+        let byPath = try Self.cache.get() + "-by-path", head = try Self.cache.get() + "-by-path-linear"
+        defer { for path in [byPath, head] { try? FileManager.default.removeItem(atPath: path) } }
+        let extracted = try runSidecar(["extract", "--dataset", repository.appendingPathComponent("datasets/tiny").path,
+                                        "--backbone", try BackboneFolder.resolve("minilm").path, "--out", byPath, "--dtype", "f32"])
+        #expect(extracted.status == 0, "\(extracted.err)")
+        let scored = try runSidecar(["eval", "--cache", byPath, "--head", try Self.fit("linear")])
+        #expect(scored.status == 0, "\(scored.err)")
+        let fitted = try runSidecar(["fit", "--cache", byPath, "--head", "linear", "--epochs", "1", "--out", head])
+        #expect(fitted.status == 0, "\(fitted.err)")
+        let predicted = try runSidecar(["predict", "--head", head, "--input", Self.testSplit])
+        #expect(predicted.status == 0 && predicted.out.split(separator: "\n").count == 10, "\(predicted.err)")
+    }
+
     @Test func anotherBackboneIsRefusedUnlessForced() throws {
         let folder = try Self.fit("linear")
         // The same weights under a config.json that differs by one key: another backbone identity.

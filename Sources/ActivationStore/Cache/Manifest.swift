@@ -46,12 +46,13 @@ public struct BackboneIdentity: Codable, Sendable, Equatable {
     public var parameters: Int { parameterCount ?? weightsBytes / 4 }
 
     /// The same backbone: the count is derived from the weights, whose hash is compared, and older
-    /// caches and heads lack it.
+    /// caches and heads lack it. The name is only the folder's: the built-in MiniLM given by its
+    /// folder's path is "model", and had been refused as another backbone than "all-MiniLM-L6-v2".
     public static func == (a: Self, b: Self) -> Bool { a.differences(from: b).isEmpty }
 
     /// The fields `==` compares that differ, as (name, mine, theirs).
     public func differences(from other: Self) -> [(name: String, mine: String, theirs: String)] {
-        [("backbone", name, other.name), ("backbone architecture", architecture, other.architecture),
+        [("backbone architecture", architecture, other.architecture),
          ("backbone width", "\(hiddenSize)", "\(other.hiddenSize)"), ("backbone layers", "\(layerCount)", "\(other.layerCount)"),
          ("backbone config hash", configHash, other.configHash), ("backbone weights hash", weightsHash, other.weightsHash),
          ("backbone weights bytes", "\(weightsBytes)", "\(other.weightsBytes)")].filter { $0.1 != $0.2 }
