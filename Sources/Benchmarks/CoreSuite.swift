@@ -2,6 +2,7 @@
 // the autodiff tape's overhead per training step.
 import Autodiff
 import Foundation
+import OneDNN
 import TensorCore
 
 /// Seconds of each of `repetitions` runs of `body` after one warm-up run.
@@ -72,6 +73,58 @@ func benchmarkMatrixProducts() {
         }
     }
     BLAS.setThreadCount(cores)
+}
+
+/// The side networks' own products, per part of a training batch (about 200 token rows), in f32
+/// through OpenBLAS against bf16 through oneDNN (what the CPU's AMX tiles offer the backbone's
+/// products): whether training the side weights in mixed precision could pay. The bf16 time rounds
+/// x on every call, as training would, but not W: a trainable weight would need that and a
+/// repack on every step too, so the bf16 column is the best mixed precision could do.
+func benchmarkSideNetworkProducts() {
+    guard OneDNN.hasBF16Instructions else {
+        print("\nside-network products: this CPU has no bf16 instructions; skipped")
+        return
+    }
+    let shapes: [(String, Int, Int, Int)] = [
+        ("LoSA channel down   200×384 · 384×32", 200, 32, 384),
+        ("LoSA channel up     200×32 · 32×384", 200, 384, 32),
+        ("LoSA token down      16×12 · 12×384 *", 16, 384, 12),
+        ("LST ladder          200×384 · 384×48", 200, 48, 384),
+        ("LST FFN up          200×48 · 48×192", 200, 192, 48),
+    ]
+    print("\nside-network products on one thread, f32 (OpenBLAS) against bf16 (oneDNN, x rounded per call, W packed once)")
+    print("* one example's product: LoSA's token mixer runs one per example, so its shape is per example, not per part")
+    print("shape (rows × in · in × out)                f32 µs    bf16 µs   f32 / bf16")
+    BLAS.setThreadCount(1)
+    defer { BLAS.setThreadCount(ProcessInfo.processInfo.activeProcessorCount) }
+    for (name, m, n, k) in shapes {
+        var rng = SeededGenerator(seed: 3)
+        let x = Tensor.randomNormal([m, k], using: &rng), w = Tensor.randomNormal([n, k], using: &rng)
+        var y = Tensor(zeros: [m, n])
+        // Enough calls per sample that the clock's resolution does not matter.
+        let calls = max(1, 2_000_000 / (m * n * k))
+        let f32 = measure(repetitions: 9) {
+            x.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in y.withUnsafeMutableBufferPointer { py in
+                for _ in 0..<calls {
+                    BLAS.gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: px.baseAddress!, b: pw.baseAddress!, c: py.baseAddress!)
+                }
+            } } }
+        }
+        let product: BF16RowsProduct
+        do {
+            product = try w.withUnsafeBufferPointer { try BF16RowsProduct(weight: $0.baseAddress!, inFeatures: k, outFeatures: n, hasBias: false) }
+        } catch {
+            print(name.padding(toLength: 42, withPad: " ", startingAt: 0) + "  bf16 unavailable: \(error)")
+            continue
+        }
+        let bf16 = measure(repetitions: 9) {
+            x.withUnsafeBufferPointer { px in y.withUnsafeMutableBufferPointer { py in
+                for _ in 0..<calls { product.forward(y: py.baseAddress!, x: px.baseAddress!, rows: m) }
+            } }
+        }
+        let (a, b) = (median(f32) / Double(calls) * 1e6, median(bf16) / Double(calls) * 1e6)
+        print(name.padding(toLength: 42, withPad: " ", startingAt: 0) + String(format: "%8.1f %10.1f %11.2f×", a, b, a / b))
+    }
 }
 
 func benchmarkTapeOverhead() {
