@@ -59,6 +59,18 @@ public enum JobScripts {
         return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
+    /// Text for a comment line: a line break in a path or name had ended the comment, and what
+    /// followed ran as a command of the batch script (or became YAML). Such characters, and the
+    /// other controls, show as U+FFFD.
+    static func comment(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.map { u in
+            switch u.properties.generalCategory {
+            case .control, .lineSeparator, .paragraphSeparator, .format: "\u{FFFD}"
+            default: u
+            }
+        }))
+    }
+
     /// A Kubernetes object name (an RFC 1123 label): lower-case letters, digits and inner hyphens,
     /// at most 63 characters.
     static func kubernetesName(_ s: String) -> String {
@@ -77,9 +89,9 @@ public enum JobScripts {
         let words = [j.binary, "sweep", "--spec", j.spec, "--cache", j.cache, "--results", j.results] + j.extraArguments
         return """
             #!/bin/bash
-            # Sidecar sweep \(j.name): \(j.shards) shard(s) as a Slurm job array. Submit with `sbatch FILE`.
+            # Sidecar sweep \(comment(j.name)): \(j.shards) shard(s) as a Slurm job array. Submit with `sbatch FILE`.
             # Array task i runs shard i/\(j.shards) (from SLURM_ARRAY_TASK_ID), opens the cache read-only
-            # without a lock file and appends to \(j.results)/trials-<i>-of-\(j.shards).jsonl.
+            # without a lock file and appends to \(comment(j.results))/trials-<i>-of-\(j.shards).jsonl.
             # Resubmitting the same script resumes: finished trials are skipped.
             #SBATCH --job-name=\(directive(j.name))
             #SBATCH --array=0-\(j.shards - 1)
@@ -104,7 +116,7 @@ public enum JobScripts {
             + ["--no-lock", "--shard-count", String(j.shards)]
         let name = kubernetesName(j.name)
         return """
-            # Sidecar sweep \(j.name): \(j.shards) shard(s) as a Kubernetes Indexed Job. Apply with `kubectl apply -f FILE`.
+            # Sidecar sweep \(comment(j.name)): \(j.shards) shard(s) as a Kubernetes Indexed Job. Apply with `kubectl apply -f FILE`.
             # Pod i reads JOB_COMPLETION_INDEX and runs shard i/\(j.shards). Mount the cache (read-only), the spec and
             # the results folder at the paths in the command; set the image to one with sidecar on its PATH.
             apiVersion: batch/v1

@@ -317,6 +317,14 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
             // (The spec's path itself keeps its line break, quoted, in the command.)
             #expect(run.status == 0 && run.out.contains("sidecar-sweep-a_metadata: x") && !run.out.contains("\nmetadata: x: "), "\(run.out)")
         }
+        // A line break in the results path had ended the header comment: the rest ran as a command
+        // of the script, and put before the #SBATCH lines, made sbatch ignore them.
+        let injected = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", "/shared/r\ntouch /tmp/pwned #",
+                                       "--emit", "slurm", "--shards", "2"])
+        #expect(injected.status == 0 && injected.out.contains("# without a lock file and appends to /shared/r\u{FFFD}touch /tmp/pwned #/trials-"),
+                "\(injected.out)")
+        let commands = injected.out.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        #expect(commands.first == "set -euo pipefail", "a command before the #SBATCH lines:\n\(injected.out)")
         // YAML folds a line break in a quoted scalar into a space: such characters go as escapes.
         let odd = try runSidecar(["sweep", "--spec", spec, "--cache", "/shared/cache", "--results", "/shared/a\nb\tc\u{85}\"d\\", "--emit", "k8s"])
         #expect(odd.out.contains(#""--results", "/shared/a\nb\tc\u0085\"d\\""#), "\(odd.out)")
