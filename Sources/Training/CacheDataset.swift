@@ -26,6 +26,17 @@ extension ActivationCache {
     }
 }
 
+extension ActivationCache {
+    /// Throws when the cache's labels give a classifier nothing to learn: with one class, fit had
+    /// trained to a loss of 0 and reported success, and so had every trial of a sweep.
+    public func requireClasses() throws {
+        let labels = manifest.settings.labels
+        guard labels.count >= 2 else {
+            throw CacheError("\(path): the dataset has \(labels.count) label\(labels.count == 1 ? " (\(labels[0]))" : "s"); a classifier needs at least 2")
+        }
+    }
+}
+
 /// One split of a cache as batches of the requested features.
 public final class CacheDataset: @unchecked Sendable {
     public let cache: ActivationCache
@@ -51,13 +62,7 @@ public final class CacheDataset: @unchecked Sendable {
         guard s.splits.contains(split) else {
             throw CacheError("\(cache.path): the cache has no \(split) split (it has \(s.splits.joined(separator: ", ")))")
         }
-        if let shard = s.shard {
-            throw CacheError("\(cache.path): is shard \(shard.index)/\(shard.count) of an extraction; join all shards with sidecar merge and fit on the merged cache")
-        }
-        let progress = try cache.progress(of: split)
-        guard progress.complete else {
-            throw CacheError("\(cache.path): the \(split) split is incomplete (\(progress.written) of \(s.splitCounts[split] ?? 0) examples); \(SplitProgress.toFinish)")
-        }
+        let progress = try cache.requireComplete(splits: [split])[split]!
         for feature in features {
             switch feature {
             case .hidden(let l):

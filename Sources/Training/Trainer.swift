@@ -188,6 +188,7 @@ public final class Trainer {
         description = try cache.describe()
         let splits = cache.manifest.settings.splits
         guard splits.contains("train") else { throw CacheError("\(cache.path): the cache has no train split") }
+        try cache.requireClasses()
         var states: [HeadState] = []
         for request in requests {
             let kind = try HeadRegistry.kind(named: request.head)

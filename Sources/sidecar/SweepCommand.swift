@@ -174,6 +174,10 @@ struct SweepCommand: ParsableCommand {
         // The cache and the plan are checked before the results folder is made: a refused sweep
         // leaves nothing behind (the lock's files would keep a folder it made).
         let opened = try ActivationCache.open(path: cache, noLock: noLock || shard.count > 1)
+        // As fit refuses it: a sweep had planned on an unfinished cache and recorded every trial
+        // as failed, and with --no-retry-failed those failures stayed after the cache was finished.
+        try opened.requireComplete()
+        try opened.requireClasses()
         var limits = PlanLimits()
         limits.memoryBudget = try budgetBytes()
         limits.maxHeadsPerGroup = maxHeads

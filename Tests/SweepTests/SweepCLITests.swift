@@ -76,6 +76,21 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(refused.status != 0 && refused.err.contains("trials-0-of-1.jsonl:1: a trial that ran on another cache"), "\(refused.err)")
     }
 
+    /// An unfinished cache is refused before anything runs, as fit refuses it: a sweep had recorded
+    /// every trial as failed, and with --no-retry-failed those stayed after the cache was finished.
+    @Test func anUnfinishedCacheIsRefused() throws {
+        let spec = try writeSpec("[base.training]\nepochs = 1\n[[grid]]\nhead = \"linear\"\n")
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        let cache = SyntheticCache.temporaryPath("unfinished")
+        defer { try? FileManager.default.removeItem(atPath: cache) }
+        try SyntheticCache.make(at: cache, incomplete: "val")
+        let results = scratchPath("unfinished")
+        defer { try? FileManager.default.removeItem(atPath: results) }
+        let refused = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        #expect(refused.status == 1 && refused.err.contains("\(cache): the val split is incomplete"), "\(refused.err)")
+        #expect(!FileManager.default.fileExists(atPath: results))
+    }
+
     /// A bad shard, from the flag or the environment, is a usage error (exit 64) naming what is wrong.
     @Test func badShardsAreUsageErrors() throws {
         let spec = try writeSpec(Self.spec)

@@ -335,5 +335,12 @@ import Training
         #expect(message(HeadRequest(head: "linear")).contains("val split is incomplete"))
         #expect(message(HeadRequest(head: "linear", settings: ["layers": "7"])).contains("'7' is outside the backbone's layers 0-2"))
         #expect(message(HeadRequest(head: "linear", settings: ["layers": "1"])).contains("reads layers [1] that the cache does not store"))
+        // One class leaves nothing to learn: such a fit had trained to a loss of 0 and succeeded.
+        let single = SyntheticCache.temporaryPath("one-class")
+        defer { try? FileManager.default.removeItem(atPath: single) }
+        try SyntheticCache.make(at: single, classes: 1)
+        #expect(throws: CacheError("\(single): the dataset has 1 label (class0); a classifier needs at least 2")) {
+            try Trainer(cache: try ActivationCache.open(path: single), requests: [HeadRequest(head: "linear")], options: options())
+        }
     }
 }

@@ -255,6 +255,25 @@ public final class ActivationCache: @unchecked Sendable {
         return progress
     }
 
+    /// Throws what keeps training off the cache: it is one shard of an extraction, or one of
+    /// `splits` (all of them by default) is not finished. Returns each split's progress.
+    @discardableResult
+    public func requireComplete(splits: [String]? = nil) throws -> [String: SplitProgress] {
+        let s = manifest.settings
+        if let shard = s.shard {
+            throw CacheError("\(path): is shard \(shard.index)/\(shard.count) of an extraction; join all shards with sidecar merge and fit on the merged cache")
+        }
+        var all: [String: SplitProgress] = [:]
+        for split in splits ?? s.splits {
+            let progress = try self.progress(of: split)
+            guard progress.complete else {
+                throw CacheError("\(path): the \(split) split is incomplete (\(progress.written) of \(s.splitCounts[split] ?? 0) examples); \(SplitProgress.toFinish)")
+            }
+            all[split] = progress
+        }
+        return all
+    }
+
     /// Appends records `written..<written + count` of a split and the new progress in one
     /// transaction, growing the map when full.
     public func append(split: String, records batch: [(index: Int, bytes: [UInt8])], progress: SplitProgress) throws {
