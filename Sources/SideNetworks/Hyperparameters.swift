@@ -113,6 +113,15 @@ public struct Hyperparameter: Sendable {
             return .ints(values)
         case .layers:
             guard !trimmed.isEmpty else { throw bad("empty layer list") }
+            // The spelling is checked here, where fit and a sweep's spec both check values: a sweep
+            // had planned "6-1" and "1-" and recorded them as failed trials. Which layers exist is
+            // for the cache to say.
+            do { _ = try LayerList(trimmed) } catch {
+                switch error.reason {
+                case .notALayer: throw bad("'\(error.part)' is not a layer or a range a-b")
+                case .emptyRange: throw bad("range \(error.part) is empty")
+                }
+            }
             return .string(trimmed)
         }
     }

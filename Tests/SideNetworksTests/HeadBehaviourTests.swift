@@ -225,8 +225,9 @@ import TensorCore
     }
 
     /// A layer list identifies a run (a sweep trial's id) in one spelling (sorted, once each,
-    /// three or more in a row as a range), read as the cache reads it; `all`, `last` and text the
-    /// cache refuses are kept as given. The recorded value, and messages, keep what was typed.
+    /// three or more in a row as a range), read as the cache reads it; `all`, `last` and layers the
+    /// cache may refuse are kept as given. The recorded value, and messages, keep what was typed.
+    /// A list no cache reads is refused with the value itself, before any cache is opened.
     @Test func layerListsIdentifyARunInOneSpelling() throws {
         func identifying(_ text: String) throws -> String {
             let h = try HeadRegistry.hyperparameters(head: "linear", settings: ["layers": text])
@@ -234,9 +235,14 @@ import TensorCore
             return HeadRegistry.identifyingValues(head: "linear", h.values)["layers"]!.description
         }
         for (text, spelling) in [("6,1-3,2", "1-3,6"), ("4-5", "4,5"), (" 3, 2 ,1 ", "1-3"), ("0-0", "0"), ("0,2,4", "0,2,4"),
-                                 ("1-2,3-4,6-8", "1-4,6-8"), ("+1,02", "1,2"), ("all", "all"), ("last", "last"), ("3-1", "3-1"),
-                                 ("-1", "-1"), ("1 2", "1 2"), ("0-99999999999", "0-99999999999"), ("²", "²")] {
+                                 ("1-2,3-4,6-8", "1-4,6-8"), ("+1,02", "1,2"), ("all", "all"), ("last", "last"),
+                                 ("0-99999999999", "0-99999999999")] {
             #expect(try identifying(text) == spelling, "\(text)")
+        }
+        for (text, fault) in [("3-1", "range 3-1 is empty"), ("-1", "'-1' is not a layer or a range a-b"),
+                              ("1 2", "'1 2' is not a layer or a range a-b"), ("²", "'²' is not a layer or a range a-b"),
+                              ("all,last", "'all' is not a layer or a range a-b")] {
+            #expect(throws: HeadError("--set layers=\(text) for head linear: \(fault)")) { try identifying(text) }
         }
         // The cache reads the spellings alike.
         let context = Tiny.context()

@@ -180,6 +180,11 @@ let exampleSpec = """
         ("[base.training]\nema_decay = 1", "bad.toml: [base.training] ema_decay: expected a number in [0, 1), got 1"),
         ("[[grid]]\nhead = \"linear\"\n[[grid]]\nhead = \"mlp\"\n[grid.set]\nhidden = [8, 0]", "bad.toml: [[grid]] 2 set: trial mlp hidden=0: --set hidden=0 for head mlp: outside 1...65536"),
         ("[[grid]]\nhead = \"linear\"\n[grid.set]\nrank = [4]", "bad.toml: [[grid]] 1 set: trial linear rank=4: --set rank: head linear has no hyperparameter rank"),
+        // Layer lists that no cache reads had been planned, recorded as failed trials, and the
+        // sweep had exited 0.
+        ("[[grid]]\nhead = \"linear\"\n[grid.set]\nlayers = [\"6-1\"]", "bad.toml: [[grid]] 1 set: trial linear layers=6-1: --set layers=6-1 for head linear: range 6-1 is empty"),
+        ("[[grid]]\nhead = \"linear\"\n[grid.set]\nlayers = [\"all,last\"]",
+         "bad.toml: [[grid]] 1 set: trial linear layers=all,last: --set layers=all,last for head linear: 'all' is not a layer or a range a-b"),
         ("[[random]]\nhead = \"linear\"", "bad.toml: [[random]] 1 trials: missing"),
         ("[[random]]\ntrials = 2\nhead = \"losa\"\n[random.set]\ndropout = { normal = [0, 1] }", "bad.toml: [[random]] 1 set.dropout: unknown distribution 'normal'"),
         ("[[random]]\ntrials = 2\nhead = \"losa\"\n[random.training]\nlr = { log_uniform = [0, 1] }", "bad.toml: [[random]] 1 training.lr: log_uniform needs a positive low bound"),
