@@ -132,6 +132,7 @@ struct ExtractCommand: ParsableCommand {
 
     func run() throws {
         try checkWritableFolder(out)
+        try checkCacheFolder(out)
         if try isVisionBackbone() {
             try runImages()
             return

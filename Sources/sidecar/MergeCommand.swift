@@ -29,6 +29,7 @@ struct MergeCommand: ParsableCommand {
 
     func run() throws {
         try checkWritableFolder(out)
+        try checkCacheFolder(out)
         let bar = ProgressLines()
         let merged = try CacheMerge.merge(shards: shards, into: out) { bar.update($0) }
         let s = merged.manifest.settings

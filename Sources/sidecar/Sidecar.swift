@@ -165,6 +165,20 @@ func isActivationCache(_ folder: String) -> Bool {
     FileManager.default.fileExists(atPath: URL(userPath: folder).appendingPathComponent("data.mdb").path)
 }
 
+/// Refuses, for a command that writes a cache (`extract`, `merge`), a folder that holds files of
+/// its own and no cache: extraction had written its LMDB files beside a sweep's results (which
+/// sweep and report then refused to read) and into a dataset's folder, without a word.
+func checkCacheFolder(_ folder: String, flag: String = "--out") throws {
+    guard isFolder(folder) == true, !isActivationCache(folder) else { return }
+    // What an extraction stopped before its first record may have left.
+    let cacheFiles: Set<String> = ["data.mdb", "lock.mdb", "writer.lock"]
+    let others = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { !cacheFiles.contains($0) }.sorted()
+    guard others.isEmpty else {
+        let named = others.prefix(3).joined(separator: ", ") + (others.count > 3 ? ", …" : "")
+        throw CommandError("\(flag) \(folder): a folder that holds other files (\(named)) and no cache; give a new or empty folder for the cache")
+    }
+}
+
 /// Whether `path` is a folder (true) or another file (false); nil when nothing is there.
 func isFolder(_ path: String) -> Bool? {
     var isDirectory: ObjCBool = false

@@ -60,6 +60,24 @@ import Testing
         }
     }
 
+    /// A cache is written only into a new or empty folder, or its own: extraction had put its LMDB
+    /// files beside a sweep's results (which sweep and report then refused to read) and into the
+    /// dataset's own folder, without a word.
+    @Test func aCacheIsNotWrittenIntoAFolderOfOtherFiles() throws {
+        let fm = FileManager.default
+        let root = temporaryPath("cache-into-folder")
+        defer { removeFolder(root) }
+        try fm.createDirectory(atPath: root + "/results", withIntermediateDirectories: true)
+        #expect(fm.createFile(atPath: root + "/results/trials-0-of-1.jsonl", contents: Data("{}\n".utf8)))
+        let dataset = repository.appendingPathComponent("datasets/tiny").path
+        let refused = try runSidecar(["extract", "--dataset", dataset, "--out", root + "/results"])
+        #expect(refused.status != 0 && refused.err.contains("--out \(root)/results: a folder that holds other files (trials-0-of-1.jsonl) and no cache"),
+                "\(refused.err)")
+        #expect(try fm.contentsOfDirectory(atPath: root + "/results") == ["trials-0-of-1.jsonl"])
+        let merged = try runSidecar(["merge", "--out", root + "/results", try ReliabilityTests.tinyCache.get()])
+        #expect(merged.status != 0 && merged.err.contains("a folder that holds other files (trials-0-of-1.jsonl) and no cache"), "\(merged.err)")
+    }
+
     @Test func anOutputFolderThatIsADanglingLinkIsNamed() throws {
         let fm = FileManager.default
         let root = temporaryPath("dangling-output")
