@@ -51,6 +51,11 @@ struct ReportCommand: ParsableCommand {
     }
 
     func run() throws {
+        // As sweep refuses it: the report's default place is in the folder, and the error had
+        // blamed an --out that was never given.
+        if isActivationCache(results) {
+            throw CommandError("--results \(results): is an activation cache (it holds data.mdb), not a sweep's results folder")
+        }
         let set = try ResultsReader.read(folder: results)
         for warning in set.warnings { standardError("warning: \(warning)\n") }
         let destination = out ?? (json ? nil : URL(userPath: results).appendingPathComponent("report.html").path)

@@ -79,6 +79,12 @@ final class HTMLReportTests: XCTestCase {
         XCTAssertTrue(failedPage.contains("No successful trial records both validation accuracy and this cost."))
         XCTAssertTrue(failedPage.contains("No successful trial has a per-epoch history."))
         XCTAssertEqual(failedPage.components(separatedBy: "<tr class=\"failed\"").count - 1, 2)
+        // Finite losses whose span overflows had given NaN coordinates.
+        let extreme = try records([trialObject("e", extra: ["history": [["epoch": 1, "train_loss": -1e308, "val_accuracy": 0.8],
+                                                                         ["epoch": 2, "train_loss": 1e308, "val_accuracy": 0.8]]])])
+        let extremePage = HTMLReport(results: ResultsSet(trials: extreme, files: ["a.jsonl"], recordsRead: 1, duplicatesDropped: 0, warnings: []),
+                                     metric: .valAccuracy, folderName: "r").render()
+        for bad in ["nan\"", "nan ", "inf\"", "inf "] { XCTAssertFalse(extremePage.contains(bad), "\(bad) in the page's coordinates") }
     }
 
     func testAxisTicks() {

@@ -105,6 +105,13 @@ final class ReportCLITests: XCTestCase {
         let mixed = try runSidecar(["report", "--results", folder.path])
         XCTAssertNotEqual(mixed.status, 0)
         XCTAssertTrue(mixed.err.contains("holds trials run on different caches (manifest aaaa in ") && mixed.err.contains("bbbb in "), mixed.err)
+
+        // A cache's folder is no results folder: the error had blamed an --out never given.
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("trials-0-of-2.jsonl"))
+        try Data().write(to: folder.appendingPathComponent("data.mdb"))
+        let cache = try runSidecar(["report", "--results", folder.path])
+        XCTAssertNotEqual(cache.status, 0)
+        XCTAssertTrue(cache.err.contains("--results \(folder.path): is an activation cache (it holds data.mdb), not a sweep's results folder"), cache.err)
     }
 
     /// Results lines are input: their strings reach neither the terminal's control sequences nor a

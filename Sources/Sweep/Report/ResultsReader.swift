@@ -131,7 +131,7 @@ public enum ResultsReader {
                     warnings.append("\(name):\(line.number): skipped a torn last line (\(line.bytes.count) bytes without a newline; "
                                     + "a run killed mid-write leaves one)")
                 } else {
-                    throw .malformedLine(file: name, line: line.number, fault: describe(error))
+                    throw .malformedLine(file: name, line: line.number, fault: describe(error, line: Data(line.bytes)))
                 }
             }
         }
@@ -154,8 +154,9 @@ public enum ResultsReader {
         return merged
     }
 
-    /// A decoding error as one phrase: the key path and what was wrong there.
-    static func describe(_ error: any Error) -> String {
+    /// A decoding error as one phrase: the key path and what was wrong there. `line`, the text
+    /// decoded, tells a number its field cannot hold from text that is not JSON.
+    static func describe(_ error: any Error, line: Data? = nil) -> String {
         func path(_ codingPath: [any CodingKey]) -> String {
             codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." }.description
         }
@@ -170,6 +171,12 @@ public enum ResultsReader {
         case .valueNotFound(let type, let context)?:
             return "\(path(context.codingPath)): expected \(typeName(type)), found null"
         case .dataCorrupted(let context)?:
+            // Foundation's decoder says a number its field cannot hold (1155.5 or 1e20 for a
+            // count, 1e400 anywhere) is not valid JSON, and names no key.
+            if context.codingPath.isEmpty, let line, (try? JSONSerialization.jsonObject(with: line)) != nil {
+                return "the JSON is valid, but a number is out of range for its field (a fraction or a number past 2^63 where a "
+                    + "whole number is kept, or one beyond ±1.8e308)"
+            }
             if context.codingPath.isEmpty {
                 return "not a JSON object on one line (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))"
             }

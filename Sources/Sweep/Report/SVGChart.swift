@@ -48,7 +48,9 @@ struct ChartAxis {
     /// An axis covering `values` with a margin; log axes need positive values.
     init(covering values: [Double], logarithmic: Bool, margin: Double = 0.06, minimumSpan: Double = 0) {
         self.logarithmic = logarithmic
-        let data = logarithmic ? values.filter { $0 > 0 }.map(log10) : values
+        // Clamped, so that no span overflows: losses of ±1e308 in a results line had put NaN
+        // coordinates in the page.
+        let data = logarithmic ? values.filter { $0 > 0 }.map(log10) : values.map(Self.clamped)
         var lo = data.min() ?? 0, hi = data.max() ?? 1
         let span = max(hi - lo, logarithmic ? 0.6 : minimumSpan, 1e-9)
         let middle = (lo + hi) / 2
@@ -65,9 +67,12 @@ struct ChartAxis {
 
     /// Position in [0, 1] along the axis.
     func fraction(_ value: Double) -> Double {
-        let v = logarithmic ? log10(max(value, 1e-300)) : value
+        let v = logarithmic ? log10(max(value, 1e-300)) : Self.clamped(value)
         return (v - low) / (high - low)
     }
+
+    /// A value within ±1e300, where differences and margins of two stay finite.
+    static func clamped(_ value: Double) -> Double { min(max(value, -1e300), 1e300) }
 
     /// Tick values: 1-2-5 steps on linear axes; powers of ten on log axes, with 2× and 5× (or every
     /// integer multiple) added when the range covers too few decades to show three ticks.
