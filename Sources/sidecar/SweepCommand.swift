@@ -149,7 +149,8 @@ struct SweepCommand: ParsableCommand {
         var scale = 1.0
         if let last = digits.last, let u = units[last] { digits = digits.dropLast(); scale = u }
         // At least a byte: 0.5 had become a budget of 0.
-        guard let v = Double(digits), v * scale >= 1, v * scale < 0x1p60 else {
+        // Decimal digits only: Double also reads hexadecimal ("0x10") and "nan".
+        guard digits.wholeMatch(of: /[0-9]+(\.[0-9]+)?/) != nil, let v = Double(digits), v * scale >= 1, v * scale < 0x1p60 else {
             throw ValidationError("--memory-budget \(memoryBudget): expected a size from 1 byte to under 1 EiB, e.g. 4G or 512M")
         }
         return Int(v * scale)
@@ -237,6 +238,13 @@ struct SweepCommand: ParsableCommand {
         if !late.isEmpty { out("  \(late.count) trial(s) cannot be built on this cache and will be recorded as failed: \(late[0].trial.id) \(late[0].trial.head): \(late[0].lateError!)") }
         if shard.count > 1 { out("shard \(shard): \(mine.count) pass(es), \(mineCount) trial(s)") }
         out("already finished: \(mineCount - pendingCount); to run: \(pendingCount) trial(s) in \(pending.count) pass(es)\(retrying > 0 ? ", \(retrying) retried after failing" : "")")
+        // A trial alone over the budget still runs, alone: said, not passed over in silence.
+        let over = pending.filter { $0.memoryBytes > limits.memoryBudget }
+        if !worker, let largest = over.max(by: { $0.memoryBytes < $1.memoryBytes }) {
+            standardError("warning: \(over.count) pass(es) of one trial each are estimated above --memory-budget \(memoryBudget) "
+                          + String(format: "(the largest, %@, ~%.0f MiB); they run alone, as no pass can be smaller\n",
+                                   largest.id, Double(largest.memoryBytes) / 1048576))
+        }
         let parallel = max(1, min(jobs, pending.count))
         let serial = pending.reduce(0.0) { $0 + $1.estimatedSeconds }
         let longest = pending.map(\.estimatedSeconds).max() ?? 0

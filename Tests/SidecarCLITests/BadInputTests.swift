@@ -381,6 +381,11 @@ import Testing
                  return (arguments + ["--memory-budget", "0.5"], leftover)
              },
              expected: ["--memory-budget 0.5: expected a size from 1 byte"]),
+        Case(kind: "flags", fault: "hexadecimal", setup: { scratch in
+                 let (arguments, leftover) = try sweep("[base]\nhead = \"linear\"\n")(scratch)
+                 return (arguments + ["--memory-budget", "0x10"], leftover)
+             },
+             expected: ["--memory-budget 0x10: expected a size from 1 byte"]),
         Case(kind: "flags", fault: "not a number", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--weight-decay", "nan", "--out", "OUT"]),
              expected: ["--weight-decay must be a finite number of at least 0, got nan"]),
         Case(kind: "flags", fault: "too many steps", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--epochs", "9223372036854775807", "--out", "OUT"]),
