@@ -51,6 +51,10 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(r.out.contains("estimated time: about") && r.out.contains("rough estimate"))
         #expect(r.out.components(separatedBy: "  pass ").count - 1 == 3)
         #expect(!FileManager.default.fileExists(atPath: results + "/trials-0-of-1.jsonl"))
+        // A budget no trial fits: each runs alone, which is said (it had run without a word).
+        let tight = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results, "--dry-run", "--memory-budget", "1"])
+        #expect(tight.status == 0 && tight.out.contains("12 pass(es) sharing data")
+                && tight.err.contains("warning: 12 pass(es) of one trial each are estimated above --memory-budget 1 (the largest, "), "\(tight.err)")
         // A bad spec is refused before the cache is touched, with the file and key named.
         let bad = try writeSpec(Self.spec.replacingOccurrences(of: "epochs = 2", with: "epochs = 0"))
         defer { try? FileManager.default.removeItem(atPath: bad) }
