@@ -104,6 +104,23 @@ func sampleSettings(blobs: [String]? = nil) -> ExtractionSettings {
         #expect(Stream(name: "attn") == .attention && Stream(name: "mlp") == .mlp && Stream(name: "x") == nil)
     }
 
+    /// The manifest has no checksum; settings no extraction writes are refused when the cache is
+    /// opened: a layer listed twice had trapped `inspect`, and fit had trained an unloadable head.
+    @Test func aManifestNoExtractionWritesIsRefused() throws {
+        for (edit, fault) in [({ (s: inout ExtractionSettings) in s.layers = [2, 2] }, "layers [2, 2] (a layer listed twice)"),
+                              ({ $0.layers = [2, 0] }, "layers [2, 0] (not in ascending order)"),
+                              ({ $0.maxTokens = 1_000_000_000 }, "maxTokens 1000000000 (expected 1 to 1048576)")] as [((inout ExtractionSettings) -> Void, String)] {
+            let path = temporaryFolder("damaged-manifest")
+            defer { removeFolder(path) }
+            var settings = sampleSettings()
+            edit(&settings)
+            _ = try ActivationCache.openForWriting(path: path, settings: settings)
+            #expect(throws: CacheError("\(path): the manifest records \(fault), which no extraction writes; the cache is damaged")) {
+                try ActivationCache.open(path: path)
+            }
+        }
+    }
+
     @Test func blobsRoundTripThroughACache() throws {
         let path = temporaryFolder("blob-cache")
         defer { removeFolder(path) }

@@ -88,6 +88,8 @@ import Training
             ("backbone.hiddenSize -5 (expected 1 to 65536)", { $0.backbone.hiddenSize = -5 }),
             ("backbone.hiddenSize 1099511627776 (expected 1 to 65536)", { $0.backbone.hiddenSize = 1 << 40 }),
             ("layers [0, 1, 2, 2] (a layer listed twice)", { $0.layers.append(2) }),
+            // Read in this order, they had changed a head's results without a word.
+            ("layers [2, 1, 0] (not in ascending order)", { $0.layers.reverse() }),
             ("layers [0, 1, 3] (expected layers from 0 to the backbone's 2)", { $0.layers[2] = 3 }),
             ("maxTokens -5 (expected 1 to 1048576)", { $0.maxTokens = -5 }),
             ("preprocessing.max_length \"1\" (expected a whole number of at least 3)", { $0.preprocessing["max_length"] = "1" }),

@@ -213,6 +213,11 @@ public final class ActivationCache: @unchecked Sendable {
         guard manifest.format == Manifest.currentFormat else {
             throw CacheError("\(path): cache format \(manifest.format); this sidecar reads format \(Manifest.currentFormat)")
         }
+        // The manifest has no checksum: a layer listed twice had trapped inspect, and fit had
+        // trained on it a head that nothing could load.
+        if let fault = manifest.settings.fault {
+            throw CacheError("\(path): the manifest records \(fault), which no extraction writes; the cache is damaged")
+        }
         return manifest
     }
 

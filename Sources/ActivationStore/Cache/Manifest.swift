@@ -149,6 +149,8 @@ public struct ExtractionSettings: Codable, Sendable, Equatable {
             return "layers \(layers) (expected layers from 0 to the backbone's \(b.layerCount))"
         }
         guard Set(layers).count == layers.count else { return "layers \(layers) (a layer listed twice)" }
+        // extract sorts them, and the order is the order of the features a head reads.
+        guard layers == layers.sorted() else { return "layers \(layers) (not in ascending order)" }
         if let maxTokens, !(1...(1 << 20)).contains(maxTokens) { return "maxTokens \(maxTokens) (expected 1 to 1048576)" }
         if let text = preprocessing["max_length"] {
             // extract refuses fewer than 3: [CLS] and two [SEP].
