@@ -44,7 +44,11 @@ struct InspectCommand: ParsableCommand {
             }
             return
         }
-        let report = try CacheReport.make(opened, verify: verify, digest: json || verify)
+        let report: CacheReport
+        do { report = try CacheReport.make(opened, verify: verify, digest: json || verify) } catch let error as CorruptRecord {
+            // The digest reads every record; a damaged one stops it, said as fit and eval say it.
+            throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record")
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

@@ -81,6 +81,10 @@ func lastJSON(_ out: String) throws -> [String: Any] {
         #expect(evaluated.status != 0 && evaluated.err.contains("Error: \(cache): record train:5 is damaged: "), "\(evaluated.err)")
         let npy = try runSidecar(["inspect", cache, "--example", "train:22", "--npy", out + "/x.npy"])
         #expect(npy.status != 0 && npy.err.contains("Error: \(cache): record train:22 is damaged: "), "\(npy.err)")
+        // --json's digest reads every record: it had said only "record train:5 is damaged".
+        let digest = try runSidecar(["inspect", cache, "--json"])
+        #expect(digest.status != 0 && digest.err.contains("Error: \(cache): record train:5 is damaged: ")
+                && digest.err.contains("--verify` lists every damaged record"), "\(digest.err)")
     }
 
     /// A reader writes LMDB's lock file too: a user who cannot write in the cache's folder (a
