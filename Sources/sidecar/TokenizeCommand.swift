@@ -8,7 +8,7 @@ import Predict
 struct TokenizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
-        abstract: "Print {\"ids\": [...]} for each input line (plain text, or JSONL with \"text\" and optional \"text_pair\", as the first line tells).")
+        abstract: "Print {\"ids\": [...]} for each input line (plain text, or JSONL with \"text\" and optional \"text_pair\", as a .jsonl name or else the first line tells).")
 
     @Option(help: "Backbone whose tokenizer to use: \"minilm\" or a Hugging Face model folder.")
     var backbone = "minilm"
@@ -32,7 +32,9 @@ struct TokenizeCommand: ParsableCommand {
         // (a CRLF file had been one line: Swift keeps "\r\n" as one character).
         let lines: LineReader
         do { lines = try LineReader(path: input) } catch { throw CommandError("--input \(input): \(error)") }
-        var jsonl: Bool?
+        // A .jsonl file is JSON Lines whatever its first line holds, as predict reads it: a broken
+        // first line had made every line, the sound ones too, tokenized as text.
+        var jsonl: Bool? = input != "-" && URL(fileURLWithPath: input).pathExtension.lowercased() == "jsonl" ? true : nil
         while let bytes = try lines.nextLine() {
             guard let line = String(validating: bytes, as: UTF8.self) else {
                 throw CommandError("\(lines.path):\(lines.lineNumber): not valid UTF-8")

@@ -451,6 +451,13 @@ import Testing
                  try Data(#"{"text": "b", "z": 1e400}"#.utf8 + [10]).write(to: file)
                  return (["tokenize", "--input", file.path], .noFile(scratch.appendingPathComponent("out").path)) },
              expected: [#"$/first.txt:1: "z" holds a value JSON does not allow"#]),
+        // A .jsonl file is JSON Lines whatever its first line: a broken first line had made every
+        // line, the sound second one too, tokenized as text with exit status 0.
+        Case(kind: "tokenize", fault: "a broken first line of a .jsonl file", setup: { scratch in
+                 let file = scratch.appendingPathComponent("broken.jsonl")
+                 try Data(#"{"text": "cats purr" "x"}"#.utf8 + [10] + #"{"text": "fine"}"#.utf8 + [10]).write(to: file)
+                 return (["tokenize", "--input", file.path], .noFile(scratch.appendingPathComponent("out").path)) },
+             expected: [#"$/broken.jsonl:1: not a JSON object"#]),
         Case(kind: "tokenize", fault: "text twice", setup: tokenizeLine(#"{"text": "a", "text": "b"}"#),
              expected: [#"$/in.jsonl:2: "text" appears twice in the object"#]),
         Case(kind: "tokenize", fault: "pair not a string", setup: tokenizeLine(#"{"text": "a", "text_pair": 5}"#),
