@@ -250,7 +250,7 @@ func describeDecoding(_ error: Error, _ data: Data) -> String {
     // rate of 1e39) as invalid JSON, with no key.
     case DecodingError.dataCorrupted(let c) where c.codingPath.isEmpty && (try? JSONSerialization.jsonObject(with: data)) != nil:
         "the JSON is valid, but a number is out of range for its field (a negative or too large whole number, or a value "
-            + "beyond a 32-bit float's ±3.4e38)"
+            + "a 32-bit float cannot hold)"
     case DecodingError.keyNotFound(let key, _): "no key \(key.stringValue)"
     case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c), DecodingError.dataCorrupted(let c):
         (c.codingPath.map(\.stringValue).joined(separator: ".") + " " + c.debugDescription).trimmingCharacters(in: .whitespaces)

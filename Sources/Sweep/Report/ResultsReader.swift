@@ -175,7 +175,7 @@ public enum ResultsReader {
             // count, 1e400 anywhere) is not valid JSON, and names no key.
             if context.codingPath.isEmpty, let line, (try? JSONSerialization.jsonObject(with: line)) != nil {
                 return "the JSON is valid, but a number is out of range for its field (a fraction or a number past 2^63 where a "
-                    + "whole number is kept, or one beyond ±1.8e308)"
+                    + "whole number is kept)"
             }
             if context.codingPath.isEmpty {
                 return "not a JSON object on one line (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))"
