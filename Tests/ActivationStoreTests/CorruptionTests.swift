@@ -120,6 +120,11 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
         settings.splits = ["train"]
         try writeSyntheticCache(path, settings: settings, shard: nil)
         #expect(try replaceEveryCopy(cache: path, of: #""maxTokens":8"#, with: #""maxTokens":2"#) >= 1)
+        // N_max below max_length is no extraction's: refused as soon as the cache is opened.
+        #expect(throws: CacheError("\(path): the manifest records preprocessing.max_length 8, more than maxTokens 2, which no "
+                                   + "extraction writes; the cache is damaged")) { try ActivationCache.open(path: path) }
+        // Without a max_length beside it, N_max 2 could be an extraction's; the records disagree.
+        #expect(try replaceEveryCopy(cache: path, of: #""max_length":"8""#, with: #""max_lengtX":"8""#) >= 1)
         let report = try CacheReport.make(try ActivationCache.open(path: path), verify: true, digest: false)
         // Records i hold 1 + i % 3 rows.
         #expect(report.damaged == [2, 5].map { "record train:\($0) does not match the manifest: 3 tokens, more than the manifest's N_max 2; one of them is damaged" })
