@@ -264,6 +264,46 @@ public enum JSONObjectKeys {
         return nil
     }
 
+    /// The number the object on this line holds under the top-level `key`, as written ("1e2",
+    /// "-0.50"); nil when the key holds something else or is not there. `bytes` is an object the
+    /// decoder has accepted.
+    public static func numberText(of key: String, in bytes: [UInt8]) -> String? {
+        var depth = 0, expectingKey = false, i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "\""):
+                var end = i + 1
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
+                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                if expectingKey && depth == 1 && decodedKey(bytes, from: i, to: end) == key {
+                    // The value starts after the colon and any white space.
+                    var start = end + 1
+                    while start < bytes.count && " \t\r\n:".utf8.contains(bytes[start]) { start += 1 }
+                    var stop = start
+                    while stop < bytes.count && "+-.0123456789eE".utf8.contains(bytes[stop]) { stop += 1 }
+                    return stop > start ? String(decoding: bytes[start..<stop], as: UTF8.self) : nil
+                }
+                expectingKey = false
+                i = end
+            case UInt8(ascii: "{"):
+                depth += 1
+                expectingKey = true
+            case UInt8(ascii: "["):
+                depth += 1
+                expectingKey = false
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+                expectingKey = false
+            case UInt8(ascii: ","):
+                expectingKey = true
+            default: break
+            }
+            i += 1
+        }
+        return nil
+    }
+
     /// The key whose quotes are at `start` and `end`: a key written with escapes ("te\u0078t")
     /// is still "text".
     private static func decodedKey(_ bytes: [UInt8], from start: Int, to end: Int) -> String? {

@@ -36,6 +36,30 @@ public enum InputID: Sendable, Equatable, Codable {
         }
     }
 
+    /// Whether two decimal numerals name the same number ("1.50" and "15e-1"); nil when either
+    /// is not one.
+    static func sameNumber(_ a: String, _ b: String) -> Bool? {
+        guard let x = canonical(a), let y = canonical(b) else { return nil }
+        return x == y
+    }
+
+    /// A numeral as (negative, significant digits, exponent of the last digit); zero is one.
+    private static func canonical(_ text: String) -> (Bool, String, Int)? {
+        var body = Substring(text), negative = false
+        if body.first == "-" || body.first == "+" { negative = body.first == "-"; body = body.dropFirst() }
+        let parts = body.split(separator: "e", maxSplits: 1, omittingEmptySubsequences: false).flatMap { $0.split(separator: "E", maxSplits: 1, omittingEmptySubsequences: false) }
+        guard (1...2).contains(parts.count), var exponent = parts.count == 2 ? Int(parts[1]) : 0 else { return nil }
+        let mantissa = parts[0].split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        let fraction = mantissa.count == 2 ? mantissa[1] : ""
+        var digits = Substring(String(mantissa[0]) + fraction)
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        exponent -= fraction.count
+        digits = digits.drop { $0 == "0" }
+        if digits.isEmpty { return (false, "0", 0) }
+        while digits.last == "0" { digits = digits.dropLast(); exponent += 1 }
+        return (negative, String(digits), exponent)
+    }
+
     public func encode(to encoder: any Encoder) throws {
         var out = encoder.singleValueContainer()
         switch self {
@@ -154,9 +178,16 @@ public final class PredictInputs {
             let (text, pair) = try Self.jsonLineText(line, textKey: textKey, pairKey: pairKey, alsoOnce: ["id"], place: where_)
             struct Identified: Decodable { let id: InputID? }
             let id: InputID?
+            // A number is echoed as Decimal holds it: 38 digits from 1e-128 to 1e127. Beyond, an id
+            // had come back changed (the 50 digits of a database key), or been refused as no number.
+            let written = JSONObjectKeys.numberText(of: "id", in: Array(line.utf8))
+            let inexact = "\(where_): \"id\" \(written ?? "") is a number predict cannot echo exactly (more than 38 significant "
+                + "digits, or beyond 1e127); give it as a string"
             do { id = try JSONDecoder().decode(Identified.self, from: Data(line.utf8)).id } catch {
+                if written != nil { throw PredictError(inexact) }
                 throw PredictError("\(where_): \"id\" must be a string or a number")
             }
+            if case .number(let n) = id, let written, InputID.sameNumber(written, n.description) == false { throw PredictError(inexact) }
             out.append(PredictInput(line: number, file: nil, id: id, input: .text(text, pair: pair), text: text))
         }
     }

@@ -473,6 +473,20 @@ import Testing
         try Data(#"{"id": 12345678901234567890, "text": "a cat"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
         let big = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
         #expect(big.out.contains(#""id":12345678901234567890"#), "\(big.out)")
+        // One Decimal cannot hold exactly is refused, not echoed changed (50 digits had come back
+        // rounded to 38), nor called no number (1e200).
+        for (line, written) in [(#"{"id": 12345678901234567890123456789012345678901234567891, "text": "a"}"#,
+                                 "12345678901234567890123456789012345678901234567891"),
+                                (#"{"text": "a", "id": 1e200}"#, "1e200")] {
+            try Data((line + "\n").utf8).write(to: URL(fileURLWithPath: bad))
+            let refused = try runSidecar(["predict", "--head", folder, "--input", bad, "--json"])
+            #expect(refused.status != 0 && refused.err.contains("\(bad):1: \"id\" \(written) is a number predict cannot echo exactly")
+                    && refused.out.isEmpty, "\(refused.err)")
+        }
+        // Other spellings of an exact number pass, and a nested "id" is not the input's.
+        try Data(#"{"id": 1.50e1, "meta": {"id": 1e300}, "text": "a"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
+        let spelled = try Self.predict(folder, input: bad).map { $0["id"] }
+        #expect(spelled.first as? Int == 15, "\(spelled)")
         // A key given twice: which value is meant cannot be told (dataset files refuse it too).
         try Data(#"{"text": "a cat"}\#n{"text": "a dog", "id": 1, "text": "a cow"}\#n"#.utf8).write(to: URL(fileURLWithPath: bad))
         let twice = try runSidecar(["predict", "--head", folder, "--input", bad])
