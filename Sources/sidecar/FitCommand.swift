@@ -17,7 +17,7 @@ struct FitCommand: ParsableCommand {
             Heads: \(HeadRegistry.kinds.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).
             Each --set applies to the nearest --head before it. With several heads, every batch is decoded \
             once and each head steps on it; results equal training each alone with the same seed. \
-            `sidecar heads` lists every head's hyperparameters.
+            `sidecar heads` lists every head's hyperparameters. Ctrl-C (or SIGTERM) stops after the current             batch and writes nothing (exit status 130, or 143); a second one quits at once.
             """)
 
     @Option(help: "The cache folder written by sidecar extract.")
@@ -101,15 +101,33 @@ struct FitCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Ctrl-C or SIGTERM stops training after the current batch, so that the folders this fit
+        // made are removed as a failed fit removes them: a killed fit had left them, empty.
+        let stop = StopFlag()
+        let sources = [SIGINT, SIGTERM].map { sig in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                if stop.isSet { Foundation.exit(128 + sig) }
+                stop.set(signal: sig)
+                standardError("\nsidecar fit: stopping after the current batch, writing nothing (again to quit now)\n")
+            }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
         do {
-            try fit()
+            try fit(stop: stop)
         } catch let error as CorruptRecord {
             throw CacheError("\(cache): \(error); `sidecar inspect \(cache) --verify` lists every damaged record, "
                              + "and fit --skip-corrupt leaves them out")
+        } catch is TrainingCancelled {
+            standardError("sidecar fit: stopped by a signal; no head was written\n")
+            throw ExitCode(128 + stop.signal)
         }
     }
 
-    private func fit() throws {
+    private func fit(stop: StopFlag) throws {
         let requests = try headRequests()
         let folders = requests.count == 1 ? [out] : requests.enumerated().map { i, request in
             URL(userPath: out).appendingPathComponent(String(format: "%02d-%@", i + 1, request.head)).path
@@ -141,6 +159,7 @@ struct FitCommand: ParsableCommand {
         options.inMemory = inMemory
         options.skipCorrupt = skipCorrupt
         let trainer = try Trainer(cache: opened, requests: requests, options: options)
+        trainer.shouldStop = { stop.isSet }
         try checkAddressSpace("sidecar fit", workingSet: WorkingSet.pass(opened, batchSize: batchSize, heads: trainer.heads, training: true),
                               smaller: "a smaller --batch-size or fewer heads")
         let log: (String) -> Void = json ? { standardError($0 + "\n") } : { print($0) }

@@ -78,6 +78,42 @@ import Testing
         #expect(merged.status != 0 && merged.err.contains("a folder that holds other files (trials-0-of-1.jsonl) and no cache"), "\(merged.err)")
     }
 
+    /// Ctrl-C or SIGTERM stops a fit after its current batch, with the shell's status for the
+    /// signal, and the folders it made are removed as a failed fit removes them: killed, it had
+    /// left them behind, empty.
+    @Test(arguments: [SIGINT, SIGTERM])
+    func aFitStoppedBySignalLeavesNoFolder(_ sig: Int32) throws {
+        let fm = FileManager.default
+        let root = temporaryPath("signal-fit")
+        defer { removeFolder(root) }
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = sidecarBinary()
+        process.arguments = ["fit", "--cache", try ReliabilityTests.tinyCache.get(), "--head", "linear", "--epochs", "100000",
+                             "--batch-size", "1", "--out", root + "/new/a/b"]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Training has started once the head's line is printed.
+        var printed = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !printed.contains("trainable parameters") && process.isRunning && Date() < deadline {
+            printed += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        #expect(fm.fileExists(atPath: root + "/new/a/b"))
+        kill(process.processIdentifier, sig)
+        // A fit that goes on (as one that inherits an ignored SIGINT did) fails the test, not hangs it.
+        let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
+        process.waitUntilExit()
+        watchdog.cancel()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 128 + sig && message.contains("sidecar fit: stopped by a signal; no head was written"),
+                "\(process.terminationStatus): \(message)")
+        #expect(try fm.contentsOfDirectory(atPath: root) == [])
+    }
+
     @Test func anOutputFolderThatIsADanglingLinkIsNamed() throws {
         let fm = FileManager.default
         let root = temporaryPath("dangling-output")
