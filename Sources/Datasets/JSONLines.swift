@@ -236,10 +236,7 @@ public enum JSONObjectKeys {
         while i < bytes.count {
             switch bytes[i] {
             case UInt8(ascii: "\""):
-                var end = i + 1
-                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
-                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
-                }
+                let end = closingQuote(bytes, of: i)
                 if expectingKey, let last = open.indices.last, open[last] != nil {
                     if let key = decodedKey(bytes, from: i, to: end), counts(open.count, key),
                        !open[last]!.insert(key).inserted { return key }
@@ -272,10 +269,7 @@ public enum JSONObjectKeys {
         while i < bytes.count {
             switch bytes[i] {
             case UInt8(ascii: "\""):
-                var end = i + 1
-                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
-                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
-                }
+                let end = closingQuote(bytes, of: i)
                 if expectingKey && depth == 1 && decodedKey(bytes, from: i, to: end) == key {
                     // The value starts after the colon and any white space.
                     var start = end + 1
@@ -302,6 +296,15 @@ public enum JSONObjectKeys {
             i += 1
         }
         return nil
+    }
+
+    /// Where the string whose opening quote is at `start` ends: its closing quote, past escapes.
+    private static func closingQuote(_ bytes: [UInt8], of start: Int) -> Int {
+        var end = start + 1
+        while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
+            end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
+        }
+        return end
     }
 
     /// The key whose quotes are at `start` and `end`: a key written with escapes ("te\u0078t")
