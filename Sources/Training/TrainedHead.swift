@@ -37,6 +37,13 @@ public struct TrainedHead {
             throw HeadError("--head \(path): no such head folder or file")
         }
         if isDirectory.boolValue {
+            // A running fit holds its head folders' locks until every file is written: read in
+            // between, one fit's config and result.json had been paired with the next one's weights.
+            let folder = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            defer { if folder >= 0 { close(folder) } }
+            if folder >= 0 && flock(folder, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK {
+                throw HeadError("\(path): a sidecar fit is writing into this folder; wait for it to end")
+            }
             // Joined as text: URL(fileURLWithPath:) drops "x/.." before the file system follows a
             // link x, so "link/../head" had named another folder than the one the OS opens.
             func inFolder(_ names: String...) -> String { ([path.hasSuffix("/") ? String(path.dropLast()) : path] + names).joined(separator: "/") }

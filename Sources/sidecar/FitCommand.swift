@@ -140,6 +140,12 @@ struct FitCommand: ParsableCommand {
         // Held until the heads are written: two fits into one folder had left one's weights beside
         // the other's result.json. Made now if missing, and removed again if the fit writes nothing.
         let outLock = try FolderLock(out, flag: "--out", command: "sidecar fit")
+        // Each head's folder too: a fit aimed at one of them (M/01-linear while another fit writes
+        // M) had taken only its own lock, and the two had mixed their files in it. Released before
+        // --out's, so that folders made for nothing go innermost first.
+        var headLocks: [FolderLock] = []
+        defer { headLocks.removeAll(); withExtendedLifetime(outLock) {} }
+        if folders != [out] { headLocks = try folders.map { try FolderLock($0, flag: "--out", command: "sidecar fit") } }
         let opened = try ActivationCache.open(path: cache, noLock: noLock)
         try checkAddressSpace("sidecar fit")
         let cacheRecord = FitOutput.CacheRecord(opened)
@@ -190,7 +196,6 @@ struct FitCommand: ParsableCommand {
         }
         // Only once the new heads are written: the earlier fit's weights stay until then.
         try FitOutput.removeStaleOutputs(in: out, keeping: folders)
-        withExtendedLifetime(outLock) {}
         log("")
         log(ResultTable.render(results))
         let failed = zip(requests.indices, results).filter { $0.1.failure != nil }

@@ -114,6 +114,48 @@ import Testing
         #expect(try fm.contentsOfDirectory(atPath: root) == [])
     }
 
+    /// While a fit of two heads runs, a fit aimed at one of its head folders is refused (it had
+    /// taken only its own folder's lock, and the two had mixed their files there), and so is
+    /// reading that head (one fit's config and result.json had been paired with the next one's
+    /// weights). Once the fit ends, both work.
+    @Test func aHeadFolderAFitIsWritingIsNeitherWrittenNorRead() throws {
+        let fm = FileManager.default
+        let root = temporaryPath("busy-head")
+        defer { removeFolder(root) }
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let cache = try ReliabilityTests.tinyCache.get()
+        let first = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--head", "mlp", "--epochs", "1", "--out", root + "/m"])
+        #expect(first.status == 0, "\(first.err)")
+        let process = Process()
+        process.executableURL = sidecarBinary()
+        process.arguments = ["fit", "--cache", cache, "--head", "linear", "--head", "mlp", "--epochs", "100000", "--batch-size", "1",
+                             "--out", root + "/m"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var printed = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !printed.contains("mlp: ") && process.isRunning && Date() < deadline {
+            printed += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        let nested = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--epochs", "1", "--out", root + "/m/01-linear"])
+        #expect(nested.status != 0 && nested.err.contains("--out \(root)/m/01-linear: another sidecar fit is writing into this folder"),
+                "\(nested.err)")
+        let read = try runSidecar(["eval", "--cache", cache, "--head", root + "/m/01-linear"])
+        #expect(read.status != 0 && read.err.contains("\(root)/m/01-linear: a sidecar fit is writing into this folder; wait for it to end"),
+                "\(read.err)")
+        kill(process.processIdentifier, SIGTERM)
+        let watchdog = DispatchWorkItem { kill(process.processIdentifier, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 60, execute: watchdog)
+        process.waitUntilExit()
+        watchdog.cancel()
+        #expect(process.terminationStatus == 128 + SIGTERM)
+        // The stopped fit leaves the first one's heads as they were.
+        let after = try runSidecar(["eval", "--cache", cache, "--head", root + "/m/01-linear"])
+        #expect(after.status == 0, "\(after.err)")
+    }
+
     @Test func anOutputFolderThatIsADanglingLinkIsNamed() throws {
         let fm = FileManager.default
         let root = temporaryPath("dangling-output")
