@@ -110,7 +110,7 @@ struct FitCommand: ParsableCommand {
             source.setEventHandler {
                 if stop.isSet { Foundation.exit(128 + sig) }
                 stop.set(signal: sig)
-                standardError("\nsidecar fit: stopping after the current batch, writing nothing (again to quit now)\n")
+                standardError("\nsidecar fit: stopping after the current batch (again to quit now)\n")
             }
             source.resume()
             return source
