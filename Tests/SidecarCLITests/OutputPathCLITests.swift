@@ -119,11 +119,8 @@ import Testing
     /// reading that head (one fit's config and result.json had been paired with the next one's
     /// weights). Once the fit ends, both work.
     @Test func aHeadFolderAFitIsWritingIsNeitherWrittenNorRead() throws {
-        let fm = FileManager.default
-        let root = temporaryPath("busy-head")
+        let root = temporaryPath("busy-head"), cache = try ReliabilityTests.tinyCache.get()
         defer { removeFolder(root) }
-        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
-        let cache = try ReliabilityTests.tinyCache.get()
         let first = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--head", "mlp", "--epochs", "1", "--out", root + "/m"])
         #expect(first.status == 0, "\(first.err)")
         let process = Process()
