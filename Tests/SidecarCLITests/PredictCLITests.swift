@@ -500,6 +500,7 @@ import Testing
         #expect(empty.status == 0 && empty.out.isEmpty && empty.err.contains("predict: --input \(bad) holds no inputs"), "\(empty.err)")
         // So for an empty CSV file, as for a CSV file with its header alone.
         let csv = bad + ".csv"
+        defer { try? FileManager.default.removeItem(atPath: csv) }
         for content in ["", "text,label\n"] {
             try Data(content.utf8).write(to: URL(fileURLWithPath: csv))
             let none = try runSidecar(["predict", "--head", folder, "--input", csv])
