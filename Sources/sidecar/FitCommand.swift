@@ -104,16 +104,10 @@ struct FitCommand: ParsableCommand {
         // Ctrl-C or SIGTERM stops training after the current batch, so that the folders this fit
         // made are removed as a failed fit removes them: a killed fit had left them, empty.
         let stop = StopFlag()
-        let sources = [SIGINT, SIGTERM].map { sig in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                if stop.isSet { Foundation.exit(128 + sig) }
-                stop.set(signal: sig)
-                standardError("\nsidecar fit: stopping after the current batch (again to quit now)\n")
-            }
-            source.resume()
-            return source
+        let sources = handleStopSignals { sig in
+            if stop.isSet { Foundation.exit(128 + sig) }
+            stop.set(signal: sig)
+            standardError("\nsidecar fit: stopping after the current batch (again to quit now)\n")
         }
         defer { sources.forEach { $0.cancel() } }
         do {

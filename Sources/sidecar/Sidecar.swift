@@ -179,6 +179,18 @@ func checkCacheFolder(_ folder: String, flag: String = "--out") throws {
     }
 }
 
+/// Ctrl-C and SIGTERM taken from their default (ending the process at once) and handed to
+/// `handler` on a queue, with the signal; the sources must be kept, and cancelled when done.
+func handleStopSignals(_ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
+    [SIGINT, SIGTERM].map { sig in
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler { handler(sig) }
+        source.resume()
+        return source
+    }
+}
+
 /// Whether `path` is a folder (true) or another file (false); nil when nothing is there.
 func isFolder(_ path: String) -> Bool? {
     var isDirectory: ObjCBool = false

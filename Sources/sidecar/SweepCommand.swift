@@ -409,21 +409,15 @@ struct SweepCommand: ParsableCommand {
     /// (nothing partial is written either way). Workers only stop cleanly, and silently: the main
     /// process says it once for all of them (each worker had repeated both of its lines).
     static func installSignalHandlers(stop: StopFlag, children: ChildList, worker: Bool) -> [DispatchSourceSignal] {
-        [SIGINT, SIGTERM].map { sig in
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                if stop.isSet {
-                    guard !worker else { return }
-                    for pid in children.all { kill(pid, SIGKILL) }
-                    Foundation.exit(128 + sig)
-                }
-                stop.set(signal: sig)
-                if !worker { standardError("\nsidecar sweep: stopping after the current batch (again to quit now)\n") }
-                for pid in children.all { kill(pid, SIGTERM) }
+        handleStopSignals { sig in
+            if stop.isSet {
+                guard !worker else { return }
+                for pid in children.all { kill(pid, SIGKILL) }
+                Foundation.exit(128 + sig)
             }
-            source.resume()
-            return source
+            stop.set(signal: sig)
+            if !worker { standardError("\nsidecar sweep: stopping after the current batch (again to quit now)\n") }
+            for pid in children.all { kill(pid, SIGTERM) }
         }
     }
 }
