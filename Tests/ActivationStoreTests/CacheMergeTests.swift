@@ -223,6 +223,14 @@ func allRecordBytes(_ cache: ActivationCache, split: String) throws -> [Int: [UI
         }
         let incomplete = try shard(1, stopAfter: 4)
         refused([good[0], incomplete, good[2]], "\(incomplete): shard 1/3 is incomplete (train 4 of 12 examples, val 0 of 4 examples)")
+        // Killed after its last record, before it marked the part finished.
+        let unfinished = temporaryFolder("shard1-unfinished")
+        made.append(unfinished)
+        do {
+            let cache = try writeSyntheticCache(unfinished, settings: settings, shard: try Shard(index: 1, count: 3))
+            try cache.append(split: "train", records: [], progress: SplitProgress(written: 12, complete: false))
+        }
+        refused([good[0], unfinished, good[2]], "\(unfinished): shard 1/3 is incomplete (train has all 12 examples but was not marked finished)")
         var other = settings
         other.zstdLevel = 3
         let foreign = try shard(2, settings: other)

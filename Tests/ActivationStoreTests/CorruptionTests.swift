@@ -111,6 +111,25 @@ func replaceEveryCopy(cache path: String, of text: String, with replacement: Str
         #expect(throws: CacheError(message)) { try ActivationCache.open(path: path).withRecord(split: "train", index: 2) { $0.rows } }
     }
 
+    /// A run killed after its last record but before it marked the split finished: readers say
+    /// so rather than "6 of 6 examples", which reads as a contradiction.
+    @Test func everyRecordWrittenButUnfinishedIsNamedAsSuch() throws {
+        let path = temporaryFolder("unfinished")
+        defer { removeFolder(path) }
+        var settings = shardableSettings(counts: ["train": 6], storage: .f16)
+        settings.splits = ["train"]
+        let cache = try ActivationCache.openForWriting(path: path, settings: settings, blobs: [mergeBlob])
+        let records = try (0..<6).map { (index: $0, bytes: try syntheticRecord("train", $0, storage: .f16)) }
+        try cache.append(split: "train", records: records, progress: SplitProgress(written: 6, complete: false))
+        #expect(throws: CacheError("\(path): the train split has all 6 examples but was not marked finished; \(SplitProgress.toFinish)")) {
+            try ActivationCache.open(path: path).requireComplete()
+        }
+        try cache.append(split: "train", records: [], progress: SplitProgress(written: 4, complete: false))
+        #expect(throws: CacheError("\(path): the train split is incomplete (4 of 6 examples); \(SplitProgress.toFinish)")) {
+            try ActivationCache.open(path: path).requireComplete()
+        }
+    }
+
     /// The manifest has no checksum: a record its settings do not allow (here, longer than a
     /// damaged N_max) is listed by --verify, as fit refuses it.
     @Test func recordsTheManifestDoesNotAllowAreListed() throws {

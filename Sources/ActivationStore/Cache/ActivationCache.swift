@@ -272,7 +272,11 @@ public final class ActivationCache: @unchecked Sendable {
         for split in splits ?? s.splits {
             let progress = try self.progress(of: split)
             guard progress.complete else {
-                throw CacheError("\(path): the \(split) split is incomplete (\(progress.written) of \(s.splitCounts[split] ?? 0) examples); \(SplitProgress.toFinish)")
+                let count = s.splitCounts[split] ?? 0
+                // A run stopped after its last record but before it marked the split finished has
+                // every example: "3000 of 3000" read as a contradiction.
+                let state = progress.written == count ? "has all \(count) examples but was not marked finished" : "is incomplete (\(progress.written) of \(count) examples)"
+                throw CacheError("\(path): the \(split) split \(state); \(SplitProgress.toFinish)")
             }
             all[split] = progress
         }

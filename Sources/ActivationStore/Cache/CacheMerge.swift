@@ -164,7 +164,8 @@ public enum CacheMerge {
                 let progress = try shard.cache.progress(of: split)
                 let part = shard.info.range(of: split)
                 if !progress.complete || progress.written != part.count {
-                    incomplete.append("\(split) \(progress.written) of \(part.count) examples")
+                    incomplete.append(progress.written == part.count ? "\(split) has all \(part.count) examples but was not marked finished"
+                                                                     : "\(split) \(progress.written) of \(part.count) examples")
                 }
             }
             guard incomplete.isEmpty else {
