@@ -329,8 +329,7 @@ struct SweepCommand: ParsableCommand {
                 failures.append("worker \(pid) was killed by signal \(status)")
             } else if status == 128 + SIGINT || status == 128 + SIGTERM {
                 // Stopped cleanly by a signal sent to it alone (one to this process is handled above).
-                failures.append("worker \(pid) was stopped by \(status == 128 + SIGINT ? "SIGINT" : "SIGTERM") after its current batch; "
-                                + "the trials it finished are recorded, and the same command again resumes")
+                failures.append("worker \(pid) was stopped by \(status == 128 + SIGINT ? "SIGINT" : "SIGTERM") after its current batch")
             } else if status != 0 {
                 failures.append("worker \(pid) exited with \(status)")
             }
@@ -339,7 +338,10 @@ struct SweepCommand: ParsableCommand {
             let done = (try? FinishedTrials.read(folder: results))?.ok ?? []
             throw SweepInterrupted(finished: pending.flatMap(\.members).filter { done.contains($0.trial.id) }.count)
         }
-        if !failures.isEmpty { throw CommandError(failures.joined(separator: "; ")) }
+        if !failures.isEmpty {
+            // Every trial is recorded as it finishes, so whatever ended a worker, nothing it finished is lost.
+            throw CommandError(failures.joined(separator: "; ") + "; the trials the workers finished are recorded, and the same command again runs the rest")
+        }
     }
 
     func emitJob(_ kind: String, sweep: SweepSpec) throws {

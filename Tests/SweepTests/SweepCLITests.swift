@@ -470,9 +470,9 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
         #expect(lines.allSatisfy { $0["status"] as? String == "ok" })
     }
 
-    /// A worker stopped by a signal sent to it alone: the main process says so and that a rerun
-    /// resumes (it had said only "exited with 130").
-    @Test func aWorkerStoppedAloneIsNamed() throws {
+    /// A worker stopped or killed by a signal sent to it alone: the main process says so and that
+    /// a rerun resumes (it had said only "exited with 130", and nothing of resuming after a kill).
+    @Test(arguments: [SIGINT, SIGKILL]) func aWorkerStoppedAloneIsNamed(_ signal: Int32) throws {
         let cache = SyntheticCache.temporaryPath("worker-signal")
         defer { try? FileManager.default.removeItem(atPath: cache) }
         try SyntheticCache.make(at: cache, counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
@@ -493,11 +493,12 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
             return (caught ?? 0) & (1 << UInt64(SIGINT - 1)) != 0
         }
         while !catchesInterrupt() && Date().timeIntervalSince(started) < 30 { Thread.sleep(forTimeInterval: 0.01) }
-        kill(worker, SIGINT)
+        kill(worker, signal)
         let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         #expect(process.terminationStatus == 1, "\(stderr)")
-        #expect(stderr.contains("worker \(worker) was stopped by SIGINT after its current batch; the trials it finished are recorded, "
-                                + "and the same command again resumes"), "\(stderr)")
+        let ending = signal == SIGINT ? "was stopped by SIGINT after its current batch" : "was killed by signal \(SIGKILL)"
+        #expect(stderr.contains("worker \(worker) \(ending); the trials the workers finished are recorded, and the same command again "
+                                + "runs the rest"), "\(stderr)")
     }
 }
