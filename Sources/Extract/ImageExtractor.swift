@@ -55,6 +55,7 @@ public final class ImageExtractor: Sendable {
             let source = try ImageFolderSource(directory: request.dataset)
             var skipped: [String] = []
             (splits, labels, format) = (source.splits, source.labels, "imagefolder")
+            try ExtractError.requireTwoLabels(labels, in: source.path(of: .train))
             for split in splits {
                 let (items, left) = try source.listing(split)
                 skipped += left
@@ -75,6 +76,7 @@ public final class ImageExtractor: Sendable {
             let source = try IDXDatasetSource(directory: request.dataset)
             skippedFiles = []
             (splits, labels, format) = (source.splits, source.labels, "idx")
+            try ExtractError.requireTwoLabels(labels, in: source.files(of: .train)?.labels ?? request.dataset)
             for split in splits {
                 let loaded = try source.load(split)
                 sourceSizes[split.rawValue] = (loaded.images.height, loaded.images.width)

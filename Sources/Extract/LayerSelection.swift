@@ -1,6 +1,7 @@
 // Parsing `--layers`: "all", "last", a list "0,3,6", ranges "0-6", or a mix "0,2-4" (read by
 // `LayerList`, as a head's layers are).
 import ActivationStore
+import Datasets
 import Foundation
 
 public enum LayerSelection {
@@ -27,4 +28,14 @@ public enum LayerSelection {
 public struct ExtractError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension ExtractError {
+    /// Refuses a dataset whose train split has one label: every head is a classifier, and fit and
+    /// sweep refuse such a cache, so extracting it (hours, for a large dataset) would be wasted.
+    static func requireTwoLabels(_ labels: LabelMap, in file: String) throws {
+        guard labels.names.count < 2 else { return }
+        let which = labels.names.first.map { "every example has the label \"\($0)\"" } ?? "no example has a label"
+        throw ExtractError("\(file): \(which); a classifier needs at least 2 labels, and fit and sweep refuse a cache of one")
+    }
 }

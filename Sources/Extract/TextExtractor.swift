@@ -62,6 +62,7 @@ public final class TextExtractor: Sendable {
         }
         source = try TextDatasetSource(directory: request.dataset, format: request.format, columns: request.columns)
         labels = try source.labelMap()
+        try ExtractError.requireTwoLabels(labels, in: source.path(of: .train))
         let layers = try request.options.keptLayers(layerCount: encoder.config.layerCount)
 
         var files: [DatasetFile] = []

@@ -253,6 +253,9 @@ import Testing
              expected: ["$/data/train.csv:3: 1 fields, but the header has 2"]),
         Case(kind: "labels", fault: "val label unknown to train", setup: extractWithDataset("val.jsonl") { Data(#"{"text": "a", "label": "martian"}"#.utf8 + [10]) },
              expected: ["$/data/val.jsonl:1: label \"martian\" does not occur in the train split"]),
+        Case(kind: "labels", fault: "one label in train", setup: extractWithDataset("train.jsonl") {
+                 Data((0..<12).map { #"{"text": "line \#($0)", "label": "animals"}"# + "\n" }.joined().utf8) },
+             expected: ["$/data/train.jsonl: every example has the label \"animals\"; a classifier needs at least 2 labels"]),
         // Images.
         Case(kind: "PNG", fault: "truncated", setup: extractImages("val/light/1.png") { validPNG.prefix(60) },
              expected: ["$/images/val/light/1.png: cannot decode image: PNG"]),
