@@ -65,7 +65,7 @@ public struct TrainedHead {
             }
             let config: FitOutput.Config
             do { config = try JSONDecoder().decode(FitOutput.Config.self, from: data) } catch {
-                throw HeadError("\(configPath): not a head config (\(describeDecoding(error, data)))")
+                throw HeadError("\(configPath): not a head config (\(describeDecoding(error, data, as: FitOutput.Config.self)))")
             }
             // fit writes result.json last, so without it the weights and config.json may be from
             // two different fits.
@@ -90,7 +90,7 @@ public struct TrainedHead {
         }
         let config: FitOutput.Config
         do { config = try JSONDecoder().decode(FitOutput.Config.self, from: Data(text.utf8)) } catch {
-            throw HeadError("\(path): the exported config is unreadable (\(describeDecoding(error, Data(text.utf8))))")
+            throw HeadError("\(path): the exported config is unreadable (\(describeDecoding(error, Data(text.utf8), as: FitOutput.Config.self)))")
         }
         return TrainedHead(source: path, config: config, tensors: try tensors(of: file), exported: true)
     }
@@ -250,14 +250,16 @@ extension ExtractionSettings {
     }
 }
 
-/// What a decoding error says of `data`, with the key where the decoder names one.
-func describeDecoding(_ error: Error, _ data: Data) -> String {
+/// What a decoding error of `data` as a `T` says, with the key where the decoder names one.
+func describeDecoding<T: Decodable>(_ error: Error, _ data: Data, as: T.Type) -> String {
     switch error {
     // Foundation's decoder reports a number its field cannot hold (a seed of -1 or 2^64, a learning
     // rate of 1e39) as invalid JSON, with no key.
     case DecodingError.dataCorrupted(let c) where c.codingPath.isEmpty && (try? JSONSerialization.jsonObject(with: data)) != nil:
-        "the JSON is valid, but a number is out of range for its field (a negative or too large whole number, or a value "
-            + "a 32-bit float cannot hold)"
+        (refusedNumber(in: data) { (try? JSONDecoder().decode(T.self, from: $0)) != nil }
+            .map { "the JSON is valid, but \($0.path) holds \($0.value), out of range for that field" }
+            ?? "the JSON is valid, but a number is out of range for its field")
+            + " (a negative or too large whole number, or a value a 32-bit float cannot hold)"
     case DecodingError.keyNotFound(let key, _): "no key \(key.stringValue)"
     case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c), DecodingError.dataCorrupted(let c):
         (c.codingPath.map(\.stringValue).joined(separator: ".") + " " + c.debugDescription).trimmingCharacters(in: .whitespaces)

@@ -314,6 +314,10 @@ import Testing
              expected: ["$/head/head.safetensors: header length", "runs past the end of the 100-byte file"]),
         Case(kind: "head", fault: "truncated config.json", setup: evalDamagedHead("config.json") { $0.prefix(9) },
              expected: ["$/head/config.json: not a head config"]),
+        // Foundation's decoder names no key for a number its field cannot hold.
+        Case(kind: "head", fault: "config.json with a negative seed", setup: evalDamagedHead("config.json") { data in
+                 Data(String(decoding: data, as: UTF8.self).replacingOccurrences(of: #""seed" : 0"#, with: #""seed" : -1"#).utf8) },
+             expected: ["$/head/config.json: not a head config (the JSON is valid, but training.seed holds -1, out of range for that field"]),
         // fit writes result.json last: without it, the weights and config.json may be two fits'.
         Case(kind: "head", fault: "no result.json (a fit killed while writing)", setup: evalDamagedHead("result.json", remove: true) { $0 },
              expected: ["$/head: no result.json; the fit that wrote this folder did not finish"]),

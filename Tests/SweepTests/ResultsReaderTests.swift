@@ -80,7 +80,9 @@ final class ResultsReaderTests: XCTestCase {
             (resultLine(trialObject("x").filter { $0.key != "head" }), "missing key \"head\""),
             (resultLine(trialObject("x", extra: ["history": [["epoch": 1, "train_loss": true]]])), "history[0].train_loss: expected a number"),
             // Valid JSON had been called invalid.
-            (resultLine(trialObject("x", extra: ["trainable_parameters": 1155.5])), "the JSON is valid, but a number is out of range for its field"),
+            (resultLine(trialObject("x", extra: ["trainable_parameters": 1155.5])), "the JSON is valid, but trainable_parameters holds 1155.5, out of range for that field"),
+            (resultLine(trialObject("x", extra: ["history": [["epoch": 1e300, "train_loss": 0.5]]])),
+             "the JSON is valid, but history[0].epoch holds 1e+300, out of range for that field"),
         ]
         for (line, fault) in cases {
             try write("trials-0-of-1.jsonl", resultLine(trialObject("a")) + "\n" + line + "\n" + resultLine(trialObject("b")) + "\n")

@@ -8,6 +8,7 @@
 // is not. Blank lines are ignored.
 import Foundation
 import TensorCore
+import Training
 
 /// What went wrong reading results; each message names the folder, or the file and line.
 public enum ReportError: Error, CustomStringConvertible, LocalizedError {
@@ -131,7 +132,9 @@ public enum ResultsReader {
                     warnings.append("\(name):\(line.number): skipped a torn last line (\(line.bytes.count) bytes without a newline; "
                                     + "a run killed mid-write leaves one)")
                 } else {
-                    throw .malformedLine(file: name, line: line.number, fault: describe(error, line: Data(line.bytes)))
+                    throw .malformedLine(file: name, line: line.number, fault: describe(error, line: Data(line.bytes)) {
+                        (try? decoder.decode(ReportedTrial.self, from: $0)) != nil
+                    })
                 }
             }
         }
@@ -155,8 +158,9 @@ public enum ResultsReader {
     }
 
     /// A decoding error as one phrase: the key path and what was wrong there. `line`, the text
-    /// decoded, tells a number its field cannot hold from text that is not JSON.
-    static func describe(_ error: any Error, line: Data? = nil) -> String {
+    /// decoded, tells a number its field cannot hold from text that is not JSON, and `decodes`,
+    /// which number it is.
+    static func describe(_ error: any Error, line: Data? = nil, decodes: (Data) -> Bool = { _ in false }) -> String {
         func path(_ codingPath: [any CodingKey]) -> String {
             codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().drop { $0 == "." }.description
         }
@@ -174,8 +178,9 @@ public enum ResultsReader {
             // Foundation's decoder says a number its field cannot hold (1155.5 or 1e20 for a
             // count, 1e400 anywhere) is not valid JSON, and names no key.
             if context.codingPath.isEmpty, let line, (try? JSONSerialization.jsonObject(with: line)) != nil {
-                return "the JSON is valid, but a number is out of range for its field (a fraction or a number past 2^63 where a "
-                    + "whole number is kept)"
+                return (refusedNumber(in: line, decodes: decodes).map { "the JSON is valid, but \($0.path) holds \($0.value), out of range for that field" }
+                        ?? "the JSON is valid, but a number is out of range for its field")
+                    + " (a fraction or a number past 2^63 where a whole number is kept)"
             }
             if context.codingPath.isEmpty {
                 return "not a JSON object on one line (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))"
