@@ -11,6 +11,7 @@ import Encoders
 import Foundation
 import OneDNN
 import SideNetworks
+import TensorCore
 import Training
 
 /// Runs a command; returns its exit status and stdout.
@@ -71,7 +72,9 @@ func label(_ head: [String]) -> String { head.count > 2 ? "\(head[1]) (\(head[3]
 func benchmarkFit(cachePath: String, epochs: Int, dataset: String?, skipAccuracy: Bool, compare: (f32: String, int8: String)?) throws {
     let cache = try ActivationCache.open(path: cachePath)
     let trainCount = cache.manifest.settings.splitCounts["train"] ?? 0
-    print("stage two on \(cachePath) (\(trainCount) training examples), \(ProcessInfo.processInfo.activeProcessorCount) threads\n")
+    let named = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil ? "" : ", named by OPENBLAS_CORETYPE"
+    print("stage two on \(cachePath) (\(trainCount) training examples), \(ProcessInfo.processInfo.activeProcessorCount) threads, "
+          + "OpenBLAS \(BLAS.coreName) kernels\(named)\n")
 
     // 1. Accuracy, all heads in one pass (results equal separate runs; see the tests).
     let anchors = [("linear probe, last layer", 0.792), ("linear probe, all layers", 0.841), ("LoRA r=8", 0.853), ("full fine-tuning", 0.880)]

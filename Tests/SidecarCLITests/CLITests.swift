@@ -29,6 +29,14 @@ import Testing
         let result = try runSidecar(["info"])
         #expect(result.status == 0, "\(result.err)")
         for library in ["OpenBLAS", "oneDNN", "LMDB", "zstd"] { #expect(result.out.contains(library)) }
+        // A core named in the environment is used, and said to be: it can cost a third of a fit's time.
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_CORETYPE"] = "Haswell"
+        let named = try runSidecar(["info"], environment: environment)
+        #expect(named.status == 0 && named.out.contains("kernels Haswell (named by OPENBLAS_CORETYPE)"), "\(named.out)")
+        environment["OPENBLAS_CORETYPE"] = nil
+        let own = try runSidecar(["info"], environment: environment)
+        #expect(own.status == 0 && own.out.contains("kernels ") && !own.out.contains("OPENBLAS_CORETYPE"), "\(own.out)")
     }
 
     /// A low soft open-file limit is raised toward the hard one (with 20, starting python3 to find the
