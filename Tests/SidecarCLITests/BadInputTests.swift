@@ -309,6 +309,25 @@ import Testing
                  let out = scratch.appendingPathComponent("head").path
                  return (["fit", "--cache", scratch.path, "--head", "linear", "--out", out], .noFile(out + "/result.json")) },
              expected: ["$: not an activation cache (no data.mdb)"]),
+        // Opening a FIFO waits for a writer: fit, eval and inspect had hung there forever.
+        Case(kind: "cache", fault: "data.mdb is a FIFO", setup: { scratch in
+                 let cache = scratch.appendingPathComponent("cache")
+                 try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+                 let fifo = cache.appendingPathComponent("data.mdb").path
+                 guard mkfifo(fifo, 0o644) == 0 else { throw CacheErrorForTest("mkfifo \(fifo) failed") }
+                 unblockReadersAfterAWhile(fifo)
+                 let out = scratch.appendingPathComponent("head").path
+                 return (["fit", "--cache", cache.path, "--head", "linear", "--out", out], .noFile(out + "/result.json")) },
+             expected: ["$/cache/data.mdb is a FIFO, not a file"]),
+        Case(kind: "cache", fault: "data.mdb is a folder", setup: { scratch in
+                 let cache = scratch.appendingPathComponent("cache")
+                 try FileManager.default.createDirectory(at: cache.appendingPathComponent("data.mdb"), withIntermediateDirectories: true)
+                 return (["inspect", cache.path], .noFile(cache.appendingPathComponent("lock.mdb").path)) },
+             expected: ["$/cache/data.mdb is a folder, not a file"]),
+        Case(kind: "cache", fault: "a path that does not exist", setup: { scratch in
+                 let out = scratch.appendingPathComponent("head").path
+                 return (["fit", "--cache", scratch.appendingPathComponent("nothing").path, "--head", "linear", "--out", out], .noFile(out)) },
+             expected: ["$/nothing: does not exist"]),
         // Head folders.
         Case(kind: "head", fault: "truncated head.safetensors", setup: evalDamagedHead("head.safetensors") { $0.prefix(100) },
              expected: ["$/head/head.safetensors: header length", "runs past the end of the 100-byte file"]),
@@ -501,6 +520,18 @@ import Testing
         Case(kind: "heads file", fault: "a head given twice, once escaped", setup: headsFile(#"[{"head": "mlp", "he\u0061d": "linear"}]"#),
              expected: [#"--heads-file $/heads.json: the key "head" is given twice in one object"#]),
     ]
+
+    /// Opens `fifo` for writing, and closes it, whenever a reader waits on it in the next 30 s: a
+    /// regression that opened it again would then fail this test instead of hanging the suite.
+    static func unblockReadersAfterAWhile(_ fifo: String) {
+        Thread.detachNewThread {
+            for _ in 0..<30 {
+                Thread.sleep(forTimeInterval: 1)
+                let fd = open(fifo, O_WRONLY | O_NONBLOCK)
+                if fd >= 0 { close(fd) }
+            }
+        }
+    }
 
     static func headsFile(_ text: String) -> @Sendable (URL) throws -> ([String], Leftover) {
         { scratch in

@@ -86,7 +86,10 @@ public final class ActivationCache: @unchecked Sendable {
     /// no process writes (e.g. on a read-only shared filesystem).
     public static func open(path: String, noLock: Bool = false) throws -> ActivationCache {
         guard FileManager.default.fileExists(atPath: path + "/data.mdb") else {
-            throw CacheError("\(path): not an activation cache (no data.mdb); create one with `sidecar extract`")
+            var isFolder: ObjCBool = false
+            let what = !FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) ? "does not exist"
+                : isFolder.boolValue ? "not an activation cache (no data.mdb)" : "a file, not an activation cache (a cache is a folder holding data.mdb)"
+            throw CacheError("\(path): \(what); create one with `sidecar extract`")
         }
         let environment: LMDBEnvironment
         do {

@@ -55,6 +55,12 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// LMDBFileDamaged when data.mdb is shorter than its meta page says (reading it would SIGBUS), or a meta
     /// page or a branch or leaf page is damaged (reading it could crash in LMDB).
     public init(path: String, options: Options = Options()) throws {
+        // Opening a FIFO in data.mdb's place waits for a writer forever, and a folder was called
+        // a truncated file.
+        if let kind = Self.nonRegularKind(path + "/data.mdb") {
+            throw LMDBFileDamaged(description: "\(path)/data.mdb is \(kind), not a file; an environment's data.mdb is a regular file "
+                                    + "(remove or rename what is there)")
+        }
         var env: OpaquePointer?
         try LMDBError.check(mdb_env_create(&env), "creating an environment for", path: path)
         do {
@@ -155,6 +161,20 @@ public final class LMDBEnvironment: @unchecked Sendable {
             throw LMDBFileDamaged(description: "\(file) is truncated: it holds \(size) bytes, but its meta page says the data "
                                     + "reaches \(needed) bytes (\(info.me_last_pgno + 1) pages of \(stat.ms_psize)); "
                                     + LMDBFileDamaged.remedy)
+        }
+    }
+
+    /// What `file` is when it exists but is not a regular file (links followed), e.g. "a FIFO".
+    private static func nonRegularKind(_ file: String) -> String? {
+        var status = stat()
+        guard stat(file, &status) == 0 else { return nil }
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a folder"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        default: return "a special file"
         }
     }
 
