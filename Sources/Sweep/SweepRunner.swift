@@ -76,7 +76,7 @@ public struct SweepRunner {
     /// trials that finished and failed, and of passes that failed as a whole (a damaged cache, a
     /// full disk: the trials themselves were never the fault).
     @discardableResult
-    public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int, failedPasses: Int) {
+    public func run(_ groups: [TrialGroup]) throws -> (ok: Int, failed: Int, failedPasses: Int, unwritten: Int) {
         let writer = try ResultsWriter(folder: resultsFolder, shard: shard)
         let description = try cache.describe()
         let cacheRecord = FitOutput.CacheRecord(cache)
@@ -91,7 +91,7 @@ public struct SweepRunner {
             log("\(writer.path): cut off a torn last line (\(writer.cutBytes) bytes) that an interrupted run left")
         }
         let context = description.context
-        var ok = 0, failed = 0, failedPasses = 0
+        var ok = 0, failed = 0, failedPasses = 0, unwritten = 0
         for (n, group) in groups.enumerated() {
             if stop.isSet { throw SweepInterrupted(finished: ok + failed) }
             // The plan builds heads without this CPU (every shard must plan alike), so a head it
@@ -177,7 +177,13 @@ public struct SweepRunner {
                         try FitOutput.write(result, head: head, options: options1, cache: cacheRecord,
                                             to: Self.trialFolder(resultsFolder, p.trial.id))
                     } catch {
+                        // The disk's fault (full, read-only), not the trial's: recorded as failed so
+                        // that a rerun retries it, and counted so that the sweep exits 1.
                         result.failure = "writing the head folder failed: \(error)"
+                        let folder = Self.trialFolder(resultsFolder, p.trial.id)
+                        try? FitOutput.removeHeadFiles(in: folder)
+                        rmdir(folder)  // only when nothing else is in it
+                        unwritten += 1
                     }
                 }
                 let record = TrialRecord(trial: p.trial, result: result, shard: shard, group: group.id)
@@ -192,7 +198,7 @@ public struct SweepRunner {
                 }
             }
         }
-        return (ok, failed, failedPasses)
+        return (ok, failed, failedPasses, unwritten)
     }
 }
 

@@ -68,17 +68,21 @@ public enum FitOutput {
             func exists(_ name: String) -> Bool { fm.fileExists(atPath: folder.appendingPathComponent(name).path) }
             return exists("result.json") || exists("config.json") && exists("log.tsv")
         }
-        func removeHeadFiles(_ folder: URL) throws {
-            for name in headFiles where fm.fileExists(atPath: folder.appendingPathComponent(name).path) {
-                try fm.removeItem(at: folder.appendingPathComponent(name))
-            }
-        }
-        if !kept.contains(real(root)), wroteByFit(root) { try removeHeadFiles(root) }
+        if !kept.contains(real(root)), wroteByFit(root) { try removeHeadFiles(in: root.path) }
         for name in (try? fm.contentsOfDirectory(atPath: root.path)) ?? [] where name.range(of: #"^[0-9]{2}-[A-Za-z0-9_]+$"#, options: .regularExpression) != nil {
             let folder = root.appendingPathComponent(name)
             guard !kept.contains(real(folder)), wroteByFit(folder) else { continue }
-            try removeHeadFiles(folder)
+            try removeHeadFiles(in: folder.path)
             if (try? fm.contentsOfDirectory(atPath: folder.path))?.isEmpty == true { try fm.removeItem(at: folder) }
+        }
+    }
+
+    /// Removes the files a fit writes (`headFiles`) from `folder`, and nothing else.
+    public static func removeHeadFiles(in folder: String) throws {
+        let fm = FileManager.default
+        let url = URL(userPath: folder)
+        for name in headFiles where fm.fileExists(atPath: url.appendingPathComponent(name).path) {
+            try fm.removeItem(at: url.appendingPathComponent(name))
         }
     }
 

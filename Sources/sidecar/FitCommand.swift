@@ -185,8 +185,17 @@ struct FitCommand: ParsableCommand {
             }
         }
         try FitOutput.invalidateEarlierOutputs(in: out)
-        for ((result, head), folder) in zip(zip(results, trainer.heads), folders) {
-            try FitOutput.write(result, head: head, options: trainer.options, cache: cacheRecord, to: folder)
+        var written: [String] = []
+        do {
+            for ((result, head), folder) in zip(zip(results, trainer.heads), folders) {
+                written.append(folder)
+                try FitOutput.write(result, head: head, options: trainer.options, cache: cacheRecord, to: folder)
+            }
+        } catch {
+            // A full disk at the second head had left the first with its result.json, reading as
+            // finished: a fit that fails writes no head, and the locks then remove the folders it made.
+            for folder in written { try? FitOutput.removeHeadFiles(in: folder) }
+            throw error
         }
         // Only once the new heads are written: the earlier fit's weights stay until then.
         try FitOutput.removeStaleOutputs(in: out, keeping: folders)

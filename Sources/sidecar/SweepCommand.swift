@@ -268,7 +268,7 @@ struct SweepCommand: ParsableCommand {
         let sources = Self.installSignalHandlers(stop: stop, children: children, worker: worker)
         defer { sources.forEach { $0.cancel() } }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        var failedPasses = 0
+        var failedPasses = 0, unwritten = 0
         do {
             if parallel > 1 && !worker {
                 try runWorkers(pending, parts: parallel, shard: shard, threads: threads ?? max(1, cores / parallel), children: children, stop: stop)
@@ -276,7 +276,7 @@ struct SweepCommand: ParsableCommand {
                 var runner = SweepRunner(cache: opened, cachePath: cache, resultsFolder: results, shard: shard,
                                          parallelHeads: threads ?? (worker ? 1 : nil), stop: stop, log: Self.say)
                 runner.inMemory = inMemory
-                failedPasses = try runner.run(pending).failedPasses
+                (_, _, failedPasses, unwritten) = try runner.run(pending)
             }
         } catch let e as SweepInterrupted {
             if !worker { standardError("sidecar sweep: \(e)\n") }
@@ -288,10 +288,13 @@ struct SweepCommand: ParsableCommand {
         let okNow = ids.intersection(after.ok).count, failedNow = ids.intersection(after.failed).count
         out("done: \(okNow) ok, \(failedNow) failed; results in \(URL(userPath: results).appendingPathComponent(shard.fileName).path)")
         if okNow + failedNow < ids.count { throw CommandError("\(ids.count - okNow - failedNow) trial(s) have no results line; see the messages above") }
-        // A trial that diverges is a result; a pass that could not run is not (a job array must
-        // see the task fail).
-        if failedPasses > 0 {
-            throw CommandError("\(failedPasses) pass(es) failed as a whole (see the messages above); their trials are recorded as failed, and a rerun retries them")
+        // A trial that diverges is a result; a pass that could not run, or a head that could not be
+        // written, is not (a job array must see the task fail).
+        var faults: [String] = []
+        if failedPasses > 0 { faults.append("\(failedPasses) pass(es) failed as a whole") }
+        if unwritten > 0 { faults.append("\(unwritten) trained head(s) could not be written") }
+        if !faults.isEmpty {
+            throw CommandError(faults.joined(separator: " and ") + " (see the messages above); their trials are recorded as failed, and a rerun retries them")
         }
     }
 

@@ -69,6 +69,36 @@ final class DiskFullTests: XCTestCase {
         XCTAssertEqual(try digests(cache), try digests(reference))
     }
 
+    /// A fit of two heads whose second does not fit on the disk: the first had been left with its
+    /// result.json, reading as finished. A sweep had recorded such trials as failed and exited 0.
+    func testHeadsThatCannotBeWrittenLeaveNoHeadAndFailTheCommand() throws {
+        guard getuid() == 0 else { throw XCTSkip("mounting a small tmpfs needs root") }
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("disk-full-heads-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        // A linear probe's files fit; an MLP 1024 wide (1.6 MB of weights) does not.
+        let mounted = try shell(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", mountPoint])
+        guard mounted.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mounted.output)") }
+        defer { _ = try? shell(["umount", "-l", mountPoint]) }
+        let cache = try ReliabilityTests.tinyCache.get()
+
+        let out = mountPoint + "/heads"
+        let fit = try runSidecar(["fit", "--cache", cache, "--head", "linear", "--head", "mlp", "--set", "hidden=1024", "--epochs", "1", "--out", out])
+        XCTAssertEqual(fit.status, 1, fit.err)
+        XCTAssertTrue(fit.err.contains("\(out)/02-mlp/head.safetensors: cannot write"), fit.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out), "a fit that failed left \(out): \((try? FileManager.default.subpathsOfDirectory(atPath: out)) ?? [])")
+
+        let spec = FileManager.default.temporaryDirectory.appendingPathComponent("disk-full-\(UUID().uuidString).toml").path
+        defer { try? FileManager.default.removeItem(atPath: spec) }
+        try Data("[base.training]\nepochs = 1\n[[grid]]\nhead = \"mlp\"\n[grid.set]\nhidden = [8, 1024]\n".utf8).write(to: URL(fileURLWithPath: spec))
+        let results = mountPoint + "/results"
+        let sweep = try runSidecar(["sweep", "--spec", spec, "--cache", cache, "--results", results])
+        XCTAssertEqual(sweep.status, 1, sweep.out + sweep.err)
+        XCTAssertTrue(sweep.err.contains("1 trained head(s) could not be written"), sweep.err)
+        let trials = (try? FileManager.default.contentsOfDirectory(atPath: results + "/trials")) ?? []
+        XCTAssertEqual(trials.count, 1, "only the head that was written keeps a folder: \(trials)")
+    }
+
     private func shell(_ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
