@@ -91,6 +91,27 @@ import TensorCore
         #expect(try decoded(old) == expected)
     }
 
+    /// A damaged block of a stream is named by its stream: it had been reported as the layer's
+    /// hidden state, which then decoded without fault.
+    @Test func aDamagedStreamBlockIsNamedByItsStream() throws {
+        let values: [Float] = (0..<8).map(Float.init)
+        var bytes = try values.withUnsafeBufferPointer {
+            try RecordEncoder(storage: .f32).encode(key: "train:3", label: 1, rows: 2, width: 4,
+                                                   blocks: [.init(layer: 6, values: $0), .init(layer: 6, stream: .attention, values: $0)])
+        }
+        bytes[bytes.count - 1] ^= 0xFF  // the last block's bytes: the attention stream's
+        try bytes.withUnsafeBytes { raw in
+            let view = try RecordView(raw, key: "train:3")
+            var out = [Float](repeating: 0, count: 8)
+            try out.withUnsafeMutableBufferPointer { try RecordDecoder().decode(view, layer: 6, into: $0) }
+            #expect(out == values)
+            #expect(throws: CorruptRecord(key: "train:3", fault: "checksum mismatch in layer 6's attn stream")) {
+                try out.withUnsafeMutableBufferPointer { try RecordDecoder().decode(view, layer: 6, stream: .attention, into: $0) }
+            }
+            #expect(throws: CorruptRecord(key: "train:3", fault: "checksum mismatch in layer 6's attn stream")) { try view.checkChecksums() }
+        }
+    }
+
     /// A record's header checksum is seeded with its key: intact bytes served under another key (a
     /// damaged LMDB page pointer) are refused. Records from before (SCR1, unseeded) still read.
     @Test func aRecordReadUnderAnotherKeyIsRefused() throws {

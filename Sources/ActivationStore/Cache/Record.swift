@@ -307,7 +307,7 @@ public struct RecordView {
         precondition(destination.count == rows * width, "decode: destination holds \(destination.count), record block holds \(rows) × \(width)")
         let stored = UnsafeRawBufferPointer(rebasing: bytes[block.offset..<(block.offset + block.length)])
         guard XXHash64.hash(stored) == block.checksum else {
-            throw CorruptRecord(key: key, fault: "checksum mismatch in layer \(layer)")
+            throw CorruptRecord(key: key, fault: "checksum mismatch in \(Self.blockName(layer, stream))")
         }
         let expected = rows * width * storage.size
         if scratch.count < expected { scratch = [UInt8](repeating: 0, count: expected) }
@@ -315,9 +315,9 @@ public struct RecordView {
         do {
             written = try scratch.withUnsafeMutableBytes { try decompressor.decompress(stored, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<expected])) }
         } catch {
-            throw CorruptRecord(key: key, fault: "layer \(layer): \(error)")
+            throw CorruptRecord(key: key, fault: "\(Self.blockName(layer, stream)): \(error)")
         }
-        guard written == expected else { throw CorruptRecord(key: key, fault: "layer \(layer) holds \(written) bytes, expected \(expected)") }
+        guard written == expected else { throw CorruptRecord(key: key, fault: "\(Self.blockName(layer, stream)) holds \(written) bytes, expected \(expected)") }
         // Un-shuffle and convert in one pass: this is stage two's inner decode loop.
         scratch.withUnsafeBytes { raw in
             let source = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -362,8 +362,14 @@ public struct RecordView {
     /// Checks every block's checksum over its stored bytes, without decompressing (for copies).
     public func checkChecksums() throws {
         for block in blocks where XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[block.offset..<(block.offset + block.length)])) != block.checksum {
-            throw CorruptRecord(key: key, fault: "checksum mismatch in layer \(block.layer)")
+            throw CorruptRecord(key: key, fault: "checksum mismatch in \(Self.blockName(block.layer, block.stream))")
         }
+    }
+
+    /// A block as a message names it: "layer 6" for the hidden state, "layer 6's attn stream" for
+    /// the others (a damaged stream block had been reported as the layer's hidden state).
+    static func blockName(_ layer: Int, _ stream: Stream) -> String {
+        stream == .hidden ? "layer \(layer)" : "layer \(layer)'s \(stream.name) stream"
     }
 
     /// Checks every block's checksum and that it decompresses (for `inspect --verify`).
