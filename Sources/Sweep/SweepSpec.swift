@@ -124,6 +124,13 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
             guard Float(v).isFinite else {
                 throw SweepError("expected \(what) that single precision holds (at most \(Float.greatestFiniteMagnitude)), got \(value)")
             }
+            // Checked again as training holds it: an EMA decay of 0.99999999999 became 1 (the
+            // average never moves), which fit's --ema-decay refuses.
+            guard ok(Double(Float(v))) else {
+                let f = Float(v)
+                let rounded = f == f.rounded() && abs(f) < 1e9 ? String(Int(f)) : "\(f)"
+                throw SweepError("expected \(what), got \(value), which single precision rounds to \(rounded)")
+            }
             return v
         }
         func integer(_ range: ClosedRange<Int>, _ what: String) throws -> Int {
@@ -135,7 +142,6 @@ public struct TrialTraining: Codable, Sendable, Equatable, Hashable {
         case "epochs": epochs = try integer(1...1_000_000, "an integer in 1...1000000")
         case "lr":
             lr = try number({ $0 > 0 }, "a positive number")
-            if Float(lr) == 0 { throw SweepError("expected a positive number, got \(value), which single precision rounds to 0") }
         case "batch_size": batchSize = try integer(1...1 << 20, "an integer in 1...1048576")
         case "seed": seed = try integer(0...Int.max, "a non-negative integer")
         case "optimizer":

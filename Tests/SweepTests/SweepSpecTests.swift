@@ -173,6 +173,8 @@ let exampleSpec = """
          "bad.toml: [[random]] 1 training.lr: expected a positive number that single precision holds"),
         ("[[random]]\ntrials = 1\nhead = \"mlp\"\n[random.set]\nhidden = { int = [8, 100000] }", "bad.toml: [[random]] 1 set.hidden: --set hidden=100000 for head mlp: outside 1...65536"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nlr = [1e-46]", "bad.toml: [[grid]] 1 training.lr: expected a positive number, got 1e-46, which single precision rounds to 0"),
+        ("[[grid]]\nhead = \"linear\"\n[grid.training]\nema_decay = [0.99999999999]",
+         "bad.toml: [[grid]] 1 training.ema_decay: expected a number in [0, 1), got 0.99999999999, which single precision rounds to 1"),
         ("[[random]]\ntrials = 2\nhead = \"linear\"\n[random.training]\nlr = { uniform = [0.1, inf] }",
          "bad.toml: [[random]] 1 training.lr: uniform needs finite bounds, got [0.1, inf]"),
         ("[[grid]]\nhead = \"linear\"\n[grid.training]\nepoch = [1]", "bad.toml: [[grid]] 1 training.epoch: unknown training option"),
@@ -223,13 +225,13 @@ let exampleSpec = """
             head = "linear"
             trials = 20
             [random.training]
-            label_smoothing = { uniform = [0.9999999, 0.99999999] }
+            label_smoothing = { uniform = [0.9999991, 0.9999999] }
             warmup = { log_uniform = [0.123456789, 0.123456799] }
             """, path: "narrow.toml")
         // Six digits leave these ranges few values: most draws repeat one, kept once.
         #expect(!spec.trials.isEmpty)
         for t in spec.trials {
-            #expect((0.9999999...0.99999999).contains(t.training.labelSmoothing), "\(t.training.labelSmoothing)")
+            #expect((0.9999991...0.9999999).contains(t.training.labelSmoothing), "\(t.training.labelSmoothing)")
             #expect((0.123456789...0.123456799).contains(t.training.warmup), "\(t.training.warmup)")
         }
     }
