@@ -89,7 +89,8 @@ public struct Hyperparameter: Sendable {
             guard range.contains(v) else { throw bad("outside \(range.lowerBound)...\(range.upperBound)") }
             return .int(v)
         case .float(let range):
-            guard let v = Double(trimmed), v.isFinite else { throw bad("not a number") }
+            guard let v = Double(trimmed) else { throw bad("not a number") }
+            guard v.isFinite else { throw bad(v.isNaN ? "not a number" : "not finite (the range is \(range.lowerBound)...\(range.upperBound))") }
             guard range.contains(v) else { throw bad("outside \(range.lowerBound)...\(range.upperBound)") }
             return .float(v)
         case .bool:

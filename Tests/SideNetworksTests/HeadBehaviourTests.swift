@@ -170,6 +170,8 @@ import TensorCore
         #expect(message("e3va", [:], Tiny.context(streams: [])).contains("--streams attn,mlp"))
         #expect(message("lst", ["reduction": "2"], Tiny.context(blobNames: [])).contains("--lst-reductions 2"))
         #expect(message("lst", ["reduction": "4"], Tiny.context()).contains("--lst-reductions 4"))
+        // A reduction extract refuses is not advised: it must divide the width.
+        #expect(message("lst", ["reduction": "3"], Tiny.context(blobNames: [])).contains("--set reduction=3 for head lst: it must divide the width 8"))
         #expect(message("consolidator", [:], Tiny.context(blobNames: [])).contains("--top-blocks 1"))
         // More blocks than the backbone has: extracting again would not help.
         #expect(message("consolidator", ["K": "\(Tiny.layers + 1)", "groups": "2"], Tiny.context())
@@ -189,6 +191,8 @@ import TensorCore
         #expect(message("losa", ["rank_tokens": "eight"]).contains("not an integer"))
         #expect(message("losa", ["rank_tokens": "0"]).contains("outside 1...4096"))
         #expect(message("mlp", ["dropout": "1.5"]).contains("outside"))
+        #expect(message("lst", ["gate_temperature": "inf"]).hasSuffix("--set gate_temperature=inf for head lst: not finite (the range is 0.001...100.0)"))
+        #expect(message("lst", ["gate_temperature": "nan"]).hasSuffix("not a number"))
         #expect(message("linear", ["pool": "max"]).contains("expected one of auto, cls, mean"))
         #expect(message("consolidator", ["groups": "96,x"]).contains("'x' is not an integer"))
         #expect(message("nope", [:]).contains("unknown head 'nope'"))

@@ -42,6 +42,8 @@ public final class LSTHead: Head, HeadKind {
     public static func make(_ h: Hyperparameters, context: HeadContext, seed: UInt64) throws -> any Head {
         try context.requireAllTokens(head: name)
         let r = h.int("reduction")
+        // Before the missing blob's advice: extract refuses such a reduction.
+        guard context.width % r == 0 else { throw HeadError("--set reduction=\(r) for head lst: it must divide the width \(context.width)") }
         let blobName = "lst.r\(r)"
         let blob = try context.requireBlob(blobName, head: name, flag: "--lst-reductions \(r)")
         let layers = try context.resolveBlocks(h.string("layers"), head: name)
