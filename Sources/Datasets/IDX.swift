@@ -143,6 +143,16 @@ public struct IDXDatasetSource: Sendable, Equatable {
             splits.append(split)
         }
         guard splits.first == .train else {
+            // One file of the pair alone had been reported as no train split at all.
+            let images = Self.existing(directory, "train-images-idx3-ubyte"), labels = Self.existing(directory, "train-labels-idx1-ubyte")
+            if let images, labels == nil {
+                throw .cannotOpen(file: TextDatasetSource.join(directory, "train-labels-idx1-ubyte[.gz]"),
+                                  reason: "no such file, and the images file \((images as NSString).lastPathComponent) needs it")
+            }
+            if let labels, images == nil {
+                throw .cannotOpen(file: TextDatasetSource.join(directory, "train-images-idx3-ubyte[.gz]"),
+                                  reason: "no such file, and the labels file \((labels as NSString).lastPathComponent) needs it")
+            }
             throw .missingTrainSplit(
                 directory: directory,
                 lookedFor: ["train-images-idx3-ubyte[.gz]", "train-labels-idx1-ubyte[.gz]"])
@@ -203,14 +213,16 @@ public struct IDXDatasetSource: Sendable, Equatable {
         return IDXSplit(images: greyImages, labelIDs: labelIDs)
     }
 
+    /// `name` or `name.gz` in `directory`, whichever exists.
+    private static func existing(_ directory: String, _ name: String) -> String? {
+        ["", ".gz"].map { TextDatasetSource.join(directory, name + $0) }.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
     private static func files(_ directory: String, _ split: Split) -> (images: String, labels: String)? {
         let prefixes = split == .test ? ["test", "t10k"] : [split.fileStem]
         // Each file compressed or not on its own: one of the pair gunzipped is still the pair.
-        func existing(_ name: String) -> String? {
-            ["", ".gz"].map { TextDatasetSource.join(directory, name + $0) }.first { FileManager.default.fileExists(atPath: $0) }
-        }
         for prefix in prefixes {
-            if let images = existing("\(prefix)-images-idx3-ubyte"), let labels = existing("\(prefix)-labels-idx1-ubyte") {
+            if let images = existing(directory, "\(prefix)-images-idx3-ubyte"), let labels = existing(directory, "\(prefix)-labels-idx1-ubyte") {
                 return (images, labels)
             }
         }

@@ -60,7 +60,7 @@ public enum ImageDecoder {
         if bytes.starts(with: [0xFF, 0xD8, 0xFF]) {
             return try decodeJPEG(bytes, name: name)
         }
-        throw .brokenImage(file: name, detail: "neither a PNG nor a JPEG (unrecognised first bytes)")
+        throw .brokenImage(file: name, detail: bytes.isEmpty ? "the file is empty" : "neither a PNG nor a JPEG (unrecognised first bytes)")
     }
 
     private static func decodePNG(_ file: [UInt8], name: String, alphaOnWhite: Bool) throws(DatasetError) -> RGBImage {

@@ -40,6 +40,19 @@ public final class ImageExtractor: Sendable {
     let examples: @Sendable (Split) throws -> [ImageExample]
     let blobs: [BlobContent]
 
+    /// The IDX files of `directory`; with neither layout's train split, an error naming both (an
+    /// image folder's train/ is missing as much as IDX files are).
+    static func idxSource(_ directory: String) throws(DatasetError) -> IDXDatasetSource {
+        do {
+            return try IDXDatasetSource(directory: directory)
+        } catch {
+            if case .missingTrainSplit(let folder, let lookedFor) = error {
+                throw .missingTrainSplit(directory: folder, lookedFor: ["train/ (a folder of class folders)"] + lookedFor)
+            }
+            throw error
+        }
+    }
+
     public init(_ request: ImageExtractionRequest) throws {
         self.request = request
         try request.options.validate()
@@ -73,7 +86,7 @@ public final class ImageExtractor: Sendable {
                 try source.items(split).map { item in ImageExample(labelID: item.labelID, load: { try item.load(alphaOnWhite: alphaOnWhite) }) }
             }
         } else {
-            let source = try IDXDatasetSource(directory: request.dataset)
+            let source = try Self.idxSource(request.dataset)
             skippedFiles = []
             (splits, labels, format) = (source.splits, source.labels, "idx")
             try ExtractError.requireTwoLabels(labels, in: source.files(of: .train)?.labels ?? request.dataset)

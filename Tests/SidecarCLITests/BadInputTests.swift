@@ -260,13 +260,27 @@ import Testing
         Case(kind: "PNG", fault: "truncated", setup: extractImages("val/light/1.png") { validPNG.prefix(60) },
              expected: ["$/images/val/light/1.png: cannot decode image: PNG"]),
         Case(kind: "JPEG", fault: "empty", setup: extractImages("train/dark/9.jpg") { Data() },
-             expected: ["$/images/train/dark/9.jpg: cannot decode image"]),
+             expected: ["$/images/train/dark/9.jpg: cannot decode image: the file is empty"]),
         Case(kind: "JPEG", fault: "malformed", setup: extractImages("val/dark/9.jpg") { Data([0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 5]) },
              expected: ["$/images/val/dark/9.jpg: cannot decode image"]),
         Case(kind: "IDX", fault: "truncated", setup: extractIDX { idxImages(count: 4, rows: 8, columns: 8, pixels: 100) },
              expected: ["$/idx/train-images-idx3-ubyte: invalid IDX file"]),
         Case(kind: "IDX", fault: "huge dimensions", setup: extractIDX { idxImages(count: 1 << 30, rows: 1 << 20, columns: 255, pixels: 16) },
              expected: ["$/idx/train-images-idx3-ubyte: invalid IDX file", "describe more than"]),
+        Case(kind: "IDX", fault: "a labels file missing", setup: { scratch in
+                 let data = scratch.appendingPathComponent("idx")
+                 try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+                 try idxImages(count: 4, rows: 8, columns: 8, pixels: 256).write(to: data.appendingPathComponent("train-images-idx3-ubyte"))
+                 let out = scratch.appendingPathComponent("cache").path
+                 return (["extract", "--dataset", data.path, "--backbone", tinyViT.path, "--out", out, "--dtype", "f32"] + noBlobs, .noFile(out)) },
+             expected: ["$/idx/train-labels-idx1-ubyte[.gz]: cannot open: no such file, and the images file train-images-idx3-ubyte needs it"]),
+        Case(kind: "images", fault: "no train folder", setup: { scratch in
+                 let data = scratch.appendingPathComponent("images")
+                 try FileManager.default.createDirectory(at: data.appendingPathComponent("val/dark"), withIntermediateDirectories: true)
+                 try validPNG.write(to: data.appendingPathComponent("val/dark/0.png"))
+                 let out = scratch.appendingPathComponent("cache").path
+                 return (["extract", "--dataset", data.path, "--backbone", tinyViT.path, "--out", out, "--dtype", "f32"] + noBlobs, .noFile(out)) },
+             expected: ["$/images: no train split (looked for train/ (a folder of class folders), train-images-idx3-ubyte[.gz]"]),
         // Caches.
         Case(kind: "cache", fault: "empty data file", setup: fitOnDamagedCache { $0 = Data() },
              expected: ["$/cache/data.mdb is truncated: it holds 0 bytes"]),
