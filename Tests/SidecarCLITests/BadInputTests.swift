@@ -386,6 +386,8 @@ import Testing
              expected: ["$/results/trials-0-of-1.jsonl:1:", "status"]),
         Case(kind: "results file", fault: "out of range", setup: report(resultsLine("t0").replacingOccurrences(of: #""val_accuracy":0.5"#, with: #""val_accuracy":1.5"#) + "\n"),
              expected: ["$/results/trials-0-of-1.jsonl:1: metrics: val_accuracy 1.5 is outside 0...1"]),
+        Case(kind: "results file", fault: "a negative count", setup: report(resultsLine("t0").replacingOccurrences(of: #""peak_rss_bytes":1"#, with: #""peak_rss_bytes":-1"#) + "\n"),
+             expected: ["$/results/trials-0-of-1.jsonl:1: peak_rss_bytes: -1 is negative"]),
         // Flags.
         Case(kind: "flags", fault: "wrong type", setup: flags(["fit", "--cache", "CACHE", "--head", "linear", "--epochs", "abc", "--out", "OUT"]),
              expected: ["The value 'abc' is invalid for '--epochs <epochs>'"]),

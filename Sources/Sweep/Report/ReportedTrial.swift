@@ -153,9 +153,9 @@ public struct ReportedTrial: Sendable, Decodable {
         if let (name, value) = fractions.first(where: { $0.1.map { !(0...1).contains($0) } ?? false }) {
             throw DecodingError.dataCorruptedError(forKey: .metrics, in: c, debugDescription: "\(name) \(value!) is outside 0...1")
         }
-        let counts = [("trainable_parameters", trainableParameters), ("peak_rss_bytes", peakRSSBytes)]
-        if let (name, value) = counts.first(where: { ($0.1 ?? 0) < 0 }) {
-            throw DecodingError.dataCorruptedError(forKey: .trainableParameters, in: c, debugDescription: "\(name) \(value!) is negative")
+        let counts: [(CodingKeys, Int?)] = [(.trainableParameters, trainableParameters), (.peakRSSBytes, peakRSSBytes)]
+        if let (key, value) = counts.first(where: { ($0.1 ?? 0) < 0 }) {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(value!) is negative")
         }
         if let fitSeconds, !(fitSeconds >= 0 && fitSeconds.isFinite) {
             throw DecodingError.dataCorruptedError(forKey: .fitSeconds, in: c, debugDescription: "fit_seconds \(fitSeconds) is not a finite number of at least 0")
