@@ -82,8 +82,9 @@ struct FitCommand: ParsableCommand {
 
     func validate() throws {
         if heads.isEmpty && headsFile == nil { throw ValidationError("give at least one --head, or --heads-file") }
-        if epochs < 1 { throw ValidationError("--epochs must be at least 1, got \(epochs)") }
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        // The bounds a sweep spec has: far past any real run, so that no step count overflows.
+        if !(1...1_000_000).contains(epochs) { throw ValidationError("--epochs must be in 1...1000000, got \(epochs)") }
+        if !(1...1 << 20).contains(batchSize) { throw ValidationError("--batch-size must be in 1...1048576, got \(batchSize)") }
         if let lr, !(lr > 0 && lr.isFinite) {
             // An infinite value is one past single precision's range (1e39), not a typed "inf" alone.
             throw ValidationError("--lr must be a positive number of at most \(Float.greatestFiniteMagnitude), got \(lr == .infinity ? "more" : "\(lr)")")

@@ -344,5 +344,12 @@ import Training
         #expect(throws: CacheError("\(single): the dataset has 1 label (class0); a classifier needs at least 2")) {
             try Trainer(cache: try ActivationCache.open(path: single), requests: [HeadRequest(head: "linear")], options: options())
         }
+        // Steps past any real run (fit and sweep bound the epochs before, this bounds their product
+        // with the batches), so that the schedule's step counts cannot overflow.
+        let complete = SyntheticCache.temporaryPath("steps")
+        defer { try? FileManager.default.removeItem(atPath: complete) }
+        try SyntheticCache.make(at: complete)
+        #expect { try Trainer(cache: try ActivationCache.open(path: complete), requests: [HeadRequest(head: "linear")], options: options(epochs: Int.max)) }
+            throws: { "\($0)".hasPrefix("--epochs \(Int.max) of ") && "\($0)".hasSuffix(" batches: more than 2^40 steps") }
     }
 }
