@@ -64,12 +64,13 @@ struct InspectCommand: ParsableCommand {
     private func export(_ cache: ActivationCache, _ example: String, to path: String) throws {
         let parts = example.split(separator: ":")
         let settings = cache.manifest.settings
-        guard parts.count == 2, let index = Int(parts[1]), settings.splits.contains(String(parts[0])) else {
+        guard parts.count == 2, settings.splits.contains(String(parts[0])), parts[1].allSatisfy({ ("0"..."9").contains($0) }) else {
             throw CommandError("--example \(example): expected SPLIT:INDEX with SPLIT one of \(settings.splits.joined(separator: ", "))")
         }
         let split = String(parts[0])
         let held = settings.heldRange(of: split)
-        guard held.contains(index) else {
+        // Digits past Int's range are an index out of range too, not a misspelt split.
+        guard let index = Int(parts[1]), held.contains(index) else {
             throw CommandError("--example \(example): this cache holds \(split) examples \(held.lowerBound)..<\(held.upperBound)\(settings.shard.map { " (shard \($0.index)/\($0.count))" } ?? "")")
         }
         let layers = layer.map { [$0] } ?? settings.layers

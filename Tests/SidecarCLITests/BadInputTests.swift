@@ -462,6 +462,8 @@ import Testing
              expected: ["--out $/cache: is an activation cache; give the head a folder of its own"]),
         Case(kind: "flags", fault: "--example with --verify", setup: flags(["inspect", "CACHE", "--example", "train:0", "--npy", "OUT", "--verify"]),
              expected: ["--example exports one example; run --verify or --json without it"]),
+        Case(kind: "flags", fault: "--example past Int's range", setup: flags(["inspect", "CACHE", "--example", "train:99999999999999999999", "--npy", "OUT"]),
+             expected: ["--example train:99999999999999999999: this cache holds train examples 0..<"]),
         Case(kind: "flags", fault: "--out under a file", setup: { scratch in
                  let file = scratch.appendingPathComponent("taken").path
                  try Data("x".utf8).write(to: URL(fileURLWithPath: file))
