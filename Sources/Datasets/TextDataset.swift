@@ -113,6 +113,20 @@ public struct TextDatasetSource: Sendable, Equatable {
         }
     }
 
+    /// Files beside the splits that look like one but are not read: another common name for a
+    /// split ("validation.jsonl", "dev.jsonl") or a split's name in other case ("Test.jsonl"), in
+    /// the train file's format. They had been passed over in silence.
+    public var overlookedFiles: [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let read = Set(splits.map { "\($0.fileStem).\(format.fileExtension)" })
+        let likeSplits: Set<String> = ["train", "training", "val", "valid", "validation", "dev", "eval", "test", "testing"]
+        return names.filter { name in
+            let url = URL(fileURLWithPath: name)
+            return url.pathExtension.lowercased() == format.fileExtension && !read.contains(name)
+                && likeSplits.contains(url.deletingPathExtension().lastPathComponent.lowercased())
+        }.sorted()
+    }
+
     /// The path of a split's file (whether or not it exists).
     public func path(of split: Split) -> String {
         Self.join(directory, "\(split.fileStem).\(format.fileExtension)")

@@ -42,7 +42,7 @@ public final class TextExtractor: Sendable {
     public let settings: ExtractionSettings
     let encoder: BertEncoder
     let tokenizer: WordPieceTokenizer
-    let source: TextDatasetSource
+    public let source: TextDatasetSource
     let labels: LabelMap
     let blobs: [BlobContent]
     /// Every split's examples, parsed once at start-up (where a bad line or label is found before

@@ -144,6 +144,11 @@ struct ExtractCommand: ParsableCommand {
         request.format = format
         request.columns = TextColumns(text: textColumn, label: labelColumn, textPair: textPairColumn)
         let extractor = try TextExtractor(request)
+        let overlooked = extractor.source.overlookedFiles
+        if !overlooked.isEmpty {
+            standardError("note: \(overlooked.joined(separator: ", ")) left out: the split files read are named "
+                          + Split.allCases.map { "\($0.fileStem).\(extractor.source.format.fileExtension)" }.joined(separator: ", ") + "\n")
+        }
         try execute(extractor.settings) { try extractor.run(progress: $0) }
     }
 

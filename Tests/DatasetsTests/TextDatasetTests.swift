@@ -162,6 +162,21 @@ import Testing
         }
     }
 
+    /// Files named like a split but not read are listed (extract notes them): a validation.jsonl
+    /// had left a cache without a val split, and no word of it.
+    @Test func filesNamedLikeSplitsButNotReadAreListed() throws {
+        let folder = try TemporaryFolder()
+        for name in ["train.jsonl", "test.jsonl", "validation.jsonl", "Test.jsonl", "dev.jsonl", "notes.jsonl", "validation.txt"] {
+            try folder.write(name, "{\"text\": \"a\", \"label\": \"x\"}\n")
+        }
+        let source = try TextDatasetSource(directory: folder.path)
+        #expect(source.splits == [.train, .test])
+        // "Test.jsonl" and "test.jsonl" are two files only where the file system tells case apart.
+        let caseSensitive = try FileManager.default.contentsOfDirectory(atPath: folder.path).contains("Test.jsonl")
+            && FileManager.default.contentsOfDirectory(atPath: folder.path).contains("test.jsonl")
+        #expect(source.overlookedFiles == (caseSensitive ? ["Test.jsonl", "dev.jsonl", "validation.jsonl"] : ["dev.jsonl", "validation.jsonl"]))
+    }
+
     @Test func emptySplit() throws {
         let folder = try TemporaryFolder()
         let train = try folder.write("train.jsonl", "\n  \n")
