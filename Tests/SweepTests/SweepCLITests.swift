@@ -428,12 +428,14 @@ func startedSweep(_ arguments: [String], stderr: Pipe? = nil) throws -> Process 
     /// stops and what was recorded (each worker had printed both lines again).
     @Test(arguments: [(SIGINT, Int32(130), "1"), (SIGTERM, Int32(143), "1"), (SIGINT, Int32(130), "2")])
     func ctrlCStopsCleanlyAndARerunResumes(_ sig: Int32, _ status: Int32, _ jobs: String) throws {
-        // Enough work that the interrupt lands mid-pass: a larger cache and more epochs.
+        // Enough work that the interrupt lands mid-pass: a larger cache, more epochs, and no early
+        // stopping (which had ended both trials within the 0.3 s before the signal here).
         let cache = SyntheticCache.temporaryPath("sigint")
         defer { try? FileManager.default.removeItem(atPath: cache) }
         try SyntheticCache.make(at: cache, counts: ["train": 600, "val": 60], width: 32, maxTokens: 16)
         let spec = try writeSpec("""
             [base.training]
+            patience = 0
             epochs = 30
             batch_size = 8
             [[grid]]
