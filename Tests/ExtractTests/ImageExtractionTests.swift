@@ -88,10 +88,12 @@ func writeIDX(_ folder: String, split: String, count: Int, seed: Int, side: Int 
             _ = try ImageExtractor(ImageExtractionRequest(dataset: data, backbone: backbone, output: mixed))
         } throws: { "\($0)".contains("the IDX splits hold images of 16×16 and 20×20") }
 
-        let folder = scratch + "/images/train/a"
-        try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         // Refused from the configuration alone, before any image is read.
-        try Data("not read".utf8).write(to: URL(fileURLWithPath: folder + "/0.png"))
+        for name in ["a", "b"] {
+            let folder = scratch + "/images/train/" + name
+            try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try Data("not read".utf8).write(to: URL(fileURLWithPath: folder + "/0.png"))
+        }
         let refused = temporaryCache()
         defer { removeFolder(refused) }
         #expect {
